@@ -1,0 +1,30 @@
+// Weight-times-activation products for every weight type, used in quantized form.
+// W is row-major: `rows` rows of `cols` values, each row row_bytes(type, cols) bytes.
+#pragma once
+
+#include <cstdint>
+
+#include "format/dtype.h"
+
+namespace lazyllm {
+
+class ThreadPool;
+
+struct WeightView {
+  DType type = DType::F32;
+  const uint8_t* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_stride() const { return row_bytes(type, cols); }
+};
+
+// Y[t * ldy + r] = sum_c W[r, c] * X[t * ldx + c]   for t < n, r < W.rows.
+// n == 1 (decode) streams the weights once with fused dequantize-dot SIMD kernels;
+// larger n (prefill) runs cache-blocked matrix-matrix products. Threads split the rows of W.
+void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
+            ThreadPool& pool);
+
+// Dot product of one weight row (any type) with a float vector of length n.
+float dot_row(DType t, const void* row, const float* x, int64_t n);
+
+}  // namespace lazyllm

@@ -1,0 +1,48 @@
+// A fixed pool of worker threads for data-parallel loops. The calling thread takes part,
+// so a pool of N threads starts N-1 workers. Work is handed out in index ranges through an
+// atomic counter, which balances uneven tasks without a scheduler.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace lazyllm {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Calls fn(task, thread_index) for every task in [0, n_tasks); returns when all are done.
+  // thread_index is in [0, size()) and identifies per-thread scratch space.
+  void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
+
+  // Default thread count: the cores this process may run on.
+  static int default_threads();
+
+ private:
+  void worker_loop(int thread_index);
+  void run_tasks(int thread_index);
+
+  int n_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable start_cv_, done_cv_;
+  uint64_t generation_ = 0;
+  int active_ = 0;
+  bool stop_ = false;
+  const std::function<void(int64_t, int)>* fn_ = nullptr;
+  int64_t n_tasks_ = 0;
+  std::atomic<int64_t> next_{0};
+};
+
+}  // namespace lazyllm
