@@ -1,1 +1,33 @@
-int main() { return 0; }
+// lazyllm: command-line front end. Errors from bad input are reported in one line with a
+// nonzero exit code.
+#include <cstdio>
+#include <exception>
+
+#include "commands.h"
+#include "lazyllm/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lazyllm: Llama-family inference with LazyLLM dynamic token pruning"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  lazyllm::cli::add_run_command(app, exit_code);
+  lazyllm::cli::add_tokenize_command(app, exit_code);
+  lazyllm::cli::add_info_command(app, exit_code);
+  lazyllm::cli::add_gen_model_command(app, exit_code);
+  lazyllm::cli::add_bench_command(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const lazyllm::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return exit_code;
+}

@@ -1,0 +1,187 @@
+// lazyllm.cpp public API: load a GGUF model, tokenize, run sessions (prefill + decode) with
+// optional LazyLLM dynamic token pruning, sample, and read statistics. The CLI, the server and
+// the tests use only this header (and error.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lazyllm/error.h"
+
+namespace lazyllm {
+
+class GGUFFile;
+class Tokenizer;
+struct ModelWeights;
+class ThreadPool;
+class ForwardState;
+
+// ---------------------------------------------------------------- model
+
+struct ModelConfig {
+  std::string architecture;  // "llama" or "qwen2"
+  std::string name;
+  int n_vocab = 0;
+  int n_embd = 0;
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int n_ff = 0;
+  int n_ctx_train = 0;
+  float rms_eps = 1e-5f;
+  float rope_base = 10000.0f;
+  bool rope_neox = false;  // NeoX (split-half) rotation instead of interleaved pairs
+  // RoPE scaling: "none", "linear" or "llama3".
+  std::string rope_scaling = "none";
+  float rope_scale_factor = 1.0f;
+  float rope_low_freq_factor = 1.0f;
+  float rope_high_freq_factor = 4.0f;
+  int rope_orig_ctx = 0;
+  bool qkv_bias = false;
+  bool tied_embeddings = false;
+};
+
+class Model {
+ public:
+  // Memory-maps and validates a GGUF file. Throws Error naming what is wrong.
+  static std::shared_ptr<Model> load(const std::string& path);
+  // Loads only the vocabulary (works on vocab-only GGUF files).
+  static std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const ModelWeights& weights() const { return *weights_; }
+  const GGUFFile& file() const { return *file_; }
+  // Human-readable summary (architecture, sizes, tensor types, tokenizer, context).
+  std::string describe() const;
+
+ private:
+  Model();
+  ModelConfig config_;
+  std::unique_ptr<GGUFFile> file_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ModelWeights> weights_;
+};
+
+// ---------------------------------------------------------------- LazyLLM schedule
+
+// Progressive pruning: at layer `layer`, keep `keep` (0 < keep <= 1) of the tokens still alive.
+struct PrunePoint {
+  int layer = 0;
+  double keep = 1.0;
+};
+
+struct PruneSchedule {
+  std::vector<PrunePoint> points;  // sorted by layer, layers in [1, n_layers)
+  bool empty() const { return points.empty(); }
+  // Parses "L:k,L:k,...": L a layer index, or a fraction of depth in (0,1) such as 0.3;
+  // k the fraction kept. Throws Error on malformed specs or out-of-range values.
+  static PruneSchedule parse(std::string_view spec, int n_layers);
+  // The default schedule (see docs/lazyllm.md for how it was chosen).
+  static PruneSchedule default_for(int n_layers);
+  static constexpr std::string_view kDefaultSpec = "0.3:0.5,0.6:0.5,0.9:0.5";
+  // Keep fraction at each layer (1.0 where the schedule does not prune).
+  std::vector<double> keep_per_layer(int n_layers) const;
+  std::string to_string() const;
+};
+
+// ---------------------------------------------------------------- sampling
+
+struct SamplingParams {
+  float temperature = 0.8f;  // 0 = greedy (argmax)
+  int top_k = 40;            // 0 = off
+  float top_p = 0.95f;       // 1 = off
+  float min_p = 0.05f;       // 0 = off
+  float repeat_penalty = 1.0f;
+  int repeat_last_n = 64;
+  uint64_t seed = 0xC0FFEE;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params);
+  // Picks the next token from `logits` given the tokens seen so far (for the repeat penalty).
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  SamplingParams params_;
+  uint64_t rng_state_;
+  std::vector<std::pair<float, int32_t>> scratch_;
+};
+
+// ---------------------------------------------------------------- session
+
+struct SessionOptions {
+  int n_ctx = 0;      // 0 = the model's trained context length
+  int n_threads = 0;  // 0 = all cores
+  PruneSchedule prune;  // empty = baseline (no pruning)
+  // KV cache in half precision (default, as llama.cpp) or f32 (for exact reference comparisons).
+  bool kv_f16 = true;
+  // Called during prefill after each layer (layer index, number of layers).
+  std::function<void(int, int)> on_prefill_progress;
+};
+
+struct SessionStats {
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  double prefill_ms = 0;  // time of the last prefill (= TTFT without sampling)
+  double decode_ms = 0;   // total time of decode steps
+  // LazyLLM accounting. Counts are (token, layer) computations.
+  int64_t prompt_token_layers_computed = 0;  // prompt tokens only, prefill + revivals
+  int64_t token_layers_computed = 0;         // every token, prefill + decode
+  double computed_fraction = 1.0;            // prompt_token_layers_computed / (prompt_tokens x layers)
+  std::vector<int> alive_per_layer;          // prompt tokens computed at each layer in prefill
+  int64_t revived = 0;                       // (token, layer) revivals during decode
+  int64_t aux_cache_bytes = 0;               // hidden states held in the Aux Cache now
+  int64_t aux_cache_entries = 0;
+};
+
+class Session {
+ public:
+  Session(std::shared_ptr<const Model> model, SessionOptions options);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Appends prompt tokens and computes them; afterwards logits() are those of the last token.
+  // Throws Error if the context would overflow or a token id is out of range.
+  void prefill(std::span<const int32_t> tokens);
+  // Appends one token (usually the last sampled one) and computes its logits.
+  void decode(int32_t token);
+  std::span<const float> logits() const;
+
+  // Generates up to max_tokens tokens after the prompt; on_token returns false to stop.
+  // Stops at an end-of-generation token (not passed to on_token).
+  std::vector<int32_t> generate(int max_tokens, Sampler& sampler,
+                                const std::function<bool(int32_t)>& on_token = {});
+
+  void reset();  // forget the context (keeps allocations)
+  int n_past() const;
+  int n_ctx() const { return n_ctx_; }
+  const std::vector<int32_t>& history() const { return history_; }
+  const SessionStats& stats() const { return stats_; }
+  const SessionOptions& options() const { return options_; }
+  const Model& model() const { return *model_; }
+  // Engine internals, for tests and tools that inspect the caches.
+  ForwardState& state() { return *state_; }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  SessionOptions options_;
+  int n_ctx_ = 0;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ForwardState> state_;
+  std::vector<int32_t> history_;
+  SessionStats stats_;
+};
+
+}  // namespace lazyllm

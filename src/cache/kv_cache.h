@@ -1,0 +1,103 @@
+// KV cache indexed by layer. Under LazyLLM each layer holds only the tokens computed at that
+// layer, so every layer has its own slots, each tagged with the token's original position.
+// A token's layers with KV always form a prefix [0, depth): it stops at some layer when pruned
+// and resumes exactly there when revived. K and V are stored as IEEE half floats by default, as
+// llama.cpp does (half the memory and decode bandwidth), or as f32 for exact comparisons.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/quant.h"
+
+namespace lazyllm {
+
+class LayerKV {
+ public:
+  LayerKV(int kv_dim, bool f16) : kv_dim_(kv_dim), f16_(f16) {}
+
+  int size() const { return static_cast<int>(pos_.size()); }
+  int kv_dim() const { return kv_dim_; }
+  // Makes room for `n` more slots without reallocating during a batch.
+  void reserve_more(int n) {
+    const size_t more = static_cast<size_t>(n) * kv_dim_;
+    if (f16_) {
+      k16_.reserve(k16_.size() + more);
+      v16_.reserve(v16_.size() + more);
+    } else {
+      k32_.reserve(k32_.size() + more);
+      v32_.reserve(v32_.size() + more);
+    }
+    pos_.reserve(pos_.size() + n);
+  }
+  // Appends a slot; returns its index. K must already be rotated for `pos`.
+  int append(int32_t pos, const float* k, const float* v) {
+    if (f16_) {
+      for (int i = 0; i < kv_dim_; ++i) {
+        k16_.push_back(fp32_to_fp16(k[i]));
+        v16_.push_back(fp32_to_fp16(v[i]));
+      }
+    } else {
+      k32_.insert(k32_.end(), k, k + kv_dim_);
+      v32_.insert(v32_.end(), v, v + kv_dim_);
+    }
+    pos_.push_back(pos);
+    return size() - 1;
+  }
+  bool is_f16() const { return f16_; }
+  // Storage of one slot: half floats when is_f16(), else floats.
+  const uint16_t* k16(int slot) const { return k16_.data() + static_cast<size_t>(slot) * kv_dim_; }
+  const uint16_t* v16(int slot) const { return v16_.data() + static_cast<size_t>(slot) * kv_dim_; }
+  const float* k32(int slot) const { return k32_.data() + static_cast<size_t>(slot) * kv_dim_; }
+  const float* v32(int slot) const { return v32_.data() + static_cast<size_t>(slot) * kv_dim_; }
+  int32_t pos(int slot) const { return pos_[slot]; }
+  int64_t bytes() const {
+    return static_cast<int64_t>((k16_.capacity() + v16_.capacity()) * 2 + (k32_.capacity() + v32_.capacity()) * 4);
+  }
+  void clear() {
+    k16_.clear(), v16_.clear(), k32_.clear(), v32_.clear();
+    pos_.clear();
+  }
+
+ private:
+  int kv_dim_;
+  bool f16_;
+  std::vector<uint16_t> k16_, v16_;
+  std::vector<float> k32_, v32_;
+  std::vector<int32_t> pos_;
+};
+
+class KVCache {
+ public:
+  KVCache(int n_layers, int kv_dim, int n_ctx, bool f16)
+      : layers_(n_layers, LayerKV(kv_dim, f16)), slot_(n_layers, std::vector<int32_t>(n_ctx, -1)), depth_(n_ctx, 0) {}
+
+  LayerKV& layer(int l) { return layers_[l]; }
+  const LayerKV& layer(int l) const { return layers_[l]; }
+  int n_layers() const { return static_cast<int>(layers_.size()); }
+  // Number of layers (from 0) at which token `t` (its position) has KV.
+  int depth(int t) const { return depth_[t]; }
+  // Slot of token t at layer l, or -1.
+  int slot(int l, int t) const { return slot_[l][t]; }
+
+  // Stores token t's K/V at layer l; t must have KV at every layer below l and none at l.
+  int store(int l, int t, const float* k, const float* v) {
+    int s = layers_[l].append(t, k, v);
+    slot_[l][t] = s;
+    depth_[t] = l + 1;
+    return s;
+  }
+  void clear() {
+    for (auto& l : layers_) l.clear();
+    for (auto& s : slot_) std::fill(s.begin(), s.end(), -1);
+    std::fill(depth_.begin(), depth_.end(), 0);
+  }
+
+ private:
+  std::vector<LayerKV> layers_;
+  std::vector<std::vector<int32_t>> slot_;
+  std::vector<int32_t> depth_;
+};
+
+}  // namespace lazyllm

@@ -1,0 +1,65 @@
+#include <map>
+#include <sstream>
+
+#include "format/gguf.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lazyllm {
+
+Model::Model() = default;
+Model::~Model() = default;
+
+std::shared_ptr<Model> Model::load(const std::string& path) {
+  std::shared_ptr<Model> m(new Model());
+  m->file_ = GGUFFile::open(path);
+  m->tokenizer_ = Tokenizer::from_gguf(*m->file_);
+  m->config_ = read_model_config(*m->file_, m->tokenizer_->n_vocab());
+  m->weights_ = bind_weights(*m->file_, m->config_);
+  return m;
+}
+
+std::unique_ptr<Tokenizer> Model::load_tokenizer(const std::string& path) {
+  auto f = GGUFFile::open(path);
+  return Tokenizer::from_gguf(*f);
+}
+
+std::string Model::describe() const {
+  const ModelConfig& c = config_;
+  std::map<std::string, int> types;
+  int64_t params = 0, bytes = 0;
+  for (const auto& t : file_->tensors()) {
+    ++types[std::string(dtype_name(t.type))];
+    params += t.n_elements();
+    bytes += t.n_bytes;
+  }
+  std::ostringstream o;
+  o << "file:          " << file_->name() << " (GGUF v" << file_->version() << ", " << file_->file_size() << " bytes)\n"
+    << "architecture:  " << c.architecture << (c.name.empty() ? "" : " (" + c.name + ")") << "\n"
+    << "parameters:    " << params << " (" << bytes / (1024.0 * 1024.0) << " MiB of tensor data)\n"
+    << "layers:        " << c.n_layers << "\n"
+    << "embedding:     " << c.n_embd << "\n"
+    << "heads:         " << c.n_heads << " query, " << c.n_kv_heads << " key/value (head size " << c.head_dim << ")\n"
+    << "feed-forward:  " << c.n_ff << "\n"
+    << "vocabulary:    " << c.n_vocab << "\n"
+    << "context:       " << c.n_ctx_train << " (trained)\n"
+    << "rope:          base " << c.rope_base << ", " << (c.rope_neox ? "neox" : "normal") << " layout, scaling "
+    << c.rope_scaling;
+  if (c.rope_scaling == "linear") o << " x" << c.rope_scale_factor;
+  o << "\n"
+    << "qkv bias:      " << (c.qkv_bias ? "yes" : "no") << "\n"
+    << "tied output:   " << (c.tied_embeddings ? "yes" : "no") << "\n"
+    << "rms epsilon:   " << c.rms_eps << "\n"
+    << "tensor types:  ";
+  bool first = true;
+  for (const auto& [name, n] : types) {
+    o << (first ? "" : ", ") << name << " x" << n;
+    first = false;
+  }
+  o << "\n"
+    << "tokenizer:     " << tokenizer_->model_name() << " (pre: " << tokenizer_->pre_name() << "), bos "
+    << tokenizer_->bos() << ", eos " << tokenizer_->eos() << "\n";
+  return o.str();
+}
+
+}  // namespace lazyllm

@@ -1,0 +1,76 @@
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "lazyllm/lazyllm.h"
+
+namespace lazyllm {
+namespace {
+
+double parse_number(std::string_view s, std::string_view spec) {
+  // std::from_chars for double is in GCC 12's libstdc++.
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty())
+    throw Error("invalid prune schedule '" + std::string(spec) + "': '" + std::string(s) + "' is not a number");
+  return v;
+}
+
+}  // namespace
+
+PruneSchedule PruneSchedule::parse(std::string_view spec, int n_layers) {
+  PruneSchedule s;
+  std::string_view rest = spec;
+  while (!rest.empty()) {
+    size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    if (comma != std::string_view::npos && rest.empty())
+      throw Error("invalid prune schedule '" + std::string(spec) + "': trailing comma");
+    size_t colon = item.find(':');
+    if (colon == std::string_view::npos)
+      throw Error("invalid prune schedule '" + std::string(spec) + "': expected LAYER:KEEP, got '" + std::string(item) + "'");
+    double layer = parse_number(item.substr(0, colon), spec);
+    double keep = parse_number(item.substr(colon + 1), spec);
+    int l;
+    if (layer > 0 && layer < 1) {
+      l = static_cast<int>(std::lround(layer * n_layers));  // a fraction of depth
+    } else if (layer == std::floor(layer) && layer >= 1 && layer < n_layers) {
+      l = static_cast<int>(layer);
+    } else {
+      throw Error("invalid prune schedule '" + std::string(spec) + "': layer " + std::string(item.substr(0, colon)) +
+                  " must be an index in [1, " + std::to_string(n_layers - 1) + "] or a fraction of depth in (0, 1)");
+    }
+    l = std::clamp(l, 1, std::max(1, n_layers - 1));
+    if (!(keep > 0 && keep <= 1))
+      throw Error("invalid prune schedule '" + std::string(spec) + "': keep fraction " +
+                  std::string(item.substr(colon + 1)) + " must be in (0, 1]");
+    if (n_layers < 2) throw Error("a model with one layer cannot be pruned");
+    auto it = std::find_if(s.points.begin(), s.points.end(), [&](const PrunePoint& p) { return p.layer == l; });
+    if (it != s.points.end())
+      throw Error("invalid prune schedule '" + std::string(spec) + "': layer " + std::to_string(l) + " appears twice");
+    s.points.push_back({l, keep});
+  }
+  if (s.points.empty()) throw Error("invalid prune schedule: empty");
+  std::sort(s.points.begin(), s.points.end(), [](const PrunePoint& a, const PrunePoint& b) { return a.layer < b.layer; });
+  return s;
+}
+
+PruneSchedule PruneSchedule::default_for(int n_layers) { return parse(kDefaultSpec, n_layers); }
+
+std::vector<double> PruneSchedule::keep_per_layer(int n_layers) const {
+  std::vector<double> k(n_layers, 1.0);
+  for (const auto& p : points)
+    if (p.layer >= 0 && p.layer < n_layers) k[p.layer] = p.keep;
+  return k;
+}
+
+std::string PruneSchedule::to_string() const {
+  std::ostringstream o;
+  for (size_t i = 0; i < points.size(); ++i) o << (i ? "," : "") << points[i].layer << ":" << points[i].keep;
+  return o.str();
+}
+
+}  // namespace lazyllm

@@ -1,0 +1,388 @@
+#include "runtime/forward.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/vec_ops.h"
+#include "model/weights.h"
+#include "prune/select.h"
+#include "util/thread_pool.h"
+
+namespace lazyllm {
+namespace {
+
+constexpr int kAttnBlockRows = 64;   // query rows per prefill attention task
+constexpr int kFfnChunkRows = 512;   // rows per FFN chunk, bounds the n_ff-wide buffers
+
+}  // namespace
+
+struct ForwardState::Scratch {
+  std::vector<float> xn, q, k, v, att, gate, up, ffn_out, hidden, batch, kf, vf;
+  std::vector<std::vector<float>> per_thread;  // attention score rows
+  std::vector<float> imp_heads;                // last row's probabilities, per head
+};
+
+ForwardState::ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPool& pool)
+    : model_(model),
+      c_(model.config()),
+      w_(model.weights()),
+      pool_(pool),
+      n_ctx_(n_ctx),
+      kv_(c_.n_layers, c_.n_kv_heads * c_.head_dim, n_ctx, kv_f16),
+      aux_(c_.n_embd, n_ctx),
+      rope_(c_, w_.rope_freq_factors),
+      from_prompt_(n_ctx, 0),
+      s_(std::make_unique<Scratch>()) {
+  s_->per_thread.resize(pool.size());
+}
+
+ForwardState::~ForwardState() = default;
+
+void ForwardState::clear() {
+  n_past_ = 0;
+  kv_.clear();
+  aux_.clear();
+  std::fill(from_prompt_.begin(), from_prompt_.end(), 0);
+  counters_ = {};
+  logits_.clear();
+  selection_.clear();
+}
+
+void ForwardState::embed(int32_t token, float* out) const {
+  const WeightView& e = w_.token_embd;
+  dequantize_row(e.type, e.data + token * e.row_stride(), out, c_.n_embd);
+}
+
+void ForwardState::compute_logits(const float* h) {
+  std::vector<float> xn(c_.n_embd);
+  rmsnorm(h, w_.output_norm, xn.data(), c_.n_embd, c_.rms_eps);
+  logits_.resize(c_.n_vocab);
+  matmul(w_.output, xn.data(), 1, c_.n_embd, logits_.data(), c_.n_vocab, pool_);
+}
+
+// ------------------------------------------------------------------ one layer
+
+void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, bool want_importance,
+                                 bool decode_mode, std::span<const int> decode_keys) {
+  const LayerWeights& L = w_.layers[l];
+  const int d = c_.n_embd, hd = c_.head_dim;
+  const int qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
+  Scratch& s = *s_;
+  s.xn.resize(static_cast<size_t>(m) * d);
+  s.q.resize(static_cast<size_t>(m) * qd);
+  s.k.resize(static_cast<size_t>(m) * kvd);
+  s.v.resize(static_cast<size_t>(m) * kvd);
+  s.att.resize(static_cast<size_t>(m) * qd);
+
+  for (int i = 0; i < m; ++i) rmsnorm(h + int64_t{i} * d, L.attn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps);
+  matmul(L.wq, s.xn.data(), m, d, s.q.data(), qd, pool_);
+  matmul(L.wk, s.xn.data(), m, d, s.k.data(), kvd, pool_);
+  matmul(L.wv, s.xn.data(), m, d, s.v.data(), kvd, pool_);
+  for (int i = 0; i < m; ++i) {
+    float* qi = s.q.data() + int64_t{i} * qd;
+    float* ki = s.k.data() + int64_t{i} * kvd;
+    float* vi = s.v.data() + int64_t{i} * kvd;
+    if (L.bq) {
+      add_inplace(qi, L.bq, qd);
+      add_inplace(ki, L.bk, kvd);
+      add_inplace(vi, L.bv, kvd);
+    }
+    rope_.apply(qi, c_.n_heads, pos[i]);
+    rope_.apply(ki, c_.n_kv_heads, pos[i]);
+  }
+
+  const int n_old = kv_.layer(l).size();
+  kv_.layer(l).reserve_more(m);
+  for (int i = 0; i < m; ++i) {
+    kv_.store(l, pos[i], s.k.data() + int64_t{i} * kvd, s.v.data() + int64_t{i} * kvd);
+    ++counters_.token_layers;
+    counters_.prompt_token_layers += from_prompt_[pos[i]];
+  }
+
+  if (decode_mode) {
+    attention_decode(l, decode_keys, s.q.data(), pos, m, s.att.data(), want_importance);
+  } else {
+    attention_prefill(l, n_old, s.q.data(), m, s.att.data(), want_importance);
+  }
+
+  // Output projection and residual (xn is free again and has room for m x d).
+  matmul(L.wo, s.att.data(), m, qd, s.xn.data(), d, pool_);
+  for (int i = 0; i < m; ++i) add_inplace(h + int64_t{i} * d, s.xn.data() + int64_t{i} * d, d);
+
+  // SwiGLU feed-forward, in row chunks so the n_ff-wide buffers stay bounded.
+  const int ff = c_.n_ff;
+  for (int r0 = 0; r0 < m; r0 += kFfnChunkRows) {
+    const int rm = std::min(kFfnChunkRows, m - r0);
+    s.gate.resize(static_cast<size_t>(rm) * ff);
+    s.up.resize(static_cast<size_t>(rm) * ff);
+    s.ffn_out.resize(static_cast<size_t>(rm) * d);
+    float* hc = h + int64_t{r0} * d;
+    for (int i = 0; i < rm; ++i) rmsnorm(hc + int64_t{i} * d, L.ffn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps);
+    matmul(L.w_gate, s.xn.data(), rm, d, s.gate.data(), ff, pool_);
+    matmul(L.w_up, s.xn.data(), rm, d, s.up.data(), ff, pool_);
+    pool_.parallel_for(rm, [&](int64_t i, int) { silu_mul(s.gate.data() + i * ff, s.up.data() + i * ff, ff); });
+    matmul(L.w_down, s.gate.data(), rm, ff, s.ffn_out.data(), d, pool_);
+    for (int i = 0; i < rm; ++i) add_inplace(hc + int64_t{i} * d, s.ffn_out.data() + int64_t{i} * d, d);
+  }
+}
+
+// ------------------------------------------------------------------ attention
+
+// Prefill: the m new rows are the last m slots of the layer, in position order; every older slot
+// has a smaller position. Row i sees the old slots and new slots up to itself. Scores and the
+// weighted sum are matrix products per (head, block of query rows). Q and the probabilities are
+// rounded to half precision before meeting the half-precision K and V, as llama.cpp does with its
+// f16 cache, so results agree with it closely.
+void ForwardState::attention_prefill(int l, int n_old, float* q, int m, float* out, bool want_importance) {
+  const LayerKV& kv = kv_.layer(l);
+  const int hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
+  const int group = c_.n_heads / c_.n_kv_heads;
+  const int n_keys = n_old + m;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int n_blocks = (m + kAttnBlockRows - 1) / kAttnBlockRows;
+  Scratch& s = *s_;
+  if (want_importance) s.imp_heads.assign(static_cast<size_t>(c_.n_heads) * n_keys, 0.0f);
+  if (kv.is_f16()) {
+    s.kf.resize(static_cast<size_t>(n_keys) * kvd);
+    s.vf.resize(static_cast<size_t>(n_keys) * kvd);
+  }
+  const int conv_rows = 256;
+  const bool f16 = kv.is_f16();
+  const float* kf = f16 ? s.kf.data() : kv.k32(0);
+  const float* vf = f16 ? s.vf.data() : kv.v32(0);
+  if (f16) {
+    pool_.parallel_for((n_keys + conv_rows - 1) / conv_rows, [&](int64_t task, int) {
+      const int j0 = static_cast<int>(task) * conv_rows, j1 = std::min(n_keys, j0 + conv_rows);
+      f16_to_f32(kv.k16(j0), s.kf.data() + int64_t{j0} * kvd, int64_t{j1 - j0} * kvd);
+      f16_to_f32(kv.v16(j0), s.vf.data() + int64_t{j0} * kvd, int64_t{j1 - j0} * kvd);
+    });
+    pool_.parallel_for(m, [&](int64_t i, int) { round_to_f16(q + i * qd, qd); });
+  }
+
+  pool_.parallel_for(int64_t{n_blocks} * c_.n_heads, [&](int64_t task, int thread) {
+    const int b = n_blocks - 1 - static_cast<int>(task / c_.n_heads);  // longest rows first
+    const int h = static_cast<int>(task % c_.n_heads), g = h / group;
+    const int r0 = b * kAttnBlockRows, rm = std::min(kAttnBlockRows, m - r0);
+    const int kmax = n_old + r0 + rm;
+    std::vector<float>& sc = s.per_thread[thread];
+    if (sc.size() < static_cast<size_t>(rm) * kmax) sc.resize(static_cast<size_t>(rm) * kmax);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rm, kmax, hd, 1.0f, q + int64_t{r0} * qd + h * hd, qd,
+                kf + g * hd, kvd, 0.0f, sc.data(), kmax);
+    for (int r = 0; r < rm; ++r) {
+      float* row = sc.data() + int64_t{r} * kmax;
+      const int visible = n_old + r0 + r + 1;
+      for (int j = 0; j < visible; ++j) row[j] *= scale;
+      softmax_inplace(row, visible);
+      std::fill(row + visible, row + kmax, 0.0f);
+      if (want_importance && r0 + r == m - 1)
+        std::copy(row, row + kmax, s.imp_heads.data() + int64_t{h} * n_keys);
+      if (f16) round_to_f16(row, visible);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rm, hd, kmax, 1.0f, sc.data(), kmax,
+                vf + g * hd, kvd, 0.0f, out + int64_t{r0} * qd + h * hd, qd);
+  });
+  if (want_importance) average_importance(n_keys);
+}
+
+// Decode: queries attend to the given tokens' slots only (the selected set), masked by position.
+void ForwardState::attention_decode(int l, std::span<const int> key_tokens, float* q, const int32_t* qpos,
+                                    int m, float* out, bool want_importance) {
+  const LayerKV& kv = kv_.layer(l);
+  const int hd = c_.head_dim, qd = c_.n_heads * hd;
+  const int group = c_.n_heads / c_.n_kv_heads;
+  const int n_keys = static_cast<int>(key_tokens.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  Scratch& s = *s_;
+  std::vector<int> slots(n_keys);
+  for (int j = 0; j < n_keys; ++j) {
+    slots[j] = kv_.slot(l, key_tokens[j]);
+    if (slots[j] < 0) throw std::logic_error("attention_decode: selected token has no KV at this layer");
+  }
+  if (want_importance) s.imp_heads.assign(static_cast<size_t>(c_.n_heads) * n_keys, 0.0f);
+  const bool f16 = kv.is_f16();
+  if (f16) round_to_f16(q, int64_t{m} * qd);
+
+  pool_.parallel_for(int64_t{m} * c_.n_heads, [&](int64_t task, int thread) {
+    const int r = static_cast<int>(task / c_.n_heads), h = static_cast<int>(task % c_.n_heads);
+    const int g = h / group;
+    const float* qh = q + int64_t{r} * qd + h * hd;
+    std::vector<float>& sc = s.per_thread[thread];
+    if (sc.size() < static_cast<size_t>(n_keys)) sc.resize(n_keys);
+    for (int j = 0; j < n_keys; ++j) {
+      if (kv.pos(slots[j]) > qpos[r]) {
+        sc[j] = -std::numeric_limits<float>::infinity();
+        continue;
+      }
+      sc[j] = (f16 ? dot_f16_f32(kv.k16(slots[j]) + g * hd, qh, hd) : dot_f32(kv.k32(slots[j]) + g * hd, qh, hd)) * scale;
+    }
+    softmax_inplace(sc.data(), n_keys);
+    if (want_importance && r == m - 1) std::copy(sc.begin(), sc.begin() + n_keys, s.imp_heads.begin() + int64_t{h} * n_keys);
+    if (f16) round_to_f16(sc.data(), n_keys);
+    float* o = out + int64_t{r} * qd + h * hd;
+    std::fill(o, o + hd, 0.0f);
+    for (int j = 0; j < n_keys; ++j)
+      if (sc[j] == 0.0f) continue;
+      else if (f16) axpy_f16(sc[j], kv.v16(slots[j]) + g * hd, o, hd);
+      else axpy_f32(sc[j], kv.v32(slots[j]) + g * hd, o, hd);
+  });
+  if (want_importance) average_importance(n_keys);
+}
+
+void ForwardState::average_importance(int n_keys) {
+  importance_.assign(n_keys, 0.0f);
+  for (int h = 0; h < c_.n_heads; ++h)
+    for (int j = 0; j < n_keys; ++j) importance_[j] += s_->imp_heads[int64_t{h} * n_keys + j];
+  for (float& x : importance_) x /= static_cast<float>(c_.n_heads);
+}
+
+// ------------------------------------------------------------------ prefill
+
+void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
+                           const std::function<void(int, int)>& progress) {
+  const int n = static_cast<int>(tokens.size());
+  const int d = c_.n_embd, n_layers = c_.n_layers;
+  if (n == 0) throw Error("prefill: no tokens");
+  if (n_past_ + n > n_ctx_)
+    throw Error("prompt of " + std::to_string(n) + " tokens does not fit the context (" + std::to_string(n_past_) +
+                " used of " + std::to_string(n_ctx_) + ")");
+  for (int32_t t : tokens)
+    if (t < 0 || t >= c_.n_vocab) throw Error("token id " + std::to_string(t) + " is out of the vocabulary");
+
+  std::vector<float>& h = s_->hidden;
+  h.resize(static_cast<size_t>(n) * d);
+  std::vector<int32_t> alive(n);
+  for (int i = 0; i < n; ++i) {
+    alive[i] = n_past_ + i;
+    from_prompt_[alive[i]] = 1;
+    embed(tokens[i], h.data() + int64_t{i} * d);
+  }
+  counters_.alive_per_layer.assign(n_layers, 0);
+
+  for (int l = 0; l < n_layers; ++l) {
+    const int na = static_cast<int>(alive.size());
+    const int n_keep = l > 0 ? keep_count(na, keep[l]) : na;
+    if (n_keep < na) {
+      // Importance of each alive token = the last token's attention to it at layer l-1.
+      std::vector<float> score(na - 1);
+      for (int i = 0; i < na - 1; ++i) score[i] = importance_[kv_.slot(l - 1, alive[i])];
+      std::vector<int> kept = select_top(score, n_keep - 1);
+      kept.push_back(na - 1);  // the last token is never pruned
+      size_t next = 0;
+      for (int i = 0; i < na; ++i) {
+        const float* row = h.data() + int64_t{i} * d;
+        if (next < kept.size() && kept[next] == i) {
+          if (static_cast<int>(next) != i) std::copy(row, row + d, h.data() + next * d);
+          alive[next++] = alive[i];
+        } else {
+          aux_.put(alive[i], row);  // its hidden state entering layer l
+        }
+      }
+      alive.resize(n_keep);
+    }
+    counters_.alive_per_layer[l] = static_cast<int>(alive.size());
+    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
+    layer_forward(l, h.data(), static_cast<int>(alive.size()), alive.data(), want_importance, false, {});
+    if (progress) progress(l + 1, n_layers);
+  }
+  compute_logits(h.data() + (alive.size() - 1) * d);
+  n_past_ += n;
+}
+
+// ------------------------------------------------------------------ decode
+
+void ForwardState::decode(int32_t token, const std::vector<double>& keep) {
+  const int d = c_.n_embd, n_layers = c_.n_layers;
+  const int p = n_past_;
+  if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");
+  if (token < 0 || token >= c_.n_vocab) throw Error("token id " + std::to_string(token) + " is out of the vocabulary");
+  from_prompt_[p] = 0;
+
+  std::vector<float> h_new(d);
+  embed(token, h_new.data());
+  // Every earlier token has KV at layer 0 (layer 0 is never pruned), so all are selected there.
+  std::vector<int> sel(p);
+  for (int t = 0; t < p; ++t) sel[t] = t;
+  std::vector<int> carry;         // tokens computed at the previous layer in this step (sorted)
+  std::vector<float> carry_h;     // their hidden states entering the current layer
+  std::vector<int> batch_tok, keys;
+  std::vector<float>& batch = s_->batch;
+  std::vector<float> imp_sel;     // importance of each selected token at the previous layer
+  if (record_selection_) selection_.assign(n_layers, {});
+
+  for (int l = 0; l < n_layers; ++l) {
+    if (l > 0 && keep[l] < 1.0 && !sel.empty()) {
+      const int n_keep = keep_count(static_cast<int>(sel.size()) + 1, keep[l]) - 1;
+      if (n_keep < static_cast<int>(sel.size())) {
+        std::vector<int> kept = select_top(imp_sel, n_keep);
+        for (size_t i = 0; i < kept.size(); ++i) sel[i] = sel[kept[i]];
+        sel.resize(kept.size());
+      }
+    }
+    // Tokens computed through the previous layer this step that are no longer selected stop here.
+    batch_tok.clear();
+    batch.clear();
+    size_t ci = 0;
+    for (int t : sel) {
+      while (ci < carry.size() && carry[ci] < t) {
+        aux_.put(carry[ci], carry_h.data() + ci * d);
+        ++ci;
+      }
+      const int depth = kv_.depth(t);
+      if (depth > l) continue;  // has KV here already
+      if (depth < l) throw std::logic_error("decode: selected token lost its KV below this layer");
+      const float* src;
+      if (ci < carry.size() && carry[ci] == t) {
+        src = carry_h.data() + ci * d;
+        ++ci;
+      } else {
+        if (!aux_.has(t)) throw std::logic_error("decode: token to revive is not in the Aux Cache");
+        src = aux_.get(t);
+      }
+      batch_tok.push_back(t);
+      batch.insert(batch.end(), src, src + d);
+      if (aux_.has(t)) aux_.erase(t);
+    }
+    for (; ci < carry.size(); ++ci) aux_.put(carry[ci], carry_h.data() + ci * d);
+    const int n_revived = static_cast<int>(batch_tok.size());
+    batch_tok.push_back(p);
+    batch.insert(batch.end(), h_new.begin(), h_new.end());
+
+    keys.assign(sel.begin(), sel.end());
+    keys.push_back(p);
+    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
+    layer_forward(l, batch.data(), n_revived + 1, batch_tok.data(), want_importance, true, keys);
+    counters_.revived += n_revived;
+
+    carry.assign(batch_tok.begin(), batch_tok.end() - 1);
+    carry_h.assign(batch.begin(), batch.begin() + int64_t{n_revived} * d);
+    std::copy(batch.begin() + int64_t{n_revived} * d, batch.end(), h_new.begin());
+    if (want_importance) imp_sel.assign(importance_.begin(), importance_.begin() + sel.size());
+    if (record_selection_) selection_[l] = sel;
+  }
+  // Tokens still carried after the last layer now have KV at every layer: nothing to keep.
+  compute_logits(h_new.data());
+  ++n_past_;
+}
+
+void ForwardState::compute_kv(int l, const float* hidden, int32_t pos, float* k, float* v) {
+  const LayerWeights& L = w_.layers[l];
+  const int d = c_.n_embd, kvd = c_.n_kv_heads * c_.head_dim;
+  std::vector<float> xn(d);
+  rmsnorm(hidden, L.attn_norm, xn.data(), d, c_.rms_eps);
+  matmul(L.wk, xn.data(), 1, d, k, kvd, pool_);
+  matmul(L.wv, xn.data(), 1, d, v, kvd, pool_);
+  if (L.bk) {
+    add_inplace(k, L.bk, kvd);
+    add_inplace(v, L.bv, kvd);
+  }
+  rope_.apply(k, c_.n_kv_heads, pos);
+}
+
+}  // namespace lazyllm

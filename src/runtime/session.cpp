@@ -1,0 +1,93 @@
+#include <chrono>
+#include <string>
+
+#include "model/weights.h"
+#include "runtime/forward.h"
+#include "tokenizer/tokenizer.h"
+#include "util/thread_pool.h"
+
+namespace lazyllm {
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
+    : model_(std::move(model)), options_(std::move(options)) {
+  const ModelConfig& c = model_->config();
+  n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : c.n_ctx_train;
+  if (n_ctx_ > (1 << 22)) throw Error("context size " + std::to_string(n_ctx_) + " is too large");
+  if (options_.n_threads < 0) throw Error("thread count must be positive");
+  for (const auto& p : options_.prune.points)
+    if (p.layer < 1 || p.layer >= c.n_layers)
+      throw Error("prune schedule layer " + std::to_string(p.layer) + " is outside [1, " +
+                  std::to_string(c.n_layers - 1) + "]");
+  pool_ = std::make_unique<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
+  state_ = std::make_unique<ForwardState>(*model_, n_ctx_, options_.kv_f16, *pool_);
+}
+
+Session::~Session() = default;
+
+int Session::n_past() const { return state_->n_past(); }
+
+std::span<const float> Session::logits() const { return state_->logits(); }
+
+void Session::reset() {
+  state_->clear();
+  history_.clear();
+  stats_ = {};
+}
+
+void Session::prefill(std::span<const int32_t> tokens) {
+  const int n_layers = model_->config().n_layers;
+  auto t0 = std::chrono::steady_clock::now();
+  state_->prefill(tokens, options_.prune.keep_per_layer(n_layers), options_.on_prefill_progress);
+  stats_.prefill_ms = ms_since(t0);
+  history_.insert(history_.end(), tokens.begin(), tokens.end());
+  stats_.prompt_tokens += static_cast<int>(tokens.size());
+  const ForwardCounters& k = state_->counters();
+  stats_.alive_per_layer = k.alive_per_layer;
+  stats_.token_layers_computed = k.token_layers;
+  stats_.prompt_token_layers_computed = k.prompt_token_layers;
+  stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);
+  stats_.aux_cache_bytes = state_->aux().bytes();
+  stats_.aux_cache_entries = state_->aux().entries();
+}
+
+void Session::decode(int32_t token) {
+  const int n_layers = model_->config().n_layers;
+  auto t0 = std::chrono::steady_clock::now();
+  state_->decode(token, options_.prune.keep_per_layer(n_layers));
+  stats_.decode_ms += ms_since(t0);
+  history_.push_back(token);
+  ++stats_.generated_tokens;
+  const ForwardCounters& k = state_->counters();
+  stats_.token_layers_computed = k.token_layers;
+  stats_.prompt_token_layers_computed = k.prompt_token_layers;
+  stats_.revived = k.revived;
+  if (stats_.prompt_tokens > 0)
+    stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);
+  stats_.aux_cache_bytes = state_->aux().bytes();
+  stats_.aux_cache_entries = state_->aux().entries();
+}
+
+std::vector<int32_t> Session::generate(int max_tokens, Sampler& sampler, const std::function<bool(int32_t)>& on_token) {
+  std::vector<int32_t> out;
+  if (n_past() == 0) throw Error("generate: prefill a prompt first");
+  const Tokenizer& tok = model_->tokenizer();
+  for (int i = 0; i < max_tokens; ++i) {
+    int32_t next = sampler.sample(logits(), history_);
+    if (tok.is_eog(next)) break;
+    out.push_back(next);
+    if (on_token && !on_token(next)) break;
+    if (i + 1 == max_tokens) break;  // no need to compute logits nobody will read
+    if (n_past() >= n_ctx_) break;   // context full
+    decode(next);
+  }
+  return out;
+}
+
+}  // namespace lazyllm

@@ -1,0 +1,76 @@
+#include "common.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+namespace lazyllm::cli {
+
+void PruneFlags::add_to(CLI::App* cmd) {
+  cmd->add_flag("--lazy", lazy, "Enable LazyLLM pruning with the default schedule");
+  cmd->add_option("--prune", spec,
+                  "LazyLLM schedule 'L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept)");
+}
+
+PruneSchedule PruneFlags::resolve(int n_layers) const {
+  if (!spec.empty()) return PruneSchedule::parse(spec, n_layers);
+  if (lazy) return PruneSchedule::default_for(n_layers);
+  return {};
+}
+
+std::string read_prompt(const std::string& text, const std::string& file, bool have_text) {
+  if (have_text) return text;
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw Error("cannot read prompt file '" + file + "'");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  return std::string(std::istreambuf_iterator<char>(std::cin), {});
+}
+
+std::string cpu_description() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto p = line.find(':');
+      if (p != std::string::npos) return line.substr(p + 2);
+    }
+  return "unknown CPU";
+}
+
+ProgressBar::ProgressBar(std::string label) : label_(std::move(label)), enabled_(isatty(STDERR_FILENO)) {}
+
+void ProgressBar::update(int done, int total) {
+  if (!enabled_ || total <= 0) return;
+  const int width = 30, filled = done * width / total;
+  std::fprintf(stderr, "\r%s [%.*s%*s] %d/%d", label_.c_str(), filled, "##############################",
+               width - filled, "", done, total);
+  std::fflush(stderr);
+  drawn_ = true;
+}
+
+void ProgressBar::finish() {
+  if (drawn_) std::fprintf(stderr, "\r\033[K");
+  drawn_ = false;
+}
+
+Summary summarize(std::vector<double> v) {
+  Summary s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  s.min = v.front();
+  s.max = v.back();
+  return s;
+}
+
+nlohmann::json to_json(const Summary& s) { return {{"median", s.median}, {"min", s.min}, {"max", s.max}}; }
+
+}  // namespace lazyllm::cli
