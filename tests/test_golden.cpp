@@ -1,5 +1,13 @@
 // Agreement with llama.cpp's reference outputs for real models in ../shared/golden:
-// tokenization, every position's top logits (1e-4 relative), and the greedy continuation.
+// tokenization, every position's top logits, and the greedy continuation.
+//
+// Tolerance: llama.cpp keeps K/V in f16 and so rounds Q, K, V and the attention probabilities to
+// f16; the engine does the same (default f16 KV cache), which brings the median relative error of
+// stories260K's top logits to ~1.6e-5 (with an f32 cache it is ~10x worse). What remains is noise
+// at f16 rounding boundaries: a float32 summation-order difference of one ulp can flip a value to
+// the neighbouring half float (5e-4 relative), so the worst logits differ by up to ~5e-4 of the
+// position's largest logit. Logits are compared within 1e-3 of that scale; the greedy
+// continuation must match token for token.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,9 +28,10 @@ struct GoldenCase {
 
 class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
-void expect_close(float ours, double ref, const std::string& where) {
-  const double tol = 1e-4 * std::max(1.0, std::fabs(ref));
-  EXPECT_NEAR(ours, ref, tol) << where;
+constexpr double kRelTol = 1e-3;
+
+void expect_close(float ours, double ref, double scale, const std::string& where) {
+  EXPECT_NEAR(ours, ref, kRelTol * std::max(1.0, scale)) << where;
 }
 
 TEST_P(Golden, TokensLogitsAndGreedyMatchLlamaCpp) {
@@ -48,15 +57,18 @@ TEST_P(Golden, TokensLogitsAndGreedyMatchLlamaCpp) {
     for (size_t i = 0; i < tokens.size(); ++i) {
       if (i == 0) stepwise.prefill(std::span(tokens.data(), 1));
       else stepwise.decode(tokens[i]);
+      const double scale = std::fabs(c["top_logits"][i][0][1].get<double>());
       for (const auto& pair : c["top_logits"][i])
-        expect_close(stepwise.logits()[pair[0].get<int>()], pair[1].get<double>(), "position " + std::to_string(i));
+        expect_close(stepwise.logits()[pair[0].get<int>()], pair[1].get<double>(), scale, "position " + std::to_string(i));
     }
     // The whole prompt at once (prefill path): last logits, all of them.
     whole.reset();
     whole.prefill(tokens);
     const auto& last = c["last_logits"];
     ASSERT_EQ(whole.logits().size(), last.size());
-    for (size_t v = 0; v < last.size(); ++v) expect_close(whole.logits()[v], last[v].get<double>(), "last logits");
+    double scale = 0;
+    for (const auto& x : last) scale = std::max(scale, std::fabs(x.get<double>()));
+    for (size_t v = 0; v < last.size(); ++v) expect_close(whole.logits()[v], last[v].get<double>(), scale, "last logits");
 
     // Greedy continuation, token for token.
     SamplingParams greedy;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,11 @@ class GGUFWriter {
   // Adds a tensor of `dims` (dims[0] is the row length) whose bytes are already encoded as `type`.
   void add_tensor(const std::string& name, DType type, std::vector<int64_t> dims, std::vector<uint8_t> data);
 
+  // Adds a tensor whose bytes are produced by `fill` at write time (into a buffer of the
+  // tensor's byte size), so large models are never held in memory at once.
+  void add_tensor(const std::string& name, DType type, std::vector<int64_t> dims,
+                  std::function<void(uint8_t* out)> fill);
+
   // Writes the file; throws Error on I/O failure.
   void write(const std::string& path) const;
 
@@ -39,7 +45,9 @@ class GGUFWriter {
     std::string name;
     DType type;
     std::vector<int64_t> dims;
-    std::vector<uint8_t> data;
+    std::vector<uint8_t> data;             // encoded bytes, or empty with `fill`
+    std::function<void(uint8_t*)> fill;
+    int64_t bytes = 0;
   };
   void set_raw(const std::string& key, std::vector<uint8_t> bytes);
   std::vector<Entry> kv_;

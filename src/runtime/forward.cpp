@@ -69,6 +69,19 @@ void ForwardState::compute_logits(const float* h) {
 
 // ------------------------------------------------------------------ one layer
 
+// Runs fn(row) for rows [0, m), split over the pool in chunks (serially for small batches).
+void ForwardState::for_rows(int m, const std::function<void(int)>& fn) {
+  constexpr int kChunk = 16;
+  if (m <= kChunk) {
+    for (int i = 0; i < m; ++i) fn(i);
+    return;
+  }
+  pool_.parallel_for((m + kChunk - 1) / kChunk, [&](int64_t task, int) {
+    const int i0 = static_cast<int>(task) * kChunk, i1 = std::min(m, i0 + kChunk);
+    for (int i = i0; i < i1; ++i) fn(i);
+  });
+}
+
 void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, bool want_importance,
                                  bool decode_mode, std::span<const int> decode_keys) {
   const LayerWeights& L = w_.layers[l];
@@ -81,11 +94,11 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
   s.v.resize(static_cast<size_t>(m) * kvd);
   s.att.resize(static_cast<size_t>(m) * qd);
 
-  for (int i = 0; i < m; ++i) rmsnorm(h + int64_t{i} * d, L.attn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps);
+  for_rows(m, [&](int i) { rmsnorm(h + int64_t{i} * d, L.attn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps); });
   matmul(L.wq, s.xn.data(), m, d, s.q.data(), qd, pool_);
   matmul(L.wk, s.xn.data(), m, d, s.k.data(), kvd, pool_);
   matmul(L.wv, s.xn.data(), m, d, s.v.data(), kvd, pool_);
-  for (int i = 0; i < m; ++i) {
+  for_rows(m, [&](int i) {
     float* qi = s.q.data() + int64_t{i} * qd;
     float* ki = s.k.data() + int64_t{i} * kvd;
     float* vi = s.v.data() + int64_t{i} * kvd;
@@ -96,7 +109,7 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
     }
     rope_.apply(qi, c_.n_heads, pos[i]);
     rope_.apply(ki, c_.n_kv_heads, pos[i]);
-  }
+  });
 
   const int n_old = kv_.layer(l).size();
   kv_.layer(l).reserve_more(m);
@@ -114,7 +127,7 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
 
   // Output projection and residual (xn is free again and has room for m x d).
   matmul(L.wo, s.att.data(), m, qd, s.xn.data(), d, pool_);
-  for (int i = 0; i < m; ++i) add_inplace(h + int64_t{i} * d, s.xn.data() + int64_t{i} * d, d);
+  for_rows(m, [&](int i) { add_inplace(h + int64_t{i} * d, s.xn.data() + int64_t{i} * d, d); });
 
   // SwiGLU feed-forward, in row chunks so the n_ff-wide buffers stay bounded.
   const int ff = c_.n_ff;
@@ -124,12 +137,12 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
     s.up.resize(static_cast<size_t>(rm) * ff);
     s.ffn_out.resize(static_cast<size_t>(rm) * d);
     float* hc = h + int64_t{r0} * d;
-    for (int i = 0; i < rm; ++i) rmsnorm(hc + int64_t{i} * d, L.ffn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps);
+    for_rows(rm, [&](int i) { rmsnorm(hc + int64_t{i} * d, L.ffn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps); });
     matmul(L.w_gate, s.xn.data(), rm, d, s.gate.data(), ff, pool_);
     matmul(L.w_up, s.xn.data(), rm, d, s.up.data(), ff, pool_);
-    pool_.parallel_for(rm, [&](int64_t i, int) { silu_mul(s.gate.data() + i * ff, s.up.data() + i * ff, ff); });
+    for_rows(rm, [&](int i) { silu_mul(s.gate.data() + int64_t{i} * ff, s.up.data() + int64_t{i} * ff, ff); });
     matmul(L.w_down, s.gate.data(), rm, ff, s.ffn_out.data(), d, pool_);
-    for (int i = 0; i < rm; ++i) add_inplace(hc + int64_t{i} * d, s.ffn_out.data() + int64_t{i} * d, d);
+    for_rows(rm, [&](int i) { add_inplace(hc + int64_t{i} * d, s.ffn_out.data() + int64_t{i} * d, d); });
   }
 }
 
@@ -209,28 +222,34 @@ void ForwardState::attention_decode(int l, std::span<const int> key_tokens, floa
   const bool f16 = kv.is_f16();
   if (f16) round_to_f16(q, int64_t{m} * qd);
 
+  // Keys visible to each query row: all selected keys at or before its position. The keys are
+  // sorted by position, so that is a prefix.
+  std::vector<int> visible(m);
+  for (int r = 0; r < m; ++r) {
+    int v = 0;
+    while (v < n_keys && kv.pos(slots[v]) <= qpos[r]) ++v;
+    visible[r] = v;
+  }
+  const int kvd = kv.kv_dim();
   pool_.parallel_for(int64_t{m} * c_.n_heads, [&](int64_t task, int thread) {
     const int r = static_cast<int>(task / c_.n_heads), h = static_cast<int>(task % c_.n_heads);
-    const int g = h / group;
+    const int g = h / group, nv = visible[r];
     const float* qh = q + int64_t{r} * qd + h * hd;
     std::vector<float>& sc = s.per_thread[thread];
     if (sc.size() < static_cast<size_t>(n_keys)) sc.resize(n_keys);
-    for (int j = 0; j < n_keys; ++j) {
-      if (kv.pos(slots[j]) > qpos[r]) {
-        sc[j] = -std::numeric_limits<float>::infinity();
-        continue;
-      }
-      sc[j] = (f16 ? dot_f16_f32(kv.k16(slots[j]) + g * hd, qh, hd) : dot_f32(kv.k32(slots[j]) + g * hd, qh, hd)) * scale;
-    }
-    softmax_inplace(sc.data(), n_keys);
+    if (f16) dot_rows_f16(kv.k16(0) + g * hd, kvd, slots.data(), nv, qh, hd, sc.data());
+    else dot_rows_f32(kv.k32(0) + g * hd, kvd, slots.data(), nv, qh, hd, sc.data());
+    for (int j = 0; j < nv; ++j) sc[j] *= scale;
+    std::fill(sc.begin() + nv, sc.begin() + n_keys, 0.0f);
+    softmax_inplace(sc.data(), nv);
     if (want_importance && r == m - 1) std::copy(sc.begin(), sc.begin() + n_keys, s.imp_heads.begin() + int64_t{h} * n_keys);
-    if (f16) round_to_f16(sc.data(), n_keys);
     float* o = out + int64_t{r} * qd + h * hd;
-    std::fill(o, o + hd, 0.0f);
-    for (int j = 0; j < n_keys; ++j)
-      if (sc[j] == 0.0f) continue;
-      else if (f16) axpy_f16(sc[j], kv.v16(slots[j]) + g * hd, o, hd);
-      else axpy_f32(sc[j], kv.v32(slots[j]) + g * hd, o, hd);
+    if (f16) {
+      round_to_f16(sc.data(), nv);
+      weighted_sum_rows_f16(kv.v16(0) + g * hd, kvd, slots.data(), nv, sc.data(), hd, o);
+    } else {
+      weighted_sum_rows_f32(kv.v32(0) + g * hd, kvd, slots.data(), nv, sc.data(), hd, o);
+    }
   });
   if (want_importance) average_importance(n_keys);
 }

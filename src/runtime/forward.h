@@ -67,6 +67,7 @@ class ForwardState {
   void attention_decode(int l, std::span<const int> key_tokens, float* q, const int32_t* qpos, int m,
                         float* out, bool want_importance);
   void average_importance(int n_keys);
+  void for_rows(int m, const std::function<void(int)>& fn);
   void compute_logits(const float* h);
   void embed(int32_t token, float* out) const;
 

@@ -19,12 +19,15 @@ struct WeightView {
 };
 
 // Y[t * ldy + r] = sum_c W[r, c] * X[t * ldx + c]   for t < n, r < W.rows.
-// n == 1 (decode) streams the weights once with fused dequantize-dot SIMD kernels;
-// larger n (prefill) runs cache-blocked matrix-matrix products. Threads split the rows of W.
+// Small n (decode; up to 8 for f32 weights, 32 for the others) streams the weights once with
+// fused dequantize-dot SIMD kernels; larger n (prefill) dequantizes tiles of W rows into a
+// per-thread buffer and multiplies them with sgemm. Threads split the rows of W. The output
+// is bitwise reproducible: it depends on the inputs and n, never on the thread count.
 void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
             ThreadPool& pool);
 
-// Dot product of one weight row (any type) with a float vector of length n.
+// Dot product of one weight row (any type) with a float vector of length n. Bitwise equal to
+// the corresponding output of matmul's fused (small n) path.
 float dot_row(DType t, const void* row, const float* x, int64_t n);
 
 }  // namespace lazyllm

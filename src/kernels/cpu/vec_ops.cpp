@@ -128,6 +128,25 @@ void F16ToF32Impl(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }
 
+void DotRowsF16Impl(const uint16_t* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out) {
+  for (int r = 0; r < n; ++r) out[r] = DotF16Impl(base + rows[r] * stride, q, hd);
+}
+void DotRowsF32Impl(const float* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out) {
+  for (int r = 0; r < n; ++r) out[r] = DotImpl(base + rows[r] * stride, q, hd);
+}
+void WeightedSumRowsF16Impl(const uint16_t* base, int64_t stride, const int* rows, int n, const float* w, int hd,
+                            float* out) {
+  for (int i = 0; i < hd; ++i) out[i] = 0.0f;
+  for (int r = 0; r < n; ++r)
+    if (w[r] != 0.0f) AxpyF16Impl(w[r], base + rows[r] * stride, out, hd);
+}
+void WeightedSumRowsF32Impl(const float* base, int64_t stride, const int* rows, int n, const float* w, int hd,
+                            float* out) {
+  for (int i = 0; i < hd; ++i) out[i] = 0.0f;
+  for (int r = 0; r < n; ++r)
+    if (w[r] != 0.0f) AxpyImpl(w[r], base + rows[r] * stride, out, hd);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace lazyllm
 HWY_AFTER_NAMESPACE();
@@ -143,6 +162,25 @@ HWY_EXPORT(SiluMulImpl);
 HWY_EXPORT(DotF16Impl);
 HWY_EXPORT(AxpyF16Impl);
 HWY_EXPORT(F16ToF32Impl);
+HWY_EXPORT(DotRowsF16Impl);
+HWY_EXPORT(DotRowsF32Impl);
+HWY_EXPORT(WeightedSumRowsF16Impl);
+HWY_EXPORT(WeightedSumRowsF32Impl);
+
+void dot_rows_f16(const uint16_t* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRowsF16Impl)(base, stride, rows, n, q, hd, out);
+}
+void dot_rows_f32(const float* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotRowsF32Impl)(base, stride, rows, n, q, hd, out);
+}
+void weighted_sum_rows_f16(const uint16_t* base, int64_t stride, const int* rows, int n, const float* w, int hd,
+                           float* out) {
+  HWY_DYNAMIC_DISPATCH(WeightedSumRowsF16Impl)(base, stride, rows, n, w, hd, out);
+}
+void weighted_sum_rows_f32(const float* base, int64_t stride, const int* rows, int n, const float* w, int hd,
+                           float* out) {
+  HWY_DYNAMIC_DISPATCH(WeightedSumRowsF32Impl)(base, stride, rows, n, w, hd, out);
+}
 
 float dot_f16_f32(const uint16_t* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotF16Impl)(a, b, n); }
 void axpy_f16(float a, const uint16_t* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(AxpyF16Impl)(a, x, y, n); }

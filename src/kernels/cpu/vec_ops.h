@@ -21,6 +21,13 @@ void add_inplace(float* y, const float* x, int64_t n);
 float dot_f16_f32(const uint16_t* a, const float* b, int64_t n);
 void axpy_f16(float a, const uint16_t* x, float* y, int64_t n);  // y += a * x
 void f16_to_f32(const uint16_t* x, float* y, int64_t n);
+// Attention over gathered cache rows: row r of the cache starts at base + rows[r] * stride.
+// out[r] = dot(row r, q) over hd values.
+void dot_rows_f16(const uint16_t* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out);
+void dot_rows_f32(const float* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out);
+// out[0..hd) = sum_r w[r] * row r (rows with w[r] == 0 are skipped).
+void weighted_sum_rows_f16(const uint16_t* base, int64_t stride, const int* rows, int n, const float* w, int hd, float* out);
+void weighted_sum_rows_f32(const float* base, int64_t stride, const int* rows, int n, const float* w, int hd, float* out);
 // Rounds each value to the nearest half float (what storing and reloading it as f16 gives).
 void round_to_f16(float* x, int64_t n);
 

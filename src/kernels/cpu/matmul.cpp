@@ -1,0 +1,139 @@
+// Weight-times-activation products. Two paths, both splitting the rows of W across threads:
+//  - small batches (decode): fused dequantize+dot SIMD kernels stream each weight row once;
+//  - larger batches (prefill): each task dequantizes a tile of W rows into a per-thread float
+//    buffer and multiplies it with OpenBLAS sgemm, so weights stay quantized in memory.
+// Every output is computed by exactly one task, in an order fixed by the shapes alone (sgemm
+// tiles never depend on the thread count; fused rows are independent of their grouping), so
+// results are bitwise reproducible across runs and thread counts. Per-thread scratch: at most
+// kMaxTileFloats floats (8 MiB) for sgemm tiles, plus an aligned copy of small batches.
+#include "kernels/cpu/matmul.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/cpu/dot_kernels.h"
+#include "util/thread_pool.h"
+
+namespace lazyllm {
+namespace {
+
+// Batches up to this size use the fused kernels, larger ones sgemm: measured crossovers on
+// Zen 4 (sgemm's packing of small batches is costly; f32 weights need no decoding, so
+// sgemm wins sooner for them).
+int64_t max_fused_batch(DType t) { return t == DType::F32 ? 8 : 32; }
+// Fused tasks cover about this many weight bytes (whole rows): long enough sequential runs
+// for the hardware prefetchers, small enough that threads finish together.
+constexpr int64_t kFusedTaskBytes = 64 * 1024;
+// sgemm repacks all of X for every call, so tiles of W must be tall to amortize it
+// (OpenBLAS reaches ~92% of its best rate at 256 rows, ~60% at 16). Tiles are capped so
+// the per-thread float scratch stays under kMaxTileFloats, and shrink for short matrices so
+// there are still several tiles to share out.
+constexpr int64_t kMaxTileRows = 256, kMinTileRows = 16, kMinTiles = 8;
+constexpr int64_t kMaxTileFloats = 2 * 1024 * 1024;
+
+// Our pool provides the parallelism; OpenBLAS's own threads would oversubscribe the cores.
+void init_blas() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t m) { return ceil_div(a, m) * m; }
+
+// A float buffer aligned to 64 bytes, reused by the calling thread across calls.
+float* aligned_scratch(std::vector<float>& buf, size_t n) {
+  if (buf.size() < n + 16) buf.resize(n + 16);
+  const auto p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<float*>((p + 63) / 64 * 64);
+}
+
+void matmul_fused(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
+                  ThreadPool& pool) {
+  const int64_t k = w.cols, stride = w.row_stride();
+  // Vector loads that straddle cache lines are slow, and every weight row re-reads all of x:
+  // stage x in a 64-byte aligned copy (cheap: n * k floats against rows * k weights).
+  thread_local std::vector<float> x_buf, xs_buf;
+  const int64_t ldx_a = round_up(k, 16);
+  float* xa = aligned_scratch(x_buf, static_cast<size_t>(n * ldx_a));
+  for (int64_t t = 0; t < n; ++t) std::copy(x + t * ldx, x + t * ldx + k, xa + t * ldx_a);
+  // Per-activation terms some formats hoist out of the inner loop (computed once, shared).
+  const int64_t xs_len = kernels::xsum_len(w.type, k);
+  float* xs = xs_len > 0 ? aligned_scratch(xs_buf, static_cast<size_t>(n * xs_len)) : nullptr;
+  for (int64_t t = 0; t < n && xs; ++t) kernels::compute_xsums(w.type, xa + t * ldx_a, k, xs + t * xs_len);
+
+  // Each row's result is independent of how rows are grouped into tasks, so the chunk size
+  // may follow the thread count without affecting the output.
+  const int64_t by_bytes = ceil_div(kFusedTaskBytes, std::max<int64_t>(stride, 1));
+  const int64_t by_balance = std::max<int64_t>(1, w.rows / (8 * pool.size()));
+  const int64_t rows_per_task = std::min(by_bytes, by_balance);
+  pool.parallel_for(ceil_div(w.rows, rows_per_task), [&](int64_t task, int) {
+    const int64_t r0 = task * rows_per_task, nr = std::min(rows_per_task, w.rows - r0);
+    kernels::dot_rows(w.type, w.data + r0 * stride, stride, nr, k, xa, ldx_a, xs, static_cast<int>(n), y + r0, ldy);
+  });
+}
+
+// Rows of W per sgemm tile. Depends only on the shape (never on the thread count), so every
+// output element always comes from the same sgemm call shape.
+int64_t tile_rows(int64_t rows, int64_t k) {
+  const int64_t for_tiles = round_up(ceil_div(rows, kMinTiles), kMinTileRows);
+  const int64_t for_memory = kMaxTileFloats / std::max<int64_t>(k, 1) / kMinTileRows * kMinTileRows;
+  return std::clamp(std::min({kMaxTileRows, for_tiles, for_memory}), kMinTileRows, kMaxTileRows);
+}
+
+void matmul_gemm(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) {
+  init_blas();
+  const int64_t k = w.cols, stride = w.row_stride();
+  const int64_t rows_per_tile = tile_rows(w.rows, k);
+  // F32 weights are multiplied in place when they are float-aligned (GGUF data always is).
+  const bool direct = w.type == DType::F32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
+  const int64_t tasks = ceil_div(w.rows, rows_per_tile);
+  pool.parallel_for(tasks, [&](int64_t task, int) {
+    thread_local std::vector<float> scratch;
+    const int64_t r0 = task * rows_per_tile, nr = std::min(rows_per_tile, w.rows - r0);
+    const float* tile;
+    if (direct) {
+      tile = reinterpret_cast<const float*>(w.data + r0 * stride);
+    } else {
+      if (scratch.size() < static_cast<size_t>(nr * k)) scratch.resize(static_cast<size_t>(nr * k));
+      kernels::dequantize_rows(w.type, w.data + r0 * stride, stride, nr, k, scratch.data(), k);
+      tile = scratch.data();
+    }
+    // Y[:, r0:r0+nr] = X · tileᵀ
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(nr),
+                static_cast<int>(k), 1.0f, x, static_cast<int>(ldx), tile, static_cast<int>(k), 0.0f, y + r0,
+                static_cast<int>(ldy));
+  });
+}
+
+}  // namespace
+
+void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) {
+  if (n <= 0 || w.rows <= 0) return;
+  if (w.cols % dtype_info(w.type).block_elems != 0)
+    throw std::invalid_argument("matmul: row length is not a multiple of the block size");
+  if (w.cols == 0) {
+    for (int64_t t = 0; t < n; ++t) std::fill(y + t * ldy, y + t * ldy + w.rows, 0.0f);
+    return;
+  }
+  if (n <= max_fused_batch(w.type))
+    matmul_fused(w, x, n, ldx, y, ldy, pool);
+  else
+    matmul_gemm(w, x, n, ldx, y, ldy, pool);
+}
+
+float dot_row(DType t, const void* row, const float* x, int64_t n) {
+  if (n % dtype_info(t).block_elems != 0) throw std::invalid_argument("dot_row: length is not a multiple of the block size");
+  // Same kernel and same hoisted terms as matmul's fused path, so the results agree bitwise.
+  std::vector<float> xsum(static_cast<size_t>(kernels::xsum_len(t, n)));
+  kernels::compute_xsums(t, x, n, xsum.data());
+  float y = 0;
+  kernels::dot_rows(t, static_cast<const uint8_t*>(row), 0, 1, n, x, 0, xsum.empty() ? nullptr : xsum.data(), 1, &y, 1);
+  return y;
+}
+
+}  // namespace lazyllm

@@ -1,0 +1,248 @@
+// matmul and dot_row for every weight format against a double-precision reference on the
+// dequantized weights, plus reproducibility across runs and thread counts.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "format/dtype.h"
+#include "hwy/targets.h"
+#include "kernels/cpu/dot_kernels.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/quant.h"
+#include "util/thread_pool.h"
+
+namespace lazyllm {
+namespace {
+
+const DType kAllTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+
+// A row length that exercises each format's edge cases: several blocks (odd count for the
+// 32-blocks), and a length that is no multiple of any vector width for the float formats.
+int64_t test_cols(DType t) {
+  switch (dtype_info(t).block_elems) {
+    case 1: return 517;
+    case 32: return 7 * 32;
+    default: return 3 * 256;
+  }
+}
+
+struct Weights {
+  DType type;
+  int64_t rows, cols;
+  std::vector<uint8_t> data;
+  std::vector<float> deq;  // rows x cols, decoded with dequantize_row
+
+  WeightView view() const { return {type, data.data(), rows, cols}; }
+};
+
+Weights make_weights(DType t, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  Weights w{t, rows, cols, std::vector<uint8_t>(row_bytes(t, cols) * rows), std::vector<float>(rows * cols)};
+  std::vector<float> src(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : src) v = nd(rng);
+    uint8_t* row = w.data.data() + r * row_bytes(t, cols);
+    quantize_row(t, src.data(), row, cols);
+    dequantize_row(t, row, w.deq.data() + r * cols, cols);
+  }
+  return w;
+}
+
+std::vector<float> make_x(int64_t n, int64_t ldx, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(n * ldx);
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
+// Checks Y against sum(w * x) in double; the tolerance scales with sum(|w * x|), which bounds
+// the float rounding error of any summation order.
+void expect_matches_reference(const Weights& w, const std::vector<float>& x, int64_t n, int64_t ldx,
+                              const std::vector<float>& y, int64_t ldy, const std::string& what) {
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t c = 0; c < w.cols; ++c) {
+        const double p = static_cast<double>(w.deq[r * w.cols + c]) * x[t * ldx + c];
+        ref += p;
+        mag += std::fabs(p);
+      }
+      ASSERT_NEAR(y[t * ldy + r], ref, 1e-5 * mag + 1e-30) << what << " t=" << t << " r=" << r;
+    }
+}
+
+struct Case {
+  DType type;
+  int64_t n;
+};
+
+class MatmulTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MatmulTest, MatchesReferenceOnEveryThreadCount) {
+  const auto [type, n] = GetParam();
+  const int64_t cols = test_cols(type);
+  const Weights w = make_weights(type, 37, cols, 1);
+  const int64_t ldx = cols + 3, ldy = w.rows + 5;  // padded strides
+  const std::vector<float> x = make_x(n, ldx, 2);
+  constexpr float kSentinel = 12345.0f;
+
+  std::vector<float> first;
+  for (int threads : {1, 3}) {
+    ThreadPool pool(threads);
+    for (int rep = 0; rep < 2; ++rep) {
+      std::vector<float> y(n * ldy, kSentinel);
+      matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool);
+      const std::string what = std::string(dtype_name(type)) + " n=" + std::to_string(n) + " threads=" + std::to_string(threads);
+      expect_matches_reference(w, x, n, ldx, y, ldy, what);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t r = w.rows; r < ldy; ++r) ASSERT_EQ(y[t * ldy + r], kSentinel) << what << ": wrote padding";
+      // Bitwise the same on every run and every thread count.
+      if (first.empty()) first = y;
+      else ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << what;
+    }
+  }
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> v;
+  for (DType t : kAllTypes)
+    for (int64_t n : {1, 2, 3, 7, 8, 33, 300}) v.push_back({t, n});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(MatmulAllTypes, MatmulTest, ::testing::ValuesIn(all_cases()), [](const auto& info) {
+  return std::string(dtype_name(info.param.type)) + "_n" + std::to_string(info.param.n);
+});
+
+class MatmulTypeTest : public ::testing::TestWithParam<DType> {};
+
+// Many tiles and tasks: rows not a multiple of any tile, a wider row, threads 1/2/3.
+TEST_P(MatmulTypeTest, LargerShapesAgreeAcrossThreadCounts) {
+  const DType type = GetParam();
+  const int64_t cols = dtype_info(type).block_elems == 1 ? 1031 : 1024;
+  const Weights w = make_weights(type, 301, cols, 3);
+  for (int64_t n : {5, 20, 64}) {
+    const std::vector<float> x = make_x(n, cols, 4);
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      std::vector<float> y(n * w.rows);
+      matmul(w.view(), x.data(), n, cols, y.data(), w.rows, pool);
+      if (first.empty()) {
+        expect_matches_reference(w, x, n, cols, y, w.rows, std::string(dtype_name(type)) + " n=" + std::to_string(n));
+        first = y;
+      } else {
+        ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << "threads " << threads;
+      }
+    }
+  }
+}
+
+// dot_row uses the fused kernels: it matches the reference, and matmul's small-batch path
+// gives bitwise the same value for every row, whatever the batch size.
+TEST_P(MatmulTypeTest, DotRowMatchesReferenceAndSmallBatchMatmul) {
+  const DType type = GetParam();
+  const int64_t cols = test_cols(type);
+  const Weights w = make_weights(type, 9, cols, 5);
+  const int64_t n = type == DType::F32 ? 8 : 20;  // the largest fused batches have several groups of 4
+  const std::vector<float> x = make_x(n, cols, 6);
+  ThreadPool pool(2);
+  std::vector<float> y(n * w.rows);
+  matmul(w.view(), x.data(), n, cols, y.data(), w.rows, pool);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      const float d = dot_row(type, w.data.data() + r * row_bytes(type, cols), x.data() + t * cols, cols);
+      double ref = 0, mag = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        ref += static_cast<double>(w.deq[r * cols + c]) * x[t * cols + c];
+        mag += std::fabs(static_cast<double>(w.deq[r * cols + c]) * x[t * cols + c]);
+      }
+      ASSERT_NEAR(d, ref, 1e-5 * mag) << dtype_name(type) << " r=" << r << " t=" << t;
+      ASSERT_EQ(d, y[t * w.rows + r]) << dtype_name(type) << " r=" << r << " t=" << t;
+    }
+}
+
+// Integer weights and activations: every partial sum is an integer below 2^24, so every path
+// must be exact whatever its summation order. (The K-quant encoders cannot store arbitrary
+// integers exactly, so they are left out.)
+class MatmulExactTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(MatmulExactTest, ExactOnIntegerData) {
+  const DType type = GetParam();
+  const int64_t cols = test_cols(type), rows = 19;
+  const bool q8 = type == DType::Q8_0;
+  std::vector<uint8_t> data(row_bytes(type, cols) * rows);
+  std::vector<float> w(rows * cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    // Q8_0: -127..127 with 127 in every block (d = 1); others: -8..7 with -8 in every block
+    // (Q4_0's d = -8 / -8 = 1).
+    for (int64_t c = 0; c < cols; ++c)
+      w[r * cols + c] = c % 32 == 0 ? (q8 ? 127.0f : -8.0f)
+                                    : static_cast<float>(q8 ? (r * 37 + c * 11) % 255 - 127 : (r * 7 + c * 3) % 16 - 8);
+    quantize_row(type, w.data() + r * cols, data.data() + r * row_bytes(type, cols), cols);
+  }
+  for (int64_t n : {1, 4, 20}) {
+    std::vector<float> x(n * cols);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 5) - 2);
+    ThreadPool pool(2);
+    std::vector<float> y(n * rows);
+    matmul({type, data.data(), rows, cols}, x.data(), n, cols, y.data(), rows, pool);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t t = 0; t < n; ++t) {
+        double ref = 0;
+        for (int64_t c = 0; c < cols; ++c) ref += static_cast<double>(w[r * cols + c]) * x[t * cols + c];
+        ASSERT_EQ(y[t * rows + r], ref) << dtype_name(type) << " n=" << n << " r=" << r << " t=" << t;
+      }
+  }
+}
+
+// Every SIMD variant compiled into the binary that this CPU can run (e.g. AVX-512, AVX2,
+// SSE4, SSSE3 and the portable fallback on x86), not only the one dispatch picks.
+TEST(MatmulTargets, EveryCompiledTargetMatchesReference) {
+  std::vector<std::string> seen;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    const std::string name = hwy::TargetName(target);
+    ASSERT_EQ(name, kernels::simd_target_name());
+    seen.push_back(name);
+    ThreadPool pool(2);
+    for (DType type : kAllTypes) {
+      const int64_t cols = test_cols(type);
+      const Weights w = make_weights(type, 21, cols, 7);
+      for (int64_t n : {1, 3, 6, 40}) {
+        const std::vector<float> x = make_x(n, cols + 1, 8);
+        std::vector<float> y(n * w.rows);
+        matmul(w.view(), x.data(), n, cols + 1, y.data(), w.rows, pool);
+        expect_matches_reference(w, x, n, cols + 1, y, w.rows,
+                                 name + " " + std::string(dtype_name(type)) + " n=" + std::to_string(n));
+        // dequantize_row on this target agrees with the decode used for the reference (up to
+        // the rounding of a fused multiply-add, which some targets use).
+        std::vector<float> row(cols);
+        dequantize_row(type, w.data.data(), row.data(), cols);
+        for (int64_t c = 0; c < cols; ++c)
+          ASSERT_LE(std::fabs(row[c] - w.deq[c]), 0x1p-23 * std::fabs(w.deq[c])) << name << " " << dtype_name(type);
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  std::string list;
+  for (const auto& t : seen) list += " " + t;
+  std::printf("checked SIMD targets:%s\n", list.c_str());
+  EXPECT_GE(seen.size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(MatmulAllTypes, MatmulTypeTest, ::testing::ValuesIn(kAllTypes),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(MatmulExactTypes, MatmulExactTest,
+                         ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q8_0),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace lazyllm

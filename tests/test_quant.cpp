@@ -1,0 +1,381 @@
+// Weight formats: half/bfloat16 conversions, decoding against an independent reference
+// decoder written from the GGUF block layouts, and encode -> decode round trips.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "format/dtype.h"
+#include "kernels/cpu/quant.h"
+
+namespace lazyllm {
+namespace {
+
+const DType kAllTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+
+uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+void wr16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v & 0xFF);
+  p[1] = static_cast<uint8_t>(v >> 8);
+}
+
+// IEEE binary16 decoded with plain arithmetic.
+double ref_half(uint16_t h) {
+  const int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+  double v;
+  if (e == 31) v = m ? std::numeric_limits<double>::quiet_NaN() : std::numeric_limits<double>::infinity();
+  else if (e == 0) v = std::ldexp(m, -24);
+  else v = std::ldexp(1024 + m, e - 25);
+  return s ? -v : v;
+}
+
+// ---- reference decoders: element by element, straight from the block layouts ----------
+
+double ref_q4_0(const uint8_t* b, int e) {  // 18-byte block: f16 d, 16 bytes of nibbles
+  const uint8_t byte = b[2 + e % 16];
+  const int q = e < 16 ? (byte & 15) : (byte >> 4);
+  return ref_half(rd16(b)) * (q - 8);
+}
+
+double ref_q8_0(const uint8_t* b, int e) {  // 34-byte block: f16 d, 32 int8
+  return ref_half(rd16(b)) * static_cast<int8_t>(b[2 + e]);
+}
+
+double ref_q4_k(const uint8_t* b, int e) {  // 144 bytes: d, dmin, scales[12], qs[128]
+  const double d = ref_half(rd16(b)), dmin = ref_half(rd16(b + 2));
+  const uint8_t* s = b + 4;
+  const uint8_t* qs = b + 16;
+  const int g = e / 32, l = e % 32;
+  int sc, m;
+  if (g < 4) {
+    sc = s[g] & 63;
+    m = s[g + 4] & 63;
+  } else {
+    sc = (s[g + 4] & 15) | ((s[g - 4] >> 6) << 4);
+    m = (s[g + 4] >> 4) | ((s[g] >> 6) << 4);
+  }
+  const uint8_t byte = qs[32 * (g / 2) + l];
+  const int q = g % 2 == 0 ? (byte & 15) : (byte >> 4);
+  return d * sc * q - dmin * m;
+}
+
+double ref_q6_k(const uint8_t* b, int e) {  // 210 bytes: ql[128], qh[64], scales[16] (int8), d
+  const uint8_t* ql = b;
+  const uint8_t* qh = b + 128;
+  const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+  const double d = ref_half(rd16(b + 208));
+  const int half = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
+  const uint8_t lbyte = ql[64 * half + l + 32 * (quarter % 2)];
+  const int low = quarter < 2 ? (lbyte & 15) : (lbyte >> 4);
+  const int high = (qh[32 * half + l] >> (2 * quarter)) & 3;
+  return d * sc[e / 16] * ((low | (high << 4)) - 32);
+}
+
+double ref_value(DType t, const uint8_t* data, int64_t i) {
+  switch (t) {
+    case DType::F32: {
+      float f;
+      std::memcpy(&f, data + 4 * i, 4);
+      return f;
+    }
+    case DType::F16: return ref_half(rd16(data + 2 * i));
+    case DType::BF16: {
+      const uint32_t u = uint32_t{rd16(data + 2 * i)} << 16;
+      float f;
+      std::memcpy(&f, &u, 4);
+      return f;
+    }
+    case DType::Q4_0: return ref_q4_0(data + 18 * (i / 32), static_cast<int>(i % 32));
+    case DType::Q8_0: return ref_q8_0(data + 34 * (i / 32), static_cast<int>(i % 32));
+    case DType::Q4_K: return ref_q4_k(data + 144 * (i / 256), static_cast<int>(i % 256));
+    case DType::Q6_K: return ref_q6_k(data + 210 * (i / 256), static_cast<int>(i % 256));
+  }
+  return NAN;
+}
+
+// A random finite half in +-[2^-10, 2) (the scale fields of quantized blocks).
+uint16_t random_scale_half(std::mt19937& rng) {
+  std::uniform_int_distribution<int> exp(5, 15), mant(0, 1023), sign(0, 1);
+  return static_cast<uint16_t>((sign(rng) << 15) | (exp(rng) << 10) | mant(rng));
+}
+
+// Random bytes for every quant and scale field, with valid (finite) half-float scales.
+std::vector<uint8_t> random_blocks(DType t, int64_t n, std::mt19937& rng) {
+  std::vector<uint8_t> data(row_bytes(t, n));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : data) b = static_cast<uint8_t>(byte(rng));
+  const DTypeInfo& info = dtype_info(t);
+  for (int64_t off = 0; off < static_cast<int64_t>(data.size()); off += info.block_bytes) {
+    uint8_t* b = data.data() + off;
+    switch (t) {
+      case DType::Q4_0:
+      case DType::Q8_0: wr16(b, random_scale_half(rng)); break;
+      case DType::Q4_K:
+        wr16(b, random_scale_half(rng) & 0x7FFF);  // d and dmin are non-negative by design
+        wr16(b + 2, random_scale_half(rng) & 0x7FFF);
+        break;
+      case DType::Q6_K: wr16(b + 208, random_scale_half(rng)); break;
+      case DType::F16:
+      case DType::BF16:
+        if ((rd16(b) & 0x7F80) == 0x7F80 && t == DType::BF16) b[1] &= 0xBF;  // no inf/NaN
+        if ((rd16(b) & 0x7C00) == 0x7C00 && t == DType::F16) b[1] &= 0xBB;
+        break;
+      case DType::F32:
+        if ((b[3] & 0x7F) == 0x7F && (b[2] & 0x80)) b[3] &= 0xBF;
+        break;
+    }
+  }
+  return data;
+}
+
+// ---- half / bfloat16 ---------------------------------------------------------------
+
+TEST(QuantFp16, DecodesEveryHalfExactly) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const double ref = ref_half(static_cast<uint16_t>(h));
+    const float got = fp16_to_fp32(static_cast<uint16_t>(h));
+    if (std::isnan(ref)) {
+      EXPECT_TRUE(std::isnan(got)) << h;
+    } else {
+      ASSERT_EQ(static_cast<double>(got), ref) << "half 0x" << std::hex << h;
+      ASSERT_EQ(std::signbit(got), (h & 0x8000) != 0) << h;
+    }
+  }
+}
+
+TEST(QuantFp16, EncodeRoundTripsEveryHalf) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = fp16_to_fp32(static_cast<uint16_t>(h));
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(fp16_to_fp32(fp32_to_fp16(f)))) << h;
+    } else {
+      ASSERT_EQ(fp32_to_fp16(f), h) << "half 0x" << std::hex << h;
+    }
+  }
+}
+
+// Nearest half by exhaustive comparison against neighbours, ties to the even code.
+uint16_t ref_round_to_half(float f) {
+  if (std::isnan(f)) return 0x7E00;
+  const bool neg = std::signbit(f);
+  const double a = std::fabs(static_cast<double>(f));
+  if (a >= 65520.0) return static_cast<uint16_t>((neg << 15) | 0x7C00);
+  // Largest non-negative half code not above a, then pick it or its successor.
+  uint16_t lo = 0;
+  for (int bit = 14; bit >= 0; --bit) {
+    const uint16_t c = static_cast<uint16_t>(lo | (1 << bit));
+    if (c <= 0x7BFF && ref_half(c) <= a) lo = c;
+  }
+  const double dlo = a - ref_half(lo), dhi = ref_half(static_cast<uint16_t>(lo + 1)) - a;
+  uint16_t r = lo;
+  if (dhi < dlo || (dhi == dlo && (lo & 1))) r = static_cast<uint16_t>(lo + 1);
+  return static_cast<uint16_t>((neg << 15) | r);
+}
+
+TEST(QuantFp16, EncodeRoundsToNearestEven) {
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<uint32_t> bits(0, 0xFFFFFFFFu);
+  std::vector<float> cases = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.99f, 65520.0f, 1e9f, -1e9f, 0x1p-24f, 0x1p-25f,
+                              0x1.8p-25f, 0x1p-26f, 0x1.002p0f, 0x1.006p0f, 0x1.001p0f, 0x1.003p0f, 6.1e-5f};
+  for (int i = 0; i < 200000; ++i) {
+    // Bias the exponent into and around the half range so rounding paths are all hit.
+    uint32_t u = bits(rng);
+    u = (u & 0x807FFFFFu) | ((100u + (u >> 23) % 50u) << 23);
+    float f;
+    std::memcpy(&f, &u, 4);
+    cases.push_back(f);
+  }
+  for (float f : cases) ASSERT_EQ(fp32_to_fp16(f), ref_round_to_half(f)) << std::hexfloat << f;
+  EXPECT_EQ(fp32_to_fp16(std::numeric_limits<float>::infinity()), 0x7C00);
+  EXPECT_TRUE(std::isnan(fp16_to_fp32(fp32_to_fp16(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+TEST(QuantBf16, ConvertsWithRoundToNearestEven) {
+  EXPECT_EQ(bf16_to_fp32(0x3F80), 1.0f);
+  EXPECT_EQ(bf16_to_fp32(0xC000), -2.0f);
+  EXPECT_EQ(fp32_to_bf16(1.0f), 0x3F80);
+  std::mt19937 rng(2);
+  std::uniform_int_distribution<uint32_t> bits(0, 0xFFFFFFFFu);
+  for (int i = 0; i < 200000; ++i) {
+    uint32_t u = bits(rng);
+    if (i % 4 == 0) u = (u & 0xFFFF0000u) | 0x8000u;  // exact ties
+    float f;
+    std::memcpy(&f, &u, 4);
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(bf16_to_fp32(fp32_to_bf16(f))));
+      continue;
+    }
+    // Candidates: truncation and the next code up in magnitude (infinity counting as 2^128);
+    // the nearer one wins, ties to the even code.
+    const uint16_t lo = static_cast<uint16_t>(u >> 16), hi = static_cast<uint16_t>(lo + 1);
+    auto value = [](uint16_t c) {
+      const double v = bf16_to_fp32(c);
+      return std::isinf(v) ? std::copysign(std::ldexp(1.0, 128), v) : v;
+    };
+    const double dlo = std::fabs(f - value(lo)), dhi = std::fabs(value(hi) - f);
+    const uint16_t want = (dhi < dlo || (dhi == dlo && (lo & 1))) ? hi : lo;
+    ASSERT_EQ(fp32_to_bf16(f), want) << std::hexfloat << f;
+  }
+}
+
+// ---- decoding ------------------------------------------------------------------------
+
+class QuantDecode : public ::testing::TestWithParam<DType> {};
+
+TEST_P(QuantDecode, MatchesReferenceDecoderOnRandomBlocks) {
+  const DType t = GetParam();
+  std::mt19937 rng(7);
+  const int64_t n = dtype_info(t).block_elems == 1 ? 1000 + 3 : 8 * 256;
+  for (int rep = 0; rep < 20; ++rep) {
+    const std::vector<uint8_t> data = random_blocks(t, n, rng);
+    std::vector<float> got(n);
+    dequantize_row(t, data.data(), got.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double ref = ref_value(t, data.data(), i);
+      // Every format decodes with at most one float rounding of the exact value.
+      ASSERT_LE(std::fabs(got[i] - ref), 0x1p-24 * std::fabs(ref)) << dtype_name(t) << " element " << i;
+    }
+  }
+}
+
+TEST_P(QuantDecode, ZerosEncodeAndDecodeToZeros) {
+  const DType t = GetParam();
+  const int64_t n = 512;
+  std::vector<float> x(n, 0.0f), y(n, 1.0f);
+  std::vector<uint8_t> q(row_bytes(t, n));
+  quantize_row(t, x.data(), q.data(), n);
+  dequantize_row(t, q.data(), y.data(), n);
+  for (float v : y) ASSERT_EQ(v, 0.0f) << dtype_name(t);
+}
+
+TEST(QuantEncode, RejectsPartialBlocks) {
+  std::vector<float> x(512);
+  std::vector<uint8_t> q(1024);
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    EXPECT_THROW(quantize_row(t, x.data(), q.data(), 33), std::invalid_argument) << dtype_name(t);
+    EXPECT_THROW(dequantize_row(t, q.data(), x.data(), 33), std::invalid_argument) << dtype_name(t);
+  }
+}
+
+// ---- encoding ------------------------------------------------------------------------
+
+// Gaussian rows with a few outliers, the shape of real weights.
+std::vector<float> weight_like(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> x(n);
+  for (auto& v : x) v = nd(rng);
+  for (int64_t i = 0; i < n; i += 97) x[i] *= 8;
+  return x;
+}
+
+// Root-mean-square error of decode(encode(x)) relative to the RMS of x.
+double relative_rms_error(DType t, const std::vector<float>& x) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> q(row_bytes(t, n));
+  std::vector<float> y(n);
+  quantize_row(t, x.data(), q.data(), n);
+  dequantize_row(t, q.data(), y.data(), n);
+  double err = 0, ref = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    err += (y[i] - x[i]) * static_cast<double>(y[i] - x[i]);
+    ref += x[i] * static_cast<double>(x[i]);
+  }
+  return std::sqrt(err / ref);
+}
+
+TEST_P(QuantDecode, RoundTripErrorIsWithinFormatPrecision) {
+  const DType t = GetParam();
+  std::mt19937 rng(11);
+  const std::vector<float> x = weight_like(64 * 256, rng);
+  // Expected RMS error: about step / sqrt(12) of each format's quantization step.
+  double bound = 0;
+  switch (t) {
+    case DType::F32: bound = 0; break;
+    case DType::F16: bound = 0x1p-11; break;
+    case DType::BF16: bound = 0x1p-8; break;
+    case DType::Q8_0: bound = 0.012; break;
+    case DType::Q6_K: bound = 0.04; break;
+    case DType::Q4_0: bound = 0.16; break;
+    case DType::Q4_K: bound = 0.12; break;
+  }
+  const double e = relative_rms_error(t, x);
+  EXPECT_LE(e, bound) << dtype_name(t);
+  if (t != DType::F32) {
+    EXPECT_GT(e, 0) << dtype_name(t);
+  }
+}
+
+TEST_P(QuantDecode, EncodesLargeAndSmallMagnitudes) {
+  const DType t = GetParam();
+  std::mt19937 rng(13);
+  for (float scale : {1e-2f, 1.0f, 300.0f}) {
+    std::vector<float> x = weight_like(4 * 256, rng);
+    for (auto& v : x) v *= scale / 0.02f;
+    const double e = relative_rms_error(t, x);
+    EXPECT_LT(e, t == DType::Q4_0 || t == DType::Q4_K ? 0.2 : 0.05) << dtype_name(t) << " scale " << scale;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantAllTypes, QuantDecode, ::testing::ValuesIn(kAllTypes),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// Element bound for the two ggml reference quantizers: half a step, except Q4_0's one-sided
+// clamp (+8 is not representable), plus the f16 rounding of d.
+TEST(QuantEncode, Q8_0AndQ4_0ErrorsAreBoundedPerBlock) {
+  std::mt19937 rng(17);
+  const std::vector<float> x = weight_like(256 * 32, rng);
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    std::vector<uint8_t> q(row_bytes(t, 256 * 32));
+    std::vector<float> y(x.size());
+    quantize_row(t, x.data(), q.data(), static_cast<int64_t>(x.size()));
+    dequantize_row(t, q.data(), y.data(), static_cast<int64_t>(x.size()));
+    for (size_t b = 0; b < x.size(); b += 32) {
+      float amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b + j]));
+      const double step = t == DType::Q8_0 ? amax / 127.0 : amax / 8.0;
+      const double bound = (t == DType::Q8_0 ? 0.5 : 1.0) * step + 128 * step * 0x1p-11;
+      for (int j = 0; j < 32; ++j) ASSERT_LE(std::fabs(y[b + j] - x[b + j]), bound) << dtype_name(t);
+    }
+  }
+}
+
+// The exact codes of ggml's quantize_row_q4_0_ref / q8_0_ref on hand-checked inputs.
+TEST(QuantEncode, MatchesGgmlReferenceRounding) {
+  std::vector<float> x(32);
+  for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j - 16) * 0.25f;  // -4 .. 3.75
+  std::vector<uint8_t> q(34);
+  quantize_row(DType::Q4_0, x.data(), q.data(), 32);
+  // max |x| is -4 at j = 0, so d = -4 / -8 = 0.5 and q = x / d + 8 (round half up, <= 15).
+  EXPECT_EQ(fp16_to_fp32(rd16(q.data())), 0.5f);
+  for (int j = 0; j < 16; ++j) {
+    const int lo = std::min(15, static_cast<int>(std::floor(x[j] / 0.5 + 8.5)));
+    const int hi = std::min(15, static_cast<int>(std::floor(x[j + 16] / 0.5 + 8.5)));
+    EXPECT_EQ(q[2 + j], lo | (hi << 4)) << j;
+  }
+  quantize_row(DType::Q8_0, x.data(), q.data(), 32);
+  // d = 4 / 127, q = round-half-away(x * 127 / 4).
+  EXPECT_EQ(fp16_to_fp32(rd16(q.data())), fp16_to_fp32(fp32_to_fp16(4.0f / 127)));
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(static_cast<int8_t>(q[2 + j]), std::lround(x[j] * (1.0f / (4.0f / 127)))) << j;
+}
+
+// Bytes decoded by the reference decoder equal what quantize_row meant to store.
+TEST(QuantEncode, KQuantsProduceValidSelfConsistentBlocks) {
+  std::mt19937 rng(19);
+  const std::vector<float> x = weight_like(8 * 256, rng);
+  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+    std::vector<uint8_t> q(row_bytes(t, 8 * 256));
+    std::vector<float> y(x.size());
+    quantize_row(t, x.data(), q.data(), static_cast<int64_t>(x.size()));
+    dequantize_row(t, q.data(), y.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(y[i]));
+      ASSERT_NEAR(y[i], ref_value(t, q.data(), static_cast<int64_t>(i)), 1e-6);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lazyllm
