@@ -4,7 +4,21 @@
 
 #include <algorithm>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LAZYLLM_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define LAZYLLM_CPU_RELAX() asm volatile("yield")
+#else
+#define LAZYLLM_CPU_RELAX() std::this_thread::yield()
+#endif
+
 namespace lazyllm {
+namespace {
+// About a millisecond of spinning before a worker sleeps: covers the gaps between the
+// parallel loops of one decode step, not idle time between requests.
+constexpr int kSpinsBeforeSleep = 1 << 14;
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -13,9 +27,9 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
-  start_cv_.notify_all();
+  wake_cv_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
@@ -36,17 +50,21 @@ void ThreadPool::run_tasks(int thread_index) {
 void ThreadPool::worker_loop(int thread_index) {
   uint64_t seen = 0;
   for (;;) {
-    {
+    int spins = 0;
+    uint64_t g;
+    while ((g = generation_.load(std::memory_order_acquire)) == seen) {
+      if (stop_.load(std::memory_order_relaxed)) return;
+      if (++spins < kSpinsBeforeSleep) {
+        LAZYLLM_CPU_RELAX();
+        continue;
+      }
       std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      wake_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+      spins = 0;
     }
+    seen = g;
     run_tasks(thread_index);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--active_ == 0) done_cv_.notify_one();
-    }
+    active_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -56,18 +74,18 @@ void ThreadPool::parallel_for(int64_t n_tasks, const std::function<void(int64_t,
     for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
+  fn_ = &fn;
+  n_tasks_ = n_tasks;
+  next_.store(0, std::memory_order_relaxed);
+  active_.store(n_threads_ - 1, std::memory_order_relaxed);
   {
+    // Under the lock so a worker about to sleep cannot miss the new generation.
     std::lock_guard<std::mutex> lock(mu_);
-    fn_ = &fn;
-    n_tasks_ = n_tasks;
-    next_.store(0, std::memory_order_relaxed);
-    active_ = n_threads_ - 1;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
-  start_cv_.notify_all();
+  wake_cv_.notify_all();
   run_tasks(0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return active_ == 0; });
+  while (active_.load(std::memory_order_acquire) != 0) LAZYLLM_CPU_RELAX();
   fn_ = nullptr;
 }
 

@@ -1,6 +1,10 @@
 // A fixed pool of worker threads for data-parallel loops. The calling thread takes part,
-// so a pool of N threads starts N-1 workers. Work is handed out in index ranges through an
+// so a pool of N threads starts N-1 workers. Work is handed out one index at a time through an
 // atomic counter, which balances uneven tasks without a scheduler.
+//
+// Decode issues hundreds of small parallel loops per token, so waking workers must cost
+// microseconds, not a futex round trip: workers spin briefly on a generation counter before
+// sleeping on a condition variable, and the caller spins until the last worker is done.
 #pragma once
 
 #include <atomic>
@@ -36,10 +40,10 @@ class ThreadPool {
   int n_threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
-  std::condition_variable start_cv_, done_cv_;
-  uint64_t generation_ = 0;
-  int active_ = 0;
-  bool stop_ = false;
+  std::condition_variable wake_cv_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> active_{0};
+  std::atomic<bool> stop_{false};
   const std::function<void(int64_t, int)>* fn_ = nullptr;
   int64_t n_tasks_ = 0;
   std::atomic<int64_t> next_{0};
