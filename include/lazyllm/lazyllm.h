@@ -139,6 +139,7 @@ struct SessionStats {
   int64_t prompt_token_layers_computed = 0;  // prompt tokens only, prefill + revivals
   int64_t token_layers_computed = 0;         // every token, prefill + decode
   double computed_fraction = 1.0;            // prompt_token_layers_computed / (prompt_tokens x layers)
+  double prefill_computed_fraction = 1.0;    // the same, counting the last prefill only (what TTFT pays)
   std::vector<int> alive_per_layer;          // prompt tokens computed at each layer in prefill
   int64_t revived = 0;                       // (token, layer) revivals during decode
   int64_t aux_cache_bytes = 0;               // hidden states held in the Aux Cache now

@@ -43,6 +43,7 @@ void Session::reset() {
 
 void Session::prefill(std::span<const int32_t> tokens) {
   const int n_layers = model_->config().n_layers;
+  const int64_t before = state_->counters().prompt_token_layers;
   auto t0 = std::chrono::steady_clock::now();
   state_->prefill(tokens, options_.prune.keep_per_layer(n_layers), options_.on_prefill_progress);
   stats_.prefill_ms = ms_since(t0);
@@ -50,6 +51,8 @@ void Session::prefill(std::span<const int32_t> tokens) {
   stats_.prompt_tokens += static_cast<int>(tokens.size());
   const ForwardCounters& k = state_->counters();
   stats_.alive_per_layer = k.alive_per_layer;
+  stats_.prefill_computed_fraction =
+      static_cast<double>(k.prompt_token_layers - before) / (double(tokens.size()) * n_layers);
   stats_.token_layers_computed = k.token_layers;
   stats_.prompt_token_layers_computed = k.prompt_token_layers;
   stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);

@@ -25,7 +25,7 @@ struct BenchArgs {
 };
 
 struct Samples {
-  std::vector<double> ttft_ms, prefill_tok_s, decode_tok_s, computed_fraction;
+  std::vector<double> ttft_ms, prefill_tok_s, decode_tok_s, computed_fraction, prefill_computed_fraction;
 };
 
 int32_t argmax(std::span<const float> v) {
@@ -43,6 +43,7 @@ void run_once(Session& s, const std::vector<int32_t>& prompt, int gen_len, Sampl
   int32_t next = argmax(s.logits());
   const double ttft = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const double prefill_ms = s.stats().prefill_ms;
+  out.prefill_computed_fraction.push_back(s.stats().prefill_computed_fraction);
   auto t1 = std::chrono::steady_clock::now();
   for (int i = 1; i < gen_len; ++i) {
     s.decode(next);
@@ -59,70 +60,84 @@ nlohmann::json samples_json(const Samples& s) {
   nlohmann::json j = {{"ttft_ms", to_json(summarize(s.ttft_ms))}, {"prefill_tok_s", to_json(summarize(s.prefill_tok_s))}};
   if (!s.decode_tok_s.empty()) j["decode_tok_s"] = to_json(summarize(s.decode_tok_s));
   j["computed_fraction"] = summarize(s.computed_fraction).median;
+  j["prefill_computed_fraction"] = summarize(s.prefill_computed_fraction).median;
   return j;
 }
 
 int bench(const BenchArgs& a) {
   auto model = Model::load(a.model);
   const ModelConfig& c = model->config();
-  const PruneSchedule schedule = a.prune.resolve(c.n_layers);
-  const bool lazy = !schedule.empty();
+  const auto schedules = a.prune.resolve_all(c.n_layers);
   std::mt19937_64 rng(a.seed);
   for (int n : a.prompt_lens) {
     SessionOptions base_opt;
     base_opt.n_ctx = n + a.gen_len;
     base_opt.n_threads = a.threads;
     Session base(model, base_opt);
-    std::unique_ptr<Session> lz;
-    if (lazy) {
+    std::vector<std::unique_ptr<Session>> lazy;
+    for (const auto& [name, sched] : schedules) {
       SessionOptions lo = base_opt;
-      lo.prune = schedule;
-      lz = std::make_unique<Session>(model, lo);
+      lo.prune = sched;
+      lazy.push_back(std::make_unique<Session>(model, lo));
     }
     // Random token ids stand in for text: speed does not depend on which tokens they are.
     std::vector<int32_t> prompt(n);
     std::uniform_int_distribution<int32_t> dist(0, c.n_vocab - 1);
     for (auto& t : prompt) t = dist(rng);
 
-    Samples sb, sl, discard;
+    // Baseline and every schedule alternate within each repetition.
+    Samples sb, discard;
+    std::vector<Samples> sl(lazy.size());
     for (int r = 0; r < a.warmup + a.reps; ++r) {
       const bool keep = r >= a.warmup;
       run_once(base, prompt, a.gen_len, keep ? sb : discard);
-      if (lz) run_once(*lz, prompt, a.gen_len, keep ? sl : discard);
+      for (size_t i = 0; i < lazy.size(); ++i) run_once(*lazy[i], prompt, a.gen_len, keep ? sl[i] : discard);
       if (!a.json) std::fprintf(stderr, "\rprompt %d: rep %d/%d", n, r + 1, a.warmup + a.reps);
     }
     if (!a.json) std::fprintf(stderr, "\r\033[K");
 
-    nlohmann::json j = {{"model", a.model},
-                        {"architecture", c.architecture},
-                        {"cpu", cpu_description()},
-                        {"threads", a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency())},
-                        {"prompt_len", n},
-                        {"gen_len", a.gen_len},
-                        {"reps", a.reps},
-                        {"baseline", samples_json(sb)}};
+    nlohmann::json common = {{"model", a.model},
+                             {"architecture", c.architecture},
+                             {"cpu", cpu_description()},
+                             {"threads", a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency())},
+                             {"prompt_len", n},
+                             {"gen_len", a.gen_len},
+                             {"reps", a.reps},
+                             {"baseline", samples_json(sb)}};
     const Summary tb = summarize(sb.ttft_ms);
-    j["ttft_ms"] = tb.median;
-    j["prefill_tok_s"] = summarize(sb.prefill_tok_s).median;
-    j["decode_tok_s"] = summarize(sb.decode_tok_s).median;
-    if (lz) {
-      const Summary tl = summarize(sl.ttft_ms);
-      j["schedule"] = schedule.to_string();
-      j["lazy"] = samples_json(sl);
+    common["ttft_ms"] = tb.median;
+    common["prefill_tok_s"] = summarize(sb.prefill_tok_s).median;
+    common["decode_tok_s"] = summarize(sb.decode_tok_s).median;
+    auto print_base = [&] {
+      std::printf("prompt %6d | baseline ttft %9.1f ms | prefill %8.1f tok/s | decode %7.2f tok/s", n, tb.median,
+                  common["prefill_tok_s"].get<double>(), common["decode_tok_s"].get<double>());
+    };
+    if (lazy.empty()) {
+      if (a.json) std::cout << common.dump() << std::endl;
+      else print_base(), std::printf("\n");
+      continue;
+    }
+    for (size_t i = 0; i < lazy.size(); ++i) {
+      nlohmann::json j = common;
+      const Summary tl = summarize(sl[i].ttft_ms);
+      j["schedule_name"] = schedules[i].first;
+      j["schedule"] = schedules[i].second.to_string();
+      j["lazy"] = samples_json(sl[i]);
       j["ttft_ms_baseline"] = tb.median;
       j["ttft_ms_lazy"] = tl.median;
       j["speedup"] = tb.median / tl.median;
-      j["computed_fraction"] = summarize(sl.computed_fraction).median;
-    }
-    if (a.json) {
-      std::cout << j.dump() << std::endl;
-    } else {
-      std::printf("prompt %6d | ttft %9.1f ms | prefill %8.1f tok/s | decode %7.2f tok/s", n, tb.median,
-                  j["prefill_tok_s"].get<double>(), j["decode_tok_s"].get<double>());
-      if (lz)
-        std::printf(" | lazy ttft %9.1f ms, speedup %.2fx, computed %.1f%%", j["ttft_ms_lazy"].get<double>(),
-                    j["speedup"].get<double>(), 100 * j["computed_fraction"].get<double>());
-      std::printf("\n");
+      // At first token (what the TTFT speedup should track) and after the generated tokens.
+      j["computed_fraction"] = summarize(sl[i].prefill_computed_fraction).median;
+      j["computed_fraction_after_generation"] = summarize(sl[i].computed_fraction).median;
+      if (a.json) {
+        std::cout << j.dump() << std::endl;
+      } else {
+        print_base();
+        std::printf(" | %s: ttft %9.1f ms, speedup %.2fx, computed %.1f%% (%.1f%% after %d tokens)\n",
+                    schedules[i].first.c_str(), tl.median, j["speedup"].get<double>(),
+                    100 * j["computed_fraction"].get<double>(),
+                    100 * j["computed_fraction_after_generation"].get<double>(), a.gen_len);
+      }
     }
   }
   return 0;
@@ -141,7 +156,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--seed", a->seed, "Seed of the random prompt");
   cmd->add_flag("--json", a->json, "Print one JSON object per prompt length");
-  a->prune.add_to(cmd);
+  a->prune.add_to(cmd, /*allow_many=*/true);
   cmd->callback([a, &exit_code] { exit_code = bench(*a); });
 }
 

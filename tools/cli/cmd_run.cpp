@@ -23,6 +23,7 @@ struct RunArgs {
 
 nlohmann::json lazy_json(const SessionStats& s) {
   return {{"computed_fraction", s.computed_fraction},
+          {"prefill_computed_fraction", s.prefill_computed_fraction},
           {"alive_per_layer", s.alive_per_layer},
           {"revived", s.revived},
           {"aux_cache_bytes", s.aux_cache_bytes}};

@@ -11,16 +11,27 @@
 
 namespace lazyllm::cli {
 
-void PruneFlags::add_to(CLI::App* cmd) {
-  cmd->add_flag("--lazy", lazy, "Enable LazyLLM pruning with the default schedule");
-  cmd->add_option("--prune", spec,
-                  "LazyLLM schedule 'L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept)");
+void PruneFlags::add_to(CLI::App* cmd, bool allow_many) {
+  cmd->add_flag("--lazy", lazy, std::string("Enable LazyLLM pruning with the default schedule (") +
+                                    std::string(PruneSchedule::kDefaultSpec) + ")");
+  auto* opt = cmd->add_option("--prune", specs,
+                              "LazyLLM schedule 'L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept)");
+  if (!allow_many) opt->expected(1);
 }
 
 PruneSchedule PruneFlags::resolve(int n_layers) const {
-  if (!spec.empty()) return PruneSchedule::parse(spec, n_layers);
+  if (specs.size() > 1) throw Error("--prune may be given once here");
+  if (lazy && !specs.empty()) throw Error("give either --lazy or --prune, not both");
+  if (!specs.empty()) return PruneSchedule::parse(specs[0], n_layers);
   if (lazy) return PruneSchedule::default_for(n_layers);
   return {};
+}
+
+std::vector<std::pair<std::string, PruneSchedule>> PruneFlags::resolve_all(int n_layers) const {
+  std::vector<std::pair<std::string, PruneSchedule>> out;
+  if (lazy) out.emplace_back("lazy", PruneSchedule::default_for(n_layers));
+  for (const auto& s : specs) out.emplace_back(s, PruneSchedule::parse(s, n_layers));
+  return out;
 }
 
 std::string read_prompt(const std::string& text, const std::string& file, bool have_text) {

@@ -14,10 +14,13 @@ namespace lazyllm::cli {
 // --lazy / --prune flags, resolved against a model's depth.
 struct PruneFlags {
   bool lazy = false;
-  std::string spec;
-  void add_to(CLI::App* cmd);
-  bool enabled() const { return lazy || !spec.empty(); }
-  PruneSchedule resolve(int n_layers) const;  // empty schedule when disabled
+  std::vector<std::string> specs;
+  // allow_many: --prune may repeat (commands that compare several schedules).
+  void add_to(CLI::App* cmd, bool allow_many = false);
+  bool enabled() const { return lazy || !specs.empty(); }
+  PruneSchedule resolve(int n_layers) const;  // the one schedule; empty when disabled
+  // Every schedule asked for, named "lazy" (the default) or by its spec.
+  std::vector<std::pair<std::string, PruneSchedule>> resolve_all(int n_layers) const;
 };
 
 // Reads -p TEXT, -f FILE or standard input (in that order of preference).
