@@ -207,6 +207,12 @@ TEST(PruneScheduleParse, AcceptsIndicesAndFractionsRejectsJunk) {
   for (const char* bad : {"", "8", "8:", ":0.5", "8:0", "8:1.5", "0:0.5", "32:0.5", "8:0.5,8:0.4", "x:0.5", "8:0.5,"})
     EXPECT_THROW(PruneSchedule::parse(bad, 32), Error) << bad;
   EXPECT_EQ(PruneSchedule::default_for(32).points.size(), 3u);
+  // Fractions of depth that meet on one layer of a shallow model combine there.
+  auto shallow = PruneSchedule::parse("0.3:0.5,0.6:0.5", 2);
+  ASSERT_EQ(shallow.points.size(), 1u);
+  EXPECT_EQ(shallow.points[0].layer, 1);
+  EXPECT_DOUBLE_EQ(shallow.points[0].keep, 0.25);
+  for (int depth = 2; depth <= 40; ++depth) EXPECT_NO_THROW(PruneSchedule::default_for(depth)) << depth;
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ PruneSchedule PruneSchedule::parse(std::string_view spec, int n_layers) {
     double layer = parse_number(item.substr(0, colon), spec);
     double keep = parse_number(item.substr(colon + 1), spec);
     int l;
-    if (layer > 0 && layer < 1) {
+    const bool fractional = layer > 0 && layer < 1;
+    if (fractional) {
       l = static_cast<int>(std::lround(layer * n_layers));  // a fraction of depth
     } else if (layer == std::floor(layer) && layer >= 1 && layer < n_layers) {
       l = static_cast<int>(layer);
@@ -49,9 +50,14 @@ PruneSchedule PruneSchedule::parse(std::string_view spec, int n_layers) {
                   std::string(item.substr(colon + 1)) + " must be in (0, 1]");
     if (n_layers < 2) throw Error("a model with one layer cannot be pruned");
     auto it = std::find_if(s.points.begin(), s.points.end(), [&](const PrunePoint& p) { return p.layer == l; });
-    if (it != s.points.end())
+    if (it == s.points.end()) {
+      s.points.push_back({l, keep});
+    } else if (fractional) {
+      // On a shallow model two fractions of depth can land on one layer: prune there by both.
+      it->keep *= keep;
+    } else {
       throw Error("invalid prune schedule '" + std::string(spec) + "': layer " + std::to_string(l) + " appears twice");
-    s.points.push_back({l, keep});
+    }
   }
   if (s.points.empty()) throw Error("invalid prune schedule: empty");
   std::sort(s.points.begin(), s.points.end(), [](const PrunePoint& a, const PrunePoint& b) { return a.layer < b.layer; });

@@ -1,0 +1,116 @@
+// The `lazyllm` command: real runs through the binary, and clear errors with nonzero exit codes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_util.h"
+
+namespace lazyllm {
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result run_cli(const std::string& args) {
+  const auto out = test::temp_path("cli.out"), err = test::temp_path("cli.err");
+  const std::string cmd = std::string(LAZYLLM_CLI_PATH) + " " + args + " > " + out.string() + " 2> " + err.string() + " < /dev/null";
+  const int status = std::system(cmd.c_str());
+  auto slurp = [](const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+std::string shared(const std::string& rel) { return (test::shared_dir() / rel).string(); }
+
+TEST(Cli, BadInputGivesClearErrorAndNonzeroExit) {
+  Result r = run_cli("run -m /nonexistent/model.gguf -p hi");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("cannot open '/nonexistent/model.gguf'"), std::string::npos) << r.err;
+  r = run_cli("run --no-such-flag");
+  EXPECT_NE(r.code, 0);
+  r = run_cli("frobnicate");
+  EXPECT_NE(r.code, 0);
+  r = run_cli("run -m /etc/hostname -p hi");  // not a GGUF file
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("error:"), std::string::npos) << r.err;
+}
+
+TEST(Cli, PromptLongerThanContext) {
+  LAZYLLM_REQUIRE_SHARED("models/stories260K.gguf");
+  Result r = run_cli("run -m " + shared("models/stories260K.gguf") +
+                     " --ctx 8 -p 'Once upon a time there was a little girl named Lily who loved to play'");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("does not fit the context"), std::string::npos) << r.err;
+}
+
+TEST(Cli, RunJsonMatchesGoldenGreedy) {
+  LAZYLLM_REQUIRE_SHARED("models/stories260K.gguf");
+  LAZYLLM_REQUIRE_SHARED("golden/stories260K.golden.json");
+  std::ifstream in(test::shared_dir() / "golden/stories260K.golden.json");
+  auto golden = nlohmann::json::parse(in)[0];
+  Result r = run_cli("run -m " + shared("models/stories260K.gguf") + " --ctx 512 -p 'Once upon a time' -n 16 --temp 0 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"], 5);
+  auto want = golden["greedy"].get<std::vector<int>>();
+  want.resize(16);
+  EXPECT_EQ(j["tokens"].get<std::vector<int>>(), want);
+  EXPECT_GT(j["ttft_ms"].get<double>(), 0);
+  EXPECT_TRUE(j.contains("prefill_tok_s") && j.contains("decode_tok_s") && j.contains("text"));
+  EXPECT_FALSE(j.contains("lazy"));
+
+  r = run_cli("run -m " + shared("models/stories260K.gguf") + " --ctx 512 -p 'Once upon a time, Lily and Tom went to the park to play with a ball' -n 8 --temp 0 --prune 2:0.5 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("lazy"));
+  EXPECT_LT(j["lazy"]["prefill_computed_fraction"].get<double>(), 1.0);
+  EXPECT_EQ(j["lazy"]["alive_per_layer"].size(), 5u);
+  EXPECT_TRUE(j["lazy"].contains("revived") && j["lazy"].contains("aux_cache_bytes"));
+}
+
+TEST(Cli, TokenizeWorksOnVocabularyOnlyFiles) {
+  LAZYLLM_REQUIRE_SHARED("vocab/ggml-vocab-llama-spm.gguf");
+  Result r = run_cli("tokenize -m " + shared("vocab/ggml-vocab-llama-spm.gguf") + " -p 'Hello world' --ids");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "[1, 15043, 3186]\n");
+  r = run_cli("tokenize -m " + shared("vocab/ggml-vocab-llama-spm.gguf") + " -p 'Hello world'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("15043 -> \" Hello\""), std::string::npos) << r.out;
+}
+
+TEST(Cli, InfoAndGenModel) {
+  const auto path = test::temp_path("cli-gen.gguf").string();
+  Result r = run_cli("gen-model --dims embd=64,layers=2,heads=4,kv_heads=2,ff=128,vocab=512,ctx=128 --dtype q8_0 -o " + path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_cli("info -m " + path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("layers:        2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("q8_0"), std::string::npos) << r.out;
+  r = run_cli("bench -m " + path + " --prompt-len 16,32 --gen-len 3 --reps 1 --warmup 0 --lazy --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_TRUE(j.contains("ttft_ms_baseline") && j.contains("ttft_ms_lazy") && j.contains("speedup") &&
+                j.contains("computed_fraction"));
+    ++n;
+  }
+  EXPECT_EQ(n, 2);
+  r = run_cli("gen-model --shape no-such-shape -o " + path);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("unknown shape"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lazyllm
