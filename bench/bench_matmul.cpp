@@ -65,6 +65,7 @@ double time_best(F&& fn, double min_s = 0.25) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // show rows as they finish
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   std::vector<DType> types = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
   if (argc > 2) {

@@ -128,7 +128,7 @@ TEST_P(MatmulTypeTest, LargerShapesAgreeAcrossThreadCounts) {
   const DType type = GetParam();
   const int64_t cols = dtype_info(type).block_elems == 1 ? 1031 : 1024;
   const Weights w = make_weights(type, 301, cols, 3);
-  for (int64_t n : {5, 20, 64}) {
+  for (int64_t n : {5, 20, 32, 64}) {
     const std::vector<float> x = make_x(n, cols, 4);
     std::vector<float> first;
     for (int threads : {1, 2, 3}) {
@@ -172,6 +172,18 @@ TEST_P(MatmulTypeTest, DotRowMatchesReferenceAndSmallBatchMatmul) {
 // Integer weights and activations: every partial sum is an integer below 2^24, so every path
 // must be exact whatever its summation order. (The K-quant encoders cannot store arbitrary
 // integers exactly, so they are left out.)
+TEST(MatmulEdgeCases, EmptyRowsGiveZerosAndEmptyBatchesNothing) {
+  ThreadPool pool(2);
+  std::vector<float> y(6, 7.0f), x(3, 1.0f);
+  matmul({DType::Q8_0, nullptr, 3, 0}, x.data(), 2, 0, y.data(), 3, pool);
+  for (float v : y) EXPECT_EQ(v, 0.0f);
+  std::vector<float> z(4, 7.0f);
+  const Weights w = make_weights(DType::Q4_0, 4, 32, 9);
+  matmul(w.view(), x.data(), 0, 32, z.data(), 4, pool);
+  for (float v : z) EXPECT_EQ(v, 7.0f);
+  EXPECT_THROW(matmul({DType::Q4_K, w.data.data(), 1, 100}, x.data(), 1, 100, z.data(), 1, pool), std::invalid_argument);
+}
+
 class MatmulExactTest : public ::testing::TestWithParam<DType> {};
 
 TEST_P(MatmulExactTest, ExactOnIntegerData) {

@@ -157,7 +157,7 @@ TEST(QuantFp16, EncodeRoundTripsEveryHalf) {
   }
 }
 
-// Nearest half by exhaustive comparison against neighbours, ties to the even code.
+// Nearest half found by binary search over the codes, ties to the even code.
 uint16_t ref_round_to_half(float f) {
   if (std::isnan(f)) return 0x7E00;
   const bool neg = std::signbit(f);
