@@ -1,9 +1,7 @@
 // Micro-benchmark of matmul for every weight type on TinyLlama-like shapes.
 //
-// Build (after building the library in build-quant):
-//   g++ -O2 -std=c++20 -Isrc bench/bench_matmul.cpp build-quant/liblazyllm_core.a \
-//       -lhwy -lopenblas -lfmt -lpthread -o build-quant/bench_matmul
-// Run: build-quant/bench_matmul [threads=2] [types=all, e.g. q4_0,f32]
+// Built by CMake as build/lazyllm_bench_matmul.
+// Run: build/lazyllm_bench_matmul [threads=2] [types=all, e.g. q4_0,f32]
 //
 // Decode (n = 1..8) cycles through enough copies of each matrix to exceed the last-level
 // cache, so GB/s is the rate weights stream from DRAM, as in a real forward pass.

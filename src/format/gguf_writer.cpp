@@ -14,8 +14,10 @@ constexpr uint64_t kAlignment = 32;
 
 template <typename T>
 void put(std::vector<uint8_t>& b, T v) {
-  const auto* p = reinterpret_cast<const uint8_t*>(&v);
-  b.insert(b.end(), p, p + sizeof(T));
+  // resize + memcpy rather than insert: GCC 12 reports a bogus -Wstringop-overflow on the latter.
+  const size_t at = b.size();
+  b.resize(at + sizeof(T));
+  std::memcpy(b.data() + at, &v, sizeof(T));
 }
 
 void put_str(std::vector<uint8_t>& b, std::string_view s) {
