@@ -77,6 +77,23 @@ TEST(Cli, RunJsonMatchesGoldenGreedy) {
   EXPECT_TRUE(j["lazy"].contains("revived") && j["lazy"].contains("aux_cache_bytes"));
 }
 
+TEST(Cli, AgreeIdentityScheduleIsExact) {
+  LAZYLLM_REQUIRE_SHARED("models/stories260K.gguf");
+  const auto prompts = test::temp_path("agree-prompts.txt");
+  std::ofstream(prompts) << "Once upon a time, there was a little dog named Max.\n"
+                            "Lily and Tom went to the park. They saw a big red ball and wanted to play.\n";
+  Result r = run_cli("agree -m " + shared("models/stories260K.gguf") + " --prompts " + prompts.string() +
+                     " --ctx 512 -n 8 -t 1 --prune 1:1.0,2:1.0,3:1.0,4:1.0 --prune 2:0.5 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["results"].size(), 2u);
+  EXPECT_DOUBLE_EQ(j["results"][0]["top1_agreement"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["results"][0]["greedy_match"].get<double>(), 1.0);
+  EXPECT_LT(j["results"][1]["prefill_computed_fraction"].get<double>(), 1.0);
+  r = run_cli("agree -m " + shared("models/stories260K.gguf") + " --prompts /nonexistent --lazy");
+  EXPECT_EQ(r.code, 1);
+}
+
 TEST(Cli, TokenizeWorksOnVocabularyOnlyFiles) {
   LAZYLLM_REQUIRE_SHARED("vocab/ggml-vocab-llama-spm.gguf");
   Result r = run_cli("tokenize -m " + shared("vocab/ggml-vocab-llama-spm.gguf") + " -p 'Hello world' --ids");
