@@ -11,24 +11,18 @@
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/rope.h"
 #include "lazyllm/error.h"
+#include "util/splitmix.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {
 namespace {
-
-uint64_t splitmix(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // Uniform values with the given standard deviation; seeded per (tensor, row) so the output
 // does not depend on the thread count.
 void random_row(uint64_t seed, float std, float mean, float* out, int64_t n) {
   const float a = std * std::sqrt(3.0f);
   for (int64_t i = 0; i < n; ++i) {
-    const double u = static_cast<double>(splitmix(seed) >> 11) * 0x1.0p-53;
+    const double u = static_cast<double>(splitmix64(seed) >> 11) * 0x1.0p-53;
     out[i] = mean + static_cast<float>((2 * u - 1) * a);
   }
 }

@@ -4,18 +4,9 @@
 #include <unordered_set>
 
 #include "lazyllm/lazyllm.h"
+#include "util/splitmix.h"
 
 namespace lazyllm {
-namespace {
-
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_state_(params.seed) {
   if (!(params.temperature >= 0) || !std::isfinite(params.temperature)) throw Error("temperature must be >= 0");
