@@ -108,6 +108,131 @@ TEST(GGUFErrors, BadTensorInfo) {
   expect_error(f, "dimensions");
 }
 
+// A file of tensors given as (name, dims, ggml type, offset) over `data_bytes` of data.
+struct TensorInfo {
+  std::string name;
+  std::vector<uint64_t> dims;
+  uint32_t type = 0;
+  uint64_t offset = 0;
+};
+Bytes tensor_file(const std::vector<TensorInfo>& ts, size_t data_bytes = 64) {
+  Bytes f;
+  f.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(ts.size()).put<uint64_t>(0);
+  for (const auto& t : ts) {
+    f.str(t.name).put<uint32_t>(static_cast<uint32_t>(t.dims.size()));
+    for (uint64_t d : t.dims) f.put<uint64_t>(d);
+    f.put<uint32_t>(t.type).put<uint64_t>(t.offset);
+  }
+  f.pad();
+  f.b.resize(f.b.size() + data_bytes, 0);
+  return f;
+}
+
+TEST(GGUFErrors, HugeAndZeroDimensions) {
+  expect_error(tensor_file({{"w", {uint64_t{1} << 41}}}), "invalid dimension 2199023255552");
+  expect_error(tensor_file({{"w", {8, 0}}}), "invalid dimension 0");
+  expect_error(tensor_file({{"w", {}}}), "has 0 dimensions");
+  expect_error(tensor_file({{"w", {1, 1, 1, 1, 1}}}), "has 5 dimensions");
+  // Element count overflowing int64.
+  expect_error(tensor_file({{"w", {uint64_t{1} << 40, uint64_t{1} << 30}}}), "invalid dimension");
+  // 2^62 f32 elements: the byte size (2^64) would wrap to 0 and pass a naive range check.
+  expect_error(tensor_file({{"w", {uint64_t{1} << 40, uint64_t{1} << 22}}}), "larger than the whole file");
+  expect_error(tensor_file({{"w", {uint64_t{1} << 40, uint64_t{1} << 21, 2}}}), "larger than the whole file");
+  // Large but representable: simply beyond the end of this small file.
+  expect_error(tensor_file({{"w", {16, 2}}}), "beyond the end of the file");
+}
+
+TEST(GGUFErrors, BadTensorOffsets) {
+  expect_error(tensor_file({{"w", {8}, 0, 64}}), "beyond the end of the file");
+  expect_error(tensor_file({{"w", {8}, 0, 32}}, 63), "beyond the end of the file");  // 1 byte short
+  expect_error(tensor_file({{"w", {8}, 0, UINT64_MAX - 31}}), "beyond the end of the file");  // offset + size wraps
+  expect_error(tensor_file({{"w", {8}, 0, 16}}), "offset is not aligned");
+  // Two tensors may not share a name.
+  expect_error(tensor_file({{"w", {8}, 0, 0}, {"w", {8}, 0, 32}}), "duplicate tensor name 'w'");
+  // An offset aligned to the declared alignment, not to 32.
+  Bytes f;
+  f.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(1).put<uint64_t>(1);
+  f.str("general.alignment").put<uint32_t>(4).put<uint32_t>(64);
+  f.str("w").put<uint32_t>(1).put<uint64_t>(8).put<uint32_t>(0).put<uint64_t>(32);
+  f.pad(64);
+  f.b.resize(f.b.size() + 128, 0);
+  expect_error(f, "offset is not aligned");
+  for (uint32_t bad : {0u, 3u, 48u}) {
+    Bytes g;
+    g.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1);
+    g.str("general.alignment").put<uint32_t>(4).put<uint32_t>(bad);
+    expect_error(g, "general.alignment must be a power of two");
+  }
+  Bytes h;  // alignment of the wrong type
+  h.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1);
+  h.str("general.alignment").put<uint32_t>(8).str("32");
+  expect_error(h, "general.alignment must be a power of two");
+}
+
+TEST(GGUFErrors, BadArrays) {
+  Bytes n;  // arrays of arrays
+  n.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1).str("arr");
+  n.put<uint32_t>(9).put<uint32_t>(9).put<uint64_t>(1);
+  expect_error(n, "array 'arr' is nested");
+  Bytes s;  // 2^60 strings
+  s.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1).str("strs");
+  s.put<uint32_t>(9).put<uint32_t>(8).put<uint64_t>(uint64_t{1} << 60).put<uint64_t>(0);
+  expect_error(s, "array 'strs' claims 1152921504606846976 strings");
+  Bytes l;  // a string inside an array longer than the file
+  l.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1).str("strs");
+  l.put<uint32_t>(9).put<uint32_t>(8).put<uint64_t>(1).str("abc", uint64_t{1} << 60);
+  expect_error(l, "beyond the end");
+  Bytes t;  // an unknown element type
+  t.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1).str("arr");
+  t.put<uint32_t>(9).put<uint32_t>(13).put<uint64_t>(1);
+  expect_error(t, "invalid element type 13");
+  Bytes u;  // 2^62 u64 elements: the byte count would overflow
+  u.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1).str("arr");
+  u.put<uint32_t>(9).put<uint32_t>(10).put<uint64_t>(uint64_t{1} << 62);
+  expect_error(u, "more than the file holds");
+}
+
+// Every cut of a writer-produced file holding every metadata type, arrays and tensors.
+TEST(GGUFErrors, EveryTruncationOfARichFileIsAnError) {
+  GGUFWriter w;
+  w.set_uint8("u8", 1);
+  w.set_int8("i8", -1);
+  w.set_uint16("u16", 2);
+  w.set_int16("i16", -2);
+  w.set_uint32("u32", 3);
+  w.set_int32("i32", -3);
+  w.set_uint64("u64", 4);
+  w.set_int64("i64", -4);
+  w.set_float32("f32", 0.5f);
+  w.set_float64("f64", 0.25);
+  w.set_bool("b", true);
+  w.set_string("s", "text");
+  w.set_string_array("sa", {"a", "bc", ""});
+  w.set_float32_array("fa", {1, 2});
+  w.set_int32_array("ia", {3, 4, 5});
+  w.add_tensor("t0", DType::F32, {8, 2}, std::vector<uint8_t>(64, 1));
+  w.add_tensor("t1", DType::Q8_0, {32}, std::vector<uint8_t>(34, 2));
+  w.add_tensor("t2", DType::F16, {3}, std::vector<uint8_t>(6, 3));
+  const auto path = test::temp_path("rich.gguf").string();
+  w.write(path);
+  std::ifstream in(path, std::ios::binary);
+  const std::vector<uint8_t> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  auto whole = GGUFFile::parse(bytes.data(), bytes.size());
+  const GGUFTensor& last = whole->tensors().back();
+  const size_t data_end = static_cast<size_t>(last.data - bytes.data()) + static_cast<size_t>(last.n_bytes);
+  ASSERT_LT(data_end, bytes.size());  // the last tensor is followed by padding
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    // A copy of exactly `cut` bytes, so ASan sees any read past the end.
+    std::vector<uint8_t> part(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(cut));
+    if (cut < data_end) {
+      EXPECT_THROW(GGUFFile::parse(part.data(), part.size()), Error) << "cut at " << cut;
+    } else {
+      // Only the trailing padding is missing: every byte the file describes is there.
+      EXPECT_EQ(GGUFFile::parse(part.data(), part.size())->tensors().size(), 3u) << "cut at " << cut;
+    }
+  }
+}
+
 TEST(GGUFErrors, BadMetadataTypes) {
   Bytes f;
   f.put<uint32_t>(0x46554747).put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1).str("k").put<uint32_t>(42);
@@ -173,6 +298,18 @@ TEST_F(ModelErrors, WrongShapeAndMissingTensorsAreNamed) {
                     "missing tensor 'blk.1.attn_norm.weight'");
   expect_load_error(write_variant("heads", [](GGUFWriter& w) { w.set_uint32("llama.attention.head_count_kv", 3); }),
                     "not a multiple");
+}
+
+TEST_F(ModelErrors, MissingQwen2BiasIsNamed) {
+  // The llama model declared as qwen2 (hyperparameters copied): the QKV biases are missing.
+  auto path = write_variant("qwen-bias", [](GGUFWriter& w) {
+    w.set_string("general.architecture", "qwen2");
+    const std::pair<const char*, uint32_t> keys[] = {{"context_length", 64}, {"embedding_length", 32}, {"block_count", 1},
+                                                     {"feed_forward_length", 64}, {"attention.head_count", 2},
+                                                     {"attention.head_count_kv", 1}};
+    for (const auto& [k, v] : keys) w.set_uint32(std::string("qwen2.") + k, v);
+  });
+  expect_load_error(path, "missing tensor 'blk.0.attn_q.bias'");
 }
 
 TEST_F(ModelErrors, PromptLongerThanContextIsAnError) {

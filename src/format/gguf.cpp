@@ -207,7 +207,13 @@ void GGUFFile::parse_all() {
     if (t.dims[0] % info->block_elems != 0)
       r.fail("tensor '" + t.name + "' has row length " + std::to_string(t.dims[0]) +
              ", not a multiple of the " + std::string(info->name) + " block size " + std::to_string(info->block_elems));
-    t.n_bytes = n_el / info->block_elems * info->block_bytes;
+    // n_el can reach 2^63: bound the block count by the file size before multiplying, or the
+    // byte size overflows (and could wrap to a small value that passes the range check below).
+    const uint64_t n_blocks = static_cast<uint64_t>(n_el / info->block_elems);
+    if (n_blocks > size_ / static_cast<uint64_t>(info->block_bytes))
+      r.fail("tensor '" + t.name + "' (" + std::to_string(n_el) + " elements of " + std::string(info->name) +
+             ") is larger than the whole file");
+    t.n_bytes = static_cast<int64_t>(n_blocks) * info->block_bytes;
     t.offset = r.read<uint64_t>("tensor offset");
     if (t.offset % alignment_ != 0) r.fail("tensor '" + t.name + "' offset is not aligned");
     if (tensor_index_.count(t.name)) r.fail("duplicate tensor name '" + t.name + "'");

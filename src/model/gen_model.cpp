@@ -1,9 +1,10 @@
 #include "model/gen_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <map>
+#include <queue>
 #include <sstream>
 
 #include "format/gguf.h"
@@ -17,48 +18,106 @@
 namespace lazyllm {
 namespace {
 
+const std::string kSpace = "\xE2\x96\x81";  // SentencePiece's word-start marker
+
 // Uniform values with the given standard deviation; seeded per (tensor, row) so the output
-// does not depend on the thread count.
-void random_row(uint64_t seed, float std, float mean, float* out, int64_t n) {
-  const float a = std * std::sqrt(3.0f);
+// does not depend on the thread count or on how the writer chunks a tensor.
+void random_row(uint64_t seed, float sd, float mean, float* out, int64_t n) {
+  const float a = sd * std::sqrt(3.0f);
   for (int64_t i = 0; i < n; ++i) {
     const double u = static_cast<double>(splitmix64(seed) >> 11) * 0x1.0p-53;
     out[i] = mean + static_cast<float>((2 * u - 1) * a);
   }
 }
 
-// A SentencePiece-style vocabulary: specials, the 256 byte tokens, single characters, then
-// synthetic syllable words, so that any text tokenizes.
+// Synthetic word pieces, most likely first, under a toy model of English spelling: letters
+// by their English frequency, with a bonus for alternating vowels and consonants. A piece is a
+// word start ("▁" + letters, the first one possibly upper case) or a continuation (letters).
+// A piece's probability is below its prefix's, so the set is prefix-closed: SentencePiece's
+// pair merges can build every piece, and ordinary text comes out as word-sized tokens.
+struct Pieces {
+  std::vector<std::string> text;
+  std::vector<float> score;  // log-probability (the SentencePiece score)
+};
+
+Pieces synthetic_pieces(size_t n) {
+  static const char kLetters[] = "etaoinshrdlcumwfgypbvkjxqz";
+  static const double kFreq[] = {12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8,
+                                 2.4,  2.4, 2.2, 2.0, 2.0, 1.9, 1.5, 1.0, 0.8, 0.2, 0.2, 0.1, 0.1};
+  auto is_vowel = [](char c) { return std::strchr("aeiouAEIOU", c) != nullptr; };
+  // Extension letters for each context, best first: 0 after a vowel, 1 after a consonant,
+  // 2 after the word-start marker (lower and upper case).
+  struct Ext { char c; double logp; };
+  std::vector<Ext> ext[3];
+  for (int i = 0; i < 26; ++i) {
+    const char c = kLetters[i];
+    const double p = kFreq[i] / 100.0;
+    ext[0].push_back({c, std::log(p * (is_vowel(c) ? 0.5 : 1.6))});
+    ext[1].push_back({c, std::log(p * (is_vowel(c) ? 1.6 : 0.6))});
+    ext[2].push_back({c, std::log(p)});
+    ext[2].push_back({static_cast<char>(c - 'a' + 'A'), std::log(p * 0.15)});
+  }
+  for (auto& e : ext) std::stable_sort(e.begin(), e.end(), [](const Ext& a, const Ext& b) { return a.logp > b.logp; });
+
+  // Best-first enumeration. The queue holds, for each expanded node, its next unvisited child
+  // (children are sorted), so it stays as small as the output.
+  struct Node { std::string s; double logp; int ctx; };
+  std::vector<Node> nodes;
+  struct Cand {
+    double logp;
+    size_t parent;
+    size_t rank;
+    bool operator<(const Cand& o) const { return logp < o.logp || (logp == o.logp && parent > o.parent); }
+  };
+  std::priority_queue<Cand> q;
+  auto push_child = [&](size_t parent, size_t rank) {
+    const auto& e = ext[nodes[parent].ctx];
+    if (rank < e.size() && nodes[parent].s.size() < 16) q.push({nodes[parent].logp + e[rank].logp, parent, rank});
+  };
+  // Roots (already in the vocabulary as single characters): "▁" and each lower-case letter
+  // as the start of a continuation piece (less likely than a word start).
+  nodes.push_back({kSpace, 0.0, 2});
+  for (int i = 0; i < 26; ++i) nodes.push_back({std::string(1, kLetters[i]), std::log(kFreq[i] / 100.0 * 0.4), is_vowel(kLetters[i]) ? 0 : 1});
+  for (size_t i = 0; i < nodes.size(); ++i) push_child(i, 0);
+
+  Pieces out;
+  while (out.text.size() < n && !q.empty()) {
+    const Cand c = q.top();
+    q.pop();
+    push_child(c.parent, c.rank + 1);
+    const Ext& e = ext[nodes[c.parent].ctx][c.rank];
+    nodes.push_back({nodes[c.parent].s + e.c, c.logp, is_vowel(e.c) ? 0 : 1});
+    push_child(nodes.size() - 1, 0);
+    out.text.push_back(nodes.back().s);
+    out.score.push_back(static_cast<float>(c.logp));
+  }
+  return out;
+}
+
+// A SentencePiece-style vocabulary (tokenizer.ggml.model = llama): <unk>, <s>, </s>, the 256
+// byte tokens, printable ASCII and "▁", then synthetic word pieces, so that any text tokenizes.
 void synthetic_vocab(GGUFWriter& w, int n_vocab) {
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
-  std::vector<int32_t> types = {2, 3, 3};
+  std::vector<int32_t> types = {2, 3, 3};  // unknown, control, control
+  std::vector<float> scores = {0, 0, 0};
   char buf[8];
   for (int b = 0; b < 256; ++b) {
     std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    tokens.push_back(buf);
-    types.push_back(6);
+    tokens.push_back(buf), types.push_back(6), scores.push_back(0);  // byte
   }
-  const std::string sp = "\xE2\x96\x81";
-  for (char c = 33; c < 127; ++c) tokens.push_back(std::string(1, c)), types.push_back(1);
-  tokens.push_back(sp), types.push_back(1);
-  static const char* kOnsets[] = {"", "b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "w", "th", "sh", "st"};
-  static const char* kVowels[] = {"a", "e", "i", "o", "u", "ay", "ee", "oo"};
-  static const char* kCodas[] = {"", "n", "t", "d", "s", "l", "r", "ng", "ck"};
-  for (int round = 0; static_cast<int>(tokens.size()) < n_vocab; ++round) {
-    for (const char* o : kOnsets)
-      for (const char* v : kVowels)
-        for (const char* c : kCodas) {
-          if (static_cast<int>(tokens.size()) >= n_vocab) break;
-          std::string word = std::string(o) + v + c;
-          if (round > 0) word += std::to_string(round);
-          tokens.push_back((round % 2 ? "" : sp) + word);
-          types.push_back(1);
-        }
+  tokens.push_back(kSpace), types.push_back(1), scores.push_back(-1);
+  for (char c = 33; c < 127; ++c) {
+    const bool lower = c >= 'a' && c <= 'z';
+    tokens.push_back(std::string(1, c)), types.push_back(1), scores.push_back(lower ? -4.0f : -8.0f);
   }
-  tokens.resize(n_vocab);
-  types.resize(n_vocab);
-  std::vector<float> scores(n_vocab);
-  for (int i = 0; i < n_vocab; ++i) scores[i] = -static_cast<float>(i);
+  const size_t fixed = tokens.size();
+  if (static_cast<size_t>(n_vocab) > fixed) {
+    Pieces p = synthetic_pieces(static_cast<size_t>(n_vocab) - fixed);
+    for (size_t i = 0; i < p.text.size(); ++i) tokens.push_back(p.text[i]), types.push_back(1), scores.push_back(p.score[i]);
+  }
+  // The enumeration only stops early for absurd sizes; pad with distinct numbered pieces.
+  for (int i = 0; static_cast<int>(tokens.size()) < n_vocab; ++i)
+    tokens.push_back(kSpace + "<extra_" + std::to_string(i) + ">"), types.push_back(1), scores.push_back(-1e4f);
   w.set_string("tokenizer.ggml.model", "llama");
   w.set_string_array("tokenizer.ggml.tokens", tokens);
   w.set_float32_array("tokenizer.ggml.scores", scores);
@@ -66,6 +125,26 @@ void synthetic_vocab(GGUFWriter& w, int n_vocab) {
   w.set_uint32("tokenizer.ggml.bos_token_id", 1);
   w.set_uint32("tokenizer.ggml.eos_token_id", 2);
   w.set_uint32("tokenizer.ggml.unknown_token_id", 0);
+  w.set_bool("tokenizer.ggml.add_bos_token", true);
+  w.set_bool("tokenizer.ggml.add_eos_token", false);
+}
+
+void check_spec(const GenModelSpec& s, DType dtype) {
+  auto fail = [](const std::string& m) { throw Error("gen-model: " + m); };
+  if (s.arch != "llama" && s.arch != "qwen2") fail("unknown architecture '" + s.arch + "' (supported: llama, qwen2)");
+  const std::pair<const char*, int> dims[] = {{"embd", s.embd}, {"layers", s.layers}, {"heads", s.heads},
+                                              {"kv_heads", s.kv_heads}, {"ff", s.ff}, {"vocab", s.vocab}, {"ctx", s.ctx}};
+  for (const auto& [k, v] : dims)
+    if (v <= 0 || v > (1 << 24)) fail(std::string(k) + " = " + std::to_string(v) + " is out of range");
+  if (s.embd % s.heads != 0 || (s.embd / s.heads) % 2 != 0)
+    fail("embd " + std::to_string(s.embd) + " must be a multiple of 2 * heads (" + std::to_string(2 * s.heads) + ")");
+  if (s.heads % s.kv_heads != 0)
+    fail("heads " + std::to_string(s.heads) + " must be a multiple of kv_heads " + std::to_string(s.kv_heads));
+  if (!(s.rope_base > 1.0f && std::isfinite(s.rope_base))) fail("rope_base must be above 1");
+  const int64_t block = dtype_info(dtype).block_elems;
+  if (s.embd % block != 0 || s.ff % block != 0)
+    fail("embd (" + std::to_string(s.embd) + ") and ff (" + std::to_string(s.ff) + ") must be multiples of " +
+         std::to_string(block) + " for " + std::string(dtype_name(dtype)));
 }
 
 }  // namespace
@@ -86,101 +165,129 @@ GenModelSpec named_shape(const std::string& n) {
 GenModelSpec parse_dims(const std::string& spec) {
   GenModelSpec s;
   s.name = "custom";
+  bool kv_given = false;
   std::stringstream ss(spec);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    auto eq = item.find('=');
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
     if (eq == std::string::npos) throw Error("--dims: expected KEY=VALUE, got '" + item + "'");
     const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
     auto num = [&]() {
+      size_t used = 0;
+      long x = 0;
       try {
-        size_t used = 0;
-        long x = std::stol(v, &used);
-        if (used != v.size() || x <= 0 || x > (1 << 24)) throw std::invalid_argument("range");
-        return static_cast<int>(x);
+        x = std::stol(v, &used);
       } catch (const std::exception&) {
-        throw Error("--dims: '" + k + "' needs a positive integer, got '" + v + "'");
+        used = 0;
       }
+      if (used == 0 || used != v.size() || x <= 0 || x > (1 << 24))
+        throw Error("--dims: '" + k + "' needs a positive integer, got '" + v + "'");
+      return static_cast<int>(x);
+    };
+    auto flag = [&]() {
+      if (v == "1" || v == "true") return true;
+      if (v == "0" || v == "false") return false;
+      throw Error("--dims: '" + k + "' needs 0 or 1, got '" + v + "'");
     };
     if (k == "embd") s.embd = num();
     else if (k == "layers") s.layers = num();
     else if (k == "heads") s.heads = num();
-    else if (k == "kv_heads") s.kv_heads = num();
+    else if (k == "kv_heads") s.kv_heads = num(), kv_given = true;
     else if (k == "ff") s.ff = num();
     else if (k == "vocab") s.vocab = num();
     else if (k == "ctx") s.ctx = num();
     else if (k == "arch") s.arch = v;
-    else if (k == "tied") s.tied = v == "1" || v == "true";
-    else if (k == "llama3_rope") s.llama3_rope = v == "1" || v == "true";
-    else if (k == "rope_base") s.rope_base = static_cast<float>(std::stod(v));
-    else throw Error("--dims: unknown key '" + k + "'");
+    else if (k == "name") s.name = v;
+    else if (k == "tied") s.tied = flag();
+    else if (k == "llama3_rope") s.llama3_rope = flag();
+    else if (k == "rope_base") {
+      size_t used = 0;
+      double x = 0;
+      try {
+        x = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != v.size() || !(x > 1 && x < 1e12)) throw Error("--dims: 'rope_base' needs a number above 1, got '" + v + "'");
+      s.rope_base = static_cast<float>(x);
+    } else {
+      throw Error("--dims: unknown key '" + k +
+                  "' (known: embd, layers, heads, kv_heads, ff, vocab, ctx, arch, tied, rope_base, llama3_rope, name)");
+    }
   }
+  if (!kv_given) s.kv_heads = s.heads;
   return s;
 }
 
-void generate_model(const GenModelOptions& o, const std::string& path) {
+uint64_t generate_model(const GenModelOptions& o, const std::string& path) {
   GenModelSpec s = o.spec;
-  if (s.arch != "llama" && s.arch != "qwen2") throw Error("gen-model: unknown architecture '" + s.arch + "'");
-  if (s.embd % s.heads != 0 || (s.embd / s.heads) % 2 != 0) throw Error("gen-model: embd must be a multiple of 2 * heads");
-  if (s.heads % s.kv_heads != 0) throw Error("gen-model: heads must be a multiple of kv_heads");
-  const int64_t block = dtype_info(o.dtype).block_elems;
-  if (s.embd % block != 0 || s.ff % block != 0)
-    throw Error("gen-model: embd and ff must be multiples of " + std::to_string(block) + " for " + std::string(dtype_name(o.dtype)));
+  check_spec(s, o.dtype);
 
   GGUFWriter w;
   const std::string& a = s.arch;
-  if (!o.vocab_from.empty()) {
-    auto vf = GGUFFile::open(o.vocab_from);
-    for (const auto& [k, v] : vf->metadata())
-      if (k.rfind("tokenizer.", 0) == 0) w.copy_value(k, v);
-    s.vocab = static_cast<int>(vf->get_string_array("tokenizer.ggml.tokens").size());
-  } else {
-    synthetic_vocab(w, std::max(s.vocab, 400));
-    s.vocab = std::max(s.vocab, 400);
-  }
   w.set_string("general.architecture", a);
   w.set_string("general.name", "random " + s.name);
+  if (!o.vocab_from.empty()) {
+    auto vf = GGUFFile::open(o.vocab_from);
+    if (!vf->has("tokenizer.ggml.tokens")) throw Error("gen-model: '" + o.vocab_from + "' has no vocabulary (tokenizer.ggml.tokens)");
+    for (const auto& [k, v] : vf->metadata())
+      if (k.rfind("tokenizer.", 0) == 0) w.copy_value(k, v);
+    const size_t n = vf->get_string_array("tokenizer.ggml.tokens").size();
+    if (n == 0 || n > (1u << 24)) throw Error("gen-model: '" + o.vocab_from + "' has " + std::to_string(n) + " tokens");
+    s.vocab = static_cast<int>(n);
+  } else {
+    s.vocab = std::max(s.vocab, kMinSyntheticVocab);
+    synthetic_vocab(w, s.vocab);
+  }
+  w.set_uint32(a + ".vocab_size", s.vocab);
   w.set_uint32(a + ".context_length", s.ctx);
   w.set_uint32(a + ".embedding_length", s.embd);
   w.set_uint32(a + ".block_count", s.layers);
   w.set_uint32(a + ".feed_forward_length", s.ff);
   w.set_uint32(a + ".attention.head_count", s.heads);
   w.set_uint32(a + ".attention.head_count_kv", s.kv_heads);
-  w.set_float32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set_uint32(a + ".rope.dimension_count", s.embd / s.heads);
+  w.set_float32(a + ".attention.layer_norm_rms_epsilon", a == "qwen2" ? 1e-6f : 1e-5f);
   w.set_float32(a + ".rope.freq_base", s.rope_base);
 
   ThreadPool pool(o.threads > 0 ? o.threads : ThreadPool::default_threads());
+  const uint64_t seed = o.seed;
   uint64_t tensor_index = 0;
-  // A matrix of `rows` rows of `cols`, values with std 1/sqrt(cols) (activations stay O(1)).
+  // A matrix of `rows` rows of `cols`, values with std gain/sqrt(cols).
   auto matrix = [&](const std::string& name, int64_t cols, int64_t rows, DType t, float gain) {
     const uint64_t id = ++tensor_index;
-    w.add_tensor(name, t, {cols, rows}, [=, &pool](uint8_t* out) {
+    const float sd = gain / std::sqrt(static_cast<float>(cols));
+    w.add_tensor(name, t, {cols, rows}, [=, &pool](int64_t first, int64_t n, uint8_t* out) {
       const int64_t stride = row_bytes(t, cols);
-      pool.parallel_for((rows + 63) / 64, [&](int64_t task, int) {
+      constexpr int64_t kRowsPerTask = 16;
+      pool.parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
         std::vector<float> row(cols);
-        for (int64_t r = task * 64; r < std::min(rows, task * 64 + 64); ++r) {
-          random_row(o.seed * 0x100000001B3ull + id * 0x9E3779B1ull + static_cast<uint64_t>(r), gain / std::sqrt(float(cols)),
-                     0.0f, row.data(), cols);
-          quantize_row(t, row.data(), out + r * stride, cols);
+        for (int64_t i = task * kRowsPerTask; i < std::min(n, (task + 1) * kRowsPerTask); ++i) {
+          const uint64_t r = static_cast<uint64_t>(first + i);
+          random_row(seed * 0x100000001B3ull + id * 0x9E3779B1ull + r, sd, 0.0f, row.data(), cols);
+          quantize_row(t, row.data(), out + i * stride, cols);
         }
       });
     });
   };
-  auto vector = [&](const std::string& name, int64_t n, float mean, float std) {
+  auto vector = [&](const std::string& name, int64_t n, float mean, float sd) {
     const uint64_t id = ++tensor_index;
-    w.add_tensor(name, DType::F32, {n}, [=](uint8_t* out) {
+    w.add_tensor(name, DType::F32, {n}, [=](int64_t, int64_t, uint8_t* out) {
       std::vector<float> v(n);
-      random_row(o.seed * 31 + id, std, mean, v.data(), n);
+      random_row(seed * 31 + id, sd, mean, v.data(), n);
       std::memcpy(out, v.data(), n * sizeof(float));
     });
   };
   const int hd = s.embd / s.heads, kv_dim = s.kv_heads * hd;
-  matrix("token_embd.weight", s.embd, s.vocab, o.dtype, std::sqrt(float(s.embd)));
+  matrix("token_embd.weight", s.embd, s.vocab, o.dtype, std::sqrt(static_cast<float>(s.embd)));
   vector("output_norm.weight", s.embd, 1.0f, 0.05f);
   if (!s.tied) matrix("output.weight", s.embd, s.vocab, o.dtype, 1.0f);
   if (s.llama3_rope) {
-    auto f = llama3_rope_factors(hd, s.rope_base, 8.0f, 1.0f, 4.0f, s.ctx);
-    w.add_tensor("rope_freqs.weight", DType::F32, {hd / 2}, [f](uint8_t* out) { std::memcpy(out, f.data(), f.size() * 4); });
+    const auto f = llama3_rope_factors(hd, s.rope_base, 8.0f, 1.0f, 4.0f, s.ctx);
+    std::vector<uint8_t> bytes(f.size() * sizeof(float));
+    std::memcpy(bytes.data(), f.data(), bytes.size());
+    w.add_tensor("rope_freqs.weight", DType::F32, {hd / 2}, std::move(bytes));
   }
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
@@ -200,6 +307,7 @@ void generate_model(const GenModelOptions& o, const std::string& path) {
     matrix(p + "ffn_down.weight", s.ff, s.embd, o.dtype, 1.0f);
   }
   w.write(path);
+  return w.file_size();
 }
 
 }  // namespace lazyllm

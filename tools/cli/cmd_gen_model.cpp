@@ -1,4 +1,5 @@
-// lazyllm gen-model: write a random-weight GGUF of a named shape (no download needed).
+// lazyllm gen-model: write a random-weight GGUF of a named or custom shape (no download needed).
+#include <chrono>
 #include <cstdio>
 
 #include "commands.h"
@@ -14,27 +15,35 @@ void add_gen_model_command(CLI::App& app, int& exit_code) {
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
+  std::string shapes;
+  for (const auto& s : named_shapes()) shapes += (shapes.empty() ? "" : ", ") + s;
   CLI::App* cmd = app.add_subcommand("gen-model", "Write a GGUF model with random weights of a given shape");
-  auto* shape = cmd->add_option("--shape", a->shape, "smollm-135m, tinyllama-1.1b, llama2-7b, llama3-8b or qwen2-0.5b");
-  cmd->add_option("--dims", a->dims, "Custom shape: embd=..,layers=..,heads=..,kv_heads=..,ff=..,vocab=..,ctx=..[,arch=qwen2]")
-      ->excludes(shape);
-  cmd->add_option("--dtype", a->dtype, "f32, f16, bf16, q8_0, q4_0, q4_K or q6_K");
-  cmd->add_option("--vocab-from", a->vocab_from, "Copy the vocabulary from this GGUF");
-  cmd->add_option("--seed", a->seed, "Random seed");
-  cmd->add_option("-t,--threads", a->threads, "Threads")->check(CLI::Range(1, 1024));
+  auto* shape = cmd->add_option("--shape", a->shape, "Named shape: " + shapes);
+  auto* dims = cmd->add_option("--dims", a->dims,
+                               "Custom shape: embd=..,layers=..,heads=..,kv_heads=..,ff=..,vocab=..,ctx=.."
+                               "[,arch=qwen2][,tied=1][,rope_base=..][,llama3_rope=1]");
+  dims->excludes(shape);
+  cmd->add_option("--dtype", a->dtype, "Type of the weight matrices: f32, f16, bf16, q8_0, q4_0, q4_K or q6_K")
+      ->capture_default_str();
+  cmd->add_option("--vocab-from", a->vocab_from, "Copy the vocabulary (tokenizer.* metadata) from this GGUF");
+  cmd->add_option("--seed", a->seed, "Random seed")->capture_default_str();
+  cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("-o,--output", a->out, "Output file")->required();
   cmd->callback([a, &exit_code] {
+    if (a->shape.empty() && a->dims.empty()) throw Error("gen-model needs --shape NAME or --dims SPEC");
     GenModelOptions o;
-    if (a->shape.empty() && a->dims.empty()) throw Error("gen-model needs --shape or --dims");
     o.spec = a->dims.empty() ? named_shape(a->shape) : parse_dims(a->dims);
-    auto t = parse_dtype(a->dtype);
-    if (!t) throw Error("unknown dtype '" + a->dtype + "'");
+    const auto t = parse_dtype(a->dtype);
+    if (!t) throw Error("unknown dtype '" + a->dtype + "' (f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)");
     o.dtype = *t;
     o.vocab_from = a->vocab_from;
     o.seed = a->seed;
     o.threads = a->threads;
-    generate_model(o, a->out);
-    std::fprintf(stderr, "wrote %s (%s, %s)\n", a->out.c_str(), o.spec.name.c_str(), a->dtype.c_str());
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t bytes = generate_model(o, a->out);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "wrote %s (%s, %s, %.1f MiB) in %.1f s\n", a->out.c_str(), o.spec.name.c_str(),
+                 std::string(dtype_name(o.dtype)).c_str(), bytes / 1048576.0, secs);
     exit_code = 0;
   });
 }
