@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   ThreadPool pool(threads);
   std::mt19937 rng(1);
   std::printf("threads %d, SIMD target %s\n", threads, kernels::simd_target_name());
-  std::printf("%-5s %-11s %9s %9s %9s %9s %9s %9s\n", "type", "rows x cols", "pf GF/s", "n1 GB/s", "n1 GF/s", "n4 GF/s",
+  std::printf("%-5s %-11s %9s %9s %9s %9s %9s %9s %9s\n", "type", "rows x cols", "pf GF/s", "pfFast", "n1 GB/s", "n1 GF/s", "n4 GF/s",
               "n8 GF/s", "n16 GF/s");
   for (DType t : types) {
     double tot_flops_pf = 0, tot_t_pf = 0, tot_bytes = 0, tot_t_dec = 0;
@@ -94,13 +94,14 @@ int main(int argc, char** argv) {
       std::normal_distribution<float> nd(0.0f, 1.0f);
       for (auto& v : x) v = nd(rng);
       int cur = 0;
-      auto run = [&](int64_t n) {
+      auto run = [&](int64_t n, MatmulPrecision prec = MatmulPrecision::kF32) {
         const WeightView v{t, w[cur].data(), s.rows, s.cols};
         cur = (cur + 1) % copies;
-        matmul(v, x.data(), n, s.cols, y.data(), s.rows, pool);
+        matmul(v, x.data(), n, s.cols, y.data(), s.rows, pool, prec);
       };
       const double flops1 = 2.0 * s.rows * s.cols;
       const double t_pf = time_best([&] { run(512); }, 0.5);
+      const double t_pf_fast = time_best([&] { run(512, MatmulPrecision::kFast); }, 0.5);
       const double t_1 = time_best([&] { run(1); });
       const double t_4 = time_best([&] { run(4); });
       const double t_8 = time_best([&] { run(8); });
@@ -109,8 +110,9 @@ int main(int argc, char** argv) {
       tot_t_pf += t_pf;
       tot_bytes += bytes;
       tot_t_dec += t_1;
-      std::printf("%-5s %5lldx%-5lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", dtype_name(t).data(),
+      std::printf("%-5s %5lldx%-5lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", dtype_name(t).data(),
                   static_cast<long long>(s.rows), static_cast<long long>(s.cols), 512 * flops1 / t_pf / 1e9,
+                  512 * flops1 / t_pf_fast / 1e9,
                   bytes / t_1 / 1e9, flops1 / t_1 / 1e9, 4 * flops1 / t_4 / 1e9, 8 * flops1 / t_8 / 1e9,
                   16 * flops1 / t_16 / 1e9);
     }

@@ -12,6 +12,7 @@
 #include "format/dtype.h"
 #include "hwy/targets.h"
 #include "kernels/cpu/dot_kernels.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant.h"
 #include "util/thread_pool.h"
@@ -255,6 +256,81 @@ INSTANTIATE_TEST_SUITE_P(MatmulAllTypes, MatmulTypeTest, ::testing::ValuesIn(kAl
 INSTANTIATE_TEST_SUITE_P(MatmulExactTypes, MatmulExactTest,
                          ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q8_0),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace lazyllm
+
+namespace lazyllm {
+namespace {
+
+float round_bf16(float v) {
+  // Round to nearest even on the upper 16 bits (finite inputs only here).
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u += 0x7FFF + ((u >> 16) & 1);
+  u &= 0xFFFF0000u;
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+
+class MatmulFastTest : public ::testing::TestWithParam<Case> {};
+
+// The bf16 prefill path equals a double reference on bf16-rounded weights and activations up
+// to f32 summation error, writes only its outputs, and is reproducible across thread counts.
+TEST_P(MatmulFastTest, Bf16PathMatchesRoundedReference) {
+  if (!kernels::bf16_gemm_supported()) GTEST_SKIP() << "CPU has no AVX512_BF16; the f32 path is used instead";
+  const auto [type, n] = GetParam();
+  const int64_t cols = dtype_info(type).block_elems == 1 ? 96 : test_cols(type);
+  const Weights w = make_weights(type, 70, cols, 5);  // 70 rows: two full tiles and a partial one
+  const int64_t ldx = cols + 3, ldy = w.rows + 5;
+  const std::vector<float> x = make_x(n, ldx, 6);
+  constexpr float kSentinel = 12345.0f;
+  std::vector<float> first;
+  for (int threads : {1, 3}) {
+    ThreadPool pool(threads);
+    std::vector<float> y(n * ldy, kSentinel);
+    matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool, MatmulPrecision::kFast);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t r = 0; r < w.rows; ++r) {
+        double ref = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double p = static_cast<double>(round_bf16(w.deq[r * cols + c])) * round_bf16(x[t * ldx + c]);
+          ref += p;
+          mag += std::fabs(p);
+        }
+        ASSERT_NEAR(y[t * ldy + r], ref, 1e-5 * mag + 1e-30) << dtype_name(type) << " t=" << t << " r=" << r;
+      }
+      for (int64_t r = w.rows; r < ldy; ++r) ASSERT_EQ(y[t * ldy + r], kSentinel) << "wrote padding";
+    }
+    if (first.empty()) first = y;
+    else ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << "threads " << threads;
+  }
+}
+
+std::vector<Case> fast_cases() {
+  std::vector<Case> v;
+  for (DType t : {DType::BF16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
+    for (int64_t n : {33, 45, 300}) v.push_back({t, n});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(MatmulFast, MatmulFastTest, ::testing::ValuesIn(fast_cases()), [](const auto& info) {
+  return std::string(dtype_name(info.param.type)) + "_n" + std::to_string(info.param.n);
+});
+
+// f32 and f16 weights never take the bf16 path: kFast gives the f32 path's exact bits.
+TEST(MatmulFast, F32AndF16WeightsStayExact) {
+  for (DType t : {DType::F32, DType::F16}) {
+    const Weights w = make_weights(t, 40, 96, 7);
+    const std::vector<float> x = make_x(64, 96, 8);
+    ThreadPool pool(2);
+    std::vector<float> a(64 * 40), b(64 * 40);
+    matmul(w.view(), x.data(), 64, 96, a.data(), 40, pool, MatmulPrecision::kF32);
+    matmul(w.view(), x.data(), 64, 96, b.data(), 40, pool, MatmulPrecision::kFast);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << dtype_name(t);
+  }
+}
 
 }  // namespace
 }  // namespace lazyllm

@@ -2,6 +2,8 @@
 // architecture option and every weight type (the reference runs on the dequantized weights).
 #include <gtest/gtest.h>
 
+#include "kernels/cpu/gemm_bf16.h"
+
 #include <random>
 
 #include "lazyllm/lazyllm.h"
@@ -19,16 +21,18 @@ double max_abs(const test::Vec& v) {
 
 // Runs a prompt and a few decode steps in the engine (f32 KV) and in the reference; returns the
 // largest |difference| relative to the largest |logit|.
-double max_relative_error(const std::shared_ptr<Model>& model, int n_threads) {
+double max_relative_error(const std::shared_ptr<Model>& model, int n_threads, int prompt_len = 23,
+                          bool bf16_prefill = false) {
   const ModelConfig& c = model->config();
   test::ReferenceModel ref_model(*model);
   test::ReferenceLazy ref(ref_model, std::vector<double>(c.n_layers, 1.0));
   SessionOptions opt;
   opt.n_threads = n_threads;
   opt.kv_f16 = false;
+  opt.bf16_prefill = bf16_prefill;
   Session s(model, opt);
   std::mt19937_64 rng(99);
-  std::vector<int32_t> prompt(23);
+  std::vector<int32_t> prompt(prompt_len);
   for (auto& t : prompt) t = 3 + static_cast<int32_t>(rng() % (c.n_vocab - 3));
   double worst = 0;
   auto compare = [&](const test::Vec& want) {
@@ -59,6 +63,19 @@ TEST(ReferenceForward, EveryWeightType) {
     auto model = test::make_model(spec, t);
     const double tol = t == DType::F32 ? 1e-5 : 1e-4;
     EXPECT_LT(max_relative_error(model, 2), tol) << dtype_name(t);
+  }
+}
+
+// Prompts longer than the small-batch limit take the prefill GEMM path: exact in f32, and within
+// bf16 rounding when quantized weights multiply in bf16 (activations rounded to 8 mantissa bits).
+TEST(ReferenceForward, PrefillGemmPathInF32AndBf16) {
+  test::ArchSpec spec{.name = "wide", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    auto model = test::make_model(spec, t);
+    EXPECT_LT(max_relative_error(model, 2, 80, false), 1e-4) << dtype_name(t) << " f32";
+    const double bf16_err = max_relative_error(model, 2, 80, true);
+    EXPECT_LT(bf16_err, 2e-2) << dtype_name(t) << " bf16";
+    if (kernels::bf16_gemm_supported()) EXPECT_GT(bf16_err, 1e-7) << "bf16 path not taken";
   }
 }
 

@@ -126,6 +126,9 @@ struct SessionOptions {
   PruneSchedule prune;  // empty = baseline (no pruning)
   // KV cache in half precision (default, as llama.cpp) or f32 (for exact reference comparisons).
   bool kv_f16 = true;
+  // Prefill with quantized or bf16 weights multiplies in bf16 (f32 sums) on CPUs with
+  // AVX512_BF16, about twice the f32 rate; false keeps every product in f32.
+  bool bf16_prefill = true;
   // Called during prefill after each layer (layer index, number of layers).
   std::function<void(int, int)> on_prefill_progress;
 };

@@ -64,7 +64,7 @@ void ForwardState::compute_logits(const float* h) {
   std::vector<float> xn(c_.n_embd);
   rmsnorm(h, w_.output_norm, xn.data(), c_.n_embd, c_.rms_eps);
   logits_.resize(c_.n_vocab);
-  matmul(w_.output, xn.data(), 1, c_.n_embd, logits_.data(), c_.n_vocab, pool_);
+  matmul(w_.output, xn.data(), 1, c_.n_embd, logits_.data(), c_.n_vocab, pool_, precision_);
 }
 
 // ------------------------------------------------------------------ one layer
@@ -95,9 +95,9 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
   s.att.resize(static_cast<size_t>(m) * qd);
 
   for_rows(m, [&](int i) { rmsnorm(h + int64_t{i} * d, L.attn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps); });
-  matmul(L.wq, s.xn.data(), m, d, s.q.data(), qd, pool_);
-  matmul(L.wk, s.xn.data(), m, d, s.k.data(), kvd, pool_);
-  matmul(L.wv, s.xn.data(), m, d, s.v.data(), kvd, pool_);
+  matmul(L.wq, s.xn.data(), m, d, s.q.data(), qd, pool_, precision_);
+  matmul(L.wk, s.xn.data(), m, d, s.k.data(), kvd, pool_, precision_);
+  matmul(L.wv, s.xn.data(), m, d, s.v.data(), kvd, pool_, precision_);
   for_rows(m, [&](int i) {
     float* qi = s.q.data() + int64_t{i} * qd;
     float* ki = s.k.data() + int64_t{i} * kvd;
@@ -126,7 +126,7 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
   }
 
   // Output projection and residual (xn is free again and has room for m x d).
-  matmul(L.wo, s.att.data(), m, qd, s.xn.data(), d, pool_);
+  matmul(L.wo, s.att.data(), m, qd, s.xn.data(), d, pool_, precision_);
   for_rows(m, [&](int i) { add_inplace(h + int64_t{i} * d, s.xn.data() + int64_t{i} * d, d); });
 
   // SwiGLU feed-forward, in row chunks so the n_ff-wide buffers stay bounded.
@@ -138,10 +138,10 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
     s.ffn_out.resize(static_cast<size_t>(rm) * d);
     float* hc = h + int64_t{r0} * d;
     for_rows(rm, [&](int i) { rmsnorm(hc + int64_t{i} * d, L.ffn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps); });
-    matmul(L.w_gate, s.xn.data(), rm, d, s.gate.data(), ff, pool_);
-    matmul(L.w_up, s.xn.data(), rm, d, s.up.data(), ff, pool_);
+    matmul(L.w_gate, s.xn.data(), rm, d, s.gate.data(), ff, pool_, precision_);
+    matmul(L.w_up, s.xn.data(), rm, d, s.up.data(), ff, pool_, precision_);
     for_rows(rm, [&](int i) { silu_mul(s.gate.data() + int64_t{i} * ff, s.up.data() + int64_t{i} * ff, ff); });
-    matmul(L.w_down, s.gate.data(), rm, ff, s.ffn_out.data(), d, pool_);
+    matmul(L.w_down, s.gate.data(), rm, ff, s.ffn_out.data(), d, pool_, precision_);
     for_rows(rm, [&](int i) { add_inplace(hc + int64_t{i} * d, s.ffn_out.data() + int64_t{i} * d, d); });
   }
 }
@@ -395,8 +395,8 @@ void ForwardState::compute_kv(int l, const float* hidden, int32_t pos, float* k,
   const int d = c_.n_embd, kvd = c_.n_kv_heads * c_.head_dim;
   std::vector<float> xn(d);
   rmsnorm(hidden, L.attn_norm, xn.data(), d, c_.rms_eps);
-  matmul(L.wk, xn.data(), 1, d, k, kvd, pool_);
-  matmul(L.wv, xn.data(), 1, d, v, kvd, pool_);
+  matmul(L.wk, xn.data(), 1, d, k, kvd, pool_, precision_);
+  matmul(L.wv, xn.data(), 1, d, v, kvd, pool_, precision_);
   if (L.bk) {
     add_inplace(k, L.bk, kvd);
     add_inplace(v, L.bv, kvd);

@@ -15,6 +15,7 @@
 
 #include "cache/aux_cache.h"
 #include "cache/kv_cache.h"
+#include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rope.h"
 #include "lazyllm/lazyllm.h"
 
@@ -52,6 +53,8 @@ class ForwardState {
   const AuxCache& aux() const { return aux_; }
   // When set, decode() records the tokens the new token attended to at each layer.
   void set_record_selection(bool on) { record_selection_ = on; }
+  // Prefill products of quantized/bf16 weights in bf16 (kFast) or f32 (see matmul.h).
+  void set_matmul_precision(MatmulPrecision p) { precision_ = p; }
   const std::vector<std::vector<int>>& last_selection() const { return selection_; }
   // Recomputes layer l's K/V for one hidden state at position pos (no cache change); for tests.
   void compute_kv(int l, const float* hidden, int32_t pos, float* k, float* v);
@@ -77,6 +80,7 @@ class ForwardState {
   ThreadPool& pool_;
   int n_ctx_;
   int n_past_ = 0;
+  MatmulPrecision precision_ = MatmulPrecision::kF32;
   KVCache kv_;
   AuxCache aux_;
   Rope rope_;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cpu/dot_kernels.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {
@@ -110,9 +111,42 @@ void matmul_gemm(const WeightView& w, const float* x, int64_t n, int64_t ldx, fl
   });
 }
 
+// Prefill in bf16: X is rounded once (shared by all tasks), each task dequantizes and packs a
+// 32-row tile of W and multiplies it with every activation row.
+void matmul_bf16(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) {
+  const int64_t k = w.cols, stride = w.row_stride();
+  thread_local std::vector<uint16_t> xb_buf;
+  if (xb_buf.size() < static_cast<size_t>(n * k)) xb_buf.resize(static_cast<size_t>(n * k));
+  uint16_t* xb = xb_buf.data();
+  constexpr int64_t kRoundRows = 16;
+  pool.parallel_for(ceil_div(n, kRoundRows), [&](int64_t task, int) {
+    const int64_t t0 = task * kRoundRows;
+    kernels::round_rows_to_bf16(x + t0 * ldx, std::min(kRoundRows, n - t0), k, ldx, xb + t0 * k, k);
+  });
+  constexpr int64_t tile = kernels::kBf16TileRows;
+  pool.parallel_for(ceil_div(w.rows, tile), [&](int64_t task, int) {
+    thread_local std::vector<float> wf;
+    thread_local std::vector<uint16_t> packed;
+    if (wf.size() < static_cast<size_t>(tile * k)) wf.resize(static_cast<size_t>(tile * k));
+    if (packed.size() < static_cast<size_t>(tile * k)) packed.resize(static_cast<size_t>(tile * k));
+    const int64_t r0 = task * tile, nr = std::min(tile, w.rows - r0);
+    kernels::dequantize_rows(w.type, w.data + r0 * stride, stride, nr, k, wf.data(), k);
+    kernels::pack_tile_bf16(wf.data(), nr, k, packed.data());
+    kernels::gemm_bf16_tile(xb, n, k, packed.data(), k, nr, y + r0, ldy);
+  });
+}
+
+bool use_bf16(const WeightView& w, MatmulPrecision precision) {
+  // f32 weights keep full precision (they are what reference comparisons use); f16 weights
+  // would lose mantissa bits in bf16.
+  return precision == MatmulPrecision::kFast && w.type != DType::F32 && w.type != DType::F16 &&
+         w.cols % 2 == 0 && kernels::bf16_gemm_supported();
+}
+
 }  // namespace
 
-void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) {
+void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool,
+            MatmulPrecision precision) {
   if (n <= 0 || w.rows <= 0) return;
   if (w.cols % dtype_info(w.type).block_elems != 0)
     throw std::invalid_argument("matmul: row length is not a multiple of the block size");
@@ -122,6 +156,8 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
   }
   if (n <= max_fused_batch(w.type))
     matmul_fused(w, x, n, ldx, y, ldy, pool);
+  else if (use_bf16(w, precision))
+    matmul_bf16(w, x, n, ldx, y, ldy, pool);
   else
     matmul_gemm(w, x, n, ldx, y, ldy, pool);
 }

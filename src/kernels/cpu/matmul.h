@@ -18,13 +18,18 @@ struct WeightView {
   int64_t row_stride() const { return row_bytes(type, cols); }
 };
 
+// kF32: every product in f32. kFast: prefill batches with quantized or bf16 weights multiply in
+// bf16 (activations rounded to bf16, f32 sums) where the CPU has AVX512_BF16, about twice the
+// f32 rate; f32 and f16 weights and small batches are unaffected.
+enum class MatmulPrecision { kF32, kFast };
+
 // Y[t * ldy + r] = sum_c W[r, c] * X[t * ldx + c]   for t < n, r < W.rows.
 // Small n (decode; up to 8 for f32 weights, 32 for the others) streams the weights once with
 // fused dequantize-dot SIMD kernels; larger n (prefill) dequantizes tiles of W rows into a
 // per-thread buffer and multiplies them with sgemm. Threads split the rows of W. The output
 // is bitwise reproducible: it depends on the inputs and n, never on the thread count.
 void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
-            ThreadPool& pool);
+            ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::kF32);
 
 // Dot product of one weight row (any type) with a float vector of length n. Bitwise equal to
 // the corresponding output of matmul's fused (small n) path.
