@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   ThreadPool pool(threads);
   std::mt19937 rng(1);
   std::printf("threads %d, SIMD target %s\n", threads, kernels::simd_target_name());
-  std::printf("%-5s %-11s %9s %9s %9s %9s %9s %9s %9s\n", "type", "rows x cols", "pf GF/s", "pfFast", "n1 GB/s", "n1 GF/s", "n4 GF/s",
+  std::printf("%-5s %-11s %9s %9s %9s %9s %9s %9s %9s %9s\n", "type", "rows x cols", "pf GF/s", "pfFast", "n1 GB/s", "n1Fast", "n1 GF/s", "n4 GF/s",
               "n8 GF/s", "n16 GF/s");
   for (DType t : types) {
     double tot_flops_pf = 0, tot_t_pf = 0, tot_bytes = 0, tot_t_dec = 0;
@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
       const double t_pf = time_best([&] { run(512); }, 0.5);
       const double t_pf_fast = time_best([&] { run(512, MatmulPrecision::kFast); }, 0.5);
       const double t_1 = time_best([&] { run(1); });
+      const double t_1_fast = time_best([&] { run(1, MatmulPrecision::kFast); });
       const double t_4 = time_best([&] { run(4); });
       const double t_8 = time_best([&] { run(8); });
       const double t_16 = time_best([&] { run(16); });
@@ -110,10 +111,10 @@ int main(int argc, char** argv) {
       tot_t_pf += t_pf;
       tot_bytes += bytes;
       tot_t_dec += t_1;
-      std::printf("%-5s %5lldx%-5lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", dtype_name(t).data(),
+      std::printf("%-5s %5lldx%-5lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", dtype_name(t).data(),
                   static_cast<long long>(s.rows), static_cast<long long>(s.cols), 512 * flops1 / t_pf / 1e9,
                   512 * flops1 / t_pf_fast / 1e9,
-                  bytes / t_1 / 1e9, flops1 / t_1 / 1e9, 4 * flops1 / t_4 / 1e9, 8 * flops1 / t_8 / 1e9,
+                  bytes / t_1 / 1e9, bytes / t_1_fast / 1e9, flops1 / t_1 / 1e9, 4 * flops1 / t_4 / 1e9, 8 * flops1 / t_8 / 1e9,
                   16 * flops1 / t_16 / 1e9);
     }
     std::printf("%-5s %-11s %9.1f %9.1f   (all three shapes)\n", dtype_name(t).data(), "total", tot_flops_pf / tot_t_pf / 1e9,

@@ -11,6 +11,7 @@
 
 #include "format/dtype.h"
 #include "hwy/targets.h"
+#include "kernels/cpu/dot_int8.h"
 #include "kernels/cpu/dot_kernels.h"
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/matmul.h"
@@ -331,6 +332,84 @@ TEST(MatmulFast, F32AndF16WeightsStayExact) {
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << dtype_name(t);
   }
 }
+
+}  // namespace
+}  // namespace lazyllm
+
+namespace lazyllm {
+namespace {
+
+TEST(QuantizeRowQ8, ScalesRoundsAndSums) {
+  std::vector<float> x(64);
+  for (int i = 0; i < 64; ++i) x[i] = (i < 32) ? 0.5f * (i - 16) : 0.0f;  // block 1 all zero
+  std::vector<int8_t> q(64);
+  float d[2];
+  int32_t s[2];
+  kernels::quantize_row_q8(x.data(), 64, q.data(), d, s);
+  EXPECT_FLOAT_EQ(d[0], 8.0f / 127.0f);
+  EXPECT_EQ(q[0], -127);  // -8 is the largest magnitude
+  EXPECT_EQ(q[16], 0);
+  EXPECT_EQ(q[31], static_cast<int8_t>(std::nearbyint(7.5f * 127.0f / 8.0f)));
+  int32_t want = 0;
+  for (int i = 0; i < 32; ++i) want += q[i];
+  EXPECT_EQ(s[0], want);
+  EXPECT_EQ(d[1], 0.0f);
+  EXPECT_EQ(s[1], 0);
+  for (int i = 32; i < 64; ++i) EXPECT_EQ(q[i], 0);
+  EXPECT_THROW(kernels::quantize_row_q8(x.data(), 40, q.data(), d, s), std::invalid_argument);
+}
+
+class MatmulInt8Test : public ::testing::TestWithParam<Case> {};
+
+// Small batches of Q8_0/Q4_0 in fast math: the dot of the weights with the 8-bit activations,
+// exact up to f32 scaling and summation, for every thread count.
+TEST_P(MatmulInt8Test, MatchesReferenceOnQuantizedActivations) {
+  const auto [type, n] = GetParam();
+  if (!kernels::int8_dot_supported(type)) GTEST_SKIP() << "CPU has no AVX512_VNNI; the float kernels are used instead";
+  const int64_t cols = test_cols(type), nb = cols / 32;
+  const Weights w = make_weights(type, 37, cols, 9);
+  const int64_t ldx = cols + 3, ldy = w.rows + 5;
+  const std::vector<float> x = make_x(n, ldx, 10);
+  std::vector<float> first;
+  for (int threads : {1, 3}) {
+    ThreadPool pool(threads);
+    std::vector<float> y(n * ldy, 12345.0f);
+    matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool, MatmulPrecision::kFast);
+    for (int64_t t = 0; t < n; ++t) {
+      std::vector<int8_t> q(cols);
+      std::vector<float> d(nb);
+      std::vector<int32_t> s(nb);
+      kernels::quantize_row_q8(x.data() + t * ldx, cols, q.data(), d.data(), s.data());
+      for (int64_t r = 0; r < w.rows; ++r) {
+        double ref = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double p = static_cast<double>(w.deq[r * cols + c]) * d[c / 32] * q[c];
+          ref += p;
+          mag += std::fabs(p);
+        }
+        ASSERT_NEAR(y[t * ldy + r], ref, 1e-5 * mag + 1e-30) << dtype_name(type) << " t=" << t << " r=" << r;
+        // And close to the unquantized product: 8-bit activations lose little.
+        double exact = 0;
+        for (int64_t c = 0; c < cols; ++c) exact += static_cast<double>(w.deq[r * cols + c]) * x[t * ldx + c];
+        ASSERT_NEAR(y[t * ldy + r], exact, 0.02 * mag + 1e-30);
+      }
+      for (int64_t r = w.rows; r < ldy; ++r) ASSERT_EQ(y[t * ldy + r], 12345.0f);
+    }
+    if (first.empty()) first = y;
+    else ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float)));
+  }
+}
+
+std::vector<Case> int8_cases() {
+  std::vector<Case> v;
+  for (DType t : {DType::Q8_0, DType::Q4_0})
+    for (int64_t n : {1, 2, 5, 32}) v.push_back({t, n});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(MatmulInt8, MatmulInt8Test, ::testing::ValuesIn(int8_cases()), [](const auto& info) {
+  return std::string(dtype_name(info.param.type)) + "_n" + std::to_string(info.param.n);
+});
 
 }  // namespace
 }  // namespace lazyllm

@@ -22,14 +22,14 @@ double max_abs(const test::Vec& v) {
 // Runs a prompt and a few decode steps in the engine (f32 KV) and in the reference; returns the
 // largest |difference| relative to the largest |logit|.
 double max_relative_error(const std::shared_ptr<Model>& model, int n_threads, int prompt_len = 23,
-                          bool bf16_prefill = false) {
+                          bool fast_math = false) {
   const ModelConfig& c = model->config();
   test::ReferenceModel ref_model(*model);
   test::ReferenceLazy ref(ref_model, std::vector<double>(c.n_layers, 1.0));
   SessionOptions opt;
   opt.n_threads = n_threads;
   opt.kv_f16 = false;
-  opt.bf16_prefill = bf16_prefill;
+  opt.fast_math = fast_math;
   Session s(model, opt);
   std::mt19937_64 rng(99);
   std::vector<int32_t> prompt(prompt_len);

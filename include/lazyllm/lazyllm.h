@@ -126,9 +126,11 @@ struct SessionOptions {
   PruneSchedule prune;  // empty = baseline (no pruning)
   // KV cache in half precision (default, as llama.cpp) or f32 (for exact reference comparisons).
   bool kv_f16 = true;
-  // Prefill with quantized or bf16 weights multiplies in bf16 (f32 sums) on CPUs with
-  // AVX512_BF16, about twice the f32 rate; false keeps every product in f32.
-  bool bf16_prefill = true;
+  // Reduced-precision products for quantized weights where the CPU has them, as llama.cpp:
+  // prefill in bf16 with f32 sums (AVX512_BF16), decode with 8-bit activations and exact
+  // int32 block sums for Q8_0/Q4_0 (AVX512_VNNI). About 2x faster each; f32/f16 weights are
+  // unaffected. false keeps every product in f32 (for exact reference comparisons).
+  bool fast_math = true;
   // Called during prefill after each layer (layer index, number of layers).
   std::function<void(int, int)> on_prefill_progress;
 };

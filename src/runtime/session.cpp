@@ -27,7 +27,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
                   std::to_string(c.n_layers - 1) + "]");
   pool_ = std::make_unique<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   state_ = std::make_unique<ForwardState>(*model_, n_ctx_, options_.kv_f16, *pool_);
-  state_->set_matmul_precision(options_.bf16_prefill ? MatmulPrecision::kFast : MatmulPrecision::kF32);
+  state_->set_matmul_precision(options_.fast_math ? MatmulPrecision::kFast : MatmulPrecision::kF32);
 }
 
 Session::~Session() = default;

@@ -20,7 +20,7 @@ struct BenchArgs {
   int warmup = 1;
   int threads = 0;
   bool json = false;
-  bool f32_prefill = false;
+  bool f32_math = false;
   uint64_t seed = 1;
   PruneFlags prune;
 };
@@ -74,7 +74,7 @@ int bench(const BenchArgs& a) {
     SessionOptions base_opt;
     base_opt.n_ctx = n + a.gen_len;
     base_opt.n_threads = a.threads;
-    base_opt.bf16_prefill = !a.f32_prefill;
+    base_opt.fast_math = !a.f32_math;
     Session base(model, base_opt);
     std::vector<std::unique_ptr<Session>> lazy;
     for (const auto& [name, sched] : schedules) {
@@ -158,8 +158,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--seed", a->seed, "Seed of the random prompt");
   cmd->add_flag("--json", a->json, "Print one JSON object per prompt length");
-  cmd->add_flag("--f32-prefill", a->f32_prefill,
-                "Multiply quantized weights in f32 during prefill (default: bf16 where the CPU has AVX512_BF16)");
+  cmd->add_flag("--f32-math", a->f32_math,
+                "Keep every product in f32 (default: bf16 prefill and 8-bit decode activations for quantized weights where the CPU has them)");
   a->prune.add_to(cmd, /*allow_many=*/true);
   cmd->callback([a, &exit_code] { exit_code = bench(*a); });
 }

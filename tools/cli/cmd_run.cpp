@@ -17,7 +17,7 @@ struct RunArgs {
   int threads = 0;
   int ctx = 0;
   bool json = false;
-  bool f32_prefill = false;
+  bool f32_math = false;
   bool special = false;
   PruneFlags prune;
 };
@@ -45,7 +45,7 @@ int run(const RunArgs& a, bool have_prompt) {
   opt.n_ctx = a.ctx;
   opt.n_threads = a.threads;
   opt.prune = a.prune.resolve(c.n_layers);
-  opt.bf16_prefill = !a.f32_prefill;
+  opt.fast_math = !a.f32_math;
   ProgressBar bar("prefill");
   if (prompt.size() >= 256) opt.on_prefill_progress = [&](int done, int total) { bar.update(done, total); };
   Session session(model, opt);
@@ -123,8 +123,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-c,--ctx", a->ctx, "Context size (default: the model's trained context)")->check(CLI::Range(1, 1 << 22));
   cmd->add_flag("--special", a->special, "Parse special tokens such as <|im_start|> in the prompt");
   cmd->add_flag("--json", a->json, "Print one JSON object instead of streaming text");
-  cmd->add_flag("--f32-prefill", a->f32_prefill,
-                "Multiply quantized weights in f32 during prefill (default: bf16 where the CPU has AVX512_BF16)");
+  cmd->add_flag("--f32-math", a->f32_math,
+                "Keep every product in f32 (default: bf16 prefill and 8-bit decode activations for quantized weights where the CPU has them)");
   a->prune.add_to(cmd);
   cmd->callback([a, p, &exit_code] { exit_code = run(*a, p->count() > 0); });
 }

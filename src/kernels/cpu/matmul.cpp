@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu/dot_int8.h"
 #include "kernels/cpu/dot_kernels.h"
 #include "kernels/cpu/gemm_bf16.h"
 #include "util/thread_pool.h"
@@ -75,6 +76,30 @@ void matmul_fused(const WeightView& w, const float* x, int64_t n, int64_t ldx, f
   pool.parallel_for(ceil_div(w.rows, rows_per_task), [&](int64_t task, int) {
     const int64_t r0 = task * rows_per_task, nr = std::min(rows_per_task, w.rows - r0);
     kernels::dot_rows(w.type, w.data + r0 * stride, stride, nr, k, xa, ldx_a, xs, static_cast<int>(n), y + r0, ldy);
+  });
+}
+
+// Decode with 8-bit activations (Q8_0/Q4_0 weights on VNNI CPUs): x quantized once per call,
+// rows split across threads as in matmul_fused.
+void matmul_int8(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) {
+  const int64_t k = w.cols, stride = w.row_stride(), nb = k / 32;
+  thread_local std::vector<int8_t> q_buf;
+  thread_local std::vector<float> d_buf;
+  thread_local std::vector<int32_t> s_buf;
+  q_buf.resize(static_cast<size_t>(n * k));
+  d_buf.resize(static_cast<size_t>(n * nb));
+  s_buf.resize(static_cast<size_t>(n * nb));
+  std::vector<kernels::QuantizedRow> xq(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) {
+    kernels::quantize_row_q8(x + t * ldx, k, q_buf.data() + t * k, d_buf.data() + t * nb, s_buf.data() + t * nb);
+    xq[t] = {q_buf.data() + t * k, d_buf.data() + t * nb, s_buf.data() + t * nb};
+  }
+  const int64_t by_bytes = ceil_div(kFusedTaskBytes, std::max<int64_t>(stride, 1));
+  const int64_t by_balance = std::max<int64_t>(1, w.rows / (8 * pool.size()));
+  const int64_t rows_per_task = std::min(by_bytes, by_balance);
+  pool.parallel_for(ceil_div(w.rows, rows_per_task), [&](int64_t task, int) {
+    const int64_t r0 = task * rows_per_task, nr = std::min(rows_per_task, w.rows - r0);
+    kernels::dot_rows_int8(w.type, w.data + r0 * stride, stride, nr, k, xq.data(), static_cast<int>(n), y + r0, ldy);
   });
 }
 
@@ -154,7 +179,9 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
     for (int64_t t = 0; t < n; ++t) std::fill(y + t * ldy, y + t * ldy + w.rows, 0.0f);
     return;
   }
-  if (n <= max_fused_batch(w.type))
+  if (n <= max_fused_batch(w.type) && precision == MatmulPrecision::kFast && kernels::int8_dot_supported(w.type))
+    matmul_int8(w, x, n, ldx, y, ldy, pool);
+  else if (n <= max_fused_batch(w.type))
     matmul_fused(w, x, n, ldx, y, ldy, pool);
   else if (use_bf16(w, precision))
     matmul_bf16(w, x, n, ldx, y, ldy, pool);

@@ -18,9 +18,10 @@ struct WeightView {
   int64_t row_stride() const { return row_bytes(type, cols); }
 };
 
-// kF32: every product in f32. kFast: prefill batches with quantized or bf16 weights multiply in
-// bf16 (activations rounded to bf16, f32 sums) where the CPU has AVX512_BF16, about twice the
-// f32 rate; f32 and f16 weights and small batches are unaffected.
+// kF32: every product in f32. kFast, where the CPU supports it: prefill batches with quantized
+// or bf16 weights multiply in bf16 (activations rounded to bf16, f32 sums; AVX512_BF16), and
+// small batches with Q8_0/Q4_0 weights use 8-bit activations and exact int32 block sums
+// (AVX512_VNNI, as llama.cpp). f32 and f16 weights are never affected.
 enum class MatmulPrecision { kF32, kFast };
 
 // Y[t * ldy + r] = sum_c W[r, c] * X[t * ldx + c]   for t < n, r < W.rows.

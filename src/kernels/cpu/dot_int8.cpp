@@ -1,0 +1,116 @@
+// Integer decode kernels (see dot_int8.h), with AVX-512 VNNI intrinsics under a function target
+// attribute: Debian 12's Highway (1.0.3) has no 8-bit dot product. Callers check
+// int8_dot_supported() at run time; elsewhere the float kernels are used.
+#include "kernels/cpu/dot_int8.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "kernels/cpu/quant_blocks.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define LAZYLLM_INT8_KERNEL 1
+#define LAZYLLM_TARGET_VNNI __attribute__((target("avx2,f16c,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#else
+#define LAZYLLM_INT8_KERNEL 0
+#endif
+
+namespace lazyllm::kernels {
+
+void quantize_row_q8(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum) {
+  if (k % qblock::kQK != 0) throw std::invalid_argument("quantize_row_q8: length is not a multiple of 32");
+  for (int64_t b = 0; b < k / qblock::kQK; ++b) {
+    const float* xb = x + b * qblock::kQK;
+    float amax = 0;
+    for (int i = 0; i < qblock::kQK; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float scale = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+    int32_t s = 0;
+    for (int i = 0; i < qblock::kQK; ++i) {
+      const int v = static_cast<int>(std::nearbyint(xb[i] * inv));  // |v| <= 127
+      q[b * qblock::kQK + i] = static_cast<int8_t>(v);
+      s += v;
+    }
+    d[b] = scale;
+    sum[b] = s;
+  }
+}
+
+#if LAZYLLM_INT8_KERNEL
+
+bool int8_dot_supported(DType t) {
+  static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+                          __builtin_cpu_supports("f16c");
+  return cpu && (t == DType::Q8_0 || t == DType::Q4_0);
+}
+
+namespace {
+
+LAZYLLM_TARGET_VNNI inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+LAZYLLM_TARGET_VNNI inline float hsum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 s2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+// Two accumulators (even and odd blocks) keep two dependency chains in flight.
+LAZYLLM_TARGET_VNNI float dot_q8_0(const qblock::Q8_0* w, int64_t nb, const QuantizedRow& x) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * qblock::kQK));
+    // vpdpbusd multiplies unsigned by signed bytes: |w| times x with w's sign.
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
+    const __m256 s = _mm256_set1_ps(half_to_float(w[b].d) * x.d[b]);
+    if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc1);
+    else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// Q4_0 codes are 0..15 with an offset of 8: sum((c - 8) x) = sum(c x) - 8 sum(x).
+LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const QuantizedRow& x) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float offset = 0;
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
+    const __m128i lo = _mm_and_si128(packed, low4), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
+    const __m256i wv = _mm256_set_m128i(hi, lo);  // elements 0..15 then 16..31
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * qblock::kQK));
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
+    const float s = half_to_float(w[b].d) * x.d[b];
+    offset += s * static_cast<float>(x.sum[b]);
+    if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s), acc1);
+    else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s), acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1)) - 8.0f * offset;
+}
+
+}  // namespace
+
+void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, const QuantizedRow* x,
+                   int nx, float* y, int64_t ldy) {
+  if (!int8_dot_supported(t)) throw std::logic_error("dot_rows_int8: no integer kernel for this type/CPU");
+  const int64_t nb = k / qblock::kQK;
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint8_t* row = w + i * stride;
+    for (int j = 0; j < nx; ++j) {
+      y[j * ldy + i] = t == DType::Q8_0 ? dot_q8_0(reinterpret_cast<const qblock::Q8_0*>(row), nb, x[j])
+                                        : dot_q4_0(reinterpret_cast<const qblock::Q4_0*>(row), nb, x[j]);
+    }
+  }
+}
+
+#else
+
+bool int8_dot_supported(DType) { return false; }
+void dot_rows_int8(DType, const uint8_t*, int64_t, int64_t, int64_t, const QuantizedRow*, int, float*, int64_t) {
+  throw std::logic_error("dot_rows_int8: no integer kernel on this platform");
+}
+
+#endif
+
+}  // namespace lazyllm::kernels
