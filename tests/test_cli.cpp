@@ -116,6 +116,9 @@ TEST(Cli, TokenizeByteLevelBpe) {
   r = run_cli("tokenize -m " + vocab + " -p 'a<|endoftext|>' --ids --special");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "[64, 50256]\n");
+  r = run_cli("tokenize -m " + vocab + " -p 'a<|endoftext|>' --special");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("50256 -> \"<|endoftext|>\""), std::string::npos) << r.out;
 }
 
 TEST(Cli, GenModelWithByteLevelBpeVocabularyRuns) {
