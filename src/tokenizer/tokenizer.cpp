@@ -52,7 +52,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
   for (size_t i = 0; i < v.tokens.size(); ++i) v.index[v.tokens[i]] = static_cast<int32_t>(i);
 
   if (t->kind_ == Kind::SentencePiece) {
-    t->pre_ = f.get_string_or("tokenizer.ggml.pre", "default");
+    t->pre_ = f.get_string_or("tokenizer.ggml.pre", "");  // informational only: no pre-tokenizer
+    if (t->pre_.empty()) t->pre_ = "default";
     t->add_space_prefix_ = f.get_bool_or("tokenizer.ggml.add_space_prefix", true);
     t->add_bos_ = true;
   } else {
