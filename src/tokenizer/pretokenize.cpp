@@ -10,7 +10,8 @@
 namespace lazyllm {
 namespace {
 
-// Regexes as Hugging Face's tokenizer.json files give them. "\s" / "\S" are rewritten to the
+// Regexes as the models' tokenizer.json files give them (llama.cpp's for "default" and "falcon",
+// which have none of their own); llama.cpp's pre type names. "\s" / "\S" are rewritten to the
 // Unicode White_Space property when compiled: ICU's own \s leaves out U+000B and U+0085, which
 // the original (Oniguruma / Python) engines count as whitespace.
 constexpr const char* kGpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
