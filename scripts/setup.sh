@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libhwy-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libicu-dev                        # Unicode regexes (byte-level BPE pre-tokenizers)
   clang libclang-rt-14-dev          # libFuzzer target
   python3
 )

@@ -104,6 +104,54 @@ TEST(Cli, TokenizeWorksOnVocabularyOnlyFiles) {
   EXPECT_NE(r.out.find("15043 -> \" Hello\""), std::string::npos) << r.out;
 }
 
+TEST(Cli, TokenizeByteLevelBpe) {
+  LAZYLLM_REQUIRE_SHARED("vocab/ggml-vocab-gpt-2.gguf");
+  const std::string vocab = shared("vocab/ggml-vocab-gpt-2.gguf");
+  Result r = run_cli("tokenize -m " + vocab + " -p 'Hello world' --ids");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "[15496, 995]\n");  // GPT-2 adds no BOS
+  r = run_cli("tokenize -m " + vocab + " -p 'Hello world'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("995 -> \" world\""), std::string::npos) << r.out;
+  r = run_cli("tokenize -m " + vocab + " -p 'a<|endoftext|>' --ids --special");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "[64, 50256]\n");
+  r = run_cli("tokenize -m " + vocab + " -p 'a<|endoftext|>' --special");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("50256 -> \"<|endoftext|>\""), std::string::npos) << r.out;
+}
+
+TEST(Cli, GenModelWithByteLevelBpeVocabularyRuns) {
+  LAZYLLM_REQUIRE_SHARED("vocab/ggml-vocab-starcoder.gguf");
+  const auto path = test::temp_path("cli-bpe.gguf").string();
+  Result r = run_cli("gen-model --dims embd=32,layers=2,heads=2,ff=64,ctx=64 --dtype f32 --vocab-from " +
+                     shared("vocab/ggml-vocab-starcoder.gguf") + " -o " + path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_cli("info -m " + path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("gpt2 (byte-level BPE, pre: starcoder)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("vocabulary:    49152"), std::string::npos) << r.out;
+  r = run_cli("run -m " + path + " -p 'def main():' -n 4 --temp 0 --lazy");
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(Cli, UnknownPreTokenizerIsAClearError) {
+  LAZYLLM_REQUIRE_SHARED("vocab/ggml-vocab-gpt-2.gguf");
+  // The same vocabulary with tokenizer.ggml.pre renamed: bytes of the same length, so the
+  // file stays well-formed.
+  std::ifstream in(shared("vocab/ggml-vocab-gpt-2.gguf"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string key = std::string("tokenizer.ggml.pre") + std::string("\x08\0\0\0\x05\0\0\0\0\0\0\0", 12) + "gpt-2";
+  const size_t at = bytes.find(key);
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at + key.size() - 5, 5, "zork9");
+  const auto path = test::temp_path("bad-pre.gguf").string();
+  std::ofstream(path, std::ios::binary) << bytes;
+  Result r = run_cli("tokenize -m " + path + " -p 'Hello'");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("unknown pre-tokenizer type 'zork9'"), std::string::npos) << r.err;
+}
+
 TEST(Cli, InfoAndGenModel) {
   const auto path = test::temp_path("cli-gen.gguf").string();
   Result r = run_cli("gen-model --dims embd=64,layers=2,heads=4,kv_heads=2,ff=128,vocab=512,ctx=128 --dtype q8_0 -o " + path);

@@ -57,8 +57,10 @@ std::string Model::describe() const {
     first = false;
   }
   o << "\n"
-    << "tokenizer:     " << tokenizer_->model_name() << " (pre: " << tokenizer_->pre_name() << "), bos "
-    << tokenizer_->bos() << ", eos " << tokenizer_->eos() << "\n";
+    << "tokenizer:     " << tokenizer_->model_name() << " (" << tokenizer_->kind_name() << ", pre: "
+    << tokenizer_->pre_name() << "), bos " << tokenizer_->bos() << ", eos " << tokenizer_->eos();
+  if (tokenizer_->eot() >= 0) o << ", eot " << tokenizer_->eot();
+  o << (tokenizer_->add_bos() ? ", adds bos" : ", no bos added") << "\n";
   return o.str();
 }
 

@@ -1,48 +1,85 @@
-// Tokenizer from GGUF metadata: SentencePiece-style (tokenizer.ggml.model = llama) merges by
-// score with byte fallback, and streaming decoding that never splits a UTF-8 character.
+// Tokenizer from GGUF metadata: SentencePiece-style vocabularies (tokenizer.ggml.model = llama)
+// and byte-level BPE (gpt2, with the pre-tokenizer named by tokenizer.ggml.pre); special tokens;
+// decoding, and streaming decoding that never emits a split or broken UTF-8 character.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
 #include "format/gguf.h"
+#include "tokenizer/vocab.h"
+
 namespace lazyllm {
+
+class BpeMerges;
+class PreTokenizer;
+
 class Tokenizer {
  public:
+  enum class Kind { SentencePiece, BytePairBpe };
+
+  // Throws Error for an unsupported model or pre type, or malformed vocabulary metadata.
   static std::unique_ptr<Tokenizer> from_gguf(const GGUFFile& f);
+  Tokenizer();
+  ~Tokenizer();
+
+  // parse_special: control tokens written in the text ("<|endoftext|>") become those tokens.
+  // User-defined tokens always do. Throws Error when add_bos is set but there is no BOS token.
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
+  // The bytes a token stands for; empty for control and unknown tokens and out-of-range ids.
   std::string token_to_piece(int32_t id) const;
   std::string decode(std::span<const int32_t> ids) const;
+
   int32_t bos() const { return bos_; }
   int32_t eos() const { return eos_; }
-  int32_t eot() const { return -1; }
-  bool is_eog(int32_t id) const { return id == eos_; }
+  int32_t eot() const { return eot_; }  // -1 when the vocabulary has none
+  int32_t eom() const { return eom_; }
+  // End of generation: EOS, EOT, EOM and the usual end-of-turn tokens found by their text.
+  bool is_eog(int32_t id) const;
   bool add_bos() const { return add_bos_; }
-  int32_t n_vocab() const { return static_cast<int32_t>(tokens_.size()); }
-  std::string_view token_text(int32_t id) const { return tokens_[id]; }
-  std::string_view model_name() const { return model_; }
-  std::string_view pre_name() const { return "default"; }
+  int32_t n_vocab() const { return vocab_.size(); }
+  std::string_view token_text(int32_t id) const { return vocab_.tokens[id]; }
+  TokenType token_type(int32_t id) const { return vocab_.types[id]; }
+  Kind kind() const { return kind_; }
+  std::string_view model_name() const { return model_; }  // tokenizer.ggml.model
+  std::string_view pre_name() const { return pre_; }      // tokenizer.ggml.pre ("default" if absent)
+  std::string_view kind_name() const { return kind_ == Kind::SentencePiece ? "SentencePiece" : "byte-level BPE"; }
+
  private:
-  void resegment(const std::string& s, std::vector<int32_t>& out) const;
-  std::vector<std::string> tokens_;
-  std::vector<float> scores_;
-  std::vector<int32_t> types_;
-  std::unordered_map<std::string, int32_t> index_;
-  int32_t bos_ = 1, eos_ = 2, unk_ = 0;
-  int32_t byte_[256];
-  bool add_bos_ = true, add_space_prefix_ = true;
-  std::string model_;
+  void load_special_ids(const GGUFFile& f);
+  void encode_text(std::string_view text, bool space_prefix, std::vector<int32_t>& out) const;
+
+  Vocab vocab_;
+  Kind kind_ = Kind::SentencePiece;
+  std::string model_, pre_ = "default";
+  int32_t bos_ = -1, eos_ = -1, eot_ = -1, eom_ = -1, unk_ = -1;
+  std::vector<int32_t> eog_;             // sorted
+  std::vector<int32_t> special_order_;   // tokens cut out of text before encoding, longest first
+  bool add_bos_ = false;
+  // SentencePiece
+  std::array<int32_t, 256> byte_tokens_{};
+  bool add_space_prefix_ = true;
+  // byte-level BPE
+  std::unique_ptr<BpeMerges> merges_;
+  std::unique_ptr<PreTokenizer> pre_tokenizer_;
 };
+
+// Turns a stream of token ids into text, holding back an unfinished UTF-8 character until the
+// token that completes it arrives. Bytes that can never form valid UTF-8 come out as U+FFFD.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& t) : t_(t) {}
   std::string feed(int32_t id);
+  // What is still held back (an unfinished character) as U+FFFD, or "".
   std::string flush();
+
  private:
   const Tokenizer& t_;
   std::string pending_;
 };
+
 }  // namespace lazyllm

@@ -31,7 +31,10 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
       std::printf("%s]\n", line.c_str());
     } else {
       for (int32_t id : ids) {
-        nlohmann::json piece = tok->token_to_piece(id);
+        // Control tokens decode to nothing; show their names instead.
+        const TokenType type = tok->token_type(id);
+        nlohmann::json piece = type == TokenType::Control || type == TokenType::Unknown
+                                   ? std::string(tok->token_text(id)) : tok->token_to_piece(id);
         std::printf("%6d -> %s\n", id, piece.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       }
     }

@@ -1,0 +1,36 @@
+// Byte-level BPE (tokenizer.ggml.model = gpt2): a pre-tokenized word, spelled in the byte-level
+// alphabet, starts as one symbol per character; the adjacent pair with the lowest merge rank
+// (tokenizer.ggml.merges order) merges first, the leftmost among equals, until none applies.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "tokenizer/vocab.h"
+
+namespace lazyllm {
+
+class BpeMerges {
+ public:
+  // Each entry is "LEFT RIGHT" (split at the first space after the first byte). Throws Error
+  // naming the entry when one has no such space.
+  explicit BpeMerges(const std::vector<std::string_view>& merges);
+
+  // The rank of merging left+right, or -1 when there is no such merge.
+  int rank(std::string_view left, std::string_view right) const;
+  size_t size() const { return ranks_.size(); }
+
+  // Appends the tokens of one word. ignore_merges: a word that is itself a token is taken whole
+  // (Llama 3). A final symbol missing from the vocabulary falls back to its characters' tokens,
+  // then to unk; when neither exists it throws Error.
+  void encode_word(const std::string& word, const Vocab& v, bool ignore_merges, int32_t unk,
+                   std::vector<int32_t>& out) const;
+
+ private:
+  static std::string key(std::string_view left, std::string_view right);
+  std::unordered_map<std::string, int> ranks_;
+};
+
+}  // namespace lazyllm
