@@ -222,7 +222,9 @@ struct Server::Impl {
   }
 
   void routes() {
-    http.new_task_queue = [n = opt.parallel + opt.queue + 16] { return new httplib::ThreadPool(n); };
+    // A thread per connection (idle keep-alive ones included): enough that clients reach the
+    // scheduler, which answers 429 when its queue is full, rather than wait unseen in httplib's.
+    http.new_task_queue = [n = opt.parallel + opt.queue + 64] { return new httplib::ThreadPool(n); };
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_keep_alive_timeout(2);
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
