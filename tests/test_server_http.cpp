@@ -21,6 +21,12 @@ std::shared_ptr<Model> tiny_model() {
   return m;
 }
 
+// Same size, long context: greedy generation of thousands of tokens takes a while.
+std::shared_ptr<Model> long_context_model() {
+  static std::shared_ptr<Model> m = test::make_model({.name = "server_long", .layers = 4, .ctx = 4096}, DType::F32, 7);
+  return m;
+}
+
 class RunningServer {
  public:
   explicit RunningServer(ServerOptions o) : server_(tiny_model(), o) {
@@ -104,7 +110,7 @@ TEST(ServerHttp, LazyPerRequestOverride) {
   RunningServer s(options());
   auto c = s.client();
   std::string prompt;
-  for (int i = 0; i < 40; ++i) prompt += "the cat sat on the mat ";
+  for (int i = 0; i < 6; ++i) prompt += "the cat sat on the mat ";
   json base = post(c, "/v1/completions", json({{"prompt", prompt}, {"max_tokens", 2}}).dump(), 200);
   EXPECT_EQ(base["usage"]["prompt_computed_fraction"].get<double>(), 1.0);
   json lazy = post(c, "/v1/completions",
@@ -188,10 +194,10 @@ TEST(ServerHttp, ApiKey) {
   EXPECT_EQ(res->status, 200);
 }
 
-std::shared_ptr<Job> long_job(const Model& m) {
+std::shared_ptr<Job> long_job(const Model& m, int max_tokens = 4000) {
   auto job = std::make_shared<Job>();
   job->prompt = m.tokenizer().encode("a long generation", true, false);
-  job->max_tokens = 200;
+  job->max_tokens = max_tokens;
   job->sampling.temperature = 0;
   return job;
 }
@@ -201,8 +207,9 @@ TEST(ServerScheduler, QueueLimitAndCancellation) {
   SchedulerOptions so;
   so.parallel = 1;
   so.queue = 1;
-  Scheduler sched(tiny_model(), so, metrics);
-  auto a = long_job(*tiny_model()), b = long_job(*tiny_model()), c = long_job(*tiny_model());
+  Scheduler sched(long_context_model(), so, metrics);
+  const Model& m = *long_context_model();
+  auto a = long_job(m), b = long_job(m), c = long_job(m, 200);
   a->cancel();  // a cancelled job still occupies its place until a slot takes it
   b->cancel();
   ASSERT_EQ(sched.submit(a), Scheduler::Admission::Accepted);
@@ -216,7 +223,7 @@ TEST(ServerScheduler, QueueLimitAndCancellation) {
   EXPECT_EQ(c->result().finish_reason, "length");
   EXPECT_EQ(c->result().completion_tokens, 200);
   sched.shutdown(std::chrono::milliseconds(0));
-  EXPECT_EQ(sched.submit(long_job(*tiny_model())), Scheduler::Admission::ShuttingDown);
+  EXPECT_EQ(sched.submit(long_job(m)), Scheduler::Admission::ShuttingDown);
 }
 
 TEST(ServerScheduler, FullQueueRejects) {
@@ -224,17 +231,17 @@ TEST(ServerScheduler, FullQueueRejects) {
   SchedulerOptions so;
   so.parallel = 1;
   so.queue = 0;
-  Scheduler sched(tiny_model(), so, metrics);
-  auto a = long_job(*tiny_model());
-  a->deadline = Clock::now() + std::chrono::hours(1);
+  Scheduler sched(long_context_model(), so, metrics);
+  const Model& m = *long_context_model();
+  auto a = long_job(m);
   ASSERT_EQ(sched.submit(a), Scheduler::Admission::Accepted);
-  // `a` holds the only place (queued or running) until it finishes 200 tokens.
-  EXPECT_EQ(sched.submit(long_job(*tiny_model())), Scheduler::Admission::QueueFull);
+  // `a` holds the only place (queued or running) until it finishes 4000 tokens.
+  EXPECT_EQ(sched.submit(long_job(m)), Scheduler::Admission::QueueFull);
   a->cancel();
   std::string text;
   while (!a->wait(text, std::chrono::milliseconds(100))) {}
   EXPECT_EQ(a->result().finish_reason, "cancelled");
-  EXPECT_LT(a->result().completion_tokens, 200);
+  EXPECT_LT(a->result().completion_tokens, 4000);
 }
 
 TEST(ServerScheduler, TimeLimitEndsGeneration) {

@@ -136,13 +136,13 @@ wait "$CURL_PID" || true
 grep -q "stopped" "$WORK/server.log" || fail "no clean stop in the log"
 echo "ok - graceful shutdown"
 # ---------------------------------------------------------------- cancellation on disconnect
-# A model slow enough that 2000 greedy tokens take well over ten seconds; clients that hang up
+# A model slow enough that 4000 greedy tokens take well over ten seconds; clients that hang up
 # after two seconds must free the slot long before that (streamed and non-streamed answers).
-"$LAZYLLM" gen-model --dims embd=512,layers=8,heads=8,ff=1024,vocab=512,ctx=2048 -o "$WORK/slow.gguf" 2> /dev/null
+"$LAZYLLM" gen-model --dims embd=512,layers=8,heads=8,ff=1024,vocab=512,ctx=4096 -o "$WORK/slow.gguf" 2> /dev/null
 MODEL=$WORK/slow.gguf
 start_server "$WORK/server.log" --parallel 1 --queue 0 --threads 2
 for stream in true false; do
-  curl -s -N --max-time 2 -o /dev/null -d "{\"prompt\":\"Once\",\"max_tokens\":2000,\"temperature\":0,\"stream\":$stream}" \
+  curl -s -N --max-time 2 -o /dev/null -d "{\"prompt\":\"Once\",\"max_tokens\":4000,\"temperature\":0,\"stream\":$stream}" \
     "$URL/v1/completions" || true
   freed=no
   for _ in $(seq 80); do
