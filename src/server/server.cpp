@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -32,6 +33,13 @@ void send_error(httplib::Response& res, const ApiError& e) {
   if (e.status() == 429) res.set_header("Retry-After", "1");
 }
 
+// cpp-httplib 0.11 listens with a backlog of 5, so a burst of new connections waits for SYN
+// retries (a second or more); listening again on the bound socket widens it.
+class HttpServer : public httplib::Server {
+ public:
+  void widen_backlog() { ::listen(svr_sock_, SOMAXCONN); }
+};
+
 std::string metric_path(const std::string& path) {
   for (const char* p : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"})
     if (path == p) return path;
@@ -45,7 +53,7 @@ struct Server::Impl {
   ServerOptions opt;
   Metrics metrics;
   std::unique_ptr<Scheduler> scheduler;
-  httplib::Server http;
+  HttpServer http;
   RequestLimits limits;
   int max_prompt_tokens = 0;
   std::once_flag stop_once;
@@ -227,6 +235,7 @@ struct Server::Impl {
     http.new_task_queue = [n = opt.parallel + opt.queue + 64] { return new httplib::ThreadPool(n); };
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_keep_alive_timeout(2);
+    http.set_tcp_nodelay(true);  // streamed tokens go out at once
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
       send_json(res, 401, error_json("missing or wrong API key (send 'Authorization: Bearer KEY')",
@@ -281,6 +290,7 @@ int Server::bind() {
   if (o.port == 0) port = impl_->http.bind_to_any_port(o.host);
   else if (!impl_->http.bind_to_port(o.host, o.port)) port = -1;
   if (port <= 0) throw Error("cannot listen on " + o.host + ":" + std::to_string(o.port));
+  impl_->http.widen_backlog();
   return port;
 }
 

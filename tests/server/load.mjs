@@ -54,7 +54,7 @@ async function main() {
         rejected++;
         next--;  // the request is tried again
         if (rejected > 50 * REQUESTS) throw new Error('too many 429s');
-        await sleep(20 + Math.random() * 30);
+        await sleep(100 + Math.random() * 200);  // well under Retry-After, to keep the queue full
       } else {
         errors.push(r);
       }

@@ -134,7 +134,7 @@ echo "ok - clean exit on SIGTERM"
 # after two seconds must free the slot long before that (within 10 s; streamed and not).
 "$LAZYLLM" gen-model --dims embd=512,layers=8,heads=8,ff=1024,vocab=512,ctx=4096 -o "$WORK/slow.gguf" 2> /dev/null
 MODEL=$WORK/slow.gguf
-start_server "$WORK/server.log" --parallel 1 --queue 0 --threads 2 --shutdown-grace 60
+start_server "$WORK/server.log" --parallel 1 --queue 0 --threads 1 --shutdown-grace 60
 # wait_busy N: until /health reports N busy slots (at most 10 s).
 wait_busy() {
   for _ in $(seq 100); do
