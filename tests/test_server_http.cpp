@@ -249,13 +249,27 @@ TEST(ServerScheduler, TimeLimitEndsGeneration) {
   Metrics metrics;
   Scheduler sched(tiny_model(), {}, metrics);
   auto a = long_job(*tiny_model());
-  a->deadline = Clock::now();  // already past: stops before the first token
+  a->deadline = Clock::now();  // already past: ends in the queue, before the prefill
   ASSERT_EQ(sched.submit(a), Scheduler::Admission::Accepted);
   std::string text;
   while (!a->wait(text, std::chrono::milliseconds(100))) {}
   EXPECT_TRUE(a->result().timed_out);
   EXPECT_EQ(a->result().completion_tokens, 0);
   EXPECT_EQ(text, "");
+  EXPECT_EQ(a->result().finish_reason, "length");
+}
+
+TEST(ServerScheduler, TimeLimitDuringGeneration) {
+  Metrics metrics;
+  Scheduler sched(long_context_model(), {}, metrics);
+  auto a = long_job(*long_context_model());
+  a->deadline = Clock::now() + std::chrono::milliseconds(100);  // 4000 tokens take far longer
+  ASSERT_EQ(sched.submit(a), Scheduler::Admission::Accepted);
+  std::string text;
+  while (!a->wait(text, std::chrono::milliseconds(100))) {}
+  EXPECT_TRUE(a->result().timed_out);
+  EXPECT_EQ(a->result().finish_reason, "length");
+  EXPECT_LT(a->result().completion_tokens, 4000);
 }
 
 }  // namespace

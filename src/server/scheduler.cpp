@@ -85,6 +85,12 @@ void Scheduler::work(Slot& slot) {
       r.finish_reason = "cancelled";
       metrics_.count_cancelled();
       job->finish(r);
+    } else if (Clock::now() > job->deadline) {  // timed out in the queue: skip the prefill
+      GenerationResult r;
+      r.finish_reason = "length";
+      r.timed_out = true;
+      r.prompt_tokens = static_cast<int>(job->prompt.size());
+      job->finish(r);
     } else {
       try {
         run_job(session_for(slot, job->prune), *job, metrics_);
