@@ -11,9 +11,12 @@ PACKAGES=(
   libicu-dev                        # Unicode regexes (byte-level BPE pre-tokenizers)
   clang libclang-rt-14-dev          # libFuzzer target
   python3
+  nodejs npm curl                   # server tests: the official openai npm client, curl checks
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
+  # NodeSource's nodejs package bundles npm (and conflicts with Debian's): take the command as enough.
+  [ "$p" = npm ] && command -v npm > /dev/null && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -23,6 +26,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The server tests' Node packages, exactly as locked in tests/server/package-lock.json.
+(cd tests/server && npm ci --no-audit --no-fund)
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 ninja -C build

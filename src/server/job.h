@@ -1,0 +1,64 @@
+// One generation request as the scheduler sees it: its inputs, and a channel through which the
+// slot that runs it hands text and the final result to the HTTP handler waiting on it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "lazyllm/lazyllm.h"
+
+namespace lazyllm::server {
+
+using Clock = std::chrono::steady_clock;
+
+struct GenerationResult {
+  std::string finish_reason;  // "stop", "length" or "cancelled"
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  double ttft_ms = 0;  // request arrival to first token (queueing included)
+  double prompt_computed_fraction = 1.0;
+  bool timed_out = false;  // stopped by the per-request time limit
+  std::string error;       // set when generation failed
+};
+
+class Job {
+ public:
+  // Inputs, fixed before the job is submitted.
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  PruneSchedule prune;
+  int max_tokens = 16;
+  std::vector<std::string> stop;  // stop strings, the template's end-of-turn text included
+  std::string end_of_turn;        // a vocabulary token that ends the turn like EOS ("" = none)
+  Clock::time_point arrival = Clock::now();
+  Clock::time_point deadline = Clock::time_point::max();
+
+  // Producer side (the slot).
+  void push_text(const std::string& text);
+  void finish(GenerationResult result);
+
+  // Consumer side (the HTTP handler). Waits up to `timeout` for text or the end; appends new
+  // text to `text`. Returns true once finished and every piece of text has been taken.
+  bool wait(std::string& text, std::chrono::milliseconds timeout);
+  bool done() const;
+  // Only after done().
+  const GenerationResult& result() const { return result_; }
+
+  // Either side: ask the slot to stop at the next token (client gone, shutdown).
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::string pending_;
+  bool done_ = false;
+  GenerationResult result_;
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace lazyllm::server

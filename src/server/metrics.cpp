@@ -1,0 +1,87 @@
+#include "server/metrics.h"
+
+#include <cstdio>
+
+namespace lazyllm::server {
+namespace {
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+void header(std::string& out, const std::string& name, const std::string& help, const char* type) {
+  out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+}
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double v) {
+  size_t i = 0;
+  while (i < bounds_.size() && v > bounds_[i]) ++i;
+  std::lock_guard lock(mu_);
+  ++counts_[i];
+  sum_ += v;
+  ++n_;
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& help) const {
+  std::lock_guard lock(mu_);
+  header(out, name, help, "histogram");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    out += name + "_bucket{le=\"" + num(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
+  }
+  out += name + "_bucket{le=\"+Inf\"} " + std::to_string(n_) + "\n";
+  out += name + "_sum " + num(sum_) + "\n" + name + "_count " + std::to_string(n_) + "\n";
+}
+
+Metrics::Metrics()
+    : ttft_seconds({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
+      time_per_token_seconds({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}),
+      prompt_computed_fraction({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}) {}
+
+void Metrics::count_request(const std::string& path, int status) {
+  std::lock_guard lock(mu_);
+  ++requests_[{path, status}];
+}
+
+void Metrics::count_tokens(int64_t prompt, int64_t completion) {
+  prompt_tokens_ += prompt;
+  completion_tokens_ += completion;
+}
+
+std::string Metrics::render(int slots_busy, int slots_total, int queued) const {
+  std::string out;
+  header(out, "lazyllm_requests_total", "HTTP requests by path and status code.", "counter");
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, n] : requests_)
+      out += "lazyllm_requests_total{path=\"" + key.first + "\",status=\"" + std::to_string(key.second) + "\"} " +
+             std::to_string(n) + "\n";
+  }
+  header(out, "lazyllm_prompt_tokens_total", "Prompt tokens processed.", "counter");
+  out += "lazyllm_prompt_tokens_total " + std::to_string(prompt_tokens_.load()) + "\n";
+  header(out, "lazyllm_completion_tokens_total", "Tokens generated.", "counter");
+  out += "lazyllm_completion_tokens_total " + std::to_string(completion_tokens_.load()) + "\n";
+  header(out, "lazyllm_requests_cancelled_total", "Generations stopped because the client went away or shutdown.", "counter");
+  out += "lazyllm_requests_cancelled_total " + std::to_string(cancelled_.load()) + "\n";
+  ttft_seconds.render(out, "lazyllm_time_to_first_token_seconds", "Time from request arrival to the first token.");
+  time_per_token_seconds.render(out, "lazyllm_time_per_output_token_seconds", "Time between consecutive output tokens.");
+  prompt_computed_fraction.render(out, "lazyllm_prompt_computed_fraction",
+                                  "Fraction of prompt (token, layer) pairs computed in prefill (1 = no pruning).");
+  header(out, "lazyllm_slots_busy", "Slots generating now.", "gauge");
+  out += "lazyllm_slots_busy " + std::to_string(slots_busy) + "\n";
+  header(out, "lazyllm_slots_total", "Parallel slots.", "gauge");
+  out += "lazyllm_slots_total " + std::to_string(slots_total) + "\n";
+  header(out, "lazyllm_queue_length", "Requests waiting for a slot.", "gauge");
+  out += "lazyllm_queue_length " + std::to_string(queued) + "\n";
+  return out;
+}
+
+}  // namespace lazyllm::server

@@ -1,0 +1,46 @@
+// Server metrics in the Prometheus text format: requests by path and status, tokens in and out,
+// histograms of time to first token, time per output token and the prompt fraction computed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lazyllm::server {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> upper_bounds);
+  void observe(double v);
+  // Appends the _bucket, _sum and _count lines of metric `name`.
+  void render(std::string& out, const std::string& name, const std::string& help) const;
+
+ private:
+  std::vector<double> bounds_;
+  mutable std::mutex mu_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative; last = +Inf
+  double sum_ = 0;
+  uint64_t n_ = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+  void count_request(const std::string& path, int status);
+  void count_tokens(int64_t prompt, int64_t completion);
+  void count_cancelled() { ++cancelled_; }
+  Histogram ttft_seconds, time_per_token_seconds, prompt_computed_fraction;
+  // Gauges are read at render time from the scheduler.
+  std::string render(int slots_busy, int slots_total, int queued) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;
+  std::atomic<int64_t> prompt_tokens_{0}, completion_tokens_{0}, cancelled_{0};
+};
+
+}  // namespace lazyllm::server

@@ -1,0 +1,111 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+
+#include "server/generation.h"
+
+namespace lazyllm::server {
+
+Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions options, Metrics& metrics)
+    : model_(std::move(model)), options_(std::move(options)), metrics_(metrics) {
+  if (options_.parallel < 1) throw Error("--parallel must be at least 1");
+  if (options_.queue < 0) throw Error("--queue must not be negative");
+  slots_.resize(options_.parallel);
+  for (auto& slot : slots_) session_for(slot, options_.default_prune);  // allocate up front
+  n_ctx_ = slots_.front().session->n_ctx();
+  for (auto& slot : slots_) threads_.emplace_back([this, &slot] { work(slot); });
+}
+
+Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
+
+Scheduler::Admission Scheduler::submit(std::shared_ptr<Job> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (!accepting_) return Admission::ShuttingDown;
+    if (queue_.size() + running_.size() >= static_cast<size_t>(options_.parallel + options_.queue))
+      return Admission::QueueFull;
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return Admission::Accepted;
+}
+
+void Scheduler::shutdown(std::chrono::milliseconds grace) {
+  std::unique_lock lock(mu_);
+  accepting_ = false;
+  idle_cv_.wait_for(lock, grace, [&] { return queue_.empty() && running_.empty(); });
+  for (auto& j : queue_) j->cancel();
+  for (auto& j : running_) j->cancel();
+  stopping_ = true;
+  lock.unlock();
+  cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+int Scheduler::busy() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(running_.size());
+}
+
+int Scheduler::queued() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(queue_.size());
+}
+
+Session& Scheduler::session_for(Slot& slot, const PruneSchedule& prune) {
+  const std::string key = prune.to_string();
+  if (!slot.session || slot.schedule != key) {
+    slot.session.reset();  // free the old caches before allocating new ones
+    SessionOptions o;
+    o.n_ctx = options_.n_ctx;
+    o.n_threads = options_.threads_per_slot;
+    o.prune = prune;
+    slot.session = std::make_unique<Session>(model_, o);
+    slot.schedule = key;
+  } else {
+    slot.session->reset();
+  }
+  return *slot.session;
+}
+
+void Scheduler::work(Slot& slot) {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      running_.push_back(job);
+    }
+    if (job->cancelled()) {
+      GenerationResult r;
+      r.finish_reason = "cancelled";
+      metrics_.count_cancelled();
+      job->finish(r);
+    } else if (Clock::now() > job->deadline) {  // timed out in the queue: skip the prefill
+      GenerationResult r;
+      r.finish_reason = "length";
+      r.timed_out = true;
+      r.prompt_tokens = static_cast<int>(job->prompt.size());
+      job->finish(r);
+    } else {
+      try {
+        run_job(session_for(slot, job->prune), *job, metrics_);
+      } catch (const std::exception& e) {  // a session could not be created
+        GenerationResult r;
+        r.error = e.what();
+        job->finish(r);
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      running_.erase(std::find(running_.begin(), running_.end(), job));
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+}  // namespace lazyllm::server

@@ -1,0 +1,50 @@
+// `lazyllm serve`: an OpenAI-compatible HTTP server over the library API.
+// Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health,
+// GET /metrics. See docs/server.md.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "lazyllm/lazyllm.h"
+#include "server/chat_template.h"
+
+namespace lazyllm::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;             // 0: any free port (see Server::bind)
+  int parallel = 1;            // slots generating at once
+  int queue = 16;              // requests that may wait for a slot; more get 429
+  int n_ctx = 0;               // context per slot (0 = the model's trained context)
+  int threads = 0;             // compute threads in all (0 = all cores), split between slots
+  std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY"
+  PruneSchedule default_prune; // empty: no pruning unless a request asks
+  ChatFamily chat_family = ChatFamily::ChatML;
+  std::string model_name = "model";
+  size_t max_body_bytes = 1 << 20;
+  int max_prompt_tokens = 0;   // 0: the context minus one
+  int default_max_tokens = 256;
+  double request_timeout_s = 300;  // from arrival, queueing included
+  double shutdown_grace_s = 10;    // in-flight work may finish for this long on shutdown
+};
+
+class Server {
+ public:
+  Server(std::shared_ptr<const Model> model, ServerOptions options);
+  ~Server();
+  // Binds the listening socket; returns the port (the chosen one when port is 0).
+  // Throws Error when the address cannot be bound.
+  int bind();
+  // Serves until stop(); returns afterwards.
+  void serve();
+  // Graceful shutdown: new requests get 503, in-flight ones finish (or are cancelled after the
+  // grace period), then the listener closes. Safe to call from any thread, more than once.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lazyllm::server

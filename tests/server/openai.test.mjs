@@ -1,0 +1,123 @@
+// End-to-end tests of a running `lazyllm serve` with the official openai client (node:test).
+// The server is started by run_server_tests.sh, which sets LAZYLLM_URL and LAZYLLM_API_KEY.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+
+const baseURL = process.env.LAZYLLM_URL + '/v1';
+const apiKey = process.env.LAZYLLM_API_KEY;
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120_000 });
+
+function checkUsage(usage) {
+  assert.ok(usage.prompt_tokens > 0);
+  assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+  assert.ok(usage.ttft_ms > 0, 'usage.ttft_ms');
+  assert.ok(usage.prompt_computed_fraction > 0 && usage.prompt_computed_fraction <= 1);
+}
+
+test('models lists the served model', async () => {
+  const page = await client.models.list();
+  assert.equal(page.data.length, 1);
+  assert.equal(page.data[0].object, 'model');
+});
+
+test('completion, greedy and deterministic', async () => {
+  const ask = () => client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 12, temperature: 0 });
+  const a = await ask();
+  const b = await ask();
+  assert.equal(a.object, 'text_completion');
+  assert.equal(typeof a.choices[0].text, 'string');
+  assert.ok(['stop', 'length'].includes(a.choices[0].finish_reason));
+  assert.ok(a.usage.completion_tokens <= 12);
+  assert.equal(a.choices[0].text, b.choices[0].text);
+  checkUsage(a.usage);
+  assert.equal(a.usage.prompt_computed_fraction, 1);
+});
+
+test('seeded sampling repeats', async () => {
+  const ask = () => client.completions.create({ model: 'm', prompt: 'Tom', max_tokens: 10, temperature: 0.9, top_p: 0.9, top_k: 20, seed: 5 });
+  assert.equal((await ask()).choices[0].text, (await ask()).choices[0].text);
+});
+
+test('chat completion', async () => {
+  const r = await client.chat.completions.create({
+    model: 'm',
+    messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Tell me a story.' }],
+    max_tokens: 8,
+  });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.equal(typeof r.choices[0].message.content, 'string');
+  checkUsage(r.usage);
+});
+
+test('streaming chat gives the same text as non-streaming', async () => {
+  const params = { model: 'm', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 16, temperature: 0 };
+  const whole = await client.chat.completions.create(params);
+  const stream = await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+  let text = '', finish = null, usage = null, chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    if (chunk.choices.length) {
+      text += chunk.choices[0].delta.content ?? '';
+      finish = chunk.choices[0].finish_reason ?? finish;
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.ok(chunks >= 2);
+  assert.equal(text, whole.choices[0].message.content);
+  assert.equal(finish, whole.choices[0].finish_reason);
+  checkUsage(usage);
+});
+
+test('streaming completion', async () => {
+  const stream = await client.completions.create({ model: 'm', prompt: 'The dog', max_tokens: 10, stream: true, temperature: 0 });
+  let text = '';
+  for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+  const whole = await client.completions.create({ model: 'm', prompt: 'The dog', max_tokens: 10, temperature: 0 });
+  assert.equal(text, whole.choices[0].text);
+});
+
+test('stop strings end the text before them', async () => {
+  const free = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 24, temperature: 0 });
+  const t = free.choices[0].text;
+  if (t.length < 6) return;  // nothing to cut
+  const stop = t.slice(3, 5);
+  const cut = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 24, temperature: 0, stop: [stop] });
+  assert.equal(cut.choices[0].text, t.slice(0, t.indexOf(stop)));
+  assert.equal(cut.choices[0].finish_reason, 'stop');
+});
+
+test('lazy extension lowers the computed fraction', async () => {
+  const prompt = 'Lily and Tom went to the park to play with a ball. '.repeat(8);
+  const r = await client.completions.create({ model: 'm', prompt, max_tokens: 2, lazy: { enabled: true, prune: '0.5:0.3' } });
+  assert.ok(r.usage.prompt_computed_fraction < 1, JSON.stringify(r.usage));
+  const off = await client.completions.create({ model: 'm', prompt, max_tokens: 2, lazy: { enabled: false } });
+  assert.equal(off.usage.prompt_computed_fraction, 1);
+});
+
+async function expectError(promise, status, param) {
+  await assert.rejects(promise, (e) => {
+    assert.ok(e instanceof OpenAI.APIError, String(e));
+    assert.equal(e.status, status);
+    assert.equal(typeof e.error?.message, 'string');
+    if (param !== undefined) assert.equal(e.param, param);
+    return true;
+  });
+}
+
+test('errors are OpenAI error objects', async () => {
+  await expectError(client.completions.create({ model: 'm', prompt: 'x', max_tokens: -1 }), 400, 'max_tokens');
+  await expectError(client.completions.create({ model: 'm', prompt: 'x', temperature: 5 }), 400, 'temperature');
+  await expectError(client.completions.create({ model: 'm', prompt: 'x', n: 2 }), 400, 'n');
+  await expectError(client.completions.create({ model: 'm', prompt: 'x', frequency_penalty: 1 }), 400, 'frequency_penalty');
+  await expectError(client.chat.completions.create({ model: 'm', messages: [] }), 400, 'messages');
+  await expectError(client.completions.create({ model: 'm', prompt: 'x', lazy: { prune: 'nonsense' } }), 400, 'lazy.prune');
+  await expectError(client.completions.create({ model: 'm', prompt: 'word '.repeat(5000) }), 400, 'prompt');
+  const anonymous = new OpenAI({ baseURL, apiKey: 'wrong-key', maxRetries: 0 });
+  await expectError(anonymous.models.list(), 401);
+  // Still serving after all that.
+  const ok = await client.completions.create({ model: 'm', prompt: 'x', max_tokens: 1 });
+  assert.ok(ok.usage.total_tokens > 0);
+});

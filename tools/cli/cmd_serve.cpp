@@ -1,0 +1,124 @@
+// lazyllm serve: the OpenAI-compatible HTTP server (src/server). Binds to loopback unless told
+// otherwise; SIGINT/SIGTERM shut it down gracefully, a second signal exits at once.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "commands.h"
+#include "common.h"
+#include "format/gguf.h"
+#include "server/server.h"
+
+namespace lazyllm::cli {
+namespace {
+
+struct ServeArgs {
+  std::string model, chat_template, alias;
+  server::ServerOptions opt;
+  PruneFlags prune;
+};
+
+// SIGINT/SIGTERM set a flag (any thread may take the signal: OpenBLAS starts its threads before
+// main); a watcher thread turns the first into a graceful stop. A second signal exits at once.
+std::atomic<int> g_signals{0};
+
+extern "C" void on_signal(int) {
+  if (g_signals.fetch_add(1) >= 1) {
+    const char msg[] = "second signal: exiting now\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(130);
+  }
+}
+
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(server::Server& s) : thread_([this, &s] { watch(s); }) {}
+  ~SignalWatcher() {
+    done_ = true;
+    thread_.join();
+  }
+
+ private:
+  void watch(server::Server& s) {
+    while (!done_) {
+      if (g_signals.load() > 0) {
+        std::fprintf(stderr, "shutting down: finishing in-flight requests (signal again to exit at once)\n");
+        s.stop();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
+
+int serve(ServeArgs& a) {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a client that went away is a failed write, not a kill
+
+  auto model = Model::load(a.model);
+  std::optional<std::string> tmpl;
+  if (const GGUFValue* v = model->file().find("tokenizer.chat_template"); v && v->type == GGUFType::STRING)
+    tmpl = std::string(v->str);
+  std::string warning;
+  a.opt.chat_family = server::resolve_chat_family(tmpl, a.chat_template, warning);
+  if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  a.opt.default_prune = a.prune.resolve(model->config().n_layers);
+  a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
+  if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
+    std::fprintf(stderr, "warning: listening on %s without --api-key\n", a.opt.host.c_str());
+
+  server::Server srv(model, a.opt);
+  const int port = srv.bind();
+  std::fprintf(stderr, "chat template: %s; slots: %d; pruning: %s\n",
+               std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel,
+               a.opt.default_prune.empty() ? "off" : a.opt.default_prune.to_string().c_str());
+  std::fprintf(stderr, "listening on http://%s:%d\n", a.opt.host.c_str(), port);
+  std::fflush(stderr);
+  {
+    SignalWatcher watcher(srv);
+    srv.serve();
+  }
+  srv.stop();
+  std::fprintf(stderr, "stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<ServeArgs>();
+  server::ServerOptions& o = a->opt;
+  CLI::App* cmd = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API");
+  cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
+  cmd->add_option("--host", o.host, "Address to bind")->capture_default_str();
+  cmd->add_option("--port", o.port, "Port (0 = any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
+  cmd->add_option("--parallel", o.parallel, "Requests generated at once (slots)")->check(CLI::Range(1, 256))->capture_default_str();
+  cmd->add_option("--queue", o.queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, 100000))->capture_default_str();
+  cmd->add_option("-c,--ctx", o.n_ctx, "Context size per slot (default: the model's trained context)")->check(CLI::Range(1, 1 << 22));
+  cmd->add_option("-t,--threads", o.threads, "Compute threads in all, split between slots (default: all cores)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--api-key", o.api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
+  cmd->add_option("--chat-template", a->chat_template, "Force a chat template: " + server::chat_family_names());
+  cmd->add_option("--alias", a->alias, "Model id reported by the API (default: the file name)");
+  cmd->add_option("--max-body", o.max_body_bytes, "Largest request body in bytes")->check(CLI::Range(64, 1 << 30))->capture_default_str();
+  cmd->add_option("--max-prompt-tokens", o.max_prompt_tokens, "Longest prompt accepted (default: the context minus one)")->check(CLI::Range(1, 1 << 22));
+  cmd->add_option("--max-tokens", o.default_max_tokens, "Tokens generated when a request gives no max_tokens")->check(CLI::Range(1, 1 << 22))->capture_default_str();
+  cmd->add_option("--timeout", o.request_timeout_s, "Time limit per request in seconds, queueing included")->check(CLI::Range(0.001, 86400.0))->capture_default_str();
+  cmd->add_option("--shutdown-grace", o.shutdown_grace_s, "Seconds in-flight requests may run on after SIGINT/SIGTERM")->check(CLI::Range(0.0, 3600.0))->capture_default_str();
+  a->prune.add_to(cmd);
+  cmd->callback([a, &exit_code] { exit_code = serve(*a); });
+}
+
+}  // namespace lazyllm::cli
