@@ -18,6 +18,8 @@ namespace {
 // About a millisecond of spinning before a worker sleeps: covers the gaps between the
 // parallel loops of one decode step, not idle time between requests.
 constexpr int kSpinsBeforeSleep = 1 << 14;
+// The caller waiting for the last workers of a loop: about 10 microseconds of spinning.
+constexpr int kSpinsBeforeYield = 1 << 8;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
@@ -55,7 +57,10 @@ void ThreadPool::worker_loop(int thread_index) {
     while ((g = generation_.load(std::memory_order_acquire)) == seen) {
       if (stop_.load(std::memory_order_relaxed)) return;
       if (++spins < kSpinsBeforeSleep) {
-        LAZYLLM_CPU_RELAX();
+        // Yield after a short spin so a busy machine's other threads (often our own caller)
+        // get the core.
+        if (spins < kSpinsBeforeYield) LAZYLLM_CPU_RELAX();
+        else std::this_thread::yield();
         continue;
       }
       std::unique_lock<std::mutex> lock(mu_);
@@ -85,7 +90,12 @@ void ThreadPool::parallel_for(int64_t n_tasks, const std::function<void(int64_t,
   }
   wake_cv_.notify_all();
   run_tasks(0);
-  while (active_.load(std::memory_order_acquire) != 0) LAZYLLM_CPU_RELAX();
+  // Spin briefly, then yield: on an oversubscribed machine the worker we wait for may need
+  // this very core, and spinning would only delay it.
+  for (int spins = 0; active_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinsBeforeYield) LAZYLLM_CPU_RELAX();
+    else std::this_thread::yield();
+  }
   fn_ = nullptr;
 }
 
