@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "kernels/cuda/cuda_forward.h"
 
 namespace lazyllm::cli {
 namespace {
@@ -22,6 +23,7 @@ struct BenchArgs {
   bool json = false;
   uint64_t seed = 1;
   PruneFlags prune;
+  DeviceFlag device;
 };
 
 struct Samples {
@@ -73,6 +75,7 @@ int bench(const BenchArgs& a) {
     SessionOptions base_opt;
     base_opt.n_ctx = n + a.gen_len;
     base_opt.n_threads = a.threads;
+  base_opt.device = a.device.resolve();
     Session base(model, base_opt);
     std::vector<std::unique_ptr<Session>> lazy;
     for (const auto& [name, sched] : schedules) {
@@ -99,6 +102,8 @@ int bench(const BenchArgs& a) {
     nlohmann::json common = {{"model", a.model},
                              {"architecture", c.architecture},
                              {"cpu", cpu_description()},
+                             {"device", device_name(base_opt.device)},
+                             {"gpu", base_opt.device == Device::Cuda ? cuda_device_description() : "none"},
                              {"threads", a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency())},
                              {"prompt_len", n},
                              {"gen_len", a.gen_len},
@@ -156,6 +161,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--seed", a->seed, "Seed of the random prompt");
   cmd->add_flag("--json", a->json, "Print one JSON object per prompt length");
+  a->device.add_to(cmd);
   a->prune.add_to(cmd, /*allow_many=*/true);
   cmd->callback([a, &exit_code] { exit_code = bench(*a); });
 }

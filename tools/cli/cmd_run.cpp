@@ -19,6 +19,7 @@ struct RunArgs {
   bool json = false;
   bool special = false;
   PruneFlags prune;
+  DeviceFlag device;
 };
 
 nlohmann::json lazy_json(const SessionStats& s) {
@@ -43,6 +44,7 @@ int run(const RunArgs& a, bool have_prompt) {
   SessionOptions opt;
   opt.n_ctx = a.ctx;
   opt.n_threads = a.threads;
+  opt.device = a.device.resolve();
   opt.prune = a.prune.resolve(c.n_layers);
   ProgressBar bar("prefill");
   if (prompt.size() >= 256) opt.on_prefill_progress = [&](int done, int total) { bar.update(done, total); };
@@ -121,6 +123,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-c,--ctx", a->ctx, "Context size (default: the model's trained context)")->check(CLI::Range(1, 1 << 22));
   cmd->add_flag("--special", a->special, "Parse special tokens such as <|im_start|> in the prompt");
   cmd->add_flag("--json", a->json, "Print one JSON object instead of streaming text");
+  a->device.add_to(cmd);
   a->prune.add_to(cmd);
   cmd->callback([a, p, &exit_code] { exit_code = run(*a, p->count() > 0); });
 }
