@@ -13,6 +13,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <stdlib.h>
 
 #include "lazyllm/lazyllm.h"
 #include "runtime/forward_backend.h"
@@ -144,22 +145,30 @@ TEST(CudaVsCpu, RandomModelsOfEachArchitecture) {
   }
 }
 
-// Head sizes of the tensor-core attention kernel, prompts longer than a row block and a key
-// tile, and a second prefill on top of cached keys.
+// Head sizes of the tensor-core attention kernels (the default mma one and the WMMA
+// cross-check), prompts longer than a row block and a key tile, and a second prefill on top of
+// cached keys.
 TEST(CudaVsCpu, FlashAttentionHeadSizes) {
   LAZYLLM_REQUIRE_GPU();
-  for (int hd : {32, 64, 128}) {
-    test::ArchSpec s{.name = "hd" + std::to_string(hd), .embd = 4 * hd, .layers = 2, .heads = 4, .kv_heads = 2,
-                     .ff = 192, .ctx = 512};
-    SCOPED_TRACE(s.name);
-    auto model = test::make_model(s, DType::BF16);
-    auto prompt = random_tokens(300, model->config().n_vocab, 5);
-    const double worst = std::max(compare_backends(model, prompt, 0, 4), compare_backends(model, prompt, 130, 2));
-    std::cout << "[ cuda ] head size " << hd << ": worst relative logit difference " << worst << "\n";
+  for (const char* kernel : {"mma", "wmma"}) {
+    ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
+    for (int hd : {16, 32, 64, 128}) {
+      test::ArchSpec s{.name = "hd" + std::to_string(hd), .embd = 4 * hd, .layers = 2, .heads = 4, .kv_heads = 2,
+                       .ff = 192, .ctx = 512};
+      SCOPED_TRACE(s.name + " " + kernel);
+      auto model = test::make_model(s, DType::BF16);
+      auto prompt = random_tokens(300, model->config().n_vocab, 5);
+      const double worst = std::max(compare_backends(model, prompt, 0, 4), compare_backends(model, prompt, 130, 2));
+      std::cout << "[ cuda ] " << kernel << " kernel, head size " << hd << ": worst relative logit difference "
+                << worst << "\n";
+    }
   }
+  ::unsetenv("LAZYLLM_CUDA_ATTENTION");
 }
 
-// The golden models: CPU and CUDA greedy continuations identical, logits within tolerance.
+// The golden models: CPU and CUDA greedy continuations identical, logits within tolerance. Once
+// the CPU's top two logits come within the tolerance of each other (a near-tie that bf16 rounding
+// may order either way), the continuations may part, so the comparison of that case ends there.
 TEST(CudaVsCpu, GoldenModelsGreedy) {
   LAZYLLM_REQUIRE_GPU();
   for (const std::string name : {"stories260K", "llama-2-tiny-random"}) {
@@ -170,6 +179,7 @@ TEST(CudaVsCpu, GoldenModelsGreedy) {
     std::ifstream in(test::shared_dir() / "golden" / (name + ".golden.json"));
     const auto cases = nlohmann::json::parse(in);
     double worst = 0;
+    int compared = 0, ties = 0;
     for (const auto& c : cases) {
       std::vector<int32_t> tokens = model->tokenizer().encode(c["prompt"].get<std::string>(), true, false);
       const int n_gen = static_cast<int>(c["greedy"].size());
@@ -180,12 +190,19 @@ TEST(CudaVsCpu, GoldenModelsGreedy) {
         worst = std::max(worst, rel_diff(gpu.logits(), cpu.logits()));
         EXPECT_LT(rel_diff(gpu.logits(), cpu.logits()), kLogitTol);
         const int32_t a = argmax(cpu.logits()), b = argmax(gpu.logits());
+        if (top2_margin(cpu.logits()) <= kLogitTol) {
+          ++ties;
+          break;
+        }
         ASSERT_EQ(a, b) << "greedy token " << i;
+        ++compared;
         cpu.decode(a);
         gpu.decode(b);
       }
     }
-    std::cout << "[ cuda ] " << name << ": greedy identical; worst relative logit difference " << worst << "\n";
+    EXPECT_GT(compared, 0);
+    std::cout << "[ cuda ] " << name << ": " << compared << " greedy tokens identical, " << ties
+              << " continuations stopped at a near-tie; worst relative logit difference " << worst << "\n";
   }
 }
 

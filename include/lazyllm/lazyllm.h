@@ -76,8 +76,13 @@ class Model {
   const GGUFFile& file() const { return *file_; }
   // Human-readable summary (architecture, sizes, tensor types, tokenizer, context).
   std::string describe() const;
+  // State a compute backend keeps per model for as long as the model lives (the CUDA backend's
+  // weights on the GPU), made by `make` on the first request for `key`. Thread-safe.
+  std::shared_ptr<void> backend_cache(const std::string& key, const std::function<std::shared_ptr<void>()>& make) const;
 
  private:
+  struct BackendCache;
+  mutable std::unique_ptr<BackendCache> backend_cache_;
   Model();
   ModelConfig config_;
   std::unique_ptr<GGUFFile> file_;

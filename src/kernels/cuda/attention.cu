@@ -1,9 +1,10 @@
 // Causal attention over a layer's cached keys, tagged with original positions, so LazyLLM's
 // compacted token sets attend exactly as in the full sequence.
 //
-// Prefill (many rows, every slot a key): a FlashAttention-style kernel on the tensor cores
-// (WMMA, half inputs, float accumulation) for head sizes 16..128 that are multiples of 16; the
-// score and output tiles stay in shared memory, and row blocks skip key tiles past their last row.
+// Prefill (many rows, every slot a key): FlashAttention-style kernels on the tensor cores (half
+// inputs, float accumulation) for head sizes 16, 32, 64 and 128: the default keeps scores and
+// output in registers (mma.sync, FA2 layout); a simpler WMMA one with its tiles in shared memory
+// stays as a cross-check. Row blocks skip key tiles past their last row.
 // Decode and any other head size: a split-key kernel (flash-decoding) whose blocks each take a
 // share of the keys, merged by a second pass. Importance (LazyLLM's score) recomputes one row's
 // probabilities exactly, per head, and averages them.
@@ -13,6 +14,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <string_view>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
@@ -186,6 +189,211 @@ void launch_flash(const AttentionArgs& a, cudaStream_t stream) {
 }
 
 // Decode-sized batches go to the split-key kernel, which spreads the keys over the whole GPU.
+// ---------------------------------------------------------------- prefill: FA2-style mma kernel
+
+// The default prefill kernel: the FlashAttention-2 layout on mma.sync m16n8k16 (half inputs,
+// float accumulation). Each warp owns 16 query rows; scores, probabilities and the output stay
+// in registers (a score tile's accumulators are reused directly as the next product's A
+// operand), and only K/V tiles pass through shared memory, loaded with ldmatrix.
+constexpr int kMmaBc = 64;
+
+__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const __half* p) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ inline void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ inline uint32_t pack_half2(float lo, float hi) {
+  __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+
+template <int HD>
+constexpr size_t mma_smem_bytes() {
+  return sizeof(__half) * 3 * kBr * (HD + 8) + sizeof(int) * kMmaBc;
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kFlashThreads) flash_mma_kernel(AttentionArgs a) {
+  constexpr int LD = HD + 8;  // padded rows: ldmatrix reads hit distinct banks
+  extern __shared__ __align__(128) unsigned char smem[];
+  __half* sQ = reinterpret_cast<__half*>(smem);
+  __half* sK = sQ + kBr * LD;
+  __half* sV = sK + kMmaBc * LD;
+  int* sKpos = reinterpret_cast<int*>(sV + kMmaBc * LD);
+
+  const int rb = gridDim.x - 1 - blockIdx.x;  // longest row blocks first
+  const int r0 = rb * kBr, h = blockIdx.y, g = h / (a.n_heads / a.n_kv_heads);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int gq = lane >> 2, tq = lane & 3;
+  const int qd = a.n_heads * HD, kvd = a.n_kv_heads * HD;
+  constexpr int kVec = 8;
+  const __half* q = reinterpret_cast<const __half*>(a.q);
+  const __half* kc = reinterpret_cast<const __half*>(a.k_cache);
+  const __half* vc = reinterpret_cast<const __half*>(a.v_cache);
+
+  for (int idx = threadIdx.x; idx < kBr * HD / kVec; idx += kFlashThreads) {
+    const int r = idx / (HD / kVec), c = idx % (HD / kVec) * kVec;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (r0 + r < a.m) val = *reinterpret_cast<const uint4*>(q + static_cast<int64_t>(r0 + r) * qd + h * HD + c);
+    *reinterpret_cast<uint4*>(sQ + r * LD + c) = val;
+  }
+  const int row0 = r0 + warp * 16 + gq, row1 = row0 + 8;
+  const int qp0 = row0 < a.m ? a.qpos[row0] : INT_MIN, qp1 = row1 < a.m ? a.qpos[row1] : INT_MIN;
+  const int last_row = min(a.m, r0 + kBr) - 1;
+  const int key_end = a.n_old + last_row + 1;  // later slots are rows after this block's last
+  __syncthreads();
+
+  uint32_t qf[HD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk)
+    ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + kk * 16 + (lane >> 4) * 8);
+
+  float o[HD / 8][4];
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;
+
+  for (int k0 = 0; k0 < key_end; k0 += kMmaBc) {
+    __syncthreads();  // the previous tile is no longer read
+    for (int idx = threadIdx.x; idx < kMmaBc * HD / kVec; idx += kFlashThreads) {
+      const int j = idx / (HD / kVec), c = idx % (HD / kVec) * kVec;
+      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+      if (k0 + j < key_end) {
+        const int64_t off = static_cast<int64_t>(k0 + j) * kvd + g * HD + c;
+        kv = *reinterpret_cast<const uint4*>(kc + off);
+        vv = *reinterpret_cast<const uint4*>(vc + off);
+      }
+      *reinterpret_cast<uint4*>(sK + j * LD + c) = kv;
+      *reinterpret_cast<uint4*>(sV + j * LD + c) = vv;
+    }
+    for (int j = threadIdx.x; j < kMmaBc; j += kFlashThreads) sKpos[j] = k0 + j < key_end ? a.kpos[k0 + j] : INT_MAX;
+    __syncthreads();
+
+    float s[kMmaBc / 8][4];
+#pragma unroll
+    for (int n = 0; n < kMmaBc / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+      for (int np = 0; np < kMmaBc / 16; ++np) {
+        uint32_t kb[4];
+        ldmatrix_x4(kb, sK + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+        mma_16816(s[2 * np], qf[kk], kb[0], kb[1]);
+        mma_16816(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+      }
+    }
+
+    // Mask by position and update the running max of rows row0 (c0, c1) and row1 (c2, c3).
+    float mx0 = kNegInf, mx1 = kNegInf;
+#pragma unroll
+    for (int n = 0; n < kMmaBc / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int kp = sKpos[n * 8 + 2 * tq + e];
+        s[n][e] = kp <= qp0 ? s[n][e] * a.scale : kNegInf;
+        s[n][2 + e] = kp <= qp1 ? s[n][2 + e] * a.scale : kNegInf;
+        mx0 = fmaxf(mx0, s[n][e]);
+        mx1 = fmaxf(mx1, s[n][2 + e]);
+      }
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+    const float al0 = mn0 == kNegInf ? 1.0f : __expf(m0 - mn0);
+    const float al1 = mn1 == kNegInf ? 1.0f : __expf(m1 - mn1);
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int n = 0; n < kMmaBc / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        s[n][e] = s[n][e] == kNegInf ? 0.0f : __expf(s[n][e] - mn0);
+        s[n][2 + e] = s[n][2 + e] == kNegInf ? 0.0f : __expf(s[n][2 + e] - mn1);
+        sum0 += s[n][e];
+        sum1 += s[n][2 + e];
+      }
+    }
+    l0 = l0 * al0 + sum0;  // per-thread partial sums; the quad adds them up at the end
+    l1 = l1 * al1 + sum1;
+    m0 = mn0, m1 = mn1;
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) {
+      o[n][0] *= al0, o[n][1] *= al0;
+      o[n][2] *= al1, o[n][3] *= al1;
+    }
+
+    // O += P V: the probabilities (as half) are the A operand straight from registers.
+#pragma unroll
+    for (int kc2 = 0; kc2 < kMmaBc / 16; ++kc2) {
+      const uint32_t pa[4] = {pack_half2(s[2 * kc2][0], s[2 * kc2][1]), pack_half2(s[2 * kc2][2], s[2 * kc2][3]),
+                              pack_half2(s[2 * kc2 + 1][0], s[2 * kc2 + 1][1]),
+                              pack_half2(s[2 * kc2 + 1][2], s[2 * kc2 + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; ++dp) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, sV + (kc2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
+        mma_16816(o[2 * dp], pa, vb[0], vb[1]);
+        mma_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
+      }
+    }
+  }
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(a.out);
+  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) {
+    const int c = h * HD + n * 8 + 2 * tq;
+    if (row0 < a.m) {
+      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
+      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row0) * qd + c) = v;
+    }
+    if (row1 < a.m) {
+      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
+      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row1) * qd + c) = v;
+    }
+  }
+}
+
+template <int HD>
+void launch_flash_mma(const AttentionArgs& a, cudaStream_t stream) {
+  constexpr size_t smem = mma_smem_bytes<HD>();
+  static bool configured = false;
+  if (!configured) {
+    check(cudaFuncSetAttribute(flash_mma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem)),
+          "cudaFuncSetAttribute(flash_mma_kernel)");
+    configured = true;
+  }
+  dim3 grid((a.m + kBr - 1) / kBr, a.n_heads);
+  flash_mma_kernel<HD><<<grid, kFlashThreads, smem, stream>>>(a);
+  check_launch("flash_mma_kernel");
+}
+
+// $LAZYLLM_CUDA_ATTENTION=wmma selects the simpler WMMA kernel (kept as a cross-check).
+bool use_wmma_kernel() {
+  const char* e = std::getenv("LAZYLLM_CUDA_ATTENTION");
+  return e && std::string_view(e) == "wmma";
+}
+
 bool flash_supported(const AttentionArgs& a) {
   return a.key_slots == nullptr && a.m > 16 && (a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128);
 }
@@ -379,12 +587,20 @@ size_t attention_scratch_floats(const AttentionArgs& a) {
 void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   if (a.m == 0) return;
   if (a.head_dim > kMaxHeadDim) throw Error("CUDA attention: head size above 256 is not supported");
-  if (flash_supported(a)) {
+  if (flash_supported(a) && use_wmma_kernel()) {
     switch (a.head_dim) {
       case 16: return launch_flash<16>(a, stream);
       case 32: return launch_flash<32>(a, stream);
       case 64: return launch_flash<64>(a, stream);
       case 128: return launch_flash<128>(a, stream);
+    }
+  }
+  if (flash_supported(a)) {
+    switch (a.head_dim) {
+      case 16: return launch_flash_mma<16>(a, stream);
+      case 32: return launch_flash_mma<32>(a, stream);
+      case 64: return launch_flash_mma<64>(a, stream);
+      case 128: return launch_flash_mma<128>(a, stream);
     }
   }
   const SplitPlan p = plan_splits(a);

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <thread>
 
 #include "kernels/cpu/quant.h"
@@ -99,15 +97,9 @@ std::shared_ptr<CudaWeights> upload(const Model& model) {
 }  // namespace
 
 std::shared_ptr<const CudaWeights> cuda_weights_for(const Model& model) {
-  // Keyed by the model's address; a session holds the model, so the entry cannot outlive it
-  // while in use, and an expired entry is simply uploaded again.
-  static std::mutex mu;
-  static std::map<const Model*, std::weak_ptr<const CudaWeights>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  if (auto found = cache[&model].lock()) return found;
-  std::shared_ptr<const CudaWeights> w = upload(model);
-  cache[&model] = w;
-  return w;
+  // Kept by the model, so sessions created one after another share one upload.
+  return std::static_pointer_cast<const CudaWeights>(
+      model.backend_cache("cuda_weights", [&] { return std::static_pointer_cast<void>(upload(model)); }));
 }
 
 }  // namespace lazyllm::cuda

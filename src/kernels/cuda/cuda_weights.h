@@ -1,6 +1,6 @@
 // The model's weights on the GPU: matrices in bf16 (F16/BF16 as stored, quantized types
 // dequantized at upload), Q/K/V and gate/up concatenated so each is one GEMM; norms and biases
-// in float. Uploaded once per Model and shared by all of its CUDA sessions.
+// in float. Uploaded once per Model, kept while the model lives, shared by its CUDA sessions.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +34,7 @@ struct CudaWeights {
   int64_t bytes = 0;
 };
 
-// The weights of `model` on the current GPU, uploading them on first use.
+// The weights of `model` on the GPU, uploading them on first use.
 std::shared_ptr<const CudaWeights> cuda_weights_for(const Model& model);
 
 }  // namespace lazyllm::cuda
