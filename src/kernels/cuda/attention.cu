@@ -188,8 +188,9 @@ void launch_flash(const AttentionArgs& a, cudaStream_t stream) {
   check_launch("flash_prefill_kernel");
 }
 
-// Decode-sized batches go to the split-key kernel, which spreads the keys over the whole GPU.
 // ---------------------------------------------------------------- prefill: FA2-style mma kernel
+
+__device__ inline int key_slot(const AttentionArgs& a, int j) { return a.key_slots ? a.key_slots[j] : j; }
 
 // The default prefill kernel: the FlashAttention-2 layout on mma.sync m16n8k16 (half inputs,
 // float accumulation). Each warp owns 16 query rows; scores, probabilities and the output stay
@@ -254,7 +255,8 @@ __global__ void __launch_bounds__(kFlashThreads) flash_mma_kernel(AttentionArgs 
   const int row0 = r0 + warp * 16 + gq, row1 = row0 + 8;
   const int qp0 = row0 < a.m ? a.qpos[row0] : INT_MIN, qp1 = row1 < a.m ? a.qpos[row1] : INT_MIN;
   const int last_row = min(a.m, r0 + kBr) - 1;
-  const int key_end = a.n_old + last_row + 1;  // later slots are rows after this block's last
+  // Every slot: later slots are rows after this block's last. Listed keys: all of them.
+  const int key_end = a.key_slots ? a.n_keys : a.n_old + last_row + 1;
   __syncthreads();
 
   uint32_t qf[HD / 16][4];
@@ -273,14 +275,15 @@ __global__ void __launch_bounds__(kFlashThreads) flash_mma_kernel(AttentionArgs 
       const int j = idx / (HD / kVec), c = idx % (HD / kVec) * kVec;
       uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
       if (k0 + j < key_end) {
-        const int64_t off = static_cast<int64_t>(k0 + j) * kvd + g * HD + c;
+        const int64_t off = static_cast<int64_t>(key_slot(a, k0 + j)) * kvd + g * HD + c;
         kv = *reinterpret_cast<const uint4*>(kc + off);
         vv = *reinterpret_cast<const uint4*>(vc + off);
       }
       *reinterpret_cast<uint4*>(sK + j * LD + c) = kv;
       *reinterpret_cast<uint4*>(sV + j * LD + c) = vv;
     }
-    for (int j = threadIdx.x; j < kMmaBc; j += kFlashThreads) sKpos[j] = k0 + j < key_end ? a.kpos[k0 + j] : INT_MAX;
+    for (int j = threadIdx.x; j < kMmaBc; j += kFlashThreads)
+      sKpos[j] = k0 + j < key_end ? a.kpos[key_slot(a, k0 + j)] : INT_MAX;
     __syncthreads();
 
     float s[kMmaBc / 8][4];
@@ -394,8 +397,10 @@ bool use_wmma_kernel() {
   return e && std::string_view(e) == "wmma";
 }
 
+// Decode-sized batches go to the split-key kernel, which spreads the keys over the whole GPU;
+// the mma kernel also takes listed keys (LazyLLM decode with many revived rows).
 bool flash_supported(const AttentionArgs& a) {
-  return a.key_slots == nullptr && a.m > 16 && (a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128);
+  return a.m > 16 && (a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128);
 }
 
 // ---------------------------------------------------------------- split-key kernel
@@ -418,7 +423,6 @@ SplitPlan plan_splits(const AttentionArgs& a) {
   return {n_splits, std::max(per, 1)};
 }
 
-__device__ inline int key_slot(const AttentionArgs& a, int j) { return a.key_slots ? a.key_slots[j] : j; }
 
 // grid (split, row, head): online softmax over this split's keys; writes (max, sum, acc[hd]).
 __global__ void __launch_bounds__(kSplitThreads) split_attention_kernel(AttentionArgs a, int keys_per_split,
@@ -587,7 +591,7 @@ size_t attention_scratch_floats(const AttentionArgs& a) {
 void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   if (a.m == 0) return;
   if (a.head_dim > kMaxHeadDim) throw Error("CUDA attention: head size above 256 is not supported");
-  if (flash_supported(a) && use_wmma_kernel()) {
+  if (flash_supported(a) && a.key_slots == nullptr && use_wmma_kernel()) {
     switch (a.head_dim) {
       case 16: return launch_flash<16>(a, stream);
       case 32: return launch_flash<32>(a, stream);

@@ -22,6 +22,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_weights.h"
 #include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
 #include "lazyllm/lazyllm.h"
 #include "model/weights.h"
@@ -38,9 +39,14 @@ using cuda::half_t;
 constexpr int kFfnChunkRows = 8192;  // bounds the n_ff-wide buffers during long prefills
 
 // Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k (bf16);
-// beta = 1 accumulates into Y (the residual add).
+// beta = 1 accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernel.
 void gemm(cublasHandle_t h, const bf16_t* w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
           float beta) {
+  if (cuda::gemv_applies(m, k)) {
+    cudaStream_t stream = nullptr;
+    check(cublasGetStream(h, &stream), "cublasGetStream");
+    return cuda::gemv(w, n_out, k, x, m, y, y_type == CUDA_R_32F, beta, stream);
+  }
   const float alpha = 1.0f;
   check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n_out, m, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y,
                      y_type, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
