@@ -20,6 +20,6 @@ ldd "$BUILD/lazyllm" "$BUILD/tests/lazyllm_tests" | awk '/=>/ {print $3}' | sort
   grep -Ev 'libc\.so|libm\.so|libstdc\+\+|libgcc_s|libpthread|libdl|librt|ld-linux|/cuda' |
   while read -r lib; do cp -L "$lib" "$STAGE/prebuilt/lib/"; done
 cp -r scripts "$STAGE/"
-cp -r "$SHARED/models" "$SHARED/golden" "$STAGE/shared/" 2>/dev/null || echo "note: no ../shared test data"
+cp -r "$SHARED/models" "$SHARED/golden" "$SHARED/vocab" "$STAGE/shared/" 2>/dev/null || echo "note: no ../shared test data"
 tar -C "$STAGE" -cJf "$DEST/bundle.tar.xz" prebuilt scripts shared
 ls -la "$DEST/bundle.tar.xz"
