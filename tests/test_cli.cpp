@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -18,7 +19,9 @@ struct Result {
 
 Result run_cli(const std::string& args) {
   const auto out = test::temp_path("cli.out"), err = test::temp_path("cli.err");
-  const std::string cmd = std::string(LAZYLLM_CLI_PATH) + " " + args + " > " + out.string() + " 2> " + err.string() + " < /dev/null";
+  // $LAZYLLM_CLI overrides the build's path (binaries moved to another machine).
+  const char* cli = std::getenv("LAZYLLM_CLI");
+  const std::string cmd = std::string(cli ? cli : LAZYLLM_CLI_PATH) + " " + args + " > " + out.string() + " 2> " + err.string() + " < /dev/null";
   const int status = std::system(cmd.c_str());
   auto slurp = [](const std::filesystem::path& p) {
     std::ifstream in(p);

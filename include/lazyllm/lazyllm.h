@@ -21,6 +21,20 @@ class Tokenizer;
 struct ModelWeights;
 class ThreadPool;
 class ForwardState;
+class ForwardBackend;
+
+// ---------------------------------------------------------------- devices
+
+// Where a session computes: the CPU kernels or the CUDA backend (NVIDIA GPUs).
+enum class Device { Cpu, Cuda };
+// True when this build has the CUDA backend and a GPU is present.
+bool cuda_available();
+// Cuda when cuda_available(), else Cpu.
+Device default_device();
+// "cpu", "cuda" or "auto" (= default_device()). Throws Error for anything else, and for "cuda"
+// when no GPU backend is available.
+Device parse_device(std::string_view name);
+std::string_view device_name(Device d);
 
 // ---------------------------------------------------------------- model
 
@@ -62,8 +76,13 @@ class Model {
   const GGUFFile& file() const { return *file_; }
   // Human-readable summary (architecture, sizes, tensor types, tokenizer, context).
   std::string describe() const;
+  // State a compute backend keeps per model for as long as the model lives (the CUDA backend's
+  // weights on the GPU), made by `make` on the first request for `key`. Thread-safe.
+  std::shared_ptr<void> backend_cache(const std::string& key, const std::function<std::shared_ptr<void>()>& make) const;
 
  private:
+  struct BackendCache;
+  mutable std::unique_ptr<BackendCache> backend_cache_;
   Model();
   ModelConfig config_;
   std::unique_ptr<GGUFFile> file_;
@@ -131,6 +150,9 @@ struct SessionOptions {
   // int32 block sums for Q8_0/Q4_0 (AVX512_VNNI). About 2x faster each; f32/f16 weights are
   // unaffected. false keeps every product in f32 (for exact reference comparisons).
   bool fast_math = true;
+  // Cpu by default so library results do not depend on the machine; tools pass default_device().
+  // The CUDA backend keeps K/V in half precision and ignores kv_f16 and n_threads.
+  Device device = Device::Cpu;
   // Called during prefill after each layer (layer index, number of layers).
   std::function<void(int, int)> on_prefill_progress;
 };
@@ -177,15 +199,19 @@ class Session {
   const SessionStats& stats() const { return stats_; }
   const SessionOptions& options() const { return options_; }
   const Model& model() const { return *model_; }
-  // Engine internals, for tests and tools that inspect the caches.
-  ForwardState& state() { return *state_; }
+  // Engine internals, for tests and tools that inspect the caches (CPU sessions only; throws
+  // Error on other devices).
+  ForwardState& state();
+  // The backend running this session (either device), for tests comparing backends.
+  ForwardBackend& backend() { return *backend_; }
 
  private:
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   int n_ctx_ = 0;
   std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<ForwardState> state_;
+  std::unique_ptr<ForwardBackend> backend_;
+  ForwardState* cpu_state_ = nullptr;  // backend_ when it is the CPU one
   std::vector<int32_t> history_;
   SessionStats stats_;
 };

@@ -1,4 +1,5 @@
 #include <map>
+#include <mutex>
 #include <sstream>
 
 #include "format/gguf.h"
@@ -7,8 +8,21 @@
 
 namespace lazyllm {
 
-Model::Model() = default;
+struct Model::BackendCache {
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<void>> entries;
+};
+
+Model::Model() : backend_cache_(std::make_unique<BackendCache>()) {}
 Model::~Model() = default;
+
+std::shared_ptr<void> Model::backend_cache(const std::string& key,
+                                           const std::function<std::shared_ptr<void>()>& make) const {
+  std::lock_guard<std::mutex> lock(backend_cache_->mu);
+  std::shared_ptr<void>& entry = backend_cache_->entries[key];
+  if (!entry) entry = make();
+  return entry;
+}
 
 std::shared_ptr<Model> Model::load(const std::string& path) {
   std::shared_ptr<Model> m(new Model());

@@ -18,44 +18,39 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rope.h"
 #include "lazyllm/lazyllm.h"
+#include "runtime/forward_backend.h"
 
 namespace lazyllm {
 
 struct ModelWeights;
 struct LayerWeights;
 
-// Counters of work done, in (token, layer) computations.
-struct ForwardCounters {
-  int64_t token_layers = 0;         // every token
-  int64_t prompt_token_layers = 0;  // tokens that came in through prefill
-  int64_t revived = 0;              // (token, layer) computations of revived tokens in decode
-  std::vector<int> alive_per_layer; // last prefill: tokens of that batch computed at each layer
-};
-
-class ForwardState {
+// The CPU backend.
+class ForwardState final : public ForwardBackend {
  public:
   ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPool& pool);
-  ~ForwardState();
+  ~ForwardState() override;
 
-  // Computes tokens at positions [n_past(), n_past() + n) and the last one's logits.
   void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
-               const std::function<void(int, int)>& progress = {});
-  // Computes one new token at position n_past() and its logits.
-  void decode(int32_t token, const std::vector<double>& keep);
+               const std::function<void(int, int)>& progress = {}) override;
+  void decode(int32_t token, const std::vector<double>& keep) override;
 
-  const std::vector<float>& logits() const { return logits_; }
-  int n_past() const { return n_past_; }
-  int n_ctx() const { return n_ctx_; }
-  void clear();
+  const std::vector<float>& logits() const override { return logits_; }
+  int n_past() const override { return n_past_; }
+  int n_ctx() const override { return n_ctx_; }
+  void clear() override;
 
-  const ForwardCounters& counters() const { return counters_; }
+  const ForwardCounters& counters() const override { return counters_; }
+  int64_t aux_bytes() const override { return aux_.bytes(); }
+  int64_t aux_entries() const override { return aux_.entries(); }
+  int kv_depth(int t) const override { return kv_.depth(t); }
   const KVCache& kv() const { return kv_; }
   const AuxCache& aux() const { return aux_; }
   // When set, decode() records the tokens the new token attended to at each layer.
-  void set_record_selection(bool on) { record_selection_ = on; }
+  void set_record_selection(bool on) override { record_selection_ = on; }
+  const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
   // Prefill products of quantized/bf16 weights in bf16 (kFast) or f32 (see matmul.h).
   void set_matmul_precision(MatmulPrecision p) { precision_ = p; }
-  const std::vector<std::vector<int>>& last_selection() const { return selection_; }
   // Recomputes layer l's K/V for one hidden state at position pos (no cache change); for tests.
   void compute_kv(int l, const float* hidden, int32_t pos, float* k, float* v);
 

@@ -1,6 +1,7 @@
 #include <chrono>
 #include <string>
 
+#include "kernels/cuda/cuda_forward.h"
 #include "model/weights.h"
 #include "runtime/forward.h"
 #include "tokenizer/tokenizer.h"
@@ -26,56 +27,67 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
       throw Error("prune schedule layer " + std::to_string(p.layer) + " is outside [1, " +
                   std::to_string(c.n_layers - 1) + "]");
   pool_ = std::make_unique<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
-  state_ = std::make_unique<ForwardState>(*model_, n_ctx_, options_.kv_f16, *pool_);
-  state_->set_matmul_precision(options_.fast_math ? MatmulPrecision::kFast : MatmulPrecision::kF32);
+  if (options_.device == Device::Cuda) {
+    backend_ = make_cuda_forward(*model_, n_ctx_);
+  } else {
+    auto cpu = std::make_unique<ForwardState>(*model_, n_ctx_, options_.kv_f16, *pool_);
+    cpu->set_matmul_precision(options_.fast_math ? MatmulPrecision::kFast : MatmulPrecision::kF32);
+    cpu_state_ = cpu.get();
+    backend_ = std::move(cpu);
+  }
+}
+
+ForwardState& Session::state() {
+  if (!cpu_state_) throw Error("Session::state() is only available on the CPU backend");
+  return *cpu_state_;
 }
 
 Session::~Session() = default;
 
-int Session::n_past() const { return state_->n_past(); }
+int Session::n_past() const { return backend_->n_past(); }
 
-std::span<const float> Session::logits() const { return state_->logits(); }
+std::span<const float> Session::logits() const { return backend_->logits(); }
 
 void Session::reset() {
-  state_->clear();
+  backend_->clear();
   history_.clear();
   stats_ = {};
 }
 
 void Session::prefill(std::span<const int32_t> tokens) {
   const int n_layers = model_->config().n_layers;
-  const int64_t before = state_->counters().prompt_token_layers;
+  const int64_t before = backend_->counters().prompt_token_layers;
   auto t0 = std::chrono::steady_clock::now();
-  state_->prefill(tokens, options_.prune.keep_per_layer(n_layers), options_.on_prefill_progress);
+  backend_->prefill(tokens, options_.prune.keep_per_layer(n_layers), options_.on_prefill_progress);
   stats_.prefill_ms = ms_since(t0);
   history_.insert(history_.end(), tokens.begin(), tokens.end());
   stats_.prompt_tokens += static_cast<int>(tokens.size());
-  const ForwardCounters& k = state_->counters();
+  const ForwardCounters& k = backend_->counters();
   stats_.alive_per_layer = k.alive_per_layer;
   stats_.prefill_computed_fraction =
       static_cast<double>(k.prompt_token_layers - before) / (double(tokens.size()) * n_layers);
   stats_.token_layers_computed = k.token_layers;
   stats_.prompt_token_layers_computed = k.prompt_token_layers;
   stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);
-  stats_.aux_cache_bytes = state_->aux().bytes();
-  stats_.aux_cache_entries = state_->aux().entries();
+  stats_.aux_cache_bytes = backend_->aux_bytes();
+  stats_.aux_cache_entries = backend_->aux_entries();
 }
 
 void Session::decode(int32_t token) {
   const int n_layers = model_->config().n_layers;
   auto t0 = std::chrono::steady_clock::now();
-  state_->decode(token, options_.prune.keep_per_layer(n_layers));
+  backend_->decode(token, options_.prune.keep_per_layer(n_layers));
   stats_.decode_ms += ms_since(t0);
   history_.push_back(token);
   ++stats_.generated_tokens;
-  const ForwardCounters& k = state_->counters();
+  const ForwardCounters& k = backend_->counters();
   stats_.token_layers_computed = k.token_layers;
   stats_.prompt_token_layers_computed = k.prompt_token_layers;
   stats_.revived = k.revived;
   if (stats_.prompt_tokens > 0)
     stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);
-  stats_.aux_cache_bytes = state_->aux().bytes();
-  stats_.aux_cache_entries = state_->aux().entries();
+  stats_.aux_cache_bytes = backend_->aux_bytes();
+  stats_.aux_cache_entries = backend_->aux_entries();
 }
 
 std::vector<int32_t> Session::generate(int max_tokens, Sampler& sampler, const std::function<bool(int32_t)>& on_token) {

@@ -27,6 +27,7 @@ struct AgreeArgs {
   int ctx = 0, n = 64, threads = 0;
   bool json = false;
   PruneFlags prune;
+  DeviceFlag device;
 };
 
 struct Prompt {
@@ -98,6 +99,7 @@ int agree(const AgreeArgs& a) {
   SessionOptions base_opt;
   base_opt.n_ctx = ctx;
   base_opt.n_threads = a.threads;
+  base_opt.device = a.device.resolve();
   ProgressBar progress("agree");
   const int total_steps = static_cast<int>(prompts.size() * (1 + schedules.size()));
   int step = 0;
@@ -199,6 +201,7 @@ void add_agree_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-n,--n-predict", a->n, "Tokens generated per prompt")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", a->json, "Print one JSON object");
+  a->device.add_to(cmd);
   a->prune.add_to(cmd, /*allow_many=*/true);
   cmd->callback([a, &exit_code] { exit_code = agree(*a); });
 }

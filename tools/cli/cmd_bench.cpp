@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "kernels/cuda/cuda_forward.h"
 
 namespace lazyllm::cli {
 namespace {
@@ -23,6 +24,7 @@ struct BenchArgs {
   bool f32_math = false;
   uint64_t seed = 1;
   PruneFlags prune;
+  DeviceFlag device;
 };
 
 struct Samples {
@@ -75,6 +77,7 @@ int bench(const BenchArgs& a) {
     base_opt.n_ctx = n + a.gen_len;
     base_opt.n_threads = a.threads;
     base_opt.fast_math = !a.f32_math;
+    base_opt.device = a.device.resolve();
     Session base(model, base_opt);
     std::vector<std::unique_ptr<Session>> lazy;
     for (const auto& [name, sched] : schedules) {
@@ -101,6 +104,8 @@ int bench(const BenchArgs& a) {
     nlohmann::json common = {{"model", a.model},
                              {"architecture", c.architecture},
                              {"cpu", cpu_description()},
+                             {"device", device_name(base_opt.device)},
+                             {"gpu", base_opt.device == Device::Cuda ? cuda_device_description() : "none"},
                              {"threads", a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency())},
                              {"prompt_len", n},
                              {"gen_len", a.gen_len},
@@ -160,6 +165,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", a->json, "Print one JSON object per prompt length");
   cmd->add_flag("--f32-math", a->f32_math,
                 "Keep every product in f32 (default: bf16 prefill and 8-bit decode activations for quantized weights where the CPU has them)");
+  a->device.add_to(cmd);
   a->prune.add_to(cmd, /*allow_many=*/true);
   cmd->callback([a, &exit_code] { exit_code = bench(*a); });
 }

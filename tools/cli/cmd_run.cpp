@@ -20,6 +20,7 @@ struct RunArgs {
   bool f32_math = false;
   bool special = false;
   PruneFlags prune;
+  DeviceFlag device;
 };
 
 nlohmann::json lazy_json(const SessionStats& s) {
@@ -44,6 +45,7 @@ int run(const RunArgs& a, bool have_prompt) {
   SessionOptions opt;
   opt.n_ctx = a.ctx;
   opt.n_threads = a.threads;
+  opt.device = a.device.resolve();
   opt.prune = a.prune.resolve(c.n_layers);
   opt.fast_math = !a.f32_math;
   ProgressBar bar("prefill");
@@ -125,6 +127,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", a->json, "Print one JSON object instead of streaming text");
   cmd->add_flag("--f32-math", a->f32_math,
                 "Keep every product in f32 (default: bf16 prefill and 8-bit decode activations for quantized weights where the CPU has them)");
+  a->device.add_to(cmd);
   a->prune.add_to(cmd);
   cmd->callback([a, p, &exit_code] { exit_code = run(*a, p->count() > 0); });
 }

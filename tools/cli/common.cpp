@@ -19,6 +19,11 @@ void PruneFlags::add_to(CLI::App* cmd, bool allow_many) {
   if (!allow_many) opt->expected(1);
 }
 
+void DeviceFlag::add_to(CLI::App* cmd) {
+  cmd->add_option("--device", name, "Where to compute: cpu, cuda or auto (the GPU when one is usable)")
+      ->capture_default_str();
+}
+
 PruneSchedule PruneFlags::resolve(int n_layers) const {
   if (specs.size() > 1) throw Error("--prune may be given once here");
   if (lazy && !specs.empty()) throw Error("give either --lazy or --prune, not both");

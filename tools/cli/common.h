@@ -23,6 +23,13 @@ struct PruneFlags {
   std::vector<std::pair<std::string, PruneSchedule>> resolve_all(int n_layers) const;
 };
 
+// --device cpu|cuda|auto (default auto: the GPU when one is usable).
+struct DeviceFlag {
+  std::string name = "auto";
+  void add_to(CLI::App* cmd);
+  Device resolve() const { return parse_device(name); }
+};
+
 // Reads -p TEXT, -f FILE or standard input (in that order of preference).
 std::string read_prompt(const std::string& text, const std::string& file, bool have_text);
 

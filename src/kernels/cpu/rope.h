@@ -14,6 +14,9 @@ class Rope {
   Rope(const ModelConfig& c, const std::vector<float>& freq_factors);
   // Rotates `n_heads` consecutive heads of head_dim values in place.
   void apply(float* x, int n_heads, int32_t pos) const;
+  // Angle per position of each rotary pair (the GPU backend builds its tables from these).
+  const std::vector<double>& inv_freq() const { return inv_freq_; }
+  bool neox() const { return neox_; }
 
  private:
   int head_dim_;

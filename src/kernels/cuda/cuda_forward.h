@@ -1,0 +1,22 @@
+// Entry points of the CUDA backend that the rest of the engine sees (plain C++, no CUDA types).
+// When the build has no CUDA (LAZYLLM_CUDA=OFF) device.cpp answers for them instead.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "runtime/forward_backend.h"
+
+namespace lazyllm {
+
+class Model;
+
+// Number of usable CUDA devices (0 when the driver or the GPU is missing).
+int cuda_device_count();
+// "NVIDIA H100 80GB HBM3, 132 SMs, 79.1 GiB" for benchmark reports.
+std::string cuda_device_description();
+// The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU in bf16
+// once per model (shared by its sessions). Throws Error when no GPU is usable.
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx);
+
+}  // namespace lazyllm

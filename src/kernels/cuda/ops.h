@@ -1,0 +1,77 @@
+// Launchers of the CUDA kernels the forward pass chains (all asynchronous on `stream`).
+// Storage types: float, bf16 (weights, GEMM activations) and half (Q, K, V: as the CPU's f16
+// KV cache) are passed as uint16_t so this header stays plain C++.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace lazyllm::cuda {
+
+using bf16_t = uint16_t;
+using half_t = uint16_t;
+
+// out[i] = table[tokens[i]] (bf16 rows of d) as float.
+void embed_rows(const bf16_t* table, const int32_t* tokens, int n, int d, float* out, cudaStream_t stream);
+
+// out[i] = bf16(x[i] / rms(x[i]) * w) for m rows of d.
+void rmsnorm_bf16(const float* x, const float* w, int m, int d, float eps, bf16_t* out, cudaStream_t stream);
+
+// Finishes the fused QKV projection (rows of [q | k | v] in float): adds biases (may be null),
+// rotates q and k by each row's position (tables cos/sin[pos * half + i]), writes q (half) and
+// stores k, v (half) in cache slots slot0.. with their positions in kpos.
+struct QkvFinishArgs {
+  const float* qkv;
+  int m;
+  const int32_t* pos;
+  const float* bias;  // q | k | v biases, or null
+  const float* rope_cos;
+  const float* rope_sin;
+  int n_heads, n_kv_heads, head_dim;
+  bool neox;
+  half_t* q;
+  half_t* k_cache;
+  half_t* v_cache;
+  int32_t* kpos;
+  int slot0;
+};
+void qkv_finish(const QkvFinishArgs& a, cudaStream_t stream);
+
+// out[i, c] = bf16(silu(gu[i, c]) * gu[i, ff + c]).
+void swiglu_bf16(const bf16_t* gu, int m, int ff, bf16_t* out, cudaStream_t stream);
+
+// dst row i = (src_idx[i] >= 0 ? a[src_idx[i]] : b[-src_idx[i] - 1]), rows of d floats;
+// dst_idx (may be null = identity) places the row in dst.
+void copy_rows(const float* a, const float* b, const int32_t* src_idx, const int32_t* dst_idx, int n, int d,
+               float* dst, cudaStream_t stream);
+
+// Causal attention of m query rows over a layer's cached keys. A key is visible to a row when
+// its position is at most the row's. Keys are either every slot [0, n_keys) (key_slots null)
+// or the listed slots.
+struct AttentionArgs {
+  const half_t* q;  // m rows of n_heads * head_dim
+  int m;
+  const int32_t* qpos;
+  const half_t* k_cache;  // slots of n_kv_heads * head_dim
+  const half_t* v_cache;
+  const int32_t* kpos;
+  const int32_t* key_slots;
+  int n_keys;
+  // Prefill (key_slots null): slots >= n_old are the m rows themselves, in order, so a block of
+  // rows can stop at its last row's slot.
+  int n_old;
+  int n_heads, n_kv_heads, head_dim;
+  float scale;
+  bf16_t* out;  // m rows of n_heads * head_dim
+};
+// Scratch floats attention() needs for its split-key partial results.
+size_t attention_scratch_floats(const AttentionArgs& a);
+void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream);
+
+// LazyLLM importance: the softmax probabilities of query row `row` over the keys (same key set and
+// masking as attention), averaged over heads, one per key in key order. probs: n_heads * n_keys
+// floats of scratch.
+void last_row_importance(const AttentionArgs& a, int row, float* probs, float* importance, cudaStream_t stream);
+
+}  // namespace lazyllm::cuda

@@ -1,0 +1,38 @@
+// Device choice: the CPU kernels or the CUDA backend.
+#include <string>
+
+#include "kernels/cuda/cuda_forward.h"
+#include "lazyllm/lazyllm.h"
+
+namespace lazyllm {
+
+#ifndef LAZYLLM_HAVE_CUDA
+// This build has no CUDA backend: no GPU is ever usable.
+int cuda_device_count() { return 0; }
+std::string cuda_device_description() { return "none (built without CUDA)"; }
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int) {
+  throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
+}
+#endif
+
+bool cuda_available() {
+  static const bool available = cuda_device_count() > 0;
+  return available;
+}
+
+Device default_device() { return cuda_available() ? Device::Cuda : Device::Cpu; }
+
+Device parse_device(std::string_view name) {
+  if (name == "cpu") return Device::Cpu;
+  if (name == "auto") return default_device();
+  if (name == "cuda") {
+    if (!cuda_available())
+      throw Error("--device cuda: no usable GPU (" + cuda_device_description() + ")");
+    return Device::Cuda;
+  }
+  throw Error("unknown device '" + std::string(name) + "' (expected cpu, cuda or auto)");
+}
+
+std::string_view device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
+
+}  // namespace lazyllm

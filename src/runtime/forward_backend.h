@@ -1,0 +1,45 @@
+// The seam between a session and the device that computes it. The CPU forward pass
+// (ForwardState) and the CUDA one implement the same contract: prefill with LazyLLM's progressive
+// pruning and Aux Cache, decode with re-selection and revival, the same counters.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+namespace lazyllm {
+
+// Counters of work done, in (token, layer) computations.
+struct ForwardCounters {
+  int64_t token_layers = 0;         // every token
+  int64_t prompt_token_layers = 0;  // tokens that came in through prefill
+  int64_t revived = 0;              // (token, layer) computations of revived tokens in decode
+  std::vector<int> alive_per_layer; // last prefill: tokens of that batch computed at each layer
+};
+
+class ForwardBackend {
+ public:
+  virtual ~ForwardBackend() = default;
+  // Computes tokens at positions [n_past(), n_past() + n) and the last one's logits. keep[l] is
+  // the keep fraction at layer l (1.0 where the schedule does not prune).
+  virtual void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
+                       const std::function<void(int, int)>& progress = {}) = 0;
+  // Computes one new token at position n_past() and its logits.
+  virtual void decode(int32_t token, const std::vector<double>& keep) = 0;
+  virtual const std::vector<float>& logits() const = 0;
+  virtual int n_past() const = 0;
+  virtual int n_ctx() const = 0;
+  virtual void clear() = 0;
+  virtual const ForwardCounters& counters() const = 0;
+  virtual int64_t aux_bytes() const = 0;
+  virtual int64_t aux_entries() const = 0;
+  // Number of layers (from 0) at which token t (its position) has K/V: which layers it was
+  // alive at. Backends that follow the same schedule on the same inputs agree on it.
+  virtual int kv_depth(int t) const = 0;
+  // When set, decode() records the tokens the new token attended to at each layer.
+  virtual void set_record_selection(bool on) = 0;
+  virtual const std::vector<std::vector<int>>& last_selection() const = 0;
+};
+
+}  // namespace lazyllm
