@@ -17,6 +17,7 @@
 #include "cache/kv_cache.h"
 #include "kernels/cpu/rope.h"
 #include "lazyllm/lazyllm.h"
+#include "prune/selector.h"
 
 namespace lazyllm {
 
@@ -37,10 +38,11 @@ class ForwardState {
   ~ForwardState();
 
   // Computes tokens at positions [n_past(), n_past() + n) and the last one's logits.
-  void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
+  // `keep`: the schedule's keep fraction per layer; `selector`: how pruning layers choose tokens.
+  void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep, const TokenSelector& selector = {},
                const std::function<void(int, int)>& progress = {});
   // Computes one new token at position n_past() and its logits.
-  void decode(int32_t token, const std::vector<double>& keep);
+  void decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector = {});
 
   const std::vector<float>& logits() const { return logits_; }
   int n_past() const { return n_past_; }

@@ -12,5 +12,6 @@ void add_info_command(CLI::App& app, int& exit_code);
 void add_gen_model_command(CLI::App& app, int& exit_code);
 void add_bench_command(CLI::App& app, int& exit_code);
 void add_agree_command(CLI::App& app, int& exit_code);
+void add_eval_command(CLI::App& app, int& exit_code);
 
 }  // namespace lazyllm::cli
