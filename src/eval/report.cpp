@@ -118,22 +118,27 @@ void write_plot(const Report& r, const std::string& png_path, const std::string&
   const fs::path png(png_path);
   const fs::path dat = fs::path(png).replace_extension(".dat"), gp = fs::path(png).replace_extension(".gp");
   {
+    // One data block per schedule (blocks are separated by two blank lines), so each gets its
+    // own colour and legend entry.
     std::ofstream d(dat);
-    d << "# speedup score name\n";
     for (const auto& s : r.schedules)
-      d << fixed(s.overall.speedup, 4) << " " << fixed(s.overall.score, 4) << " \"" << s.name << "\"\n";
+      d << "# " << s.name << "\n" << fixed(s.overall.speedup, 4) << " " << fixed(s.overall.score, 4) << "\n\n\n";
     if (!d.flush()) throw Error("cannot write '" + dat.string() + "'");
   }
   {
     std::ofstream g(gp);
-    g << "set terminal pngcairo size 900,600 noenhanced\n"
+    g << "set terminal pngcairo size 1000,600 noenhanced\n"
       << "set output " << gp_quote(png.string()) << "\n"
       << "set title " << gp_quote(title) << "\n"
       << "set xlabel 'TTFT speedup over the baseline (x)'\n"
       << "set ylabel 'score (0-100)'\n"
-      << "set grid\nset key off\nset offsets graph 0.15, graph 0.15, graph 0.1, graph 0.1\n"
-      << "plot " << gp_quote(dat.string()) << " using 1:2 with points pointtype 7 pointsize 1.5, \\\n"
-      << "     '' using 1:2:3 with labels offset 0,1.2 font ',9'\n";
+      << "set grid\nset key outside right top\nset yrange [0:*]\n"
+      << "set offsets graph 0.1, graph 0.1, graph 0.1, 0\n"
+      << "plot";
+    for (size_t i = 0; i < r.schedules.size(); ++i)
+      g << (i ? ", \\\n    " : " ") << (i ? "''" : gp_quote(dat.string())) << " index " << i
+        << " using 1:2 with points pointtype 7 pointsize 2 title " << gp_quote(r.schedules[i].name);
+    g << "\n";
     if (!g.flush()) throw Error("cannot write '" + gp.string() + "'");
   }
   const std::string script = gp.string();
