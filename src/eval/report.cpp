@@ -132,7 +132,7 @@ void write_plot(const Report& r, const std::string& png_path, const std::string&
       << "set title " << gp_quote(title) << "\n"
       << "set xlabel 'TTFT speedup over the baseline (x)'\n"
       << "set ylabel 'score (0-100)'\n"
-      << "set grid\nset key outside right top\nset yrange [0:*]\n"
+      << "set grid\nset key below\nset yrange [0:*]\n"
       << "set offsets graph 0.1, graph 0.1, graph 0.1, 0\n"
       << "plot";
     for (size_t i = 0; i < r.schedules.size(); ++i)
