@@ -1,6 +1,8 @@
 #include "eval/report.h"
 
+#include <fcntl.h>
 #include <spawn.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -141,14 +143,24 @@ void write_plot(const Report& r, const std::string& png_path, const std::string&
     g << "\n";
     if (!g.flush()) throw Error("cannot write '" + gp.string() + "'");
   }
-  const std::string script = gp.string();
+  // gnuplot's own messages (such as "empty y range" when every score is 0) go to plot.log.
+  const std::string script = gp.string(), log = fs::path(png).replace_extension(".log").string();
   char* argv[] = {const_cast<char*>("gnuplot"), const_cast<char*>(script.c_str()), nullptr};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
   pid_t pid;
-  if (posix_spawnp(&pid, "gnuplot", nullptr, nullptr, argv, environ) != 0)
-    throw Error("cannot run gnuplot for the plot (install it: apt-get install gnuplot-nox)");
+  const int rc = posix_spawnp(&pid, "gnuplot", &fa, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw Error("cannot run gnuplot for the plot (install it: apt-get install gnuplot-nox)");
   int status = 0;
   waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error("gnuplot failed to draw '" + png_path + "'");
+  // posix_spawnp reports a missing program as exit status 127 from the child.
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+    throw Error("cannot run gnuplot for the plot (install it: apt-get install gnuplot-nox)");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Error("gnuplot failed to draw '" + png_path + "' (see " + log + ")");
 }
 
 }  // namespace lazyllm::eval
