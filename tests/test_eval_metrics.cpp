@@ -54,6 +54,13 @@ TEST(EvalMetrics, RougeL) {
   EXPECT_DOUBLE_EQ(rouge_l_score("", "x"), 0.0);
 }
 
+TEST(EvalMetrics, RougeLChineseByCharacters) {
+  // Words 北 京 市 vs 北 京: LCS 北 京, R = 1, P = 2/3.
+  EXPECT_NEAR(rouge_l_zh_score("北京市", "北京"), 2 * (2.0 / 3) / (2.0 / 3 + 1 + 1e-8), 1e-12);
+  // Punctuation is kept (unlike qa_f1_zh): "，" is a word of the prediction only.
+  EXPECT_NEAR(rouge_l_zh_score("北，京", "北京"), 2 * (2.0 / 3) / (2.0 / 3 + 1 + 1e-8), 1e-12);
+}
+
 TEST(EvalMetrics, Classification) {
   const std::vector<std::string> classes = {"LOC", "Entity", "Entity type", "Human"};
   EXPECT_DOUBLE_EQ(classification_score("This is a location question about LOC", "LOC", classes), 1.0);

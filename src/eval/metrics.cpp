@@ -130,10 +130,16 @@ double qa_f1_zh_score(std::string_view prediction, std::string_view ground_truth
 }
 
 double rouge_l_zh_score(std::string_view prediction, std::string_view ground_truth) {
+  // LongBench joins jieba's words with spaces and scores that with ROUGE-L, unnormalized; here
+  // every non-space character is a word (punctuation kept: a '.' still ends a sentence).
   auto spaced = [](std::string_view s) {
-    std::string out;
-    for (const auto& t : zh_char_tokens(s)) out += (out.empty() ? "" : " ") + t;
-    return out;
+    std::u32string out;
+    for (char32_t c : to_code_points(s)) {
+      if (is_py_space(c)) continue;
+      if (!out.empty()) out.push_back(U' ');
+      out.push_back(c);
+    }
+    return to_utf8(out);
   };
   return rouge_l_score(spaced(prediction), spaced(ground_truth));
 }
