@@ -129,13 +129,13 @@ void write_plot(const Report& r, const std::string& png_path, const std::string&
   }
   {
     std::ofstream g(gp);
-    g << "set terminal pngcairo size 1000,600 noenhanced\n"
+    g << "set terminal pngcairo size 1100,600 noenhanced\n"
       << "set output " << gp_quote(png.string()) << "\n"
       << "set title " << gp_quote(title) << "\n"
       << "set xlabel 'TTFT speedup over the baseline (x)'\n"
       << "set ylabel 'score (0-100)'\n"
-      << "set grid\nset key below\nset yrange [0:*]\n"
-      << "set offsets graph 0.1, graph 0.1, graph 0.1, 0\n"
+      << "set grid\nset key outside right top\nset yrange [0:105]\n"  // scores are 0-100
+      << "set offsets graph 0.1, graph 0.1, 0, 0\n"
       << "plot";
     for (size_t i = 0; i < r.schedules.size(); ++i)
       g << (i ? ", \\\n    " : " ") << (i ? "''" : gp_quote(dat.string())) << " index " << i
