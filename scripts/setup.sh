@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libicu-dev                        # Unicode regexes (byte-level BPE pre-tokenizers)
   clang libclang-rt-14-dev          # libFuzzer target
+  gnuplot-nox                       # lazyllm eval's score-vs-speedup plot
   python3
   nodejs npm curl                   # server tests: the official openai npm client, curl checks
 )

@@ -7,30 +7,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "test_util.h"
+#include "cli_runner.h"
 
 namespace lazyllm {
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result run_cli(const std::string& args) {
-  const auto out = test::temp_path("cli.out"), err = test::temp_path("cli.err");
-  // $LAZYLLM_CLI overrides the build's path (binaries moved to another machine).
-  const char* cli = std::getenv("LAZYLLM_CLI");
-  const std::string cmd = std::string(cli ? cli : LAZYLLM_CLI_PATH) + " " + args + " > " + out.string() + " 2> " + err.string() + " < /dev/null";
-  const int status = std::system(cmd.c_str());
-  auto slurp = [](const std::filesystem::path& p) {
-    std::ifstream in(p);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-}
+using Result = test::CliResult;
+using test::run_cli;
 
 std::string shared(const std::string& rel) { return (test::shared_dir() / rel).string(); }
 

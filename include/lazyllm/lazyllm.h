@@ -98,11 +98,22 @@ struct PrunePoint {
   double keep = 1.0;
 };
 
+// How a pruning layer chooses the tokens it keeps. kStatic and kRandom are the paper's
+// ablations: they show what LazyLLM's dynamic choice buys.
+enum class PruneSelection {
+  kLazy,    // by the last token's attention; re-chosen at every decode step (pruned tokens revive)
+  kStatic,  // by attention, once in prefill; decode attends to what prefill left, never revives
+  kRandom,  // seeded random tokens in prefill (same counts); decode as kStatic
+};
+
 struct PruneSchedule {
   std::vector<PrunePoint> points;  // sorted by layer, layers in [1, n_layers)
+  PruneSelection selection = PruneSelection::kLazy;
+  uint64_t seed = 0;  // kRandom only: the same seed and prompt give the same tokens
   bool empty() const { return points.empty(); }
-  // Parses "L:k,L:k,...": L a layer index, or a fraction of depth in (0,1) such as 0.3;
-  // k the fraction kept. Throws Error on malformed specs or out-of-range values.
+  // Parses "[MODE:]L:k,L:k,...": L a layer index, or a fraction of depth in (0,1) such as 0.3;
+  // k the fraction kept. MODE is "lazy" (the default), "static", "random" or "random@SEED".
+  // Throws Error on malformed specs or out-of-range values. to_string() parses back to the same.
   static PruneSchedule parse(std::string_view spec, int n_layers);
   // The default schedule (see docs/lazyllm.md for how it was chosen).
   static PruneSchedule default_for(int n_layers);

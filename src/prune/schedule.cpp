@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <sstream>
@@ -18,11 +19,35 @@ double parse_number(std::string_view s, std::string_view spec) {
   return v;
 }
 
+// Reads an optional "MODE:" prefix (a word, not a number) off `rest` into s.selection/s.seed.
+void parse_selection(std::string_view& rest, std::string_view spec, PruneSchedule& s) {
+  if (rest.empty() || !std::isalpha(static_cast<unsigned char>(rest[0]))) return;
+  const size_t colon = rest.find(':');
+  const std::string_view word = rest.substr(0, colon);
+  const size_t at = word.find('@');
+  const std::string_view mode = word.substr(0, at);
+  if (mode == "lazy") s.selection = PruneSelection::kLazy;
+  else if (mode == "static") s.selection = PruneSelection::kStatic;
+  else if (mode == "random") s.selection = PruneSelection::kRandom;
+  else
+    throw Error("invalid prune schedule '" + std::string(spec) + "': unknown selection '" + std::string(mode) +
+                "' (lazy, static, random or random@SEED)");
+  if (at != std::string_view::npos) {
+    const std::string_view seed = word.substr(at + 1);
+    auto [p, ec] = std::from_chars(seed.data(), seed.data() + seed.size(), s.seed);
+    if (s.selection != PruneSelection::kRandom || seed.empty() || ec != std::errc() || p != seed.data() + seed.size())
+      throw Error("invalid prune schedule '" + std::string(spec) + "': '" + std::string(word) +
+                  "' (only random takes a seed: random@SEED, SEED an unsigned integer)");
+  }
+  rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+}
+
 }  // namespace
 
 PruneSchedule PruneSchedule::parse(std::string_view spec, int n_layers) {
   PruneSchedule s;
   std::string_view rest = spec;
+  parse_selection(rest, spec, s);
   while (!rest.empty()) {
     size_t comma = rest.find(',');
     std::string_view item = rest.substr(0, comma);
@@ -75,7 +100,14 @@ std::vector<double> PruneSchedule::keep_per_layer(int n_layers) const {
 
 std::string PruneSchedule::to_string() const {
   std::ostringstream o;
-  for (size_t i = 0; i < points.size(); ++i) o << (i ? "," : "") << points[i].layer << ":" << points[i].keep;
+  if (selection == PruneSelection::kStatic) o << "static:";
+  if (selection == PruneSelection::kRandom) o << "random" << (seed ? "@" + std::to_string(seed) : "") << ":";
+  for (size_t i = 0; i < points.size(); ++i) {
+    // Shortest form that reads back as the same double, so to_string() parses back exactly.
+    char keep[32];
+    const auto r = std::to_chars(keep, keep + sizeof keep, points[i].keep);
+    o << (i ? "," : "") << points[i].layer << ":" << std::string_view(keep, r.ptr - keep);
+  }
   return o.str();
 }
 

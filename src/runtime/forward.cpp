@@ -264,7 +264,7 @@ void ForwardState::average_importance(int n_keys) {
 // ------------------------------------------------------------------ prefill
 
 void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
-                           const std::function<void(int, int)>& progress) {
+                           const TokenSelector& selector, const std::function<void(int, int)>& progress) {
   const int n = static_cast<int>(tokens.size());
   const int d = c_.n_embd, n_layers = c_.n_layers;
   if (n == 0) throw Error("prefill: no tokens");
@@ -289,9 +289,9 @@ void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<do
     const int n_keep = l > 0 ? keep_count(na, keep[l]) : na;
     if (n_keep < na) {
       // Importance of each alive token = the last token's attention to it at layer l-1.
-      std::vector<float> score(na - 1);
-      for (int i = 0; i < na - 1; ++i) score[i] = importance_[kv_.slot(l - 1, alive[i])];
-      std::vector<int> kept = select_top(score, n_keep - 1);
+      std::vector<float> score(selector.needs_importance() ? na - 1 : 0);
+      for (size_t i = 0; i < score.size(); ++i) score[i] = importance_[kv_.slot(l - 1, alive[i])];
+      std::vector<int> kept = selector.choose_prefill(na - 1, score, n_keep - 1, l, alive[0]);
       kept.push_back(na - 1);  // the last token is never pruned
       size_t next = 0;
       for (int i = 0; i < na; ++i) {
@@ -306,7 +306,7 @@ void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<do
       alive.resize(n_keep);
     }
     counters_.alive_per_layer[l] = static_cast<int>(alive.size());
-    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
+    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0 && selector.needs_importance();
     layer_forward(l, h.data(), static_cast<int>(alive.size()), alive.data(), want_importance, false, {});
     if (progress) progress(l + 1, n_layers);
   }
@@ -316,7 +316,7 @@ void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<do
 
 // ------------------------------------------------------------------ decode
 
-void ForwardState::decode(int32_t token, const std::vector<double>& keep) {
+void ForwardState::decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) {
   const int d = c_.n_embd, n_layers = c_.n_layers;
   const int p = n_past_;
   if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");
@@ -336,7 +336,10 @@ void ForwardState::decode(int32_t token, const std::vector<double>& keep) {
   if (record_selection_) selection_.assign(n_layers, {});
 
   for (int l = 0; l < n_layers; ++l) {
-    if (l > 0 && keep[l] < 1.0 && !sel.empty()) {
+    if (l > 0 && keep[l] < 1.0 && !sel.empty() && !selector.reselects_at_decode()) {
+      // Static and random: attend to the tokens that prefill computed this deep; nothing revives.
+      std::erase_if(sel, [&](int t) { return kv_.depth(t) <= l; });
+    } else if (l > 0 && keep[l] < 1.0 && !sel.empty()) {
       const int n_keep = keep_count(static_cast<int>(sel.size()) + 1, keep[l]) - 1;
       if (n_keep < static_cast<int>(sel.size())) {
         std::vector<int> kept = select_top(imp_sel, n_keep);
@@ -375,7 +378,7 @@ void ForwardState::decode(int32_t token, const std::vector<double>& keep) {
 
     keys.assign(sel.begin(), sel.end());
     keys.push_back(p);
-    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
+    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0 && selector.reselects_at_decode();
     layer_forward(l, batch.data(), n_revived + 1, batch_tok.data(), want_importance, true, keys);
     counters_.revived += n_revived;
 

@@ -19,6 +19,7 @@
 #include "kernels/cpu/rope.h"
 #include "lazyllm/lazyllm.h"
 #include "runtime/forward_backend.h"
+#include "prune/selector.h"
 
 namespace lazyllm {
 
@@ -31,9 +32,9 @@ class ForwardState final : public ForwardBackend {
   ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPool& pool);
   ~ForwardState() override;
 
-  void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
+  void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep, const TokenSelector& selector,
                const std::function<void(int, int)>& progress = {}) override;
-  void decode(int32_t token, const std::vector<double>& keep) override;
+  void decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) override;
 
   const std::vector<float>& logits() const override { return logits_; }
   int n_past() const override { return n_past_; }

@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include "prune/selector.h"
+
 namespace lazyllm {
 
 // Counters of work done, in (token, layer) computations.
@@ -22,11 +24,12 @@ class ForwardBackend {
  public:
   virtual ~ForwardBackend() = default;
   // Computes tokens at positions [n_past(), n_past() + n) and the last one's logits. keep[l] is
-  // the keep fraction at layer l (1.0 where the schedule does not prune).
+  // the keep fraction at layer l (1.0 where the schedule does not prune); `selector` says how
+  // pruning layers choose tokens (LazyLLM, or the static/random ablations).
   virtual void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
-                       const std::function<void(int, int)>& progress = {}) = 0;
+                       const TokenSelector& selector, const std::function<void(int, int)>& progress = {}) = 0;
   // Computes one new token at position n_past() and its logits.
-  virtual void decode(int32_t token, const std::vector<double>& keep) = 0;
+  virtual void decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) = 0;
   virtual const std::vector<float>& logits() const = 0;
   virtual int n_past() const = 0;
   virtual int n_ctx() const = 0;

@@ -58,7 +58,8 @@ void Session::prefill(std::span<const int32_t> tokens) {
   const int n_layers = model_->config().n_layers;
   const int64_t before = backend_->counters().prompt_token_layers;
   auto t0 = std::chrono::steady_clock::now();
-  backend_->prefill(tokens, options_.prune.keep_per_layer(n_layers), options_.on_prefill_progress);
+  backend_->prefill(tokens, options_.prune.keep_per_layer(n_layers), TokenSelector(options_.prune),
+                    options_.on_prefill_progress);
   stats_.prefill_ms = ms_since(t0);
   history_.insert(history_.end(), tokens.begin(), tokens.end());
   stats_.prompt_tokens += static_cast<int>(tokens.size());
@@ -76,7 +77,7 @@ void Session::prefill(std::span<const int32_t> tokens) {
 void Session::decode(int32_t token) {
   const int n_layers = model_->config().n_layers;
   auto t0 = std::chrono::steady_clock::now();
-  backend_->decode(token, options_.prune.keep_per_layer(n_layers));
+  backend_->decode(token, options_.prune.keep_per_layer(n_layers), TokenSelector(options_.prune));
   stats_.decode_ms += ms_since(t0);
   history_.push_back(token);
   ++stats_.generated_tokens;

@@ -15,7 +15,8 @@ void PruneFlags::add_to(CLI::App* cmd, bool allow_many) {
   cmd->add_flag("--lazy", lazy, std::string("Enable LazyLLM pruning with the default schedule (") +
                                     std::string(PruneSchedule::kDefaultSpec) + ")");
   auto* opt = cmd->add_option("--prune", specs,
-                              "LazyLLM schedule 'L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept)");
+                              "LazyLLM schedule '[MODE:]L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept; "
+                              "MODE static or random[@SEED] for the ablations)");
   if (!allow_many) opt->expected(1);
 }
 

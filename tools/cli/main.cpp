@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   lazyllm::cli::add_bench_command(app, exit_code);
   lazyllm::cli::add_agree_command(app, exit_code);
   lazyllm::cli::add_serve_command(app, exit_code);
+  lazyllm::cli::add_eval_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -83,9 +83,9 @@ class CudaForward final : public ForwardBackend {
   CudaForward(const Model& model, int n_ctx);
   ~CudaForward() override;
 
-  void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
+  void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep, const TokenSelector& selector,
                const std::function<void(int, int)>& progress) override;
-  void decode(int32_t token, const std::vector<double>& keep) override;
+  void decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) override;
   const std::vector<float>& logits() const override { return logits_; }
   int n_past() const override { return n_past_; }
   int n_ctx() const override { return n_ctx_; }
@@ -286,7 +286,9 @@ void CudaForward::compute_logits(const float* h_row) {
 // ------------------------------------------------------------------ prefill
 
 void CudaForward::prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
-                          const std::function<void(int, int)>& progress) {
+                          const TokenSelector& selector, const std::function<void(int, int)>& progress) {
+  // The static/random ablations are evaluation tools; they run on the CPU backend only.
+  if (!selector.reselects_at_decode()) throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
   const int n = static_cast<int>(tokens.size());
   const int d = c_.n_embd, n_layers = c_.n_layers;
   if (n == 0) throw Error("prefill: no tokens");
@@ -352,7 +354,8 @@ void CudaForward::prefill(std::span<const int32_t> tokens, const std::vector<dou
 
 // ------------------------------------------------------------------ decode
 
-void CudaForward::decode(int32_t token, const std::vector<double>& keep) {
+void CudaForward::decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) {
+  if (!selector.reselects_at_decode()) throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
   const int d = c_.n_embd, n_layers = c_.n_layers;
   const int p = n_past_;
   if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");

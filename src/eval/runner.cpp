@@ -1,0 +1,211 @@
+#include "eval/runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "eval/sample_log.h"
+#include "eval/text.h"
+#include "eval/truncate.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lazyllm::eval {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// FNV-1a 64 of a byte range, as 16 hex digits.
+uint64_t fnv1a(const char* p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 0x100000001b3ull;
+  return h;
+}
+
+std::string hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// A file's size and a hash of its whole contents (data) or of its first and last MiB (models,
+// which can be many GB: enough to tell two files apart without reading them through).
+nlohmann::json file_identity(const std::string& path, bool whole) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw Error("cannot read '" + path + "'");
+  const int64_t size = in.tellg();
+  const int64_t chunk = whole ? size : std::min<int64_t>(size, 1 << 20);
+  std::string buf(static_cast<size_t>(chunk), '\0');
+  in.seekg(0);
+  in.read(buf.data(), chunk);
+  uint64_t h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()));
+  if (!whole && size > chunk) {
+    in.seekg(size - chunk);
+    in.read(buf.data(), chunk);
+    h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
+  }
+  return {{"bytes", size}, {"fnv1a", hex(h)}};
+}
+
+// Greedy generation after prefill; the model's first token is already chosen.
+std::vector<int32_t> generate_greedy(Session& s, int32_t first, const DatasetConfig& cfg) {
+  const Tokenizer& tok = s.model().tokenizer();
+  std::vector<int32_t> out;
+  int32_t next = first;
+  for (int i = 0; i < cfg.max_new_tokens; ++i) {
+    if (tok.is_eog(next)) break;
+    out.push_back(next);
+    // Only the first line is scored: stop once it is complete (saves decode time, same score).
+    if (cfg.first_line_only && lstrip(tok.decode(out), '\n').find('\n') != std::string_view::npos) break;
+    if (i + 1 == cfg.max_new_tokens || s.n_past() >= s.n_ctx()) break;
+    s.decode(next);
+    next = argmax(s.logits());
+  }
+  return out;
+}
+
+// Prediction text: as HF's decode of a SentencePiece model, without the first piece's leading
+// space; invalid UTF-8 (a cut multi-byte character) replaced, so the JSON stays valid.
+std::string prediction_text(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+  std::string text = tok.decode(ids);
+  if (!text.empty() && text[0] == ' ') text.erase(0, 1);
+  return to_utf8(to_code_points(text));
+}
+
+SampleResult run_one(Session& s, const Sample& sample, const std::vector<int32_t>& prompt, bool truncated,
+                     const DatasetConfig& cfg, const std::string& schedule) {
+  s.reset();
+  const auto t0 = Clock::now();
+  s.prefill(prompt);
+  const int32_t first = argmax(s.logits());
+  SampleResult r;
+  r.ttft_ms = ms_since(t0);
+  r.computed_fraction = s.stats().prefill_computed_fraction;
+  const std::vector<int32_t> gen = generate_greedy(s, first, cfg);
+  r.index = sample.index;
+  r.id = sample.id;
+  r.dataset = sample.dataset;
+  r.schedule = schedule;
+  r.prompt_tokens = static_cast<int>(prompt.size());
+  r.truncated = truncated;
+  r.generated_tokens = static_cast<int>(gen.size());
+  r.prediction = prediction_text(s.model().tokenizer(), gen);
+  r.score = sample_score(cfg.metric, r.prediction, sample.answers, sample.all_classes, cfg.first_line_only);
+  return r;
+}
+
+}  // namespace
+
+DatasetConfig settings_for(const Sample& s, const RunOptions& o) {
+  DatasetConfig c = o.configs.lookup(s.dataset);
+  if (o.metric) c.metric = *o.metric;
+  if (o.max_new_tokens) c.max_new_tokens = *o.max_new_tokens;
+  return c;
+}
+
+void validate(const std::vector<Sample>& samples, const RunOptions& o, int n_ctx) {
+  if (o.schedules.empty() || !o.schedules[0].schedule.empty())
+    throw Error("evaluation: the first schedule must be the baseline");
+  std::set<std::string> names;
+  for (const auto& s : o.schedules)
+    if (!names.insert(s.name).second) throw Error("schedule '" + s.name + "' is given twice");
+  const size_t n = o.limit > 0 ? std::min<size_t>(o.limit, samples.size()) : samples.size();
+  for (size_t i = 0; i < n; ++i) {
+    const Sample& s = samples[i];
+    const std::string where = "sample " + std::to_string(i + 1) + " (_id " + s.id + ", dataset " + s.dataset + ")";
+    const DatasetConfig c = settings_for(s, o);
+    if (c.metric == Metric::kClassification && s.all_classes.empty())
+      throw Error(where + ": the classification metric needs 'all_classes'");
+    try {
+      render_prompt(c.prompt_template, s);
+      for (const auto& a : s.answers) score(c.metric, a, a, s.all_classes);  // e.g. no "Paragraph N"
+    } catch (const Error& e) {
+      throw Error(where + ": " + e.what());
+    }
+    if (n_ctx - c.max_new_tokens < 2)
+      throw Error(where + ": a context of " + std::to_string(n_ctx) + " tokens leaves no room for a prompt with " +
+                  std::to_string(c.max_new_tokens) + " new tokens (use a larger --ctx or --max-new-tokens)");
+  }
+}
+
+nlohmann::json run_header(const Model& model, const RunOptions& o, int n_ctx, size_t n_samples) {
+  nlohmann::json schedules = nlohmann::json::array();
+  for (const auto& s : o.schedules) schedules.push_back({{"name", s.name}, {"spec", s.schedule.to_string()}});
+  nlohmann::json check = {
+      {"model", file_identity(o.model_path, false)},
+      {"data", file_identity(o.data_path, true)},
+      {"schedules", schedules},
+      {"ctx", n_ctx},
+      {"metric", o.metric ? std::string(metric_name(*o.metric)) : "per dataset"},
+      {"max_new_tokens", o.max_new_tokens ? *o.max_new_tokens : 0},
+      {"config", hex(fnv1a(o.config_text.data(), o.config_text.size()))},
+  };
+  return {{"format", "lazyllm-eval-log/1"},
+          {"model_path", o.model_path},
+          {"data_path", o.data_path},
+          {"samples_in_data", n_samples},
+          {"check", check}};
+}
+
+std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, const std::vector<Sample>& samples,
+                                   const RunOptions& o) {
+  const int n_ctx = o.n_ctx > 0 ? o.n_ctx : model->config().n_ctx_train;
+  validate(samples, o, n_ctx);
+  const int n = o.limit > 0 ? std::min(o.limit, static_cast<int>(samples.size())) : static_cast<int>(samples.size());
+  std::unique_ptr<SampleLog> log;
+  if (!o.log_path.empty()) log = std::make_unique<SampleLog>(o.log_path, run_header(*model, o, n_ctx, samples.size()));
+
+  std::vector<std::unique_ptr<Session>> sessions;
+  for (const auto& s : o.schedules) {
+    SessionOptions so;
+    so.n_ctx = n_ctx;
+    so.n_threads = o.n_threads;
+    so.prune = s.schedule;
+    sessions.push_back(std::make_unique<Session>(model, so));
+  }
+  auto complete = [&](int i) {
+    if (!log) return false;
+    for (const auto& s : o.schedules)
+      if (!log->has(i, s.name)) return false;
+    return true;
+  };
+  Progress p;
+  p.total = n;
+  for (int i = 0; i < n; ++i) p.resumed += complete(i);
+  p.done = p.resumed;
+  const auto start = Clock::now();
+  const Tokenizer& tok = model->tokenizer();
+  std::vector<SampleResult> results;
+  for (int i = 0; i < n; ++i) {
+    const Sample& sample = samples[i];
+    if (complete(i)) continue;
+    const DatasetConfig cfg = settings_for(sample, o);
+    const std::vector<int32_t> full = tok.encode(render_prompt(cfg.prompt_template, sample), tok.add_bos(), false);
+    const std::vector<int32_t> prompt = truncate_middle(full, n_ctx - cfg.max_new_tokens);
+    for (size_t k = 0; k < o.schedules.size(); ++k) {
+      if (log && log->has(i, o.schedules[k].name)) continue;
+      SampleResult r = run_one(*sessions[k], sample, prompt, prompt.size() < full.size(), cfg, o.schedules[k].name);
+      if (log) log->append(r);
+      else results.push_back(std::move(r));
+    }
+    ++p.done;
+    p.elapsed_s = ms_since(start) / 1000.0;
+    p.eta_s = p.elapsed_s / (p.done - p.resumed) * (n - p.done);
+    if (o.on_progress) o.on_progress(p);
+  }
+  if (!log) return results;
+  // Everything for the first n samples, from the log, in sample then schedule order.
+  std::map<std::pair<int, std::string>, const SampleResult*> by_key;
+  for (const auto& r : log->records()) by_key[{r.index, r.schedule}] = &r;
+  for (int i = 0; i < n; ++i)
+    for (const auto& s : o.schedules) results.push_back(*by_key.at({i, s.name}));
+  return results;
+}
+
+}  // namespace lazyllm::eval

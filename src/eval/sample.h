@@ -1,0 +1,25 @@
+// One evaluation sample in LongBench's JSONL format, and the reader for such files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lazyllm::eval {
+
+struct Sample {
+  int index = 0;  // 0-based line number among the file's samples (blank lines skipped)
+  std::string id;       // _id
+  std::string dataset;  // selects the prompt template, metric and generation length
+  std::string input;    // the question or instruction (may be empty)
+  std::string context;  // the long document
+  std::vector<std::string> answers;      // at least one
+  std::vector<std::string> all_classes;  // classification datasets only (null elsewhere)
+  int length = 0;  // LongBench's word count of the context (informational)
+};
+
+// Reads one JSON object a line with fields input, context, answers, all_classes, length,
+// dataset and _id (length and all_classes may be absent or null). Throws Error naming the file,
+// line and field for malformed lines, missing or mistyped fields and an empty file.
+std::vector<Sample> read_jsonl(const std::string& path);
+
+}  // namespace lazyllm::eval
