@@ -7,8 +7,9 @@
    asked key, the asked person, the asked class's examples, the counted event).
 3. Format: LongBench fields, one dataset name per file, lengths in 512..4064 matching `length`.
 
-Usage: python3 tools/evalmodel/check_eval.py --lazyllm build/lazyllm --model eval/models/X.gguf
+Usage: python3 tools/evalmodel/check_eval.py --lazyllm build/lazyllm [--model eval/models/X.gguf]
        [--data eval/data] [--tokenize-every 1]
+Without --model, a vocabulary-only GGUF of vocab.py is written to a temporary folder and used.
 Exits nonzero on the first kind of failure, after printing every failing sample.
 """
 import argparse
@@ -19,6 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gguf_write as G  # noqa: E402
 import tasks as T  # noqa: E402
 import vocab as V  # noqa: E402
 import words as W  # noqa: E402
@@ -47,11 +49,17 @@ def asked_evidence(row):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lazyllm", default="build/lazyllm")
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", default=None)
     ap.add_argument("--data", default="eval/data")
     ap.add_argument("--tokenize-every", type=int, default=1, help="check every n-th sample with the engine")
     args = ap.parse_args()
     vocab = V.Vocab()
+    tmp = tempfile.TemporaryDirectory()
+    if args.model is None:
+        w = G.GGUFWriter()
+        vocab.write_metadata(w)
+        args.model = os.path.join(tmp.name, "vocab.gguf")
+        w.write(args.model)
     failures = 0
     checked = 0
     for fam in T.FAMILIES:

@@ -39,8 +39,8 @@ class Units:
     """Context built from units (sentences, entries, documents) joined by a separator, with
     each unit's exact token count, so positions can be chosen in tokens."""
 
-    def __init__(self, vocab, sep=" "):
-        self.vocab, self.sep = vocab, sep
+    def __init__(self, vocab, margin, sep=" "):
+        self.vocab, self.sep, self.margin = vocab, sep, margin
         self.texts, self.counts = [], []
         self.sep_tokens = 0 if sep == " " else len(vocab.encode(sep, add_bos=False, space_prefix=False))
 
@@ -70,12 +70,12 @@ class Units:
             self.counts.append(n)
 
     def head_slots(self, reserve):
-        """Indices i such that inserting before unit i leaves >= TAIL_MARGIN tokens after
+        """Indices i such that inserting before unit i leaves >= self.margin tokens after
         what is inserted (not counting `reserve` other units inserted later)."""
         after, slots = 0, []
         for i in range(len(self.texts) - 1, -1, -1):
             after += self.counts[i]
-            if after >= TAIL_MARGIN + reserve:
+            if after >= self.margin + reserve:
                 slots.append(i)
         return sorted(slots) or [0]
 
@@ -83,8 +83,11 @@ class Units:
         return self.sep.join(self.texts)
 
 
-def question(vocab, q):
-    return "question: " + q + QUESTION_END
+def question(q, cue=""):
+    """The input: a question, then "answer:" and, for the retrieval families, the words that
+    precede the answer in the context (a cloze cue, as in the original passkey test's
+    "The pass key is"), so the answer continues a phrase the context contains."""
+    return "question: " + q + QUESTION_END + (" " + cue if cue else "")
 
 
 def context_budget(vocab, target_len, inp):
@@ -94,7 +97,7 @@ def context_budget(vocab, target_len, inp):
 
 def insert_units(rng, units, items):
     """Inserts each item (text) before a random head slot; later items shift earlier ones
-    only backwards in token terms, so every item keeps >= TAIL_MARGIN tokens after it."""
+    only backwards in token terms, so every item keeps >= the margin of tokens after it."""
     for text in items:
         slots = units.head_slots(0)
         i = rng.choice(slots)
@@ -102,23 +105,23 @@ def insert_units(rng, units, items):
         units.counts.insert(i, units.count(text))
 
 
-def passkey(rng, vocab, target_len):
+def passkey(rng, vocab, target_len, margin):
     key = str(rng.randint(10000, 99999))
-    inp = question(vocab, "what is the passkey?")
+    inp = question("what is the passkey?", "the passkey is")
     needle = f"the passkey is {key}. remember it. {key} is the passkey."
-    u = Units(vocab)
+    u = Units(vocab, margin)
     u.fill(context_budget(vocab, target_len, inp) - u.count(needle), lambda: filler_sentence(rng))
     insert_units(rng, u, [needle])
     return dict(context=u.text(), input=inp, answer=key, all_classes=None)
 
 
-def kv_retrieval(rng, vocab, target_len):
+def kv_retrieval(rng, vocab, target_len, margin):
     keys = [(a, b) for a in W.KV_ADJ for b in W.ANIMALS]
     rng.shuffle(keys)
     target = keys.pop()
     value = str(rng.randint(1000, 9999))
-    inp = question(vocab, f"what is the value for {target[0]} {target[1]}?")
-    u = Units(vocab)
+    inp = question(f"what is the value for {target[0]} {target[1]}?", f"{target[0]} {target[1]}:")
+    u = Units(vocab, margin)
     u.append("here is a list of keys and values.")
     entry = lambda k, v: f"{k[0]} {k[1]}: {v}."
     target_text = entry(target, value)
@@ -133,20 +136,24 @@ def kv_retrieval(rng, vocab, target_len):
 FACTS = [
     ("hide", lambda r: dict(name=None, obj=r.choice(W.OBJECTS), ans=r.choice(W.HIDING_PLACES)),
      lambda f: f"{f['name']} hid the {f['obj']} in the {f['ans']}.",
-     lambda f: f"where did {f['name']} hide the {f['obj']}?"),
+     lambda f: f"where did {f['name']} hide the {f['obj']}?",
+     lambda f: f"{f['name']} hid the {f['obj']} in the"),
     ("move", lambda r: dict(name=None, ans=r.choice(W.CITIES)),
      lambda f: f"{f['name']} moved to {f['ans']}.",
-     lambda f: f"which city did {f['name']} move to?"),
+     lambda f: f"which city did {f['name']} move to?",
+     lambda f: f"{f['name']} moved to"),
     ("buy", lambda r: dict(name=None, obj=r.choice(W.OBJECTS), ans=r.choice(W.COLORS)),
      lambda f: f"the {f['obj']} that {f['name']} bought was {f['ans']}.",
-     lambda f: f"what color was the {f['obj']} that {f['name']} bought?"),
+     lambda f: f"what color was the {f['obj']} that {f['name']} bought?",
+     lambda f: f"the {f['obj']} that {f['name']} bought was"),
     ("job", lambda r: dict(name=None, ans=r.choice(W.PROFESSIONS)),
      lambda f: f"{f['name']} works as a {f['ans']}.",
-     lambda f: f"what is the job of {f['name']}?"),
+     lambda f: f"what is the job of {f['name']}?",
+     lambda f: f"{f['name']} works as a"),
 ]
 
 
-def singledoc_qa(rng, vocab, target_len):
+def singledoc_qa(rng, vocab, target_len, margin):
     names = rng.sample(W.NAMES, 5)
     facts = []
     for k, name in enumerate(names):
@@ -155,9 +162,9 @@ def singledoc_qa(rng, vocab, target_len):
         f["name"] = name
         facts.append((kind, f))
     (kind, target) = facts[0]
-    inp = question(vocab, kind[3](target))
+    inp = question(kind[3](target), kind[4](target))
     fact_texts = [k[2](f) for k, f in facts]
-    u = Units(vocab)
+    u = Units(vocab, margin)
     budget = context_budget(vocab, target_len, inp) - sum(u.count(t) for t in fact_texts)
     u.fill(budget, lambda: filler_sentence(rng))
     insert_units(rng, u, [fact_texts[0]])
@@ -169,18 +176,22 @@ def singledoc_qa(rng, vocab, target_len):
 
 
 ATTRS = [
-    ("city", W.CITIES, lambda n, v: f"{n} lives in {v}.", lambda n: f"which city does {n} live in?"),
-    ("job", W.PROFESSIONS, lambda n, v: f"{n} works as a {v}.", lambda n: f"what is the job of {n}?"),
-    ("pet", W.ANIMALS, lambda n, v: f"{n} has a pet {v}.", lambda n: f"what pet does {n} have?"),
-    ("color", W.COLORS, lambda n, v: f"the favorite color of {n} is {v}.", lambda n: f"what is the favorite color of {n}?"),
+    ("city", W.CITIES, lambda n, v: f"{n} lives in {v}.", lambda n: f"which city does {n} live in?",
+     lambda n: f"{n} lives in"),
+    ("job", W.PROFESSIONS, lambda n, v: f"{n} works as a {v}.", lambda n: f"what is the job of {n}?",
+     lambda n: f"{n} works as a"),
+    ("pet", W.ANIMALS, lambda n, v: f"{n} has a pet {v}.", lambda n: f"what pet does {n} have?",
+     lambda n: f"{n} has a pet"),
+    ("color", W.COLORS, lambda n, v: f"the favorite color of {n} is {v}.", lambda n: f"what is the favorite color of {n}?",
+     lambda n: f"the favorite color of {n} is"),
 ]
 
 
-def multidoc_qa(rng, vocab, target_len):
+def multidoc_qa(rng, vocab, target_len, margin):
     names = W.NAMES[:]
     rng.shuffle(names)
     attr = rng.choice(ATTRS)
-    inp = question(vocab, attr[3](names[0]))
+    inp = question(attr[3](names[0]), attr[4](names[0]))
 
     def document(name):
         values = [rng.choice(a[1]) for a in ATTRS]
@@ -190,7 +201,7 @@ def multidoc_qa(rng, vocab, target_len):
         return sents, values[ATTRS.index(attr)]
 
     target_sents, answer = document(names[0])
-    u = Units(vocab, sep="\n\n")
+    u = Units(vocab, margin, sep="\n\n")
     others = iter(names[1:])
     reserve = u.count("document 99: " + " ".join(target_sents)) + 4
     u.fill(context_budget(vocab, target_len, inp) - reserve,
@@ -204,7 +215,7 @@ def multidoc_qa(rng, vocab, target_len):
     return dict(context=u.text(), input=inp, answer=answer, all_classes=None)
 
 
-def fewshot_cls(rng, vocab, target_len):
+def fewshot_cls(rng, vocab, target_len, margin):
     n_classes = rng.randint(4, 8)
     topics = rng.sample(sorted(W.TOPICS), n_classes)
     labels = rng.sample(W.LABELS, n_classes)
@@ -216,7 +227,7 @@ def fewshot_cls(rng, vocab, target_len):
     q = rng.randrange(n_classes)
     query = example(q)
     inp = query + "\nlabel:"
-    u = Units(vocab, sep="\n")
+    u = Units(vocab, margin, sep="\n")
     u.fill(context_budget(vocab, target_len, inp),
            lambda: (lambda k: example(k) + "\nlabel: " + labels[k])(rng.randrange(n_classes)))
     head = set(u.head_slots(0))
@@ -232,12 +243,12 @@ def fewshot_cls(rng, vocab, target_len):
     return dict(context=u.text(), input=inp, answer=labels[q], all_classes=labels)
 
 
-def count_events(rng, vocab, target_len):
+def count_events(rng, vocab, target_len, margin):
     events = rng.sample(W.EVENTS, rng.randint(2, 4))
     counts = [rng.randint(1, 5) for _ in events]
-    inp = question(vocab, f"how many times does the text say that {events[0][1]}?")
+    inp = question(f"how many times does the text say that {events[0][1]}?")
     items = [e[0] + "." for e, n in zip(events, counts) for _ in range(n)]
-    u = Units(vocab)
+    u = Units(vocab, margin)
     u.fill(context_budget(vocab, target_len, inp) - sum(u.count(t) for t in items), lambda: filler_sentence(rng))
     rng.shuffle(items)
     insert_units(rng, u, items)
@@ -258,9 +269,10 @@ def prompt_text(sample):
     return sample["context"] + "\n\n" + sample["input"]
 
 
-def make_sample(family, seed, vocab, target_len):
-    """One sample of a family; seeded by (family, seed) alone."""
+def make_sample(family, seed, vocab, target_len, margin=TAIL_MARGIN):
+    """One sample of a family; seeded by (family, seed) alone. Training uses margin 0 (the
+    evidence may stand anywhere); the eval sets keep TAIL_MARGIN."""
     rng = random.Random(f"{family}:{seed}")
-    s = FAMILIES[family](rng, vocab, target_len)
+    s = FAMILIES[family](rng, vocab, target_len, margin)
     s["dataset"] = family
     return s

@@ -30,7 +30,10 @@ import vocab as V  # noqa: E402
 from model import Config, Llama, to_gguf  # noqa: E402
 
 CTX_WEIGHT = 0.2
+COPY_WEIGHT = 0.5
+MAX_SEQ = 4096  # the model's context
 FAMILY_NAMES = list(T.FAMILIES)
+COPY = len(FAMILY_NAMES)  # index of the training-only copy task
 _vocab = None
 
 
@@ -40,31 +43,58 @@ def _init_worker():
     torch.set_num_threads(1)
 
 
-def make_batch(seed, step, seq_len, tokens_per_step):
-    """Samples for one step, all with prompts a little under seq_len tokens, padded to
-    seq_len + answer room. Returns (ids, n_prompt, n_total, family) as flat int arrays."""
+def make_batch(seed, step, seq_len, tokens_per_step, families, copy_frac):
+    """Samples for one step, all with prompts of about seq_len tokens (evidence anywhere in the
+    context: margin 0), padded to the longest. Returns flat int arrays and the row width."""
     rng = random.Random(f"batch:{seed}:{step}")
     n = max(1, tokens_per_step // seq_len)
-    ids, n_prompt, n_total, fam = array("i"), array("i"), array("i"), array("i")
-    width = seq_len + 10
+    seqs, n_prompt, fam = [], array("i"), array("i")
     for j in range(n):
-        f = rng.randrange(len(FAMILY_NAMES))
-        target = seq_len - rng.randrange(0, 64)
-        s = T.make_sample(FAMILY_NAMES[f], f"train:{seed}:{step}:{j}", _vocab, target)
-        p = _vocab.encode(T.prompt_text(s))
-        a = _vocab.encode(" " + s["answer"], add_bos=False, space_prefix=False) + [V.EOS]
-        seq = (p + a)[:width]
-        ids.extend(seq + [0] * (width - len(seq)))
+        f = COPY if rng.random() < copy_frac or not families else rng.choice(families)
+        target = max(48, seq_len - rng.randrange(0, min(64, seq_len // 4)))
+        if f == COPY:
+            p, a = copy_sample(rng, target)
+        else:
+            s = T.make_sample(FAMILY_NAMES[f], f"train:{seed}:{step}:{j}", _vocab, target, margin=0)
+            p = _vocab.encode(T.prompt_text(s))
+            a = _vocab.encode(" " + s["answer"], add_bos=False, space_prefix=False) + [V.EOS]
+        seqs.append((p + a)[:MAX_SEQ])
         n_prompt.append(len(p))
-        n_total.append(len(seq))
         fam.append(f)
+    width = max(len(q) for q in seqs)
+    ids, n_total = array("i"), array("i")
+    for q in seqs:
+        ids.extend(q + [0] * (width - len(q)))
+        n_total.append(len(q))
     return ids, n_prompt, n_total, fam, width
 
 
-def curriculum_len(progress, rng):
-    """Longest prompt grows from 1024 to 4064 tokens over the first half of training."""
-    hi = 1024 + (4064 - 1024) * min(1.0, progress / 0.5)
-    return int(rng.uniform(384, hi)) // 32 * 32 + 32
+def copy_sample(rng, target):
+    """Training-only warm-up for copy circuits (induction heads): random words, "\n\n", the
+    same words again. Every family's answer is a copy of a context span found by matching the
+    words before it, and this task teaches that with every token of its second half."""
+    words = _vocab.word_ids
+    half = max(8, (target - 3) // 2)
+    span = [rng.choice(words) for _ in range(half)]
+    sep = _vocab.encode("\n\n", add_bos=False, space_prefix=False)
+    return [V.BOS] + span + sep, span + [V.EOS]
+
+
+def copy_fraction(progress):
+    """Half the samples are copy samples for the first 15% of the budget (induction heads
+    first), then one in eight."""
+    return 0.5 if progress < 0.15 else 0.125
+
+
+def curriculum_len(progress, rng, schedule):
+    """Prompt lengths uniform in [lo, hi], both growing linearly until `grow` of the budget:
+    lo 64 -> 384, hi start_hi -> end_hi. Retrieval is learnt first on short prompts, where the
+    evidence gets a large share of attention, then carried to long ones."""
+    start_hi, end_hi, grow = schedule
+    g = min(1.0, progress / grow)
+    lo = min(64 + (384 - 64) * g, start_hi)
+    hi = start_hi + (end_hi - start_hi) * g
+    return int(rng.uniform(lo, hi)) // 16 * 16 + 16
 
 
 def lr_at(step, progress, peak, warmup):
@@ -73,20 +103,22 @@ def lr_at(step, progress, peak, warmup):
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def batch_loss(model, ids, n_prompt, n_total, device):
+def batch_loss(model, ids, n_prompt, n_total, is_copy, device):
     x = ids[:, :-1]
     y = ids[:, 1:]
     logits = model(x)
     ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none").view_as(y)
     pos = torch.arange(y.shape[1], device=device)[None, :]
     # target index t predicts token t+1: prompt tokens 1..n_prompt-1, answer n_prompt..n_total-1
-    is_ans = (pos >= n_prompt[:, None] - 1) & (pos < n_total[:, None] - 1)
-    is_ctx = pos < n_prompt[:, None] - 1
-    ans_loss = (ce * is_ans).sum() / is_ans.sum()
-    ctx_loss = (ce * is_ctx).sum() / is_ctx.sum()
+    after = (pos >= n_prompt[:, None] - 1) & (pos < n_total[:, None] - 1)
+    task = ~is_copy[:, None]
+    is_ans, is_ctx, is_cp = after & task, (pos < n_prompt[:, None] - 1) & task, after & ~task
+    ans_loss = (ce * is_ans).sum() / is_ans.sum().clamp(min=1)
+    ctx_loss = (ce * is_ctx).sum() / is_ctx.sum().clamp(min=1)
+    copy_loss = (ce * is_cp).sum() / is_cp.sum().clamp(min=1)
     # a sample is right when every answer token (and </s>) is the argmax
-    wrong = ((logits.argmax(-1) != y) & is_ans).any(1)
-    return ans_loss, ctx_loss, ~wrong
+    wrong = ((logits.argmax(-1) != y) & after).any(1)
+    return ans_loss, ctx_loss, copy_loss, ~wrong
 
 
 @torch.no_grad()
@@ -122,6 +154,8 @@ def evaluate(model, vocab, eval_dir, device, log, limit=None):
             rows.append({"_id": s["_id"], "dataset": fam, "answers": s["answers"], "pred_full": pred["full"],
                          "pred_last256": pred["last256"], "length": s["length"]})
         n = len(samples)
+        if n == 0:
+            continue
         results[fam] = {"n": n, "full_acc": right["full"] / n, "last256_acc": right["last256"] / n}
         log(f"eval {fam}: full {right['full']}/{n}  last256 {right['last256']}/{n}")
     model.train()
@@ -144,6 +178,11 @@ def main():
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--ff", type=int, default=768)
     ap.add_argument("--eval-limit", type=int, default=None)
+    ap.add_argument("--log-every", type=int, default=250)
+    ap.add_argument("--stats-every", type=int, default=50, help="steps between accuracy samples in the log")
+    ap.add_argument("--families", default="", help="train on these families only (comma list; default all)")
+    ap.add_argument("--lengths", default="256,4064,0.6",
+                    help="curriculum: longest prompt at the start, at the end, fraction of the budget to grow")
     ap.add_argument("--name", default="synth-llama-8l-256d")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -175,21 +214,24 @@ def main():
     gguf_path = os.path.join(args.out, args.name + ".gguf")
 
     sched_rng = random.Random(args.seed)
+    schedule = [float(x) for x in args.lengths.split(",")]
+    families = [FAMILY_NAMES.index(f) for f in args.families.split(",")] if args.families else list(range(len(FAMILY_NAMES)))
     pending = collections.deque()
     t0 = time.time()
     next_submit = 0
 
     def submit():
         nonlocal next_submit
-        L = curriculum_len((time.time() - t0) / args.budget_s, sched_rng)
-        pending.append((next_submit, L, pool.apply_async(make_batch, (args.seed, next_submit, L, args.tokens_per_step))))
+        progress = (time.time() - t0) / args.budget_s
+        L = curriculum_len(progress, sched_rng, schedule)
+        pending.append((next_submit, L, pool.apply_async(make_batch, (args.seed, next_submit, L, args.tokens_per_step, families,
+                                                                       copy_fraction(progress)))))
         next_submit += 1
 
     for _ in range(2 * args.workers):
         submit()
     stats = collections.defaultdict(lambda: [0, 0])  # family -> [right, total]
     step, tokens, ans_acc_hist, checkpoints = 0, 0, [], {0.5, 0.75}
-    loss_ema = None
     try:
         while True:
             progress = (time.time() - t0) / args.budget_s
@@ -210,25 +252,25 @@ def main():
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                ans_loss, ctx_loss, right = batch_loss(model, ids, n_prompt_t, n_total_t, device)
-            loss = ans_loss + CTX_WEIGHT * ctx_loss
+                is_copy = torch.tensor([f == COPY for f in fam.tolist()], device=device)
+                ans_loss, ctx_loss, copy_loss, right = batch_loss(model, ids, n_prompt_t, n_total_t, is_copy, device)
+            loss = ans_loss + CTX_WEIGHT * ctx_loss + COPY_WEIGHT * copy_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
             tokens += ids.numel()
-            if step % 50 == 0 or step <= 3:
+            if step % args.stats_every == 0 or step <= 3:
                 right = right.tolist()
                 for f, r in zip(fam.tolist(), right):
-                    stats[FAMILY_NAMES[f]][0] += r
-                    stats[FAMILY_NAMES[f]][1] += 1
-                loss_ema = float(ans_loss)
-            if step % 250 == 0 or step <= 3:
+                    stats[(FAMILY_NAMES + ["synth_copy"])[f]][0] += r
+                    stats[(FAMILY_NAMES + ["synth_copy"])[f]][1] += 1
+            if step % args.log_every == 0 or step <= 3:
                 el = time.time() - t0
                 acc = " ".join(f"{k[6:]}={v[0]}/{v[1]}" for k, v in sorted(stats.items()))
                 log(f"step {step} seq {L} bs {ids.shape[0]} lr {lr:.2e} ans_loss {float(ans_loss):.3f} "
-                    f"ctx_loss {float(ctx_loss):.3f} tok/s {tokens / el:.0f} elapsed {el:.0f}s | acc {acc}")
+                    f"ctx_loss {float(ctx_loss):.3f} copy_loss {float(copy_loss):.3f} tok/s {tokens / el:.0f} elapsed {el:.0f}s | acc {acc}")
                 stats.clear()
     except Exception as e:  # keep whatever was trained
         log(f"training stopped by error: {e!r}")

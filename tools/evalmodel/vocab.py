@@ -46,7 +46,22 @@ class Vocab:
             for n in range(2, len(w) + 1):
                 add(w[:n], -1000.0 + n, TYPE_NORMAL)
         self.byte_ids = [self.index["<0x%02X>" % b] for b in range(256)]
+        self.word_ids = [self.index[SPACE + w] for w in all_words()]
         self._segment_cache = {}
+
+    def write_metadata(self, w):
+        """The tokenizer.ggml.* keys the engine reads (w: a gguf_write.GGUFWriter)."""
+        import gguf_write as G
+        w.string("tokenizer.ggml.model", "llama")
+        w.array("tokenizer.ggml.tokens", G.T_STRING, self.tokens)
+        w.array("tokenizer.ggml.scores", G.T_FLOAT32, self.scores)
+        w.array("tokenizer.ggml.token_type", G.T_INT32, self.types)
+        w.u32("tokenizer.ggml.bos_token_id", BOS)
+        w.u32("tokenizer.ggml.eos_token_id", EOS)
+        w.u32("tokenizer.ggml.unknown_token_id", UNK)
+        w.boolean("tokenizer.ggml.add_bos_token", True)
+        w.boolean("tokenizer.ggml.add_eos_token", False)
+        w.boolean("tokenizer.ggml.add_space_prefix", True)
 
     def __len__(self):
         return len(self.tokens)
