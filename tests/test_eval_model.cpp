@@ -1,0 +1,85 @@
+// The trained long-context evaluation model (eval/models/, trained by tools/evalmodel/train.py)
+// run by the engine on its own eval sets (eval/data/): our tokenizer gives the token count the
+// Python generator recorded, and greedy decoding answers the shortest samples of every task
+// family with the full context, but not with the context cut to its last 256 tokens.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lazyllm/lazyllm.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lazyllm {
+namespace {
+
+const std::filesystem::path kRepo = LAZYLLM_SOURCE_DIR;
+const std::filesystem::path kModel = kRepo / "eval/models/synth-llama-8l-256d.gguf";
+const char* const kFamilies[] = {"synth_multidoc_qa", "synth_singledoc_qa", "synth_passkey",
+                                 "synth_kv_retrieval", "synth_fewshot_cls",  "synth_count"};
+constexpr int kPerFamily = 3;
+
+std::vector<nlohmann::json> shortest(const std::string& family, int n) {
+  std::ifstream in(kRepo / "eval/data" / (family + ".jsonl"));
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  std::stable_sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a["length"] < b["length"]; });
+  rows.resize(std::min<size_t>(rows.size(), n));
+  return rows;
+}
+
+std::string trim(std::string s) {
+  s.erase(0, s.find_first_not_of(' '));
+  s.erase(s.find_last_not_of(' ') + 1);
+  return s;
+}
+
+std::string answer(const std::shared_ptr<Model>& model, const std::vector<int32_t>& prompt) {
+  Session session(model, {});
+  session.prefill(prompt);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Sampler sampler(greedy);
+  return trim(model->tokenizer().decode(session.generate(8, sampler)));
+}
+
+bool is_answer(const nlohmann::json& row, const std::string& text) {
+  for (const auto& a : row["answers"])
+    if (a.get<std::string>() == text) return true;
+  return false;
+}
+
+TEST(EvalModel, AnswersWithFullContextNotWithLast256Tokens) {
+  if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "trained model not found: " << kModel;
+  auto model = Model::load(kModel.string());
+  const Tokenizer& tok = model->tokenizer();
+  int full_right = 0, cut_right = 0, total = 0;
+  for (const char* family : kFamilies) {
+    const auto rows = shortest(family, kPerFamily);
+    ASSERT_EQ(rows.size(), static_cast<size_t>(kPerFamily)) << family;
+    for (const auto& row : rows) {
+      const std::string context = row["context"], input = row["input"];
+      const std::vector<int32_t> prompt = tok.encode(context + "\n\n" + input, true, false);
+      EXPECT_EQ(static_cast<int>(prompt.size()) - 1, row["length"].get<int>()) << row["_id"];
+      const std::string full = answer(model, prompt);
+      full_right += is_answer(row, full);
+      EXPECT_TRUE(is_answer(row, full)) << row["_id"] << ": got '" << full << "'";
+
+      // <s> + the last 256 context tokens + the question, as tools/evalmodel/train.py cuts it.
+      std::vector<int32_t> ctx = tok.encode(context, false, false);
+      ASSERT_TRUE(std::equal(ctx.begin(), ctx.end(), prompt.begin() + 1)) << "context tokens are a prefix of the prompt's";
+      std::vector<int32_t> cut = {prompt[0]};
+      cut.insert(cut.end(), ctx.end() - std::min<size_t>(256, ctx.size()), ctx.end());
+      cut.insert(cut.end(), prompt.begin() + 1 + ctx.size(), prompt.end());
+      cut_right += is_answer(row, answer(model, cut));
+      ++total;
+    }
+  }
+  std::printf("full context %d/%d right, last 256 context tokens %d/%d right\n", full_right, total, cut_right, total);
+  EXPECT_LE(cut_right, total / 3) << "the answers should need more than the last 256 context tokens";
+}
+
+}  // namespace
+}  // namespace lazyllm
