@@ -40,6 +40,7 @@ ForwardState::ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPoo
       rope_(c_, w_.rope_freq_factors),
       from_prompt_(n_ctx, 0),
       s_(std::make_unique<Scratch>()) {
+  use_single_threaded_blas();  // attention's cblas calls run inside our pool's tasks
   s_->per_thread.resize(pool.size());
 }
 

@@ -35,12 +35,15 @@ LAZYLLM_TARGET_BF16 inline __m256i to_bf16x16(__m512 v) { return reinterpret_cas
 template <int MR>
 LAZYLLM_TARGET_BF16 void micro_kernel(const uint16_t* x, int64_t ldx, const uint16_t* packed, int64_t kpairs,
                                        float* y, int64_t ldy, int64_t nr) {
+  // The loops over MR are unrolled so the accumulators live in registers, not on the stack.
   __m512 acc[MR][2];
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kpairs; ++p) {
     const auto* wp = packed + p * 64;
     const __m512bh w0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wp));
     const __m512bh w1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wp + 32));
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       int32_t pair;
       std::memcpy(&pair, x + i * ldx + 2 * p, sizeof pair);
@@ -50,6 +53,7 @@ LAZYLLM_TARGET_BF16 void micro_kernel(const uint16_t* x, int64_t ldx, const uint
     }
   }
   if (nr == kBf16TileRows) {
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       _mm512_storeu_ps(y + i * ldy, acc[i][0]);
       _mm512_storeu_ps(y + i * ldy + 16, acc[i][1]);
@@ -57,6 +61,7 @@ LAZYLLM_TARGET_BF16 void micro_kernel(const uint16_t* x, int64_t ldx, const uint
   } else {
     const __mmask16 m0 = nr >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << nr) - 1);
     const __mmask16 m1 = nr <= 16 ? 0 : static_cast<__mmask16>((1u << (nr - 16)) - 1);
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       _mm512_mask_storeu_ps(y + i * ldy, m0, acc[i][0]);
       _mm512_mask_storeu_ps(y + i * ldy + 16, m1, acc[i][1]);

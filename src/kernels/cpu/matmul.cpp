@@ -38,11 +38,6 @@ constexpr int64_t kFusedTaskBytes = 64 * 1024;
 constexpr int64_t kMaxTileRows = 256, kMinTileRows = 16, kMinTiles = 8;
 constexpr int64_t kMaxTileFloats = 2 * 1024 * 1024;
 
-// Our pool provides the parallelism; OpenBLAS's own threads would oversubscribe the cores.
-void init_blas() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
-}
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t m) { return ceil_div(a, m) * m; }
@@ -112,7 +107,6 @@ int64_t tile_rows(int64_t rows, int64_t k) {
 }
 
 void matmul_gemm(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) {
-  init_blas();
   const int64_t k = w.cols, stride = w.row_stride();
   const int64_t rows_per_tile = tile_rows(w.rows, k);
   // F32 weights are multiplied in place when they are float-aligned (GGUF data always is).
@@ -170,8 +164,14 @@ bool use_bf16(const WeightView& w, MatmulPrecision precision) {
 
 }  // namespace
 
+void use_single_threaded_blas() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
 void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool,
             MatmulPrecision precision) {
+  use_single_threaded_blas();
   if (n <= 0 || w.rows <= 0) return;
   if (w.cols % dtype_info(w.type).block_elems != 0)
     throw std::invalid_argument("matmul: row length is not a multiple of the block size");

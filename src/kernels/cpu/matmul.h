@@ -32,6 +32,10 @@ enum class MatmulPrecision { kF32, kFast };
 void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
             ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::kF32);
 
+// Our thread pool provides the parallelism: OpenBLAS's own threads (used by every cblas call,
+// attention included) would spin against it and oversubscribe the cores. Idempotent.
+void use_single_threaded_blas();
+
 // Dot product of one weight row (any type) with a float vector of length n. Bitwise equal to
 // the corresponding output of matmul's fused (small n) path.
 float dot_row(DType t, const void* row, const float* x, int64_t n);
