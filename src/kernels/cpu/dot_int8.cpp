@@ -40,8 +40,8 @@ void quantize_row_q8(const float* x, int64_t k, int8_t* q, float* d, int32_t* su
 
 bool int8_dot_supported(DType t) {
   static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-                          __builtin_cpu_supports("f16c");
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  // (F16C is not tested: clang cannot name it here, and every AVX-512 CPU has it.)
   return cpu && (t == DType::Q8_0 || t == DType::Q4_0);
 }
 
