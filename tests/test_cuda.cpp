@@ -33,17 +33,8 @@ namespace {
 // differences on the device machine are reported by the tests; this bound leaves headroom.
 constexpr double kLogitTol = 4e-2;
 
-std::vector<int32_t> random_tokens(int n, int n_vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> d(3, n_vocab - 1);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = d(rng);
-  return t;
-}
-
-int32_t argmax(std::span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
+using test::argmax;
+using test::random_tokens;
 
 // max |a - b| / max |b|.
 double rel_diff(std::span<const float> a, std::span<const float> b) {

@@ -1,5 +1,10 @@
 // Small random models of each architecture option, written as GGUF files for tests.
 #pragma once
+#include <cstdint>
+#include <vector>
+#include <span>
+#include <random>
+#include <algorithm>
 
 #include <memory>
 #include <string>
@@ -38,6 +43,19 @@ inline std::shared_ptr<Model> make_model(const ArchSpec& s, DType dtype, uint64_
   const auto path = temp_path(s.name + "-" + std::string(dtype_name(dtype)) + "-" + std::to_string(seed) + ".gguf");
   generate_model(o, path.string());
   return Model::load(path.string());
+}
+
+// n random token ids in [3, n_vocab), reproducible from the seed (ids 0-2 are special).
+inline std::vector<int32_t> random_tokens(int n, int n_vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> d(3, n_vocab - 1);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = d(rng);
+  return t;
+}
+
+inline int32_t argmax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
 }  // namespace lazyllm::test

@@ -13,17 +13,8 @@
 namespace lazyllm {
 namespace {
 
-std::vector<int32_t> random_tokens(int n, int n_vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> d(3, n_vocab - 1);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = d(rng);
-  return t;
-}
-
-int32_t argmax(std::span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
+using test::argmax;
+using test::random_tokens;
 
 std::unique_ptr<Session> session(const std::shared_ptr<Model>& model, const std::string& spec) {
   SessionOptions opt;
