@@ -16,7 +16,7 @@ namespace lazyllm {
 namespace {
 
 const std::filesystem::path kRepo = LAZYLLM_SOURCE_DIR;
-const std::filesystem::path kModel = kRepo / "eval/models/synth-llama-8l-256d.gguf";
+const std::filesystem::path kModel = kRepo / "eval/models/synth-llama-4l-256d.gguf";
 const char* const kFamilies[] = {"synth_multidoc_qa", "synth_singledoc_qa", "synth_passkey",
                                  "synth_kv_retrieval", "synth_fewshot_cls",  "synth_count"};
 constexpr int kPerFamily = 3;

@@ -2,7 +2,7 @@
 # Copies what the device training run needs into DEST (default /work/main/.dev-train):
 # the Python sources of tools/evalmodel and the eval sets. Run the device command there:
 #   cd .dev-train && PYTHONUNBUFFERED=1 timeout 560 python3 evalmodel/train.py --out $OUT \
-#     --eval-dir data --budget-s 380 --workers 14
+#     --eval-dir data --budget-s 400 --workers 14
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dest="${1:-/work/main/.dev-train}"
