@@ -14,6 +14,7 @@ STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/prebuilt/bin" "$STAGE/prebuilt/lib" "$STAGE/shared" "$DEST"
 cp "$BUILD/lazyllm" "$BUILD/tests/lazyllm_tests" "$STAGE/prebuilt/bin/"
+[ -f "$BUILD/lazyllm_bench_cuda" ] && cp "$BUILD/lazyllm_bench_cuda" "$STAGE/prebuilt/bin/"
 strip "$STAGE/prebuilt/bin/"*
 # Libraries outside glibc/libstdc++ and CUDA (the GPU machine has its own CUDA 13).
 ldd "$BUILD/lazyllm" "$BUILD/tests/lazyllm_tests" | awk '/=>/ {print $3}' | sort -u |

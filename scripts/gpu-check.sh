@@ -8,7 +8,8 @@
 #                         instead of building, for machines without the Debian build packages
 #   OUT=DIR               where logs and JSON go (default /tmp/lazyllm-gpu-check)
 #   LAZYLLM_BENCH_LENS / LAZYLLM_DECODE_LENS  prompt lengths (default 4096,8192,16384,32768 / 4096,16384)
-#   LAZYLLM_SKIP_TESTS=1, LAZYLLM_SKIP_BENCH=1, LAZYLLM_SKIP_TORCH=1  leave out a stage
+#   LAZYLLM_TEST_FILTER=PATTERN  run only these tests (gtest filter, e.g. 'Cuda*:Device*')
+#   LAZYLLM_SKIP_TESTS=1, LAZYLLM_SKIP_KERNELS=1, LAZYLLM_SKIP_BENCH=1, LAZYLLM_SKIP_TORCH=1  leave out a stage
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/lazyllm-gpu-check}
@@ -35,13 +36,18 @@ export LAZYLLM_CLI=$BIN/lazyllm
 
 if [ "${LAZYLLM_SKIP_TESTS:-0}" != 1 ]; then
   echo "== tests (CPU and GPU) =="
-  "$TESTS" 2>&1 | tee "$OUT/tests.log" | grep -E "^\[ cuda \]|^\[  FAILED|Failure|tests? ran" || true
+  "$TESTS" ${LAZYLLM_TEST_FILTER:+--gtest_filter="$LAZYLLM_TEST_FILTER"} 2>&1 | tee "$OUT/tests.log" | grep -E "^\[ cuda \]|^\[  FAILED|Failure|tests? ran" || true
   if grep -q "^\[  PASSED  \]" "$OUT/tests.log" && ! grep -q "^\[  FAILED  \]" "$OUT/tests.log"; then
     grep -E "^\[  (PASSED|SKIPPED) +\] [0-9]+ test" "$OUT/tests.log"
   else
     echo "TESTS FAILED (see $OUT/tests.log); the benchmark still runs"
     status=1
   fi
+fi
+
+if [ "${LAZYLLM_SKIP_KERNELS:-0}" != 1 ] && [ -x "$BIN/lazyllm_bench_cuda" ]; then
+  echo "== kernels (llama2-7b shapes) =="
+  "$BIN/lazyllm_bench_cuda" | tee "$OUT/kernels.log"
 fi
 
 if [ "${LAZYLLM_SKIP_BENCH:-0}" != 1 ]; then

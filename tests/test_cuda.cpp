@@ -15,7 +15,9 @@
 #include <random>
 #include <stdlib.h>
 
+#include "kernels/cuda/cuda_forward.h"
 #include "lazyllm/lazyllm.h"
+#include "prune/select.h"
 #include "runtime/forward_backend.h"
 #include "test_models.h"
 #include "test_util.h"
@@ -136,12 +138,12 @@ TEST(CudaVsCpu, RandomModelsOfEachArchitecture) {
   }
 }
 
-// Head sizes of the tensor-core attention kernels (the default mma one and the WMMA
-// cross-check), prompts longer than a row block and a key tile, and a second prefill on top of
-// cached keys.
+// Head sizes of the tensor-core attention kernels (the default pipelined one with 8 and 4 warps,
+// the older unpipelined one and the WMMA cross-check), prompts longer than a row block and a key
+// tile, and a second prefill on top of cached keys (tiles masked or not by where they start).
 TEST(CudaVsCpu, FlashAttentionHeadSizes) {
   LAZYLLM_REQUIRE_GPU();
-  for (const char* kernel : {"mma", "wmma"}) {
+  for (const char* kernel : {"mma", "fwd4", "mma1", "wmma"}) {
     ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
     for (int hd : {16, 32, 64, 128}) {
       test::ArchSpec s{.name = "hd" + std::to_string(hd), .embd = 4 * hd, .layers = 2, .heads = 4, .kv_heads = 2,
@@ -231,7 +233,8 @@ TEST(CudaLazy, KeepOneIsBitwiseCudaBaseline) {
 TEST(CudaLazy, SameScheduleAndAliveSetsAsCpu) {
   LAZYLLM_REQUIRE_GPU();
   for (const auto& spec : test::arch_variants()) {
-    SCOPED_TRACE(spec.name);
+   for (int split : {0, 120}) {  // one prefill, or two (the second prunes on top of cached keys)
+    SCOPED_TRACE(spec.name + " split " + std::to_string(split));
     auto model = test::make_model(spec, DType::BF16);
     const int n_layers = model->config().n_layers;
     auto prompt = random_tokens(200, model->config().n_vocab, 9);
@@ -240,15 +243,22 @@ TEST(CudaLazy, SameScheduleAndAliveSetsAsCpu) {
     SessionOptions go = co;
     go.device = Device::Cuda;
     Session cpu(model, co), gpu(model, go);
-    cpu.prefill(prompt);
-    gpu.prefill(prompt);
+    std::span<const int32_t> all(prompt);
+    if (split > 0) {
+      cpu.prefill(all.first(split));
+      gpu.prefill(all.first(split));
+      EXPECT_EQ(gpu.stats().aux_cache_entries, cpu.stats().aux_cache_entries);
+    }
+    cpu.prefill(all.subspan(split));
+    gpu.prefill(all.subspan(split));
     EXPECT_EQ(gpu.stats().alive_per_layer, cpu.stats().alive_per_layer);
     EXPECT_EQ(gpu.stats().prompt_token_layers_computed, cpu.stats().prompt_token_layers_computed);
     EXPECT_EQ(gpu.stats().aux_cache_entries, cpu.stats().aux_cache_entries);
     int same = 0;
     for (int t = 0; t < static_cast<int>(prompt.size()); ++t) same += gpu.backend().kv_depth(t) == cpu.backend().kv_depth(t);
     const double agree = double(same) / prompt.size();
-    std::cout << "[ cuda ] " << spec.name << ": alive sets agree for " << 100 * agree << "% of prompt tokens\n";
+    std::cout << "[ cuda ] " << spec.name << (split ? " (two prefills)" : "") << ": alive sets agree for "
+              << 100 * agree << "% of prompt tokens\n";
     EXPECT_GE(agree, 0.9);
     EXPECT_LT(rel_diff(gpu.logits(), cpu.logits()), 0.1);
 
@@ -277,6 +287,91 @@ TEST(CudaLazy, SameScheduleAndAliveSetsAsCpu) {
     if (cpu.stats().revived > 0) {
       EXPECT_GT(gpu.stats().revived, 0);
     }
+   }
+  }
+}
+
+// The GPU's selection against the shared select_top on the same scores: the same tokens, ties to
+// the lower index, kept rows numbered in order and the last row after them. Scores drawn from a
+// few distinct values make long runs of ties; -0 and +0 are equal, as on the CPU.
+TEST(CudaSelect, SameChoiceAsCpuIncludingTies) {
+  LAZYLLM_REQUIRE_GPU();
+  std::mt19937 rng(7);
+  int cases = 0;
+  for (int n : {0, 1, 2, 7, 100, 1023, 1024, 1025, 4096, 32767, 40000}) {
+    for (int distinct : {1, 3, 50, 0}) {  // 0: continuous values
+      std::vector<float> scores(n);
+      std::uniform_int_distribution<int> pick(0, std::max(distinct - 1, 0));
+      std::uniform_real_distribution<float> cont(-1.0f, 1.0f);
+      for (float& x : scores) {
+        x = distinct ? 0.125f * pick(rng) : cont(rng) * 1e-3f;
+        if (distinct && x == 0.0f && (rng() & 1)) x = -0.0f;
+      }
+      if (distinct == 0 && n > 4) scores[n / 3] = scores[n / 2] = scores[n - 1];  // a few exact ties too
+      for (int k : {0, 1, n / 3, n / 2, n - 1, n}) {
+        if (k < 0) continue;
+        SCOPED_TRACE("n " + std::to_string(n) + " distinct " + std::to_string(distinct) + " k " + std::to_string(k));
+        const std::vector<int> want = select_top(scores, k);
+        const std::vector<int32_t> dest = cuda_select_top_dest(scores, k);
+        ASSERT_EQ(dest.size(), static_cast<size_t>(n + 1));
+        std::vector<int> got;
+        for (int i = 0; i < n; ++i) {
+          if (dest[i] < 0) continue;
+          ASSERT_EQ(dest[i], static_cast<int>(got.size())) << "row " << i;
+          got.push_back(i);
+        }
+        ASSERT_EQ(got, want);
+        EXPECT_EQ(dest[n], static_cast<int>(want.size()));
+        ++cases;
+      }
+    }
+  }
+  std::cout << "[ cuda ] GPU selection identical to select_top in " << cases << " cases (ties included)\n";
+}
+
+// Baseline decode replayed from CUDA graphs gives the same logits, bit for bit, as the same
+// kernels launched one by one (LAZYLLM_CUDA_GRAPHS=0), across a graph bucket boundary (1024
+// keys), after a reset (graphs reused) and after a second prefill on top of the decoded tokens.
+TEST(CudaDecode, GraphsMatchDirectLaunches) {
+  LAZYLLM_REQUIRE_GPU();
+  for (const auto& base : {test::arch_variants()[0], test::arch_variants()[2]}) {
+    test::ArchSpec spec = base;
+    spec.ctx = 2048;
+    SCOPED_TRACE(spec.name);
+    auto model = test::make_model(spec, DType::BF16);
+    auto prompt = random_tokens(1000, model->config().n_vocab, 21);
+    ::setenv("LAZYLLM_CUDA_GRAPHS", "0", 1);
+    Session direct(model, options(Device::Cuda, 1200));
+    ::unsetenv("LAZYLLM_CUDA_GRAPHS");
+    Session graphs(model, options(Device::Cuda, 1200));
+    int steps = 0;
+    for (int round = 0; round < 2; ++round) {
+      direct.reset();
+      graphs.reset();
+      direct.prefill(prompt);
+      graphs.prefill(prompt);
+      for (int s = 0; s < 40; ++s) {
+        ASSERT_EQ(0, std::memcmp(direct.logits().data(), graphs.logits().data(), direct.logits().size() * sizeof(float)))
+            << "round " << round << " step " << s;
+        const int32_t a = argmax(direct.logits()), b = argmax(graphs.logits());
+        ASSERT_EQ(a, b);
+        direct.decode(a);
+        graphs.decode(b);
+        ++steps;
+      }
+    }
+    auto more = random_tokens(30, model->config().n_vocab, 22);
+    direct.prefill(more);
+    graphs.prefill(more);
+    for (int s = 0; s < 5; ++s) {
+      ASSERT_EQ(0, std::memcmp(direct.logits().data(), graphs.logits().data(), direct.logits().size() * sizeof(float)));
+      const int32_t a = argmax(direct.logits());
+      direct.decode(a);
+      graphs.decode(a);
+      ++steps;
+    }
+    std::cout << "[ cuda ] " << spec.name << ": graph decode identical to direct launches for " << steps
+              << " tokens\n";
   }
 }
 

@@ -13,6 +13,9 @@ std::string cuda_device_description() { return "none (built without CUDA)"; }
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
+std::vector<int32_t> cuda_select_top_dest(std::span<const float>, int) {
+  throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
+}
 #endif
 
 bool cuda_available() {

@@ -1,13 +1,16 @@
 // Causal attention over a layer's cached keys, tagged with original positions, so LazyLLM's
 // compacted token sets attend exactly as in the full sequence.
 //
-// Prefill (many rows, every slot a key): FlashAttention-style kernels on the tensor cores (half
-// inputs, float accumulation) for head sizes 16, 32, 64 and 128: the default keeps scores and
-// output in registers (mma.sync, FA2 layout); a simpler WMMA one with its tiles in shared memory
-// stays as a cross-check. Row blocks skip key tiles past their last row.
-// Decode and any other head size: a split-key kernel (flash-decoding) whose blocks each take a
-// share of the keys, merged by a second pass. Importance (LazyLLM's score) recomputes one row's
-// probabilities exactly, per head, and averages them.
+// Prefill (many rows): FlashAttention-2-style kernels on the tensor cores (half inputs, float
+// accumulation) for head sizes 16, 32, 64 and 128. The default (flash_fwd_kernel) pipelines its
+// K/V tile loads with cp.async, masks only the tiles that need it and takes 128 rows a block; the
+// unpipelined mma kernel it replaced and a simpler WMMA one stay as cross-checks. Row blocks skip
+// key tiles past their last row.
+// Decode (a few rows): a split-key (flash-decoding) kernel whose blocks each take 128 keys with
+// all their loads in flight, merged by a second pass; it can read the key count from device
+// memory so that one CUDA graph serves every decode length up to a capacity. Other head sizes
+// use an older split-key kernel. Importance (LazyLLM's score) recomputes one row's probabilities
+// exactly, per head, and averages them.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
@@ -15,9 +18,11 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <mutex>
 #include <string_view>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
 
 namespace lazyllm::cuda {
@@ -391,10 +396,235 @@ void launch_flash_mma(const AttentionArgs& a, cudaStream_t stream) {
   check_launch("flash_mma_kernel");
 }
 
-// $LAZYLLM_CUDA_ATTENTION=wmma selects the simpler WMMA kernel (kept as a cross-check).
-bool use_wmma_kernel() {
-  const char* e = std::getenv("LAZYLLM_CUDA_ATTENTION");
-  return e && std::string_view(e) == "wmma";
+// ---------------------------------------------------------------- prefill: pipelined mma kernel
+
+// The default prefill kernel, the FlashAttention-2 schedule on mma.sync m16n8k16: NW warps of 16
+// query rows each (Q fragments, scores, probabilities and the output in registers), key/value
+// tiles of 64 brought into shared memory by cp.async so that loading overlaps computing: V(t)
+// loads while S = Q K(t)^T and the softmax run, K(t+1) while O += P V(t) runs. Only tiles that
+// reach past the block's first row (the diagonal, or any tile of listed keys) are masked by
+// position. The softmax runs in base 2 with log2(e) folded into the scale. Every slot a key
+// (prefill): tile rows are consecutive slots, no index lookup.
+constexpr int kFwdBc = 64;
+
+__device__ inline void cp_async16(void* smem_ptr, const void* gmem, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_ptr));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ inline void cp_async4(void* smem_ptr, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem_ptr));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+__device__ inline float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <int HD, int NW>
+struct FwdCfg {
+  static constexpr int kRows = NW * 16, kLd = HD + 8, kThreads = NW * 32;
+  static constexpr size_t kSmem = sizeof(__half) * (kRows + 2 * kFwdBc) * kLd + sizeof(int) * kFwdBc;
+};
+
+template <int HD, int NW>
+__global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(AttentionArgs a, float scale_log2) {
+  using C = FwdCfg<HD, NW>;
+  constexpr int BR = C::kRows, BC = kFwdBc, LD = C::kLd, T = C::kThreads;
+  constexpr int kVec = 8, CPR = HD / kVec;  // 16-byte chunks per row
+  extern __shared__ __align__(128) unsigned char smem[];
+  __half* sQ = reinterpret_cast<__half*>(smem);
+  __half* sK = sQ + BR * LD;
+  __half* sV = sK + BC * LD;
+  int* sKpos = reinterpret_cast<int*>(sV + BC * LD);
+
+  const int rb = gridDim.x - 1 - blockIdx.x;  // longest row blocks first
+  const int r0 = rb * BR, h = blockIdx.y, g = h / (a.n_heads / a.n_kv_heads);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int gq = lane >> 2, tq = lane & 3;
+  const int qd = a.n_heads * HD, kvd = a.n_kv_heads * HD;
+  const __half* q = reinterpret_cast<const __half*>(a.q);
+  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * HD;
+  const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + g * HD;
+  const int last_row = min(a.m, r0 + BR) - 1;
+  // Every slot: later slots are rows after this block's last. Listed keys: all of them.
+  const int key_end = a.key_slots ? a.n_keys : a.n_old + last_row + 1;
+  const int n_tiles = (key_end + BC - 1) / BC;
+
+  for (int idx = threadIdx.x; idx < BR * CPR; idx += T) {
+    const int r = idx / CPR, c = idx % CPR * kVec;
+    const bool valid = r0 + r < a.m;
+    cp_async16(sQ + r * LD + c, q + (valid ? static_cast<int64_t>(r0 + r) * qd + h * HD + c : 0), valid);
+  }
+  auto load_k = [&](int k0) {
+    for (int idx = threadIdx.x; idx < BC * CPR; idx += T) {
+      const int j = idx / CPR, c = idx % CPR * kVec;
+      const bool valid = k0 + j < key_end;
+      const int slot = valid ? (a.key_slots ? a.key_slots[k0 + j] : k0 + j) : 0;
+      cp_async16(sK + j * LD + c, kc + static_cast<int64_t>(slot) * kvd + c, valid);
+    }
+    for (int j = threadIdx.x; j < BC; j += T) {
+      if (k0 + j < key_end) cp_async4(sKpos + j, a.kpos + (a.key_slots ? a.key_slots[k0 + j] : k0 + j));
+      else sKpos[j] = INT_MAX;
+    }
+  };
+  auto load_v = [&](int k0) {
+    for (int idx = threadIdx.x; idx < BC * CPR; idx += T) {
+      const int j = idx / CPR, c = idx % CPR * kVec;
+      const bool valid = k0 + j < key_end;
+      const int slot = valid ? (a.key_slots ? a.key_slots[k0 + j] : k0 + j) : 0;
+      cp_async16(sV + j * LD + c, vc + static_cast<int64_t>(slot) * kvd + c, valid);
+    }
+  };
+  load_k(0);
+  cp_async_commit();
+
+  const int row0 = r0 + warp * 16 + gq, row1 = row0 + 8;
+  const int qp0 = row0 < a.m ? a.qpos[row0] : INT_MIN, qp1 = row1 < a.m ? a.qpos[row1] : INT_MIN;
+  cp_async_wait_all();
+  __syncthreads();
+
+  uint32_t qf[HD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk)
+    ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + kk * 16 + (lane >> 4) * 8);
+
+  float o[HD / 8][4];
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // running max of raw scores, partial sums
+
+  for (int t = 0; t < n_tiles; ++t) {
+    const int k0 = t * BC;
+    if (t > 0) {
+      cp_async_wait_all();  // K(t) has landed
+      __syncthreads();      // ... for every thread, and every warp is done with V(t-1)
+    }
+    load_v(k0);
+    cp_async_commit();
+
+    float s[BC / 8][4];
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+#pragma unroll
+      for (int np = 0; np < BC / 16; ++np) {
+        uint32_t kb[4];
+        ldmatrix_x4(kb, sK + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+        mma_16816(s[2 * np], qf[kk], kb[0], kb[1]);
+        mma_16816(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+      }
+    }
+
+    // Keys of this tile up to slot n_old + r0 are visible to every row of the block; a tile
+    // reaching past that (or listed keys, in any order) is masked by position.
+    const bool masked = a.key_slots != nullptr || k0 + BC > a.n_old + r0 + 1;
+    if (masked) {
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int kp = sKpos[n * 8 + 2 * tq + e];
+          if (kp > qp0) s[n][e] = kNegInf;
+          if (kp > qp1) s[n][2 + e] = kNegInf;
+        }
+      }
+    }
+    float mx0 = m0, mx1 = m1;
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n) {
+      mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    // exp2((s - max) * scale * log2 e); a row with nothing visible yet keeps everything at 0.
+    const float mu0 = mx0 == kNegInf ? 0.0f : mx0 * scale_log2;
+    const float mu1 = mx1 == kNegInf ? 0.0f : mx1 * scale_log2;
+    const float al0 = ex2(m0 * scale_log2 - mu0), al1 = ex2(m1 * scale_log2 - mu1);
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int n = 0; n < BC / 8; ++n) {
+      s[n][0] = ex2(fmaf(s[n][0], scale_log2, -mu0));
+      s[n][1] = ex2(fmaf(s[n][1], scale_log2, -mu0));
+      s[n][2] = ex2(fmaf(s[n][2], scale_log2, -mu1));
+      s[n][3] = ex2(fmaf(s[n][3], scale_log2, -mu1));
+      sum0 += s[n][0] + s[n][1];
+      sum1 += s[n][2] + s[n][3];
+    }
+    l0 = l0 * al0 + sum0;  // per-thread partial sums; the quad adds them up at the end
+    l1 = l1 * al1 + sum1;
+    m0 = mx0, m1 = mx1;
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) {
+      o[n][0] *= al0, o[n][1] *= al0;
+      o[n][2] *= al1, o[n][3] *= al1;
+    }
+
+    cp_async_wait_all();  // V(t) has landed
+    __syncthreads();      // ... for every thread, and every warp is done with K(t)
+    if (t + 1 < n_tiles) {
+      load_k(k0 + BC);
+      cp_async_commit();
+    }
+
+    // O += P V: the probabilities (as half) are the A operand straight from registers.
+#pragma unroll
+    for (int kc2 = 0; kc2 < BC / 16; ++kc2) {
+      const uint32_t pa[4] = {pack_half2(s[2 * kc2][0], s[2 * kc2][1]), pack_half2(s[2 * kc2][2], s[2 * kc2][3]),
+                              pack_half2(s[2 * kc2 + 1][0], s[2 * kc2 + 1][1]),
+                              pack_half2(s[2 * kc2 + 1][2], s[2 * kc2 + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; ++dp) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, sV + (kc2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
+        mma_16816(o[2 * dp], pa, vb[0], vb[1]);
+        mma_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
+      }
+    }
+  }
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(a.out);
+  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) {
+    const int c = h * HD + n * 8 + 2 * tq;
+    if (row0 < a.m) {
+      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
+      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row0) * qd + c) = v;
+    }
+    if (row1 < a.m) {
+      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
+      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row1) * qd + c) = v;
+    }
+  }
+}
+
+template <int HD, int NW>
+void launch_flash_fwd(const AttentionArgs& a, cudaStream_t stream) {
+  using C = FwdCfg<HD, NW>;
+  dim3 grid((a.m + C::kRows - 1) / C::kRows, a.n_heads);
+  flash_fwd_kernel<HD, NW><<<grid, C::kThreads, C::kSmem, stream>>>(a, a.scale * 1.4426950408889634f);
+  check_launch("flash_fwd_kernel");
+}
+
+template <int HD>
+void prepare_flash_fwd() {
+  check(cudaFuncSetAttribute(flash_fwd_kernel<HD, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(FwdCfg<HD, 4>::kSmem)),
+        "cudaFuncSetAttribute(flash_fwd_kernel)");
+  check(cudaFuncSetAttribute(flash_fwd_kernel<HD, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(FwdCfg<HD, 8>::kSmem)),
+        "cudaFuncSetAttribute(flash_fwd_kernel)");
 }
 
 // Decode-sized batches go to the split-key kernel, which spreads the keys over the whole GPU;
@@ -523,92 +753,362 @@ __global__ void split_combine_kernel(AttentionArgs a, int n_splits, const float*
   }
 }
 
+
+// ---------------------------------------------------------------- decode kernel
+
+// Decode (a few query rows over many keys), head sizes 16-128: a block takes 128 keys of one
+// (row, head). Each key is read by HD/8 lanes, 16 bytes each, so every lane has all its key
+// loads in flight at once; scores go through shared memory for the softmax, and the values come
+// back the same way. A second pass merges the blocks' partial results. The number of keys can
+// come from device memory (decode graphs: one launch sized for a capacity replays for every
+// length up to it; blocks past the end only mark themselves empty).
+constexpr int kDecThreads = 128;
+constexpr int kDecKeys = 128;  // keys per block
+
+bool decode_kernel_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
+
+__device__ inline void half8_to_float(const uint4& v, float (&f)[8]) {
+  const __half2* h2 = reinterpret_cast<const __half2*>(&v);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 x = __half22float2(h2[e]);
+    f[2 * e] = x.x;
+    f[2 * e + 1] = x.y;
+  }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(AttentionArgs a, float scale_log2,
+                                                                        float* partial) {
+  constexpr int LPK = HD / 8;               // lanes per key
+  constexpr int NG = kDecThreads / LPK;     // keys read at once by the block
+  constexpr int ITER = kDecKeys / NG;
+  __shared__ float sP[kDecKeys];
+  __shared__ int sSlot[kDecKeys];
+  __shared__ __align__(16) float sAcc[NG * HD];
+  __shared__ float sRed[kDecThreads / 32];
+  const int split = blockIdx.x, r = blockIdx.y, h = blockIdx.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n_keys = a.n_keys_dev ? *a.n_keys_dev : a.n_keys;
+  float* part = partial + ((static_cast<int64_t>(h) * a.m + r) * gridDim.x + split) * (HD + 2);
+  const int j_begin = split * kDecKeys;
+  if (j_begin >= n_keys) {
+    if (threadIdx.x == 0) part[0] = kNegInf, part[1] = 0.0f;
+    return;
+  }
+  const int n = min(kDecKeys, n_keys - j_begin);
+  const int g = h / (a.n_heads / a.n_kv_heads), kvd = a.n_kv_heads * HD;
+  const int grp = threadIdx.x / LPK, li = threadIdx.x % LPK;
+
+  float qf[8];
+  half8_to_float(*reinterpret_cast<const uint4*>(reinterpret_cast<const __half*>(a.q) +
+                                                 static_cast<int64_t>(r) * a.n_heads * HD + h * HD + li * 8),
+                 qf);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) qf[e] *= scale_log2;
+  const int qp = a.qpos[r];
+  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * HD + li * 8;
+  const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + g * HD + li * 8;
+
+  // Scores (base 2, scaled), masked by position.
+  uint4 kr[ITER];
+  int slot[ITER], kp[ITER];
+#pragma unroll
+  for (int it = 0; it < ITER; ++it) {
+    const int jj = it * NG + grp;
+    slot[it] = jj < n ? key_slot(a, j_begin + jj) : -1;
+    kr[it] = make_uint4(0, 0, 0, 0);
+    kp[it] = INT_MAX;
+    if (slot[it] >= 0) {
+      kr[it] = *reinterpret_cast<const uint4*>(kc + static_cast<int64_t>(slot[it]) * kvd);
+      kp[it] = a.kpos[slot[it]];
+    }
+  }
+#pragma unroll
+  for (int it = 0; it < ITER; ++it) {
+    float kf[8];
+    half8_to_float(kr[it], kf);
+    float d = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) d = fmaf(qf[e], kf[e], d);
+#pragma unroll
+    for (int o = LPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+    if (li == 0) {
+      const int jj = it * NG + grp;
+      sP[jj] = kp[it] <= qp ? d : kNegInf;
+      sSlot[jj] = slot[it];
+    }
+  }
+  __syncthreads();
+
+  // Softmax over the block's keys (one per thread).
+  const float s = sP[threadIdx.x];
+  float mx = warp_max(s);
+  if (lane == 0) sRed[warp] = mx;
+  __syncthreads();
+  mx = fmaxf(fmaxf(sRed[0], sRed[1]), fmaxf(sRed[2], sRed[3]));
+  if (mx == kNegInf) {  // nothing visible here
+    if (threadIdx.x == 0) part[0] = kNegInf, part[1] = 0.0f;
+    return;
+  }
+  const float p = ex2(s - mx);
+  __syncthreads();  // sRed is reused
+  sP[threadIdx.x] = p;
+  const float ps = warp_sum(p);
+  if (lane == 0) sRed[warp] = ps;
+  __syncthreads();
+  const float l = sRed[0] + sRed[1] + sRed[2] + sRed[3];
+
+  // O = P V over the block's keys, each group of LPK lanes a share of the keys.
+  uint4 vr[ITER];
+#pragma unroll
+  for (int it = 0; it < ITER; ++it) {
+    const int sl = sSlot[it * NG + grp];
+    vr[it] = make_uint4(0, 0, 0, 0);
+    if (sl >= 0) vr[it] = *reinterpret_cast<const uint4*>(vc + static_cast<int64_t>(sl) * kvd);
+  }
+  float acc[8] = {};
+#pragma unroll
+  for (int it = 0; it < ITER; ++it) {
+    const float pj = sP[it * NG + grp];
+    float vf[8];
+    half8_to_float(vr[it], vf);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] = fmaf(pj, vf[e], acc[e]);
+  }
+  float4* dst = reinterpret_cast<float4*>(sAcc + grp * HD + li * 8);
+  dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+  dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+  __syncthreads();
+  for (int c = threadIdx.x; c < HD; c += kDecThreads) {
+    float o = 0.0f;
+#pragma unroll 8
+    for (int gi = 0; gi < NG; ++gi) o += sAcc[gi * HD + c];
+    part[2 + c] = o;
+  }
+  if (threadIdx.x == 0) part[0] = mx, part[1] = l;
+}
+
+// grid (row, head): merges the blocks' partial results (base-2 maxima). Empty blocks (max -inf)
+// wrote no accumulators and are skipped.
+__global__ void __launch_bounds__(kDecThreads) decode_combine_kernel(AttentionArgs a, int n_splits,
+                                                                      const float* partial) {
+  extern __shared__ float sW[];  // n_splits weights
+  __shared__ float sRed[kDecThreads / 32];
+  const int r = blockIdx.x, h = blockIdx.y, hd = a.head_dim, stride = hd + 2;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float* base = partial + (static_cast<int64_t>(h) * a.m + r) * n_splits * stride;
+  float m = kNegInf;
+  for (int s = threadIdx.x; s < n_splits; s += kDecThreads) m = fmaxf(m, base[s * stride]);
+  m = warp_max(m);
+  if (lane == 0) sRed[warp] = m;
+  __syncthreads();
+  m = fmaxf(fmaxf(sRed[0], sRed[1]), fmaxf(sRed[2], sRed[3]));
+  __syncthreads();
+  float l = 0.0f;
+  for (int s = threadIdx.x; s < n_splits; s += kDecThreads) {
+    const float ms = base[s * stride];
+    const float w = ms == kNegInf ? 0.0f : ex2(ms - m);
+    sW[s] = w;
+    if (w != 0.0f) l += w * base[s * stride + 1];
+  }
+  l = warp_sum(l);
+  if (lane == 0) sRed[warp] = l;
+  __syncthreads();
+  l = sRed[0] + sRed[1] + sRed[2] + sRed[3];
+  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(a.out) + static_cast<int64_t>(r) * a.n_heads * hd + h * hd;
+  for (int c = threadIdx.x; c < hd; c += kDecThreads) {
+    float acc = 0.0f;
+    for (int s = 0; s < n_splits; ++s) {
+      const float w = sW[s];
+      if (w != 0.0f) acc += w * base[s * stride + 2 + c];
+    }
+    out[c] = __float2bfloat16(l > 0.0f ? acc / l : 0.0f);
+  }
+}
+
+int decode_splits(const AttentionArgs& a) { return std::max(1, (a.n_keys + kDecKeys - 1) / kDecKeys); }
+
+template <int HD>
+void launch_decode(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
+  const int n_splits = decode_splits(a);
+  decode_attention_kernel<HD><<<dim3(n_splits, a.m, a.n_heads), kDecThreads, 0, stream>>>(
+      a, a.scale * 1.4426950408889634f, scratch);
+  check_launch("decode_attention_kernel");
+  decode_combine_kernel<<<dim3(a.m, a.n_heads), kDecThreads, n_splits * sizeof(float), stream>>>(a, n_splits,
+                                                                                                  scratch);
+  check_launch("decode_combine_kernel");
+}
+
 // ---------------------------------------------------------------- importance
 
+// LazyLLM's importance: row `row`'s softmax probabilities per head, averaged over heads, in three
+// parallel passes (scores and block maxima over the keys x heads grid; per-head max and sum;
+// the head average), so that 32K keys do not rest on one block per head.
 constexpr int kImpThreads = 256;
+constexpr int kImpKeys = 128;  // keys per block of the scoring pass
 
-// One block per head: scores of row `row` over every key, then its softmax probabilities.
-__global__ void __launch_bounds__(kImpThreads) row_probs_kernel(AttentionArgs a, int row, float* probs) {
+int imp_blocks(const AttentionArgs& a) { return (a.n_keys + kImpKeys - 1) / kImpKeys; }
+
+// grid (key block, head): scaled, masked scores into probs[h][j]; each block's max into pmax.
+__global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a, int row, float* probs,
+                                                                  float* pmax) {
   __shared__ float sq[kMaxHeadDim];
   __shared__ float sred[kImpThreads / 32];
-  const int h = blockIdx.x, hd = a.head_dim, kvd = a.n_kv_heads * hd, g = h / (a.n_heads / a.n_kv_heads);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int b = blockIdx.x, h = blockIdx.y, hd = a.head_dim, kvd = a.n_kv_heads * hd;
+  const int g = h / (a.n_heads / a.n_kv_heads), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const __half* qrow = reinterpret_cast<const __half*>(a.q) + static_cast<int64_t>(row) * a.n_heads * hd + h * hd;
-  for (int c = threadIdx.x; c < hd; c += blockDim.x) sq[c] = __half2float(qrow[c]);
+  for (int c = threadIdx.x; c < hd; c += kImpThreads) sq[c] = __half2float(qrow[c]);
   __syncthreads();
   const int qp = a.qpos[row];
+  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * hd;
   float* pr = probs + static_cast<int64_t>(h) * a.n_keys;
-  const __half* kc = reinterpret_cast<const __half*>(a.k_cache);
+  constexpr int kU = 4;  // keys per warp at once
   float mx = kNegInf;
-  for (int j = warp; j < a.n_keys; j += kImpThreads / 32) {
-    const int slot = key_slot(a, j);
-    const __half* krow = kc + static_cast<int64_t>(slot) * kvd + g * hd;
-    float dot = 0.0f;
-    for (int c = lane; c < hd; c += 32) dot += sq[c] * __half2float(krow[c]);
-    dot = warp_sum(dot);
-    const float s = a.kpos[slot] <= qp ? dot * a.scale : kNegInf;
-    if (lane == 0) pr[j] = s;
-    mx = fmaxf(mx, s);
+  for (int jj = warp * kU; jj < kImpKeys; jj += (kImpThreads / 32) * kU) {
+    int slot[kU];
+    float d[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int j = b * kImpKeys + jj + u;
+      slot[u] = j < a.n_keys ? key_slot(a, j) : -1;
+      d[u] = 0.0f;
+      if (slot[u] >= 0) {
+        const __half* krow = kc + static_cast<int64_t>(slot[u]) * kvd;
+        for (int c = lane; c < hd; c += 32) d[u] += sq[c] * __half2float(krow[c]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const float dot = warp_sum(d[u]);
+      if (slot[u] < 0) continue;
+      const float s = a.kpos[slot[u]] <= qp ? dot * a.scale : kNegInf;
+      if (lane == 0) pr[b * kImpKeys + jj + u] = s;
+      mx = fmaxf(mx, s);
+    }
   }
   if (lane == 0) sred[warp] = mx;
   __syncthreads();
-  mx = kNegInf;
-  for (int w = 0; w < kImpThreads / 32; ++w) mx = fmaxf(mx, sred[w]);
+  if (threadIdx.x == 0) {
+    float m = kNegInf;
+    for (int w = 0; w < kImpThreads / 32; ++w) m = fmaxf(m, sred[w]);
+    pmax[static_cast<int64_t>(h) * gridDim.x + b] = m;
+  }
+}
+
+// grid (head): the head's max and 1 / sum of exp over its keys, into stat[2h], stat[2h + 1].
+__global__ void __launch_bounds__(kImpThreads) imp_norm_kernel(const float* probs, const float* pmax, int n_blocks,
+                                                                int n_keys, float* stat) {
+  __shared__ float sred[kImpThreads / 32];
+  const int h = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float m = kNegInf;
+  for (int b = threadIdx.x; b < n_blocks; b += kImpThreads) m = fmaxf(m, pmax[static_cast<int64_t>(h) * n_blocks + b]);
+  m = warp_max(m);
+  if (lane == 0) sred[warp] = m;
   __syncthreads();
+  m = kNegInf;
+  for (int w = 0; w < kImpThreads / 32; ++w) m = fmaxf(m, sred[w]);
+  __syncthreads();
+  const float* pr = probs + static_cast<int64_t>(h) * n_keys;
   float sum = 0.0f;
-  for (int j = threadIdx.x; j < a.n_keys; j += kImpThreads) {
+  for (int j = threadIdx.x; j < n_keys; j += kImpThreads) {
     const float s = pr[j];
-    const float e = s == kNegInf ? 0.0f : expf(s - mx);
-    pr[j] = e;
-    sum += e;
+    sum += s == kNegInf ? 0.0f : expf(s - m);
   }
   sum = warp_sum(sum);
   if (lane == 0) sred[warp] = sum;
   __syncthreads();
-  sum = 0.0f;
-  for (int w = 0; w < kImpThreads / 32; ++w) sum += sred[w];
-  const float inv = 1.0f / sum;
-  for (int j = threadIdx.x; j < a.n_keys; j += kImpThreads) pr[j] *= inv;
+  if (threadIdx.x == 0) {
+    float t = 0.0f;
+    for (int w = 0; w < kImpThreads / 32; ++w) t += sred[w];
+    stat[2 * h] = m;
+    stat[2 * h + 1] = t > 0.0f ? 1.0f / t : 0.0f;
+  }
 }
 
-// importance[j] = mean over heads of probs[h][j] (summed in head order, as the CPU does).
-__global__ void average_heads_kernel(const float* probs, int n_heads, int n_keys, float* importance) {
+// importance[j] = mean over heads of the probabilities (summed in head order, as the CPU does).
+__global__ void imp_average_kernel(const float* probs, const float* stat, int n_heads, int n_keys,
+                                   float* importance) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= n_keys) return;
-  float s = 0.0f;
-  for (int h = 0; h < n_heads; ++h) s += probs[static_cast<int64_t>(h) * n_keys + j];
-  importance[j] = s / static_cast<float>(n_heads);
+  float sum = 0.0f;
+  for (int h = 0; h < n_heads; ++h) {
+    const float s = probs[static_cast<int64_t>(h) * n_keys + j];
+    sum += s == kNegInf ? 0.0f : expf(s - stat[2 * h]) * stat[2 * h + 1];
+  }
+  importance[j] = sum / static_cast<float>(n_heads);
+}
+
+// Which prefill kernel: the pipelined one with 8 warps (default) or 4 warps per block ("fwd4"),
+// the unpipelined mma kernel it replaced ("mma1") or the WMMA cross-check ("wmma"), by
+// $LAZYLLM_CUDA_ATTENTION (read at each call, so tests can switch).
+enum class PrefillKernel { kFwd8, kFwd4, kMmaV1, kWmma };
+
+PrefillKernel prefill_kernel() {
+  const char* e = std::getenv("LAZYLLM_CUDA_ATTENTION");
+  const std::string_view v = e ? e : "";
+  if (v == "wmma") return PrefillKernel::kWmma;
+  if (v == "mma1") return PrefillKernel::kMmaV1;
+  if (v == "fwd4") return PrefillKernel::kFwd4;
+  return PrefillKernel::kFwd8;
+}
+
+void attention_prepare() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    prepare_flash_fwd<16>();
+    prepare_flash_fwd<32>();
+    prepare_flash_fwd<64>();
+    prepare_flash_fwd<128>();
+  });
+}
+
+template <int HD>
+void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
+  switch (prefill_kernel()) {
+    case PrefillKernel::kWmma:
+      if (a.key_slots == nullptr) return launch_flash<HD>(a, stream);
+      [[fallthrough]];  // the WMMA kernel takes every slot only
+    case PrefillKernel::kFwd8: return launch_flash_fwd<HD, 8>(a, stream);
+    case PrefillKernel::kFwd4: return launch_flash_fwd<HD, 4>(a, stream);
+    case PrefillKernel::kMmaV1: return launch_flash_mma<HD>(a, stream);
+  }
 }
 
 }  // namespace
 
 size_t attention_scratch_floats(const AttentionArgs& a) {
-  if (flash_supported(a)) return 0;
+  if (flash_supported(a) && a.n_keys_dev == nullptr) return 0;
+  if (decode_kernel_supported(a.head_dim))
+    return static_cast<size_t>(a.m) * a.n_heads * decode_splits(a) * (a.head_dim + 2);
   const SplitPlan p = plan_splits(a);
   return static_cast<size_t>(a.m) * a.n_heads * p.n_splits * (a.head_dim + 2);
 }
 
+bool attention_reads_key_count(int head_dim) { return decode_kernel_supported(head_dim); }
+
 void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   if (a.m == 0) return;
   if (a.head_dim > kMaxHeadDim) throw Error("CUDA attention: head size above 256 is not supported");
-  if (flash_supported(a) && a.key_slots == nullptr && use_wmma_kernel()) {
+  if (a.n_keys_dev && (a.key_slots || !decode_kernel_supported(a.head_dim)))
+    throw Error("CUDA attention: a key count in device memory needs every slot a key and head size 16-128");
+  attention_prepare();
+  if (flash_supported(a) && a.n_keys_dev == nullptr) {
     switch (a.head_dim) {
-      case 16: return launch_flash<16>(a, stream);
-      case 32: return launch_flash<32>(a, stream);
-      case 64: return launch_flash<64>(a, stream);
-      case 128: return launch_flash<128>(a, stream);
+      case 16: return launch_prefill<16>(a, stream);
+      case 32: return launch_prefill<32>(a, stream);
+      case 64: return launch_prefill<64>(a, stream);
+      case 128: return launch_prefill<128>(a, stream);
     }
   }
-  if (flash_supported(a)) {
-    switch (a.head_dim) {
-      case 16: return launch_flash_mma<16>(a, stream);
-      case 32: return launch_flash_mma<32>(a, stream);
-      case 64: return launch_flash_mma<64>(a, stream);
-      case 128: return launch_flash_mma<128>(a, stream);
-    }
+  if (a.m > 65535) throw Error("CUDA attention: too many query rows for the split-key kernel");
+  switch (a.head_dim) {
+    case 16: return launch_decode<16>(a, scratch, stream);
+    case 32: return launch_decode<32>(a, scratch, stream);
+    case 64: return launch_decode<64>(a, scratch, stream);
+    case 128: return launch_decode<128>(a, scratch, stream);
   }
   const SplitPlan p = plan_splits(a);
-  if (a.m > 65535) throw Error("CUDA attention: too many query rows for the split-key kernel");
   split_attention_kernel<<<dim3(p.n_splits, a.m, a.n_heads), kSplitThreads, 0, stream>>>(a, p.keys_per_split,
                                                                                           scratch);
   check_launch("split_attention_kernel");
@@ -616,12 +1116,28 @@ void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   check_launch("split_combine_kernel");
 }
 
-void last_row_importance(const AttentionArgs& a, int row, float* probs, float* importance, cudaStream_t stream) {
+void prepare_kernels() {
+  attention_prepare();
+  gemv_prepare();
+}
+
+size_t importance_scratch_floats(const AttentionArgs& a) {
+  return static_cast<size_t>(a.n_heads) * (a.n_keys + imp_blocks(a) + 2);
+}
+
+void last_row_importance(const AttentionArgs& a, int row, float* scratch, float* importance, cudaStream_t stream) {
   if (a.head_dim > kMaxHeadDim) throw Error("CUDA attention: head size above 256 is not supported");
-  row_probs_kernel<<<a.n_heads, kImpThreads, 0, stream>>>(a, row, probs);
-  check_launch("row_probs_kernel");
-  average_heads_kernel<<<(a.n_keys + 255) / 256, 256, 0, stream>>>(probs, a.n_heads, a.n_keys, importance);
-  check_launch("average_heads_kernel");
+  if (a.n_keys == 0) return;
+  const int nb = imp_blocks(a);
+  float* probs = scratch;
+  float* pmax = probs + static_cast<size_t>(a.n_heads) * a.n_keys;
+  float* stat = pmax + static_cast<size_t>(a.n_heads) * nb;
+  imp_scores_kernel<<<dim3(nb, a.n_heads), kImpThreads, 0, stream>>>(a, row, probs, pmax);
+  check_launch("imp_scores_kernel");
+  imp_norm_kernel<<<a.n_heads, kImpThreads, 0, stream>>>(probs, pmax, nb, a.n_keys, stat);
+  check_launch("imp_norm_kernel");
+  imp_average_kernel<<<(a.n_keys + 255) / 256, 256, 0, stream>>>(probs, stat, a.n_heads, a.n_keys, importance);
+  check_launch("imp_average_kernel");
 }
 
 }  // namespace lazyllm::cuda

@@ -1,12 +1,21 @@
 // The CUDA forward pass: the same algorithm as the CPU's ForwardState (runtime/forward.cpp) with
-// every tensor on the GPU. Which tokens to prune, when, and which to revive are decided on the
-// host with the shared prune code (keep_count, select_top) from the importance the GPU computes;
-// only that importance vector (one float per key, at pruning layers) comes back to the host.
+// every tensor on the GPU.
+//
+// Prefill: LazyLLM's selection runs on the GPU too (cuda::select_top, the same choice as the
+// shared prune/select.h: ties to the lower index), so a pruning layer launches a selection and a
+// compaction and never waits for the host; the host learns which tokens stayed alive at each
+// layer once, after the last layer, from the lists the GPU kept, and only then fills in its
+// bookkeeping (slots, KV depth, Aux Cache entries).
+// Baseline decode (nothing pruned): one CUDA graph per context bucket replays the whole token's
+// launch chain; the kernels read the token, its position and the key count from device memory.
+// LazyLLM decode (re-selection and revival) decides on the host with the shared prune code from
+// the importance the GPU computes, as the CPU does step for step, with rows moved on the GPU.
 //
 // Layer: RMSNorm -> one QKV GEMM -> bias + RoPE + KV store -> attention -> Wo GEMM accumulating
 // into the residual -> RMSNorm -> one gate|up GEMM -> SwiGLU -> down GEMM accumulating into the
-// residual. The residual stream is float; GEMM operands are bf16 with float accumulation; Q, K,
-// V and the attention probabilities are half, as the CPU's f16 KV cache.
+// residual. Decode-sized batches fuse each RMSNorm into the matrix-vector product after it and
+// SwiGLU into the gate|up one. The residual stream is float; GEMM operands are bf16 with float
+// accumulation; Q, K, V and the attention probabilities are half, as the CPU's f16 KV cache.
 #include "kernels/cuda/cuda_forward.h"
 
 #include <cublas_v2.h>
@@ -15,8 +24,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_check.h"
@@ -35,18 +47,16 @@ using cuda::bf16_t;
 using cuda::check;
 using cuda::DeviceBuffer;
 using cuda::half_t;
+using cuda::PinnedBuffer;
 
 constexpr int kFfnChunkRows = 8192;  // bounds the n_ff-wide buffers during long prefills
+constexpr int kGraphBucket = 1024;   // decode graphs are captured per this many keys of capacity
 
 // Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k (bf16);
 // beta = 1 accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernel.
-void gemm(cublasHandle_t h, const bf16_t* w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
-          float beta) {
-  if (cuda::gemv_applies(m, k)) {
-    cudaStream_t stream = nullptr;
-    check(cublasGetStream(h, &stream), "cublasGetStream");
-    return cuda::gemv(w, n_out, k, x, m, y, y_type == CUDA_R_32F, beta, stream);
-  }
+void gemm(cublasHandle_t h, cudaStream_t stream, const bf16_t* w, int n_out, int k, const bf16_t* x, int m, void* y,
+          cudaDataType y_type, float beta) {
+  if (cuda::gemv_applies(m, k)) return cuda::gemv(w, n_out, k, x, m, y, y_type == CUDA_R_32F, beta, stream);
   const float alpha = 1.0f;
   check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n_out, m, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y,
                      y_type, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
@@ -62,9 +72,19 @@ class SlotIndex {
   int slot(int l, int t) const { return slot_[l][t]; }
   int depth(int t) const { return depth_[t]; }
   int append(int l, int t) {
-    slot_[l][t] = size_[l];
-    depth_[t] = l + 1;
+    set(l, t, size_[l]);
     return size_[l]++;
+  }
+  // Takes m slots at layer l now; set() says later which token holds each (prefill learns its
+  // alive sets from the GPU after the last layer).
+  int reserve(int l, int m) {
+    const int s = size_[l];
+    size_[l] += m;
+    return s;
+  }
+  void set(int l, int t, int s) {
+    slot_[l][t] = s;
+    depth_[t] = std::max(depth_[t], l + 1);
   }
   void clear() {
     std::fill(size_.begin(), size_.end(), 0);
@@ -77,6 +97,25 @@ class SlotIndex {
   std::vector<std::vector<int32_t>> slot_;
   std::vector<int32_t> depth_;
 };
+
+// What one layer computes: m rows at positions d_pos, stored from slot slot0 (or the slot in
+// device memory at slot0_dev), attending to every slot [0, n_keys) (or n_keys from n_keys_dev,
+// n_keys then the capacity) or to the listed key_slots.
+struct LayerCall {
+  int m = 0;
+  const int32_t* d_pos = nullptr;
+  int slot0 = 0;
+  const int32_t* slot0_dev = nullptr;
+  int n_keys = 0;
+  const int32_t* n_keys_dev = nullptr;
+  const int32_t* key_slots = nullptr;
+  bool want_importance = false;  // the last row's head-averaged probabilities into importance_d_
+};
+
+bool env_off(const char* name) {
+  const char* e = std::getenv(name);
+  return e && (std::string_view(e) == "0" || std::string_view(e) == "off");
+}
 
 class CudaForward final : public ForwardBackend {
  public:
@@ -98,14 +137,25 @@ class CudaForward final : public ForwardBackend {
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
 
  private:
-  // Runs layer l on m rows of h (in place) at positions d_pos, storing their K/V in slots
-  // slot0.., attending to every slot (key_slots null) or to the listed ones. With
-  // want_importance, the last row's head-averaged probabilities come back in importance_.
-  void layer_forward(int l, float* h, int m, const int32_t* d_pos, const int32_t* host_pos, int n_keys,
-                     const int32_t* key_slots, bool want_importance);
-  void compute_logits(const float* h_row);
+  // The GPU work of layer l on c.m rows of h (in place); no host bookkeeping, no synchronization.
+  void layer_kernels(int l, float* h, const LayerCall& c);
+  // Final RMSNorm and output product of one row into logits_d_ (asynchronous).
+  void logits_kernels(const float* h_row);
+  // Copies logits_d_ to logits_ (waits for the stream).
+  void fetch_logits();
+  // Baseline decode of one token whose id, position and key count are in step_d_: the launch
+  // chain a graph captures. `capacity` sizes the attention launch (keys read from step_d_[2]).
+  void decode_chain(int capacity);
+  cudaGraphExec_t decode_graph(int capacity);
+  void drop_graphs();
+  void decode_baseline(int32_t token);
   template <typename T>
   void upload(DeviceBuffer<T>& dst, const std::vector<T>& src);
+  template <typename T>
+  void grow(DeviceBuffer<T>& b, size_t n) {  // reallocation invalidates captured graphs
+    if (n > b.size()) drop_graphs();
+    b.ensure(n);
+  }
   void ensure_rows(int m);
   void ensure_aux();
   void aux_put(int t) {
@@ -134,11 +184,20 @@ class CudaForward final : public ForwardBackend {
   std::vector<uint8_t> from_prompt_;
 
   // Activations, grown to the largest batch seen.
-  DeviceBuffer<float> h_[2], qkv_, att_scratch_, probs_, importance_d_, logits_d_;
+  DeviceBuffer<float> h_[2], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_;
   DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
   DeviceBuffer<half_t> q_;
   DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_;
-  std::vector<float> importance_;  // host copy, per key of the last layer that computed it
+  // Prefill's alive positions per pruning step (list e at e * n) and the selection's output.
+  DeviceBuffer<int32_t> alive_pos_d_, dest_d_;
+  PinnedBuffer<int32_t> alive_pos_h_;
+  // Baseline decode: token, position (= its slot), key count; in pinned memory and on the GPU.
+  DeviceBuffer<int32_t> step_d_;
+  PinnedBuffer<int32_t> step_h_;
+  PinnedBuffer<float> logits_h_;
+  bool use_graphs_ = true;
+  std::map<int, cudaGraphExec_t> graphs_;  // by key capacity
+  std::vector<float> importance_;  // host copy (LazyLLM decode), per key of the last layer that computed it
   std::vector<float> logits_;
   ForwardCounters counters_;
   bool record_selection_ = false;
@@ -151,6 +210,7 @@ CudaForward::CudaForward(const Model& model, int n_ctx)
   if (c_.head_dim % 2 != 0) throw Error("CUDA backend: odd head size");
   check(cudaSetDevice(0), "cudaSetDevice");
   w_ = cuda::cuda_weights_for(model);
+  cuda::prepare_kernels();
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cublasCreate(&blas_), "cublasCreate");
   check(cublasSetStream(blas_, stream_), "cublasSetStream");
@@ -173,18 +233,39 @@ CudaForward::CudaForward(const Model& model, int n_ctx)
   upload(rope_cos_, cs);
   upload(rope_sin_, sn);
   logits_d_.ensure(c_.n_vocab);
+  logits_h_.ensure(c_.n_vocab);
   // Index buffers at full size once, so no reallocation happens under queued kernels.
-  for (auto* b : {&tokens_d_, &pos_d_, &src_idx_d_, &dst_idx_d_, &key_slots_d_}) b->ensure(n_ctx + 1);
+  for (auto* b : {&tokens_d_, &pos_d_, &src_idx_d_, &dst_idx_d_, &key_slots_d_, &dest_d_}) b->ensure(n_ctx + 1);
+  step_d_.ensure(4);
+  step_h_.ensure(4);
+  // Decode attention's partial results for one row over the whole context, so decode graphs
+  // never see this buffer move.
+  cuda::AttentionArgs cap{};
+  cap.m = 1, cap.n_heads = c_.n_heads, cap.n_kv_heads = c_.n_kv_heads, cap.head_dim = c_.head_dim;
+  cap.n_keys = (n_ctx + kGraphBucket - 1) / kGraphBucket * kGraphBucket;
+  att_scratch_.ensure(std::max<size_t>(1, cuda::attention_scratch_floats(cap)));
+  // Importance over up to the whole context, allocated once (prefill's selection reads it while
+  // later layers run).
+  cap.n_keys = n_ctx;
+  importance_d_.ensure(n_ctx);
+  imp_scratch_.ensure(cuda::importance_scratch_floats(cap));
+  use_graphs_ = !env_off("LAZYLLM_CUDA_GRAPHS");
 }
 
 CudaForward::~CudaForward() {
+  drop_graphs();
   if (blas_) cublasDestroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
+void CudaForward::drop_graphs() {
+  for (auto& [cap, exec] : graphs_) cudaGraphExecDestroy(exec);
+  graphs_.clear();
+}
+
 template <typename T>
 void CudaForward::upload(DeviceBuffer<T>& dst, const std::vector<T>& src) {
-  dst.ensure(std::max<size_t>(src.size(), 1));
+  grow(dst, std::max<size_t>(src.size(), 1));
   if (!src.empty())
     check(cudaMemcpyAsync(dst.get(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice, stream_),
           "cudaMemcpyAsync to device");
@@ -208,6 +289,7 @@ void CudaForward::ensure_rows(int m) {
   const size_t kvd = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim;
   const size_t ffn_rows = std::min(m, kFfnChunkRows);
   if (h_[0].size() >= m * d) return;
+  drop_graphs();
   h_[0].ensure(m * d);
   h_[1].ensure(m * d);
   xn_.ensure(m * std::max(d, qd));
@@ -224,63 +306,83 @@ void CudaForward::ensure_aux() {
 
 // ------------------------------------------------------------------ one layer
 
-void CudaForward::layer_forward(int l, float* h, int m, const int32_t* d_pos, const int32_t* host_pos, int n_keys,
-                                const int32_t* key_slots, bool want_importance) {
+void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
   const cuda::CudaLayerWeights& L = w_->layers[l];
-  const int d = c_.n_embd, hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
+  const int d = c_.n_embd, hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd, ff = c_.n_ff;
+  const int m = c.m;
   const size_t layer_off = static_cast<size_t>(l) * n_ctx_;
   half_t* kc = k_cache_.get() + layer_off * kvd;
   half_t* vc = v_cache_.get() + layer_off * kvd;
   int32_t* kpos = kpos_.get() + layer_off;
+  // Decode-sized batches: RMSNorm fused into the products after it, SwiGLU into gate|up.
+  const bool small = cuda::gemv_applies(m, d) && cuda::gemv_applies(m, ff) && cuda::gemv_applies(m, qd);
 
-  const int slot0 = index_.size(l);
-  for (int i = 0; i < m; ++i) {
-    index_.append(l, host_pos[i]);
-    ++counters_.token_layers;
-    counters_.prompt_token_layers += from_prompt_[host_pos[i]];
+  if (small) {
+    cuda::GemvArgs g;
+    g.w = L.wqkv.get(), g.n_out = qd + 2 * kvd, g.k = d, g.m = m;
+    g.norm_in = h, g.norm_w = L.attn_norm.get(), g.eps = c_.rms_eps;
+    g.y = qkv_.get(), g.y_f32 = true;
+    cuda::gemv(g, stream_);
+  } else {
+    cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
+    gemm(blas_, stream_, L.wqkv.get(), qd + 2 * kvd, d, xn_.get(), m, qkv_.get(), CUDA_R_32F, 0.0f);
   }
-
-  cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
-  gemm(blas_, L.wqkv.get(), qd + 2 * kvd, d, xn_.get(), m, qkv_.get(), CUDA_R_32F, 0.0f);
-  cuda::QkvFinishArgs qa{qkv_.get(), m,  d_pos, L.bqkv.empty() ? nullptr : L.bqkv.get(),
+  cuda::QkvFinishArgs qa{qkv_.get(), m,  c.d_pos, L.bqkv.empty() ? nullptr : L.bqkv.get(),
                          rope_cos_.get(), rope_sin_.get(), c_.n_heads, c_.n_kv_heads, hd, c_.rope_neox,
-                         q_.get(), kc, vc, kpos, slot0};
+                         q_.get(), kc, vc, kpos, c.slot0};
+  qa.slot0_dev = c.slot0_dev;
   cuda::qkv_finish(qa, stream_);
 
-  cuda::AttentionArgs aa{q_.get(), m, d_pos, kc, vc, kpos, key_slots, key_slots ? n_keys : slot0 + m, slot0,
+  cuda::AttentionArgs aa{q_.get(), m, c.d_pos, kc, vc, kpos, c.key_slots, c.n_keys, c.slot0,
                          c_.n_heads, c_.n_kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd)), att_.get()};
+  aa.n_keys_dev = c.n_keys_dev;
   const size_t scratch = cuda::attention_scratch_floats(aa);
-  if (scratch) att_scratch_.ensure(scratch);
+  if (scratch) grow(att_scratch_, scratch);
   cuda::attention(aa, att_scratch_.get(), stream_);
-  if (want_importance) {
-    probs_.ensure(static_cast<size_t>(c_.n_heads) * aa.n_keys);
-    importance_d_.ensure(aa.n_keys);
-    cuda::last_row_importance(aa, m - 1, probs_.get(), importance_d_.get(), stream_);
-    importance_.resize(aa.n_keys);
-    check(cudaMemcpyAsync(importance_.data(), importance_d_.get(), aa.n_keys * sizeof(float), cudaMemcpyDeviceToHost,
-                          stream_),
-          "importance to host");
+  if (c.want_importance) {
+    grow(imp_scratch_, cuda::importance_scratch_floats(aa));
+    grow(importance_d_, static_cast<size_t>(aa.n_keys));
+    cuda::last_row_importance(aa, m - 1, imp_scratch_.get(), importance_d_.get(), stream_);
   }
-  gemm(blas_, L.wo.get(), d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
+  gemm(blas_, stream_, L.wo.get(), d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
 
+  if (small) {
+    cuda::GemvArgs g;
+    g.w = L.wgu.get(), g.n_out = ff, g.k = d, g.m = m;
+    g.norm_in = h, g.norm_w = L.ffn_norm.get(), g.eps = c_.rms_eps;
+    g.swiglu = true, g.y = act_.get(), g.y_f32 = false;
+    cuda::gemv(g, stream_);
+    gemm(blas_, stream_, L.wdown.get(), d, ff, act_.get(), m, h, CUDA_R_32F, 1.0f);
+    return;
+  }
   for (int r0 = 0; r0 < m; r0 += kFfnChunkRows) {
     const int rm = std::min(kFfnChunkRows, m - r0);
     float* hc = h + static_cast<size_t>(r0) * d;
     cuda::rmsnorm_bf16(hc, L.ffn_norm.get(), rm, d, c_.rms_eps, xn_.get(), stream_);
-    gemm(blas_, L.wgu.get(), 2 * c_.n_ff, d, xn_.get(), rm, gu_.get(), CUDA_R_16BF, 0.0f);
-    cuda::swiglu_bf16(gu_.get(), rm, c_.n_ff, act_.get(), stream_);
-    gemm(blas_, L.wdown.get(), d, c_.n_ff, act_.get(), rm, hc, CUDA_R_32F, 1.0f);
+    gemm(blas_, stream_, L.wgu.get(), 2 * ff, d, xn_.get(), rm, gu_.get(), CUDA_R_16BF, 0.0f);
+    cuda::swiglu_bf16(gu_.get(), rm, ff, act_.get(), stream_);
+    gemm(blas_, stream_, L.wdown.get(), d, ff, act_.get(), rm, hc, CUDA_R_32F, 1.0f);
   }
-  if (want_importance) check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
 }
 
-void CudaForward::compute_logits(const float* h_row) {
+void CudaForward::logits_kernels(const float* h_row) {
+  if (cuda::gemv_applies(1, c_.n_embd)) {
+    cuda::GemvArgs g;
+    g.w = w_->output, g.n_out = c_.n_vocab, g.k = c_.n_embd, g.m = 1;
+    g.norm_in = h_row, g.norm_w = w_->output_norm.get(), g.eps = c_.rms_eps;
+    g.y = logits_d_.get(), g.y_f32 = true;
+    return cuda::gemv(g, stream_);
+  }
   cuda::rmsnorm_bf16(h_row, w_->output_norm.get(), 1, c_.n_embd, c_.rms_eps, xn_.get(), stream_);
-  gemm(blas_, w_->output, c_.n_vocab, c_.n_embd, xn_.get(), 1, logits_d_.get(), CUDA_R_32F, 0.0f);
-  logits_.resize(c_.n_vocab);
-  check(cudaMemcpyAsync(logits_.data(), logits_d_.get(), c_.n_vocab * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+  gemm(blas_, stream_, w_->output, c_.n_vocab, c_.n_embd, xn_.get(), 1, logits_d_.get(), CUDA_R_32F, 0.0f);
+}
+
+void CudaForward::fetch_logits() {
+  check(cudaMemcpyAsync(logits_h_.get(), logits_d_.get(), c_.n_vocab * sizeof(float), cudaMemcpyDeviceToHost,
+                        stream_),
         "logits to host");
   check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  logits_.assign(logits_h_.get(), logits_h_.get() + c_.n_vocab);
 }
 
 // ------------------------------------------------------------------ prefill
@@ -298,61 +400,138 @@ void CudaForward::prefill(std::span<const int32_t> tokens, const std::vector<dou
   for (int32_t t : tokens)
     if (t < 0 || t >= c_.n_vocab) throw Error("token id " + std::to_string(t) + " is out of the vocabulary");
 
+  // The schedule's alive counts are known up front; only which tokens survive is the GPU's.
+  std::vector<int> count(n_layers), list_of(n_layers);
+  int n_lists = 1;
+  for (int l = 0, na = n; l < n_layers; ++l) {
+    const int n_keep = l > 0 ? keep_count(na, keep[l]) : na;
+    if (n_keep < na) ++n_lists;
+    count[l] = na = n_keep;
+    list_of[l] = n_lists - 1;
+  }
   ensure_rows(n);
-  int cur = 0;  // h_[cur] holds the alive rows
-  std::vector<int32_t> alive(n);
+  if (n_lists > 1) ensure_aux();
+  grow(alive_pos_d_, static_cast<size_t>(n_lists) * n);
+  std::vector<int32_t> pos0(n);
   for (int i = 0; i < n; ++i) {
-    alive[i] = n_past_ + i;
-    from_prompt_[alive[i]] = 1;
+    pos0[i] = n_past_ + i;
+    from_prompt_[pos0[i]] = 1;
   }
   upload(tokens_d_, std::vector<int32_t>(tokens.begin(), tokens.end()));
+  check(cudaMemcpyAsync(alive_pos_d_.get(), pos0.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+        "positions to device");
+  int cur = 0;  // h_[cur] holds the alive rows
   cuda::embed_rows(w_->token_embd.get(), tokens_d_.get(), n, d, h_[cur].get(), stream_);
-  upload(pos_d_, alive);
   counters_.alive_per_layer.assign(n_layers, 0);
 
+  std::vector<int> slot0(n_layers);
+  int na = n;
   for (int l = 0; l < n_layers; ++l) {
-    const int na = static_cast<int>(alive.size());
-    const int n_keep = l > 0 ? keep_count(na, keep[l]) : na;
-    if (n_keep < na) {
-      // Importance of each alive token = the last token's attention to it at layer l-1.
-      std::vector<float> score(na - 1);
-      for (int i = 0; i < na - 1; ++i) score[i] = importance_[index_.slot(l - 1, alive[i])];
-      std::vector<int> kept = select_top(score, n_keep - 1);
-      kept.push_back(na - 1);  // the last token is never pruned
-      std::vector<int32_t> keep_idx(kept.begin(), kept.end()), pruned_idx, pruned_pos, next_alive;
-      size_t next = 0;
-      for (int i = 0; i < na; ++i) {
-        if (next < kept.size() && kept[next] == i) {
-          next_alive.push_back(alive[i]);
-          ++next;
-        } else {
-          pruned_idx.push_back(i);
-          pruned_pos.push_back(alive[i]);
-          aux_put(alive[i]);  // its hidden state entering layer l
-        }
-      }
-      ensure_aux();
-      upload(src_idx_d_, pruned_idx);
-      upload(dst_idx_d_, pruned_pos);
-      cuda::copy_rows(h_[cur].get(), nullptr, src_idx_d_.get(), dst_idx_d_.get(), static_cast<int>(pruned_idx.size()), d,
-                      aux_.get(), stream_);
-      upload(src_idx_d_, keep_idx);
-      cuda::copy_rows(h_[cur].get(), nullptr, src_idx_d_.get(), nullptr, n_keep, d, h_[1 - cur].get(), stream_);
+    int32_t* pos = alive_pos_d_.get() + static_cast<size_t>(list_of[l]) * n;
+    if (count[l] < na) {
+      // Importance of each alive token = the last token's attention to it at layer l-1, whose
+      // rows were slots slot0[l-1].. in alive order. Keep the n_keep-1 best but the last token
+      // (never pruned), compact the kept rows, send the others' hidden states (entering layer l)
+      // to the Aux Cache.
+      cuda::select_top(importance_d_.get() + slot0[l - 1], na - 1, count[l] - 1, dest_d_.get(), stream_);
+      cuda::compact_rows(h_[cur].get(), pos - n, dest_d_.get(), na, d, h_[1 - cur].get(), pos, aux_.get(), stream_);
       cur = 1 - cur;
-      alive = std::move(next_alive);
-      upload(pos_d_, alive);
+      na = count[l];
     }
-    counters_.alive_per_layer[l] = static_cast<int>(alive.size());
-    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
-    layer_forward(l, h_[cur].get(), static_cast<int>(alive.size()), pos_d_.get(), alive.data(), 0, nullptr,
-                  want_importance);
+    counters_.alive_per_layer[l] = na;
+    LayerCall c;
+    c.m = na, c.d_pos = pos, c.slot0 = slot0[l] = index_.reserve(l, na), c.n_keys = slot0[l] + na;
+    c.want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
+    layer_kernels(l, h_[cur].get(), c);
+    counters_.token_layers += na;
+    counters_.prompt_token_layers += na;  // every row of a prefill is a prompt token
     if (progress) progress(l + 1, n_layers);
   }
-  compute_logits(h_[cur].get() + (alive.size() - 1) * d);
+  logits_kernels(h_[cur].get() + static_cast<size_t>(na - 1) * d);
+
+  // The alive lists come back with the logits: the host's slot index, KV depths and Aux Cache
+  // entries follow from them.
+  alive_pos_h_.ensure(static_cast<size_t>(n_lists) * n);
+  check(cudaMemcpyAsync(alive_pos_h_.get(), alive_pos_d_.get(), static_cast<size_t>(n_lists) * n * sizeof(int32_t),
+                        cudaMemcpyDeviceToHost, stream_),
+        "alive lists to host");
+  fetch_logits();
+  for (int l = 0; l < n_layers; ++l) {
+    const int32_t* list = alive_pos_h_.get() + static_cast<size_t>(list_of[l]) * n;
+    for (int i = 0; i < count[l]; ++i) index_.set(l, list[i], slot0[l] + i);
+    if (l > 0 && list_of[l] != list_of[l - 1]) {
+      // Tokens alive at l-1 but not at l (both lists in position order) went to the Aux Cache.
+      const int32_t* prev = alive_pos_h_.get() + static_cast<size_t>(list_of[l - 1]) * n;
+      for (int i = 0, j = 0; i < count[l - 1]; ++i) {
+        if (j < count[l] && list[j] == prev[i]) ++j;
+        else aux_put(prev[i]);
+      }
+    }
+  }
   n_past_ += n;
 }
 
 // ------------------------------------------------------------------ decode
+
+void CudaForward::decode_chain(int capacity) {
+  const int32_t* token = step_d_.get();
+  const int32_t* pos = step_d_.get() + 1;
+  const int32_t* n_keys = step_d_.get() + 2;
+  cuda::embed_rows(w_->token_embd.get(), token, 1, c_.n_embd, h_[0].get(), stream_);
+  for (int l = 0; l < c_.n_layers; ++l) {
+    LayerCall c;
+    c.m = 1, c.d_pos = pos, c.slot0_dev = pos, c.n_keys = capacity, c.n_keys_dev = n_keys;
+    layer_kernels(l, h_[0].get(), c);
+  }
+  logits_kernels(h_[0].get());
+}
+
+cudaGraphExec_t CudaForward::decode_graph(int capacity) {
+  auto it = graphs_.find(capacity);
+  if (it != graphs_.end()) return it->second;
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  try {
+    decode_chain(capacity);
+  } catch (...) {
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    throw;
+  }
+  check(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  check(e, "cudaGraphInstantiate");
+  graphs_[capacity] = exec;
+  return exec;
+}
+
+// Nothing pruned now or before: every earlier token has K/V at every layer in slot = position,
+// and the new token attends to all of them. The token, its position and the key count go to the
+// GPU in one small copy; the chain of kernels is replayed from a graph (or launched directly
+// with LAZYLLM_CUDA_GRAPHS=0: the same kernels, the same results).
+void CudaForward::decode_baseline(int32_t token) {
+  const int p = n_past_, n_layers = c_.n_layers;
+  ensure_rows(1);
+  step_h_[0] = token, step_h_[1] = p, step_h_[2] = p + 1;
+  check(cudaMemcpyAsync(step_d_.get(), step_h_.get(), 3 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+        "decode step to device");
+  const int capacity = (p + 1 + kGraphBucket - 1) / kGraphBucket * kGraphBucket;
+  if (use_graphs_) {
+    check(cudaGraphLaunch(decode_graph(capacity), stream_), "cudaGraphLaunch");
+  } else {
+    decode_chain(capacity);
+  }
+  fetch_logits();  // also: step_h_ may be written again
+  for (int l = 0; l < n_layers; ++l) {
+    index_.append(l, p);
+    if (record_selection_)
+      for (int t = 0; t < p; ++t) selection_[l].push_back(t);
+  }
+  counters_.token_layers += n_layers;
+  ++n_past_;
+}
 
 void CudaForward::decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) {
   if (!selector.reselects_at_decode()) throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
@@ -364,27 +543,19 @@ void CudaForward::decode(int32_t token, const std::vector<double>& keep, const T
   if (record_selection_) selection_.assign(n_layers, {});
 
   // Baseline fast path: nothing pruned now or before, so every earlier token has K/V at every
-  // layer and the new token attends to all slots; no per-layer host work.
+  // layer (in slot = position) and the new token attends to all slots; no per-layer host work.
   const bool prunes = std::any_of(keep.begin() + 1, keep.end(), [](double k) { return k < 1.0; });
   bool all_full = true;
   for (int t = 0; t < p && all_full; ++t) all_full = index_.depth(t) == n_layers;
-  const bool fast = !prunes && all_full;
-  ensure_rows(fast ? 1 : p + 1);  // before the embedding: growing loses contents
+  for (int l = 0; l < n_layers && all_full; ++l) all_full = index_.size(l) == p;
+  if (!prunes && all_full && cuda::attention_reads_key_count(c_.head_dim) && cuda::gemv_applies(1, d) &&
+      cuda::gemv_applies(1, c_.n_ff) && cuda::gemv_applies(1, c_.n_heads * c_.head_dim))
+    return decode_baseline(token);
+
+  ensure_rows(p + 1);  // before the embedding: growing loses contents
   int cur = 0;
   upload(tokens_d_, std::vector<int32_t>{token});
   cuda::embed_rows(w_->token_embd.get(), tokens_d_.get(), 1, d, h_[cur].get(), stream_);
-
-  if (fast) {
-    upload(pos_d_, std::vector<int32_t>{p});
-    for (int l = 0; l < n_layers; ++l) {
-      layer_forward(l, h_[cur].get(), 1, pos_d_.get(), &p, 0, nullptr, false);
-      if (record_selection_)
-        for (int t = 0; t < p; ++t) selection_[l].push_back(t);
-    }
-    compute_logits(h_[cur].get());
-    ++n_past_;
-    return;
-  }
 
   // The CPU's decode step (runtime/forward.cpp), with rows moved on the GPU.
   std::vector<int> sel(p);
@@ -392,7 +563,7 @@ void CudaForward::decode(int32_t token, const std::vector<double>& keep, const T
   std::vector<int> carry;  // tokens computed at the previous layer in this step (their rows lead h_[cur])
   std::vector<int32_t> batch_tok, src, to_aux_src, to_aux_pos, key_slots;
   std::vector<float> imp_sel;
-  ensure_aux();
+  if (prunes) ensure_aux();
   for (int l = 0; l < n_layers; ++l) {
     if (l > 0 && keep[l] < 1.0 && !sel.empty()) {
       const int n_keep = keep_count(static_cast<int>(sel.size()) + 1, keep[l]) - 1;
@@ -456,17 +627,33 @@ void CudaForward::decode(int32_t token, const std::vector<double>& keep, const T
     key_slots.push_back(slot0 + n_revived);
     upload(key_slots_d_, key_slots);
 
-    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
-    layer_forward(l, h_[cur].get(), n_revived + 1, pos_d_.get(), batch_tok.data(), static_cast<int>(key_slots.size()),
-                  key_slots_d_.get(), want_importance);
+    const int m = n_revived + 1;
+    for (int i = 0; i < m; ++i) {
+      index_.append(l, batch_tok[i]);
+      ++counters_.token_layers;
+      counters_.prompt_token_layers += from_prompt_[batch_tok[i]];
+    }
+    LayerCall c;
+    c.m = m, c.d_pos = pos_d_.get(), c.slot0 = slot0, c.n_keys = static_cast<int>(key_slots.size());
+    c.key_slots = key_slots_d_.get();
+    c.want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
+    layer_kernels(l, h_[cur].get(), c);
+    if (c.want_importance) {
+      importance_.resize(c.n_keys);
+      check(cudaMemcpyAsync(importance_.data(), importance_d_.get(), c.n_keys * sizeof(float),
+                            cudaMemcpyDeviceToHost, stream_),
+            "importance to host");
+      check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    }
     counters_.revived += n_revived;
 
     carry.assign(batch_tok.begin(), batch_tok.end() - 1);
-    if (want_importance) imp_sel.assign(importance_.begin(), importance_.begin() + sel.size());
+    if (c.want_importance) imp_sel.assign(importance_.begin(), importance_.begin() + sel.size());
     if (record_selection_) selection_[l] = sel;
   }
   // Tokens still carried after the last layer now have KV at every layer: nothing to keep.
-  compute_logits(h_[cur].get() + static_cast<size_t>(carry.size()) * d);
+  logits_kernels(h_[cur].get() + static_cast<size_t>(carry.size()) * d);
+  fetch_logits();
   ++n_past_;
 }
 
@@ -490,6 +677,19 @@ std::string cuda_device_description() {
   std::snprintf(buf, sizeof buf, "%s, %d SMs, %.1f GiB", prop.name, prop.multiProcessorCount,
                 prop.totalGlobalMem / double(1 << 30));
   return buf;
+}
+
+std::vector<int32_t> cuda_select_top_dest(std::span<const float> scores, int k) {
+  if (cuda_device_count() == 0) throw Error("CUDA backend: no usable GPU");
+  check(cudaSetDevice(0), "cudaSetDevice");
+  const int n = static_cast<int>(scores.size());
+  DeviceBuffer<float> s(std::max(n, 1));
+  DeviceBuffer<int32_t> dest(n + 1);
+  if (n > 0) check(cudaMemcpy(s.get(), scores.data(), n * sizeof(float), cudaMemcpyHostToDevice), "scores to device");
+  cuda::select_top(s.get(), n, k, dest.get(), nullptr);
+  std::vector<int32_t> out(n + 1);
+  check(cudaMemcpy(out.data(), dest.get(), (n + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost), "dest to host");
+  return out;
 }
 
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx) {

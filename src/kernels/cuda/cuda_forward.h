@@ -2,8 +2,11 @@
 // When the build has no CUDA (LAZYLLM_CUDA=OFF) device.cpp answers for them instead.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "runtime/forward_backend.h"
 
@@ -18,5 +21,8 @@ std::string cuda_device_description();
 // The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU in bf16
 // once per model (shared by its sessions). Throws Error when no GPU is usable.
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx);
+// Test hook: the GPU's LazyLLM selection (cuda::select_top) over `scores` keeping k, one more row
+// (index n, the last token) always kept. Returns dest: each row's index among the kept rows, or -1.
+std::vector<int32_t> cuda_select_top_dest(std::span<const float> scores, int k);
 
 }  // namespace lazyllm

@@ -1,4 +1,6 @@
-// An owned device allocation of T elements (cudaMalloc; contents undefined until written).
+// Owned allocations: DeviceBuffer, T elements in GPU memory (cudaMalloc); PinnedBuffer, T
+// elements of page-locked host memory (cudaMallocHost) for asynchronous copies. Contents are
+// undefined until written.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -51,6 +53,36 @@ class DeviceBuffer {
     p_ = nullptr;
     n_ = 0;
   }
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+template <typename T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  ~PinnedBuffer() {
+    if (p_) cudaFreeHost(p_);
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+  // Makes room for at least n elements; old contents are lost when it grows.
+  void ensure(size_t n) {
+    if (n <= n_) return;
+    if (p_) cudaFreeHost(p_);
+    p_ = nullptr;
+    n_ = 0;
+    void* p = nullptr;
+    check(cudaMallocHost(&p, n * sizeof(T)), "cudaMallocHost");
+    p_ = static_cast<T*>(p);
+    n_ = n;
+  }
+  T* get() const { return p_; }
+  T& operator[](size_t i) const { return p_[i]; }
+  size_t size() const { return n_; }
+
+ private:
   T* p_ = nullptr;
   size_t n_ = 0;
 };

@@ -48,7 +48,7 @@ __global__ void qkv_finish_kernel(QkvFinishArgs a) {
   const int pos = a.pos[i];
   const float* cs = a.rope_cos + static_cast<int64_t>(pos) * half_hd;
   const float* sn = a.rope_sin + static_cast<int64_t>(pos) * half_hd;
-  const int64_t slot = a.slot0 + i;
+  const int64_t slot = (a.slot0_dev ? *a.slot0_dev : a.slot0) + i;
   __half* q = reinterpret_cast<__half*>(a.q) + static_cast<int64_t>(i) * qd;
   __half* k = reinterpret_cast<__half*>(a.k_cache) + slot * kvd;
   __half* v = reinterpret_cast<__half*>(a.v_cache) + slot * kvd;

@@ -1,6 +1,11 @@
-// Matrix-vector products for decode (one to four activation rows): a warp per weight row,
-// 16-byte loads, so decode streams the bf16 weights near memory bandwidth.
+// Matrix-vector products for decode (one to four activation rows), written to stream the bf16
+// weights at close to memory bandwidth: the activation rows sit in shared memory (made there by
+// the fused RMSNorm when asked), each warp takes two weight rows, and each lane keeps eight
+// 16-byte weight loads in flight (L1-bypassing) before it multiplies. SwiGLU fuses the gate and
+// up rows of one output into one warp.
 #include <cuda_bf16.h>
+
+#include <mutex>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemv.h"
@@ -9,67 +14,208 @@ namespace lazyllm::cuda {
 namespace {
 
 constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kUnroll = 4;                  // 16-byte loads per weight row in flight per lane
+constexpr size_t kMaxSmem = 200 * 1024;     // activation rows in shared memory
 
-template <int M>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __nv_bfloat16* w, int n_out, int k,
-                                                           const __nv_bfloat16* x, void* y, bool y_f32, float beta) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int r = blockIdx.x * kWarps + warp;
-  if (r >= n_out) return;
-  const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(r) * k);
-  float acc[M] = {};
-  const int n_vec = k / 8;
-  for (int i = lane; i < n_vec; i += 32) {
-    const uint4 wv = wr[i];
-    const __nv_bfloat162* w2 = reinterpret_cast<const __nv_bfloat162*>(&wv);
+__device__ inline uint4 load_stream(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+__device__ inline float dot8(const uint4& w, const uint4& x, float acc) {
+  const __nv_bfloat162* w2 = reinterpret_cast<const __nv_bfloat162*>(&w);
+  const __nv_bfloat162* x2 = reinterpret_cast<const __nv_bfloat162*>(&x);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 wf = __bfloat1622float2(w2[e]), xf = __bfloat1622float2(x2[e]);
+    acc = fmaf(wf.x, xf.x, acc);
+    acc = fmaf(wf.y, xf.y, acc);
+  }
+  return acc;
+}
+
+__device__ inline float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ inline void store(const GemvArgs& a, int64_t idx, float v) {
+  if (a.y_f32) {
+    float* yf = static_cast<float*>(a.y) + idx;
+    *yf = a.beta != 0.0f ? v + a.beta * *yf : v;
+  } else {
+    __nv_bfloat16* yb = static_cast<__nv_bfloat16*>(a.y) + idx;
+    *yb = __float2bfloat16(a.beta != 0.0f ? v + a.beta * __bfloat162float(*yb) : v);
+  }
+}
+
+template <int M, bool SWIGLU, bool NORM>
+__global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  const int k = a.k, n_vec = k / 8, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+
+  // The activation rows into shared memory (RMSNorm'd from float rows when fused).
+  if constexpr (NORM) {
+    __shared__ float red[kWarps][M];
 #pragma unroll
     for (int mi = 0; mi < M; ++mi) {
-      const uint4 xv = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(mi) * k)[i];
-      const __nv_bfloat162* x2 = reinterpret_cast<const __nv_bfloat162*>(&xv);
+      const float4* src = reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k);
+      float ss = 0.0f;
+      for (int c = threadIdx.x; c < k / 4; c += kThreads) {
+        const float4 v = src[c];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      }
+      ss = warp_sum(ss);
+      if (lane == 0) red[warp][mi] = ss;
+    }
+    __syncthreads();
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 wf = __bfloat1622float2(w2[e]), xf = __bfloat1622float2(x2[e]);
-        acc[mi] += wf.x * xf.x + wf.y * xf.y;
+    for (int mi = 0; mi < M; ++mi) {
+      float ss = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) ss += red[w][mi];
+      const float scale = rsqrtf(ss / k + a.eps);
+      const float4* src = reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k);
+      const float4* nw = reinterpret_cast<const float4*>(a.norm_w);
+      __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(xs + static_cast<int64_t>(mi) * k);
+      for (int c = threadIdx.x; c < k / 4; c += kThreads) {
+        const float4 v = src[c], w = nw[c];
+        dst[2 * c] = __floats2bfloat162_rn(v.x * scale * w.x, v.y * scale * w.y);
+        dst[2 * c + 1] = __floats2bfloat162_rn(v.z * scale * w.z, v.w * scale * w.w);
+      }
+    }
+  } else {
+    const uint4* src = reinterpret_cast<const uint4*>(a.x);
+    uint4* dst = reinterpret_cast<uint4*>(xs);
+    for (int i = threadIdx.x; i < M * n_vec; i += kThreads) dst[i] = src[i];
+  }
+  __syncthreads();
+
+  // This warp's two weight rows: SwiGLU's gate and up rows of one output, else two outputs.
+  int row0, row1;
+  bool has1 = true;
+  if constexpr (SWIGLU) {
+    row0 = blockIdx.x * kWarps + warp;
+    if (row0 >= a.n_out) return;
+    row1 = a.n_out + row0;
+  } else {
+    row0 = (blockIdx.x * kWarps + warp) * 2;
+    if (row0 >= a.n_out) return;
+    has1 = row0 + 1 < a.n_out;
+    row1 = has1 ? row0 + 1 : row0;
+  }
+  const uint4* w0 = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(row0) * k);
+  const uint4* w1 = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(row1) * k);
+  const uint4* xv = reinterpret_cast<const uint4*>(xs);
+  float acc0[M], acc1[M];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) acc0[mi] = acc1[mi] = 0.0f;
+
+  for (int base = 0; base < n_vec; base += 32 * kUnroll) {
+    uint4 wa[kUnroll], wb[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int idx = base + u * 32 + lane;
+      wa[u] = wb[u] = make_uint4(0, 0, 0, 0);
+      if (idx < n_vec) {
+        wa[u] = load_stream(w0 + idx);
+        wb[u] = load_stream(w1 + idx);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int idx = base + u * 32 + lane;
+      if (idx < n_vec) {
+#pragma unroll
+        for (int mi = 0; mi < M; ++mi) {
+          const uint4 x = xv[mi * n_vec + idx];
+          acc0[mi] = dot8(wa[u], x, acc0[mi]);
+          acc1[mi] = dot8(wb[u], x, acc1[mi]);
+        }
       }
     }
   }
+
 #pragma unroll
   for (int mi = 0; mi < M; ++mi) {
-    float v = acc[mi];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) {
-      const int64_t idx = static_cast<int64_t>(mi) * n_out + r;
-      if (y_f32) {
-        float* yf = static_cast<float*>(y) + idx;
-        *yf = beta != 0.0f ? v + beta * *yf : v;
-      } else {
-        __nv_bfloat16* yb = static_cast<__nv_bfloat16*>(y) + idx;
-        *yb = __float2bfloat16(beta != 0.0f ? v + beta * __bfloat162float(*yb) : v);
-      }
+    const float v0 = warp_sum(acc0[mi]), v1 = warp_sum(acc1[mi]);
+    if (lane != 0) continue;
+    if constexpr (SWIGLU) {
+      // As the unfused path: gate and up rounded to bf16 (the GEMM's output type) first.
+      const float g = __bfloat162float(__float2bfloat16(v0)), u = __bfloat162float(__float2bfloat16(v1));
+      static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + row0] =
+          __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+    } else {
+      store(a, static_cast<int64_t>(mi) * a.n_out + row0, v0);
+      if (has1) store(a, static_cast<int64_t>(mi) * a.n_out + row0 + 1, v1);
     }
   }
 }
 
-template <int M>
-void launch(const bf16_t* w, int n_out, int k, const bf16_t* x, void* y, bool y_f32, float beta, cudaStream_t s) {
-  gemv_kernel<M><<<(n_out + kWarps - 1) / kWarps, kWarps * 32, 0, s>>>(
-      reinterpret_cast<const __nv_bfloat16*>(w), n_out, k, reinterpret_cast<const __nv_bfloat16*>(x), y, y_f32, beta);
+template <int M, bool SWIGLU, bool NORM>
+void launch(const GemvArgs& a, cudaStream_t s) {
+  const int per_block = SWIGLU ? kWarps : 2 * kWarps;
+  const size_t smem = static_cast<size_t>(M) * a.k * sizeof(uint16_t);
+  gemv_kernel<M, SWIGLU, NORM><<<(a.n_out + per_block - 1) / per_block, kThreads, smem, s>>>(a);
   check_launch("gemv_kernel");
+}
+
+template <int M>
+void launch_m(const GemvArgs& a, cudaStream_t s) {
+  const bool norm = a.norm_in != nullptr;
+  if (a.swiglu) return norm ? launch<M, true, true>(a, s) : launch<M, true, false>(a, s);
+  return norm ? launch<M, false, true>(a, s) : launch<M, false, false>(a, s);
+}
+
+template <int M>
+void prepare_m() {
+  const int smem = static_cast<int>(kMaxSmem);
+  const char* what = "cudaFuncSetAttribute(gemv_kernel)";
+  check(cudaFuncSetAttribute(gemv_kernel<M, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
+  check(cudaFuncSetAttribute(gemv_kernel<M, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
+  check(cudaFuncSetAttribute(gemv_kernel<M, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
+  check(cudaFuncSetAttribute(gemv_kernel<M, false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
 }
 
 }  // namespace
 
-bool gemv_applies(int m, int k) { return m >= 1 && m <= kGemvMaxRows && k % 8 == 0; }
+bool gemv_applies(int m, int k) {
+  return m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && static_cast<size_t>(m) * k * sizeof(uint16_t) <= kMaxSmem;
+}
+
+void gemv_prepare() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    prepare_m<1>();
+    prepare_m<2>();
+    prepare_m<3>();
+    prepare_m<4>();
+  });
+}
+
+void gemv(const GemvArgs& a, cudaStream_t stream) {
+  if (!gemv_applies(a.m, a.k)) throw Error("gemv: unsupported shape");
+  if (a.swiglu && (a.y_f32 || a.beta != 0.0f)) throw Error("gemv: SwiGLU writes bf16 without accumulation");
+  gemv_prepare();
+  switch (a.m) {
+    case 1: return launch_m<1>(a, stream);
+    case 2: return launch_m<2>(a, stream);
+    case 3: return launch_m<3>(a, stream);
+    case 4: return launch_m<4>(a, stream);
+  }
+}
 
 void gemv(const bf16_t* w, int n_out, int k, const bf16_t* x, int m, void* y, bool y_f32, float beta,
           cudaStream_t stream) {
-  switch (m) {
-    case 1: return launch<1>(w, n_out, k, x, y, y_f32, beta, stream);
-    case 2: return launch<2>(w, n_out, k, x, y, y_f32, beta, stream);
-    case 3: return launch<3>(w, n_out, k, x, y, y_f32, beta, stream);
-    case 4: return launch<4>(w, n_out, k, x, y, y_f32, beta, stream);
-  }
-  throw Error("gemv: unsupported row count");
+  GemvArgs a;
+  a.w = w, a.n_out = n_out, a.k = k, a.m = m, a.x = x, a.y = y, a.y_f32 = y_f32, a.beta = beta;
+  gemv(a, stream);
 }
 
 }  // namespace lazyllm::cuda

@@ -12,6 +12,10 @@ namespace lazyllm::cuda {
 using bf16_t = uint16_t;
 using half_t = uint16_t;
 
+// Sets the kernels' launch attributes (shared-memory limits) once; called before any CUDA graph
+// capture, where such calls do not belong.
+void prepare_kernels();
+
 // out[i] = table[tokens[i]] (bf16 rows of d) as float.
 void embed_rows(const bf16_t* table, const int32_t* tokens, int n, int d, float* out, cudaStream_t stream);
 
@@ -35,6 +39,7 @@ struct QkvFinishArgs {
   half_t* v_cache;
   int32_t* kpos;
   int slot0;
+  const int32_t* slot0_dev = nullptr;  // when set, the first slot is read from here (decode graphs)
 };
 void qkv_finish(const QkvFinishArgs& a, cudaStream_t stream);
 
@@ -64,14 +69,32 @@ struct AttentionArgs {
   int n_heads, n_kv_heads, head_dim;
   float scale;
   bf16_t* out;  // m rows of n_heads * head_dim
+  // When set (decode graphs, every slot a key), the number of keys is read from here and n_keys
+  // is only the capacity the launch is sized for.
+  const int32_t* n_keys_dev = nullptr;
 };
 // Scratch floats attention() needs for its split-key partial results.
 size_t attention_scratch_floats(const AttentionArgs& a);
 void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream);
 
+// Whether attention() can read the key count from a.n_keys_dev (decode graphs) for this head size.
+bool attention_reads_key_count(int head_dim);
+
 // LazyLLM importance: the softmax probabilities of query row `row` over the keys (same key set and
-// masking as attention), averaged over heads, one per key in key order. probs: n_heads * n_keys
-// floats of scratch.
-void last_row_importance(const AttentionArgs& a, int row, float* probs, float* importance, cudaStream_t stream);
+// masking as attention), averaged over heads, one per key in key order. scratch:
+// importance_scratch_floats(a) floats.
+size_t importance_scratch_floats(const AttentionArgs& a);
+void last_row_importance(const AttentionArgs& a, int row, float* scratch, float* importance, cudaStream_t stream);
+
+// LazyLLM selection on the GPU (prune/select.h's select_top, same choice): of candidates
+// [0, n) keeps the k largest scores, ties to the lower index; row n (the last token) is always
+// kept. dest[i], i in [0, n], is row i's index among the kept rows in increasing order, or -1.
+// One block; n up to any size (it walks the scores a few times from L2).
+void select_top(const float* scores, int n, int k, int32_t* dest, cudaStream_t stream);
+
+// Prefill compaction after select_top: row i of h (rows of d floats) at position pos[i] goes to
+// h_out[dest[i]] (and pos_out[dest[i]] = pos[i]) when kept, else to the Aux Cache row aux[pos[i]].
+void compact_rows(const float* h, const int32_t* pos, const int32_t* dest, int n, int d, float* h_out,
+                  int32_t* pos_out, float* aux, cudaStream_t stream);
 
 }  // namespace lazyllm::cuda

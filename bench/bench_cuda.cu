@@ -1,0 +1,245 @@
+// CUDA kernel micro-benchmark on llama2-7b shapes (random data, CUDA events, median of reps):
+// the device-to-device copy ceiling, decode's matrix-vector products (GB/s of weights), decode
+// attention (GB/s of K/V), prefill attention (TFLOP/s of causal attention) per kernel variant,
+// and LazyLLM's GPU selection and importance. Usage: lazyllm_bench_cuda [--quick]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/gemv.h"
+#include "kernels/cuda/ops.h"
+
+using namespace lazyllm;
+using namespace lazyllm::cuda;
+
+namespace {
+
+// Median time in ms of fn over reps, after warm-up.
+double time_ms(const std::function<void()>& fn, int reps = 20, int warmup = 3) {
+  for (int i = 0; i < warmup; ++i) fn();
+  check(cudaDeviceSynchronize(), "sync");
+  std::vector<float> t;
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  for (int i = 0; i < reps; ++i) {
+    cudaEventRecord(a);
+    fn();
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    t.push_back(ms);
+  }
+  check(cudaGetLastError(), "benchmarked kernel");
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+uint16_t bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+uint16_t f16(float f) {  // small values only (|f| < 2), enough for random test data
+  const int s = f < 0 ? 0x8000 : 0;
+  f = std::fabs(f);
+  if (f < 6.1e-5f) return static_cast<uint16_t>(s);
+  int e;
+  const float m = std::frexp(f, &e);  // f = m 2^e, m in [0.5, 1)
+  return static_cast<uint16_t>(s | ((e + 14) << 10) | (static_cast<int>((m * 2 - 1) * 1024) & 1023));
+}
+
+template <typename T>
+void fill(DeviceBuffer<T>& b, size_t n, std::function<T(std::mt19937&)> gen, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<T> h(n);
+  for (auto& x : h) x = gen(rng);
+  b.ensure(n);
+  check(cudaMemcpy(b.get(), h.data(), n * sizeof(T), cudaMemcpyHostToDevice), "fill");
+}
+
+std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+
+// The matrix-vector kernel this branch replaced (a warp per row, one 16-byte load in flight).
+__global__ void old_gemv_kernel(const uint16_t* w, int n_out, int k, const uint16_t* x, float* y) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int r = blockIdx.x * 8 + warp;
+  if (r >= n_out) return;
+  const uint4* wr = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(r) * k);
+  float acc = 0.0f;
+  for (int i = lane; i < k / 8; i += 32) {
+    const uint4 wv = wr[i], xv = reinterpret_cast<const uint4*>(x)[i];
+    const uint32_t* w2 = &wv.x;
+    const uint32_t* x2 = &xv.x;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      acc += __uint_as_float(w2[e] << 16) * __uint_as_float(x2[e] << 16) +
+             __uint_as_float(w2[e] & 0xffff0000u) * __uint_as_float(x2[e] & 0xffff0000u);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) y[r] = acc;
+}
+
+void bench_copy() {
+  const size_t bytes = size_t(2) << 30;
+  DeviceBuffer<uint8_t> a(bytes), b(bytes);
+  check(cudaMemset(a.get(), 1, bytes), "memset");
+  const double ms = time_ms([&] { cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice); }, 10, 2);
+  std::printf("copy 2 GiB device-to-device: %.3f ms, %.0f GB/s (read + write)\n", ms, 2.0 * bytes / ms / 1e6);
+}
+
+void bench_gemv() {
+  struct Shape {
+    const char* name;
+    int n_out, k;
+    bool swiglu, norm;
+  };
+  const Shape shapes[] = {{"qkv 12288x4096 +norm", 12288, 4096, false, true},
+                          {"wo 4096x4096", 4096, 4096, false, false},
+                          {"gate|up 2x11008x4096 +norm+swiglu", 11008, 4096, true, true},
+                          {"down 4096x11008", 4096, 11008, false, false},
+                          {"output 32000x4096 +norm", 32000, 4096, false, true}};
+  constexpr int kCopies = 4;  // rotate weights so that L2 (50 MB) does not hold them
+  double total_new = 0, total_old = 0;
+  for (const Shape& s : shapes) {
+    const size_t rows = static_cast<size_t>(s.swiglu ? 2 : 1) * s.n_out;
+    DeviceBuffer<uint16_t> w[kCopies];
+    for (int c = 0; c < kCopies; ++c) fill<uint16_t>(w[c], rows * s.k, [](std::mt19937& r) { return bf16(uni(r) * 0.05f); }, 10 + c);
+    DeviceBuffer<uint16_t> x;
+    fill<uint16_t>(x, s.k, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
+    DeviceBuffer<float> hin, nw, y(std::max<size_t>(rows, 1));
+    fill<float>(hin, s.k, [](std::mt19937& r) { return uni(r); }, 4);
+    fill<float>(nw, s.k, [](std::mt19937& r) { return 1.0f + 0.1f * uni(r); }, 5);
+    DeviceBuffer<uint16_t> yb(s.n_out);
+    int c = 0;
+    const double ms = time_ms([&] {
+      GemvArgs a;
+      a.w = w[c++ % kCopies].get(), a.n_out = s.n_out, a.k = s.k, a.m = 1, a.x = x.get();
+      if (s.norm) a.norm_in = hin.get(), a.norm_w = nw.get(), a.eps = 1e-5f;
+      a.swiglu = s.swiglu;
+      a.y = s.swiglu ? static_cast<void*>(yb.get()) : y.get(), a.y_f32 = !s.swiglu;
+      gemv(a, nullptr);
+    });
+    const double ms_old = time_ms([&] {
+      old_gemv_kernel<<<(rows + 7) / 8, 256>>>(w[c++ % kCopies].get(), static_cast<int>(rows), s.k, x.get(), y.get());
+    });
+    const double bytes = 2.0 * rows * s.k;
+    const int times = s.n_out == 32000 ? 1 : 32;  // per token: each layer's products, the output once
+    total_new += times * ms, total_old += times * ms_old;
+    std::printf("gemv %-34s new %7.1f us %5.0f GB/s | old %7.1f us %5.0f GB/s\n", s.name, ms * 1e3, bytes / ms / 1e6,
+                ms_old * 1e3, bytes / ms_old / 1e6);
+  }
+  std::printf("gemv one token's products (32 layers + output): new %.2f ms, old %.2f ms\n", total_new, total_old);
+}
+
+struct Cache {
+  DeviceBuffer<uint16_t> q, k, v, out;
+  DeviceBuffer<int32_t> qpos, kpos;
+};
+
+// A layer's K/V of n slots (positions 0..n-1), 32 heads of 128, and m query rows at the last
+// m positions.
+void make_cache(Cache& c, int n, int m) {
+  const size_t kvd = 32 * 128;
+  fill<uint16_t>(c.k, n * kvd, [](std::mt19937& r) { return f16(uni(r)); }, 21);
+  fill<uint16_t>(c.v, n * kvd, [](std::mt19937& r) { return f16(uni(r)); }, 22);
+  fill<uint16_t>(c.q, m * kvd, [](std::mt19937& r) { return f16(uni(r)); }, 23);
+  c.out.ensure(m * kvd);
+  std::vector<int32_t> kp(n), qp(m);
+  for (int i = 0; i < n; ++i) kp[i] = i;
+  for (int i = 0; i < m; ++i) qp[i] = n - m + i;
+  c.kpos.ensure(n);
+  c.qpos.ensure(m);
+  check(cudaMemcpy(c.kpos.get(), kp.data(), n * 4, cudaMemcpyHostToDevice), "kpos");
+  check(cudaMemcpy(c.qpos.get(), qp.data(), m * 4, cudaMemcpyHostToDevice), "qpos");
+}
+
+AttentionArgs args(Cache& c, int n, int m) {
+  AttentionArgs a{};
+  a.q = c.q.get(), a.m = m, a.qpos = c.qpos.get(), a.k_cache = c.k.get(), a.v_cache = c.v.get();
+  a.kpos = c.kpos.get(), a.key_slots = nullptr, a.n_keys = n, a.n_old = n - m;
+  a.n_heads = 32, a.n_kv_heads = 32, a.head_dim = 128, a.scale = 1.0f / std::sqrt(128.0f), a.out = c.out.get();
+  return a;
+}
+
+void bench_decode_attention(const std::vector<int>& lens) {
+  for (int n : lens) {
+    Cache c;
+    make_cache(c, n, 1);
+    AttentionArgs a = args(c, n, 1);
+    DeviceBuffer<float> scratch(std::max<size_t>(1, attention_scratch_floats(a)));
+    const double ms = time_ms([&] { attention(a, scratch.get(), nullptr); });
+    const double bytes = 2.0 * n * 32 * 128 * 2;
+    std::printf("decode attention %6d keys: %7.1f us, %5.0f GB/s of K/V (x32 layers: %.2f ms)\n", n, ms * 1e3,
+                bytes / ms / 1e6, 32 * ms);
+  }
+}
+
+void bench_prefill_attention(const std::vector<int>& lens, const std::vector<std::string>& kernels) {
+  for (int n : lens) {
+    Cache c;
+    make_cache(c, n, n);
+    AttentionArgs a = args(c, n, n);
+    const double flop = 4.0 * 128 * 32 * (double(n) * (n + 1) / 2);
+    std::printf("prefill attention %6d:", n);
+    for (const std::string& k : kernels) {
+      ::setenv("LAZYLLM_CUDA_ATTENTION", k.c_str(), 1);
+      const int reps = n >= 16384 ? 5 : 10;
+      const double ms = time_ms([&] { attention(a, nullptr, nullptr); }, reps, 2);
+      std::printf(" | %s %8.2f ms %5.0f TFLOP/s", k.c_str(), ms, flop / ms / 1e9);
+    }
+    ::unsetenv("LAZYLLM_CUDA_ATTENTION");
+    std::printf("\n");
+  }
+}
+
+void bench_lazy(int n) {
+  DeviceBuffer<float> scores;
+  fill<float>(scores, n, [](std::mt19937& r) { return std::fabs(uni(r)) * 1e-4f; }, 31);
+  DeviceBuffer<int32_t> dest(n + 1);
+  const double ms = time_ms([&] { select_top(scores.get(), n - 1, n / 2, dest.get(), nullptr); });
+  Cache c;
+  make_cache(c, n, 1);
+  AttentionArgs a = args(c, n, 1);
+  DeviceBuffer<float> imp(n), scratch(importance_scratch_floats(a));
+  const double ms_imp = time_ms([&] { last_row_importance(a, 0, scratch.get(), imp.get(), nullptr); });
+  std::printf("LazyLLM on the GPU, %d tokens: selection (keep half) %.1f us, importance (32 heads) %.1f us\n", n,
+              ms * 1e3, ms_imp * 1e3);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  try {
+    check(cudaSetDevice(0), "cudaSetDevice");
+    cudaDeviceProp p{};
+    check(cudaGetDeviceProperties(&p, 0), "props");
+    std::printf("device: %s, %d SMs, L2 %d MB\n", p.name, p.multiProcessorCount, p.l2CacheSize >> 20);
+    prepare_kernels();
+    bench_copy();
+    bench_gemv();
+    bench_decode_attention({4096, 16384, 32768});
+    bench_prefill_attention(quick ? std::vector<int>{4096, 16384} : std::vector<int>{4096, 8192, 16384, 32768},
+                            {"fwd8", "fwd4", "mma1"});
+    bench_lazy(32768);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

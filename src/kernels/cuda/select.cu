@@ -1,0 +1,163 @@
+// LazyLLM's prefill selection on the GPU, so a pruning layer needs no host round trip: the same
+// choice as prune/select.h's select_top (the k largest scores, ties to the lower index, kept in
+// index order), by one block doing a radix select over the scores' order-preserving bit patterns,
+// then a compaction that moves kept rows together and pruned rows to the Aux Cache.
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops.h"
+
+namespace lazyllm::cuda {
+namespace {
+
+constexpr int kSelThreads = 1024;
+
+// Unsigned key with the order of the float (larger score, larger key); -0 and +0 are one key,
+// as they compare equal on the CPU.
+__device__ inline uint32_t order_key(float f) {
+  uint32_t b = __float_as_uint(f);
+  if ((b & 0x7fffffffu) == 0) b = 0;
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// Exclusive prefix sum of v over the block (in thread order); *total gets the block's sum.
+__device__ int block_exclusive_scan(int v, int* s_warp, int* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  int x = v;
+  for (int o = 1; o < 32; o <<= 1) {
+    const int y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  __syncthreads();  // s_warp may still be read by a previous call
+  if (lane == 31) s_warp[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    int w = lane < n_warps ? s_warp[lane] : 0;
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, w, o);
+      if (lane >= o) w += y;
+    }
+    if (lane < n_warps) s_warp[lane] = w;  // inclusive per warp
+  }
+  __syncthreads();
+  *total = s_warp[n_warps - 1];
+  return (warp > 0 ? s_warp[warp - 1] : 0) + x - v;
+}
+
+__global__ void __launch_bounds__(kSelThreads) select_top_kernel(const float* scores, int n, int k, int32_t* dest) {
+  __shared__ int hist[256];
+  __shared__ int s_warp[32];
+  __shared__ uint32_t s_prefix;
+  __shared__ int s_remaining;
+  const int t = threadIdx.x, lane = t & 31;
+  // Each thread owns a contiguous run of candidates, so thread order is index order.
+  const int chunk = (n + kSelThreads - 1) / kSelThreads;
+  const int i0 = min(n, t * chunk), i1 = min(n, i0 + chunk);
+  const bool keep_all = k >= n, keep_none = k <= 0;
+
+  // Radix select, 8 bits a pass from the top: the k-th largest key T, and how many keys equal to
+  // T are taken (the lowest-indexed ones), `remaining`.
+  uint32_t prefix = 0, mask = 0;
+  int remaining = k;
+  if (!keep_all && !keep_none) {
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      for (int b = t; b < 256; b += kSelThreads) hist[b] = 0;
+      __syncthreads();
+      for (int i = i0; i < i1; ++i) {
+        const uint32_t u = order_key(scores[i]);
+        const bool match = (u & mask) == prefix;
+        const unsigned active = __activemask();
+        const unsigned bucket = (u >> shift) & 255u;
+        // Lanes of a warp with the same bucket add once (scores cluster in few buckets).
+        const unsigned same = __match_any_sync(active, match ? bucket : 256u + bucket);
+        if (match && (__ffs(same) - 1) == lane) atomicAdd(&hist[bucket], __popc(same));
+      }
+      __syncthreads();
+      if (t < 32) {
+        // Lane l owns buckets [8l, 8l + 8). Find the bucket where the count from the top reaches
+        // `remaining`.
+        int c[8], own = 0;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) own += (c[e] = hist[8 * t + e]);
+        int incl = own;  // keys in buckets of lanes >= t
+        for (int o = 1; o < 32; o <<= 1) {
+          const int y = __shfl_down_sync(0xffffffffu, incl, o);
+          if (t + o < 32) incl += y;
+        }
+        int above = incl - own;
+        if (above < remaining && remaining <= incl) {
+          for (int e = 7; e >= 0; --e) {
+            if (remaining <= above + c[e]) {
+              s_prefix = prefix | (static_cast<uint32_t>(8 * t + e) << shift);
+              s_remaining = remaining - above;
+              break;
+            }
+            above += c[e];
+          }
+        }
+      }
+      __syncthreads();
+      prefix = s_prefix;
+      remaining = s_remaining;
+      mask |= 255u << shift;
+    }
+  }
+  const uint32_t T = prefix;
+
+  // Kept candidates of this thread: every key above T, and its keys equal to T whose rank among
+  // equal keys (in index order) is below `remaining`.
+  int n_gt = 0, n_eq = 0;
+  if (!keep_all && !keep_none) {
+    for (int i = i0; i < i1; ++i) {
+      const uint32_t u = order_key(scores[i]);
+      n_gt += u > T;
+      n_eq += u == T;
+    }
+  }
+  int total;
+  const int eq_before = block_exclusive_scan(n_eq, s_warp, &total);
+  const int kept_here = keep_all ? i1 - i0 : keep_none ? 0 : n_gt + min(max(remaining - eq_before, 0), n_eq);
+  const int kept_before = block_exclusive_scan(kept_here, s_warp, &total);
+  int r = kept_before, eq_seen = eq_before;
+  for (int i = i0; i < i1; ++i) {
+    bool keep = keep_all;
+    if (!keep_all && !keep_none) {
+      const uint32_t u = order_key(scores[i]);
+      keep = u > T || (u == T && eq_seen < remaining);
+      eq_seen += u == T;
+    }
+    dest[i] = keep ? r++ : -1;
+  }
+  if (t == 0) dest[n] = total;  // the last token, always kept, after every kept candidate
+}
+
+__global__ void compact_rows_kernel(const float* h, const int32_t* pos, const int32_t* dest, int d, float* h_out,
+                                    int32_t* pos_out, float* aux) {
+  const int i = blockIdx.x, di = dest[i], p = pos[i];
+  const float* src = h + static_cast<int64_t>(i) * d;
+  float* dst = di >= 0 ? h_out + static_cast<int64_t>(di) * d : aux + static_cast<int64_t>(p) * d;
+  if (threadIdx.x == 0 && di >= 0) pos_out[di] = p;
+  if ((d & 3) == 0) {
+    const float4* s4 = reinterpret_cast<const float4*>(src);
+    float4* d4 = reinterpret_cast<float4*>(dst);
+    for (int c = threadIdx.x; c < d / 4; c += blockDim.x) d4[c] = s4[c];
+  } else {
+    for (int c = threadIdx.x; c < d; c += blockDim.x) dst[c] = src[c];
+  }
+}
+
+}  // namespace
+
+void select_top(const float* scores, int n, int k, int32_t* dest, cudaStream_t stream) {
+  select_top_kernel<<<1, kSelThreads, 0, stream>>>(scores, n, k, dest);
+  check_launch("select_top_kernel");
+}
+
+void compact_rows(const float* h, const int32_t* pos, const int32_t* dest, int n, int d, float* h_out,
+                  int32_t* pos_out, float* aux, cudaStream_t stream) {
+  if (n == 0) return;
+  compact_rows_kernel<<<n, 256, 0, stream>>>(h, pos, dest, d, h_out, pos_out, aux);
+  check_launch("compact_rows_kernel");
+}
+
+}  // namespace lazyllm::cuda
