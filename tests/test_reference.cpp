@@ -75,7 +75,9 @@ TEST(ReferenceForward, PrefillGemmPathInF32AndBf16) {
     EXPECT_LT(max_relative_error(model, 2, 80, false), 1e-4) << dtype_name(t) << " f32";
     const double bf16_err = max_relative_error(model, 2, 80, true);
     EXPECT_LT(bf16_err, 2e-2) << dtype_name(t) << " bf16";
-    if (kernels::bf16_gemm_supported()) EXPECT_GT(bf16_err, 1e-7) << "bf16 path not taken";
+    if (kernels::bf16_gemm_supported()) {
+      EXPECT_GT(bf16_err, 1e-7) << "bf16 path not taken";
+    }
   }
 }
 

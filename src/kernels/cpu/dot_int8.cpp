@@ -12,6 +12,10 @@
 #include <immintrin.h>
 #define LAZYLLM_INT8_KERNEL 1
 #define LAZYLLM_TARGET_VNNI __attribute__((target("avx2,f16c,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+// GCC 12's AVX-512 insert/extract/convert intrinsics start from _mm512_undefined_*(), which it
+// then reports as uninitialised once inlined here (a known false positive).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #else
 #define LAZYLLM_INT8_KERNEL 0
 #endif
@@ -55,39 +59,75 @@ LAZYLLM_TARGET_VNNI inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-// Two accumulators (even and odd blocks) keep two dependency chains in flight.
+// Both kernels take two 32-value blocks per 512-bit step (lanes 0-7: block b, 8-15: block
+// b + 1), which halves the per-block shuffling and scale work that bounds them, and finish an
+// odd last block with 256-bit vectors.
+
+LAZYLLM_TARGET_VNNI inline float hsum512(__m512 v) {
+  const __m512d d = _mm512_castps_pd(v);
+  return hsum(_mm256_add_ps(_mm256_castpd_ps(_mm512_castpd512_pd256(d)), _mm256_castpd_ps(_mm512_extractf64x4_pd(d, 1))));
+}
+
+// Scales s0 (lanes 0-7) and s1 (lanes 8-15).
+LAZYLLM_TARGET_VNNI inline __m512 two_scales(float s0, float s1) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_zextpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(s0))),
+                                             _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
+}
+
 LAZYLLM_TARGET_VNNI float dot_q8_0(const qblock::Q8_0* w, int64_t nb, const QuantizedRow& x) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m512i wv = _mm512_inserti64x4(
+        _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b + 1].qs)), 1);
+    __m512i xv = _mm512_loadu_si512(x.q + b * qblock::kQK);
+    // vpdpbusd multiplies unsigned by signed bytes: |w| times x with w's sign.
+    xv = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xv);
+    const __m512 s = two_scales(half_to_float(w[b].d) * x.d[b], half_to_float(w[b + 1].d) * x.d[b + 1]);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc);
+  }
+  float tail = 0;
+  if (b < nb) {
     const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * qblock::kQK));
-    // vpdpbusd multiplies unsigned by signed bytes: |w| times x with w's sign.
     const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
-    const __m256 s = _mm256_set1_ps(half_to_float(w[b].d) * x.d[b]);
-    if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc1);
-    else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc0);
+    tail = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b])));
   }
-  return hsum(_mm256_add_ps(acc0, acc1));
+  return hsum512(acc) + tail;
 }
 
 // Q4_0 codes are 0..15 with an offset of 8: sum((c - 8) x) = sum(c x) - 8 sum(x). The
-// -8 sum(x) term starts the block's integer accumulator (lane 0), so it costs no float chain:
-// a scalar running float offset, one dependent add per block, held decode to ~20 GB/s.
+// -8 sum(x) term starts each block's integer accumulator (its first lane), so it costs no
+// float work: a scalar running float offset, one dependent add per block, held decode back.
 LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const QuantizedRow& x) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  const __m128i low4 = _mm_set1_epi8(0x0F);
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
-    const __m128i lo = _mm_and_si128(packed, low4), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
-    const __m256i wv = _mm256_set_m128i(hi, lo);  // elements 0..15 then 16..31
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * qblock::kQK));
-    const __m256i init = _mm256_setr_epi32(-8 * x.sum[b], 0, 0, 0, 0, 0, 0, 0);
-    const __m256i p = _mm256_dpbusd_epi32(init, wv, xv);
-    const __m256 s = _mm256_set1_ps(half_to_float(w[b].d) * x.d[b]);
-    if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc1);
-    else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc0);
+  __m512 acc = _mm512_setzero_ps();
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i packed = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b + 1].qs)),
+                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs)));
+    const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+    // Block b: its low nibbles (elements 0..15) then high ones (16..31); then block b + 1.
+    const __m512i wv = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),
+                                          _mm256_permute2x128_si256(lo, hi, 0x31), 1);
+    const __m512i xv = _mm512_loadu_si512(x.q + b * qblock::kQK);
+    const __m512i init = _mm512_setr_epi32(-8 * x.sum[b], 0, 0, 0, 0, 0, 0, 0, -8 * x.sum[b + 1], 0, 0, 0, 0, 0, 0, 0);
+    const __m512i p = _mm512_dpbusd_epi32(init, wv, xv);
+    const __m512 s = two_scales(half_to_float(w[b].d) * x.d[b], half_to_float(w[b + 1].d) * x.d[b + 1]);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc);
   }
-  return hsum(_mm256_add_ps(acc0, acc1));
+  float tail = 0;
+  if (b < nb) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), m4), _mm_and_si128(packed, m4));
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * qblock::kQK));
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setr_epi32(-8 * x.sum[b], 0, 0, 0, 0, 0, 0, 0), wv, xv);
+    tail = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b])));
+  }
+  return hsum512(acc) + tail;
 }
 
 }  // namespace
