@@ -14,8 +14,10 @@
 #define LAZYLLM_TARGET_VNNI __attribute__((target("avx2,f16c,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 // GCC 12's AVX-512 insert/extract/convert intrinsics start from _mm512_undefined_*(), which it
 // then reports as uninitialised once inlined here (a known false positive).
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #else
 #define LAZYLLM_INT8_KERNEL 0
 #endif
