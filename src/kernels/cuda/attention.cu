@@ -227,6 +227,52 @@ __device__ inline uint32_t pack_half2(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
+// Shared by the mma.sync kernels (FA2 register layout: a warp's 16 rows, row0 in c0/c1 and
+// row1 in c2/c3 of each accumulator).
+// O += P V: the probabilities (as half) are the A operand straight from registers.
+template <int HD, int BC, int LD>
+__device__ __forceinline__ void accumulate_pv(float (&o)[HD / 8][4], const float (&s)[BC / 8][4], const __half* sV,
+                                              int lane) {
+#pragma unroll
+  for (int kc2 = 0; kc2 < BC / 16; ++kc2) {
+    const uint32_t pa[4] = {pack_half2(s[2 * kc2][0], s[2 * kc2][1]), pack_half2(s[2 * kc2][2], s[2 * kc2][3]),
+                            pack_half2(s[2 * kc2 + 1][0], s[2 * kc2 + 1][1]),
+                            pack_half2(s[2 * kc2 + 1][2], s[2 * kc2 + 1][3])};
+#pragma unroll
+    for (int dp = 0; dp < HD / 16; ++dp) {
+      uint32_t vb[4];
+      ldmatrix_x4_trans(vb, sV + (kc2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
+      mma_16816(o[2 * dp], pa, vb[0], vb[1]);
+      mma_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
+    }
+  }
+}
+
+// Sums each row's partial denominators over its quad and writes O / l as bf16.
+template <int HD>
+__device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[HD / 8][4], float l0, float l1,
+                                           int row0, int row1, int h, int tq) {
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const int qd = a.n_heads * HD;
+  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(a.out);
+  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) {
+    const int c = h * HD + n * 8 + 2 * tq;
+    if (row0 < a.m) {
+      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
+      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row0) * qd + c) = v;
+    }
+    if (row1 < a.m) {
+      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
+      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row1) * qd + c) = v;
+    }
+  }
+}
+
 template <int HD>
 constexpr size_t mma_smem_bytes() {
   return sizeof(__half) * 3 * kBr * (HD + 8) + sizeof(int) * kMmaBc;
@@ -345,40 +391,10 @@ __global__ void __launch_bounds__(kFlashThreads) flash_mma_kernel(AttentionArgs 
       o[n][2] *= al1, o[n][3] *= al1;
     }
 
-    // O += P V: the probabilities (as half) are the A operand straight from registers.
-#pragma unroll
-    for (int kc2 = 0; kc2 < kMmaBc / 16; ++kc2) {
-      const uint32_t pa[4] = {pack_half2(s[2 * kc2][0], s[2 * kc2][1]), pack_half2(s[2 * kc2][2], s[2 * kc2][3]),
-                              pack_half2(s[2 * kc2 + 1][0], s[2 * kc2 + 1][1]),
-                              pack_half2(s[2 * kc2 + 1][2], s[2 * kc2 + 1][3])};
-#pragma unroll
-      for (int dp = 0; dp < HD / 16; ++dp) {
-        uint32_t vb[4];
-        ldmatrix_x4_trans(vb, sV + (kc2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
-        mma_16816(o[2 * dp], pa, vb[0], vb[1]);
-        mma_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
-      }
-    }
+    accumulate_pv<HD, kMmaBc, LD>(o, s, sV, lane);
   }
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(a.out);
-  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
-#pragma unroll
-  for (int n = 0; n < HD / 8; ++n) {
-    const int c = h * HD + n * 8 + 2 * tq;
-    if (row0 < a.m) {
-      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
-      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row0) * qd + c) = v;
-    }
-    if (row1 < a.m) {
-      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
-      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row1) * qd + c) = v;
-    }
-  }
+  store_rows<HD>(a, o, l0, l1, row0, row1, h, tq);
 }
 
 template <int HD>
@@ -573,40 +589,10 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
       cp_async_commit();
     }
 
-    // O += P V: the probabilities (as half) are the A operand straight from registers.
-#pragma unroll
-    for (int kc2 = 0; kc2 < BC / 16; ++kc2) {
-      const uint32_t pa[4] = {pack_half2(s[2 * kc2][0], s[2 * kc2][1]), pack_half2(s[2 * kc2][2], s[2 * kc2][3]),
-                              pack_half2(s[2 * kc2 + 1][0], s[2 * kc2 + 1][1]),
-                              pack_half2(s[2 * kc2 + 1][2], s[2 * kc2 + 1][3])};
-#pragma unroll
-      for (int dp = 0; dp < HD / 16; ++dp) {
-        uint32_t vb[4];
-        ldmatrix_x4_trans(vb, sV + (kc2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
-        mma_16816(o[2 * dp], pa, vb[0], vb[1]);
-        mma_16816(o[2 * dp + 1], pa, vb[2], vb[3]);
-      }
-    }
+    accumulate_pv<HD, BC, LD>(o, s, sV, lane);
   }
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(a.out);
-  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
-#pragma unroll
-  for (int n = 0; n < HD / 8; ++n) {
-    const int c = h * HD + n * 8 + 2 * tq;
-    if (row0 < a.m) {
-      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
-      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row0) * qd + c) = v;
-    }
-    if (row1 < a.m) {
-      __nv_bfloat162 v = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
-      *reinterpret_cast<__nv_bfloat162*>(out + static_cast<int64_t>(row1) * qd + c) = v;
-    }
-  }
+  store_rows<HD>(a, o, l0, l1, row0, row1, h, tq);
 }
 
 template <int HD, int NW>
