@@ -97,6 +97,13 @@ def curriculum_len(progress, rng, schedule):
     return int(rng.uniform(lo, hi)) // 16 * 16 + 16
 
 
+def optimizer_step(model, opt, loss):
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def copy_phase(model, opt, args, device, log):
     """Phase 1: the copy task alone on short sequences until the model copies (induction heads).
     Measured on the GPU (eval/runs/run-sanity-copy-gpu.log): with the copy loss alone a 4-layer
@@ -117,10 +124,7 @@ def copy_phase(model, opt, args, device, log):
             is_copy = torch.ones(ids.shape[0], dtype=torch.bool, device=device)
             _, _, copy_loss, right = batch_loss(model, ids, torch.tensor(n_prompt.tolist(), device=device),
                                                 torch.tensor(n_total.tolist(), device=device), is_copy, device)
-        opt.zero_grad(set_to_none=True)
-        copy_loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, copy_loss)
         step += 1
         tokens += ids.numel()
         if step % 50 == 0:
@@ -295,10 +299,7 @@ def main():
                 is_copy = torch.tensor([f == COPY for f in fam.tolist()], device=device)
                 ans_loss, ctx_loss, copy_loss, right = batch_loss(model, ids, n_prompt_t, n_total_t, is_copy, device)
             loss = ans_loss + CTX_WEIGHT * ctx_loss + COPY_WEIGHT * copy_loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            optimizer_step(model, opt, loss)
             step += 1
             tokens += ids.numel()
             if step % args.stats_every == 0 or step <= 3:
