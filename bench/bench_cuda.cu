@@ -198,7 +198,7 @@ void bench_prefill_attention(const std::vector<int>& lens, const std::vector<std
     std::printf("prefill attention %6d:", n);
     for (const std::string& k : kernels) {
       ::setenv("LAZYLLM_CUDA_ATTENTION", k.c_str(), 1);
-      const int reps = n >= 16384 ? 5 : 10;
+      const int reps = n >= 16384 ? 4 : 8;
       const double ms = time_ms([&] { attention(a, nullptr, nullptr); }, reps, 2);
       std::printf(" | %s %8.2f ms %5.0f TFLOP/s", k.c_str(), ms, flop / ms / 1e9);
     }
@@ -235,7 +235,8 @@ int main(int argc, char** argv) {
     bench_gemv();
     bench_decode_attention({4096, 16384, 32768});
     bench_prefill_attention(quick ? std::vector<int>{4096, 16384} : std::vector<int>{4096, 8192, 16384, 32768},
-                            {"fwd8", "fwd4", "mma1"});
+                            quick ? std::vector<std::string>{"fwd2", "fwd8", "mma1"}
+                                  : std::vector<std::string>{"fwd2", "fwd8", "fwd4", "mma1"});
     bench_lazy(32768);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -9,6 +9,8 @@
 #   OUT=DIR               where logs and JSON go (default /tmp/lazyllm-gpu-check)
 #   LAZYLLM_BENCH_LENS / LAZYLLM_DECODE_LENS  prompt lengths (default 4096,8192,16384,32768 / 4096,16384)
 #   LAZYLLM_TEST_FILTER=PATTERN  run only these tests (gtest filter, e.g. 'Cuda*:Device*')
+#   LAZYLLM_BENCH_REPS (3), LAZYLLM_TORCH_REPS (5), LAZYLLM_TORCH_WARMUP (2)  repetitions
+#   LAZYLLM_KERNELS_ARGS  arguments of lazyllm_bench_cuda (e.g. --quick)
 #   LAZYLLM_SKIP_TESTS=1, LAZYLLM_SKIP_KERNELS=1, LAZYLLM_SKIP_BENCH=1, LAZYLLM_SKIP_TORCH=1  leave out a stage
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,17 +49,18 @@ fi
 
 if [ "${LAZYLLM_SKIP_KERNELS:-0}" != 1 ] && [ -x "$BIN/lazyllm_bench_cuda" ]; then
   echo "== kernels (llama2-7b shapes) =="
-  "$BIN/lazyllm_bench_cuda" | tee "$OUT/kernels.log"
+  "$BIN/lazyllm_bench_cuda" ${LAZYLLM_KERNELS_ARGS:-} | tee "$OUT/kernels.log"
 fi
 
 if [ "${LAZYLLM_SKIP_BENCH:-0}" != 1 ]; then
   echo "== benchmark: lazyllm (cuda) =="
   [ -f "$MODEL" ] || "$BIN/lazyllm" gen-model --shape llama2-7b --dtype bf16 -o "$MODEL"
-  "$BIN/lazyllm" bench -m "$MODEL" --device cuda --prompt-len "$LENS" --gen-len 32 --reps 3 --warmup 1 --lazy --json \
+  "$BIN/lazyllm" bench -m "$MODEL" --device cuda --prompt-len "$LENS" --gen-len 32 --reps "${LAZYLLM_BENCH_REPS:-3}" --warmup 1 --lazy --json \
     | tee "$OUT/bench_lazyllm.jsonl"
   if [ "${LAZYLLM_SKIP_TORCH:-0}" != 1 ]; then
     echo "== benchmark: PyTorch + transformers =="
-    python3 scripts/bench_transformers.py --prompt-len "$LENS" --decode-ctx "$DECODE_LENS" | tee "$OUT/bench_torch.jsonl"
+    python3 scripts/bench_transformers.py --prompt-len "$LENS" --decode-ctx "$DECODE_LENS" \
+      --reps "${LAZYLLM_TORCH_REPS:-5}" --warmup "${LAZYLLM_TORCH_WARMUP:-2}" | tee "$OUT/bench_torch.jsonl"
   fi
   python3 scripts/gpu_bench_table.py "$OUT/bench_lazyllm.jsonl" "$OUT/bench_torch.jsonl" "$DECODE_LENS" | tee "$OUT/table.md"
 fi

@@ -138,12 +138,14 @@ TEST(CudaVsCpu, RandomModelsOfEachArchitecture) {
   }
 }
 
-// Head sizes of the tensor-core attention kernels (the default pipelined one with 8 and 4 warps,
-// the older unpipelined one and the WMMA cross-check), prompts longer than a row block and a key
+// Head sizes of the tensor-core attention kernels (the pipelined one with 4 warps of 32 rows, 8
+// or 4 warps of 16, the older unpipelined one and the WMMA cross-check), prompts longer than a row block and a key
 // tile, and a second prefill on top of cached keys (tiles masked or not by where they start).
 TEST(CudaVsCpu, FlashAttentionHeadSizes) {
   LAZYLLM_REQUIRE_GPU();
-  for (const char* kernel : {"mma", "fwd4", "mma1", "wmma"}) {
+  const char* before = std::getenv("LAZYLLM_CUDA_ATTENTION");
+  const std::string saved = before ? before : "";
+  for (const char* kernel : {"fwd2", "fwd8", "fwd4", "mma1", "wmma"}) {
     ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
     for (int hd : {16, 32, 64, 128}) {
       test::ArchSpec s{.name = "hd" + std::to_string(hd), .embd = 4 * hd, .layers = 2, .heads = 4, .kv_heads = 2,
@@ -156,7 +158,8 @@ TEST(CudaVsCpu, FlashAttentionHeadSizes) {
                 << worst << "\n";
     }
   }
-  ::unsetenv("LAZYLLM_CUDA_ATTENTION");
+  if (before) ::setenv("LAZYLLM_CUDA_ATTENTION", saved.c_str(), 1);
+  else ::unsetenv("LAZYLLM_CUDA_ATTENTION");
 }
 
 // The golden models: CPU and CUDA greedy continuations identical, logits within tolerance. Once

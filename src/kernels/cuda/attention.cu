@@ -6,7 +6,7 @@
 // K/V tile loads with cp.async, masks only the tiles that need it and takes 128 rows a block; the
 // unpipelined mma kernel it replaced and a simpler WMMA one stay as cross-checks. Row blocks skip
 // key tiles past their last row.
-// Decode (a few rows): a split-key (flash-decoding) kernel whose blocks each take 128 keys with
+// Decode (a few rows): a split-key (flash-decoding) kernel whose blocks each take 64 keys with
 // all their loads in flight, merged by a second pass; it can read the key count from device
 // memory so that one CUDA graph serves every decode length up to a capacity. Other head sizes
 // use an older split-key kernel. Importance (LazyLLM's score) recomputes one row's probabilities
@@ -414,10 +414,12 @@ void launch_flash_mma(const AttentionArgs& a, cudaStream_t stream) {
 
 // ---------------------------------------------------------------- prefill: pipelined mma kernel
 
-// The default prefill kernel, the FlashAttention-2 schedule on mma.sync m16n8k16: NW warps of 16
-// query rows each (Q fragments, scores, probabilities and the output in registers), key/value
-// tiles of 64 brought into shared memory by cp.async so that loading overlaps computing: V(t)
-// loads while S = Q K(t)^T and the softmax run, K(t+1) while O += P V(t) runs. Only tiles that
+// The default prefill kernel, the FlashAttention-2 schedule on mma.sync m16n8k16: NW warps of
+// MT x 16 query rows each (scores, probabilities and the output in registers), key/value tiles
+// of 64 (32) brought into shared memory by cp.async so that loading overlaps computing: V(t) loads
+// while S = Q K(t)^T and the softmax run, K(t+1) while O += P V(t) runs. With MT = 2 each K and
+// V fragment read from shared memory feeds two row groups (half the shared-memory traffic per
+// product; Q fragments are then re-read per tile instead of held in registers). Only tiles that
 // reach past the block's first row (the diagonal, or any tile of listed keys) are masked by
 // position. The softmax runs in base 2 with log2(e) folded into the scale. Every slot a key
 // (prefill): tile rows are consecutive slots, no index lookup.
@@ -439,17 +441,20 @@ __device__ inline float ex2(float x) {
   return y;
 }
 
-template <int HD, int NW>
+template <int HD, int NW, int MT>
 struct FwdCfg {
-  static constexpr int kRows = NW * 16, kLd = HD + 8, kThreads = NW * 32;
-  static constexpr size_t kSmem = sizeof(__half) * (kRows + 2 * kFwdBc) * kLd + sizeof(int) * kFwdBc;
+  // Key tile: 64, or 32 where two row groups of 128-wide heads would not fit the registers.
+  static constexpr int kBc = MT == 2 && HD == 128 ? 32 : kFwdBc;
+  static constexpr int kRows = NW * 16 * MT, kLd = HD + 8, kThreads = NW * 32;
+  static constexpr size_t kSmem = sizeof(__half) * (kRows + 2 * kBc) * kLd + sizeof(int) * kBc;
 };
 
-template <int HD, int NW>
+template <int HD, int NW, int MT>
 __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(AttentionArgs a, float scale_log2) {
-  using C = FwdCfg<HD, NW>;
-  constexpr int BR = C::kRows, BC = kFwdBc, LD = C::kLd, T = C::kThreads;
+  using C = FwdCfg<HD, NW, MT>;
+  constexpr int BR = C::kRows, BC = C::kBc, LD = C::kLd, T = C::kThreads;
   constexpr int kVec = 8, CPR = HD / kVec;  // 16-byte chunks per row
+  constexpr bool kQInRegs = MT == 1;
   extern __shared__ __align__(128) unsigned char smem[];
   __half* sQ = reinterpret_cast<__half*>(smem);
   __half* sK = sQ + BR * LD;
@@ -497,20 +502,36 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
   load_k(0);
   cp_async_commit();
 
-  const int row0 = r0 + warp * 16 + gq, row1 = row0 + 8;
-  const int qp0 = row0 < a.m ? a.qpos[row0] : INT_MIN, qp1 = row1 < a.m ? a.qpos[row1] : INT_MIN;
+  // Rows of this thread: group mt, rows row[mt][0] (accumulators 0, 1) and row[mt][1] (2, 3).
+  int qp[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int row = r0 + (warp * MT + mt) * 16 + gq + 8 * hh;
+      qp[mt][hh] = row < a.m ? a.qpos[row] : INT_MIN;
+    }
+  }
   cp_async_wait_all();
   __syncthreads();
 
-  uint32_t qf[HD / 16][4];
+  auto q_frag = [&](uint32_t (&f)[4], int mt, int kk) {
+    ldmatrix_x4(f, sQ + ((warp * MT + mt) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + kk * 16 + (lane >> 4) * 8);
+  };
+  uint32_t qf[kQInRegs ? HD / 16 : 1][4];
+  if constexpr (kQInRegs) {
 #pragma unroll
-  for (int kk = 0; kk < HD / 16; ++kk)
-    ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + kk * 16 + (lane >> 4) * 8);
+    for (int kk = 0; kk < HD / 16; ++kk) q_frag(qf[kk], 0, kk);
+  }
 
-  float o[HD / 8][4];
+  float o[MT][HD / 8][4];
 #pragma unroll
-  for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // running max of raw scores, partial sums
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+  float m_run[MT][2], l_run[MT][2];  // running max of raw scores, per-thread partial sums
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) m_run[mt][0] = m_run[mt][1] = kNegInf, l_run[mt][0] = l_run[mt][1] = 0.0f;
 
   for (int t = 0; t < n_tiles; ++t) {
     const int k0 = t * BC;
@@ -521,17 +542,32 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
     load_v(k0);
     cp_async_commit();
 
-    float s[BC / 8][4];
+    float s[MT][BC / 8][4];
 #pragma unroll
-    for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int n = 0; n < BC / 8; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
+      uint32_t qa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if constexpr (kQInRegs) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) qa[mt][e] = qf[kk][e];
+        } else {
+          q_frag(qa[mt], mt, kk);
+        }
+      }
 #pragma unroll
       for (int np = 0; np < BC / 16; ++np) {
         uint32_t kb[4];
         ldmatrix_x4(kb, sK + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma_16816(s[2 * np], qf[kk], kb[0], kb[1]);
-        mma_16816(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_16816(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+          mma_16816(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+        }
       }
     }
 
@@ -544,42 +580,48 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int kp = sKpos[n * 8 + 2 * tq + e];
-          if (kp > qp0) s[n][e] = kNegInf;
-          if (kp > qp1) s[n][2 + e] = kNegInf;
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            if (kp > qp[mt][0]) s[mt][n][e] = kNegInf;
+            if (kp > qp[mt][1]) s[mt][n][2 + e] = kNegInf;
+          }
         }
       }
     }
-    float mx0 = m0, mx1 = m1;
 #pragma unroll
-    for (int n = 0; n < BC / 8; ++n) {
-      mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    // exp2((s - max) * scale * log2 e); a row with nothing visible yet keeps everything at 0.
-    const float mu0 = mx0 == kNegInf ? 0.0f : mx0 * scale_log2;
-    const float mu1 = mx1 == kNegInf ? 0.0f : mx1 * scale_log2;
-    const float al0 = ex2(m0 * scale_log2 - mu0), al1 = ex2(m1 * scale_log2 - mu1);
-    float sum0 = 0.0f, sum1 = 0.0f;
+    for (int mt = 0; mt < MT; ++mt) {
+      float mx0 = m_run[mt][0], mx1 = m_run[mt][1];
 #pragma unroll
-    for (int n = 0; n < BC / 8; ++n) {
-      s[n][0] = ex2(fmaf(s[n][0], scale_log2, -mu0));
-      s[n][1] = ex2(fmaf(s[n][1], scale_log2, -mu0));
-      s[n][2] = ex2(fmaf(s[n][2], scale_log2, -mu1));
-      s[n][3] = ex2(fmaf(s[n][3], scale_log2, -mu1));
-      sum0 += s[n][0] + s[n][1];
-      sum1 += s[n][2] + s[n][3];
-    }
-    l0 = l0 * al0 + sum0;  // per-thread partial sums; the quad adds them up at the end
-    l1 = l1 * al1 + sum1;
-    m0 = mx0, m1 = mx1;
+      for (int n = 0; n < BC / 8; ++n) {
+        mx0 = fmaxf(mx0, fmaxf(s[mt][n][0], s[mt][n][1]));
+        mx1 = fmaxf(mx1, fmaxf(s[mt][n][2], s[mt][n][3]));
+      }
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      // exp2((s - max) * scale * log2 e); a row with nothing visible yet keeps everything at 0.
+      const float mu0 = mx0 == kNegInf ? 0.0f : mx0 * scale_log2;
+      const float mu1 = mx1 == kNegInf ? 0.0f : mx1 * scale_log2;
+      const float al0 = ex2(m_run[mt][0] * scale_log2 - mu0), al1 = ex2(m_run[mt][1] * scale_log2 - mu1);
+      float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
-    for (int n = 0; n < HD / 8; ++n) {
-      o[n][0] *= al0, o[n][1] *= al0;
-      o[n][2] *= al1, o[n][3] *= al1;
+      for (int n = 0; n < BC / 8; ++n) {
+        s[mt][n][0] = ex2(fmaf(s[mt][n][0], scale_log2, -mu0));
+        s[mt][n][1] = ex2(fmaf(s[mt][n][1], scale_log2, -mu0));
+        s[mt][n][2] = ex2(fmaf(s[mt][n][2], scale_log2, -mu1));
+        s[mt][n][3] = ex2(fmaf(s[mt][n][3], scale_log2, -mu1));
+        sum0 += s[mt][n][0] + s[mt][n][1];
+        sum1 += s[mt][n][2] + s[mt][n][3];
+      }
+      l_run[mt][0] = l_run[mt][0] * al0 + sum0;
+      l_run[mt][1] = l_run[mt][1] * al1 + sum1;
+      m_run[mt][0] = mx0, m_run[mt][1] = mx1;
+#pragma unroll
+      for (int n = 0; n < HD / 8; ++n) {
+        o[mt][n][0] *= al0, o[mt][n][1] *= al0;
+        o[mt][n][2] *= al1, o[mt][n][3] *= al1;
+      }
     }
 
     cp_async_wait_all();  // V(t) has landed
@@ -589,28 +631,57 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
       cp_async_commit();
     }
 
-    accumulate_pv<HD, BC, LD>(o, s, sV, lane);
+    // O += P V: the probabilities (as half) are the A operand straight from registers.
+#pragma unroll
+    for (int kc2 = 0; kc2 < BC / 16; ++kc2) {
+      uint32_t pa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        pa[mt][0] = pack_half2(s[mt][2 * kc2][0], s[mt][2 * kc2][1]);
+        pa[mt][1] = pack_half2(s[mt][2 * kc2][2], s[mt][2 * kc2][3]);
+        pa[mt][2] = pack_half2(s[mt][2 * kc2 + 1][0], s[mt][2 * kc2 + 1][1]);
+        pa[mt][3] = pack_half2(s[mt][2 * kc2 + 1][2], s[mt][2 * kc2 + 1][3]);
+      }
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; ++dp) {
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, sV + (kc2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_16816(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
+          mma_16816(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+        }
+      }
+    }
   }
 
-  store_rows<HD>(a, o, l0, l1, row0, row1, h, tq);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int row0 = r0 + (warp * MT + mt) * 16 + gq, row1 = row0 + 8;
+    store_rows<HD>(a, o[mt], l_run[mt][0], l_run[mt][1], row0, row1, h, tq);
+  }
 }
 
-template <int HD, int NW>
+template <int HD, int NW, int MT>
 void launch_flash_fwd(const AttentionArgs& a, cudaStream_t stream) {
-  using C = FwdCfg<HD, NW>;
+  using C = FwdCfg<HD, NW, MT>;
   dim3 grid((a.m + C::kRows - 1) / C::kRows, a.n_heads);
-  flash_fwd_kernel<HD, NW><<<grid, C::kThreads, C::kSmem, stream>>>(a, a.scale * 1.4426950408889634f);
+  flash_fwd_kernel<HD, NW, MT><<<grid, C::kThreads, C::kSmem, stream>>>(a, a.scale * 1.4426950408889634f);
   check_launch("flash_fwd_kernel");
+}
+
+template <int HD, int NW, int MT>
+void prepare_flash_fwd_one() {
+  check(cudaFuncSetAttribute(flash_fwd_kernel<HD, NW, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(FwdCfg<HD, NW, MT>::kSmem)),
+        "cudaFuncSetAttribute(flash_fwd_kernel)");
 }
 
 template <int HD>
 void prepare_flash_fwd() {
-  check(cudaFuncSetAttribute(flash_fwd_kernel<HD, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(FwdCfg<HD, 4>::kSmem)),
-        "cudaFuncSetAttribute(flash_fwd_kernel)");
-  check(cudaFuncSetAttribute(flash_fwd_kernel<HD, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(FwdCfg<HD, 8>::kSmem)),
-        "cudaFuncSetAttribute(flash_fwd_kernel)");
+  prepare_flash_fwd_one<HD, 8, 1>();
+  prepare_flash_fwd_one<HD, 4, 1>();
+  prepare_flash_fwd_one<HD, 4, 2>();
 }
 
 // Decode-sized batches go to the split-key kernel, which spreads the keys over the whole GPU;
@@ -742,16 +813,18 @@ __global__ void split_combine_kernel(AttentionArgs a, int n_splits, const float*
 
 // ---------------------------------------------------------------- decode kernel
 
-// Decode (a few query rows over many keys), head sizes 16-128: a block takes 128 keys of one
-// (row, head). Each key is read by HD/8 lanes, 16 bytes each, so every lane has all its key
-// loads in flight at once; scores go through shared memory for the softmax, and the values come
-// back the same way. A second pass merges the blocks' partial results. The number of keys can
-// come from device memory (decode graphs: one launch sized for a capacity replays for every
-// length up to it; blocks past the end only mark themselves empty).
+// Decode (a few query rows over many keys), head sizes 16-128: a block takes 64 keys of one
+// (row, head). Each key is read by HD/8 lanes, 16 bytes each, and every lane issues all its K
+// and V loads at once (one trip to memory per block); scores go through shared memory for the
+// softmax. A second pass merges the blocks' partial results. The number of keys can come from
+// device memory (decode graphs: one launch sized for a capacity replays for every length up to
+// it; blocks past the end only mark themselves empty).
 constexpr int kDecThreads = 128;
-constexpr int kDecKeys = 128;  // keys per block
+constexpr int kDecKeys = 64;  // keys per block
 
 bool decode_kernel_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
+// Partial result of a block: max, sum, then the HD accumulators 16-byte aligned.
+constexpr int dec_stride(int hd) { return hd + 4; }
 
 __device__ inline void half8_to_float(const uint4& v, float (&f)[8]) {
   const __half2* h2 = reinterpret_cast<const __half2*>(&v);
@@ -766,17 +839,16 @@ __device__ inline void half8_to_float(const uint4& v, float (&f)[8]) {
 template <int HD>
 __global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(AttentionArgs a, float scale_log2,
                                                                         float* partial) {
-  constexpr int LPK = HD / 8;               // lanes per key
-  constexpr int NG = kDecThreads / LPK;     // keys read at once by the block
-  constexpr int ITER = kDecKeys / NG;
+  constexpr int LPK = HD / 8;                        // lanes per key
+  constexpr int NG = kDecThreads / LPK;              // keys read at once by the block
+  constexpr int ITER = (kDecKeys + NG - 1) / NG;
   __shared__ float sP[kDecKeys];
-  __shared__ int sSlot[kDecKeys];
   __shared__ __align__(16) float sAcc[NG * HD];
   __shared__ float sRed[kDecThreads / 32];
   const int split = blockIdx.x, r = blockIdx.y, h = blockIdx.z;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n_keys = a.n_keys_dev ? *a.n_keys_dev : a.n_keys;
-  float* part = partial + ((static_cast<int64_t>(h) * a.m + r) * gridDim.x + split) * (HD + 2);
+  float* part = partial + ((static_cast<int64_t>(h) * a.m + r) * gridDim.x + split) * dec_stride(HD);
   const int j_begin = split * kDecKeys;
   if (j_begin >= n_keys) {
     if (threadIdx.x == 0) part[0] = kNegInf, part[1] = 0.0f;
@@ -785,7 +857,24 @@ __global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(Attention
   const int n = min(kDecKeys, n_keys - j_begin);
   const int g = h / (a.n_heads / a.n_kv_heads), kvd = a.n_kv_heads * HD;
   const int grp = threadIdx.x / LPK, li = threadIdx.x % LPK;
+  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * HD + li * 8;
+  const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + g * HD + li * 8;
 
+  // Every K and V load of this lane first.
+  uint4 kr[ITER], vr[ITER];
+  int kp[ITER];
+#pragma unroll
+  for (int it = 0; it < ITER; ++it) {
+    const int jj = it * NG + grp;
+    kr[it] = vr[it] = make_uint4(0, 0, 0, 0);
+    kp[it] = INT_MAX;
+    if (jj < n) {
+      const int64_t off = static_cast<int64_t>(key_slot(a, j_begin + jj)) * kvd;
+      kr[it] = *reinterpret_cast<const uint4*>(kc + off);
+      vr[it] = *reinterpret_cast<const uint4*>(vc + off);
+      kp[it] = a.kpos[key_slot(a, j_begin + jj)];
+    }
+  }
   float qf[8];
   half8_to_float(*reinterpret_cast<const uint4*>(reinterpret_cast<const __half*>(a.q) +
                                                  static_cast<int64_t>(r) * a.n_heads * HD + h * HD + li * 8),
@@ -793,23 +882,8 @@ __global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(Attention
 #pragma unroll
   for (int e = 0; e < 8; ++e) qf[e] *= scale_log2;
   const int qp = a.qpos[r];
-  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * HD + li * 8;
-  const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + g * HD + li * 8;
 
   // Scores (base 2, scaled), masked by position.
-  uint4 kr[ITER];
-  int slot[ITER], kp[ITER];
-#pragma unroll
-  for (int it = 0; it < ITER; ++it) {
-    const int jj = it * NG + grp;
-    slot[it] = jj < n ? key_slot(a, j_begin + jj) : -1;
-    kr[it] = make_uint4(0, 0, 0, 0);
-    kp[it] = INT_MAX;
-    if (slot[it] >= 0) {
-      kr[it] = *reinterpret_cast<const uint4*>(kc + static_cast<int64_t>(slot[it]) * kvd);
-      kp[it] = a.kpos[slot[it]];
-    }
-  }
 #pragma unroll
   for (int it = 0; it < ITER; ++it) {
     float kf[8];
@@ -819,16 +893,13 @@ __global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(Attention
     for (int e = 0; e < 8; ++e) d = fmaf(qf[e], kf[e], d);
 #pragma unroll
     for (int o = LPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-    if (li == 0) {
-      const int jj = it * NG + grp;
-      sP[jj] = kp[it] <= qp ? d : kNegInf;
-      sSlot[jj] = slot[it];
-    }
+    const int jj = it * NG + grp;
+    if (li == 0 && jj < kDecKeys) sP[jj] = kp[it] <= qp ? d : kNegInf;
   }
   __syncthreads();
 
-  // Softmax over the block's keys (one per thread).
-  const float s = sP[threadIdx.x];
+  // Softmax over the block's keys.
+  const float s = threadIdx.x < kDecKeys ? sP[threadIdx.x] : kNegInf;
   float mx = warp_max(s);
   if (lane == 0) sRed[warp] = mx;
   __syncthreads();
@@ -837,26 +908,20 @@ __global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(Attention
     if (threadIdx.x == 0) part[0] = kNegInf, part[1] = 0.0f;
     return;
   }
-  const float p = ex2(s - mx);
+  const float p = threadIdx.x < kDecKeys ? ex2(s - mx) : 0.0f;
   __syncthreads();  // sRed is reused
-  sP[threadIdx.x] = p;
+  if (threadIdx.x < kDecKeys) sP[threadIdx.x] = p;
   const float ps = warp_sum(p);
   if (lane == 0) sRed[warp] = ps;
   __syncthreads();
   const float l = sRed[0] + sRed[1] + sRed[2] + sRed[3];
 
-  // O = P V over the block's keys, each group of LPK lanes a share of the keys.
-  uint4 vr[ITER];
-#pragma unroll
-  for (int it = 0; it < ITER; ++it) {
-    const int sl = sSlot[it * NG + grp];
-    vr[it] = make_uint4(0, 0, 0, 0);
-    if (sl >= 0) vr[it] = *reinterpret_cast<const uint4*>(vc + static_cast<int64_t>(sl) * kvd);
-  }
+  // O = P V over the block's keys, each group of LPK lanes a share of them.
   float acc[8] = {};
 #pragma unroll
   for (int it = 0; it < ITER; ++it) {
-    const float pj = sP[it * NG + grp];
+    const int jj = it * NG + grp;
+    const float pj = jj < kDecKeys ? sP[jj] : 0.0f;
     float vf[8];
     half8_to_float(vr[it], vf);
 #pragma unroll
@@ -870,18 +935,20 @@ __global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(Attention
     float o = 0.0f;
 #pragma unroll 8
     for (int gi = 0; gi < NG; ++gi) o += sAcc[gi * HD + c];
-    part[2 + c] = o;
+    part[4 + c] = o;
   }
   if (threadIdx.x == 0) part[0] = mx, part[1] = l;
 }
 
 // grid (row, head): merges the blocks' partial results (base-2 maxima). Empty blocks (max -inf)
-// wrote no accumulators and are skipped.
+// wrote no accumulators and are skipped. Threads split the head into float4s and the blocks'
+// results into 512 / HD interleaved groups.
 __global__ void __launch_bounds__(kDecThreads) decode_combine_kernel(AttentionArgs a, int n_splits,
                                                                       const float* partial) {
   extern __shared__ float sW[];  // n_splits weights
+  __shared__ __align__(16) float sO[4 * kDecThreads];
   __shared__ float sRed[kDecThreads / 32];
-  const int r = blockIdx.x, h = blockIdx.y, hd = a.head_dim, stride = hd + 2;
+  const int r = blockIdx.x, h = blockIdx.y, hd = a.head_dim, stride = dec_stride(hd);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* base = partial + (static_cast<int64_t>(h) * a.m + r) * n_splits * stride;
   float m = kNegInf;
@@ -902,14 +969,22 @@ __global__ void __launch_bounds__(kDecThreads) decode_combine_kernel(AttentionAr
   if (lane == 0) sRed[warp] = l;
   __syncthreads();
   l = sRed[0] + sRed[1] + sRed[2] + sRed[3];
+  const int nf4 = hd / 4, groups = kDecThreads / nf4;
+  const int f = threadIdx.x % nf4, gi = threadIdx.x / nf4;
+  float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int s = gi; s < n_splits; s += groups) {
+    const float w = sW[s];
+    if (w == 0.0f) continue;
+    const float4 v = *reinterpret_cast<const float4*>(base + static_cast<int64_t>(s) * stride + 4 + 4 * f);
+    acc.x += w * v.x, acc.y += w * v.y, acc.z += w * v.z, acc.w += w * v.w;
+  }
+  reinterpret_cast<float4*>(sO)[gi * nf4 + f] = acc;
+  __syncthreads();
   __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(a.out) + static_cast<int64_t>(r) * a.n_heads * hd + h * hd;
   for (int c = threadIdx.x; c < hd; c += kDecThreads) {
-    float acc = 0.0f;
-    for (int s = 0; s < n_splits; ++s) {
-      const float w = sW[s];
-      if (w != 0.0f) acc += w * base[s * stride + 2 + c];
-    }
-    out[c] = __float2bfloat16(l > 0.0f ? acc / l : 0.0f);
+    float o = 0.0f;
+    for (int g2 = 0; g2 < groups; ++g2) o += sO[g2 * hd + c];
+    out[c] = __float2bfloat16(l > 0.0f ? o / l : 0.0f);
   }
 }
 
@@ -1025,10 +1100,10 @@ __global__ void imp_average_kernel(const float* probs, const float* stat, int n_
   importance[j] = sum / static_cast<float>(n_heads);
 }
 
-// Which prefill kernel: the pipelined one with 8 warps (default) or 4 warps per block ("fwd4"),
-// the unpipelined mma kernel it replaced ("mma1") or the WMMA cross-check ("wmma"), by
-// $LAZYLLM_CUDA_ATTENTION (read at each call, so tests can switch).
-enum class PrefillKernel { kFwd8, kFwd4, kMmaV1, kWmma };
+// Which prefill kernel, by $LAZYLLM_CUDA_ATTENTION (read at each call, so tests can switch): the
+// pipelined one with 4 warps of 32 rows (default, "fwd2"), 8 warps of 16 rows ("fwd8") or 4 of
+// 16 ("fwd4"), the unpipelined mma kernel it replaced ("mma1"), the WMMA cross-check ("wmma").
+enum class PrefillKernel { kFwd2, kFwd8, kFwd4, kMmaV1, kWmma };
 
 PrefillKernel prefill_kernel() {
   const char* e = std::getenv("LAZYLLM_CUDA_ATTENTION");
@@ -1036,7 +1111,8 @@ PrefillKernel prefill_kernel() {
   if (v == "wmma") return PrefillKernel::kWmma;
   if (v == "mma1") return PrefillKernel::kMmaV1;
   if (v == "fwd4") return PrefillKernel::kFwd4;
-  return PrefillKernel::kFwd8;
+  if (v == "fwd8") return PrefillKernel::kFwd8;
+  return PrefillKernel::kFwd2;
 }
 
 void attention_prepare() {
@@ -1055,8 +1131,9 @@ void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
     case PrefillKernel::kWmma:
       if (a.key_slots == nullptr) return launch_flash<HD>(a, stream);
       [[fallthrough]];  // the WMMA kernel takes every slot only
-    case PrefillKernel::kFwd8: return launch_flash_fwd<HD, 8>(a, stream);
-    case PrefillKernel::kFwd4: return launch_flash_fwd<HD, 4>(a, stream);
+    case PrefillKernel::kFwd2: return launch_flash_fwd<HD, 4, 2>(a, stream);
+    case PrefillKernel::kFwd8: return launch_flash_fwd<HD, 8, 1>(a, stream);
+    case PrefillKernel::kFwd4: return launch_flash_fwd<HD, 4, 1>(a, stream);
     case PrefillKernel::kMmaV1: return launch_flash_mma<HD>(a, stream);
   }
 }
@@ -1066,7 +1143,7 @@ void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
 size_t attention_scratch_floats(const AttentionArgs& a) {
   if (flash_supported(a) && a.n_keys_dev == nullptr) return 0;
   if (decode_kernel_supported(a.head_dim))
-    return static_cast<size_t>(a.m) * a.n_heads * decode_splits(a) * (a.head_dim + 2);
+    return static_cast<size_t>(a.m) * a.n_heads * decode_splits(a) * dec_stride(a.head_dim);
   const SplitPlan p = plan_splits(a);
   return static_cast<size_t>(a.m) * a.n_heads * p.n_splits * (a.head_dim + 2);
 }

@@ -1,6 +1,8 @@
 // Row-wise kernels of the forward pass: embedding gather, RMSNorm, QKV bias + RoPE + KV store,
 // SwiGLU, and row copies (LazyLLM's compaction, Aux Cache stores and revivals).
 #include <cuda_bf16.h>
+
+#include <algorithm>
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/cuda_check.h"
@@ -40,7 +42,8 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, int d, float eps,
   for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = __float2bfloat16(xr[c] * scale * w[c]);
 }
 
-// One block per row: rotary pairs of all q and k heads, then v.
+// Blocks (row, part): rotary pairs of all q and k heads, then v; a row's work is spread over
+// gridDim.y blocks (several for decode-sized batches).
 __global__ void qkv_finish_kernel(QkvFinishArgs a) {
   const int i = blockIdx.x, hd = a.head_dim, half_hd = hd / 2;
   const int qd = a.n_heads * hd, kvd = a.n_kv_heads * hd, width = qd + 2 * kvd;
@@ -53,7 +56,8 @@ __global__ void qkv_finish_kernel(QkvFinishArgs a) {
   __half* k = reinterpret_cast<__half*>(a.k_cache) + slot * kvd;
   __half* v = reinterpret_cast<__half*>(a.v_cache) + slot * kvd;
   const int n_pairs = (a.n_heads + a.n_kv_heads) * half_hd;
-  for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
+  const int t0 = blockIdx.y * blockDim.x + threadIdx.x, step = gridDim.y * blockDim.x;
+  for (int p = t0; p < n_pairs; p += step) {
     const int head = p / half_hd, j = p % half_hd;
     const int base = head * hd;  // q heads then k heads, contiguous in the row
     const int ia = base + (a.neox ? j : 2 * j), ib = base + (a.neox ? j + half_hd : 2 * j + 1);
@@ -68,12 +72,12 @@ __global__ void qkv_finish_kernel(QkvFinishArgs a) {
       k[ib - qd] = __float2half(r1);
     }
   }
-  for (int c = threadIdx.x; c < kvd; c += blockDim.x) {
+  for (int c = t0; c < kvd; c += step) {
     float x = row[qd + kvd + c];
     if (a.bias) x += a.bias[qd + kvd + c];
     v[c] = __float2half(x);
   }
-  if (threadIdx.x == 0) a.kpos[slot] = pos;
+  if (t0 == 0) a.kpos[slot] = pos;
 }
 
 __global__ void swiglu_kernel(const __nv_bfloat16* gu, int ff, __nv_bfloat16* out) {
@@ -108,7 +112,9 @@ void rmsnorm_bf16(const float* x, const float* w, int m, int d, float eps, bf16_
 
 void qkv_finish(const QkvFinishArgs& a, cudaStream_t stream) {
   if (a.m == 0) return;
-  qkv_finish_kernel<<<a.m, kThreads, 0, stream>>>(a);
+  const int work = (a.n_heads + a.n_kv_heads) * (a.head_dim / 2);
+  const int parts = a.m >= 64 ? 1 : std::min(16, (work + kThreads - 1) / kThreads);
+  qkv_finish_kernel<<<dim3(a.m, parts), kThreads, 0, stream>>>(a);
   check_launch("qkv_finish_kernel");
 }
 

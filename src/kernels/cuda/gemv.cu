@@ -1,8 +1,9 @@
 // Matrix-vector products for decode (one to four activation rows), written to stream the bf16
 // weights at close to memory bandwidth: the activation rows sit in shared memory (made there by
-// the fused RMSNorm when asked), each warp takes two weight rows, and each lane keeps eight
-// 16-byte weight loads in flight (L1-bypassing) before it multiplies. SwiGLU fuses the gate and
-// up rows of one output into one warp.
+// the fused RMSNorm when asked), each warp takes two weight rows, and each lane keeps eight to
+// sixteen 16-byte weight loads in flight (L1-bypassing, software-pipelined, the first ones
+// issued before the activation rows are ready). SwiGLU fuses the gate and up rows of one output
+// into one warp.
 #include <cuda_bf16.h>
 
 #include <mutex>
@@ -60,6 +61,36 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
   __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(smem_raw);
   const int k = a.k, n_vec = k / 8, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
+  // This warp's two weight rows: SwiGLU's gate and up rows of one output, else two outputs.
+  int row0, row1;
+  bool has1 = true;
+  if constexpr (SWIGLU) {
+    row0 = blockIdx.x * kWarps + warp;
+    row1 = a.n_out + row0;
+  } else {
+    row0 = (blockIdx.x * kWarps + warp) * 2;
+    has1 = row0 + 1 < a.n_out;
+    row1 = has1 ? row0 + 1 : row0;
+  }
+  const bool active = row0 < a.n_out;
+  const uint4* w0 = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(active ? row0 : 0) * k);
+  const uint4* w1 = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(active ? row1 : 0) * k);
+  // Software pipeline: the loads of chunk c + 1 are in flight while chunk c is multiplied; the
+  // first chunk's go out before the activation rows are made, which does not need them.
+  uint4 wa[kUnroll], wb[kUnroll];
+  auto load = [&](int base, uint4 (&ra)[kUnroll], uint4 (&rb)[kUnroll]) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int idx = base + u * 32 + lane;
+      ra[u] = rb[u] = make_uint4(0, 0, 0, 0);
+      if (active && idx < n_vec) {
+        ra[u] = load_stream(w0 + idx);
+        rb[u] = load_stream(w1 + idx);
+      }
+    }
+  };
+  load(0, wa, wb);
+
   // The activation rows into shared memory (RMSNorm'd from float rows when fused).
   if constexpr (NORM) {
     __shared__ float red[kWarps][M];
@@ -97,37 +128,15 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
   }
   __syncthreads();
 
-  // This warp's two weight rows: SwiGLU's gate and up rows of one output, else two outputs.
-  int row0, row1;
-  bool has1 = true;
-  if constexpr (SWIGLU) {
-    row0 = blockIdx.x * kWarps + warp;
-    if (row0 >= a.n_out) return;
-    row1 = a.n_out + row0;
-  } else {
-    row0 = (blockIdx.x * kWarps + warp) * 2;
-    if (row0 >= a.n_out) return;
-    has1 = row0 + 1 < a.n_out;
-    row1 = has1 ? row0 + 1 : row0;
-  }
-  const uint4* w0 = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(row0) * k);
-  const uint4* w1 = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(row1) * k);
+  if (!active) return;
   const uint4* xv = reinterpret_cast<const uint4*>(xs);
   float acc0[M], acc1[M];
 #pragma unroll
   for (int mi = 0; mi < M; ++mi) acc0[mi] = acc1[mi] = 0.0f;
 
   for (int base = 0; base < n_vec; base += 32 * kUnroll) {
-    uint4 wa[kUnroll], wb[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int idx = base + u * 32 + lane;
-      wa[u] = wb[u] = make_uint4(0, 0, 0, 0);
-      if (idx < n_vec) {
-        wa[u] = load_stream(w0 + idx);
-        wb[u] = load_stream(w1 + idx);
-      }
-    }
+    uint4 na[kUnroll], nb[kUnroll];
+    load(base + 32 * kUnroll, na, nb);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int idx = base + u * 32 + lane;
@@ -140,6 +149,8 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
         }
       }
     }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) wa[u] = na[u], wb[u] = nb[u];
   }
 
 #pragma unroll
