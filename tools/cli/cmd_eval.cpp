@@ -12,6 +12,7 @@
 #include "common.h"
 #include "eval/report.h"
 #include "eval/runner.h"
+#include "kernels/cuda/cuda_forward.h"
 
 namespace lazyllm::cli {
 namespace {
@@ -21,6 +22,7 @@ struct EvalArgs {
   int ctx = 0, threads = 0, limit = 0, max_new_tokens = 0;
   bool json = false;
   PruneFlags prune;
+  DeviceFlag device;
 };
 
 std::string duration(double s) {
@@ -58,6 +60,7 @@ int run_eval_command(const EvalArgs& a) {
   o.data_path = a.data;
   o.n_ctx = a.ctx;
   o.n_threads = a.threads;
+  o.device = a.device.resolve();
   o.limit = a.limit;
   if (!a.metric.empty()) {
     o.metric = eval::metric_from_name(a.metric);
@@ -73,7 +76,12 @@ int run_eval_command(const EvalArgs& a) {
   const auto samples = eval::read_jsonl(a.data);
   auto model = Model::load(a.model);
   o.schedules.push_back({"baseline", {}});
-  for (auto& [name, sched] : a.prune.resolve_all(model->config().n_layers)) o.schedules.push_back({name, sched});
+  for (auto& [name, sched] : a.prune.resolve_all(model->config().n_layers)) {
+    // Checked before any sample runs, not after the baseline has spent an hour.
+    if (o.device == Device::Cuda && sched.selection != PruneSelection::kLazy)
+      throw Error("--prune " + name + ": static and random selection run on the CPU backend only (add --device cpu)");
+    o.schedules.push_back({name, sched});
+  }
   if (!a.out.empty()) {
     std::error_code ec;
     fs::create_directories(a.out, ec);
@@ -90,6 +98,8 @@ int run_eval_command(const EvalArgs& a) {
   nlohmann::json j = eval::to_json(report);
   j["model"] = a.model;
   j["data"] = a.data;
+  j["device"] = device_name(o.device);
+  if (o.device == Device::Cuda) j["gpu"] = cuda_device_description();
   j["samples"] = results.size() / o.schedules.size();
   for (size_t i = 0; i < o.schedules.size(); ++i) j["results"][i]["spec"] = o.schedules[i].schedule.to_string();
   const std::string markdown = eval::to_markdown(report);
@@ -127,6 +137,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--out", a->out, "Directory for results.json/.md, plot.png and the resumable samples.jsonl");
   cmd->add_flag("--json", a->json, "Print one JSON object instead of Markdown tables");
   a->prune.add_to(cmd, /*allow_many=*/true);
+  a->device.add_to(cmd);
   cmd->callback([a, &exit_code] { exit_code = run_eval_command(*a); });
 }
 

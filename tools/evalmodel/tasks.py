@@ -6,6 +6,12 @@ is "{context}\\n\\n{input}" (the eval harness's generic template) followed by " 
 Every piece of text that the answer depends on (needle, target entry, fact, examples of the
 asked class, counted events) ends at least TAIL_MARGIN tokens before the end of the context, so
 a model that only sees the last 256 context tokens has nothing to go on.
+
+The retrieval families put the answer right after a cue of at most three tokens that is unique
+in the context ("passkey is", "amber cat:", "ada is a"), and answers are one word or digits
+that do not repeat: the model is a few MB trained for minutes, and these are the copy circuits
+it can learn in that time (tools/evalmodel/README.md, "Runs"). A pruned-away cue or answer
+still costs the answer, which is what the evaluation measures.
 """
 import random
 
@@ -106,7 +112,10 @@ def insert_units(rng, units, items):
 
 
 def passkey(rng, vocab, target_len, margin):
-    key = str(rng.randint(10000, 99999))
+    # Five different digits: a repeated digit would make "the digit after this one" ambiguous
+    # for the copy circuit a small model learns; the key space is still 27216 numbers.
+    first = rng.choice("123456789")
+    key = first + "".join(rng.sample([d for d in "0123456789" if d != first], 4))
     inp = question("what is the passkey?", "the passkey is")
     needle = f"the passkey is {key}. remember it. {key} is the passkey."
     u = Units(vocab, margin)
@@ -119,7 +128,9 @@ def kv_retrieval(rng, vocab, target_len, margin):
     keys = [(a, b) for a in W.KV_ADJ for b in W.ANIMALS]
     rng.shuffle(keys)
     target = keys.pop()
-    value = str(rng.randint(1000, 9999))
+    # Values are single words: a multi-token number shares its digits with hundreds of other
+    # entries, which a 4 MB model cannot tell apart; the key (two words) must be matched.
+    value = rng.choice(W.FILLER_NOUNS)
     inp = question(f"what is the value for {target[0]} {target[1]}?", f"{target[0]} {target[1]}:")
     u = Units(vocab, margin)
     u.append("here is a list of keys and values.")
@@ -127,7 +138,7 @@ def kv_retrieval(rng, vocab, target_len, margin):
     target_text = entry(target, value)
     it = iter(keys)
     u.fill(context_budget(vocab, target_len, inp) - u.count(target_text),
-           lambda: entry(next(it), rng.randint(1000, 9999)))
+           lambda: entry(next(it), rng.choice(W.FILLER_NOUNS)))
     insert_units(rng, u, [target_text])
     u.texts.insert(0, u.texts.pop(u.texts.index("here is a list of keys and values.")))
     return dict(context=u.text(), input=inp, answer=value, all_classes=None)
@@ -147,9 +158,9 @@ FACTS = [
      lambda f: f"what color was the {f['obj']} that {f['name']} bought?",
      lambda f: f"the {f['obj']} that {f['name']} bought was"),
     ("job", lambda r: dict(name=None, ans=r.choice(W.PROFESSIONS)),
-     lambda f: f"{f['name']} works as a {f['ans']}.",
+     lambda f: f"{f['name']} is a {f['ans']}.",
      lambda f: f"what is the job of {f['name']}?",
-     lambda f: f"{f['name']} works as a"),
+     lambda f: f"{f['name']} is a"),
 ]
 
 
@@ -178,10 +189,10 @@ def singledoc_qa(rng, vocab, target_len, margin):
 ATTRS = [
     ("city", W.CITIES, lambda n, v: f"{n} lives in {v}.", lambda n: f"which city does {n} live in?",
      lambda n: f"{n} lives in"),
-    ("job", W.PROFESSIONS, lambda n, v: f"{n} works as a {v}.", lambda n: f"what is the job of {n}?",
-     lambda n: f"{n} works as a"),
-    ("pet", W.ANIMALS, lambda n, v: f"{n} has a pet {v}.", lambda n: f"what pet does {n} have?",
-     lambda n: f"{n} has a pet"),
+    ("job", W.PROFESSIONS, lambda n, v: f"{n} is a {v}.", lambda n: f"what is the job of {n}?",
+     lambda n: f"{n} is a"),
+    ("pet", W.ANIMALS, lambda n, v: f"{n} keeps a {v}.", lambda n: f"what pet does {n} have?",
+     lambda n: f"{n} keeps a"),
     ("color", W.COLORS, lambda n, v: f"the favorite color of {n} is {v}.", lambda n: f"what is the favorite color of {n}?",
      lambda n: f"the favorite color of {n} is"),
 ]
@@ -216,30 +227,38 @@ def multidoc_qa(rng, vocab, target_len, margin):
 
 
 def fewshot_cls(rng, vocab, target_len, margin):
+    """Examples "text: <a sentence naming three things of one topic> label: <class>", one per
+    line; labels are drawn per sample, so only the examples tell which label a topic has. The
+    sentence ends on a topic word, and some example of the asked class ends on the same word
+    as the query: a label is then found by a three-token cue ("<word> label:"), which the small
+    model learns; examples of the asked class only stand before the last TAIL_MARGIN tokens."""
     n_classes = rng.randint(4, 8)
     topics = rng.sample(sorted(W.TOPICS), n_classes)
     labels = rng.sample(W.LABELS, n_classes)
 
-    def example(k, prefix="text: "):
-        ws = rng.sample(W.TOPICS[topics[k]], 3)
-        return prefix + rng.choice(W.FEWSHOT_FRAMES).format(*ws)
+    def example(k, last=None):
+        frame = rng.choice(W.FEWSHOT_FRAMES).rstrip(".")
+        slot = int(frame.rsplit("{", 1)[1][0])  # which word the sentence ends on
+        ws = rng.sample([w for w in W.TOPICS[topics[k]] if w != last], 3)
+        if last is not None:
+            ws[slot] = last
+        return "text: " + frame.format(*ws), ws[slot]
 
+    line = lambda k, last=None: (lambda t: t[0] + " label: " + labels[k])(example(k, last))
     q = rng.randrange(n_classes)
-    query = example(q)
-    inp = query + "\nlabel:"
+    query, q_last = example(q)
+    inp = query + " label:"
     u = Units(vocab, margin, sep="\n")
-    u.fill(context_budget(vocab, target_len, inp),
-           lambda: (lambda k: example(k) + "\nlabel: " + labels[k])(rng.randrange(n_classes)))
+    u.fill(context_budget(vocab, target_len, inp), lambda: line(rng.randrange(n_classes)))
     head = set(u.head_slots(0))
     others = [k for k in range(n_classes) if k != q]
     for i in range(len(u.texts)):
-        is_q = u.texts[i].endswith("label: " + labels[q])
-        if i not in head and is_q:  # no example of the asked class near the end
-            k = rng.choice(others)
-            u.texts[i] = example(k) + "\nlabel: " + labels[k]
-    q_head = [i for i in sorted(head) if u.texts[i].endswith("label: " + labels[q])]
-    for i in rng.sample(sorted(head), min(len(head), 2)) if len(q_head) < 2 else []:
-        u.texts[i] = example(q) + "\nlabel: " + labels[q]
+        if i not in head and u.texts[i].endswith("label: " + labels[q]):  # none of the asked class near the end
+            u.texts[i] = line(rng.choice(others))
+    # Two examples of the asked class in the head, one of them ending on the query's last word.
+    for n, i in enumerate(rng.sample(sorted(head), min(len(head), 2))):
+        u.texts[i] = line(q, q_last if n == 0 else None)
+    u.counts = [u.count(t) for t in u.texts]
     return dict(context=u.text(), input=inp, answer=labels[q], all_classes=labels)
 
 
