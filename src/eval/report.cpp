@@ -137,9 +137,15 @@ void write_plot(const Report& r, const std::string& png_path, const std::string&
       << "set grid\nset key outside right top\nset yrange [0:105]\n"  // scores are 0-100
       << "set offsets graph 0.1, graph 0.1, 0, 0\n"
       << "plot";
-    for (size_t i = 0; i < r.schedules.size(); ++i)
+    // The marker tells the selection (circle: baseline/LazyLLM, square: static, triangle:
+    // random); colours cycle, so two schedules never share both.
+    for (size_t i = 0; i < r.schedules.size(); ++i) {
+      const std::string& name = r.schedules[i].name;
+      const int pt = name.starts_with("static:") ? 5 : name.starts_with("random") ? 9 : 7;
       g << (i ? ", \\\n    " : " ") << (i ? "''" : gp_quote(dat.string())) << " index " << i
-        << " using 1:2 with points pointtype 7 pointsize 2 title " << gp_quote(r.schedules[i].name);
+        << " using 1:2 with points linecolor " << i + 1 << " pointtype " << pt << " pointsize 2 title "
+        << gp_quote(name);
+    }
     g << "\n";
     if (!g.flush()) throw Error("cannot write '" + gp.string() + "'");
   }
