@@ -191,14 +191,14 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
   // One untimed run of every schedule first: the first prefill of a session pays one-time costs
   // (on a GPU the CUDA context, library handles and graph captures; on a CPU page faults on the
   // mapped weights), which would otherwise be charged to the baseline, the first to run.
-  for (int i = 0; i < n; ++i) {
-    if (complete(i)) continue;
+  int first = 0;
+  while (first < n && complete(first)) ++first;
+  if (first < n) {
     bool truncated = false;
-    const DatasetConfig cfg = settings_for(samples[i], o);
-    const std::vector<int32_t> prompt = prompt_of(samples[i], cfg, &truncated);
+    const DatasetConfig cfg = settings_for(samples[first], o);
+    const std::vector<int32_t> prompt = prompt_of(samples[first], cfg, &truncated);
     for (size_t k = 0; k < o.schedules.size(); ++k)
-      run_one(*sessions[k], samples[i], prompt, truncated, cfg, o.schedules[k].name);
-    break;
+      run_one(*sessions[k], samples[first], prompt, truncated, cfg, o.schedules[k].name);
   }
   const auto start = Clock::now();
   std::vector<SampleResult> results;

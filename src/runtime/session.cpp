@@ -26,6 +26,11 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
     if (p.layer < 1 || p.layer >= c.n_layers)
       throw Error("prune schedule layer " + std::to_string(p.layer) + " is outside [1, " +
                   std::to_string(c.n_layers - 1) + "]");
+  // The static/random ablations exist on the CPU backend only; said here, at creation, so a
+  // command comparing several schedules stops before running any of them.
+  if (options_.device == Device::Cuda && !options_.prune.points.empty() &&
+      options_.prune.selection != PruneSelection::kLazy)
+    throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
   pool_ = std::make_unique<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   if (options_.device == Device::Cuda) {
     backend_ = make_cuda_forward(*model_, n_ctx_);

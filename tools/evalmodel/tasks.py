@@ -244,7 +244,9 @@ def fewshot_cls(rng, vocab, target_len, margin):
             ws[slot] = last
         return "text: " + frame.format(*ws), ws[slot]
 
-    line = lambda k, last=None: (lambda t: t[0] + " label: " + labels[k])(example(k, last))
+    def line(k, last=None):
+        return example(k, last)[0] + " label: " + labels[k]
+
     q = rng.randrange(n_classes)
     query, q_last = example(q)
     inp = query + " label:"
