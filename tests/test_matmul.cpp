@@ -12,6 +12,7 @@
 #include "format/dtype.h"
 #include "hwy/targets.h"
 #include "kernels/cpu/dot_int8.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/dot_kernels.h"
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/matmul.h"
@@ -153,7 +154,8 @@ TEST_P(MatmulTypeTest, DotRowMatchesReferenceAndSmallBatchMatmul) {
   const DType type = GetParam();
   const int64_t cols = test_cols(type);
   const Weights w = make_weights(type, 9, cols, 5);
-  const int64_t n = type == DType::F32 ? 8 : 20;  // the largest fused batches have several groups of 4
+  // The largest fused batches (see max_fused_batch), with several groups of 4.
+  const int64_t n = type == DType::F32 ? 8 : dtype_info(type).block_elems > 1 ? 16 : 20;
   const std::vector<float> x = make_x(n, cols, 6);
   ThreadPool pool(2);
   std::vector<float> y(n * w.rows);
@@ -312,13 +314,57 @@ TEST_P(MatmulFastTest, Bf16PathMatchesRoundedReference) {
 std::vector<Case> fast_cases() {
   std::vector<Case> v;
   for (DType t : {DType::BF16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
-    for (int64_t n : {33, 45, 300}) v.push_back({t, n});
+    for (int64_t n : {17, 33, 45, 300})
+      if (n > 32 || dtype_info(t).block_elems > 1) v.push_back({t, n});  // bf16 fuses up to 32
   return v;
 }
 
 INSTANTIATE_TEST_SUITE_P(MatmulFast, MatmulFastTest, ::testing::ValuesIn(fast_cases()), [](const auto& info) {
   return std::string(dtype_name(info.param.type)) + "_n" + std::to_string(info.param.n);
 });
+
+// The AVX-512 f32 prefill kernel: a double reference within f32 summation error for every tail
+// (partial 32-row tiles, row lengths off the 16-float vector, 12/4/1-row activation blocks), only
+// outputs written, and each output independent of the thread count and of the batch around it.
+TEST(MatmulF32Gemm, MatchesReferenceForEveryTail) {
+  if (!kernels::f32_gemm_supported()) GTEST_SKIP() << "CPU has no AVX-512; OpenBLAS sgemm is used instead";
+  for (DType type : {DType::F32, DType::F16}) {
+    for (int64_t cols : {96, 517}) {
+      const Weights w = make_weights(type, 70, cols, 11);
+      const int64_t ldx = cols + 3, ldy = w.rows + 5;
+      constexpr int64_t kMaxN = 41;
+      const std::vector<float> x = make_x(kMaxN, ldx, 12);
+      std::vector<float> full;
+      // Batches above max_fused_batch (8 for f32, 32 for f16) take this kernel.
+      const std::vector<int64_t> ns = type == DType::F32 ? std::vector<int64_t>{kMaxN, 9, 17, 33}
+                                                         : std::vector<int64_t>{kMaxN, 33, 37};
+      for (int64_t n : ns) {
+        for (int threads : {1, 3}) {
+          ThreadPool pool(threads);
+          std::vector<float> y(n * ldy, 12345.0f);
+          matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool, MatmulPrecision::kFast);
+          for (int64_t t = 0; t < n; ++t) {
+            for (int64_t r = 0; r < w.rows; ++r) {
+              double ref = 0, mag = 0;
+              for (int64_t c = 0; c < cols; ++c) {
+                const double p = static_cast<double>(w.deq[r * cols + c]) * x[t * ldx + c];
+                ref += p;
+                mag += std::fabs(p);
+              }
+              ASSERT_NEAR(y[t * ldy + r], ref, 1e-5 * mag + 1e-30)
+                  << dtype_name(type) << " cols=" << cols << " n=" << n << " t=" << t << " r=" << r;
+            }
+            for (int64_t r = w.rows; r < ldy; ++r) ASSERT_EQ(y[t * ldy + r], 12345.0f) << "wrote padding";
+          }
+          if (full.empty()) full = y;
+          // Bitwise: the first n rows of the largest batch, whatever the threads.
+          ASSERT_EQ(0, std::memcmp(full.data(), y.data(), y.size() * sizeof(float)))
+              << dtype_name(type) << " cols=" << cols << " n=" << n << " threads=" << threads;
+        }
+      }
+    }
+  }
+}
 
 // f32 and f16 weights never take the bf16 path: kFast gives the f32 path's exact bits.
 TEST(MatmulFast, F32AndF16WeightsStayExact) {
@@ -400,10 +446,38 @@ TEST_P(MatmulInt8Test, MatchesReferenceOnQuantizedActivations) {
   }
 }
 
+// Several weights on one input (Q/K/V) give the bits of separate matmul calls, on the shared
+// 8-bit path (Q8_0 and Q4_0 mixed, several heights) and on the fallback (an f32 weight among them).
+TEST(MatmulSharedInput, EqualsSeparateCalls) {
+  const int64_t cols = 7 * 32, ldx = cols + 3;
+  const Weights a = make_weights(DType::Q4_0, 37, cols, 21), b = make_weights(DType::Q8_0, 5, cols, 22),
+                c = make_weights(DType::Q4_0, 64, cols, 23), f = make_weights(DType::F32, 9, cols, 24);
+  for (bool with_f32 : {false, true}) {
+    for (int64_t n : {1, 3, 40}) {
+      const std::vector<float> x = make_x(n, ldx, 25);
+      std::vector<const Weights*> ws = {&a, &b, &c};
+      if (with_f32) ws.push_back(&f);
+      ThreadPool pool(3);
+      std::vector<std::vector<float>> sep, joint;
+      std::vector<MatmulTarget> targets;
+      for (const Weights* w : ws) {
+        sep.emplace_back(n * (w->rows + 2), 7.0f);
+        joint.emplace_back(n * (w->rows + 2), 7.0f);
+        matmul(w->view(), x.data(), n, ldx, sep.back().data(), w->rows + 2, pool, MatmulPrecision::kFast);
+      }
+      for (size_t i = 0; i < ws.size(); ++i) targets.push_back({ws[i]->view(), joint[i].data(), ws[i]->rows + 2});
+      matmul_shared_input(targets, x.data(), n, ldx, pool, MatmulPrecision::kFast);
+      for (size_t i = 0; i < ws.size(); ++i)
+        ASSERT_EQ(0, std::memcmp(sep[i].data(), joint[i].data(), sep[i].size() * sizeof(float)))
+            << "target " << i << " n=" << n << " with_f32=" << with_f32;
+    }
+  }
+}
+
 std::vector<Case> int8_cases() {
   std::vector<Case> v;
   for (DType t : {DType::Q8_0, DType::Q4_0})
-    for (int64_t n : {1, 2, 5, 32}) v.push_back({t, n});
+    for (int64_t n : {1, 2, 5, 16}) v.push_back({t, n});
   return v;
 }
 

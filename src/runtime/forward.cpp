@@ -96,9 +96,8 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
   s.att.resize(static_cast<size_t>(m) * qd);
 
   for_rows(m, [&](int i) { rmsnorm(h + int64_t{i} * d, L.attn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps); });
-  matmul(L.wq, s.xn.data(), m, d, s.q.data(), qd, pool_, precision_);
-  matmul(L.wk, s.xn.data(), m, d, s.k.data(), kvd, pool_, precision_);
-  matmul(L.wv, s.xn.data(), m, d, s.v.data(), kvd, pool_, precision_);
+  const MatmulTarget qkv[] = {{L.wq, s.q.data(), qd}, {L.wk, s.k.data(), kvd}, {L.wv, s.v.data(), kvd}};
+  matmul_shared_input(qkv, s.xn.data(), m, d, pool_, precision_);
   for_rows(m, [&](int i) {
     float* qi = s.q.data() + int64_t{i} * qd;
     float* ki = s.k.data() + int64_t{i} * kvd;
@@ -139,8 +138,8 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
     s.ffn_out.resize(static_cast<size_t>(rm) * d);
     float* hc = h + int64_t{r0} * d;
     for_rows(rm, [&](int i) { rmsnorm(hc + int64_t{i} * d, L.ffn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps); });
-    matmul(L.w_gate, s.xn.data(), rm, d, s.gate.data(), ff, pool_, precision_);
-    matmul(L.w_up, s.xn.data(), rm, d, s.up.data(), ff, pool_, precision_);
+    const MatmulTarget gate_up[] = {{L.w_gate, s.gate.data(), ff}, {L.w_up, s.up.data(), ff}};
+    matmul_shared_input(gate_up, s.xn.data(), rm, d, pool_, precision_);
     for_rows(rm, [&](int i) { silu_mul(s.gate.data() + int64_t{i} * ff, s.up.data() + int64_t{i} * ff, ff); });
     matmul(L.w_down, s.gate.data(), rm, ff, s.ffn_out.data(), d, pool_, precision_);
     for_rows(rm, [&](int i) { add_inplace(hc + int64_t{i} * d, s.ffn_out.data() + int64_t{i} * d, d); });
@@ -399,8 +398,8 @@ void ForwardState::compute_kv(int l, const float* hidden, int32_t pos, float* k,
   const int d = c_.n_embd, kvd = c_.n_kv_heads * c_.head_dim;
   std::vector<float> xn(d);
   rmsnorm(hidden, L.attn_norm, xn.data(), d, c_.rms_eps);
-  matmul(L.wk, xn.data(), 1, d, k, kvd, pool_, precision_);
-  matmul(L.wv, xn.data(), 1, d, v, kvd, pool_, precision_);
+  const MatmulTarget kv[] = {{L.wk, k, kvd}, {L.wv, v, kvd}};
+  matmul_shared_input(kv, xn.data(), 1, d, pool_, precision_);
   if (L.bk) {
     add_inplace(k, L.bk, kvd);
     add_inplace(v, L.bv, kvd);

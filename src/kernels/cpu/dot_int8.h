@@ -19,7 +19,19 @@ struct QuantizedRow {
   const int8_t* q;
   const float* d;
   const int32_t* sum;  // sum of q over each block (for Q4_0's offset of 8)
+  // Q4_0 only (from prepare_q4_0_row): per pair of blocks b, b+1, the 64 values in the order the
+  // Q4_0 nibbles unpack to (b 0-15, b+1 0-15, b 16-31, b+1 16-31), so the kernel needs no byte
+  // shuffles; the scales as 8 floats (d[b] x4, d[b+1] x4); and -8 sum per block as the integer
+  // accumulator's start (lanes 0 and 4). A last odd block keeps the natural order.
+  const int8_t* q4 = nullptr;
+  const float* d8 = nullptr;
+  const int32_t* off8 = nullptr;
 };
+
+// Floats/int32s per 64 values of the Q4_0 arrays of QuantizedRow, and the function that fills
+// them (q4: k bytes, d8 and off8: k / 8 values each) from a row made by quantize_row_q8.
+void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64_t k, int8_t* q4, float* d8,
+                      int32_t* off8);
 
 // Quantizes k values (k a multiple of 32): d = max|x| / 127, q = round-to-nearest-even(x / d).
 void quantize_row_q8(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum);

@@ -13,21 +13,27 @@
 #include <algorithm>
 #include <cstdint>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
 #include "kernels/cpu/dot_int8.h"
 #include "kernels/cpu/dot_kernels.h"
 #include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {
 namespace {
 
-// Batches up to this size use the fused kernels, larger ones sgemm: measured crossovers on
-// Zen 4 (sgemm's packing of small batches is costly; f32 weights need no decoding, so
-// sgemm wins sooner for them).
-int64_t max_fused_batch(DType t) { return t == DType::F32 ? 8 : 32; }
+// Batches up to this size use the fused kernels, larger ones a GEMM: measured crossovers on
+// Zen 4 (f32 weights need no decoding, so the GEMM wins sooner for them; for Q4_0/Q8_0 the
+// 8-bit fused path runs ~125 GFLOP/s on 2 threads at any batch from 2 to 32, the bf16 GEMM
+// 127 at 16 and 210 at 32).
+int64_t max_fused_batch(DType t) {
+  if (t == DType::F32) return 8;
+  return dtype_info(t).block_elems > 1 ? 16 : 32;
+}
 // Fused tasks cover up to this many weight bytes (whole rows; by_balance below usually
 // decides): long sequential runs keep the hardware prefetchers streaming. With 64 KiB tasks
 // the two threads' interleaved short runs reached ~30 GB/s on F32 decode against ~40 GB/s
@@ -76,27 +82,57 @@ void matmul_fused(const WeightView& w, const float* x, int64_t n, int64_t ldx, f
   });
 }
 
-// Decode with 8-bit activations (Q8_0/Q4_0 weights on VNNI CPUs): x quantized once per call,
-// rows split across threads as in matmul_fused.
-void matmul_int8(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) {
-  const int64_t k = w.cols, stride = w.row_stride(), nb = k / 32;
-  thread_local std::vector<int8_t> q_buf;
-  thread_local std::vector<float> d_buf;
-  thread_local std::vector<int32_t> s_buf;
+// Decode and short batches with 8-bit activations (Q8_0/Q4_0 weights on VNNI CPUs): x quantized once per call
+// and shared by every target (Q, K and V read the same input), all targets' rows split across
+// threads in one parallel loop as in matmul_fused.
+void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx, ThreadPool& pool) {
+  const int64_t k = targets[0].w.cols, nb = k / 32;
+  bool q4 = false;
+  for (const auto& t : targets) q4 = q4 || t.w.type == DType::Q4_0;
+  thread_local std::vector<int8_t> q_buf, q4_buf;
+  thread_local std::vector<float> d_buf, d8_buf;
+  thread_local std::vector<int32_t> s_buf, off8_buf;
   q_buf.resize(static_cast<size_t>(n * k));
   d_buf.resize(static_cast<size_t>(n * nb));
   s_buf.resize(static_cast<size_t>(n * nb));
+  if (q4) {
+    q4_buf.resize(static_cast<size_t>(n * k));
+    d8_buf.resize(static_cast<size_t>(n * k / 8));
+    off8_buf.resize(static_cast<size_t>(n * k / 8));
+  }
   std::vector<kernels::QuantizedRow> xq(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) {
-    kernels::quantize_row_q8(x + t * ldx, k, q_buf.data() + t * k, d_buf.data() + t * nb, s_buf.data() + t * nb);
-    xq[t] = {q_buf.data() + t * k, d_buf.data() + t * nb, s_buf.data() + t * nb};
+    int8_t* q = q_buf.data() + t * k;
+    float* d = d_buf.data() + t * nb;
+    int32_t* s = s_buf.data() + t * nb;
+    kernels::quantize_row_q8(x + t * ldx, k, q, d, s);
+    xq[t] = {q, d, s};
+    if (q4) {
+      xq[t].q4 = q4_buf.data() + t * k;
+      xq[t].d8 = d8_buf.data() + t * k / 8;
+      xq[t].off8 = off8_buf.data() + t * k / 8;
+      kernels::prepare_q4_0_row(q, d, s, k, q4_buf.data() + t * k, d8_buf.data() + t * k / 8,
+                                off8_buf.data() + t * k / 8);
+    }
   }
-  const int64_t by_bytes = ceil_div(kFusedTaskBytes, std::max<int64_t>(stride, 1));
-  const int64_t by_balance = std::max<int64_t>(1, w.rows / (8 * pool.size()));
-  const int64_t rows_per_task = std::min(by_bytes, by_balance);
-  pool.parallel_for(ceil_div(w.rows, rows_per_task), [&](int64_t task, int) {
-    const int64_t r0 = task * rows_per_task, nr = std::min(rows_per_task, w.rows - r0);
-    kernels::dot_rows_int8(w.type, w.data + r0 * stride, stride, nr, k, xq.data(), static_cast<int>(n), y + r0, ldy);
+  struct Task {
+    size_t target;
+    int64_t r0, nr;
+  };
+  std::vector<Task> tasks;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const WeightView& w = targets[i].w;
+    const int64_t by_bytes = ceil_div(kFusedTaskBytes, std::max<int64_t>(w.row_stride(), 1));
+    const int64_t by_balance = std::max<int64_t>(1, w.rows / (8 * pool.size()));
+    const int64_t rows_per_task = std::min(by_bytes, by_balance);
+    for (int64_t r0 = 0; r0 < w.rows; r0 += rows_per_task) tasks.push_back({i, r0, std::min(rows_per_task, w.rows - r0)});
+  }
+  pool.parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t task, int) {
+    const Task& tk = tasks[static_cast<size_t>(task)];
+    const MatmulTarget& t = targets[tk.target];
+    const int64_t stride = t.w.row_stride();
+    kernels::dot_rows_int8(t.w.type, t.w.data + tk.r0 * stride, stride, tk.nr, k, xq.data(), static_cast<int>(n),
+                           t.y + tk.r0, t.ldy);
   });
 }
 
@@ -106,6 +142,33 @@ int64_t tile_rows(int64_t rows, int64_t k) {
   const int64_t for_tiles = round_up(ceil_div(rows, kMinTiles), kMinTileRows);
   const int64_t for_memory = kMaxTileFloats / std::max<int64_t>(k, 1) / kMinTileRows * kMinTileRows;
   return std::clamp(std::min({kMaxTileRows, for_tiles, for_memory}), kMinTileRows, kMaxTileRows);
+}
+
+// Prefill in f32 with our AVX-512 kernel: each task takes a 32-row tile of W (dequantized
+// unless it is f32), packs it and multiplies it with every activation row.
+void matmul_f32_tiles(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
+                      ThreadPool& pool) {
+  const int64_t k = w.cols, stride = w.row_stride();
+  const bool direct = w.type == DType::F32 && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
+  constexpr int64_t tile = kernels::kF32TileRows;
+  pool.parallel_for(ceil_div(w.rows, tile), [&](int64_t task, int) {
+    thread_local std::vector<float> wf;
+    thread_local std::vector<float> packed;
+    if (packed.size() < static_cast<size_t>(tile * k)) packed.resize(static_cast<size_t>(tile * k));
+    const int64_t r0 = task * tile, nr = std::min(tile, w.rows - r0);
+    const float* rows;
+    int64_t ldw = k;
+    if (direct) {
+      rows = reinterpret_cast<const float*>(w.data + r0 * stride);
+      ldw = stride / static_cast<int64_t>(sizeof(float));
+    } else {
+      if (wf.size() < static_cast<size_t>(tile * k)) wf.resize(static_cast<size_t>(tile * k));
+      kernels::dequantize_rows(w.type, w.data + r0 * stride, stride, nr, k, wf.data(), k);
+      rows = wf.data();
+    }
+    kernels::pack_tile_f32(rows, ldw, nr, k, packed.data());
+    kernels::gemm_f32_tile(x, n, ldx, packed.data(), k, nr, y + r0, ldy);
+  });
 }
 
 void matmul_gemm(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, ThreadPool& pool) {
@@ -157,6 +220,10 @@ void matmul_bf16(const WeightView& w, const float* x, int64_t n, int64_t ldx, fl
   });
 }
 
+bool takes_int8_path(const WeightView& w, int64_t n, MatmulPrecision precision) {
+  return n <= max_fused_batch(w.type) && precision == MatmulPrecision::kFast && kernels::int8_dot_supported(w.type);
+}
+
 bool use_bf16(const WeightView& w, MatmulPrecision precision) {
   // f32 weights keep full precision (they are what reference comparisons use); f16 weights
   // would lose mantissa bits in bf16.
@@ -181,14 +248,33 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
     for (int64_t t = 0; t < n; ++t) std::fill(y + t * ldy, y + t * ldy + w.rows, 0.0f);
     return;
   }
-  if (n <= max_fused_batch(w.type) && precision == MatmulPrecision::kFast && kernels::int8_dot_supported(w.type))
-    matmul_int8(w, x, n, ldx, y, ldy, pool);
+  if (takes_int8_path(w, n, precision)) {
+    const MatmulTarget target{w, y, ldy};
+    matmul_int8({&target, 1}, x, n, ldx, pool);
+  }
   else if (n <= max_fused_batch(w.type))
     matmul_fused(w, x, n, ldx, y, ldy, pool);
   else if (use_bf16(w, precision))
     matmul_bf16(w, x, n, ldx, y, ldy, pool);
+  else if (kernels::f32_gemm_supported())
+    matmul_f32_tiles(w, x, n, ldx, y, ldy, pool);
   else
     matmul_gemm(w, x, n, ldx, y, ldy, pool);
+}
+
+void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx,
+                         ThreadPool& pool, MatmulPrecision precision) {
+  bool together = n > 0 && !targets.empty();
+  for (const auto& t : targets) {
+    together = together && t.w.rows > 0 && t.w.cols == targets[0].w.cols && takes_int8_path(t.w, n, precision) &&
+               t.w.cols % dtype_info(t.w.type).block_elems == 0 && t.w.cols > 0;
+  }
+  if (!together) {
+    for (const auto& t : targets) matmul(t.w, x, n, ldx, t.y, t.ldy, pool, precision);
+    return;
+  }
+  use_single_threaded_blas();
+  matmul_int8(targets, x, n, ldx, pool);
 }
 
 float dot_row(DType t, const void* row, const float* x, int64_t n) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "format/dtype.h"
 
@@ -25,12 +26,26 @@ struct WeightView {
 enum class MatmulPrecision { kF32, kFast };
 
 // Y[t * ldy + r] = sum_c W[r, c] * X[t * ldx + c]   for t < n, r < W.rows.
-// Small n (decode; up to 8 for f32 weights, 32 for the others) streams the weights once with
+// Small n (decode; up to 8 for f32 weights, 16 for block-quantized ones, 32 for f16/bf16) streams the weights once with
 // fused dequantize-dot SIMD kernels; larger n (prefill) dequantizes tiles of W rows into a
 // per-thread buffer and multiplies them with sgemm. Threads split the rows of W. The output
 // is bitwise reproducible: it depends on the inputs and n, never on the thread count.
 void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
             ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::kF32);
+
+// One weight and where its product goes, for matmul_shared_input.
+struct MatmulTarget {
+  WeightView w;
+  float* y;
+  int64_t ldy;
+};
+
+// matmul for several weights that read the same activations (Q/K/V; gate/up), bitwise equal to
+// separate matmul calls. Decode with 8-bit activations quantizes x once and runs every
+// target's rows in one parallel loop (one thread rendezvous instead of one per weight);
+// otherwise it is those separate calls.
+void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx,
+                         ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::kF32);
 
 // Our thread pool provides the parallelism: OpenBLAS's own threads (used by every cblas call,
 // attention included) would spin against it and oversubscribe the cores. Idempotent.
