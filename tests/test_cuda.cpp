@@ -378,6 +378,36 @@ TEST(CudaDecode, GraphsMatchDirectLaunches) {
   }
 }
 
+// Programmatic dependent launch changes when kernels start, never what they compute: a session
+// made with LAZYLLM_CUDA_PDL=0 gives the same logits, bit for bit, in prefill and in graph
+// decode, for the baseline and for LazyLLM (revivals: multi-row decode steps).
+TEST(CudaDecode, PdlMatchesSerialLaunches) {
+  LAZYLLM_REQUIRE_GPU();
+  test::ArchSpec spec = test::arch_variants()[0];
+  spec.ctx = 2048;
+  auto model = test::make_model(spec, DType::BF16);
+  auto prompt = random_tokens(1000, model->config().n_vocab, 31);
+  for (bool lazy : {false, true}) {
+    SCOPED_TRACE(lazy ? "lazy" : "baseline");
+    SessionOptions o = options(Device::Cuda, 1200);
+    if (lazy) o.prune = PruneSchedule::parse("1:0.5,2:0.5", model->config().n_layers);
+    ::setenv("LAZYLLM_CUDA_PDL", "0", 1);
+    Session serial(model, o);
+    ::unsetenv("LAZYLLM_CUDA_PDL");
+    Session pdl(model, o);
+    serial.prefill(prompt);
+    pdl.prefill(prompt);
+    for (int s = 0; s < 40; ++s) {
+      ASSERT_EQ(0, std::memcmp(serial.logits().data(), pdl.logits().data(), serial.logits().size() * sizeof(float)))
+          << "step " << s;
+      const int32_t next = argmax(serial.logits());
+      serial.decode(next);
+      pdl.decode(next);
+    }
+  }
+  std::cout << "[ cuda ] decode with programmatic dependent launch identical to serial launches\n";
+}
+
 TEST(CudaErrors, BadTokensAndOverflowAreErrors) {
   LAZYLLM_REQUIRE_GPU();
   auto model = test::make_model(test::arch_variants()[0], DType::F32);

@@ -24,6 +24,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.h"
 
 namespace lazyllm::cuda {
 namespace {
@@ -845,6 +846,8 @@ __global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(Attention
   __shared__ float sP[kDecKeys];
   __shared__ __align__(16) float sAcc[NG * HD];
   __shared__ float sRed[kDecThreads / 32];
+  pdl_trigger();
+  pdl_wait();
   const int split = blockIdx.x, r = blockIdx.y, h = blockIdx.z;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n_keys = a.n_keys_dev ? *a.n_keys_dev : a.n_keys;
@@ -948,6 +951,8 @@ __global__ void __launch_bounds__(kDecThreads) decode_combine_kernel(AttentionAr
   extern __shared__ float sW[];  // n_splits weights
   __shared__ __align__(16) float sO[4 * kDecThreads];
   __shared__ float sRed[kDecThreads / 32];
+  pdl_trigger();
+  pdl_wait();
   const int r = blockIdx.x, h = blockIdx.y, hd = a.head_dim, stride = dec_stride(hd);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* base = partial + (static_cast<int64_t>(h) * a.m + r) * n_splits * stride;
@@ -993,12 +998,10 @@ int decode_splits(const AttentionArgs& a) { return std::max(1, (a.n_keys + kDecK
 template <int HD>
 void launch_decode(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   const int n_splits = decode_splits(a);
-  decode_attention_kernel<HD><<<dim3(n_splits, a.m, a.n_heads), kDecThreads, 0, stream>>>(
-      a, a.scale * 1.4426950408889634f, scratch);
-  check_launch("decode_attention_kernel");
-  decode_combine_kernel<<<dim3(a.m, a.n_heads), kDecThreads, n_splits * sizeof(float), stream>>>(a, n_splits,
-                                                                                                  scratch);
-  check_launch("decode_combine_kernel");
+  launch_pdl("decode_attention_kernel", decode_attention_kernel<HD>, dim3(n_splits, a.m, a.n_heads),
+             dim3(kDecThreads), 0, stream, a, a.scale * 1.4426950408889634f, scratch);
+  launch_pdl("decode_combine_kernel", decode_combine_kernel, dim3(a.m, a.n_heads), dim3(kDecThreads),
+             n_splits * sizeof(float), stream, a, n_splits, static_cast<const float*>(scratch));
 }
 
 // ---------------------------------------------------------------- importance

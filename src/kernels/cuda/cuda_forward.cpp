@@ -36,6 +36,7 @@
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.h"
 #include "lazyllm/lazyllm.h"
 #include "model/weights.h"
 #include "prune/select.h"
@@ -185,6 +186,7 @@ class CudaForward final : public ForwardBackend {
 
   // Activations, grown to the largest batch seen.
   DeviceBuffer<float> h_[2], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_;
+  bool pdl_ = true;  // programmatic dependent launch for this session's kernels (see pdl.h)
   DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
   DeviceBuffer<half_t> q_;
   DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_;
@@ -250,6 +252,7 @@ CudaForward::CudaForward(const Model& model, int n_ctx)
   importance_d_.ensure(n_ctx);
   imp_scratch_.ensure(cuda::importance_scratch_floats(cap));
   use_graphs_ = !env_off("LAZYLLM_CUDA_GRAPHS");
+  pdl_ = cuda::pdl_env_allows();
 }
 
 CudaForward::~CudaForward() {
@@ -391,6 +394,7 @@ void CudaForward::prefill(std::span<const int32_t> tokens, const std::vector<dou
                           const TokenSelector& selector, const std::function<void(int, int)>& progress) {
   // The static/random ablations are evaluation tools; they run on the CPU backend only.
   if (!selector.reselects_at_decode()) throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
+  const cuda::PdlScope pdl(pdl_);
   const int n = static_cast<int>(tokens.size());
   const int d = c_.n_embd, n_layers = c_.n_layers;
   if (n == 0) throw Error("prefill: no tokens");
@@ -535,6 +539,7 @@ void CudaForward::decode_baseline(int32_t token) {
 
 void CudaForward::decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) {
   if (!selector.reselects_at_decode()) throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
+  const cuda::PdlScope pdl(pdl_);
   const int d = c_.n_embd, n_layers = c_.n_layers;
   const int p = n_past_;
   if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");

@@ -7,6 +7,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.h"
 
 namespace lazyllm::cuda {
 namespace {
@@ -27,6 +28,7 @@ __device__ float block_sum(float v) {
 }
 
 __global__ void embed_kernel(const __nv_bfloat16* table, const int32_t* tokens, int d, float* out) {
+  pdl_trigger();  // the first product may start loading its weights
   const __nv_bfloat16* row = table + static_cast<int64_t>(tokens[blockIdx.x]) * d;
   float* o = out + static_cast<int64_t>(blockIdx.x) * d;
   for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = __bfloat162float(row[c]);
@@ -45,6 +47,8 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, int d, float eps,
 // Blocks (row, part): rotary pairs of all q and k heads, then v; a row's work is spread over
 // gridDim.y blocks (several for decode-sized batches).
 __global__ void qkv_finish_kernel(QkvFinishArgs a) {
+  pdl_trigger();
+  pdl_wait();
   const int i = blockIdx.x, hd = a.head_dim, half_hd = hd / 2;
   const int qd = a.n_heads * hd, kvd = a.n_kv_heads * hd, width = qd + 2 * kvd;
   const float* row = a.qkv + static_cast<int64_t>(i) * width;
@@ -114,8 +118,7 @@ void qkv_finish(const QkvFinishArgs& a, cudaStream_t stream) {
   if (a.m == 0) return;
   const int work = (a.n_heads + a.n_kv_heads) * (a.head_dim / 2);
   const int parts = a.m >= 64 ? 1 : std::min(16, (work + kThreads - 1) / kThreads);
-  qkv_finish_kernel<<<dim3(a.m, parts), kThreads, 0, stream>>>(a);
-  check_launch("qkv_finish_kernel");
+  launch_pdl("qkv_finish_kernel", qkv_finish_kernel, dim3(a.m, parts), dim3(kThreads), 0, stream, a);
 }
 
 void swiglu_bf16(const bf16_t* gu, int m, int ff, bf16_t* out, cudaStream_t stream) {

@@ -6,10 +6,13 @@
 // into one warp.
 #include <cuda_bf16.h>
 
+#include <cstdlib>
 #include <mutex>
+#include <string_view>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/pdl.h"
 
 namespace lazyllm::cuda {
 namespace {
@@ -90,6 +93,9 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
     }
   };
   load(0, wa, wb);
+  // Weights are constants: their first loads go out before the kernel before this one is done.
+  pdl_trigger();
+  pdl_wait();
 
   // The activation rows into shared memory (RMSNorm'd from float rows when fused).
   if constexpr (NORM) {
@@ -173,8 +179,8 @@ template <int M, bool SWIGLU, bool NORM>
 void launch(const GemvArgs& a, cudaStream_t s) {
   const int per_block = SWIGLU ? kWarps : 2 * kWarps;
   const size_t smem = static_cast<size_t>(M) * a.k * sizeof(uint16_t);
-  gemv_kernel<M, SWIGLU, NORM><<<(a.n_out + per_block - 1) / per_block, kThreads, smem, s>>>(a);
-  check_launch("gemv_kernel");
+  launch_pdl("gemv_kernel", gemv_kernel<M, SWIGLU, NORM>, dim3((a.n_out + per_block - 1) / per_block), dim3(kThreads),
+             smem, s, a);
 }
 
 template <int M>
@@ -228,5 +234,26 @@ void gemv(const bf16_t* w, int n_out, int k, const bf16_t* x, int m, void* y, bo
   a.w = w, a.n_out = n_out, a.k = k, a.m = m, a.x = x, a.y = y, a.y_f32 = y_f32, a.beta = beta;
   gemv(a, stream);
 }
+
+namespace {
+thread_local bool t_pdl_allowed = true;
+}  // namespace
+
+bool pdl_enabled() {
+  static const bool hopper = [] {
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+  }();
+  return hopper && t_pdl_allowed;
+}
+
+bool pdl_env_allows() {
+  const char* e = std::getenv("LAZYLLM_CUDA_PDL");
+  return !(e && (std::string_view(e) == "0" || std::string_view(e) == "off"));
+}
+
+PdlScope::PdlScope(bool allow) : saved_(t_pdl_allowed) { t_pdl_allowed = allow; }
+PdlScope::~PdlScope() { t_pdl_allowed = saved_; }
 
 }  // namespace lazyllm::cuda
