@@ -22,7 +22,7 @@ for step in range(1, STEPS + 1):
     ids = torch.frombuffer(raw, dtype=torch.int32).view(-1, width).long().to(dev)
     is_copy = torch.tensor([f == TR.COPY for f in fam.tolist()], device=dev)
     with torch.autocast('cuda', dtype=torch.bfloat16, enabled=amp):
-        a, c, cp, right = TR.batch_loss(m, ids, torch.tensor(n_prompt.tolist(), device=dev), torch.tensor(n_total.tolist(), device=dev), is_copy, dev)
+        a, c, cp, right, _ = TR.batch_loss(m, ids, torch.tensor(n_prompt.tolist(), device=dev), torch.tensor(n_total.tolist(), device=dev), is_copy, dev)
     opt.zero_grad(); cp.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step()
     if step % 100 == 0: out.append(f"{step}:{cp.item():.2f}/{int(right.sum())}")
 print(variant, L, lr, NL, D, f"{time.time()-t0:.0f}s", " ".join(out), flush=True)

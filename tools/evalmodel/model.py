@@ -101,13 +101,19 @@ class Llama(nn.Module):
             if n.endswith("wo.weight") or n.endswith("w_down.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
-    def forward(self, ids):
+    def forward(self, ids, exits=()):
+        # exits: layer indices l whose input (the output of block l - 1) also goes through the
+        # final norm and the tied output (deep supervision); then returns (logits, [exit logits]).
         T = ids.shape[1]
         cos, sin = rope_tables(self.cfg, T, ids.device)
         x = self.embed(ids)
-        for b in self.blocks:
+        extra = []
+        for i, b in enumerate(self.blocks):
+            if i in exits:
+                extra.append(self.norm(x) @ self.embed.weight.to(x.dtype).t())
             x = b(x, cos, sin)
-        return self.norm(x) @ self.embed.weight.to(x.dtype).t()  # tied output
+        logits = self.norm(x) @ self.embed.weight.to(x.dtype).t()  # tied output
+        return (logits, extra) if exits else logits
 
 
 def _bytes(t, dtype):

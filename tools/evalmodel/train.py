@@ -135,7 +135,7 @@ def copy_phase(model, opt, args, device, log):
             g["lr"] = lr
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             is_copy = torch.ones(ids.shape[0], dtype=torch.bool, device=device)
-            _, _, copy_loss, right = batch_loss(model, ids, torch.tensor(n_prompt.tolist(), device=device),
+            _, _, copy_loss, right, _ = batch_loss(model, ids, torch.tensor(n_prompt.tolist(), device=device),
                                                 torch.tensor(n_total.tolist(), device=device), is_copy, device)
         optimizer_step(model, opt, copy_loss)
         step += 1
@@ -154,11 +154,15 @@ def lr_at(step, progress, peak, warmup):
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def batch_loss(model, ids, n_prompt, n_total, is_copy, device):
+def batch_loss(model, ids, n_prompt, n_total, is_copy, device, exits=()):
     x = ids[:, :-1]
     y = ids[:, 1:]
-    logits = model(x)
-    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none").view_as(y)
+    logits, exit_logits = model(x, exits) if exits else (model(x), [])
+
+    def ce_of(lg):
+        return F.cross_entropy(lg.float().reshape(-1, lg.shape[-1]), y.reshape(-1), reduction="none").view_as(y)
+
+    ce = ce_of(logits)
     pos = torch.arange(y.shape[1], device=device)[None, :]
     # target index t predicts token t+1: prompt tokens 1..n_prompt-1, answer n_prompt..n_total-1
     after = (pos >= n_prompt[:, None] - 1) & (pos < n_total[:, None] - 1)
@@ -169,7 +173,13 @@ def batch_loss(model, ids, n_prompt, n_total, is_copy, device):
     copy_loss = (ce * is_cp).sum() / is_cp.sum().clamp(min=1)
     # a sample is right when every answer token (and </s>) is the argmax
     wrong = ((logits.argmax(-1) != y) & after).any(1)
-    return ans_loss, ctx_loss, copy_loss, ~wrong
+    # Deep supervision: the answer and copy losses also at each exit layer (mean over exits).
+    exit_loss = torch.zeros((), device=device)
+    for lg in exit_logits:
+        ce_e = ce_of(lg)
+        exit_loss = exit_loss + ((ce_e * is_ans).sum() / is_ans.sum().clamp(min=1) +
+                                 COPY_WEIGHT * (ce_e * is_cp).sum() / is_cp.sum().clamp(min=1)) / len(exit_logits)
+    return ans_loss, ctx_loss, copy_loss, ~wrong, exit_loss
 
 
 @torch.no_grad()
@@ -241,6 +251,9 @@ def main():
     ap.add_argument("--lengths", default="256,4064,0.6",
                     help="curriculum: longest prompt at the start, at the end, fraction of the budget to grow")
     ap.add_argument("--name", default="synth-llama-4l-256d")
+    ap.add_argument("--exit-layers", default="",
+                    help="deep supervision: comma list of layers whose input also predicts the answer (e.g. 2,4)")
+    ap.add_argument("--exit-weight", type=float, default=0.5, help="weight of the mean exit loss")
     args = ap.parse_args()
     if args.copy_lr is None:
         args.copy_lr = args.lr
@@ -277,6 +290,7 @@ def main():
     families = [FAMILY_NAMES.index(f) for f in args.families.split(",")] if args.families else list(range(len(FAMILY_NAMES)))
     weights = {FAMILY_NAMES.index(k): int(v) for k, v in (kv.split("=") for kv in args.family_weights.split(",") if kv)}
     families = [f for f in families for _ in range(weights.get(f, 1))]  # drawn uniformly from this list
+    exits = tuple(int(x) for x in args.exit_layers.split(",") if x)
     pending = collections.deque()
     t0 = t_start = time.time()
     next_submit = 0
@@ -317,8 +331,9 @@ def main():
                 g["lr"] = lr
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 is_copy = torch.tensor([f == COPY for f in fam.tolist()], device=device)
-                ans_loss, ctx_loss, copy_loss, right = batch_loss(model, ids, n_prompt_t, n_total_t, is_copy, device)
-            loss = ans_loss + CTX_WEIGHT * ctx_loss + COPY_WEIGHT * copy_loss
+                ans_loss, ctx_loss, copy_loss, right, exit_loss = batch_loss(model, ids, n_prompt_t, n_total_t, is_copy,
+                                                                             device, exits)
+            loss = ans_loss + CTX_WEIGHT * ctx_loss + COPY_WEIGHT * copy_loss + args.exit_weight * exit_loss
             optimizer_step(model, opt, loss)
             step += 1
             tokens += ids.numel()
@@ -331,7 +346,7 @@ def main():
                 el = time.time() - t0
                 acc = " ".join(f"{k[6:]}={v[0]}/{v[1]}" for k, v in sorted(stats.items()))
                 log(f"step {step} seq {L} bs {ids.shape[0]} lr {lr:.2e} ans_loss {ans_loss.item():.3f} "
-                    f"ctx_loss {ctx_loss.item():.3f} copy_loss {copy_loss.item():.3f} tok/s {tokens / el:.0f} elapsed {el:.0f}s | acc {acc}")
+                    f"ctx_loss {ctx_loss.item():.3f} copy_loss {copy_loss.item():.3f} exit_loss {exit_loss.item():.3f} tok/s {tokens / el:.0f} elapsed {el:.0f}s | acc {acc}")
                 stats.clear()
     except Exception as e:  # keep whatever was trained
         log(f"training stopped by error: {e!r}")

@@ -57,9 +57,30 @@ float* aligned_scratch(std::vector<float>& buf, size_t n) {
   return reinterpret_cast<float*>((p + 63) / 64 * 64);
 }
 
-void matmul_fused(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
-                  ThreadPool& pool) {
-  const int64_t k = w.cols, stride = w.row_stride();
+// Rows of each target, in tasks of up to kFusedTaskBytes of weights (whole rows), at least about
+// 8 tasks per thread per target for balance.
+struct RowTask {
+  size_t target;
+  int64_t r0, nr;
+};
+
+std::vector<RowTask> row_tasks(std::span<const MatmulTarget> targets, int threads) {
+  std::vector<RowTask> tasks;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const WeightView& w = targets[i].w;
+    const int64_t by_bytes = ceil_div(kFusedTaskBytes, std::max<int64_t>(w.row_stride(), 1));
+    const int64_t by_balance = std::max<int64_t>(1, w.rows / (8 * threads));
+    const int64_t rows_per_task = std::min(by_bytes, by_balance);
+    for (int64_t r0 = 0; r0 < w.rows; r0 += rows_per_task) tasks.push_back({i, r0, std::min(rows_per_task, w.rows - r0)});
+  }
+  return tasks;
+}
+
+// Small batches: every target (all of one weight type, sharing x) streams its rows through the
+// fused dequantize-dot kernels, all targets' rows in one parallel loop.
+void matmul_fused(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx, ThreadPool& pool) {
+  const DType type = targets[0].w.type;
+  const int64_t k = targets[0].w.cols;
   // Vector loads that straddle cache lines are slow, and every weight row re-reads all of x:
   // stage x in a 64-byte aligned copy (cheap: n * k floats against rows * k weights).
   thread_local std::vector<float> x_buf, xs_buf;
@@ -67,18 +88,19 @@ void matmul_fused(const WeightView& w, const float* x, int64_t n, int64_t ldx, f
   float* xa = aligned_scratch(x_buf, static_cast<size_t>(n * ldx_a));
   for (int64_t t = 0; t < n; ++t) std::copy(x + t * ldx, x + t * ldx + k, xa + t * ldx_a);
   // Per-activation terms some formats hoist out of the inner loop (computed once, shared).
-  const int64_t xs_len = kernels::xsum_len(w.type, k);
+  const int64_t xs_len = kernels::xsum_len(type, k);
   float* xs = xs_len > 0 ? aligned_scratch(xs_buf, static_cast<size_t>(n * xs_len)) : nullptr;
-  for (int64_t t = 0; t < n && xs; ++t) kernels::compute_xsums(w.type, xa + t * ldx_a, k, xs + t * xs_len);
+  for (int64_t t = 0; t < n && xs; ++t) kernels::compute_xsums(type, xa + t * ldx_a, k, xs + t * xs_len);
 
   // Each row's result is independent of how rows are grouped into tasks, so the chunk size
   // may follow the thread count without affecting the output.
-  const int64_t by_bytes = ceil_div(kFusedTaskBytes, std::max<int64_t>(stride, 1));
-  const int64_t by_balance = std::max<int64_t>(1, w.rows / (8 * pool.size()));
-  const int64_t rows_per_task = std::min(by_bytes, by_balance);
-  pool.parallel_for(ceil_div(w.rows, rows_per_task), [&](int64_t task, int) {
-    const int64_t r0 = task * rows_per_task, nr = std::min(rows_per_task, w.rows - r0);
-    kernels::dot_rows(w.type, w.data + r0 * stride, stride, nr, k, xa, ldx_a, xs, static_cast<int>(n), y + r0, ldy);
+  const std::vector<RowTask> tasks = row_tasks(targets, pool.size());
+  pool.parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t task, int) {
+    const RowTask& tk = tasks[static_cast<size_t>(task)];
+    const MatmulTarget& t = targets[tk.target];
+    const int64_t stride = t.w.row_stride();
+    kernels::dot_rows(type, t.w.data + tk.r0 * stride, stride, tk.nr, k, xa, ldx_a, xs, static_cast<int>(n),
+                      t.y + tk.r0, t.ldy);
   });
 }
 
@@ -115,20 +137,9 @@ void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t 
                                 off8_buf.data() + t * k / 8);
     }
   }
-  struct Task {
-    size_t target;
-    int64_t r0, nr;
-  };
-  std::vector<Task> tasks;
-  for (size_t i = 0; i < targets.size(); ++i) {
-    const WeightView& w = targets[i].w;
-    const int64_t by_bytes = ceil_div(kFusedTaskBytes, std::max<int64_t>(w.row_stride(), 1));
-    const int64_t by_balance = std::max<int64_t>(1, w.rows / (8 * pool.size()));
-    const int64_t rows_per_task = std::min(by_bytes, by_balance);
-    for (int64_t r0 = 0; r0 < w.rows; r0 += rows_per_task) tasks.push_back({i, r0, std::min(rows_per_task, w.rows - r0)});
-  }
+  const std::vector<RowTask> tasks = row_tasks(targets, pool.size());
   pool.parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t task, int) {
-    const Task& tk = tasks[static_cast<size_t>(task)];
+    const RowTask& tk = tasks[static_cast<size_t>(task)];
     const MatmulTarget& t = targets[tk.target];
     const int64_t stride = t.w.row_stride();
     kernels::dot_rows_int8(t.w.type, t.w.data + tk.r0 * stride, stride, tk.nr, k, xq.data(), static_cast<int>(n),
@@ -252,8 +263,10 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
     const MatmulTarget target{w, y, ldy};
     matmul_int8({&target, 1}, x, n, ldx, pool);
   }
-  else if (n <= max_fused_batch(w.type))
-    matmul_fused(w, x, n, ldx, y, ldy, pool);
+  else if (n <= max_fused_batch(w.type)) {
+    const MatmulTarget target{w, y, ldy};
+    matmul_fused({&target, 1}, x, n, ldx, pool);
+  }
   else if (use_bf16(w, precision))
     matmul_bf16(w, x, n, ldx, y, ldy, pool);
   else if (kernels::f32_gemm_supported())
@@ -264,17 +277,23 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
 
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx,
                          ThreadPool& pool, MatmulPrecision precision) {
-  bool together = n > 0 && !targets.empty();
+  // Together when every target takes the same small-batch path: all 8-bit (Q8_0/Q4_0 mixed), or
+  // all fused float kernels of one weight type.
+  bool int8 = n > 0 && !targets.empty(), fused = int8;
   for (const auto& t : targets) {
-    together = together && t.w.rows > 0 && t.w.cols == targets[0].w.cols && takes_int8_path(t.w, n, precision) &&
-               t.w.cols % dtype_info(t.w.type).block_elems == 0 && t.w.cols > 0;
+    const bool ok = t.w.rows > 0 && t.w.cols > 0 && t.w.cols == targets[0].w.cols &&
+                    t.w.cols % dtype_info(t.w.type).block_elems == 0;
+    int8 = int8 && ok && takes_int8_path(t.w, n, precision);
+    fused = fused && ok && t.w.type == targets[0].w.type && n <= max_fused_batch(t.w.type) &&
+            !takes_int8_path(t.w, n, precision);
   }
-  if (!together) {
+  if (!int8 && !fused) {
     for (const auto& t : targets) matmul(t.w, x, n, ldx, t.y, t.ldy, pool, precision);
     return;
   }
   use_single_threaded_blas();
-  matmul_int8(targets, x, n, ldx, pool);
+  if (int8) matmul_int8(targets, x, n, ldx, pool);
+  else matmul_fused(targets, x, n, ldx, pool);
 }
 
 float dot_row(DType t, const void* row, const float* x, int64_t n) {

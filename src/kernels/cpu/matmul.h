@@ -41,9 +41,10 @@ struct MatmulTarget {
 };
 
 // matmul for several weights that read the same activations (Q/K/V; gate/up), bitwise equal to
-// separate matmul calls. Decode with 8-bit activations quantizes x once and runs every
-// target's rows in one parallel loop (one thread rendezvous instead of one per weight);
-// otherwise it is those separate calls.
+// separate matmul calls. Small batches run every target's rows in one parallel loop (one thread
+// rendezvous instead of one per weight) when all take the same kernels: 8-bit decode (x
+// quantized once; Q8_0 and Q4_0 may mix) or the fused float kernels of one weight type.
+// Otherwise it is those separate calls.
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx,
                          ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::kF32);
 
