@@ -1,10 +1,13 @@
 // Weight-times-activation products. Two paths, both splitting the rows of W across threads:
-//  - small batches (decode): fused dequantize+dot SIMD kernels stream each weight row once;
-//  - larger batches (prefill): each task dequantizes a tile of W rows into a per-thread float
-//    buffer and multiplies it with OpenBLAS sgemm, so weights stay quantized in memory.
-// Every output is computed by exactly one task, in an order fixed by the shapes alone (sgemm
-// tiles never depend on the thread count; fused rows are independent of their grouping), so
-// results are bitwise reproducible across runs and thread counts. Per-thread scratch: at most
+//  - small batches (decode): fused dequantize+dot SIMD kernels stream each weight row once
+//    (8-bit activations with VNNI for Q8_0/Q4_0);
+//  - larger batches (prefill): each task takes a tile of W rows and multiplies it with all
+//    activations: our AVX-512 f32 kernel (any weight type, decoded per tile), the bf16 kernel
+//    for quantized weights in fast math, or OpenBLAS sgemm on CPUs without AVX-512. Weights
+//    stay in their stored form in memory.
+// Every output is computed by exactly one task, in an order fixed by the shapes alone (tiles
+// never depend on the thread count; fused rows are independent of their grouping), so results
+// are bitwise reproducible across runs and thread counts. Per-thread scratch: at most
 // kMaxTileFloats floats (8 MiB) for sgemm tiles, plus an aligned copy of small batches.
 #include "kernels/cpu/matmul.h"
 

@@ -27,8 +27,8 @@ enum class MatmulPrecision { kF32, kFast };
 
 // Y[t * ldy + r] = sum_c W[r, c] * X[t * ldx + c]   for t < n, r < W.rows.
 // Small n (decode; up to 8 for f32 weights, 16 for block-quantized ones, 32 for f16/bf16) streams the weights once with
-// fused dequantize-dot SIMD kernels; larger n (prefill) dequantizes tiles of W rows into a
-// per-thread buffer and multiplies them with sgemm. Threads split the rows of W. The output
+// fused dequantize-dot SIMD kernels; larger n (prefill) multiplies tiles of W rows (decoded into
+// a per-thread buffer when quantized) with a GEMM kernel. Threads split the rows of W. The output
 // is bitwise reproducible: it depends on the inputs and n, never on the thread count.
 void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
             ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::kF32);
