@@ -446,6 +446,26 @@ TEST_P(MatmulInt8Test, MatchesReferenceOnQuantizedActivations) {
   }
 }
 
+// Runs the weights ws on n rows of x through matmul_shared_input and through separate matmul
+// calls (outputs padded by one row, pre-filled) and expects the same bits everywhere.
+void expect_shared_equals_separate(const std::vector<const Weights*>& ws, int64_t n, int64_t ldx,
+                                   MatmulPrecision precision, const std::string& what) {
+  const std::vector<float> x = make_x(n, ldx, 44);
+  ThreadPool pool(3);
+  std::vector<std::vector<float>> sep, joint;
+  std::vector<MatmulTarget> targets;
+  for (const Weights* w : ws) {
+    sep.emplace_back(n * (w->rows + 1), 7.0f);
+    joint.emplace_back(n * (w->rows + 1), 7.0f);
+    matmul(w->view(), x.data(), n, ldx, sep.back().data(), w->rows + 1, pool, precision);
+  }
+  for (size_t i = 0; i < ws.size(); ++i) targets.push_back({ws[i]->view(), joint[i].data(), ws[i]->rows + 1});
+  matmul_shared_input(targets, x.data(), n, ldx, pool, precision);
+  for (size_t i = 0; i < ws.size(); ++i)
+    ASSERT_EQ(0, std::memcmp(sep[i].data(), joint[i].data(), sep[i].size() * sizeof(float)))
+        << what << " target " << i << " n=" << n;
+}
+
 // Several weights on one input (Q/K/V) give the bits of separate matmul calls: on the shared
 // fused float path (one type), and where types differ, on separate calls.
 TEST(MatmulSharedInput, FloatKernelsEqualSeparateCalls) {
@@ -453,54 +473,22 @@ TEST(MatmulSharedInput, FloatKernelsEqualSeparateCalls) {
   for (DType t : {DType::F32, DType::Q4_K, DType::F16}) {
     const Weights a = make_weights(t, 33, cols, 41), b = make_weights(t, 8, cols, 42),
                   mixed = make_weights(t == DType::F32 ? DType::F16 : DType::F32, 5, cols, 43);
-    for (bool with_mixed : {false, true}) {
-      for (int64_t n : {1, 3, 8}) {
-        const std::vector<float> x = make_x(n, ldx, 44);
-        std::vector<const Weights*> ws = {&a, &b};
-        if (with_mixed) ws.push_back(&mixed);
-        ThreadPool pool(3);
-        std::vector<std::vector<float>> sep, joint;
-        std::vector<MatmulTarget> targets;
-        for (const Weights* w : ws) {
-          sep.emplace_back(n * (w->rows + 1), 7.0f);
-          joint.emplace_back(n * (w->rows + 1), 7.0f);
-          matmul(w->view(), x.data(), n, ldx, sep.back().data(), w->rows + 1, pool, MatmulPrecision::kF32);
-        }
-        for (size_t i = 0; i < ws.size(); ++i) targets.push_back({ws[i]->view(), joint[i].data(), ws[i]->rows + 1});
-        matmul_shared_input(targets, x.data(), n, ldx, pool, MatmulPrecision::kF32);
-        for (size_t i = 0; i < ws.size(); ++i)
-          ASSERT_EQ(0, std::memcmp(sep[i].data(), joint[i].data(), sep[i].size() * sizeof(float)))
-              << dtype_name(t) << " target " << i << " n=" << n << " mixed=" << with_mixed;
-      }
+    for (int64_t n : {1, 3, 8}) {
+      expect_shared_equals_separate({&a, &b}, n, ldx, MatmulPrecision::kF32, std::string(dtype_name(t)));
+      expect_shared_equals_separate({&a, &b, &mixed}, n, ldx, MatmulPrecision::kF32, std::string(dtype_name(t)) + " mixed");
     }
   }
 }
 
 // The same on the shared 8-bit path (Q8_0 and Q4_0 mixed, several heights) and on the fallback
-// (an f32 weight among them).
+// (an f32 weight among them; a batch past the small-batch limit).
 TEST(MatmulSharedInput, EqualsSeparateCalls) {
   const int64_t cols = 7 * 32, ldx = cols + 3;
   const Weights a = make_weights(DType::Q4_0, 37, cols, 21), b = make_weights(DType::Q8_0, 5, cols, 22),
                 c = make_weights(DType::Q4_0, 64, cols, 23), f = make_weights(DType::F32, 9, cols, 24);
-  for (bool with_f32 : {false, true}) {
-    for (int64_t n : {1, 3, 40}) {
-      const std::vector<float> x = make_x(n, ldx, 25);
-      std::vector<const Weights*> ws = {&a, &b, &c};
-      if (with_f32) ws.push_back(&f);
-      ThreadPool pool(3);
-      std::vector<std::vector<float>> sep, joint;
-      std::vector<MatmulTarget> targets;
-      for (const Weights* w : ws) {
-        sep.emplace_back(n * (w->rows + 2), 7.0f);
-        joint.emplace_back(n * (w->rows + 2), 7.0f);
-        matmul(w->view(), x.data(), n, ldx, sep.back().data(), w->rows + 2, pool, MatmulPrecision::kFast);
-      }
-      for (size_t i = 0; i < ws.size(); ++i) targets.push_back({ws[i]->view(), joint[i].data(), ws[i]->rows + 2});
-      matmul_shared_input(targets, x.data(), n, ldx, pool, MatmulPrecision::kFast);
-      for (size_t i = 0; i < ws.size(); ++i)
-        ASSERT_EQ(0, std::memcmp(sep[i].data(), joint[i].data(), sep[i].size() * sizeof(float)))
-            << "target " << i << " n=" << n << " with_f32=" << with_f32;
-    }
+  for (int64_t n : {1, 3, 40}) {
+    expect_shared_equals_separate({&a, &b, &c}, n, ldx, MatmulPrecision::kFast, "8-bit");
+    expect_shared_equals_separate({&a, &b, &c, &f}, n, ldx, MatmulPrecision::kFast, "8-bit with f32");
   }
 }
 
