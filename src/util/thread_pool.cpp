@@ -3,6 +3,8 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <limits>
+#include <stdexcept>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -22,7 +24,7 @@ constexpr int kSpinsBeforeSleep = 1 << 14;
 constexpr int kSpinsBeforeYield = 1 << 8;
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)), ranges_(static_cast<size_t>(n_threads_)) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -41,11 +43,28 @@ int ThreadPool::default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-void ThreadPool::run_tasks(int thread_index) {
+namespace {
+uint64_t pack(uint32_t front, uint32_t back) { return uint64_t{back} << 32 | front; }
+}  // namespace
+
+int64_t ThreadPool::take(int owner, bool from_front) {
+  std::atomic<uint64_t>& bounds = ranges_[static_cast<size_t>(owner)].bounds;
+  uint64_t cur = bounds.load(std::memory_order_acquire);
   for (;;) {
-    int64_t task = next_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n_tasks_) break;
-    (*fn_)(task, thread_index);
+    const auto front = static_cast<uint32_t>(cur), back = static_cast<uint32_t>(cur >> 32);
+    if (front >= back) return -1;
+    const uint64_t next = from_front ? pack(front + 1, back) : pack(front, back - 1);
+    if (bounds.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_acquire))
+      return from_front ? front : back - 1;
+  }
+}
+
+void ThreadPool::run_tasks(int thread_index) {
+  for (int64_t task; (task = take(thread_index, true)) >= 0;) (*fn_)(task, thread_index);
+  // Own range done: help the others, nearest neighbour first, until every range is empty.
+  for (int i = 1; i < n_threads_; ++i) {
+    const int victim = (thread_index + i) % n_threads_;
+    for (int64_t task; (task = take(victim, false)) >= 0;) (*fn_)(task, thread_index);
   }
 }
 
@@ -79,9 +98,13 @@ void ThreadPool::parallel_for(int64_t n_tasks, const std::function<void(int64_t,
     for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
+  if (n_tasks > std::numeric_limits<uint32_t>::max())
+    throw std::length_error("ThreadPool::parallel_for: more than 2^32 - 1 tasks");
   fn_ = &fn;
-  n_tasks_ = n_tasks;
-  next_.store(0, std::memory_order_relaxed);
+  for (int t = 0; t < n_threads_; ++t) {
+    const auto lo = static_cast<uint32_t>(n_tasks * t / n_threads_), hi = static_cast<uint32_t>(n_tasks * (t + 1) / n_threads_);
+    ranges_[static_cast<size_t>(t)].bounds.store(pack(lo, hi), std::memory_order_relaxed);
+  }
   active_.store(n_threads_ - 1, std::memory_order_relaxed);
   {
     // Under the lock so a worker about to sleep cannot miss the new generation.

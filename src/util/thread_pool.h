@@ -1,6 +1,9 @@
 // A fixed pool of worker threads for data-parallel loops. The calling thread takes part,
-// so a pool of N threads starts N-1 workers. Work is handed out one index at a time through an
-// atomic counter, which balances uneven tasks without a scheduler.
+// so a pool of N threads starts N-1 workers. Each thread owns a contiguous range of the task
+// indices and takes them front to back; a thread that runs out steals single tasks from the
+// back of another's range. Consecutive tasks usually touch consecutive memory (rows of one
+// weight matrix), so each thread streams one long run that the hardware prefetchers follow,
+// while stealing still balances uneven tasks and preempted threads.
 //
 // Decode issues hundreds of small parallel loops per token, so waking workers must cost
 // microseconds, not a futex round trip: workers spin briefly on a generation counter before
@@ -36,6 +39,14 @@ class ThreadPool {
  private:
   void worker_loop(int thread_index);
   void run_tasks(int thread_index);
+  // Takes the next task of thread `owner`'s range: from its front for the owner itself, from
+  // its back for a thief. Returns -1 when the range is empty.
+  int64_t take(int owner, bool from_front);
+
+  // A range [front, back) packed into one word, so owner and thieves agree through one CAS.
+  struct alignas(64) TaskRange {
+    std::atomic<uint64_t> bounds{0};
+  };
 
   int n_threads_;
   std::vector<std::thread> workers_;
@@ -45,8 +56,7 @@ class ThreadPool {
   std::atomic<int> active_{0};
   std::atomic<bool> stop_{false};
   const std::function<void(int64_t, int)>* fn_ = nullptr;
-  int64_t n_tasks_ = 0;
-  std::atomic<int64_t> next_{0};
+  std::vector<TaskRange> ranges_;
 };
 
 }  // namespace lazyllm
