@@ -2,7 +2,8 @@
 // compacted token sets attend exactly as in the full sequence.
 //
 // Prefill (many rows): FlashAttention-2-style kernels on the tensor cores (half inputs, float
-// accumulation) for head sizes 16, 32, 64 and 128. The default (flash_fwd_kernel) pipelines its
+// accumulation) for head sizes 16, 32, 64 and 128. Head size 128 on Hopper takes the wgmma
+// kernel (flash_wgmma.cuh); elsewhere the default (flash_fwd_kernel) pipelines its
 // K/V tile loads with cp.async, masks only the tiles that need it and takes 128 rows a block; the
 // unpipelined mma kernel it replaced and a simpler WMMA one stay as cross-checks. Row blocks skip
 // key tiles past their last row.
@@ -25,6 +26,7 @@
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
+#include "kernels/cuda/wgmma.cuh"
 
 namespace lazyllm::cuda {
 namespace {
@@ -685,6 +687,8 @@ void prepare_flash_fwd() {
   prepare_flash_fwd_one<HD, 4, 2>();
 }
 
+#include "kernels/cuda/flash_wgmma.cuh"
+
 // Decode-sized batches go to the split-key kernel, which spreads the keys over the whole GPU;
 // the mma kernel also takes listed keys (LazyLLM decode with many revived rows).
 bool flash_supported(const AttentionArgs& a) {
@@ -1103,10 +1107,11 @@ __global__ void imp_average_kernel(const float* probs, const float* stat, int n_
   importance[j] = sum / static_cast<float>(n_heads);
 }
 
-// Which prefill kernel, by $LAZYLLM_CUDA_ATTENTION (read at each call, so tests can switch): the
-// pipelined one with 4 warps of 32 rows (default, "fwd2"), 8 warps of 16 rows ("fwd8") or 4 of
-// 16 ("fwd4"), the unpipelined mma kernel it replaced ("mma1"), the WMMA cross-check ("wmma").
-enum class PrefillKernel { kFwd2, kFwd8, kFwd4, kMmaV1, kWmma };
+// Which prefill kernel, by $LAZYLLM_CUDA_ATTENTION (read at each call, so tests can switch): by
+// default the wgmma kernel where it runs (head size 128 on compute capability 9.0, "wg"), else
+// the pipelined mma.sync one with 4 warps of 32 rows ("fwd2"); 8 warps of 16 rows ("fwd8") or 4
+// of 16 ("fwd4"), the unpipelined mma kernel it replaced ("mma1"), the WMMA cross-check ("wmma").
+enum class PrefillKernel { kWgmma, kFwd2, kFwd8, kFwd4, kMmaV1, kWmma };
 
 PrefillKernel prefill_kernel() {
   const char* e = std::getenv("LAZYLLM_CUDA_ATTENTION");
@@ -1115,7 +1120,8 @@ PrefillKernel prefill_kernel() {
   if (v == "mma1") return PrefillKernel::kMmaV1;
   if (v == "fwd4") return PrefillKernel::kFwd4;
   if (v == "fwd8") return PrefillKernel::kFwd8;
-  return PrefillKernel::kFwd2;
+  if (v == "fwd2") return PrefillKernel::kFwd2;
+  return PrefillKernel::kWgmma;
 }
 
 void attention_prepare() {
@@ -1125,12 +1131,18 @@ void attention_prepare() {
     prepare_flash_fwd<32>();
     prepare_flash_fwd<64>();
     prepare_flash_fwd<128>();
+    if (wgmma_available()) prepare_flash_wgmma();
   });
 }
 
 template <int HD>
 void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
   switch (prefill_kernel()) {
+    case PrefillKernel::kWgmma:
+      if constexpr (HD == kWgHd) {
+        if (wgmma_available()) return launch_flash_wgmma<2, 2>(a, stream);
+      }
+      return launch_flash_fwd<HD, 4, 2>(a, stream);
     case PrefillKernel::kWmma:
       if (a.key_slots == nullptr) return launch_flash<HD>(a, stream);
       [[fallthrough]];  // the WMMA kernel takes every slot only
