@@ -114,6 +114,10 @@ int64_t GGUFTensor::n_elements() const {
   return n;
 }
 
+void GGUFFile::populate() const {
+  if (file_) file_->populate();
+}
+
 std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   auto mapped = std::make_unique<MappedFile>(path);
   std::unique_ptr<GGUFFile> f(new GGUFFile());

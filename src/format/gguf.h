@@ -61,6 +61,9 @@ class GGUFFile {
   uint32_t version() const { return version_; }
   const std::string& name() const { return name_; }
   size_t file_size() const { return size_; }
+  // Maps all of a file opened from disk into memory now (see MappedFile::populate); no-op for
+  // parsed bytes.
+  void populate() const;
   uint64_t alignment() const { return alignment_; }
 
   const std::map<std::string, GGUFValue, std::less<>>& metadata() const { return kv_; }

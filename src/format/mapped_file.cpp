@@ -33,6 +33,17 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
 }
 
+void MappedFile::populate() const {
+  std::call_once(populated_, [this] {
+    if (!data_) return;
+#ifdef MADV_POPULATE_READ
+    ::madvise(const_cast<uint8_t*>(data_), size_, MADV_POPULATE_READ);
+#else
+    ::madvise(const_cast<uint8_t*>(data_), size_, MADV_WILLNEED);
+#endif
+  });
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }

@@ -1,6 +1,7 @@
 #include <chrono>
 #include <string>
 
+#include "format/gguf.h"
 #include "kernels/cuda/cuda_forward.h"
 #include "model/weights.h"
 #include "runtime/forward.h"
@@ -35,6 +36,9 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
   if (options_.device == Device::Cuda) {
     backend_ = make_cuda_forward(*model_, n_ctx_);
   } else {
+    // The CPU computes from the mapped weights: map them all now, not page by page in the first
+    // prefill (2.9 s of page faults before a 1.1B f32 model's first token on our 2-core VM).
+    model_->file().populate();
     auto cpu = std::make_unique<ForwardState>(*model_, n_ctx_, options_.kv_f16, *pool_);
     cpu->set_matmul_precision(options_.fast_math ? MatmulPrecision::kFast : MatmulPrecision::kF32);
     cpu_state_ = cpu.get();
