@@ -5,28 +5,23 @@
 // accumulators (registers) and V from shared memory. One wgmma covers a 64-row slab, so there
 // are 8x fewer tensor-core instructions than with mma.sync and no ldmatrix.
 //
-// Measured on an H100 (bench_cuda, llama2-7b attention shape): 277 TFLOP/s at 32K against 268
-// for flash_fwd_kernel; 8 warps of one block a multiprocessor reached 192, one warpgroup a block
-// 149, and a FlashAttention-3-style variant (128-key tiles, K/V double-buffered, S(t+1) and
-// P(t) V(t) in flight during the softmax) 277 too. Whatever holds all of them near 270 (ncu:
-// tensor pipe ~28% busy, L2 ~60% busy at 4K) was not found; FlashAttention-3 reaches ~600 with
-// TMA loads, 128-byte swizzled tiles and producer/consumer warp specialization.
-//
-// Tiles live in shared memory in the no-swizzle core-matrix layout: row r, 16-byte chunk c of a
-// [rows][128] tile sits at (r/8)*2048 + c*128 + (r%8)*16 bytes. K and V share one layout (K read
-// K-major for S, V read MN-major for O). Loads are cp.async (V(t) under S and the softmax, K(t+1)
+// Tiles live in shared memory in the 128-byte swizzled layout wgmma reads at full rate: a
+// [rows][128] tile is two [rows][64] halves, each row 128 bytes, 16-byte unit j of row r stored at
+// unit j ^ (r % 8). K and V share one layout (K read K-major for S, V read MN-major for O).
+// Consecutive threads copy consecutive 16-byte units of one row (coalesced global reads, and the
+// XOR spreads them over all banks). Loads are cp.async (V(t) under S and the softmax, K(t+1)
 // under P V), fenced for the async proxy before wgmma reads them. Masking, positions and listed
 // keys follow flash_fwd_kernel exactly. Included by attention.cu inside its anonymous namespace.
+//
+// Measured on an H100 (bench_cuda, llama2-7b attention shape, causal): 377 TFLOP/s at 32K and
+// 357 at 16K against 268 / 253 for flash_fwd_kernel. The same kernel on the unswizzled
+// core-matrix layout (8 rows of 16 bytes a contiguous 128-byte block) reached only 278 / 261:
+// wgmma's shared-memory reads, not the schedule, were the limit.
 
 constexpr int kWgHd = 128;                     // head size this kernel takes
 constexpr int kWgBc = 64;                      // keys per tile
 constexpr int kWgChunks = kWgHd / 8;           // 16-byte chunks per row
-// 16-byte columns of a core-matrix row group lie 128 bytes apart. (144, which lets 8 threads store
-// 8 consecutive chunks of one row without bank conflicts and so read 128 contiguous bytes each from
-// global memory, measured slower: 267 vs 277 TFLOP/s at 32K on an H100.)
-constexpr int kWgChunkStride = 128;
-constexpr int kWgGroupBytes = kWgChunks * kWgChunkStride;  // one 8-row group of a tile
-constexpr int wg_tile_halves(int rows) { return rows / 8 * (kWgGroupBytes / 2); }
+constexpr int wg_tile_halves(int rows) { return rows * kWgHd; }
 
 // GROUPS warpgroups per block (64 query rows each), MIN_BLOCKS blocks per multiprocessor.
 template <int GROUPS, int MIN_BLOCKS>
@@ -35,9 +30,11 @@ struct WgCfg {
   static constexpr size_t kSmem = sizeof(__half) * wg_tile_halves(kRows + 2 * kWgBc) + sizeof(int) * kWgBc;
 };
 
-// Element offset (in halves) of row r, chunk c in the core-matrix layout.
-__device__ __forceinline__ int wg_tile_offset(int r, int c) {
-  return (r >> 3) * (kWgGroupBytes / 2) + c * (kWgChunkStride / 2) + (r & 7) * 8;
+// Element offset (in halves) of row r, 16-byte chunk c (0-15) of a ROWS-row tile: two 64-column
+// halves of ROWS rows of 128 bytes, unit c % 8 of row r stored at unit (c % 8) ^ (r % 8).
+template <int ROWS>
+__device__ __forceinline__ int sw_tile_offset(int r, int c) {
+  return (c >> 3) * (ROWS * 64) + r * 64 + (((c & 7) ^ (r & 7)) << 3);
 }
 
 template <int GROUPS, int MIN_BLOCKS>
@@ -45,7 +42,7 @@ __global__ void __launch_bounds__(128 * GROUPS, MIN_BLOCKS) flash_wgmma_kernel(A
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = WgCfg<GROUPS, MIN_BLOCKS>;
   constexpr int HD = kWgHd, BR = C::kRows, BC = kWgBc, T = C::kThreads, CPR = kWgChunks;
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem[];
   __half* sQ = reinterpret_cast<__half*>(smem);
   __half* sK = sQ + wg_tile_halves(BR);
   __half* sV = sK + wg_tile_halves(BC);
@@ -63,16 +60,15 @@ __global__ void __launch_bounds__(128 * GROUPS, MIN_BLOCKS) flash_wgmma_kernel(A
   const int key_end = a.key_slots ? a.n_keys : a.n_old + last_row + 1;
   const int n_tiles = (key_end + BC - 1) / BC;
 
-  // Consecutive threads fill consecutive 16-byte rows of one core matrix: conflict-free stores.
-  auto chunk_of = [](int idx, int& r, int& c) {
-    r = (idx / (8 * CPR)) * 8 + (idx & 7);
-    c = (idx >> 3) % CPR;
+  auto chunk_of = [](int idx, int& r, int& c) {  // consecutive threads: consecutive chunks of a row
+    r = idx / CPR;
+    c = idx % CPR;
   };
   for (int idx = threadIdx.x; idx < BR * CPR; idx += T) {
     int r, c;
     chunk_of(idx, r, c);
     const bool valid = r0 + r < a.m;
-    cp_async16(sQ + wg_tile_offset(r, c), q + (valid ? static_cast<int64_t>(r0 + r) * qd + h * HD + c * 8 : 0), valid);
+    cp_async16(sQ + sw_tile_offset<BR>(r, c), q + (valid ? static_cast<int64_t>(r0 + r) * qd + h * HD + c * 8 : 0), valid);
   }
   auto load_kv = [&](__half* dst, const __half* src, int k0) {
     for (int idx = threadIdx.x; idx < BC * CPR; idx += T) {
@@ -80,7 +76,7 @@ __global__ void __launch_bounds__(128 * GROUPS, MIN_BLOCKS) flash_wgmma_kernel(A
       chunk_of(idx, j, c);
       const bool valid = k0 + j < key_end;
       const int slot = valid ? (a.key_slots ? a.key_slots[k0 + j] : k0 + j) : 0;
-      cp_async16(dst + wg_tile_offset(j, c), src + static_cast<int64_t>(slot) * kvd + c * 8, valid);
+      cp_async16(dst + sw_tile_offset<BC>(j, c), src + static_cast<int64_t>(slot) * kvd + c * 8, valid);
     }
   };
   auto load_k = [&](int k0) {
@@ -104,7 +100,6 @@ __global__ void __launch_bounds__(128 * GROUPS, MIN_BLOCKS) flash_wgmma_kernel(A
   fence_proxy_async_smem();
   __syncthreads();
 
-  const __half* sQ_wg = sQ + wg * wg_tile_halves(64);  // 8 row groups of this warpgroup
   float o[HD / 8][4];
 #pragma unroll
   for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
@@ -126,8 +121,9 @@ __global__ void __launch_bounds__(128 * GROUPS, MIN_BLOCKS) flash_wgmma_kernel(A
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk)
-      wgmma_m64n64k16_ss(s_flat, wgmma_desc(sQ_wg + kk * kWgChunkStride, kWgChunkStride, kWgGroupBytes),
-                         wgmma_desc(sK + kk * kWgChunkStride, kWgChunkStride, kWgGroupBytes), kk > 0);
+      // 16 columns = 32 bytes of one 64-column half; 8-row atoms 1024 bytes apart.
+      wgmma_m64n64k16_ss(s_flat, wgmma_desc(sQ + (kk >> 2) * BR * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024, true),
+                         wgmma_desc(sK + (kk >> 2) * BC * 64 + (kk & 3) * 16, 16, 1024, true), kk > 0);
     wgmma_commit();
     wgmma_wait_all();
 
@@ -197,7 +193,9 @@ __global__ void __launch_bounds__(128 * GROUPS, MIN_BLOCKS) flash_wgmma_kernel(A
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BC / 16; ++kk)
-      wgmma_m64n128k16_rs_bt(o_flat, pa[kk], wgmma_desc(sV + kk * kWgGroupBytes, kWgGroupBytes, kWgChunkStride), 1);
+      // 16 keys = two 8-row atoms; the two 64-column halves are BC rows apart (the MN-major
+      // operand's leading offset).
+      wgmma_m64n128k16_rs_bt(o_flat, pa[kk], wgmma_desc(sV + kk * 16 * 64, BC * 128, 1024, true), 1);
     wgmma_commit();
     wgmma_wait_all();
   }

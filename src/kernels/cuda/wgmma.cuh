@@ -1,6 +1,5 @@
 // Hopper warpgroup matrix multiply-accumulate (wgmma, sm_90a) for the attention kernels: f16
-// inputs, f32 accumulators, B always from shared memory in the no-swizzle core-matrix layout
-// (8 rows of 16 bytes stored as one contiguous 128-byte block). The asm operand lists are spelled
+// inputs, f32 accumulators, B always from shared memory (see wgmma_desc for the layouts). The asm operand lists are spelled
 // out because every accumulator register is an operand of its own.
 //
 // Accumulator layout (m64nN): warp w of the warpgroup holds rows 16w + lane/4 and that + 8;
@@ -13,14 +12,18 @@
 
 namespace lazyllm::cuda {
 
-// A shared-memory matrix descriptor without swizzling: `lead` bytes between core matrices
-// adjacent along the reduction (K) dimension, `stride` bytes between core matrices adjacent
-// along M/N, for K-major and MN-major (transposed) operands alike (as checked on an H100 by the
-// attention tests against the CPU).
-__device__ __forceinline__ uint64_t wgmma_desc(const void* smem, uint32_t lead, uint32_t stride) {
+// A shared-memory matrix descriptor. Unswizzled (core matrices of 8 rows x 16 bytes stored as
+// contiguous 128-byte blocks): `lead` bytes between core matrices adjacent along the reduction
+// (K) dimension, `stride` bytes between those adjacent along M/N, K-major and MN-major alike.
+// swizzle128: 8 rows of 128 bytes form a 1024-byte atom (1024-byte aligned) whose 16-byte unit j
+// of row r is stored at unit j ^ (r % 8); `stride` is the distance between atoms along the
+// 8-row dimension; for K-major operands `lead` is unused, for MN-major ones it is the distance
+// between atoms along M/N (each atom spans 64 half-precision values of it).
+__device__ __forceinline__ uint64_t wgmma_desc(const void* smem, uint32_t lead, uint32_t stride,
+                                               bool swizzle128 = false) {
   const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(lead >> 4) << 16) |
-         (static_cast<uint64_t>(stride >> 4) << 32);
+         (static_cast<uint64_t>(stride >> 4) << 32) | (static_cast<uint64_t>(swizzle128 ? 1 : 0) << 62);
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
