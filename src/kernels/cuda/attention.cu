@@ -1108,9 +1108,9 @@ __global__ void imp_average_kernel(const float* probs, const float* stat, int n_
 }
 
 // Which prefill kernel, by $LAZYLLM_CUDA_ATTENTION (read at each call, so tests can switch): by
-// default the wgmma kernel where it runs (head size 128 on compute capability 9.0, "wg"), else
-// the pipelined mma.sync one with 4 warps of 32 rows ("fwd2"); 8 warps of 16 rows ("fwd8") or 4
-// of 16 ("fwd4"), the unpipelined mma kernel it replaced ("mma1"), the WMMA cross-check ("wmma").
+// default the wgmma kernel where it runs (head size 128 on compute capability 9.0, "wg"), else the
+// pipelined mma.sync one with 4 warps of 32 rows ("fwd2"); 8 warps of 16 rows ("fwd8") or 4 of
+// 16 ("fwd4"), the unpipelined mma kernel it replaced ("mma1"), the WMMA cross-check ("wmma").
 enum class PrefillKernel { kWgmma, kFwd2, kFwd8, kFwd4, kMmaV1, kWmma };
 
 PrefillKernel prefill_kernel() {
@@ -1140,7 +1140,7 @@ void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
   switch (prefill_kernel()) {
     case PrefillKernel::kWgmma:
       if constexpr (HD == kWgHd) {
-        if (wgmma_available()) return launch_flash_wgmma<2, 2>(a, stream);
+        if (wgmma_available()) return launch_flash_wgmma(a, stream);
       }
       return launch_flash_fwd<HD, 4, 2>(a, stream);
     case PrefillKernel::kWmma:
