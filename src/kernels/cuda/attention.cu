@@ -444,6 +444,42 @@ __device__ inline float ex2(float x) {
   return y;
 }
 
+// Online softmax of one score tile of a warp's 16 rows (row gq in accumulators 0-1, row gq + 8 in
+// 2-3 of each of the N 8-column groups), in base 2 with log2(e) folded into scale_log2: leaves
+// exp2((s - max) * scale_log2) in s, updates the running max m and this thread's partial sums l,
+// and returns in al the factors that rescale the output accumulated so far. A row with nothing
+// visible yet (max still -inf) keeps everything at 0.
+template <int N>
+__device__ __forceinline__ void online_softmax(float (&s)[N][4], float (&m)[2], float (&l)[2], float scale_log2,
+                                               float (&al)[2]) {
+  float mx0 = m[0], mx1 = m[1];
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+    mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  const float mu0 = mx0 == kNegInf ? 0.0f : mx0 * scale_log2;
+  const float mu1 = mx1 == kNegInf ? 0.0f : mx1 * scale_log2;
+  al[0] = ex2(m[0] * scale_log2 - mu0), al[1] = ex2(m[1] * scale_log2 - mu1);
+  float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    s[n][0] = ex2(fmaf(s[n][0], scale_log2, -mu0));
+    s[n][1] = ex2(fmaf(s[n][1], scale_log2, -mu0));
+    s[n][2] = ex2(fmaf(s[n][2], scale_log2, -mu1));
+    s[n][3] = ex2(fmaf(s[n][3], scale_log2, -mu1));
+    sum0 += s[n][0] + s[n][1];
+    sum1 += s[n][2] + s[n][3];
+  }
+  l[0] = l[0] * al[0] + sum0;
+  l[1] = l[1] * al[1] + sum1;
+  m[0] = mx0, m[1] = mx1;
+}
+
 template <int HD, int NW, int MT>
 struct FwdCfg {
   // Key tile: 64, or 32 where two row groups of 128-wide heads would not fit the registers.
@@ -593,37 +629,12 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
     }
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-      float mx0 = m_run[mt][0], mx1 = m_run[mt][1];
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n) {
-        mx0 = fmaxf(mx0, fmaxf(s[mt][n][0], s[mt][n][1]));
-        mx1 = fmaxf(mx1, fmaxf(s[mt][n][2], s[mt][n][3]));
-      }
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-      // exp2((s - max) * scale * log2 e); a row with nothing visible yet keeps everything at 0.
-      const float mu0 = mx0 == kNegInf ? 0.0f : mx0 * scale_log2;
-      const float mu1 = mx1 == kNegInf ? 0.0f : mx1 * scale_log2;
-      const float al0 = ex2(m_run[mt][0] * scale_log2 - mu0), al1 = ex2(m_run[mt][1] * scale_log2 - mu1);
-      float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n) {
-        s[mt][n][0] = ex2(fmaf(s[mt][n][0], scale_log2, -mu0));
-        s[mt][n][1] = ex2(fmaf(s[mt][n][1], scale_log2, -mu0));
-        s[mt][n][2] = ex2(fmaf(s[mt][n][2], scale_log2, -mu1));
-        s[mt][n][3] = ex2(fmaf(s[mt][n][3], scale_log2, -mu1));
-        sum0 += s[mt][n][0] + s[mt][n][1];
-        sum1 += s[mt][n][2] + s[mt][n][3];
-      }
-      l_run[mt][0] = l_run[mt][0] * al0 + sum0;
-      l_run[mt][1] = l_run[mt][1] * al1 + sum1;
-      m_run[mt][0] = mx0, m_run[mt][1] = mx1;
+      float al[2];
+      online_softmax(s[mt], m_run[mt], l_run[mt], scale_log2, al);
 #pragma unroll
       for (int n = 0; n < HD / 8; ++n) {
-        o[mt][n][0] *= al0, o[mt][n][1] *= al0;
-        o[mt][n][2] *= al1, o[mt][n][3] *= al1;
+        o[mt][n][0] *= al[0], o[mt][n][1] *= al[0];
+        o[mt][n][2] *= al[1], o[mt][n][3] *= al[1];
       }
     }
 

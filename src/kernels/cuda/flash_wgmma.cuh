@@ -146,32 +146,9 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
         }
       }
     }
-    float mx0 = m_run[0], mx1 = m_run[1];
-#pragma unroll
-    for (int n = 0; n < BC / 8; ++n) {
-      mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mu0 = mx0 == kNegInf ? 0.0f : mx0 * scale_log2;
-    const float mu1 = mx1 == kNegInf ? 0.0f : mx1 * scale_log2;
-    al0 = ex2(m_run[0] * scale_log2 - mu0), al1 = ex2(m_run[1] * scale_log2 - mu1);
-    float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-    for (int n = 0; n < BC / 8; ++n) {
-      s[n][0] = ex2(fmaf(s[n][0], scale_log2, -mu0));
-      s[n][1] = ex2(fmaf(s[n][1], scale_log2, -mu0));
-      s[n][2] = ex2(fmaf(s[n][2], scale_log2, -mu1));
-      s[n][3] = ex2(fmaf(s[n][3], scale_log2, -mu1));
-      sum0 += s[n][0] + s[n][1];
-      sum1 += s[n][2] + s[n][3];
-    }
-    l_run[0] = l_run[0] * al0 + sum0;
-    l_run[1] = l_run[1] * al1 + sum1;
-    m_run[0] = mx0, m_run[1] = mx1;
+    float al[2];
+    online_softmax(s, m_run, l_run, scale_log2, al);
+    al0 = al[0], al1 = al[1];
   };
   auto pack_p = [&] {
 #pragma unroll
