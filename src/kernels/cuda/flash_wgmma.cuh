@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
     wgmma_commit();
   };
   // Softmax of tile t's scores in s (exponentials left in s); returns the factors that rescale O.
-  auto softmax = [&](int t, float& al0, float& al1) {
+  auto softmax = [&](int t, float (&al)[2]) {
     const int k0 = t * BC;
     if (a.key_slots != nullptr || k0 + BC > a.n_old + wg_row0 + 1) {
       const int* kp_tile = sKpos + (t & 1) * BC;
@@ -146,9 +146,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
         }
       }
     }
-    float al[2];
     online_softmax(s, m_run, l_run, scale_log2, al);
-    al0 = al[0], al1 = al[1];
   };
   auto pack_p = [&] {
 #pragma unroll
@@ -160,12 +158,12 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
     }
   };
 
-  float al0, al1;
+  float al[2];
   wgmma_fence();
   issue_s(0);
   wgmma_wait_all();
   wgmma_fence_operands(s_flat);
-  softmax(0, al0, al1);  // O is still zero: nothing to rescale
+  softmax(0, al);  // O is still zero: nothing to rescale
   pack_p();
 
   // The wgmma issue below is unconditional (the last tile is peeled off), which lets the
@@ -187,13 +185,13 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
     issue_pv(t);
     wgmma_wait_all_but_one();  // S(t+1) is done; P(t) V(t) may still run
     wgmma_fence_operands(s_flat);
-    softmax(t + 1, al0, al1);
+    softmax(t + 1, al);
     wgmma_wait_all();
     wgmma_fence_operands(o_flat);
 #pragma unroll
     for (int n = 0; n < HD / 8; ++n) {
-      o[n][0] *= al0, o[n][1] *= al0;
-      o[n][2] *= al1, o[n][3] *= al1;
+      o[n][0] *= al[0], o[n][1] *= al[0];
+      o[n][2] *= al[1], o[n][3] *= al[1];
     }
     pack_p();
   }
