@@ -138,22 +138,24 @@ TEST(CudaVsCpu, RandomModelsOfEachArchitecture) {
   }
 }
 
-// Head sizes of the tensor-core attention kernels (the wgmma one, which takes head size 128 on
-// compute capability 9.0 and hands the others to fwd2; the pipelined one with 4 warps of 32 rows,
-// 8 or 4 warps of 16, the older unpipelined one and the WMMA cross-check), prompts longer than a row block and a key
-// tile, and a second prefill on top of cached keys (tiles masked or not by where they start).
+// Head sizes of the tensor-core attention kernels (the two wgmma ones, which take head size 128 on
+// compute capability 9.0 and hand the others to fwd2; the pipelined one with 4 warps of 32 rows,
+// 8 or 4 warps of 16, the older unpipelined one and the WMMA cross-check), prompts longer than a
+// row block and a key tile (at head size 128, nine key tiles: the warp-specialized kernel's ring
+// of three buffers goes round three times), and a second prefill on top of cached keys (tiles
+// masked or not by where they start).
 TEST(CudaVsCpu, FlashAttentionHeadSizes) {
   LAZYLLM_REQUIRE_GPU();
   const char* before = std::getenv("LAZYLLM_CUDA_ATTENTION");
   const std::string saved = before ? before : "";
-  for (const char* kernel : {"wg", "fwd2", "fwd8", "fwd4", "mma1", "wmma"}) {
+  for (const char* kernel : {"ws", "wg", "fwd2", "fwd8", "fwd4", "mma1", "wmma"}) {
     ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
     for (int hd : {16, 32, 64, 128}) {
       test::ArchSpec s{.name = "hd" + std::to_string(hd), .embd = 4 * hd, .layers = 2, .heads = 4, .kv_heads = 2,
-                       .ff = 192, .ctx = 512};
+                       .ff = 192, .ctx = 1280};
       SCOPED_TRACE(s.name + " " + kernel);
       auto model = test::make_model(s, DType::BF16);
-      auto prompt = random_tokens(300, model->config().n_vocab, 5);
+      auto prompt = random_tokens(hd == 128 ? 1100 : 300, model->config().n_vocab, 5);
       const double worst = std::max(compare_backends(model, prompt, 0, 4), compare_backends(model, prompt, 130, 2));
       std::cout << "[ cuda ] " << kernel << " kernel, head size " << hd << ": worst relative logit difference "
                 << worst << "\n";

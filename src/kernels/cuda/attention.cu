@@ -12,6 +12,8 @@
 // memory so that one CUDA graph serves every decode length up to a capacity. Other head sizes
 // use an older split-key kernel. Importance (LazyLLM's score) recomputes one row's probabilities
 // exactly, per head, and averages them.
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
@@ -26,6 +28,7 @@
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
+#include "kernels/cuda/mbarrier.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
 namespace lazyllm::cuda {
@@ -699,6 +702,7 @@ void prepare_flash_fwd() {
 }
 
 #include "kernels/cuda/flash_wgmma.cuh"
+#include "kernels/cuda/flash_wgmma_ws.cuh"
 
 // Decode-sized batches go to the split-key kernel, which spreads the keys over the whole GPU;
 // the mma kernel also takes listed keys (LazyLLM decode with many revived rows).
@@ -1119,10 +1123,11 @@ __global__ void imp_average_kernel(const float* probs, const float* stat, int n_
 }
 
 // Which prefill kernel, by $LAZYLLM_CUDA_ATTENTION (read at each call, so tests can switch): by
-// default the wgmma kernel where it runs (head size 128 on compute capability 9.0, "wg"), else the
-// pipelined mma.sync one with 4 warps of 32 rows ("fwd2"); 8 warps of 16 rows ("fwd8") or 4 of
+// default ("ws") the warp-specialized wgmma kernel where it runs (head size 128 on compute
+// capability 9.0, every slot a key), the wgmma kernel ("wg") where only the key list stands in its
+// way, else the pipelined mma.sync one with 4 warps of 32 rows ("fwd2"); 8 warps of 16 rows ("fwd8") or 4 of
 // 16 ("fwd4"), the unpipelined mma kernel it replaced ("mma1"), the WMMA cross-check ("wmma").
-enum class PrefillKernel { kWgmma, kFwd2, kFwd8, kFwd4, kMmaV1, kWmma };
+enum class PrefillKernel { kWs, kWgmma, kFwd2, kFwd8, kFwd4, kMmaV1, kWmma };
 
 PrefillKernel prefill_kernel() {
   const char* e = std::getenv("LAZYLLM_CUDA_ATTENTION");
@@ -1132,7 +1137,8 @@ PrefillKernel prefill_kernel() {
   if (v == "fwd4") return PrefillKernel::kFwd4;
   if (v == "fwd8") return PrefillKernel::kFwd8;
   if (v == "fwd2") return PrefillKernel::kFwd2;
-  return PrefillKernel::kWgmma;
+  if (v == "wg") return PrefillKernel::kWgmma;
+  return PrefillKernel::kWs;
 }
 
 void attention_prepare() {
@@ -1142,13 +1148,21 @@ void attention_prepare() {
     prepare_flash_fwd<32>();
     prepare_flash_fwd<64>();
     prepare_flash_fwd<128>();
-    if (wgmma_available()) prepare_flash_wgmma();
+    if (wgmma_available()) {
+      prepare_flash_wgmma();
+      prepare_flash_wgmma_ws();
+    }
   });
 }
 
 template <int HD>
 void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
   switch (prefill_kernel()) {
+    case PrefillKernel::kWs:
+      if constexpr (HD == kWgHd) {
+        if (wgmma_available() && launch_flash_wgmma_ws(a, stream)) return;
+      }
+      [[fallthrough]];  // keys listed (decode with revivals), or no tensor maps: the wgmma kernel
     case PrefillKernel::kWgmma:
       if constexpr (HD == kWgHd) {
         if (wgmma_available()) return launch_flash_wgmma(a, stream);

@@ -45,7 +45,112 @@ bool wgmma_available() {
   return ok;
 }
 
-constexpr int kWgRows = 128, kWgThreads = 256;  // two warpgroups of 64 query rows
+constexpr int kWgRows = 128;  // query rows a block: two warpgroups of 64
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// One warpgroup's 64 query rows in the wgmma kernels: the output and score accumulators, the
+// probabilities packed as P V's A operand, the running softmax statistics, and the steps over
+// one key tile (tiles in the swizzled layout above). Callers fence and wait the products.
+struct WgRows {
+  float o[kWgHd / 8][4];
+  float s[kWgBc / 8][4];
+  uint32_t pa[kWgBc / 16][4];
+  float m_run[2], l_run[2];
+  int qp[2];      // positions of this thread's two rows (INT_MIN past the last row)
+  int first_row;  // the warpgroup's first row
+
+  __device__ __forceinline__ float (&s_flat())[kWgBc / 2] { return *reinterpret_cast<float(*)[kWgBc / 2]>(&s[0][0]); }
+  __device__ __forceinline__ float (&o_flat())[kWgHd / 2] { return *reinterpret_cast<float(*)[kWgHd / 2]>(&o[0][0]); }
+  __device__ __forceinline__ void fence_s() { wgmma_fence_operands(s_flat()); }
+  __device__ __forceinline__ void fence_o() { wgmma_fence_operands(o_flat()); }
+
+  __device__ __forceinline__ void init(const AttentionArgs& a, int row0) {
+    const int warp = (threadIdx.x >> 5) & 3, gq = (threadIdx.x & 31) >> 2;
+    first_row = row0;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int row = row0 + warp * 16 + gq + 8 * hh;
+      qp[hh] = row < a.m ? a.qpos[row] : INT_MIN;
+      m_run[hh] = kNegInf, l_run[hh] = 0.0f;
+    }
+#pragma unroll
+    for (int n = 0; n < kWgHd / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  }
+  // S = Q K^T over one key tile, one committed group; the warpgroup's rows start at row
+  // 64 * wg_in_tile of a Q tile of kWgRows rows.
+  __device__ __forceinline__ void issue_s(const __half* q_tile, int wg_in_tile, const __half* k_tile) {
+#pragma unroll
+    for (int kk = 0; kk < kWgHd / 16; ++kk)
+      wgmma_m64n128k16_ss(
+          s_flat(), wgmma_desc(q_tile + (kk >> 2) * kWgRows * 64 + wg_in_tile * 64 * 64 + (kk & 3) * 16, 16, 1024, true),
+          wgmma_desc(k_tile + (kk >> 2) * kWgBc * 64 + (kk & 3) * 16, 16, 1024, true), kk > 0);
+    wgmma_commit();
+  }
+  // O += P V over one key tile, one committed group.
+  __device__ __forceinline__ void issue_pv(const __half* v_tile) {
+#pragma unroll
+    for (int kk = 0; kk < kWgBc / 16; ++kk)
+      wgmma_m64n128k16_rs_bt(o_flat(), pa[kk], wgmma_desc(v_tile + kk * 16 * 64, kWgBc * 128, 1024, true), 1);
+    wgmma_commit();
+  }
+  // Softmax of the scores of the tile of keys k0 .. (positions kp_tile, the keys from key_end on
+  // masked by index), exponentials left in s; returns the factors that rescale O. Only tiles that
+  // reach past the warpgroup's first row, or any tile of listed keys, are masked by position.
+  __device__ __forceinline__ void softmax(const AttentionArgs& a, int k0, int key_end, const int* kp_tile,
+                                          float scale_log2, float (&al)[2]) {
+    if (a.key_slots != nullptr || k0 + kWgBc > a.n_old + first_row + 1) {
+      const int tq = threadIdx.x & 3, n_valid = key_end - k0;
+#pragma unroll
+      for (int n = 0; n < kWgBc / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = n * 8 + 2 * tq + e;
+          const int kp = col < n_valid ? kp_tile[col] : INT_MAX;
+          if (kp > qp[0]) s[n][e] = kNegInf;
+          if (kp > qp[1]) s[n][2 + e] = kNegInf;
+        }
+      }
+    }
+    online_softmax(s, m_run, l_run, scale_log2, al);
+  }
+  __device__ __forceinline__ void rescale(const float (&al)[2]) {
+#pragma unroll
+    for (int n = 0; n < kWgHd / 8; ++n) {
+      o[n][0] *= al[0], o[n][1] *= al[0];
+      o[n][2] *= al[1], o[n][3] *= al[1];
+    }
+  }
+  __device__ __forceinline__ void pack_p() {
+#pragma unroll
+    for (int kk = 0; kk < kWgBc / 16; ++kk) {
+      pa[kk][0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+  }
+  __device__ __forceinline__ void store(const AttentionArgs& a, int h) {
+    const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    const int row0 = first_row + warp * 16 + (lane >> 2);
+    store_rows<kWgHd>(a, o, l_run[0], l_run[1], row0, row0 + 8, h, lane & 3);
+  }
+};
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+// First row and key range of a block of kWgRows query rows, the heaviest (last) rows first.
+struct WgBlock {
+  int r0, h, g, key_end, n_tiles;
+  __device__ __forceinline__ explicit WgBlock(const AttentionArgs& a) {
+    r0 = (gridDim.x - 1 - blockIdx.x) * kWgRows;
+    h = blockIdx.y;
+    g = h / (a.n_heads / a.n_kv_heads);
+    const int last_row = min(a.m, r0 + kWgRows) - 1;
+    key_end = a.key_slots ? a.n_keys : a.n_old + last_row + 1;
+    n_tiles = (key_end + kWgBc - 1) / kWgBc;
+  }
+};
+
+constexpr int kWgThreads = 256;
 constexpr size_t kWgSmem = sizeof(__half) * wg_tile_halves(kWgRows + 4 * kWgBc) + sizeof(int) * 2 * kWgBc;
 
 __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArgs a, float scale_log2) {
@@ -57,17 +162,13 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   __half* sV = sK + 2 * wg_tile_halves(BC);  // two buffers of BC rows
   int* sKpos = reinterpret_cast<int*>(sV + 2 * wg_tile_halves(BC));
 
-  const int rb = gridDim.x - 1 - blockIdx.x;
-  const int r0 = rb * BR, h = blockIdx.y, g = h / (a.n_heads / a.n_kv_heads);
-  const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-  const int gq = lane >> 2, tq = lane & 3;
+  const WgBlock b(a);
+  const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.n_tiles;
+  const int wg = threadIdx.x >> 7;
   const int qd = a.n_heads * HD, kvd = a.n_kv_heads * HD;
   const __half* q = reinterpret_cast<const __half*>(a.q);
-  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * HD;
-  const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + g * HD;
-  const int last_row = min(a.m, r0 + BR) - 1;
-  const int key_end = a.key_slots ? a.n_keys : a.n_old + last_row + 1;
-  const int n_tiles = (key_end + BC - 1) / BC;
+  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + b.g * HD;
+  const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + b.g * HD;
 
   for (int idx = threadIdx.x; idx < BR * CPR; idx += T) {
     const int r = idx / CPR, c = idx % CPR;
@@ -85,86 +186,29 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   };
   auto load_k = [&](int buf, int k0) {
     load_kv(sK + buf * wg_tile_halves(BC), kc, k0);
-    int* kp = sKpos + buf * BC;
-    for (int j = threadIdx.x; j < BC; j += T) {
-      if (k0 + j < key_end) cp_async4(kp + j, a.kpos + (a.key_slots ? a.key_slots[k0 + j] : k0 + j));
-      else kp[j] = INT_MAX;
-    }
+    for (int j = threadIdx.x; j < BC && k0 + j < key_end; j += T)  // past key_end: masked by index
+      cp_async4(sKpos + buf * BC + j, a.kpos + (a.key_slots ? a.key_slots[k0 + j] : k0 + j));
   };
   load_k(0, 0);
   load_kv(sV, vc, 0);
   if (n_tiles > 1) load_k(1, BC);
   cp_async_commit();
 
-  const int wg_row0 = r0 + wg * 64;
-  int qp[2];
-#pragma unroll
-  for (int hh = 0; hh < 2; ++hh) {
-    const int row = wg_row0 + warp * 16 + gq + 8 * hh;
-    qp[hh] = row < a.m ? a.qpos[row] : INT_MIN;
-  }
+  WgRows w;
+  w.init(a, r0 + wg * 64);
   cp_async_wait_all();
   fence_proxy_async_smem();
   __syncthreads();
 
-  float o[HD / 8][4];
-#pragma unroll
-  for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};
-  float s[BC / 8][4];
-  uint32_t pa[BC / 16][4];
-  auto& s_flat = *reinterpret_cast<float(*)[BC / 2]>(&s[0][0]);
-  auto& o_flat = *reinterpret_cast<float(*)[HD / 2]>(&o[0][0]);
-
-  auto issue_s = [&](int buf) {
-    const __half* k_tile = sK + buf * wg_tile_halves(BC);
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk)
-      wgmma_m64n128k16_ss(s_flat, wgmma_desc(sQ + (kk >> 2) * BR * 64 + wg * 64 * 64 + (kk & 3) * 16, 16, 1024, true),
-                          wgmma_desc(k_tile + (kk >> 2) * BC * 64 + (kk & 3) * 16, 16, 1024, true), kk > 0);
-    wgmma_commit();
-  };
-  auto issue_pv = [&](int t) {
-    const __half* v_tile = sV + (t & 1) * wg_tile_halves(BC);
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; ++kk)
-      wgmma_m64n128k16_rs_bt(o_flat, pa[kk], wgmma_desc(v_tile + kk * 16 * 64, BC * 128, 1024, true), 1);
-    wgmma_commit();
-  };
-  // Softmax of tile t's scores in s (exponentials left in s); returns the factors that rescale O.
-  auto softmax = [&](int t, float (&al)[2]) {
-    const int k0 = t * BC;
-    if (a.key_slots != nullptr || k0 + BC > a.n_old + wg_row0 + 1) {
-      const int* kp_tile = sKpos + (t & 1) * BC;
-#pragma unroll
-      for (int n = 0; n < BC / 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int kp = kp_tile[n * 8 + 2 * tq + e];
-          if (kp > qp[0]) s[n][e] = kNegInf;
-          if (kp > qp[1]) s[n][2 + e] = kNegInf;
-        }
-      }
-    }
-    online_softmax(s, m_run, l_run, scale_log2, al);
-  };
-  auto pack_p = [&] {
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; ++kk) {
-      pa[kk][0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
-      pa[kk][1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
-      pa[kk][2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[kk][3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
-  };
-
+  auto k_tile = [&](int t) { return sK + (t & 1) * wg_tile_halves(BC); };
+  auto v_tile = [&](int t) { return sV + (t & 1) * wg_tile_halves(BC); };
   float al[2];
   wgmma_fence();
-  issue_s(0);
+  w.issue_s(sQ, wg, k_tile(0));
   wgmma_wait_all();
-  wgmma_fence_operands(s_flat);
-  softmax(0, al);  // O is still zero: nothing to rescale
-  pack_p();
+  w.fence_s();
+  w.softmax(a, 0, key_end, sKpos, scale_log2, al);  // O is still zero: nothing to rescale
+  w.pack_p();
 
   // The wgmma issue below is unconditional (the last tile is peeled off), which lets the
   // compiler keep S(t+1) and P(t) V(t) in flight together.
@@ -178,34 +222,28 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
     load_kv(sV + ((t + 1) & 1) * wg_tile_halves(BC), vc, (t + 1) * BC);
     cp_async_commit();
 
-    wgmma_fence_operands(s_flat);
-    wgmma_fence_operands(o_flat);
+    w.fence_s();
+    w.fence_o();
     wgmma_fence();
-    issue_s((t + 1) & 1);
-    issue_pv(t);
+    w.issue_s(sQ, wg, k_tile(t + 1));
+    w.issue_pv(v_tile(t));
     wgmma_wait_all_but_one();  // S(t+1) is done; P(t) V(t) may still run
-    wgmma_fence_operands(s_flat);
-    softmax(t + 1, al);
+    w.fence_s();
+    w.softmax(a, (t + 1) * BC, key_end, sKpos + ((t + 1) & 1) * BC, scale_log2, al);
     wgmma_wait_all();
-    wgmma_fence_operands(o_flat);
-#pragma unroll
-    for (int n = 0; n < HD / 8; ++n) {
-      o[n][0] *= al[0], o[n][1] *= al[0];
-      o[n][2] *= al[1], o[n][3] *= al[1];
-    }
-    pack_p();
+    w.fence_o();
+    w.rescale(al);
+    w.pack_p();
   }
   cp_async_wait_all();  // the last V tile
   fence_proxy_async_smem();
   __syncthreads();
-  wgmma_fence_operands(o_flat);
+  w.fence_o();
   wgmma_fence();
-  issue_pv(n_tiles - 1);
+  w.issue_pv(v_tile(n_tiles - 1));
   wgmma_wait_all();
-  wgmma_fence_operands(o_flat);
-
-  const int row0 = wg_row0 + warp * 16 + gq, row1 = row0 + 8;
-  store_rows<HD>(a, o, l_run[0], l_run[1], row0, row1, h, tq);
+  w.fence_o();
+  w.store(a, h);
 #else
   __trap();
 #endif
