@@ -129,7 +129,15 @@ struct WgRows {
       pa[kk][3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
   }
-  __device__ __forceinline__ void store(const AttentionArgs& a, int h) {
+  // The last tile's P V (no S after it), then the finished rows: waits for it and writes O.
+  __device__ __forceinline__ void issue_last_pv(const __half* v_tile) {
+    fence_o();
+    wgmma_fence();
+    issue_pv(v_tile);
+  }
+  __device__ __forceinline__ void finish(const AttentionArgs& a, int h) {
+    wgmma_wait_all();
+    fence_o();
     const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     const int row0 = first_row + warp * 16 + (lane >> 2);
     store_rows<kWgHd>(a, o, l_run[0], l_run[1], row0, row0 + 8, h, lane & 3);
@@ -238,12 +246,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   cp_async_wait_all();  // the last V tile
   fence_proxy_async_smem();
   __syncthreads();
-  w.fence_o();
-  wgmma_fence();
-  w.issue_pv(v_tile(n_tiles - 1));
-  wgmma_wait_all();
-  w.fence_o();
-  w.store(a, h);
+  w.issue_last_pv(v_tile(n_tiles - 1));
+  w.finish(a, h);
 #else
   __trap();
 #endif

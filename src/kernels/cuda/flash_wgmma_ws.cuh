@@ -151,14 +151,10 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   }
   full(v_full, n_tiles - 1);
   fence_proxy_async_smem();
-  w.fence_o();
   my_turn();
-  wgmma_fence();
-  w.issue_pv(v_tile(n_tiles - 1));
+  w.issue_last_pv(v_tile(n_tiles - 1));
   turn_done(true);
-  wgmma_wait_all();
-  w.fence_o();
-  w.store(a, h);
+  w.finish(a, h);
 #else
   __trap();
 #endif
