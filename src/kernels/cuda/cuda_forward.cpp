@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -152,6 +153,7 @@ class CudaForward final : public ForwardBackend {
   void decode_baseline(int32_t token);
   template <typename T>
   void upload(DeviceBuffer<T>& dst, const std::vector<T>& src);
+  void sync_stream();
   template <typename T>
   void grow(DeviceBuffer<T>& b, size_t n) {  // reallocation invalidates captured graphs
     if (n > b.size()) drop_graphs();
@@ -197,6 +199,11 @@ class CudaForward final : public ForwardBackend {
   DeviceBuffer<int32_t> step_d_;
   PinnedBuffer<int32_t> step_h_;
   PinnedBuffer<float> logits_h_;
+  // Page-locked staging for upload(): host lists are copied here so their copies to the device
+  // can be queued without waiting for the stream (a copy from pageable memory waits for it).
+  // Space is reused only once the stream has drained (sync_stream).
+  PinnedBuffer<uint8_t> staging_;
+  size_t staging_used_ = 0;
   bool use_graphs_ = true;
   std::map<int, cudaGraphExec_t> graphs_;  // by key capacity
   std::vector<float> importance_;  // host copy (LazyLLM decode), per key of the last layer that computed it
@@ -269,11 +276,23 @@ void CudaForward::drop_graphs() {
 template <typename T>
 void CudaForward::upload(DeviceBuffer<T>& dst, const std::vector<T>& src) {
   grow(dst, std::max<size_t>(src.size(), 1));
-  if (!src.empty())
-    check(cudaMemcpyAsync(dst.get(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice, stream_),
-          "cudaMemcpyAsync to device");
-  // Host vectors may change right after: the copy must have read them.
+  if (src.empty()) return;
+  const size_t bytes = src.size() * sizeof(T);
+  size_t at = (staging_used_ + 15) & ~size_t{15};
+  if (at + bytes > staging_.size()) {  // full: wait until the queued copies have read it
+    sync_stream();
+    at = 0;
+    if (bytes > staging_.size()) staging_.ensure(std::max(bytes, 2 * staging_.size()));
+  }
+  std::memcpy(staging_.get() + at, src.data(), bytes);
+  check(cudaMemcpyAsync(dst.get(), staging_.get() + at, bytes, cudaMemcpyHostToDevice, stream_),
+        "cudaMemcpyAsync to device");
+  staging_used_ = at + bytes;
+}
+
+void CudaForward::sync_stream() {
   check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  staging_used_ = 0;
 }
 
 void CudaForward::clear() {
@@ -384,7 +403,7 @@ void CudaForward::fetch_logits() {
   check(cudaMemcpyAsync(logits_h_.get(), logits_d_.get(), c_.n_vocab * sizeof(float), cudaMemcpyDeviceToHost,
                         stream_),
         "logits to host");
-  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  sync_stream();
   logits_.assign(logits_h_.get(), logits_h_.get() + c_.n_vocab);
 }
 
@@ -648,7 +667,7 @@ void CudaForward::decode(int32_t token, const std::vector<double>& keep, const T
       check(cudaMemcpyAsync(importance_.data(), importance_d_.get(), c.n_keys * sizeof(float),
                             cudaMemcpyDeviceToHost, stream_),
             "importance to host");
-      check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+      sync_stream();
     }
     counters_.revived += n_revived;
 
