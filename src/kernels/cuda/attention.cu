@@ -51,6 +51,20 @@ constexpr int kBr = 64;  // query rows per block (16 per warp)
 constexpr int kBc = 64;  // keys per tile
 constexpr int kFlashThreads = 128;
 
+// The query rows and keys of one block of the prefill kernels: BR rows from r0 (the longest row
+// blocks first), head h and its K/V head g, keys [0, key_end). Every slot a key: the slots after
+// the block's last row are later rows. Listed keys: all of them.
+template <int BR>
+struct RowBlock {
+  int r0, h, g, key_end;
+  __device__ __forceinline__ explicit RowBlock(const AttentionArgs& a)
+      : r0((gridDim.x - 1 - blockIdx.x) * BR),
+        h(blockIdx.y),
+        g(blockIdx.y / (a.n_heads / a.n_kv_heads)),
+        key_end(a.key_slots ? a.n_keys : a.n_old + min(a.m, r0 + BR)) {}
+  __device__ __forceinline__ int tiles(int bc) const { return (key_end + bc - 1) / bc; }
+};
+
 template <int HD>
 constexpr size_t flash_smem_bytes() {
   return sizeof(__half) * (kBr * HD + 2 * kBc * HD + kBr * kBc) + sizeof(float) * (kBr * kBc + kBr * HD + 2 * kBr) +
@@ -72,8 +86,8 @@ __global__ void __launch_bounds__(kFlashThreads) flash_prefill_kernel(AttentionA
   int* sKpos = reinterpret_cast<int*>(sL + kBr);
   int* sQpos = sKpos + kBc;
 
-  const int rb = gridDim.x - 1 - blockIdx.x;  // longest row blocks first
-  const int r0 = rb * kBr, h = blockIdx.y, g = h / (a.n_heads / a.n_kv_heads);
+  const RowBlock<kBr> b(a);  // every slot a key (the caller sends listed keys elsewhere)
+  const int r0 = b.r0, h = b.h, g = b.g;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int qd = a.n_heads * HD, kvd = a.n_kv_heads * HD;
   constexpr int kVec = 8;  // halves per 16-byte load
@@ -93,8 +107,7 @@ __global__ void __launch_bounds__(kFlashThreads) flash_prefill_kernel(AttentionA
     sM[r] = kNegInf;
     sL[r] = 0.0f;
   }
-  const int last_row = min(a.m, r0 + kBr) - 1;
-  const int key_end = a.n_old + last_row + 1;  // later slots are rows after this block's last
+  const int key_end = b.key_end;
   __syncthreads();
 
   for (int k0 = 0; k0 < key_end; k0 += kBc) {
@@ -293,8 +306,8 @@ __global__ void __launch_bounds__(kFlashThreads) flash_mma_kernel(AttentionArgs 
   __half* sV = sK + kMmaBc * LD;
   int* sKpos = reinterpret_cast<int*>(sV + kMmaBc * LD);
 
-  const int rb = gridDim.x - 1 - blockIdx.x;  // longest row blocks first
-  const int r0 = rb * kBr, h = blockIdx.y, g = h / (a.n_heads / a.n_kv_heads);
+  const RowBlock<kBr> b(a);
+  const int r0 = b.r0, h = b.h, g = b.g;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gq = lane >> 2, tq = lane & 3;
   const int qd = a.n_heads * HD, kvd = a.n_kv_heads * HD;
@@ -311,9 +324,7 @@ __global__ void __launch_bounds__(kFlashThreads) flash_mma_kernel(AttentionArgs 
   }
   const int row0 = r0 + warp * 16 + gq, row1 = row0 + 8;
   const int qp0 = row0 < a.m ? a.qpos[row0] : INT_MIN, qp1 = row1 < a.m ? a.qpos[row1] : INT_MIN;
-  const int last_row = min(a.m, r0 + kBr) - 1;
-  // Every slot: later slots are rows after this block's last. Listed keys: all of them.
-  const int key_end = a.key_slots ? a.n_keys : a.n_old + last_row + 1;
+  const int key_end = b.key_end;
   __syncthreads();
 
   uint32_t qf[HD / 16][4];
@@ -503,18 +514,15 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
   __half* sV = sK + BC * LD;
   int* sKpos = reinterpret_cast<int*>(sV + BC * LD);
 
-  const int rb = gridDim.x - 1 - blockIdx.x;  // longest row blocks first
-  const int r0 = rb * BR, h = blockIdx.y, g = h / (a.n_heads / a.n_kv_heads);
+  const RowBlock<BR> b(a);
+  const int r0 = b.r0, h = b.h, g = b.g;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gq = lane >> 2, tq = lane & 3;
   const int qd = a.n_heads * HD, kvd = a.n_kv_heads * HD;
   const __half* q = reinterpret_cast<const __half*>(a.q);
   const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * HD;
   const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + g * HD;
-  const int last_row = min(a.m, r0 + BR) - 1;
-  // Every slot: later slots are rows after this block's last. Listed keys: all of them.
-  const int key_end = a.key_slots ? a.n_keys : a.n_old + last_row + 1;
-  const int n_tiles = (key_end + BC - 1) / BC;
+  const int key_end = b.key_end, n_tiles = b.tiles(BC);
 
   for (int idx = threadIdx.x; idx < BR * CPR; idx += T) {
     const int r = idx / CPR, c = idx % CPR * kVec;

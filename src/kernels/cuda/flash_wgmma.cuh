@@ -145,19 +145,6 @@ struct WgRows {
 };
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-// First row and key range of a block of kWgRows query rows, the heaviest (last) rows first.
-struct WgBlock {
-  int r0, h, g, key_end, n_tiles;
-  __device__ __forceinline__ explicit WgBlock(const AttentionArgs& a) {
-    r0 = (gridDim.x - 1 - blockIdx.x) * kWgRows;
-    h = blockIdx.y;
-    g = h / (a.n_heads / a.n_kv_heads);
-    const int last_row = min(a.m, r0 + kWgRows) - 1;
-    key_end = a.key_slots ? a.n_keys : a.n_old + last_row + 1;
-    n_tiles = (key_end + kWgBc - 1) / kWgBc;
-  }
-};
-
 constexpr int kWgThreads = 256;
 constexpr size_t kWgSmem = sizeof(__half) * wg_tile_halves(kWgRows + 4 * kWgBc) + sizeof(int) * 2 * kWgBc;
 
@@ -170,8 +157,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   __half* sV = sK + 2 * wg_tile_halves(BC);  // two buffers of BC rows
   int* sKpos = reinterpret_cast<int*>(sV + 2 * wg_tile_halves(BC));
 
-  const WgBlock b(a);
-  const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.n_tiles;
+  const RowBlock<kWgRows> b(a);
+  const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.tiles(kWgBc);
   const int wg = threadIdx.x >> 7;
   const int qd = a.n_heads * HD, kvd = a.n_kv_heads * HD;
   const __half* q = reinterpret_cast<const __half*>(a.q);

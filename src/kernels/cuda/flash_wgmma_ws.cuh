@@ -40,8 +40,8 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   uint64_t* k_empty = v_full + STAGES;  // consumers -> producer, per stage
   uint64_t* v_empty = k_empty + STAGES;
 
-  const WgBlock b(a);
-  const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.n_tiles;
+  const RowBlock<kWgRows> b(a);
+  const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.tiles(kWgBc);
   const int wg = threadIdx.x >> 7;
   const int qd = a.n_heads * HD;
 
