@@ -1132,9 +1132,10 @@ __global__ void imp_average_kernel(const float* probs, const float* stat, int n_
 
 // Which prefill kernel, by $LAZYLLM_CUDA_ATTENTION (read at each call, so tests can switch): by
 // default ("ws") the warp-specialized wgmma kernel where it runs (head size 128 on compute
-// capability 9.0, every slot a key), the wgmma kernel ("wg") where only the key list stands in its
-// way, else the pipelined mma.sync one with 4 warps of 32 rows ("fwd2"); 8 warps of 16 rows ("fwd8") or 4 of
-// 16 ("fwd4"), the unpipelined mma kernel it replaced ("mma1"), the WMMA cross-check ("wmma").
+// capability 9.0, every slot a key), the wgmma kernel ("wg") where only the key list stands in
+// its way, else the pipelined mma.sync one with 4 warps of 32 rows ("fwd2"); 8 warps of 16 rows
+// ("fwd8") or 4 of 16 ("fwd4"), the unpipelined mma kernel it replaced ("mma1"), the WMMA
+// cross-check ("wmma").
 enum class PrefillKernel { kWs, kWgmma, kFwd2, kFwd8, kFwd4, kMmaV1, kWmma };
 
 PrefillKernel prefill_kernel() {

@@ -279,10 +279,13 @@ void CudaForward::upload(DeviceBuffer<T>& dst, const std::vector<T>& src) {
   if (src.empty()) return;
   const size_t bytes = src.size() * sizeof(T);
   size_t at = (staging_used_ + 15) & ~size_t{15};
-  if (at + bytes > staging_.size()) {  // full: wait until the queued copies have read it
+  if (at + bytes > staging_.size()) {
+    // Full: wait until the queued copies have read it, and grow it so that what was queued
+    // since the stream last drained (a decode step's lists) fits next time without a wait.
+    const size_t want = at + bytes;
     sync_stream();
     at = 0;
-    if (bytes > staging_.size()) staging_.ensure(std::max(bytes, 2 * staging_.size()));
+    staging_.ensure(std::max(want, 2 * staging_.size()));
   }
   std::memcpy(staging_.get() + at, src.data(), bytes);
   check(cudaMemcpyAsync(dst.get(), staging_.get() + at, bytes, cudaMemcpyHostToDevice, stream_),

@@ -23,6 +23,7 @@
 constexpr int kWgHd = 128;                     // head size this kernel takes
 constexpr int kWgBc = 128;                     // keys per tile
 constexpr int kWgChunks = kWgHd / 8;           // 16-byte chunks per row
+constexpr int kWgRows = 128;                   // query rows a block: two warpgroups of 64
 constexpr int wg_tile_halves(int rows) { return rows * kWgHd; }
 
 // Element offset (in halves) of row r, 16-byte chunk c (0-15) of a ROWS-row tile: two 64-column
@@ -30,6 +31,19 @@ constexpr int wg_tile_halves(int rows) { return rows * kWgHd; }
 template <int ROWS>
 __device__ __forceinline__ int sw_tile_offset(int r, int c) {
   return (c >> 3) * (ROWS * 64) + r * 64 + (((c & 7) ^ (r & 7)) << 3);
+}
+
+// Q rows r0 .. r0 + kWgRows - 1 of head h into a swizzled tile (zeros past the last row), copied
+// with cp.async by `threads` threads numbered from 0 by tid.
+__device__ __forceinline__ void load_q_tile(__half* sQ, const AttentionArgs& a, int r0, int h, int tid, int threads) {
+  const __half* q = reinterpret_cast<const __half*>(a.q);
+  const int qd = a.n_heads * kWgHd;
+  for (int idx = tid; idx < kWgRows * kWgChunks; idx += threads) {
+    const int r = idx / kWgChunks, c = idx % kWgChunks;
+    const bool valid = r0 + r < a.m;
+    cp_async16(sQ + sw_tile_offset<kWgRows>(r, c),
+               q + (valid ? static_cast<int64_t>(r0 + r) * qd + h * kWgHd + c * 8 : 0), valid);
+  }
 }
 
 // Whether this build and device can run flash_wgmma_kernel (compute capability 9.0 exactly: the
@@ -44,8 +58,6 @@ bool wgmma_available() {
   }();
   return ok;
 }
-
-constexpr int kWgRows = 128;  // query rows a block: two warpgroups of 64
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // One warpgroup's 64 query rows in the wgmma kernels: the output and score accumulators, the
@@ -160,17 +172,13 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   const RowBlock<kWgRows> b(a);
   const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.tiles(kWgBc);
   const int wg = threadIdx.x >> 7;
-  const int qd = a.n_heads * HD, kvd = a.n_kv_heads * HD;
-  const __half* q = reinterpret_cast<const __half*>(a.q);
+  const int kvd = a.n_kv_heads * HD;
   const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + b.g * HD;
   const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + b.g * HD;
+  auto k_tile = [&](int t) { return sK + (t & 1) * wg_tile_halves(BC); };
+  auto v_tile = [&](int t) { return sV + (t & 1) * wg_tile_halves(BC); };
 
-  for (int idx = threadIdx.x; idx < BR * CPR; idx += T) {
-    const int r = idx / CPR, c = idx % CPR;
-    const bool valid = r0 + r < a.m;
-    cp_async16(sQ + sw_tile_offset<BR>(r, c), q + (valid ? static_cast<int64_t>(r0 + r) * qd + h * HD + c * 8 : 0),
-               valid);
-  }
+  load_q_tile(sQ, a, r0, h, threadIdx.x, T);
   auto load_kv = [&](__half* dst, const __half* src, int k0) {
     for (int idx = threadIdx.x; idx < BC * CPR; idx += T) {
       const int j = idx / CPR, c = idx % CPR;
@@ -179,14 +187,15 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
       cp_async16(dst + sw_tile_offset<BC>(j, c), src + static_cast<int64_t>(slot) * kvd + c * 8, valid);
     }
   };
-  auto load_k = [&](int buf, int k0) {
-    load_kv(sK + buf * wg_tile_halves(BC), kc, k0);
+  auto load_k = [&](int t) {  // K and key positions of tile t
+    const int k0 = t * BC;
+    load_kv(k_tile(t), kc, k0);
     for (int j = threadIdx.x; j < BC && k0 + j < key_end; j += T)  // past key_end: masked by index
-      cp_async4(sKpos + buf * BC + j, a.kpos + (a.key_slots ? a.key_slots[k0 + j] : k0 + j));
+      cp_async4(sKpos + (t & 1) * BC + j, a.kpos + (a.key_slots ? a.key_slots[k0 + j] : k0 + j));
   };
-  load_k(0, 0);
-  load_kv(sV, vc, 0);
-  if (n_tiles > 1) load_k(1, BC);
+  load_k(0);
+  load_kv(v_tile(0), vc, 0);
+  if (n_tiles > 1) load_k(1);
   cp_async_commit();
 
   WgRows w;
@@ -195,8 +204,6 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   fence_proxy_async_smem();
   __syncthreads();
 
-  auto k_tile = [&](int t) { return sK + (t & 1) * wg_tile_halves(BC); };
-  auto v_tile = [&](int t) { return sV + (t & 1) * wg_tile_halves(BC); };
   float al[2];
   wgmma_fence();
   w.issue_s(sQ, wg, k_tile(0));
@@ -213,8 +220,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
     cp_async_wait_all();
     fence_proxy_async_smem();
     __syncthreads();
-    if (t + 2 < n_tiles) load_k(t & 1, (t + 2) * BC);
-    load_kv(sV + ((t + 1) & 1) * wg_tile_halves(BC), vc, (t + 1) * BC);
+    if (t + 2 < n_tiles) load_k(t + 2);
+    load_kv(v_tile(t + 1), vc, (t + 1) * BC);
     cp_async_commit();
 
     w.fence_s();

@@ -28,7 +28,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     flash_wgmma_ws_kernel(AttentionArgs a, float scale_log2, const __grid_constant__ CUtensorMap tk,
                           const __grid_constant__ CUtensorMap tv) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int HD = kWgHd, BR = kWgRows, BC = kWgBc, CPR = kWgChunks, STAGES = kWsStages;
+  constexpr int HD = kWgHd, BR = kWgRows, BC = kWgBc, STAGES = kWsStages;
   extern __shared__ __align__(1024) unsigned char smem[];
   __half* sQ = reinterpret_cast<__half*>(smem);
   __half* sK = sQ + wg_tile_halves(BR);           // STAGES buffers of BC rows
@@ -43,7 +43,6 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   const RowBlock<kWgRows> b(a);
   const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.tiles(kWgBc);
   const int wg = threadIdx.x >> 7;
-  const int qd = a.n_heads * HD;
 
   if (threadIdx.x == 0) {
     mbar_init(q_full, 128);
@@ -59,13 +58,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   if (wg == 0) {
     warpgroup_regs_shrink<40>();
     const int tid = threadIdx.x;
-    const __half* q = reinterpret_cast<const __half*>(a.q);
-    for (int idx = tid; idx < BR * CPR; idx += 128) {
-      const int r = idx / CPR, c = idx % CPR;
-      const bool valid = r0 + r < a.m;
-      cp_async16(sQ + sw_tile_offset<BR>(r, c), q + (valid ? static_cast<int64_t>(r0 + r) * qd + h * HD + c * 8 : 0),
-                 valid);
-    }
+    load_q_tile(sQ, a, r0, h, tid, 128);
     mbar_arrive_cp_async(q_full);
     const int g_col = b.g * HD;  // this head's columns in the K and V rows
     for (int t = 0; t < n_tiles; ++t) {

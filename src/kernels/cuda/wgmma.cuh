@@ -1,6 +1,6 @@
 // Hopper warpgroup matrix multiply-accumulate (wgmma, sm_90a) for the attention kernels: f16
-// inputs, f32 accumulators, B always from shared memory (see wgmma_desc for the layouts). The asm operand lists are spelled
-// out because every accumulator register is an operand of its own.
+// inputs, f32 accumulators, B always from shared memory (see wgmma_desc for the layouts). The asm
+// operand lists are spelled out because every accumulator register is an operand of its own.
 //
 // Accumulator layout (m64nN): warp w of the warpgroup holds rows 16w + lane/4 and that + 8;
 // d[4i + e] is column 8i + 2(lane%4) + (e&1) of the first row (e < 2) or the second (e >= 2),
