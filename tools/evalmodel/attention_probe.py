@@ -41,7 +41,7 @@ def answer_ranks(m, ids, sources):
         order = p.argsort(descending=True).tolist()
         pos = {t: i for i, t in enumerate(order)}
         ranks.append(min(pos[s] for s in sources) / T_)
-        h = b(h, cos, sin)
+        h, _ = b(h, cos, sin)
     return ranks
 
 

@@ -66,7 +66,11 @@ class Block(nn.Module):
         self.w_up = nn.Linear(cfg.d, cfg.n_ff, bias=False)
         self.w_down = nn.Linear(cfg.n_ff, cfg.d, bias=False)
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, keep=None, rows=None, row_keep=None, want_probs=False):
+        """keep: (B, T) bool, the keys still alive at this layer (None: all); rows: (batch index,
+        position) tensors of query rows; row_keep: (R, T) bool, the keys each row attends to
+        instead of `keep` (a decode step's own selection); want_probs: also return the rows'
+        head-averaged attention (R, T)."""
         B, T, _ = x.shape
         c, hd = self.cfg, self.hd
         h = self.attn_norm(x)
@@ -74,18 +78,69 @@ class Block(nn.Module):
         k = self.wk(h).view(B, T, c.n_kv_heads, hd).transpose(1, 2)
         v = self.wv(h).view(B, T, c.n_kv_heads, hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        probs = row_attention(q, k, rows, row_keep) if want_probs else None
         rep = c.n_heads // c.n_kv_heads
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
-        if hasattr(F, "scaled_dot_product_attention"):
+        mask = None
+        if keep is not None:  # pruned keys are gone for every query; a query always sees itself
+            idx = torch.arange(T, device=x.device)
+            mask = ((idx[:, None] >= idx[None, :])[None] & keep[:, None, :]) | (idx[:, None] == idx[None, :])[None]
+            if row_keep is not None:
+                qb, qt = rows
+                mask[qb, qt] = ((idx[None, :] <= qt[:, None]) & row_keep) | (idx[None, :] == qt[:, None])
+            mask = mask[:, None]
+        if hasattr(F, "scaled_dot_product_attention") and mask is not None:
+            # cuDNN's kernel failed on some masked batches (run 11); the memory-efficient one
+            # takes any boolean mask.
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+            with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif hasattr(F, "scaled_dot_product_attention"):
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:  # PyTorch < 2.0 (local CPU checks only)
             s = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(hd)
-            s = s.masked_fill(torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+            if mask is None:
+                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            s = s.masked_fill(~mask, float("-inf"))
             a = (s.softmax(-1) @ v.float()).to(q.dtype)
         x = x + self.wo(a.transpose(1, 2).reshape(B, T, c.d))
         h = self.ffn_norm(x)
-        return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h))
+        return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h)), probs
+
+
+def row_attention(q, k, rows, row_keep):
+    """Head-averaged attention of the query rows (qb, qt) over their causal keys, or those of
+    row_keep (R, T) (LazyLLM's importance when the row is the last token). q: (B, H, T, hd),
+    k: (B, Hkv, T, hd)."""
+    qb, qt = rows
+    B, H, T, hd = q.shape
+    g = k.shape[1]
+    qr = q[qb, :, qt, :].reshape(-1, g, H // g, hd)
+    with torch.autocast(device_type=q.device.type, enabled=False):  # ranks of near-equal values need fp32
+        s = torch.einsum("rgqd,rgtd->rgqt", qr.float(), k[qb].float()) / math.sqrt(hd)
+    dead = torch.arange(T, device=q.device)[None, :] > qt[:, None]
+    if row_keep is not None:
+        dead = dead | ~row_keep
+    return s.masked_fill(dead[:, None, None, :], float("-inf")).softmax(-1).mean((1, 2))
+
+
+def select_rows(keep, imp, frac, qt, pruned):
+    """LazyLLM's choice at one pruning layer for each query row (R rows): of the tokens before
+    the row's position qt still alive for it, keep the ceil(frac * (alive + 1)) - 1 with the
+    highest importance `imp` (R, T), the row's own attention one layer up; the row itself and
+    what follows stay. For the last prompt token this is the prefill selection, for an answer
+    token the re-selection of its decode step (pruned tokens can come back). Rows not in
+    `pruned` keep everything."""
+    R, T = imp.shape
+    pos = torch.arange(T, device=imp.device)[None, :]
+    cand = pos < qt[:, None]
+    alive = cand if keep is None else cand & keep
+    n_keep = (torch.ceil(frac * (alive.sum(1) + 1).float() - 1e-6) - 1).clamp(min=0)
+    order = imp.masked_fill(~alive, -1.0).argsort(1, descending=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(T, device=imp.device).expand(R, T).contiguous())
+    new = (alive & (rank < n_keep[:, None])) | ~cand
+    return torch.where(pruned[:, None], new, torch.ones_like(new))
 
 
 class Llama(nn.Module):
@@ -111,9 +166,31 @@ class Llama(nn.Module):
         for i, b in enumerate(self.blocks):
             if i in exits:
                 extra.append(self.norm(x) @ self.embed.weight.to(x.dtype).t())
-            x = b(x, cos, sin)
+            x, _ = b(x, cos, sin)
         logits = self.norm(x) @ self.embed.weight.to(x.dtype).t()  # tied output
         return (logits, extra) if exits else logits
+
+    def forward_rows(self, ids, rows, prob_layers=(), prune=None):
+        """Forward pass that also returns {layer: (R, T) head-averaged attention of the query
+        rows} for prob_layers, optionally with LazyLLM's prefill pruning: prune = dict(layers
+        {layer: keep fraction}, last_row (B,) the row of each sequence's last prompt token,
+        seq (B,) bool: which sequences are pruned). In a pruned sequence, prompt tokens see the
+        prefill's selection (the last prompt row's), and every row (the last prompt token, the
+        answer tokens) makes its own selection as LazyLLM's decode does; a pruned token's key is
+        gone for those queries from its pruning layer on."""
+        T = ids.shape[1]
+        cos, sin = rope_tables(self.cfg, T, ids.device)
+        x = self.embed(ids)
+        need = set(prob_layers) | ({l - 1 for l in prune["layers"]} if prune else set())
+        keep, row_keep, probs = None, None, {}
+        for i, b in enumerate(self.blocks):
+            if prune and i in prune["layers"]:
+                row_keep = select_rows(row_keep, probs[i - 1], prune["layers"][i], rows[1], prune["seq"][rows[0]])
+                keep = torch.where(prune["seq"][:, None], row_keep[prune["last_row"]], True)
+            x, p = b(x, cos, sin, keep, rows, row_keep, i in need)
+            if p is not None:
+                probs[i] = p
+        return self.norm(x) @ self.embed.weight.to(x.dtype).t(), probs
 
 
 def _bytes(t, dtype):

@@ -43,12 +43,15 @@ def _init_worker():
     torch.set_num_threads(1)
 
 
-def make_batch(seed, step, seq_len, tokens_per_step, families, copy_frac):
+def make_batch(seed, step, seq_len, tokens_per_step, families, copy_frac, question_evidence=False):
     """Samples for one step, all with prompts of about seq_len tokens (evidence anywhere in the
-    context: margin 0), padded to the longest. Returns flat int arrays and the row width."""
+    context: margin 0), padded to the longest. Returns flat int arrays, the row width and the
+    evidence rows (see evidence_rows) as flat arrays: rows_b, rows_t, last_row (per sequence,
+    the row of its last prompt token or -1), ev_r, ev_p."""
     rng = random.Random(f"batch:{seed}:{step}")
     n = max(1, tokens_per_step // seq_len)
     seqs, n_prompt, fam = [], array("i"), array("i")
+    ev = dict(rows_b=array("i"), rows_t=array("i"), last_row=array("i"), ev_r=array("i"), ev_p=array("i"))
     for j in range(n):
         f = COPY if rng.random() < copy_frac or not families else rng.choice(families)
         target = max(48, seq_len - rng.randrange(0, min(64, seq_len // 4)))
@@ -61,12 +64,67 @@ def make_batch(seed, step, seq_len, tokens_per_step, families, copy_frac):
         seqs.append((p + a)[:MAX_SEQ])
         n_prompt.append(len(p))
         fam.append(f)
+        ev["last_row"].append(-1)
+        if f != COPY:
+            for t, where in evidence_rows(seqs[-1], len(p), FAMILY_NAMES[f], s, question_evidence):
+                if t == len(p) - 1:
+                    ev["last_row"][-1] = len(ev["rows_t"])
+                for q in where:
+                    ev["ev_r"].append(len(ev["rows_t"]))
+                    ev["ev_p"].append(q)
+                ev["rows_b"].append(j)
+                ev["rows_t"].append(t)
     width = max(len(q) for q in seqs)
     ids, n_total = array("i"), array("i")
     for q in seqs:
         ids.extend(q + [0] * (width - len(q)))
         n_total.append(len(q))
-    return ids, n_prompt, n_total, fam, width
+    return ids, n_prompt, n_total, fam, width, ev
+
+
+def _occurrences(seq, tok, lo, hi):
+    i = lo - 1
+    while True:
+        try:
+            i = seq.index(tok, i + 1, hi)
+        except ValueError:
+            return
+        yield i
+
+
+def evidence_rows(seq, n_prompt, family, sample, question_evidence=False):
+    """The context positions each answer step needs, for the attention supervision: a list of
+    (t, positions) where query t predicts seq[t + 1]. For the copy families, the source of the
+    next token is where the context continues the longest match (up to 3 tokens) of what
+    precedes it, and the evidence is that source plus the matched cue tokens (a pruned cue would
+    change the source's own state). For counting, the last token of every occurrence of the
+    asked event. With question_evidence, the question's tokens too (the last token gathers the
+    key from them). The row of the last prompt token is always present (pruning needs it)."""
+    hi = n_prompt - len(_vocab.encode("\n\n" + sample["input"], add_bos=False, space_prefix=False))  # context end
+    if question_evidence:
+        return [(t, where + list(range(hi, n_prompt - 1)))
+                for t, where in evidence_rows(seq, n_prompt, family, sample, False)]
+    if family == "synth_count":
+        event = sample["input"].split("say that ", 1)[1].split("?")[0]
+        pat = _vocab.encode(" " + event, add_bos=False, space_prefix=False)
+        where = [i + len(pat) - 1 for i in _occurrences(seq, pat[0], 1, hi) if seq[i:i + len(pat)] == pat]
+        return [(n_prompt - 1, where)]
+    rows = []
+    for t in range(n_prompt - 1, len(seq) - 1):
+        target = seq[t + 1]
+        if target == V.EOS:
+            break
+        best, where = 0, []
+        for i in _occurrences(seq, target, 1, hi):
+            m = 0
+            while m < 3 and i - 1 - m >= 1 and seq[i - 1 - m] == seq[t - m]:
+                m += 1
+            if m > best:
+                best, where = m, []
+            if m == best and m > 0:
+                where += range(i - m, i + 1)
+        rows.append((t, where))
+    return rows or [(n_prompt - 1, [])]
 
 
 def copy_sample(rng, target):
@@ -128,14 +186,14 @@ def copy_phase(model, opt, args, device, log):
         _vocab = V.Vocab()
     t0, step, tokens, good = time.time(), 0, 0, 0
     while step < args.copy_steps and time.time() - t0 < args.copy_budget_s and good < 3:
-        raw, n_prompt, n_total, fam, width = make_batch(args.seed, -1 - step, args.copy_len, 64 * args.copy_len, [], 1.0)
+        raw, n_prompt, n_total, fam, width, _ = make_batch(args.seed, -1 - step, args.copy_len, 64 * args.copy_len, [], 1.0)
         ids = torch.frombuffer(raw, dtype=torch.int32).view(-1, width).long().to(device)
         lr = args.copy_lr * min(1.0, (step + 1) / 50)
         for g in opt.param_groups:
             g["lr"] = lr
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             is_copy = torch.ones(ids.shape[0], dtype=torch.bool, device=device)
-            _, _, copy_loss, right, _ = batch_loss(model, ids, torch.tensor(n_prompt.tolist(), device=device),
+            _, _, copy_loss, right, _, _ = batch_loss(model, ids, torch.tensor(n_prompt.tolist(), device=device),
                                                 torch.tensor(n_total.tolist(), device=device), is_copy, device)
         optimizer_step(model, opt, copy_loss)
         step += 1
@@ -154,10 +212,36 @@ def lr_at(step, progress, peak, warmup):
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def batch_loss(model, ids, n_prompt, n_total, is_copy, device, exits=()):
+def batch_loss(model, ids, n_prompt, n_total, is_copy, device, exits=(), sup=None):
+    """sup (optional): dict(rows, ev_r, ev_p, layers, tau, prune) for the attention
+    supervision and LazyLLM pruning in the loop (see main)."""
     x = ids[:, :-1]
     y = ids[:, 1:]
-    logits, exit_logits = model(x, exits) if exits else (model(x), [])
+    sup_loss = torch.zeros((), device=device)
+    pruned = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
+    if sup is not None:
+        logits, probs = model.forward_rows(x, sup["rows"], sup["layers"], sup["prune"])
+        exit_logits = []
+        if sup["prune"] is not None:
+            pruned = sup["prune"]["seq"]
+        # Per evidence token and supervised layer: -log of its head-averaged attention, capped at
+        # a target: tau, or (with rank_top) less if that is more than twice the attention of the
+        # row's token at the rank_top quantile (the token is then safely among those kept).
+        # Pruned sequences are not supervised (their attention is over what survived).
+        ok = ~pruned[sup["rows"][0][sup["ev_r"]]]
+        if sup["layers"] and ok.any():
+            for l in sup["layers"]:
+                pe = probs[l][sup["ev_r"], sup["ev_p"]][ok]
+                target = torch.full_like(pe, sup["tau"])
+                if sup["rank_top"] > 0:
+                    srt = probs[l].detach().sort(1, descending=True).values
+                    k = (sup["rank_top"] * (sup["rows"][1] + 1).float()).long().clamp(max=srt.shape[1] - 1)
+                    thr = srt.gather(1, k[:, None])[:, 0]
+                    target = torch.minimum(target, 2 * thr[sup["ev_r"]][ok])
+                w = sup["layer_weights"].get(l, 1.0) / len(sup["layers"])
+                sup_loss = sup_loss + w * F.relu(torch.log(target + 1e-9) - torch.log(pe + 1e-9)).mean()
+    else:
+        logits, exit_logits = model(x, exits) if exits else (model(x), [])
 
     def ce_of(lg):
         return F.cross_entropy(lg.float().reshape(-1, lg.shape[-1]), y.reshape(-1), reduction="none").view_as(y)
@@ -167,7 +251,8 @@ def batch_loss(model, ids, n_prompt, n_total, is_copy, device, exits=()):
     # target index t predicts token t+1: prompt tokens 1..n_prompt-1, answer n_prompt..n_total-1
     after = (pos >= n_prompt[:, None] - 1) & (pos < n_total[:, None] - 1)
     task = ~is_copy[:, None]
-    is_ans, is_ctx, is_cp = after & task, (pos < n_prompt[:, None] - 1) & task, after & ~task
+    is_ans, is_cp = after & task, after & ~task
+    is_ctx = (pos < n_prompt[:, None] - 1) & task & ~pruned[:, None]  # pruned samples: answer loss only
     ans_loss = (ce * is_ans).sum() / is_ans.sum().clamp(min=1)
     ctx_loss = (ce * is_ctx).sum() / is_ctx.sum().clamp(min=1)
     copy_loss = (ce * is_cp).sum() / is_cp.sum().clamp(min=1)
@@ -179,17 +264,33 @@ def batch_loss(model, ids, n_prompt, n_total, is_copy, device, exits=()):
         ce_e = ce_of(lg)
         exit_loss = exit_loss + ((ce_e * is_ans).sum() / is_ans.sum().clamp(min=1) +
                                  COPY_WEIGHT * (ce_e * is_cp).sum() / is_cp.sum().clamp(min=1)) / len(exit_logits)
-    return ans_loss, ctx_loss, copy_loss, ~wrong, exit_loss
+    return ans_loss, ctx_loss, copy_loss, ~wrong, exit_loss, sup_loss
+
+
+def parse_prune_spec(spec):
+    """'2:0.5,4:0.5,5:0.5' -> {2: 0.5, 4: 0.5, 5: 0.5} (layer indices, as the engine resolves
+    fractions of depth)."""
+    return {int(l): float(f) for l, f in (x.split(":") for x in spec.split(",") if x)}
 
 
 @torch.no_grad()
-def greedy(model, prompt_ids, device, max_new=8):
+def greedy(model, prompt_ids, device, max_new=8, prune=None):
+    """prune: {layer: keep} re-selects from scratch at every step with the newest token's
+    attention (LazyLLM's choice for that step; the engine additionally keeps what earlier steps
+    computed, so this is a quick check, not the engine's numbers)."""
     ids = list(prompt_ids)
     out = []
     for _ in range(max_new):
         x = torch.tensor([ids], device=device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            nxt = int(model(x)[0, -1].float().argmax())
+            if prune:
+                one = torch.zeros(1, dtype=torch.long, device=device)
+                rows = (one, torch.full((1,), len(ids) - 1, device=device))
+                lg, _ = model.forward_rows(x, rows, (), dict(layers=prune, last_row=one, seq=one == 0,
+                                                             n_prompt=torch.full((1,), len(ids), device=device)))
+                nxt = int(lg[0, -1].float().argmax())
+            else:
+                nxt = int(model(x)[0, -1].float().argmax())
         if nxt == V.EOS:
             break
         out.append(nxt)
@@ -197,30 +298,54 @@ def greedy(model, prompt_ids, device, max_new=8):
     return out
 
 
-def evaluate(model, vocab, eval_dir, device, log, limit=None):
+def evaluate(model, vocab, eval_dir, device, log, limit=None, prune=None):
+    """Accuracy per family with the full context, the context cut to its last 256 tokens and,
+    with `prune`, the full context under that pruning schedule (see greedy)."""
     model.eval()
     results, rows = {}, []
     for fam in FAMILY_NAMES:
         path = os.path.join(eval_dir, fam + ".jsonl")
         samples = [json.loads(l) for l in open(path)][:limit]
-        right = {"full": 0, "last256": 0}
+        right = {"full": 0, "last256": 0, "pruned": 0}
         for s in samples:
             ctx = vocab.encode(s["context"], add_bos=False)
             tail = vocab.encode("\n\n" + s["input"], add_bos=False, space_prefix=False)
             pred = {}
-            for mode, prompt in (("full", [V.BOS] + ctx + tail), ("last256", [V.BOS] + ctx[-256:] + tail)):
-                text = vocab.decode(greedy(model, prompt, device)).strip()
+            modes = [("full", [V.BOS] + ctx + tail, None), ("last256", [V.BOS] + ctx[-256:] + tail, None)]
+            if prune:
+                modes.append(("pruned", [V.BOS] + ctx + tail, prune))
+            for mode, prompt, pr in modes:
+                text = vocab.decode(greedy(model, prompt, device, prune=pr)).strip()
                 pred[mode] = text
                 right[mode] += text in s["answers"]
-            rows.append({"_id": s["_id"], "dataset": fam, "answers": s["answers"], "pred_full": pred["full"],
-                         "pred_last256": pred["last256"], "length": s["length"]})
+            rows.append({"_id": s["_id"], "dataset": fam, "answers": s["answers"], "length": s["length"],
+                         **{"pred_" + k: v for k, v in pred.items()}})
         n = len(samples)
         if n == 0:
             continue
         results[fam] = {"n": n, "full_acc": right["full"] / n, "last256_acc": right["last256"] / n}
-        log(f"eval {fam}: full {right['full']}/{n}  last256 {right['last256']}/{n}")
+        if prune:
+            results[fam]["pruned_acc"] = right["pruned"] / n
+        log(f"eval {fam}: full {right['full']}/{n}  last256 {right['last256']}/{n}" +
+            (f"  pruned {right['pruned']}/{n}" if prune else ""))
     model.train()
     return results, rows
+
+
+def supervision(ev, fam, n_prompt, step, args, sup_layers, prune_specs, device):
+    """The batch's evidence rows as tensors, and which task samples this step trains under
+    LazyLLM's pruning (one schedule per step, drawn from --prune-specs; seeded by the step)."""
+    t = lambda a: torch.tensor(a.tolist(), dtype=torch.long, device=device)
+    rows = (t(ev["rows_b"]), t(ev["rows_t"]))
+    prune = None
+    if args.prune_frac > 0 and prune_specs:
+        rng = random.Random(f"prune:{args.seed}:{step}")
+        seq = [f != COPY and ev["last_row"][b] >= 0 and rng.random() < args.prune_frac for b, f in enumerate(fam.tolist())]
+        if any(seq):
+            prune = dict(layers=rng.choice(prune_specs), last_row=t(ev["last_row"]).clamp(min=0), n_prompt=n_prompt,
+                         seq=torch.tensor(seq, device=device))
+    return dict(rows=rows, ev_r=t(ev["ev_r"]), ev_p=t(ev["ev_p"]), layers=sup_layers, tau=args.attn_sup_tau,
+                rank_top=args.attn_sup_rank_top, layer_weights=args.layer_weights, prune=prune)
 
 
 def main():
@@ -254,9 +379,30 @@ def main():
     ap.add_argument("--exit-layers", default="",
                     help="deep supervision: comma list of layers whose input also predicts the answer (e.g. 2,4)")
     ap.add_argument("--exit-weight", type=float, default=0.5, help="weight of the mean exit loss")
+    ap.add_argument("--attn-sup-layers", default="",
+                    help="attention supervision: layers whose head-averaged attention of each answer step "
+                         "must reach --attn-sup-tau on the evidence tokens (e.g. 1,2,3,4)")
+    ap.add_argument("--attn-sup-weight", type=float, default=0.2)
+    ap.add_argument("--attn-sup-tau", type=float, default=0.01)
+    ap.add_argument("--attn-sup-rank-top", type=float, default=0.0,
+                    help="also accept evidence attention of twice the row's attention at this top quantile "
+                         "(e.g. 0.25: where many tokens look alike, rank high instead of reaching tau)")
+    ap.add_argument("--attn-sup-layer-weights", default="", help="per-layer factors, e.g. 1=4")
+    ap.add_argument("--attn-sup-question", action="store_true",
+                    help="the question's tokens (after the context) are evidence too")
+    ap.add_argument("--prune-frac", type=float, default=0.0,
+                    help="share of task samples trained under LazyLLM's prefill pruning (answer loss only)")
+    ap.add_argument("--prune-from", type=float, default=0.3,
+                    help="fraction of the budget after which pruning in the loop starts (the circuits form first)")
+    ap.add_argument("--prune-specs", default="2:0.5,4:0.5,5:0.5",
+                    help="';'-separated schedules in layer:keep form, one drawn per step")
+    ap.add_argument("--init", default="", help="start from this GGUF (written by this script) instead of random weights")
+    ap.add_argument("--eval-prune", default="2:0.5,4:0.5,5:0.5",
+                    help="schedule (layer:keep) of the pruned PyTorch evaluation; empty: none")
     args = ap.parse_args()
     if args.copy_lr is None:
         args.copy_lr = args.lr
+    args.layer_weights = {int(k): float(v) for k, v in (x.split("=") for x in args.attn_sup_layer_weights.split(",") if x)}
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "train.log"), "a")
 
@@ -274,7 +420,12 @@ def main():
     vocab = V.Vocab()
     cfg = Config(n_vocab=len(vocab), d=args.d, n_layers=args.layers, n_heads=args.heads,
                  n_kv_heads=args.kv_heads, n_ff=args.ff)
-    model = Llama(cfg).to(device)
+    model = Llama(cfg)
+    if args.init:  # continue from a trained model (e.g. LazyLLM-aware fine-tuning)
+        from gguf_read import load_llama
+        model.load_state_dict(load_llama(args.init).state_dict())
+        model.train()
+    model = model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"args {vars(args)}")
     log(f"config {cfg}, {n_params} parameters, device {device} "
@@ -291,6 +442,8 @@ def main():
     weights = {FAMILY_NAMES.index(k): int(v) for k, v in (kv.split("=") for kv in args.family_weights.split(",") if kv)}
     families = [f for f in families for _ in range(weights.get(f, 1))]  # drawn uniformly from this list
     exits = tuple(int(x) for x in args.exit_layers.split(",") if x)
+    sup_layers = tuple(int(x) for x in args.attn_sup_layers.split(",") if x)
+    prune_specs = [parse_prune_spec(x) for x in args.prune_specs.split(";") if x]
     pending = collections.deque()
     t0 = t_start = time.time()
     next_submit = 0
@@ -300,7 +453,7 @@ def main():
         progress = (time.time() - t0) / args.budget_s
         L = curriculum_len(progress, sched_rng, schedule)
         pending.append((next_submit, L, pool.apply_async(make_batch, (args.seed, next_submit, L, args.tokens_per_step, families,
-                                                                       copy_fraction(progress)))))
+                                                                       copy_fraction(progress), args.attn_sup_question))))
         next_submit += 1
 
     step, tokens = copy_phase(model, opt, args, device, log)
@@ -322,7 +475,7 @@ def main():
                     log(f"checkpoint at progress {c}: {gguf_path}")
             sid, L, fut = pending.popleft()
             submit()
-            raw, n_prompt, n_total, fam, width = fut.get()
+            raw, n_prompt, n_total, fam, width, ev = fut.get()
             ids = torch.frombuffer(raw, dtype=torch.int32).view(-1, width).long().to(device, non_blocking=True)
             n_prompt_t = torch.tensor(n_prompt.tolist(), device=device)
             n_total_t = torch.tensor(n_total.tolist(), device=device)
@@ -331,9 +484,14 @@ def main():
                 g["lr"] = lr
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 is_copy = torch.tensor([f == COPY for f in fam.tolist()], device=device)
-                ans_loss, ctx_loss, copy_loss, right, exit_loss = batch_loss(model, ids, n_prompt_t, n_total_t, is_copy,
-                                                                             device, exits)
-            loss = ans_loss + CTX_WEIGHT * ctx_loss + COPY_WEIGHT * copy_loss + args.exit_weight * exit_loss
+                sup = None
+                if sup_layers or args.prune_frac > 0:
+                    sup = supervision(ev, fam, n_prompt_t, step, args, sup_layers,
+                                      prune_specs if progress >= args.prune_from else [], device)
+                ans_loss, ctx_loss, copy_loss, right, exit_loss, sup_loss = batch_loss(
+                    model, ids, n_prompt_t, n_total_t, is_copy, device, exits, sup)
+            loss = (ans_loss + CTX_WEIGHT * ctx_loss + COPY_WEIGHT * copy_loss + args.exit_weight * exit_loss +
+                    args.attn_sup_weight * sup_loss)
             optimizer_step(model, opt, loss)
             step += 1
             tokens += ids.numel()
@@ -346,15 +504,18 @@ def main():
                 el = time.time() - t0
                 acc = " ".join(f"{k[6:]}={v[0]}/{v[1]}" for k, v in sorted(stats.items()))
                 log(f"step {step} seq {L} bs {ids.shape[0]} lr {lr:.2e} ans_loss {ans_loss.item():.3f} "
-                    f"ctx_loss {ctx_loss.item():.3f} copy_loss {copy_loss.item():.3f} exit_loss {exit_loss.item():.3f} tok/s {tokens / el:.0f} elapsed {el:.0f}s | acc {acc}")
+                    f"ctx_loss {ctx_loss.item():.3f} copy_loss {copy_loss.item():.3f} exit_loss {exit_loss.item():.3f} "
+                    f"sup_loss {sup_loss.item():.3f} tok/s {tokens / el:.0f} elapsed {el:.0f}s | acc {acc}")
                 stats.clear()
     except Exception as e:  # keep whatever was trained
-        log(f"training stopped by error: {e!r}")
+        import traceback
+        log(f"training stopped by error: {e!r}\n{traceback.format_exc()}")
     pool.terminate()
     log(f"trained {step} steps, {tokens} tokens in {time.time() - t0:.0f}s")
     size = to_gguf(model, vocab, gguf_path, args.name)
     log(f"wrote {gguf_path} ({size} bytes)")
-    results, rows = evaluate(model, vocab, args.eval_dir, device, log, args.eval_limit)
+    results, rows = evaluate(model, vocab, args.eval_dir, device, log, args.eval_limit,
+                             parse_prune_spec(args.eval_prune) if args.eval_prune else None)
     with open(os.path.join(args.out, "eval_pytorch.json"), "w") as f:
         json.dump({"steps": step, "tokens": tokens, "results": results}, f, indent=1)
     with open(os.path.join(args.out, "eval_predictions.jsonl"), "w") as f:
