@@ -5,7 +5,12 @@ reports per layer the median rank (percent of the prompt) and how often that pos
 survive keeping the top 50% / 30%. LazyLLM prunes at layer l by layer l-1's ranking, so a layer
 whose ranking buries the answer cannot be a pruning layer without losing it.
 
+With --exact-source the source is the one position the answer is copied from (where the context
+continues the longest match of the prompt's end, train.evidence_rows) instead of the best of all
+occurrences of the first answer token, which is optimistic where answer words repeat (kv values).
+
 Usage: python3 tools/evalmodel/attention_probe.py MODEL.gguf [--per-family 8] [--data eval/data]
+       [--families a,b] [--exact-source]
 """
 import argparse
 import json
@@ -50,13 +55,18 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--data", default="eval/data")
     ap.add_argument("--per-family", type=int, default=8)
+    ap.add_argument("--families", default="", help="comma list (default: all but counting)")
+    ap.add_argument("--exact-source", action="store_true")
     args = ap.parse_args()
+    if args.exact_source:
+        import train
+        train._vocab = V.Vocab()
     m, voc = load_llama(args.model), V.Vocab()
     print("| family | samples | " + " | ".join(f"L{i}" for i in range(m.cfg.n_layers)) + " |")
     print("| --- | ---: | " + " | ".join("---" for _ in range(m.cfg.n_layers)) + " |")
     for fam in T.FAMILIES:
-        if fam == "synth_count":  # the answer is a number the context does not contain
-            continue
+        if fam == "synth_count" or (args.families and fam not in args.families.split(",")):
+            continue  # counting: the answer is a number the context does not contain
         rows = [json.loads(l) for l in open(os.path.join(args.data, fam + ".jsonl"))]
         rows = rows[:: max(1, len(rows) // args.per_family)][: args.per_family]
         per_layer = [[] for _ in range(m.cfg.n_layers)]
@@ -66,6 +76,9 @@ def main():
             ids = [V.BOS] + ctx + tail
             first = voc.encode(" " + r["answers"][0], add_bos=False, space_prefix=False)[0]
             sources = [i for i in range(1, 1 + len(ctx)) if ids[i] == first]
+            if args.exact_source:
+                where = train.evidence_rows(ids + [first], len(ids), fam, r)[0][1]
+                sources = [i for i in where if ids[i] == first]
             if not sources:
                 continue
             for li, rk in enumerate(answer_ranks(m, ids, sources)):
