@@ -286,8 +286,7 @@ def greedy(model, prompt_ids, device, max_new=8, prune=None):
             if prune:
                 one = torch.zeros(1, dtype=torch.long, device=device)
                 rows = (one, torch.full((1,), len(ids) - 1, device=device))
-                lg, _ = model.forward_rows(x, rows, (), dict(layers=prune, last_row=one, seq=one == 0,
-                                                             n_prompt=torch.full((1,), len(ids), device=device)))
+                lg, _ = model.forward_rows(x, rows, (), dict(layers=prune, last_row=one, seq=one == 0))
                 nxt = int(lg[0, -1].float().argmax())
             else:
                 nxt = int(model(x)[0, -1].float().argmax())
@@ -332,7 +331,7 @@ def evaluate(model, vocab, eval_dir, device, log, limit=None, prune=None):
     return results, rows
 
 
-def supervision(ev, fam, n_prompt, step, args, sup_layers, prune_specs, device):
+def supervision(ev, fam, step, args, sup_layers, prune_specs, device):
     """The batch's evidence rows as tensors, and which task samples this step trains under
     LazyLLM's pruning (one schedule per step, drawn from --prune-specs; seeded by the step)."""
     t = lambda a: torch.tensor(a.tolist(), dtype=torch.long, device=device)
@@ -342,7 +341,7 @@ def supervision(ev, fam, n_prompt, step, args, sup_layers, prune_specs, device):
         rng = random.Random(f"prune:{args.seed}:{step}")
         seq = [f != COPY and ev["last_row"][b] >= 0 and rng.random() < args.prune_frac for b, f in enumerate(fam.tolist())]
         if any(seq):
-            prune = dict(layers=rng.choice(prune_specs), last_row=t(ev["last_row"]).clamp(min=0), n_prompt=n_prompt,
+            prune = dict(layers=rng.choice(prune_specs), last_row=t(ev["last_row"]).clamp(min=0),
                          seq=torch.tensor(seq, device=device))
     return dict(rows=rows, ev_r=t(ev["ev_r"]), ev_p=t(ev["ev_p"]), layers=sup_layers, tau=args.attn_sup_tau,
                 rank_top=args.attn_sup_rank_top, layer_weights=args.layer_weights, prune=prune)
@@ -486,7 +485,7 @@ def main():
                 is_copy = torch.tensor([f == COPY for f in fam.tolist()], device=device)
                 sup = None
                 if sup_layers or args.prune_frac > 0:
-                    sup = supervision(ev, fam, n_prompt_t, step, args, sup_layers,
+                    sup = supervision(ev, fam, step, args, sup_layers,
                                       prune_specs if progress >= args.prune_from else [], device)
                 ans_loss, ctx_loss, copy_loss, right, exit_loss, sup_loss = batch_loss(
                     model, ids, n_prompt_t, n_total_t, is_copy, device, exits, sup)
