@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The six training stages of the evaluation model in eval/models/ (runs 10-15 in README.md).
+# The six training stages of runs 10-15 (run 15 J3; count_chain.sh goes on from J3 to the model in eval/models/).
 # A device call runs at most 10 minutes, so each stage is one call that starts from the GGUF
 # the stage before wrote. Stage 1 trains from scratch with attention supervision; stages 2-6
 # fine-tune with LazyLLM's pruning in the loop.
