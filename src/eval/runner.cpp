@@ -192,21 +192,22 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
   // a session pays one-time costs (on a GPU the CUDA context, library handles and graph captures;
   // on a CPU page faults on the mapped weights), and buffers grow to the longest prompt seen: a
   // warm-up on a short prompt left that growth to the timed sessions of longer samples (GPU, eval
-  // model: 1.3 ms against 0.7 on the first family's samples, docs/quality.md).
+  // model: 1.3 ms against 0.7 on the first family's samples, docs/quality.md). The prompts still
+  // to run are tokenized once, here, for that choice and for the run.
+  std::vector<std::vector<int32_t>> prompts(n);
+  std::vector<char> truncated(n, 0);
   int longest = -1;
-  size_t longest_len = 0;
   for (int i = 0; i < n; ++i) {
     if (complete(i)) continue;
-    bool truncated = false;
-    const size_t len = prompt_of(samples[i], settings_for(samples[i], o), &truncated).size();
-    if (longest < 0 || len > longest_len) longest = i, longest_len = len;
+    bool cut = false;
+    prompts[i] = prompt_of(samples[i], settings_for(samples[i], o), &cut);
+    truncated[i] = cut;
+    if (longest < 0 || prompts[i].size() > prompts[longest].size()) longest = i;
   }
   if (longest >= 0) {
-    bool truncated = false;
     const DatasetConfig cfg = settings_for(samples[longest], o);
-    const std::vector<int32_t> prompt = prompt_of(samples[longest], cfg, &truncated);
     for (size_t k = 0; k < o.schedules.size(); ++k)
-      run_one(*sessions[k], samples[longest], prompt, truncated, cfg, o.schedules[k].name);
+      run_one(*sessions[k], samples[longest], prompts[longest], truncated[longest], cfg, o.schedules[k].name);
   }
   const auto start = Clock::now();
   std::vector<SampleResult> results;
@@ -214,8 +215,7 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
     const Sample& sample = samples[i];
     if (complete(i)) continue;
     const DatasetConfig cfg = settings_for(sample, o);
-    bool truncated = false;
-    const std::vector<int32_t> prompt = prompt_of(sample, cfg, &truncated);
+    const std::vector<int32_t> prompt = std::move(prompts[i]);
     // On a GPU a prefill of a small model takes under a millisecond, and the first one after the
     // host's work between samples ran 2-4x slower whatever its schedule (docs/quality.md): an
     // untimed prefill first keeps that off the baseline, the first to run. On a CPU a prefill
@@ -226,7 +226,7 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
     }
     for (size_t k = 0; k < o.schedules.size(); ++k) {
       if (log && log->has(i, o.schedules[k].name)) continue;
-      SampleResult r = run_one(*sessions[k], sample, prompt, truncated, cfg, o.schedules[k].name);
+      SampleResult r = run_one(*sessions[k], sample, prompt, truncated[i], cfg, o.schedules[k].name);
       if (log) log->append(r);
       else results.push_back(std::move(r));
     }

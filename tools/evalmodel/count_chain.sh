@@ -30,17 +30,16 @@ phase_b=(--budget-s "${B_S:-270}" --warmup 50 --lr 3e-4 --lengths 2048,4064,0.3 
          --family-weights synth_count=4,synth_kv_retrieval=3 --prune-from 0 --prune-frac 0.5
          --prune-specs "2:0.5,4:0.5,5:0.5;2:0.5,4:0.5,5:0.5;2:0.3;3:0.5;4:0.5")
 stage="${1:?stage 1-4}"
-variant() {
-  local v="$1"; shift
-  PYTHONUNBUFFERED=1 python3 evalmodel/train.py --out /tmp/o/$v/A --init "$init" "${common[@]}" "${phase_a[@]}" "$@" \
-    > /tmp/o/$v.A.log 2>&1
-  PYTHONUNBUFFERED=1 python3 evalmodel/train.py --out /tmp/o/$v/B --init /tmp/o/$v/A/synth-llama-6l-256d.gguf \
-    "${common[@]}" "${phase_b[@]}" "${sup[@]}" > /tmp/o/$v.B.log 2>&1
-}
-continue_b() {
+continue_b() {  # phase B of variant $1 from GGUF $2, extra arguments last
   local v="$1" from="$2"; shift 2
   PYTHONUNBUFFERED=1 python3 evalmodel/train.py --out /tmp/o/$v/B --init "$from" \
     "${common[@]}" "${phase_b[@]}" "${sup[@]}" "$@" > /tmp/o/$v.B.log 2>&1
+}
+variant() {  # phase A (extra arguments) from $init, then phase B
+  local v="$1"; shift
+  PYTHONUNBUFFERED=1 python3 evalmodel/train.py --out /tmp/o/$v/A --init "$init" "${common[@]}" "${phase_a[@]}" "$@" \
+    > /tmp/o/$v.A.log 2>&1
+  continue_b "$v" /tmp/o/$v/A/synth-llama-6l-256d.gguf
 }
 mkdir -p /tmp/o
 out="${OUT:-/tmp/out}"
