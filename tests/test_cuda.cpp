@@ -233,6 +233,71 @@ TEST(CudaLazy, KeepOneIsBitwiseCudaBaseline) {
   }
 }
 
+// The whole LazyLLM machinery on the GPU (selection and compaction in prefill, the decode plan
+// with listed keys) while keeping every token, against the GPU baseline: the same logits within
+// float rounding (the listed-key attention sums in another order than the baseline's kernel).
+TEST(CudaLazy, ForcedPathKeepingEveryTokenMatchesCudaBaseline) {
+  LAZYLLM_REQUIRE_GPU();
+  for (const auto& spec : test::arch_variants()) {
+    SCOPED_TRACE(spec.name);
+    auto model = test::make_model(spec, DType::BF16);
+    auto prompt = random_tokens(70, model->config().n_vocab, 3);
+    SessionOptions bo = options(Device::Cuda, 128), lo = bo;
+    lo.prune = all_ones(model->config().n_layers);
+    lo.force_selection = true;
+    Session base(model, bo), lazy(model, lo);
+    base.prefill(prompt);
+    lazy.prefill(prompt);
+    EXPECT_EQ(lazy.stats().selections, model->config().n_layers - 1);
+    double worst = 0;
+    for (int step = 0; step < 5; ++step) {
+      worst = std::max(worst, rel_diff(lazy.logits(), base.logits()));
+      if (top2_margin(base.logits()) > 1e-2) EXPECT_EQ(argmax(lazy.logits()), argmax(base.logits())) << "step " << step;
+      const int32_t next = argmax(base.logits());
+      base.decode(next);
+      lazy.decode(next);
+    }
+    std::cout << "[ cuda ] " << spec.name << ": forced LazyLLM path vs baseline, worst relative logit diff " << worst
+              << "\n";
+    EXPECT_LT(worst, 1e-2);
+    EXPECT_EQ(lazy.stats().revived, 0);
+    EXPECT_DOUBLE_EQ(lazy.stats().computed_fraction, 1.0);
+  }
+}
+
+// The static and random ablations run on the GPU through the same plan as on the CPU: random
+// keeps exactly the CPU's tokens, static the CPU's up to near-ties; neither revives.
+TEST(CudaLazy, AblationsFollowTheCpu) {
+  LAZYLLM_REQUIRE_GPU();
+  auto model = test::make_model(test::arch_variants()[0], DType::BF16);
+  const int n_layers = model->config().n_layers;
+  auto prompt = random_tokens(150, model->config().n_vocab, 13);
+  for (const char* spec : {"random@3:1:0.6,2:0.5", "static:1:0.6,2:0.5"}) {
+    SCOPED_TRACE(spec);
+    SessionOptions co = options(Device::Cpu, 256);
+    co.prune = PruneSchedule::parse(spec, n_layers);
+    SessionOptions go = co;
+    go.device = Device::Cuda;
+    Session cpu(model, co), gpu(model, go);
+    cpu.prefill(prompt);
+    gpu.prefill(prompt);
+    EXPECT_EQ(gpu.stats().alive_per_layer, cpu.stats().alive_per_layer);
+    int same = 0;
+    for (int t = 0; t < static_cast<int>(prompt.size()); ++t) same += gpu.backend().kv_depth(t) == cpu.backend().kv_depth(t);
+    if (spec[0] == 'r') EXPECT_EQ(same, static_cast<int>(prompt.size()));
+    else EXPECT_GE(same, 0.9 * prompt.size());
+    for (int step = 0; step < 4; ++step) {
+      const int32_t next = argmax(cpu.logits());
+      EXPECT_LT(rel_diff(gpu.logits(), cpu.logits()), 0.1) << "step " << step;
+      cpu.decode(next);
+      gpu.decode(next);
+    }
+    EXPECT_EQ(gpu.stats().revived, 0);
+    EXPECT_EQ(cpu.stats().revived, 0);
+    EXPECT_EQ(gpu.stats().selections, cpu.stats().selections);
+  }
+}
+
 // Same schedule (alive counts per layer are exact) and the same alive sets: each prompt token's
 // KV depth says at which layers it was alive. Sets may differ only where bf16 rounding reorders
 // near-tied importances, so almost every token must agree.

@@ -122,22 +122,5 @@ TEST(PruneModesRandom, SameCountsOtherTokensReproducible) {
   EXPECT_EQ(rnd->stats().revived, 0);
 }
 
-// The ablations are CPU-only: a CUDA session refuses them when it is created (before any work,
-// and before looking for a GPU, so this runs everywhere).
-TEST(PruneModes, AblationsRefusedOnCudaAtCreation) {
-  auto model = test::make_model(test::arch_variants()[0], DType::F32);
-  for (const char* spec : {"static:1:0.5", "random:1:0.5"}) {
-    SessionOptions opt;
-    opt.device = Device::Cuda;
-    opt.prune = PruneSchedule::parse(spec, model->config().n_layers);
-    try {
-      Session s(model, opt);
-      ADD_FAILURE() << spec << ": accepted";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("CPU backend only"), std::string::npos) << spec << ": " << e.what();
-    }
-  }
-}
-
 }  // namespace
 }  // namespace lazyllm

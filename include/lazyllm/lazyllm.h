@@ -22,6 +22,7 @@ struct ModelWeights;
 class ThreadPool;
 class ForwardState;
 class ForwardBackend;
+struct LayerSchedule;
 
 // ---------------------------------------------------------------- devices
 
@@ -164,6 +165,9 @@ struct SessionOptions {
   // Cpu by default so library results do not depend on the machine; tools pass default_device().
   // The CUDA backend keeps K/V in half precision and ignores kv_f16 and n_threads.
   Device device = Device::Cpu;
+  // Test hook: layers the schedule names select, compact and revive even at keep 1.0, so the
+  // whole LazyLLM machinery runs while keeping every token (compared with the baseline in tests).
+  bool force_selection = false;
   // Called during prefill after each layer (layer index, number of layers).
   std::function<void(int, int)> on_prefill_progress;
 };
@@ -180,6 +184,7 @@ struct SessionStats {
   double prefill_computed_fraction = 1.0;    // the same, counting the last prefill only (what TTFT pays)
   std::vector<int> alive_per_layer;          // prompt tokens computed at each layer in prefill
   int64_t revived = 0;                       // (token, layer) revivals during decode
+  int64_t selections = 0;                    // LazyLLM selections run (pruning layers, prefill and decode)
   int64_t aux_cache_bytes = 0;               // hidden states held in the Aux Cache now
   int64_t aux_cache_entries = 0;
 };
@@ -222,6 +227,7 @@ class Session {
   int n_ctx_ = 0;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ForwardBackend> backend_;
+  std::unique_ptr<LayerSchedule> schedule_;
   ForwardState* cpu_state_ = nullptr;  // backend_ when it is the CPU one
   std::vector<int32_t> history_;
   SessionStats stats_;

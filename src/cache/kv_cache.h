@@ -7,8 +7,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "cache/kv_index.h"
 #include "kernels/cpu/quant.h"
 
 namespace lazyllm {
@@ -68,36 +71,39 @@ class LayerKV {
   std::vector<int32_t> pos_;
 };
 
+// The CPU's K/V storage per layer, addressed through the shared KVIndex (cache/kv_index.h),
+// which the LazyLLM plan (prune/lazy_plan.h) keeps: slots are handed out there, in order, and
+// the rows are appended here in the same order.
 class KVCache {
  public:
   KVCache(int n_layers, int kv_dim, int n_ctx, bool f16)
-      : layers_(n_layers, LayerKV(kv_dim, f16)), slot_(n_layers, std::vector<int32_t>(n_ctx, -1)), depth_(n_ctx, 0) {}
+      : layers_(n_layers, LayerKV(kv_dim, f16)), index_(n_layers, n_ctx) {}
 
   LayerKV& layer(int l) { return layers_[l]; }
   const LayerKV& layer(int l) const { return layers_[l]; }
   int n_layers() const { return static_cast<int>(layers_.size()); }
+  KVIndex& index() { return index_; }
+  const KVIndex& index() const { return index_; }
   // Number of layers (from 0) at which token `t` (its position) has KV.
-  int depth(int t) const { return depth_[t]; }
+  int depth(int t) const { return index_.depth(t); }
   // Slot of token t at layer l, or -1.
-  int slot(int l, int t) const { return slot_[l][t]; }
+  int slot(int l, int t) const { return index_.slot(l, t); }
 
-  // Stores token t's K/V at layer l; t must have KV at every layer below l and none at l.
-  int store(int l, int t, const float* k, const float* v) {
-    int s = layers_[l].append(t, k, v);
-    slot_[l][t] = s;
-    depth_[t] = l + 1;
-    return s;
+  // Writes the K/V of token t at layer l into the slot the index gave it (the next one).
+  void write(int l, int slot, int t, const float* k, const float* v) {
+    if (slot != layers_[l].size() || index_.slot(l, t) != slot)
+      throw std::logic_error("KVCache::write: slot " + std::to_string(slot) + " of layer " + std::to_string(l) +
+                             " does not follow the index");
+    layers_[l].append(t, k, v);
   }
   void clear() {
     for (auto& l : layers_) l.clear();
-    for (auto& s : slot_) std::fill(s.begin(), s.end(), -1);
-    std::fill(depth_.begin(), depth_.end(), 0);
+    index_.clear();
   }
 
  private:
   std::vector<LayerKV> layers_;
-  std::vector<std::vector<int32_t>> slot_;
-  std::vector<int32_t> depth_;
+  KVIndex index_;
 };
 
 }  // namespace lazyllm

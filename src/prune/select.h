@@ -17,7 +17,8 @@ inline int keep_count(int n_alive, double keep) {
 }
 
 // Indices of the `n_keep` largest scores, returned in increasing index order (so tokens stay
-// sorted by position). Ties go to the lower index, which makes the choice deterministic.
+// sorted by position). Ties go to the lower index, which makes the choice deterministic. NaN
+// scores rank below every number (-inf included).
 std::vector<int> select_top(std::span<const float> scores, int n_keep);
 
 }  // namespace lazyllm

@@ -20,6 +20,7 @@ namespace {
 
 constexpr int kAttnBlockRows = 64;   // query rows per prefill attention task
 constexpr int kFfnChunkRows = 512;   // rows per FFN chunk, bounds the n_ff-wide buffers
+constexpr int kBatchedDecodeRows = 4;  // decode batches from this many rows attend by matrix products
 
 }  // namespace
 
@@ -36,9 +37,8 @@ ForwardState::ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPoo
       pool_(pool),
       n_ctx_(n_ctx),
       kv_(c_.n_layers, c_.n_kv_heads * c_.head_dim, n_ctx, kv_f16),
-      aux_(c_.n_embd, n_ctx),
+      aux_(c_.n_embd, kv_.index()),
       rope_(c_, w_.rope_freq_factors),
-      from_prompt_(n_ctx, 0),
       s_(std::make_unique<Scratch>()) {
   use_single_threaded_blas();  // attention's cblas calls run inside our pool's tasks
   s_->per_thread.resize(pool.size());
@@ -49,8 +49,6 @@ ForwardState::~ForwardState() = default;
 void ForwardState::clear() {
   n_past_ = 0;
   kv_.clear();
-  aux_.clear();
-  std::fill(from_prompt_.begin(), from_prompt_.end(), 0);
   counters_ = {};
   logits_.clear();
   selection_.clear();
@@ -83,8 +81,8 @@ void ForwardState::for_rows(int m, const std::function<void(int)>& fn) {
   });
 }
 
-void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, bool want_importance,
-                                 bool decode_mode, std::span<const int> decode_keys) {
+void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, int slot0, bool want_importance,
+                                 std::span<const int32_t> key_slots) {
   const LayerWeights& L = w_.layers[l];
   const int d = c_.n_embd, hd = c_.head_dim;
   const int qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
@@ -113,14 +111,10 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
 
   const int n_old = kv_.layer(l).size();
   kv_.layer(l).reserve_more(m);
-  for (int i = 0; i < m; ++i) {
-    kv_.store(l, pos[i], s.k.data() + int64_t{i} * kvd, s.v.data() + int64_t{i} * kvd);
-    ++counters_.token_layers;
-    counters_.prompt_token_layers += from_prompt_[pos[i]];
-  }
+  for (int i = 0; i < m; ++i) kv_.write(l, slot0 + i, pos[i], s.k.data() + int64_t{i} * kvd, s.v.data() + int64_t{i} * kvd);
 
-  if (decode_mode) {
-    attention_decode(l, decode_keys, s.q.data(), pos, m, s.att.data(), want_importance);
+  if (!key_slots.empty()) {
+    attention_decode(l, key_slots, s.q.data(), pos, m, s.att.data(), want_importance);
   } else {
     attention_prefill(l, n_old, s.q.data(), m, s.att.data(), want_importance);
   }
@@ -155,48 +149,54 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, boo
 // f16 cache, so results agree with it closely.
 void ForwardState::attention_prefill(int l, int n_old, float* q, int m, float* out, bool want_importance) {
   const LayerKV& kv = kv_.layer(l);
-  const int hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
-  const int group = c_.n_heads / c_.n_kv_heads;
+  const int kvd = c_.n_kv_heads * c_.head_dim;
   const int n_keys = n_old + m;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int n_blocks = (m + kAttnBlockRows - 1) / kAttnBlockRows;
   Scratch& s = *s_;
-  if (want_importance) s.imp_heads.assign(static_cast<size_t>(c_.n_heads) * n_keys, 0.0f);
-  if (kv.is_f16()) {
+  const bool f16 = kv.is_f16();
+  if (f16) {
     s.kf.resize(static_cast<size_t>(n_keys) * kvd);
     s.vf.resize(static_cast<size_t>(n_keys) * kvd);
-  }
-  const int conv_rows = 256;
-  const bool f16 = kv.is_f16();
-  const float* kf = f16 ? s.kf.data() : kv.k32(0);
-  const float* vf = f16 ? s.vf.data() : kv.v32(0);
-  if (f16) {
+    constexpr int conv_rows = 256;
     pool_.parallel_for((n_keys + conv_rows - 1) / conv_rows, [&](int64_t task, int) {
       const int j0 = static_cast<int>(task) * conv_rows, j1 = std::min(n_keys, j0 + conv_rows);
       f16_to_f32(kv.k16(j0), s.kf.data() + int64_t{j0} * kvd, int64_t{j1 - j0} * kvd);
       f16_to_f32(kv.v16(j0), s.vf.data() + int64_t{j0} * kvd, int64_t{j1 - j0} * kvd);
     });
-    pool_.parallel_for(m, [&](int64_t i, int) { round_to_f16(q + i * qd, qd); });
   }
+  std::vector<int> visible(m);
+  for (int r = 0; r < m; ++r) visible[r] = n_old + r + 1;
+  attention_gemm(q, m, f16 ? s.kf.data() : kv.k32(0), f16 ? s.vf.data() : kv.v32(0), n_keys, visible.data(), out,
+                 want_importance, f16);
+}
+
+void ForwardState::attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int* visible,
+                                  float* out, bool want_importance, bool f16) {
+  const int hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
+  const int group = c_.n_heads / c_.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int n_blocks = (m + kAttnBlockRows - 1) / kAttnBlockRows;
+  Scratch& s = *s_;
+  if (want_importance) s.imp_heads.assign(static_cast<size_t>(c_.n_heads) * n_keys, 0.0f);
+  if (f16) pool_.parallel_for(m, [&](int64_t i, int) { round_to_f16(q + i * qd, qd); });
 
   pool_.parallel_for(int64_t{n_blocks} * c_.n_heads, [&](int64_t task, int thread) {
     const int b = n_blocks - 1 - static_cast<int>(task / c_.n_heads);  // longest rows first
     const int h = static_cast<int>(task % c_.n_heads), g = h / group;
     const int r0 = b * kAttnBlockRows, rm = std::min(kAttnBlockRows, m - r0);
-    const int kmax = n_old + r0 + rm;
+    const int kmax = visible[r0 + rm - 1];
     std::vector<float>& sc = s.per_thread[thread];
     if (sc.size() < static_cast<size_t>(rm) * kmax) sc.resize(static_cast<size_t>(rm) * kmax);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rm, kmax, hd, 1.0f, q + int64_t{r0} * qd + h * hd, qd,
                 kf + g * hd, kvd, 0.0f, sc.data(), kmax);
     for (int r = 0; r < rm; ++r) {
       float* row = sc.data() + int64_t{r} * kmax;
-      const int visible = n_old + r0 + r + 1;
-      for (int j = 0; j < visible; ++j) row[j] *= scale;
-      softmax_inplace(row, visible);
-      std::fill(row + visible, row + kmax, 0.0f);
+      const int vis = visible[r0 + r];
+      for (int j = 0; j < vis; ++j) row[j] *= scale;
+      softmax_inplace(row, vis);
+      std::fill(row + vis, row + kmax, 0.0f);
       if (want_importance && r0 + r == m - 1)
         std::copy(row, row + kmax, s.imp_heads.data() + int64_t{h} * n_keys);
-      if (f16) round_to_f16(row, visible);
+      if (f16) round_to_f16(row, vis);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rm, hd, kmax, 1.0f, sc.data(), kmax,
                 vf + g * hd, kvd, 0.0f, out + int64_t{r0} * qd + h * hd, qd);
@@ -204,33 +204,51 @@ void ForwardState::attention_prefill(int l, int n_old, float* q, int m, float* o
   if (want_importance) average_importance(n_keys);
 }
 
-// Decode: queries attend to the given tokens' slots only (the selected set), masked by position.
-void ForwardState::attention_decode(int l, std::span<const int> key_tokens, float* q, const int32_t* qpos,
-                                    int m, float* out, bool want_importance) {
+// Decode: queries attend to the listed slots only (the selected set), masked by position. The
+// new token alone (a plain decode step) reads the half-precision rows directly; a batch with
+// revived rows gathers the listed keys once and runs the prefill's matrix products.
+void ForwardState::attention_decode(int l, std::span<const int32_t> slots, float* q, const int32_t* qpos, int m,
+                                    float* out, bool want_importance) {
   const LayerKV& kv = kv_.layer(l);
   const int hd = c_.head_dim, qd = c_.n_heads * hd;
   const int group = c_.n_heads / c_.n_kv_heads;
-  const int n_keys = static_cast<int>(key_tokens.size());
+  const int n_keys = static_cast<int>(slots.size());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   Scratch& s = *s_;
-  std::vector<int> slots(n_keys);
-  for (int j = 0; j < n_keys; ++j) {
-    slots[j] = kv_.slot(l, key_tokens[j]);
-    if (slots[j] < 0) throw std::logic_error("attention_decode: selected token has no KV at this layer");
-  }
-  if (want_importance) s.imp_heads.assign(static_cast<size_t>(c_.n_heads) * n_keys, 0.0f);
   const bool f16 = kv.is_f16();
-  if (f16) round_to_f16(q, int64_t{m} * qd);
+  const int kvd = kv.kv_dim();
 
-  // Keys visible to each query row: all selected keys at or before its position. The keys are
+  // Keys visible to each query row: all listed keys at or before its position. The keys are
   // sorted by position, so that is a prefix.
   std::vector<int> visible(m);
-  for (int r = 0; r < m; ++r) {
-    int v = 0;
+  for (int r = 0, v = 0; r < m; ++r) {
     while (v < n_keys && kv.pos(slots[v]) <= qpos[r]) ++v;
     visible[r] = v;
   }
-  const int kvd = kv.kv_dim();
+  if (m >= kBatchedDecodeRows) {
+    s.kf.resize(static_cast<size_t>(n_keys) * kvd);
+    s.vf.resize(static_cast<size_t>(n_keys) * kvd);
+    constexpr int conv_rows = 64;
+    pool_.parallel_for((n_keys + conv_rows - 1) / conv_rows, [&](int64_t task, int) {
+      const int j0 = static_cast<int>(task) * conv_rows, j1 = std::min(n_keys, j0 + conv_rows);
+      for (int j = j0; j < j1; ++j) {
+        float* kd = s.kf.data() + int64_t{j} * kvd;
+        float* vd = s.vf.data() + int64_t{j} * kvd;
+        if (f16) {
+          f16_to_f32(kv.k16(slots[j]), kd, kvd);
+          f16_to_f32(kv.v16(slots[j]), vd, kvd);
+        } else {
+          std::copy(kv.k32(slots[j]), kv.k32(slots[j]) + kvd, kd);
+          std::copy(kv.v32(slots[j]), kv.v32(slots[j]) + kvd, vd);
+        }
+      }
+    });
+    attention_gemm(q, m, s.kf.data(), s.vf.data(), n_keys, visible.data(), out, want_importance, f16);
+    return;
+  }
+
+  if (want_importance) s.imp_heads.assign(static_cast<size_t>(c_.n_heads) * n_keys, 0.0f);
+  if (f16) round_to_f16(q, int64_t{m} * qd);
   pool_.parallel_for(int64_t{m} * c_.n_heads, [&](int64_t task, int thread) {
     const int r = static_cast<int>(task / c_.n_heads), h = static_cast<int>(task % c_.n_heads);
     const int g = h / group, nv = visible[r];
@@ -263,8 +281,8 @@ void ForwardState::average_importance(int n_keys) {
 
 // ------------------------------------------------------------------ prefill
 
-void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
-                           const TokenSelector& selector, const std::function<void(int, int)>& progress) {
+void ForwardState::prefill(std::span<const int32_t> tokens, const LayerSchedule& sched,
+                           const std::function<void(int, int)>& progress) {
   const int n = static_cast<int>(tokens.size());
   const int d = c_.n_embd, n_layers = c_.n_layers;
   if (n == 0) throw Error("prefill: no tokens");
@@ -274,25 +292,29 @@ void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<do
   for (int32_t t : tokens)
     if (t < 0 || t >= c_.n_vocab) throw Error("token id " + std::to_string(t) + " is out of the vocabulary");
 
+  const PrefillPlan plan = plan_prefill(n, sched);
+  KVIndex& index = kv_.index();
   std::vector<float>& h = s_->hidden;
   h.resize(static_cast<size_t>(n) * d);
-  std::vector<int32_t> alive(n);
+  std::vector<int32_t> alive(n), prev;
   for (int i = 0; i < n; ++i) {
     alive[i] = n_past_ + i;
-    from_prompt_[alive[i]] = 1;
+    index.mark_prompt(alive[i], true);
     embed(tokens[i], h.data() + int64_t{i} * d);
   }
   counters_.alive_per_layer.assign(n_layers, 0);
 
   for (int l = 0; l < n_layers; ++l) {
     const int na = static_cast<int>(alive.size());
-    const int n_keep = l > 0 ? keep_count(na, keep[l]) : na;
-    if (n_keep < na) {
+    prev.clear();
+    if (plan.selects[l]) {
       // Importance of each alive token = the last token's attention to it at layer l-1.
-      std::vector<float> score(selector.needs_importance() ? na - 1 : 0);
+      const int n_keep = plan.count[l];
+      std::vector<float> score(sched.selector.needs_importance() ? na - 1 : 0);
       for (size_t i = 0; i < score.size(); ++i) score[i] = importance_[kv_.slot(l - 1, alive[i])];
-      std::vector<int> kept = selector.choose_prefill(na - 1, score, n_keep - 1, l, alive[0]);
+      std::vector<int> kept = sched.selector.choose_prefill(na - 1, score, n_keep - 1, l, alive[0]);
       kept.push_back(na - 1);  // the last token is never pruned
+      prev = alive;
       size_t next = 0;
       for (int i = 0; i < na; ++i) {
         const float* row = h.data() + int64_t{i} * d;
@@ -305,9 +327,9 @@ void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<do
       }
       alive.resize(n_keep);
     }
+    const int slot0 = record_prefill_layer(index, counters_, l, prev, alive);
     counters_.alive_per_layer[l] = static_cast<int>(alive.size());
-    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0 && selector.needs_importance();
-    layer_forward(l, h.data(), static_cast<int>(alive.size()), alive.data(), want_importance, false, {});
+    layer_forward(l, h.data(), static_cast<int>(alive.size()), alive.data(), slot0, plan.want_importance[l], {});
     if (progress) progress(l + 1, n_layers);
   }
   compute_logits(h.data() + (alive.size() - 1) * d);
@@ -316,80 +338,38 @@ void ForwardState::prefill(std::span<const int32_t> tokens, const std::vector<do
 
 // ------------------------------------------------------------------ decode
 
-void ForwardState::decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) {
+void ForwardState::decode(int32_t token, const LayerSchedule& sched) {
   const int d = c_.n_embd, n_layers = c_.n_layers;
   const int p = n_past_;
   if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");
   if (token < 0 || token >= c_.n_vocab) throw Error("token id " + std::to_string(token) + " is out of the vocabulary");
-  from_prompt_[p] = 0;
 
-  std::vector<float> h_new(d);
-  embed(token, h_new.data());
-  // Every earlier token has KV at layer 0 (layer 0 is never pruned), so all are selected there.
-  std::vector<int> sel(p);
-  for (int t = 0; t < p; ++t) sel[t] = t;
-  std::vector<int> carry;         // tokens computed at the previous layer in this step (sorted)
-  std::vector<float> carry_h;     // their hidden states entering the current layer
-  std::vector<int> batch_tok, keys;
-  std::vector<float>& batch = s_->batch;
-  std::vector<float> imp_sel;     // importance of each selected token at the previous layer
+  DecodeStep step(kv_.index(), counters_, sched, p);
+  // rows: the hidden states entering the current layer of the rows the plan computes there;
+  // the previous layer's rows move into it as the plan says.
+  std::vector<float>& rows = s_->batch;
+  std::vector<float> prev(d);
+  embed(token, prev.data());
+  std::span<const float> importance;
   if (record_selection_) selection_.assign(n_layers, {});
 
   for (int l = 0; l < n_layers; ++l) {
-    if (l > 0 && keep[l] < 1.0 && !sel.empty() && !selector.reselects_at_decode()) {
-      // Static and random: attend to the tokens that prefill computed this deep; nothing revives.
-      std::erase_if(sel, [&](int t) { return kv_.depth(t) <= l; });
-    } else if (l > 0 && keep[l] < 1.0 && !sel.empty()) {
-      const int n_keep = keep_count(static_cast<int>(sel.size()) + 1, keep[l]) - 1;
-      if (n_keep < static_cast<int>(sel.size())) {
-        std::vector<int> kept = select_top(imp_sel, n_keep);
-        for (size_t i = 0; i < kept.size(); ++i) sel[i] = sel[kept[i]];
-        sel.resize(kept.size());
-      }
+    const DecodeLayerPlan& plan = step.next_layer(importance);
+    for (size_t i = 0; i < plan.stop_rows.size(); ++i)
+      aux_.put(plan.stop_tokens[i], prev.data() + int64_t{plan.stop_rows[i]} * d);
+    const int m = static_cast<int>(plan.rows.size());
+    rows.resize(static_cast<size_t>(m) * d);
+    for (int i = 0; i < m; ++i) {
+      const float* src = plan.row_src[i] >= 0 ? prev.data() + int64_t{plan.row_src[i]} * d : aux_.get(plan.rows[i]);
+      std::copy(src, src + d, rows.data() + int64_t{i} * d);
     }
-    // Tokens computed through the previous layer this step that are no longer selected stop here.
-    batch_tok.clear();
-    batch.clear();
-    size_t ci = 0;
-    for (int t : sel) {
-      while (ci < carry.size() && carry[ci] < t) {
-        aux_.put(carry[ci], carry_h.data() + ci * d);
-        ++ci;
-      }
-      const int depth = kv_.depth(t);
-      if (depth > l) continue;  // has KV here already
-      if (depth < l) throw std::logic_error("decode: selected token lost its KV below this layer");
-      const float* src;
-      if (ci < carry.size() && carry[ci] == t) {
-        src = carry_h.data() + ci * d;
-        ++ci;
-      } else {
-        if (!aux_.has(t)) throw std::logic_error("decode: token to revive is not in the Aux Cache");
-        src = aux_.get(t);
-      }
-      batch_tok.push_back(t);
-      batch.insert(batch.end(), src, src + d);
-      if (aux_.has(t)) aux_.erase(t);
-    }
-    for (; ci < carry.size(); ++ci) aux_.put(carry[ci], carry_h.data() + ci * d);
-    const int n_revived = static_cast<int>(batch_tok.size());
-    batch_tok.push_back(p);
-    batch.insert(batch.end(), h_new.begin(), h_new.end());
-
-    keys.assign(sel.begin(), sel.end());
-    keys.push_back(p);
-    const bool want_importance = l + 1 < n_layers && keep[l + 1] < 1.0 && selector.reselects_at_decode();
-    layer_forward(l, batch.data(), n_revived + 1, batch_tok.data(), want_importance, true, keys);
-    counters_.revived += n_revived;
-
-    carry.assign(batch_tok.begin(), batch_tok.end() - 1);
-    carry_h.assign(batch.begin(), batch.begin() + int64_t{n_revived} * d);
-    std::copy(batch.begin() + int64_t{n_revived} * d, batch.end(), h_new.begin());
-    if (want_importance) imp_sel.assign(importance_.begin(), importance_.begin() + sel.size());
-    if (record_selection_) selection_[l] = sel;
+    layer_forward(l, rows.data(), m, plan.rows.data(), plan.slot0, plan.want_importance, plan.key_slots);
+    importance = importance_;
+    if (record_selection_) selection_[l].assign(step.selected().begin(), step.selected().end());
+    prev.swap(rows);
   }
-  // Tokens still carried after the last layer now have KV at every layer: nothing to keep.
-  compute_logits(h_new.data());
+  // Rows still carried after the last layer now have K/V at every layer: nothing to keep.
+  compute_logits(prev.data() + (prev.size() / d - 1) * d);
   ++n_past_;
 }
 

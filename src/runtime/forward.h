@@ -1,10 +1,10 @@
-// The transformer forward pass over per-layer token sets, with LazyLLM built in.
+// The CPU forward pass over per-layer token sets, executing LazyLLM's plan (prune/lazy_plan.h).
 //
 // Prefill runs layer by layer over the alive tokens (compacted, with their original positions).
 // At a pruning layer, the alive set shrinks to the tokens the last token attended to most in the
-// previous layer; the pruned tokens' hidden states go to the Aux Cache. Decode re-selects tokens
-// at every step from the new token's own attention and revives pruned tokens from the Aux Cache
-// where they stopped. A keep fraction of 1.0 everywhere takes exactly the baseline's path.
+// previous layer; the pruned tokens' hidden states go to the Aux Cache. Decode computes, layer by
+// layer, the rows the DecodeStep plans (the new token and the tokens it revives) over the keys it
+// selects. A schedule that prunes nowhere takes exactly the baseline's path.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,7 @@
 #include "kernels/cpu/rope.h"
 #include "lazyllm/lazyllm.h"
 #include "runtime/forward_backend.h"
-#include "prune/selector.h"
+#include "prune/lazy_plan.h"
 
 namespace lazyllm {
 
@@ -32,9 +32,9 @@ class ForwardState final : public ForwardBackend {
   ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPool& pool);
   ~ForwardState() override;
 
-  void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep, const TokenSelector& selector,
+  void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
                const std::function<void(int, int)>& progress = {}) override;
-  void decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) override;
+  void decode(int32_t token, const LayerSchedule& s) override;
 
   const std::vector<float>& logits() const override { return logits_; }
   int n_past() const override { return n_past_; }
@@ -45,6 +45,7 @@ class ForwardState final : public ForwardBackend {
   int64_t aux_bytes() const override { return aux_.bytes(); }
   int64_t aux_entries() const override { return aux_.entries(); }
   int kv_depth(int t) const override { return kv_.depth(t); }
+  const KVIndex& index() const { return kv_.index(); }
   const KVCache& kv() const { return kv_; }
   const AuxCache& aux() const { return aux_; }
   // When set, decode() records the tokens the new token attended to at each layer.
@@ -59,12 +60,19 @@ class ForwardState final : public ForwardBackend {
   struct Scratch;
   using AttentionFn = std::function<void(const float* q, int m, float* out, float* importance)>;
 
-  // Runs layer l on m hidden-state rows `h` (updated in place) of tokens `pos`, storing their K/V.
-  void layer_forward(int l, float* h, int m, const int32_t* pos, bool want_importance, bool decode_mode,
-                     std::span<const int> decode_keys);
+  // Runs layer l on m hidden-state rows `h` (updated in place) of tokens `pos`, storing their K/V
+  // from slot slot0 on. Prefill (key_slots empty) attends to every slot of the layer; decode to
+  // the listed slots.
+  void layer_forward(int l, float* h, int m, const int32_t* pos, int slot0, bool want_importance,
+                     std::span<const int32_t> key_slots);
   void attention_prefill(int l, int n_old, float* q, int m, float* out, bool want_importance);
-  void attention_decode(int l, std::span<const int> key_tokens, float* q, const int32_t* qpos, int m,
+  void attention_decode(int l, std::span<const int32_t> key_slots, float* q, const int32_t* qpos, int m,
                         float* out, bool want_importance);
+  // Causal attention of m query rows (in position order) over n_keys keys held as contiguous
+  // float rows kf/vf: row r sees keys [0, visible[r]), visible nondecreasing. As matrix products
+  // per (head, block of rows); Q and the probabilities rounded to half when f16.
+  void attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int* visible,
+                      float* out, bool want_importance, bool f16);
   void average_importance(int n_keys);
   void for_rows(int m, const std::function<void(int)>& fn);
   void compute_logits(const float* h);
@@ -80,7 +88,6 @@ class ForwardState final : public ForwardBackend {
   KVCache kv_;
   AuxCache aux_;
   Rope rope_;
-  std::vector<uint8_t> from_prompt_;
   std::unique_ptr<Scratch> s_;
   // Attention probabilities of the last query row at the last layer run, averaged over heads,
   // one per key in the order the keys were given.

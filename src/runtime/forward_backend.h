@@ -8,28 +8,31 @@
 #include <span>
 #include <vector>
 
-#include "prune/selector.h"
+
 
 namespace lazyllm {
+
+struct LayerSchedule;
 
 // Counters of work done, in (token, layer) computations.
 struct ForwardCounters {
   int64_t token_layers = 0;         // every token
   int64_t prompt_token_layers = 0;  // tokens that came in through prefill
   int64_t revived = 0;              // (token, layer) computations of revived tokens in decode
+  int64_t selections = 0;           // selections run at pruning layers (prefill and decode)
   std::vector<int> alive_per_layer; // last prefill: tokens of that batch computed at each layer
 };
 
 class ForwardBackend {
  public:
   virtual ~ForwardBackend() = default;
-  // Computes tokens at positions [n_past(), n_past() + n) and the last one's logits. keep[l] is
-  // the keep fraction at layer l (1.0 where the schedule does not prune); `selector` says how
-  // pruning layers choose tokens (LazyLLM, or the static/random ablations).
-  virtual void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
-                       const TokenSelector& selector, const std::function<void(int, int)>& progress = {}) = 0;
-  // Computes one new token at position n_past() and its logits.
-  virtual void decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) = 0;
+  // Computes tokens at positions [n_past(), n_past() + n) and the last one's logits, under the
+  // schedule `s` (prune/lazy_plan.h: which layers prune, how much, and how tokens are chosen).
+  virtual void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
+                       const std::function<void(int, int)>& progress = {}) = 0;
+  // Computes one new token at position n_past() and its logits, executing the plan of
+  // prune/lazy_plan.h layer by layer.
+  virtual void decode(int32_t token, const LayerSchedule& s) = 0;
   virtual const std::vector<float>& logits() const = 0;
   virtual int n_past() const = 0;
   virtual int n_ctx() const = 0;

@@ -4,6 +4,7 @@
 #include "format/gguf.h"
 #include "kernels/cuda/cuda_forward.h"
 #include "model/weights.h"
+#include "prune/lazy_plan.h"
 #include "runtime/forward.h"
 #include "tokenizer/tokenizer.h"
 #include "util/thread_pool.h"
@@ -27,11 +28,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
     if (p.layer < 1 || p.layer >= c.n_layers)
       throw Error("prune schedule layer " + std::to_string(p.layer) + " is outside [1, " +
                   std::to_string(c.n_layers - 1) + "]");
-  // The static/random ablations exist on the CPU backend only; said here, at creation, so a
-  // command comparing several schedules stops before running any of them.
-  if (options_.device == Device::Cuda && !options_.prune.points.empty() &&
-      options_.prune.selection != PruneSelection::kLazy)
-    throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
+  schedule_ = std::make_unique<LayerSchedule>(LayerSchedule::from(options_.prune, c.n_layers, options_.force_selection));
   pool_ = std::make_unique<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   if (options_.device == Device::Cuda) {
     backend_ = make_cuda_forward(*model_, n_ctx_);
@@ -68,13 +65,13 @@ void Session::prefill(std::span<const int32_t> tokens) {
   const int n_layers = model_->config().n_layers;
   const int64_t before = backend_->counters().prompt_token_layers;
   auto t0 = std::chrono::steady_clock::now();
-  backend_->prefill(tokens, options_.prune.keep_per_layer(n_layers), TokenSelector(options_.prune),
-                    options_.on_prefill_progress);
+  backend_->prefill(tokens, *schedule_, options_.on_prefill_progress);
   stats_.prefill_ms = ms_since(t0);
   history_.insert(history_.end(), tokens.begin(), tokens.end());
   stats_.prompt_tokens += static_cast<int>(tokens.size());
   const ForwardCounters& k = backend_->counters();
   stats_.alive_per_layer = k.alive_per_layer;
+  stats_.selections = k.selections;
   stats_.prefill_computed_fraction =
       static_cast<double>(k.prompt_token_layers - before) / (double(tokens.size()) * n_layers);
   stats_.token_layers_computed = k.token_layers;
@@ -87,7 +84,7 @@ void Session::prefill(std::span<const int32_t> tokens) {
 void Session::decode(int32_t token) {
   const int n_layers = model_->config().n_layers;
   auto t0 = std::chrono::steady_clock::now();
-  backend_->decode(token, options_.prune.keep_per_layer(n_layers), TokenSelector(options_.prune));
+  backend_->decode(token, *schedule_);
   stats_.decode_ms += ms_since(t0);
   history_.push_back(token);
   ++stats_.generated_tokens;
@@ -95,6 +92,7 @@ void Session::decode(int32_t token) {
   stats_.token_layers_computed = k.token_layers;
   stats_.prompt_token_layers_computed = k.prompt_token_layers;
   stats_.revived = k.revived;
+  stats_.selections = k.selections;
   if (stats_.prompt_tokens > 0)
     stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);
   stats_.aux_cache_bytes = backend_->aux_bytes();

@@ -1,15 +1,15 @@
-// The CUDA forward pass: the same algorithm as the CPU's ForwardState (runtime/forward.cpp) with
-// every tensor on the GPU.
+// The CUDA forward pass: executes LazyLLM's plan (prune/lazy_plan.h), as the CPU's ForwardState
+// (runtime/forward.cpp) does, with every tensor on the GPU and the shared KVIndex on the host.
 //
 // Prefill: LazyLLM's selection runs on the GPU too (cuda::select_top, the same choice as the
 // shared prune/select.h: ties to the lower index), so a pruning layer launches a selection and a
 // compaction and never waits for the host; the host learns which tokens stayed alive at each
-// layer once, after the last layer, from the lists the GPU kept, and only then fills in its
-// bookkeeping (slots, KV depth, Aux Cache entries).
+// layer once, after the last layer, from the lists the GPU kept, and only then books them in the
+// index (record_prefill_layer). Random selection (an ablation) is chosen on the host up front.
 // Baseline decode (nothing pruned): one CUDA graph per context bucket replays the whole token's
 // launch chain; the kernels read the token, its position and the key count from device memory.
-// LazyLLM decode (re-selection and revival) decides on the host with the shared prune code from
-// the importance the GPU computes, as the CPU does step for step, with rows moved on the GPU.
+// LazyLLM decode: the shared DecodeStep plans each layer from the importance the GPU computes;
+// rows move on the GPU.
 //
 // Layer: RMSNorm -> one QKV GEMM -> bias + RoPE + KV store -> attention -> Wo GEMM accumulating
 // into the residual -> RMSNorm -> one gate|up GEMM -> SwiGLU -> down GEMM accumulating into the
@@ -40,6 +40,7 @@
 #include "kernels/cuda/pdl.h"
 #include "lazyllm/lazyllm.h"
 #include "model/weights.h"
+#include "prune/lazy_plan.h"
 #include "prune/select.h"
 
 namespace lazyllm {
@@ -65,41 +66,6 @@ void gemm(cublasHandle_t h, cudaStream_t stream, const bf16_t* w, int n_out, int
         "cublasGemmEx");
 }
 
-// Host-side index of the GPU KV cache: which slot holds each token at each layer.
-class SlotIndex {
- public:
-  SlotIndex(int n_layers, int n_ctx)
-      : size_(n_layers, 0), slot_(n_layers, std::vector<int32_t>(n_ctx, -1)), depth_(n_ctx, 0) {}
-  int size(int l) const { return size_[l]; }
-  int slot(int l, int t) const { return slot_[l][t]; }
-  int depth(int t) const { return depth_[t]; }
-  int append(int l, int t) {
-    set(l, t, size_[l]);
-    return size_[l]++;
-  }
-  // Takes m slots at layer l now; set() says later which token holds each (prefill learns its
-  // alive sets from the GPU after the last layer).
-  int reserve(int l, int m) {
-    const int s = size_[l];
-    size_[l] += m;
-    return s;
-  }
-  void set(int l, int t, int s) {
-    slot_[l][t] = s;
-    depth_[t] = std::max(depth_[t], l + 1);
-  }
-  void clear() {
-    std::fill(size_.begin(), size_.end(), 0);
-    for (auto& s : slot_) std::fill(s.begin(), s.end(), -1);
-    std::fill(depth_.begin(), depth_.end(), 0);
-  }
-
- private:
-  std::vector<int> size_;
-  std::vector<std::vector<int32_t>> slot_;
-  std::vector<int32_t> depth_;
-};
-
 // What one layer computes: m rows at positions d_pos, stored from slot slot0 (or the slot in
 // device memory at slot0_dev), attending to every slot [0, n_keys) (or n_keys from n_keys_dev,
 // n_keys then the capacity) or to the listed key_slots.
@@ -124,16 +90,16 @@ class CudaForward final : public ForwardBackend {
   CudaForward(const Model& model, int n_ctx);
   ~CudaForward() override;
 
-  void prefill(std::span<const int32_t> tokens, const std::vector<double>& keep, const TokenSelector& selector,
+  void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
                const std::function<void(int, int)>& progress) override;
-  void decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) override;
+  void decode(int32_t token, const LayerSchedule& s) override;
   const std::vector<float>& logits() const override { return logits_; }
   int n_past() const override { return n_past_; }
   int n_ctx() const override { return n_ctx_; }
   void clear() override;
   const ForwardCounters& counters() const override { return counters_; }
-  int64_t aux_bytes() const override { return aux_entries_ * c_.n_embd * static_cast<int64_t>(sizeof(float)); }
-  int64_t aux_entries() const override { return aux_entries_; }
+  int64_t aux_bytes() const override { return aux_entries() * c_.n_embd * static_cast<int64_t>(sizeof(float)); }
+  int64_t aux_entries() const override { return index_.aux_entries(); }
   int kv_depth(int t) const override { return index_.depth(t); }
   void set_record_selection(bool on) override { record_selection_ = on; }
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
@@ -161,12 +127,6 @@ class CudaForward final : public ForwardBackend {
   }
   void ensure_rows(int m);
   void ensure_aux();
-  void aux_put(int t) {
-    if (!aux_has_[t]) aux_has_[t] = 1, ++aux_entries_;
-  }
-  void aux_erase(int t) {
-    if (aux_has_[t]) aux_has_[t] = 0, --aux_entries_;
-  }
 
   const ModelConfig& c_;
   std::shared_ptr<const cuda::CudaWeights> w_;
@@ -178,15 +138,13 @@ class CudaForward final : public ForwardBackend {
   // KV cache: per layer n_ctx slots of kv_dim halves, with each slot's position.
   DeviceBuffer<half_t> k_cache_, v_cache_;
   DeviceBuffer<int32_t> kpos_;
-  SlotIndex index_;
+  KVIndex index_;  // slots, depths, Aux Cache membership (shared bookkeeping)
   DeviceBuffer<float> rope_cos_, rope_sin_;
-  // Aux Cache: a row per position (allocated at the first pruning); aux_has_ on the host.
+  // Aux Cache: a row per position (allocated at the first pruning); membership in index_.
   DeviceBuffer<float> aux_;
-  std::vector<uint8_t> aux_has_;
-  int64_t aux_entries_ = 0;
-  std::vector<uint8_t> from_prompt_;
 
-  // Activations, grown to the largest batch seen.
+  // Activations, grown (geometrically) to the largest batch seen.
+  int rows_cap_ = 0;
   DeviceBuffer<float> h_[2], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_;
   bool pdl_ = true;  // programmatic dependent launch for this session's kernels (see pdl.h)
   DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
@@ -206,7 +164,7 @@ class CudaForward final : public ForwardBackend {
   size_t staging_used_ = 0;
   bool use_graphs_ = true;
   std::map<int, cudaGraphExec_t> graphs_;  // by key capacity
-  std::vector<float> importance_;  // host copy (LazyLLM decode), per key of the last layer that computed it
+  PinnedBuffer<float> importance_h_;  // LazyLLM decode: the new token's attention, per key
   std::vector<float> logits_;
   ForwardCounters counters_;
   bool record_selection_ = false;
@@ -214,8 +172,7 @@ class CudaForward final : public ForwardBackend {
 };
 
 CudaForward::CudaForward(const Model& model, int n_ctx)
-    : c_(model.config()), n_ctx_(n_ctx), index_(model.config().n_layers, n_ctx), aux_has_(n_ctx, 0),
-      from_prompt_(n_ctx, 0) {
+    : c_(model.config()), n_ctx_(n_ctx), index_(model.config().n_layers, n_ctx) {
   if (c_.head_dim % 2 != 0) throw Error("CUDA backend: odd head size");
   check(cudaSetDevice(0), "cudaSetDevice");
   w_ = cuda::cuda_weights_for(model);
@@ -301,19 +258,21 @@ void CudaForward::sync_stream() {
 void CudaForward::clear() {
   n_past_ = 0;
   index_.clear();
-  std::fill(aux_has_.begin(), aux_has_.end(), 0);
-  aux_entries_ = 0;
-  std::fill(from_prompt_.begin(), from_prompt_.end(), 0);
   counters_ = {};
   logits_.clear();
   selection_.clear();
 }
 
+// Grows the activation buffers to hold m rows, by at least half again (capped at the context),
+// so a session whose batches grow a row at a time does not reallocate (and synchronise the
+// device) at every step.
 void CudaForward::ensure_rows(int m) {
+  if (m <= rows_cap_) return;
+  m = std::max(m, std::min(n_ctx_ + 1, rows_cap_ + rows_cap_ / 2));
+  rows_cap_ = m;
   const size_t d = c_.n_embd, qd = static_cast<size_t>(c_.n_heads) * c_.head_dim;
   const size_t kvd = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim;
   const size_t ffn_rows = std::min(m, kFfnChunkRows);
-  if (h_[0].size() >= m * d) return;
   drop_graphs();
   h_[0].ensure(m * d);
   h_[1].ensure(m * d);
@@ -412,10 +371,8 @@ void CudaForward::fetch_logits() {
 
 // ------------------------------------------------------------------ prefill
 
-void CudaForward::prefill(std::span<const int32_t> tokens, const std::vector<double>& keep,
-                          const TokenSelector& selector, const std::function<void(int, int)>& progress) {
-  // The static/random ablations are evaluation tools; they run on the CPU backend only.
-  if (!selector.reselects_at_decode()) throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
+void CudaForward::prefill(std::span<const int32_t> tokens, const LayerSchedule& sched,
+                          const std::function<void(int, int)>& progress) {
   const cuda::PdlScope pdl(pdl_);
   const int n = static_cast<int>(tokens.size());
   const int d = c_.n_embd, n_layers = c_.n_layers;
@@ -427,21 +384,36 @@ void CudaForward::prefill(std::span<const int32_t> tokens, const std::vector<dou
     if (t < 0 || t >= c_.n_vocab) throw Error("token id " + std::to_string(t) + " is out of the vocabulary");
 
   // The schedule's alive counts are known up front; only which tokens survive is the GPU's.
-  std::vector<int> count(n_layers), list_of(n_layers);
-  int n_lists = 1;
-  for (int l = 0, na = n; l < n_layers; ++l) {
-    const int n_keep = l > 0 ? keep_count(na, keep[l]) : na;
-    if (n_keep < na) ++n_lists;
-    count[l] = na = n_keep;
-    list_of[l] = n_lists - 1;
-  }
+  const PrefillPlan plan = plan_prefill(n, sched);
+  const std::vector<int>& count = plan.count;
+  const std::vector<int>& list_of = plan.list_of;
+  const int n_lists = plan.n_lists;
   ensure_rows(n);
   if (n_lists > 1) ensure_aux();
   grow(alive_pos_d_, static_cast<size_t>(n_lists) * n);
   std::vector<int32_t> pos0(n);
   for (int i = 0; i < n; ++i) {
     pos0[i] = n_past_ + i;
-    from_prompt_[pos0[i]] = 1;
+    index_.mark_prompt(pos0[i], true);
+  }
+  // Random selection (an ablation) does not read the scores: its choices are made here, up
+  // front, as the CPU makes them, and go to the GPU as the compaction's destinations.
+  std::vector<std::vector<int32_t>> host_dest(n_layers);
+  if (!sched.selector.needs_importance()) {
+    std::vector<int32_t> alive = pos0;
+    for (int l = 1; l < n_layers; ++l) {
+      if (!plan.selects[l]) continue;
+      const int na = static_cast<int>(alive.size());
+      const std::vector<int> kept = sched.selector.choose_prefill(na - 1, {}, count[l] - 1, l, alive[0]);
+      std::vector<int32_t>& dest = host_dest[l];
+      dest.assign(na, -1);
+      for (size_t j = 0; j < kept.size(); ++j) dest[kept[j]] = static_cast<int32_t>(j);
+      dest[na - 1] = static_cast<int32_t>(kept.size());
+      std::vector<int32_t> next;
+      for (int i = 0; i < na; ++i)
+        if (dest[i] >= 0) next.push_back(alive[i]);
+      alive.swap(next);
+    }
   }
   upload(tokens_d_, std::vector<int32_t>(tokens.begin(), tokens.end()));
   check(cudaMemcpyAsync(alive_pos_d_.get(), pos0.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
@@ -454,28 +426,31 @@ void CudaForward::prefill(std::span<const int32_t> tokens, const std::vector<dou
   int na = n;
   for (int l = 0; l < n_layers; ++l) {
     int32_t* pos = alive_pos_d_.get() + static_cast<size_t>(list_of[l]) * n;
-    if (count[l] < na) {
+    if (plan.selects[l]) {
       // Importance of each alive token = the last token's attention to it at layer l-1, whose
-      // rows were slots slot0[l-1].. in alive order. Keep the n_keep-1 best but the last token
+      // rows were slots slot0[l-1].. in alive order. Keep the count[l]-1 best but the last token
       // (never pruned), compact the kept rows, send the others' hidden states (entering layer l)
       // to the Aux Cache.
-      cuda::select_top(importance_d_.get() + slot0[l - 1], na - 1, count[l] - 1, dest_d_.get(), stream_);
+      if (host_dest[l].empty()) {
+        cuda::select_top(importance_d_.get() + slot0[l - 1], na - 1, count[l] - 1, dest_d_.get(), stream_);
+      } else {
+        upload(dest_d_, host_dest[l]);
+      }
       cuda::compact_rows(h_[cur].get(), pos - n, dest_d_.get(), na, d, h_[1 - cur].get(), pos, aux_.get(), stream_);
       cur = 1 - cur;
       na = count[l];
     }
     counters_.alive_per_layer[l] = na;
     LayerCall c;
-    c.m = na, c.d_pos = pos, c.slot0 = slot0[l] = index_.reserve(l, na), c.n_keys = slot0[l] + na;
-    c.want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
+    // The rows take the layer's next slots; the index learns which tokens hold them afterwards.
+    c.m = na, c.d_pos = pos, c.slot0 = slot0[l] = index_.size(l), c.n_keys = slot0[l] + na;
+    c.want_importance = plan.want_importance[l];
     layer_kernels(l, h_[cur].get(), c);
-    counters_.token_layers += na;
-    counters_.prompt_token_layers += na;  // every row of a prefill is a prompt token
     if (progress) progress(l + 1, n_layers);
   }
   logits_kernels(h_[cur].get() + static_cast<size_t>(na - 1) * d);
 
-  // The alive lists come back with the logits: the host's slot index, KV depths and Aux Cache
+  // The alive lists come back with the logits: the index's slots, KV depths and Aux Cache
   // entries follow from them.
   alive_pos_h_.ensure(static_cast<size_t>(n_lists) * n);
   check(cudaMemcpyAsync(alive_pos_h_.get(), alive_pos_d_.get(), static_cast<size_t>(n_lists) * n * sizeof(int32_t),
@@ -483,16 +458,11 @@ void CudaForward::prefill(std::span<const int32_t> tokens, const std::vector<dou
         "alive lists to host");
   fetch_logits();
   for (int l = 0; l < n_layers; ++l) {
-    const int32_t* list = alive_pos_h_.get() + static_cast<size_t>(list_of[l]) * n;
-    for (int i = 0; i < count[l]; ++i) index_.set(l, list[i], slot0[l] + i);
-    if (l > 0 && list_of[l] != list_of[l - 1]) {
-      // Tokens alive at l-1 but not at l (both lists in position order) went to the Aux Cache.
-      const int32_t* prev = alive_pos_h_.get() + static_cast<size_t>(list_of[l - 1]) * n;
-      for (int i = 0, j = 0; i < count[l - 1]; ++i) {
-        if (j < count[l] && list[j] == prev[i]) ++j;
-        else aux_put(prev[i]);
-      }
-    }
+    const std::span<const int32_t> list(alive_pos_h_.get() + static_cast<size_t>(list_of[l]) * n, count[l]);
+    std::span<const int32_t> prev;
+    if (plan.selects[l]) prev = {alive_pos_h_.get() + static_cast<size_t>(list_of[l - 1]) * n, static_cast<size_t>(count[l - 1])};
+    if (record_prefill_layer(index_, counters_, l, prev, list) != slot0[l])
+      throw std::logic_error("CUDA prefill: slots out of order");
   }
   n_past_ += n;
 }
@@ -550,8 +520,9 @@ void CudaForward::decode_baseline(int32_t token) {
     decode_chain(capacity);
   }
   fetch_logits();  // also: step_h_ may be written again
+  index_.mark_prompt(p, false);
   for (int l = 0; l < n_layers; ++l) {
-    index_.append(l, p);
+    if (index_.store(l, p) != p) throw std::logic_error("CUDA baseline decode: slot is not the position");
     if (record_selection_)
       for (int t = 0; t < p; ++t) selection_[l].push_back(t);
   }
@@ -559,127 +530,73 @@ void CudaForward::decode_baseline(int32_t token) {
   ++n_past_;
 }
 
-void CudaForward::decode(int32_t token, const std::vector<double>& keep, const TokenSelector& selector) {
-  if (!selector.reselects_at_decode()) throw Error("static and random prune selection run on the CPU backend only (use --device cpu)");
+void CudaForward::decode(int32_t token, const LayerSchedule& sched) {
   const cuda::PdlScope pdl(pdl_);
   const int d = c_.n_embd, n_layers = c_.n_layers;
   const int p = n_past_;
   if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");
   if (token < 0 || token >= c_.n_vocab) throw Error("token id " + std::to_string(token) + " is out of the vocabulary");
-  from_prompt_[p] = 0;
   if (record_selection_) selection_.assign(n_layers, {});
 
   // Baseline fast path: nothing pruned now or before, so every earlier token has K/V at every
   // layer (in slot = position) and the new token attends to all slots; no per-layer host work.
-  const bool prunes = std::any_of(keep.begin() + 1, keep.end(), [](double k) { return k < 1.0; });
-  bool all_full = true;
-  for (int t = 0; t < p && all_full; ++t) all_full = index_.depth(t) == n_layers;
-  for (int l = 0; l < n_layers && all_full; ++l) all_full = index_.size(l) == p;
-  if (!prunes && all_full && cuda::attention_reads_key_count(c_.head_dim) && cuda::gemv_applies(1, d) &&
-      cuda::gemv_applies(1, c_.n_ff) && cuda::gemv_applies(1, c_.n_heads * c_.head_dim))
+  if (!sched.any() && index_.all_full() && index_.tokens() == p && cuda::attention_reads_key_count(c_.head_dim) &&
+      cuda::gemv_applies(1, d) && cuda::gemv_applies(1, c_.n_ff) && cuda::gemv_applies(1, c_.n_heads * c_.head_dim))
     return decode_baseline(token);
 
-  ensure_rows(p + 1);  // before the embedding: growing loses contents
+  // At most the new token and every token short of full depth are computed at one layer: room
+  // for them now, before the embedding (growing loses contents).
+  ensure_rows(1 + index_.tokens() - index_.full_depth_tokens());
+  if (sched.any()) ensure_aux();
   int cur = 0;
   upload(tokens_d_, std::vector<int32_t>{token});
   cuda::embed_rows(w_->token_embd.get(), tokens_d_.get(), 1, d, h_[cur].get(), stream_);
 
-  // The CPU's decode step (runtime/forward.cpp), with rows moved on the GPU.
-  std::vector<int> sel(p);
-  for (int t = 0; t < p; ++t) sel[t] = t;
-  std::vector<int> carry;  // tokens computed at the previous layer in this step (their rows lead h_[cur])
-  std::vector<int32_t> batch_tok, src, to_aux_src, to_aux_pos, key_slots;
-  std::vector<float> imp_sel;
-  if (prunes) ensure_aux();
+  DecodeStep step(index_, counters_, sched, p);
+  std::span<const float> importance;
+  std::vector<int32_t> src;
+  int prev_rows = 1;
   for (int l = 0; l < n_layers; ++l) {
-    if (l > 0 && keep[l] < 1.0 && !sel.empty()) {
-      const int n_keep = keep_count(static_cast<int>(sel.size()) + 1, keep[l]) - 1;
-      if (n_keep < static_cast<int>(sel.size())) {
-        std::vector<int> kept = select_top(imp_sel, n_keep);
-        for (size_t i = 0; i < kept.size(); ++i) sel[i] = sel[kept[i]];
-        sel.resize(kept.size());
-      }
-    }
-    // Tokens computed through the previous layer this step that are no longer selected stop here.
-    batch_tok.clear(), src.clear(), to_aux_src.clear(), to_aux_pos.clear();
-    size_t ci = 0;
-    auto carry_to_aux = [&](size_t i) {
-      to_aux_src.push_back(static_cast<int32_t>(i));
-      to_aux_pos.push_back(carry[i]);
-      aux_put(carry[i]);
-    };
-    for (int t : sel) {
-      while (ci < carry.size() && carry[ci] < t) carry_to_aux(ci++);
-      const int depth = index_.depth(t);
-      if (depth > l) continue;  // has KV here already
-      if (depth < l) throw std::logic_error("decode: selected token lost its KV below this layer");
-      if (ci < carry.size() && carry[ci] == t) {
-        src.push_back(static_cast<int32_t>(ci++));
-      } else {
-        if (!aux_has_[t]) throw std::logic_error("decode: token to revive is not in the Aux Cache");
-        src.push_back(-t - 1);
-      }
-      batch_tok.push_back(t);
-      aux_erase(t);
-    }
-    for (; ci < carry.size(); ++ci) carry_to_aux(ci);
-    const int n_revived = static_cast<int>(batch_tok.size());
-    batch_tok.push_back(p);
-    src.push_back(static_cast<int32_t>(carry.size()));  // the new token's row follows the carried ones
-
-    if (!to_aux_src.empty()) {
-      upload(src_idx_d_, to_aux_src);
-      upload(dst_idx_d_, to_aux_pos);
-      cuda::copy_rows(h_[cur].get(), nullptr, src_idx_d_.get(), dst_idx_d_.get(), static_cast<int>(to_aux_src.size()),
+    const DecodeLayerPlan& plan = step.next_layer(importance);
+    const int m = static_cast<int>(plan.rows.size());
+    if (!plan.stop_rows.empty()) {
+      upload(src_idx_d_, plan.stop_rows);
+      upload(dst_idx_d_, plan.stop_tokens);
+      cuda::copy_rows(h_[cur].get(), nullptr, src_idx_d_.get(), dst_idx_d_.get(), static_cast<int>(plan.stop_rows.size()),
                       d, aux_.get(), stream_);
     }
-    upload(src_idx_d_, src);
-    cuda::copy_rows(h_[cur].get(), aux_.get(), src_idx_d_.get(), nullptr, n_revived + 1, d, h_[1 - cur].get(), stream_);
-    cur = 1 - cur;
-    upload(pos_d_, batch_tok);
-
-    // Keys: the selected tokens and the new one, in position order; slots after this layer's stores.
-    const int slot0 = index_.size(l);
-    key_slots.clear();
-    size_t bi = 0;
-    for (int t : sel) {
-      const int s = index_.slot(l, t);
-      if (s >= 0) {
-        key_slots.push_back(s);
-      } else {
-        while (batch_tok[bi] != t) ++bi;
-        key_slots.push_back(slot0 + static_cast<int>(bi));
-      }
+    // The rows move only when the batch changes (a revival, a stop); the new token alone stays.
+    bool same_rows = m == prev_rows;
+    for (int i = 0; i < m && same_rows; ++i) same_rows = plan.row_src[i] == i;
+    if (!same_rows) {
+      src.resize(m);
+      for (int i = 0; i < m; ++i) src[i] = plan.row_src[i] >= 0 ? plan.row_src[i] : -plan.rows[i] - 1;
+      upload(src_idx_d_, src);
+      cuda::copy_rows(h_[cur].get(), aux_.get(), src_idx_d_.get(), nullptr, m, d, h_[1 - cur].get(), stream_);
+      cur = 1 - cur;
     }
-    key_slots.push_back(slot0 + n_revived);
-    upload(key_slots_d_, key_slots);
-
-    const int m = n_revived + 1;
-    for (int i = 0; i < m; ++i) {
-      index_.append(l, batch_tok[i]);
-      ++counters_.token_layers;
-      counters_.prompt_token_layers += from_prompt_[batch_tok[i]];
-    }
+    prev_rows = m;
+    upload(pos_d_, plan.rows);
     LayerCall c;
-    c.m = m, c.d_pos = pos_d_.get(), c.slot0 = slot0, c.n_keys = static_cast<int>(key_slots.size());
-    c.key_slots = key_slots_d_.get();
-    c.want_importance = l + 1 < n_layers && keep[l + 1] < 1.0;
+    c.m = m, c.d_pos = pos_d_.get(), c.slot0 = plan.slot0, c.n_keys = static_cast<int>(plan.keys.size());
+    if (!plan.all_keys) {
+      upload(key_slots_d_, plan.key_slots);
+      c.key_slots = key_slots_d_.get();
+    }
+    c.want_importance = plan.want_importance;
     layer_kernels(l, h_[cur].get(), c);
     if (c.want_importance) {
-      importance_.resize(c.n_keys);
-      check(cudaMemcpyAsync(importance_.data(), importance_d_.get(), c.n_keys * sizeof(float),
-                            cudaMemcpyDeviceToHost, stream_),
+      importance_h_.ensure(std::max(c.n_keys, 1));
+      check(cudaMemcpyAsync(importance_h_.get(), importance_d_.get(), c.n_keys * sizeof(float), cudaMemcpyDeviceToHost,
+                            stream_),
             "importance to host");
       sync_stream();
+      importance = {importance_h_.get(), static_cast<size_t>(c.n_keys)};
     }
-    counters_.revived += n_revived;
-
-    carry.assign(batch_tok.begin(), batch_tok.end() - 1);
-    if (c.want_importance) imp_sel.assign(importance_.begin(), importance_.begin() + sel.size());
-    if (record_selection_) selection_[l] = sel;
+    if (record_selection_) selection_[l].assign(step.selected().begin(), step.selected().end());
   }
-  // Tokens still carried after the last layer now have KV at every layer: nothing to keep.
-  logits_kernels(h_[cur].get() + static_cast<size_t>(carry.size()) * d);
+  // Rows still carried after the last layer now have K/V at every layer: nothing to keep.
+  logits_kernels(h_[cur].get() + static_cast<size_t>(prev_rows - 1) * d);
   fetch_logits();
   ++n_past_;
 }

@@ -13,8 +13,9 @@ namespace {
 constexpr int kSelThreads = 1024;
 
 // Unsigned key with the order of the float (larger score, larger key); -0 and +0 are one key,
-// as they compare equal on the CPU.
+// as they compare equal on the CPU; NaN is the lowest key (below -inf), as prune/select.h ranks it.
 __device__ inline uint32_t order_key(float f) {
+  if (isnan(f)) return 0;
   uint32_t b = __float_as_uint(f);
   if ((b & 0x7fffffffu) == 0) b = 0;
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);

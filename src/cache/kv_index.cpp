@@ -1,0 +1,50 @@
+#include "cache/kv_index.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace lazyllm {
+
+KVIndex::KVIndex(int n_layers, int n_ctx)
+    : size_(n_layers, 0),
+      slot_(static_cast<size_t>(n_layers) * n_ctx, -1),
+      depth_(n_ctx, 0),
+      aux_(n_ctx, 0),
+      prompt_(n_ctx, 0) {}
+
+int KVIndex::store(int l, int t) {
+  if (t < 0 || t >= n_ctx() || l < 0 || l >= n_layers())
+    throw std::logic_error("KVIndex::store: token " + std::to_string(t) + " or layer " + std::to_string(l) +
+                           " out of range");
+  if (depth_[t] != l)
+    throw std::logic_error("KVIndex::store: token " + std::to_string(t) + " has K/V at " +
+                           std::to_string(depth_[t]) + " layers, cannot store layer " + std::to_string(l) +
+                           (depth_[t] > l ? " twice" : ""));
+  const int s = size_[l]++;
+  slot_[static_cast<size_t>(l) * depth_.size() + t] = s;
+  depth_[t] = l + 1;
+  if (l == 0) ++n_tokens_;
+  if (l + 1 == n_layers()) ++n_full_;
+  return s;
+}
+
+void KVIndex::aux_put(int t) {
+  if (!aux_[t]) aux_[t] = 1, ++aux_entries_;
+}
+
+void KVIndex::aux_erase(int t) {
+  if (aux_[t]) aux_[t] = 0, --aux_entries_;
+}
+
+void KVIndex::clear() {
+  std::fill(size_.begin(), size_.end(), 0);
+  std::fill(slot_.begin(), slot_.end(), -1);
+  std::fill(depth_.begin(), depth_.end(), 0);
+  std::fill(aux_.begin(), aux_.end(), 0);
+  std::fill(prompt_.begin(), prompt_.end(), 0);
+  aux_entries_ = 0;
+  n_full_ = n_tokens_ = 0;
+}
+
+}  // namespace lazyllm

@@ -1,0 +1,61 @@
+// Host-side bookkeeping of LazyLLM's caches, shared by every backend: which (token, layer) pairs
+// have K/V and in which slot, each token's KV depth, and which tokens wait in the Aux Cache.
+// Backends own the storage (K/V rows, Aux Cache rows) and address it through this index, so the
+// rules below are written and checked once.
+//
+// A token's layers with K/V always form a prefix [0, depth): it stops at some layer when pruned
+// and resumes exactly there when revived. A token is in the Aux Cache while it has stopped short
+// of the last layer and its hidden state entering layer `depth` is kept.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace lazyllm {
+
+class KVIndex {
+ public:
+  KVIndex(int n_layers, int n_ctx);
+
+  int n_layers() const { return static_cast<int>(size_.size()); }
+  int n_ctx() const { return static_cast<int>(depth_.size()); }
+  // Slots used at layer l (slots are handed out in order, from 0).
+  int size(int l) const { return size_[l]; }
+  // Slot of token t at layer l, or -1.
+  int slot(int l, int t) const { return slot_[static_cast<size_t>(l) * depth_.size() + t]; }
+  // Number of layers (from 0) at which token t has K/V.
+  int depth(int t) const { return depth_[t]; }
+  // Tokens with K/V at every layer, and tokens with any K/V.
+  int full_depth_tokens() const { return n_full_; }
+  int tokens() const { return n_tokens_; }
+  // True when every token with K/V has it at every layer (the baseline's state).
+  bool all_full() const { return n_full_ == n_tokens_; }
+
+  // Takes the next slot at layer l for token t and returns it. t must have K/V at every layer
+  // below l and none at l: storing a (token, layer) pair twice, or skipping a layer, throws
+  // std::logic_error (LazyLLM never computes a pair twice).
+  int store(int l, int t);
+
+  // Aux Cache membership.
+  bool in_aux(int t) const { return aux_[t] != 0; }
+  void aux_put(int t);
+  void aux_erase(int t);
+  int64_t aux_entries() const { return aux_entries_; }
+
+  // Tokens that came in through prefill (counted as prompt work when computed).
+  void mark_prompt(int t, bool prompt) { prompt_[t] = prompt ? 1 : 0; }
+  bool is_prompt(int t) const { return prompt_[t] != 0; }
+
+  void clear();
+
+ private:
+  std::vector<int> size_;
+  std::vector<int32_t> slot_;  // layer-major, n_layers x n_ctx
+  std::vector<int32_t> depth_;
+  std::vector<uint8_t> aux_, prompt_;
+  int64_t aux_entries_ = 0;
+  int n_full_ = 0, n_tokens_ = 0;
+};
+
+}  // namespace lazyllm

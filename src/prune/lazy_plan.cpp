@@ -1,0 +1,155 @@
+#include "prune/lazy_plan.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "prune/select.h"
+
+namespace lazyllm {
+
+bool LayerSchedule::any() const {
+  return std::any_of(prunes.begin(), prunes.end(), [](uint8_t p) { return p != 0; });
+}
+
+LayerSchedule LayerSchedule::from(const PruneSchedule& s, int n_layers, bool force_selection) {
+  LayerSchedule out;
+  out.keep = s.keep_per_layer(n_layers);
+  out.prunes.assign(n_layers, 0);
+  out.selector = TokenSelector(s);
+  for (int l = 1; l < n_layers; ++l) out.prunes[l] = out.keep[l] < 1.0;
+  if (force_selection)
+    for (const PrunePoint& p : s.points)
+      if (p.layer >= 1 && p.layer < n_layers) out.prunes[p.layer] = 1;
+  return out;
+}
+
+LayerSchedule LayerSchedule::baseline(int n_layers) {
+  LayerSchedule out;
+  out.keep.assign(n_layers, 1.0);
+  out.prunes.assign(n_layers, 0);
+  return out;
+}
+
+PrefillPlan plan_prefill(int n, const LayerSchedule& s) {
+  const int L = s.n_layers();
+  PrefillPlan p;
+  p.count.resize(L), p.list_of.resize(L), p.selects.assign(L, 0), p.want_importance.assign(L, 0);
+  for (int l = 0, na = n; l < L; ++l) {
+    if (l > 0 && s.prunes[l]) {
+      p.selects[l] = 1;
+      ++p.n_lists;
+      na = keep_count(na, s.keep[l]);
+    }
+    p.count[l] = na;
+    p.list_of[l] = p.n_lists - 1;
+  }
+  for (int l = 0; l + 1 < L; ++l) p.want_importance[l] = p.selects[l + 1] && s.selector.needs_importance();
+  return p;
+}
+
+int record_prefill_layer(KVIndex& index, ForwardCounters& counters, int l, std::span<const int32_t> prev_alive,
+                         std::span<const int32_t> alive) {
+  const int slot0 = index.size(l);
+  for (size_t i = 0; i < alive.size(); ++i) {
+    if (index.store(l, alive[i]) != slot0 + static_cast<int>(i))
+      throw std::logic_error("record_prefill_layer: slots out of order");
+    counters.prompt_token_layers += index.is_prompt(alive[i]);
+  }
+  counters.token_layers += static_cast<int64_t>(alive.size());
+  if (l > 0 && !prev_alive.empty()) {
+    ++counters.selections;
+    // Both lists are in position order: what is missing from `alive` stopped here.
+    for (size_t i = 0, j = 0; i < prev_alive.size(); ++i) {
+      if (j < alive.size() && alive[j] == prev_alive[i]) ++j;
+      else index.aux_put(prev_alive[i]);
+    }
+  }
+  return slot0;
+}
+
+int DecodeLayerPlan::n_resumed() const {
+  return static_cast<int>(std::count(row_src.begin(), row_src.end(), -1));
+}
+
+DecodeStep::DecodeStep(KVIndex& index, ForwardCounters& counters, const LayerSchedule& s, int32_t new_pos)
+    : index_(index), counters_(counters), s_(s), p_(new_pos) {
+  if (new_pos < 0 || new_pos >= index.n_ctx()) throw std::logic_error("DecodeStep: position outside the context");
+  index_.mark_prompt(p_, false);
+  // Every earlier token has K/V at layer 0 (layer 0 is never pruned): all are selected there.
+  sel_.resize(p_);
+  for (int t = 0; t < p_; ++t) sel_[t] = t;
+}
+
+const DecodeLayerPlan& DecodeStep::next_layer(std::span<const float> importance) {
+  const int l = next_++;
+  if (l >= s_.n_layers()) throw std::logic_error("DecodeStep: more layers than the model has");
+  const bool reselects = s_.selector.reselects_at_decode();
+  if (l > 0 && s_.prunes[l] && !sel_.empty()) {
+    ++counters_.selections;
+    if (!reselects) {
+      // Static and random: attend to the tokens that prefill computed this deep; nothing revives.
+      std::erase_if(sel_, [&](int32_t t) { return index_.depth(t) <= l; });
+    } else {
+      if (!plan_.want_importance || importance.size() < sel_.size())
+        throw std::logic_error("DecodeStep: a pruning layer needs the previous layer's importance");
+      const int n_keep = keep_count(static_cast<int>(sel_.size()) + 1, s_.keep[l]) - 1;
+      if (n_keep < static_cast<int>(sel_.size())) {
+        const std::vector<int> kept = select_top(importance.first(sel_.size()), n_keep);
+        for (size_t i = 0; i < kept.size(); ++i) sel_[i] = sel_[kept[i]];
+        sel_.resize(kept.size());
+      }
+    }
+  }
+
+  // The previous layer's rows (without the new token) are carry_; those no longer selected stop
+  // here, the selected ones go on, and selected tokens that stopped exactly here revive.
+  DecodeLayerPlan& plan = plan_;
+  plan.layer = l;
+  plan.rows.clear(), plan.row_src.clear(), plan.stop_rows.clear(), plan.stop_tokens.clear();
+  size_t ci = 0;
+  auto stop = [&](size_t i) {
+    plan.stop_rows.push_back(static_cast<int32_t>(i));
+    plan.stop_tokens.push_back(carry_[i]);
+    index_.aux_put(carry_[i]);
+  };
+  for (int32_t t : sel_) {
+    while (ci < carry_.size() && carry_[ci] < t) stop(ci++);
+    const int depth = index_.depth(t);
+    if (depth > l) continue;  // has K/V here already
+    if (depth < l) throw std::logic_error("DecodeStep: a selected token lost its K/V below this layer");
+    if (ci < carry_.size() && carry_[ci] == t) {
+      plan.row_src.push_back(static_cast<int32_t>(ci++));
+    } else {
+      if (!index_.in_aux(t)) throw std::logic_error("DecodeStep: a token to revive is not in the Aux Cache");
+      plan.row_src.push_back(-1);
+    }
+    plan.rows.push_back(t);
+    index_.aux_erase(t);
+  }
+  while (ci < carry_.size()) stop(ci++);
+  plan.rows.push_back(p_);
+  plan.row_src.push_back(static_cast<int32_t>(carry_.size()));
+
+  // The rows take the next slots of this layer; then every key has a slot.
+  plan.slot0 = index_.size(l);
+  for (int32_t t : plan.rows) {
+    index_.store(l, t);
+    counters_.prompt_token_layers += index_.is_prompt(t);
+  }
+  counters_.token_layers += static_cast<int64_t>(plan.rows.size());
+  counters_.revived += plan.n_revived();
+
+  plan.keys.assign(sel_.begin(), sel_.end());
+  plan.keys.push_back(p_);
+  plan.key_slots.resize(plan.keys.size());
+  plan.all_keys = static_cast<int>(plan.keys.size()) == index_.size(l);
+  for (size_t i = 0; i < plan.keys.size(); ++i) {
+    plan.key_slots[i] = index_.slot(l, plan.keys[i]);
+    plan.all_keys = plan.all_keys && plan.key_slots[i] == static_cast<int32_t>(i);
+  }
+  plan.want_importance = l + 1 < s_.n_layers() && s_.prunes[l + 1] && reselects;
+  carry_.assign(plan.rows.begin(), plan.rows.end() - 1);
+  return plan;
+}
+
+}  // namespace lazyllm

@@ -1,0 +1,102 @@
+// LazyLLM's plan of what each layer computes, written once for every backend.
+//
+// A backend executes plans; it never decides which tokens a layer computes, which keys a query
+// attends to, which tokens stop or revive, or what the caches' index says. Prefill: the alive
+// counts per layer are known up front (PrefillPlan); which tokens survive a pruning layer is
+// the selector's choice (made on the host from the importance scores, or by a device kernel that
+// makes the same choice), and record_prefill_layer() books the result. Decode: a DecodeStep
+// hands out one DecodeLayerPlan per layer (rows to compute and where each comes from, rows that
+// stop, keys to attend to and their slots), updating the KVIndex and the counters as it goes;
+// the backend feeds back the new token's attention when a plan asks for it.
+//
+// One step of several sequences is a DecodeStep per sequence, each over its own KVIndex and
+// schedule: their layer plans concatenate into one batch (rows and keys are per sequence).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "cache/kv_index.h"
+#include "lazyllm/lazyllm.h"
+#include "prune/selector.h"
+#include "runtime/forward_backend.h"
+
+namespace lazyllm {
+
+// The schedule as the forward pass reads it.
+struct LayerSchedule {
+  std::vector<double> keep;     // keep fraction per layer (1.0 where nothing is pruned)
+  std::vector<uint8_t> prunes;  // selection runs at this layer (keep < 1, or forced)
+  TokenSelector selector;
+
+  int n_layers() const { return static_cast<int>(keep.size()); }
+  bool any() const;
+  // `force_selection` makes every layer the schedule names a pruning layer even at keep 1.0, so
+  // the whole selection, compaction and revival machinery runs while keeping every token (tests
+  // compare that with the baseline).
+  static LayerSchedule from(const PruneSchedule& s, int n_layers, bool force_selection = false);
+  static LayerSchedule baseline(int n_layers);
+};
+
+// Prefill of n tokens under a schedule: rows per layer and where the selection needs scores.
+struct PrefillPlan {
+  std::vector<int> count;            // rows computed at layer l
+  std::vector<int> list_of;          // which alive list layer l computes (0: every token)
+  int n_lists = 1;                   // alive lists: 1 + the pruning layers
+  std::vector<uint8_t> selects;      // a selection runs before layer l
+  std::vector<uint8_t> want_importance;  // layer l hands back the last row's attention
+};
+PrefillPlan plan_prefill(int n, const LayerSchedule& s);
+
+// Books layer l of a prefill: `alive` (positions, increasing) computed at l took the next slots
+// of layer l, in order. `prev_alive` is given where a selection ran before layer l (else empty):
+// its tokens not in `alive` stopped at l and entered the Aux Cache. Counts the work. Returns the
+// first slot.
+int record_prefill_layer(KVIndex& index, ForwardCounters& counters, int l, std::span<const int32_t> prev_alive,
+                         std::span<const int32_t> alive);
+
+// What one layer of a decode step computes, for one sequence.
+struct DecodeLayerPlan {
+  int layer = 0;
+  // Tokens computed at this layer, by position; the new token last. Revived tokens resume here
+  // from the Aux Cache; carried ones were computed at the previous layer in this step.
+  std::vector<int32_t> rows;
+  // Per row: its index among the previous layer's rows (carried; the new token's is the last
+  // one), or -1 when it resumes from the Aux Cache.
+  std::vector<int32_t> row_src;
+  // Indices among the previous layer's rows of tokens that stop here: their hidden state
+  // (entering this layer) goes to the Aux Cache.
+  std::vector<int32_t> stop_rows, stop_tokens;  // and those tokens
+  // Tokens the rows attend to (causally by position), by position, the new token last, and
+  // their slots at this layer (the rows' own slots included: they are stored first).
+  std::vector<int32_t> keys, key_slots;
+  int slot0 = 0;  // the rows take slots slot0, slot0 + 1, ...
+  bool want_importance = false;  // hand the new token's head-averaged attention over keys back
+  bool all_keys = false;         // keys are every slot [0, key count) of the layer, in slot order
+  int n_revived() const { return static_cast<int>(rows.size()) - 1; }
+  int n_resumed() const;          // rows taken from the Aux Cache
+};
+
+// One decode step: the new token at position index.tokens()'s end (n_past), layer by layer.
+class DecodeStep {
+ public:
+  DecodeStep(KVIndex& index, ForwardCounters& counters, const LayerSchedule& s, int32_t new_pos);
+  // Plans the next layer (layers in order). `importance`: the new token's attention over the
+  // previous layer's keys, when that plan asked for it (else ignored).
+  const DecodeLayerPlan& next_layer(std::span<const float> importance);
+  // The tokens selected at the last planned layer (keys without the new token).
+  std::span<const int32_t> selected() const { return {plan_.keys.data(), plan_.keys.size() - 1}; }
+
+ private:
+  KVIndex& index_;
+  ForwardCounters& counters_;
+  const LayerSchedule& s_;
+  int32_t p_;
+  int next_ = 0;
+  std::vector<int32_t> sel_;     // selected tokens (without the new one)
+  std::vector<int32_t> carry_;   // rows of the previous layer without the new token
+  DecodeLayerPlan plan_;
+};
+
+}  // namespace lazyllm
