@@ -10,6 +10,7 @@
 
 #include "cache/kv_index.h"
 #include "lazyllm/lazyllm.h"
+#include "prune/cost_model.h"
 #include "prune/lazy_plan.h"
 #include "prune/select.h"
 #include "reference_forward.h"
@@ -164,6 +165,61 @@ TEST(LazyPlanDecode, BatchedRevivalsMatchTheFloat64Reference) {
   }
   EXPECT_EQ(s.stats().revived, ref.revived);
   EXPECT_GE(most_in_a_step, 8) << "too few revivals to exercise the batched path";
+}
+
+}  // namespace
+}  // namespace lazyllm
+
+namespace lazyllm {
+namespace {
+
+std::string eval_model_path() { return std::string(LAZYLLM_SOURCE_DIR) + "/eval/models/synth-llama-6l-256d.gguf"; }
+
+// The trained 6-layer model: on a GPU the default schedule's pruning layers cost more than a
+// short prompt's saved work (measured break-even near 2300 tokens), not at 4K; on the CPU the
+// saving always dominates.
+TEST(CostModel, TinyModelShortPromptsStayUnprunedOnGpuOnly) {
+  auto model = Model::load(eval_model_path());
+  const LayerSchedule s = LayerSchedule::from(PruneSchedule::default_for(model->config().n_layers), model->config().n_layers);
+  const DeviceCost gpu = device_cost(Device::Cuda, *model, 1), cpu = device_cost(Device::Cpu, *model, 2);
+  const PruneVerdict short_gpu = judge_prefill(*model, plan_prefill(512, s), 0, gpu);
+  EXPECT_FALSE(short_gpu.prune);
+  EXPECT_NE(short_gpu.why.find("off: estimated saving"), std::string::npos) << short_gpu.why;
+  EXPECT_TRUE(judge_prefill(*model, plan_prefill(4000, s), 0, gpu).prune);
+  EXPECT_TRUE(judge_prefill(*model, plan_prefill(512, s), 0, cpu).prune);
+  // The saving grows with the prompt.
+  EXPECT_LT(judge_prefill(*model, plan_prefill(1000, s), 0, gpu).saved_ms,
+            judge_prefill(*model, plan_prefill(2000, s), 0, gpu).saved_ms);
+}
+
+// A session whose cost model turns pruning off computes the baseline, prefill and decode, and
+// says why.
+TEST(CostModel, SessionLeftUnprunedRunsTheBaselineAndSaysWhy) {
+  auto model = test::make_model(test::arch_variants()[0], DType::F32);
+  auto prompt = random_tokens(12, model->config().n_vocab, 4);
+  SessionOptions base_opt;
+  base_opt.n_threads = 1;
+  SessionOptions auto_opt = base_opt;
+  auto_opt.prune = PruneSchedule::parse("1:0.5,2:0.5", model->config().n_layers);
+  auto_opt.prune_policy = PrunePolicy::kAuto;
+  Session base(model, base_opt), lazy(model, auto_opt);
+  base.prefill(prompt);
+  lazy.prefill(prompt);
+  EXPECT_EQ(lazy.stats().pruning.rfind("off: ", 0), 0u) << lazy.stats().pruning;
+  EXPECT_TRUE(base.stats().pruning.empty());
+  for (int step = 0; step < 3; ++step) {
+    ASSERT_EQ(0, std::memcmp(base.logits().data(), lazy.logits().data(), base.logits().size() * sizeof(float)));
+    const int32_t next = argmax(base.logits());
+    base.decode(next);
+    lazy.decode(next);
+  }
+  EXPECT_EQ(lazy.stats().selections, 0);
+  // The same session told to always prune does.
+  auto_opt.prune_policy = PrunePolicy::kAlways;
+  Session forced(model, auto_opt);
+  forced.prefill(prompt);
+  EXPECT_EQ(forced.stats().pruning, "on");
+  EXPECT_GT(forced.stats().selections, 0);
 }
 
 }  // namespace

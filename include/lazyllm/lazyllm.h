@@ -151,10 +151,17 @@ class Sampler {
 
 // ---------------------------------------------------------------- session
 
+// When a session's schedule runs: kAuto asks the cost model (prune/cost_model.h) at each prefill
+// and leaves a prompt unpruned where pruning cannot pay (tiny models, short prompts on a GPU);
+// kAlways prunes every prompt the schedule can. The library runs the schedule it is given
+// (kAlways); the CLI and the server default to kAuto.
+enum class PrunePolicy { kAuto, kAlways };
+
 struct SessionOptions {
   int n_ctx = 0;      // 0 = the model's trained context length
   int n_threads = 0;  // 0 = all cores
   PruneSchedule prune;  // empty = baseline (no pruning)
+  PrunePolicy prune_policy = PrunePolicy::kAlways;
   // KV cache in half precision (default, as llama.cpp) or f32 (for exact reference comparisons).
   bool kv_f16 = true;
   // Reduced-precision products for quantized weights where the CPU has them, as llama.cpp:
@@ -185,6 +192,9 @@ struct SessionStats {
   std::vector<int> alive_per_layer;          // prompt tokens computed at each layer in prefill
   int64_t revived = 0;                       // (token, layer) revivals during decode
   int64_t selections = 0;                    // LazyLLM selections run (pruning layers, prefill and decode)
+  // With a schedule: "on", or "off: <why>" when the cost model judged that pruning this prompt
+  // cannot pay (SessionOptions::prune_policy); empty without a schedule.
+  std::string pruning;
   int64_t aux_cache_bytes = 0;               // hidden states held in the Aux Cache now
   int64_t aux_cache_entries = 0;
 };
@@ -227,7 +237,8 @@ class Session {
   int n_ctx_ = 0;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ForwardBackend> backend_;
-  std::unique_ptr<LayerSchedule> schedule_;
+  std::unique_ptr<LayerSchedule> schedule_, baseline_;
+  bool pruned_ = false;  // a prefill of this context ran the schedule: decode follows it
   ForwardState* cpu_state_ = nullptr;  // backend_ when it is the CPU one
   std::vector<int32_t> history_;
   SessionStats stats_;

@@ -4,6 +4,7 @@
 #include "format/gguf.h"
 #include "kernels/cuda/cuda_forward.h"
 #include "model/weights.h"
+#include "prune/cost_model.h"
 #include "prune/lazy_plan.h"
 #include "runtime/forward.h"
 #include "tokenizer/tokenizer.h"
@@ -29,6 +30,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
       throw Error("prune schedule layer " + std::to_string(p.layer) + " is outside [1, " +
                   std::to_string(c.n_layers - 1) + "]");
   schedule_ = std::make_unique<LayerSchedule>(LayerSchedule::from(options_.prune, c.n_layers, options_.force_selection));
+  baseline_ = std::make_unique<LayerSchedule>(LayerSchedule::baseline(c.n_layers));
   pool_ = std::make_unique<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   if (options_.device == Device::Cuda) {
     backend_ = make_cuda_forward(*model_, n_ctx_);
@@ -57,6 +59,7 @@ std::span<const float> Session::logits() const { return backend_->logits(); }
 
 void Session::reset() {
   backend_->clear();
+  pruned_ = false;
   history_.clear();
   stats_ = {};
 }
@@ -65,7 +68,19 @@ void Session::prefill(std::span<const int32_t> tokens) {
   const int n_layers = model_->config().n_layers;
   const int64_t before = backend_->counters().prompt_token_layers;
   auto t0 = std::chrono::steady_clock::now();
-  backend_->prefill(tokens, *schedule_, options_.on_prefill_progress);
+  // The cost model may leave this prompt unpruned; a forced schedule (a test hook) always runs.
+  const LayerSchedule* sched = schedule_.get();
+  if (schedule_->any()) {
+    stats_.pruning = "on";
+    if (options_.prune_policy == PrunePolicy::kAuto && !options_.force_selection) {
+      const PruneVerdict v = judge_prefill(*model_, plan_prefill(static_cast<int>(tokens.size()), *schedule_),
+                                           backend_->n_past(), device_cost(options_.device, *model_, pool_->size()));
+      stats_.pruning = v.why;
+      if (!v.prune) sched = baseline_.get();
+    }
+  }
+  backend_->prefill(tokens, *sched, options_.on_prefill_progress);
+  pruned_ = pruned_ || sched == schedule_.get();
   stats_.prefill_ms = ms_since(t0);
   history_.insert(history_.end(), tokens.begin(), tokens.end());
   stats_.prompt_tokens += static_cast<int>(tokens.size());
@@ -84,7 +99,7 @@ void Session::prefill(std::span<const int32_t> tokens) {
 void Session::decode(int32_t token) {
   const int n_layers = model_->config().n_layers;
   auto t0 = std::chrono::steady_clock::now();
-  backend_->decode(token, *schedule_);
+  backend_->decode(token, pruned_ ? *schedule_ : *baseline_);
   stats_.decode_ms += ms_since(t0);
   history_.push_back(token);
   ++stats_.generated_tokens;

@@ -61,6 +61,7 @@ Session& Scheduler::session_for(Slot& slot, const PruneSchedule& prune) {
     o.n_ctx = options_.n_ctx;
     o.n_threads = options_.threads_per_slot;
     o.prune = prune;
+    o.prune_policy = options_.prune_policy;
     slot.session = std::make_unique<Session>(model_, o);
     slot.schedule = key;
   } else {

@@ -23,6 +23,7 @@ struct SchedulerOptions {
   int n_ctx = 0;             // context of each slot (0 = the model's)
   int threads_per_slot = 1;  // compute threads of each slot's Session
   PruneSchedule default_prune;
+  PrunePolicy prune_policy = PrunePolicy::kAuto;
 };
 
 class Scheduler {

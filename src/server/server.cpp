@@ -67,6 +67,7 @@ struct Server::Impl {
     so.n_ctx = opt.n_ctx;
     so.threads_per_slot = std::max(1, cores / std::max(1, opt.parallel));  // slots share the cores
     so.default_prune = opt.default_prune;
+    so.prune_policy = opt.prune_policy;
     scheduler = std::make_unique<Scheduler>(model, so, metrics);
     const int n_ctx = scheduler->n_ctx();
     limits.max_tokens = n_ctx;

@@ -20,6 +20,7 @@ struct ServerOptions {
   int threads = 0;             // compute threads in all (0 = all cores), split between slots
   std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY"
   PruneSchedule default_prune; // empty: no pruning unless a request asks
+  PrunePolicy prune_policy = PrunePolicy::kAuto;
   ChatFamily chat_family = ChatFamily::ChatML;
   std::string model_name = "model";
   size_t max_body_bytes = 1 << 20;

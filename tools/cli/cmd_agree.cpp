@@ -121,6 +121,7 @@ int agree(const AgreeArgs& a) {
   for (const auto& [name, sched] : schedules) {
     SessionOptions opt = base_opt;
     opt.prune = sched;
+    opt.prune_policy = a.prune.policy();
     Session lazy(model, opt);
     lazy.prefill(prompts[0].tokens);  // warm-up, not timed
     Result r{name, sched.to_string()};

@@ -1,5 +1,7 @@
-// lazyllm bench: prefill/decode throughput and TTFT, repeated; baseline and LazyLLM alternate
-// within one run so their ratio is measured under the same machine conditions.
+// lazyllm bench: TTFT, prefill/decode throughput and the end-to-end time of the whole answer
+// (TTFT + every decode step), repeated; baseline and LazyLLM alternate within one run so their
+// ratios are measured under the same machine conditions. --cold measures what the first request
+// at a new length sees (a fresh session, a prompt length not run before in the process).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -21,6 +23,7 @@ struct BenchArgs {
   int warmup = 1;
   int threads = 0;
   bool json = false;
+  bool cold = false;
   bool f32_math = false;
   uint64_t seed = 1;
   PruneFlags prune;
@@ -28,7 +31,9 @@ struct BenchArgs {
 };
 
 struct Samples {
-  std::vector<double> ttft_ms, prefill_tok_s, decode_tok_s, computed_fraction, prefill_computed_fraction;
+  std::vector<double> ttft_ms, prefill_tok_s, decode_tok_s, decode_ms_per_token, e2e_ms, computed_fraction,
+      prefill_computed_fraction;
+  std::string pruning;  // the session's word on whether its schedule ran (see SessionStats::pruning)
 };
 
 int32_t argmax(std::span<const float> v) {
@@ -54,14 +59,25 @@ void run_once(Session& s, const std::vector<int32_t>& prompt, int gen_len, Sampl
   }
   const double decode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
   out.ttft_ms.push_back(ttft);
+  out.e2e_ms.push_back(ttft + decode_ms);
   out.prefill_tok_s.push_back(prompt.size() / (prefill_ms / 1000.0));
-  if (gen_len > 1) out.decode_tok_s.push_back((gen_len - 1) / (decode_ms / 1000.0));
+  if (gen_len > 1) {
+    out.decode_tok_s.push_back((gen_len - 1) / (decode_ms / 1000.0));
+    out.decode_ms_per_token.push_back(decode_ms / (gen_len - 1));
+  }
   out.computed_fraction.push_back(s.stats().computed_fraction);
+  out.pruning = s.stats().pruning;
 }
 
 nlohmann::json samples_json(const Samples& s) {
-  nlohmann::json j = {{"ttft_ms", to_json(summarize(s.ttft_ms))}, {"prefill_tok_s", to_json(summarize(s.prefill_tok_s))}};
-  if (!s.decode_tok_s.empty()) j["decode_tok_s"] = to_json(summarize(s.decode_tok_s));
+  nlohmann::json j = {{"ttft_ms", to_json(summarize(s.ttft_ms))},
+                       {"prefill_tok_s", to_json(summarize(s.prefill_tok_s))},
+                       {"e2e_ms", to_json(summarize(s.e2e_ms))}};
+  if (!s.decode_tok_s.empty()) {
+    j["decode_tok_s"] = to_json(summarize(s.decode_tok_s));
+    j["decode_ms_per_token"] = to_json(summarize(s.decode_ms_per_token));
+  }
+  if (!s.pruning.empty()) j["pruning"] = s.pruning;
   j["computed_fraction"] = summarize(s.computed_fraction).median;
   j["prefill_computed_fraction"] = summarize(s.prefill_computed_fraction).median;
   return j;
@@ -72,34 +88,45 @@ int bench(const BenchArgs& a) {
   const ModelConfig& c = model->config();
   const auto schedules = a.prune.resolve_all(c.n_layers);
   std::mt19937_64 rng(a.seed);
+  int cold_offset = 0;  // --cold: every measured run gets a prompt length not run before
   for (int n : a.prompt_lens) {
     SessionOptions base_opt;
-    base_opt.n_ctx = n + a.gen_len;
+    base_opt.n_ctx = n + a.gen_len + (a.cold ? (a.warmup + a.reps) * (1 + static_cast<int>(schedules.size())) : 0);
     base_opt.n_threads = a.threads;
     base_opt.fast_math = !a.f32_math;
     base_opt.device = a.device.resolve();
-    Session base(model, base_opt);
-    std::vector<std::unique_ptr<Session>> lazy;
+    std::vector<SessionOptions> opts{base_opt};
     for (const auto& [name, sched] : schedules) {
       SessionOptions lo = base_opt;
       lo.prune = sched;
-      lazy.push_back(std::make_unique<Session>(model, lo));
+      lo.prune_policy = a.prune.policy();
+      opts.push_back(lo);
     }
+    // Warm: one session per schedule, reused by every repetition. Cold: a fresh one per run.
+    std::vector<std::unique_ptr<Session>> sessions;
+    if (!a.cold)
+      for (const auto& o : opts) sessions.push_back(std::make_unique<Session>(model, o));
     // Random token ids stand in for text: speed does not depend on which tokens they are.
-    std::vector<int32_t> prompt(n);
+    std::vector<int32_t> prompt(n + (a.cold ? static_cast<int>(base_opt.n_ctx) - n - a.gen_len : 0));
     std::uniform_int_distribution<int32_t> dist(0, c.n_vocab - 1);
     for (auto& t : prompt) t = dist(rng);
+    auto run = [&](size_t i, Samples& out) {
+      if (!a.cold) return run_once(*sessions[i], {prompt.begin(), prompt.begin() + n}, a.gen_len, out);
+      Session fresh(model, opts[i]);
+      run_once(fresh, {prompt.begin(), prompt.begin() + n + cold_offset++}, a.gen_len, out);
+    };
 
     // Baseline and every schedule alternate within each repetition.
     Samples sb, discard;
-    std::vector<Samples> sl(lazy.size());
+    std::vector<Samples> sl(schedules.size());
     for (int r = 0; r < a.warmup + a.reps; ++r) {
       const bool keep = r >= a.warmup;
-      run_once(base, prompt, a.gen_len, keep ? sb : discard);
-      for (size_t i = 0; i < lazy.size(); ++i) run_once(*lazy[i], prompt, a.gen_len, keep ? sl[i] : discard);
+      run(0, keep ? sb : discard);
+      for (size_t i = 0; i < sl.size(); ++i) run(i + 1, keep ? sl[i] : discard);
       if (!a.json) std::fprintf(stderr, "\rprompt %d: rep %d/%d", n, r + 1, a.warmup + a.reps);
     }
     if (!a.json) std::fprintf(stderr, "\r\033[K");
+    cold_offset = 0;
 
     nlohmann::json common = {{"model", a.model},
                              {"architecture", c.architecture},
@@ -110,29 +137,37 @@ int bench(const BenchArgs& a) {
                              {"prompt_len", n},
                              {"gen_len", a.gen_len},
                              {"reps", a.reps},
+                             {"mode", a.cold ? "cold" : "warm"},
                              {"baseline", samples_json(sb)}};
     const Summary tb = summarize(sb.ttft_ms);
     common["ttft_ms"] = tb.median;
     common["prefill_tok_s"] = summarize(sb.prefill_tok_s).median;
     common["decode_tok_s"] = summarize(sb.decode_tok_s).median;
+    common["e2e_ms"] = summarize(sb.e2e_ms).median;
     auto print_base = [&] {
-      std::printf("prompt %6d | baseline ttft %9.1f ms | prefill %8.1f tok/s | decode %7.2f tok/s", n, tb.median,
-                  common["prefill_tok_s"].get<double>(), common["decode_tok_s"].get<double>());
+      std::printf("prompt %6d%s | baseline ttft %9.1f ms | prefill %8.1f tok/s | decode %7.2f tok/s | e2e %9.1f ms", n,
+                  a.cold ? " cold" : "", tb.median, common["prefill_tok_s"].get<double>(),
+                  common["decode_tok_s"].get<double>(), common["e2e_ms"].get<double>());
     };
-    if (lazy.empty()) {
+    if (sl.empty()) {
       if (a.json) std::cout << common.dump() << std::endl;
       else print_base(), std::printf("\n");
       continue;
     }
-    for (size_t i = 0; i < lazy.size(); ++i) {
+    for (size_t i = 0; i < sl.size(); ++i) {
       nlohmann::json j = common;
       const Summary tl = summarize(sl[i].ttft_ms);
+      const double e2e_lazy = summarize(sl[i].e2e_ms).median;
       j["schedule_name"] = schedules[i].first;
       j["schedule"] = schedules[i].second.to_string();
       j["lazy"] = samples_json(sl[i]);
       j["ttft_ms_baseline"] = tb.median;
       j["ttft_ms_lazy"] = tl.median;
       j["speedup"] = tb.median / tl.median;
+      // The whole answer (TTFT + gen_len - 1 decode steps): LazyLLM's time over the baseline's.
+      j["e2e_ms_baseline"] = common["e2e_ms"];
+      j["e2e_ms_lazy"] = e2e_lazy;
+      j["e2e_ratio"] = e2e_lazy / common["e2e_ms"].get<double>();
       // At first token (what the TTFT speedup should track) and after the generated tokens.
       j["computed_fraction"] = summarize(sl[i].prefill_computed_fraction).median;
       j["computed_fraction_after_generation"] = summarize(sl[i].computed_fraction).median;
@@ -140,10 +175,13 @@ int bench(const BenchArgs& a) {
         std::cout << j.dump() << std::endl;
       } else {
         print_base();
-        std::printf(" | %s: ttft %9.1f ms, speedup %.2fx, computed %.1f%% (%.1f%% after %d tokens)\n",
+        std::printf(" | %s: ttft %9.1f ms, speedup %.2fx, decode %7.2f tok/s, e2e %9.1f ms (%.3f of baseline), "
+                    "computed %.1f%% (%.1f%% after %d tokens)%s%s\n",
                     schedules[i].first.c_str(), tl.median, j["speedup"].get<double>(),
-                    100 * j["computed_fraction"].get<double>(),
-                    100 * j["computed_fraction_after_generation"].get<double>(), a.gen_len);
+                    sl[i].decode_tok_s.empty() ? 0.0 : summarize(sl[i].decode_tok_s).median, e2e_lazy,
+                    j["e2e_ratio"].get<double>(), 100 * j["computed_fraction"].get<double>(),
+                    100 * j["computed_fraction_after_generation"].get<double>(), a.gen_len,
+                    sl[i].pruning.empty() ? "" : ", pruning ", sl[i].pruning.c_str());
       }
     }
   }
@@ -163,6 +201,8 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--seed", a->seed, "Seed of the random prompt");
   cmd->add_flag("--json", a->json, "Print one JSON object per prompt length");
+  cmd->add_flag("--cold", a->cold,
+                "Measure first requests: a fresh session and a prompt length not run before for every run (lengths n, n+1, ...)");
   cmd->add_flag("--f32-math", a->f32_math,
                 "Keep every product in f32 (default: bf16 prefill and 8-bit decode activations for quantized weights where the CPU has them)");
   a->device.add_to(cmd);

@@ -61,6 +61,7 @@ int run_eval_command(const EvalArgs& a) {
   o.n_ctx = a.ctx;
   o.n_threads = a.threads;
   o.device = a.device.resolve();
+  o.prune_policy = a.prune.policy();
   o.limit = a.limit;
   if (!a.metric.empty()) {
     o.metric = eval::metric_from_name(a.metric);

@@ -28,6 +28,7 @@ nlohmann::json lazy_json(const SessionStats& s) {
           {"prefill_computed_fraction", s.prefill_computed_fraction},
           {"alive_per_layer", s.alive_per_layer},
           {"revived", s.revived},
+          {"pruning", s.pruning},
           {"aux_cache_bytes", s.aux_cache_bytes}};
 }
 
@@ -47,6 +48,7 @@ int run(const RunArgs& a, bool have_prompt) {
   opt.n_threads = a.threads;
   opt.device = a.device.resolve();
   opt.prune = a.prune.resolve(c.n_layers);
+  opt.prune_policy = a.prune.policy();
   opt.fast_math = !a.f32_math;
   ProgressBar bar("prefill");
   if (prompt.size() >= 256) opt.on_prefill_progress = [&](int done, int total) { bar.update(done, total); };
@@ -99,9 +101,9 @@ int run(const RunArgs& a, bool have_prompt) {
     std::fprintf(stderr, "\nprompt %d tokens, ttft %.1f ms, prefill %.1f tok/s, decode %.1f tok/s (%zu tokens)\n",
                  s.prompt_tokens, ttft_ms, prefill_tok_s, decode_tok_s, generated.size());
     if (!opt.prune.empty())
-      std::fprintf(stderr, "lazyllm: schedule %s, computed %.1f%% of prompt token-layers, %lld revived, aux cache %lld bytes\n",
-                   opt.prune.to_string().c_str(), 100.0 * s.computed_fraction, static_cast<long long>(s.revived),
-                   static_cast<long long>(s.aux_cache_bytes));
+      std::fprintf(stderr, "lazyllm: schedule %s (pruning %s), computed %.1f%% of prompt token-layers, %lld revived, aux cache %lld bytes\n",
+                   opt.prune.to_string().c_str(), s.pruning.c_str(), 100.0 * s.computed_fraction,
+                   static_cast<long long>(s.revived), static_cast<long long>(s.aux_cache_bytes));
   }
   return 0;
 }

@@ -76,6 +76,7 @@ int serve(ServeArgs& a) {
   a.opt.chat_family = server::resolve_chat_family(tmpl, a.chat_template, warning);
   if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
   a.opt.default_prune = a.prune.resolve(model->config().n_layers);
+  a.opt.prune_policy = a.prune.policy();
   a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
   if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
     std::fprintf(stderr, "warning: listening on %s without --api-key\n", a.opt.host.c_str());

@@ -18,6 +18,9 @@ void PruneFlags::add_to(CLI::App* cmd, bool allow_many) {
                               "LazyLLM schedule '[MODE:]L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept; "
                               "MODE static or random[@SEED] for the ablations)");
   if (!allow_many) opt->expected(1);
+  cmd->add_flag("--prune-always", always,
+                "Prune every prompt the schedule can (default: skip prompts where the cost model says pruning cannot pay, "
+                "e.g. short prompts or tiny models on a GPU)");
 }
 
 void DeviceFlag::add_to(CLI::App* cmd) {

@@ -15,9 +15,11 @@ namespace lazyllm::cli {
 struct PruneFlags {
   bool lazy = false;
   std::vector<std::string> specs;
+  bool always = false;  // --prune-always: no cost model
   // allow_many: --prune may repeat (commands that compare several schedules).
   void add_to(CLI::App* cmd, bool allow_many = false);
   bool enabled() const { return lazy || !specs.empty(); }
+  PrunePolicy policy() const { return always ? PrunePolicy::kAlways : PrunePolicy::kAuto; }
   PruneSchedule resolve(int n_layers) const;  // the one schedule; empty when disabled
   // Every schedule asked for, named "lazy" (the default) or by its spec.
   std::vector<std::pair<std::string, PruneSchedule>> resolve_all(int n_layers) const;
