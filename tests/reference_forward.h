@@ -232,6 +232,10 @@ class ReferenceLazy {
     return m_.logits(hidden_[p][L_]);
   }
 
+  // Changes the schedule for later steps (keep 1.0 everywhere: the next decode step computes
+  // every deferred pair, as LazyDecode::kComplete does).
+  void set_keep(std::vector<double> keep) { keep_ = std::move(keep); }
+
   std::vector<int> alive_per_layer;
   std::vector<std::vector<int>> selections;  // per decode step and layer, appended
   long computed = 0, revived = 0;

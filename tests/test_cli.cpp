@@ -54,10 +54,21 @@ TEST(Cli, RunJsonMatchesGoldenGreedy) {
   EXPECT_TRUE(j.contains("prefill_tok_s") && j.contains("decode_tok_s") && j.contains("text"));
   EXPECT_FALSE(j.contains("lazy"));
 
-  r = run_cli("run -m " + shared("models/stories260K.gguf") + " --ctx 512 -p 'Once upon a time, Lily and Tom went to the park to play with a ball' -n 8 --temp 0 --prune 2:0.5 --json");
+  // A 17-token prompt on a 260K-parameter model: the cost model leaves it unpruned and says why;
+  // --prune-always prunes it.
+  const std::string lazy_run = "run -m " + shared("models/stories260K.gguf") +
+                               " --ctx 512 -p 'Once upon a time, Lily and Tom went to the park to play with a ball' -n 8 --temp 0 --prune 2:0.5 --json";
+  r = run_cli(lazy_run);
   ASSERT_EQ(r.code, 0) << r.err;
   j = nlohmann::json::parse(r.out);
   ASSERT_TRUE(j.contains("lazy"));
+  EXPECT_EQ(j["lazy"]["pruning"].get<std::string>().rfind("off: ", 0), 0u) << j["lazy"]["pruning"];
+  EXPECT_EQ(j["lazy"]["prefill_computed_fraction"].get<double>(), 1.0);
+  r = run_cli(lazy_run + " --prune-always");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("lazy"));
+  EXPECT_EQ(j["lazy"]["pruning"], "on");
   EXPECT_LT(j["lazy"]["prefill_computed_fraction"].get<double>(), 1.0);
   EXPECT_EQ(j["lazy"]["alive_per_layer"].size(), 5u);
   EXPECT_TRUE(j["lazy"].contains("revived") && j["lazy"].contains("aux_cache_bytes"));

@@ -244,6 +244,7 @@ TEST(CudaLazy, ForcedPathKeepingEveryTokenMatchesCudaBaseline) {
     auto prompt = random_tokens(70, model->config().n_vocab, 3);
     SessionOptions bo = options(Device::Cuda, 128), lo = bo;
     lo.prune = all_ones(model->config().n_layers);
+    lo.prune.decode = LazyDecode::kReselect;  // every step through the plan (complete would finish at once)
     lo.force_selection = true;
     Session base(model, bo), lazy(model, lo);
     base.prefill(prompt);
@@ -298,6 +299,39 @@ TEST(CudaLazy, AblationsFollowTheCpu) {
   }
 }
 
+// LazyDecode::kComplete on the GPU: the first decode step computes every deferred pair (the same
+// count as the CPU: the prefill's alive counts are exact), then decode runs as the baseline's
+// graph over the full cache; logits follow the CPU's.
+TEST(CudaLazy, CompleteFollowsTheCpu) {
+  LAZYLLM_REQUIRE_GPU();
+  auto model = test::make_model(test::arch_variants()[0], DType::BF16);
+  const int L = model->config().n_layers;
+  auto prompt = random_tokens(180, model->config().n_vocab, 17);
+  SessionOptions co = options(Device::Cpu, 256);
+  co.prune = PruneSchedule::parse("complete:1:0.4,2:0.5", L);
+  SessionOptions go = co;
+  go.device = Device::Cuda;
+  Session cpu(model, co), gpu(model, go);
+  cpu.prefill(prompt);
+  gpu.prefill(prompt);
+  const int64_t selections = gpu.stats().selections;
+  for (int step = 0; step < 5; ++step) {
+    const int32_t next = argmax(cpu.logits());
+    EXPECT_LT(rel_diff(gpu.logits(), cpu.logits()), 0.1) << "step " << step;
+    cpu.decode(next);
+    gpu.decode(next);
+    if (step == 0) {
+      EXPECT_EQ(gpu.stats().aux_cache_entries, 0);
+      EXPECT_EQ(gpu.stats().revived, cpu.stats().revived);
+      EXPECT_EQ(gpu.stats().token_layers_computed, int64_t(prompt.size() + 1) * L);
+      for (int t = 0; t <= static_cast<int>(prompt.size()); ++t) ASSERT_EQ(gpu.backend().kv_depth(t), L) << t;
+    }
+  }
+  EXPECT_EQ(gpu.stats().lazy_decode, "complete");
+  EXPECT_EQ(gpu.stats().selections, selections);
+  EXPECT_EQ(gpu.stats().token_layers_computed, int64_t(prompt.size() + 5) * L);
+}
+
 // Same schedule (alive counts per layer are exact) and the same alive sets: each prompt token's
 // KV depth says at which layers it was alive. Sets may differ only where bf16 rounding reorders
 // near-tied importances, so almost every token must agree.
@@ -310,7 +344,7 @@ TEST(CudaLazy, SameScheduleAndAliveSetsAsCpu) {
     const int n_layers = model->config().n_layers;
     auto prompt = random_tokens(200, model->config().n_vocab, 9);
     SessionOptions co = options(Device::Cpu, 256);
-    co.prune = PruneSchedule::parse("1:0.6,2:0.5,3:0.5", n_layers);
+    co.prune = PruneSchedule::parse("reselect:1:0.6,2:0.5,3:0.5", n_layers);
     SessionOptions go = co;
     go.device = Device::Cuda;
     Session cpu(model, co), gpu(model, go);

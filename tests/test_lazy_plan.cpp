@@ -224,3 +224,67 @@ TEST(CostModel, SessionLeftUnprunedRunsTheBaselineAndSaysWhy) {
 
 }  // namespace
 }  // namespace lazyllm
+
+namespace lazyllm {
+namespace {
+
+// LazyDecode::kComplete: the first decode step computes every deferred (token, layer) pair in
+// one batch (the float64 reference running a keep-everything step after the pruned prefill),
+// leaves the Aux Cache empty and every token at full depth; later steps select nothing.
+TEST(LazyComplete, FirstStepComputesEveryDeferredPairThenDecodesAsBaseline) {
+  auto model = test::make_model(test::arch_variants()[0], DType::F32);
+  const ModelConfig& c = model->config();
+  const int L = c.n_layers, n = 90;
+  const PruneSchedule sched = PruneSchedule::parse("complete:1:0.3,2:0.5", L);
+  EXPECT_EQ(sched.to_string(), "complete:1:0.3,2:0.5");
+  test::ReferenceModel ref_model(*model);
+  test::ReferenceLazy ref(ref_model, sched.keep_per_layer(L));
+  SessionOptions opt;
+  opt.n_threads = 2;
+  opt.kv_f16 = false;
+  opt.prune = sched;
+  Session s(model, opt);
+  auto prompt = random_tokens(n, c.n_vocab, 8);
+  std::vector<int> pv(prompt.begin(), prompt.end());
+  ref.prefill(pv);
+  s.prefill(prompt);
+  const int64_t prefill_pairs = s.stats().token_layers_computed;
+  const int64_t selections = s.stats().selections;
+  ASSERT_GT(s.stats().aux_cache_entries, 0);
+  ref.set_keep(std::vector<double>(L, 1.0));
+  for (int step = 0; step < 3; ++step) {
+    const int32_t next = argmax(s.logits());
+    s.decode(next);
+    const test::Vec want = ref.decode(next);
+    double scale = 0;
+    for (double x : want) scale = std::max(scale, std::fabs(x));
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_NEAR(s.logits()[i], want[i], 1e-4 * std::max(1.0, scale)) << "step " << step << " logit " << i;
+    if (step == 0) {
+      EXPECT_EQ(s.stats().aux_cache_entries, 0);
+      EXPECT_EQ(s.stats().token_layers_computed, int64_t{n + 1} * L);
+      EXPECT_EQ(s.stats().revived, int64_t{n} * L - prefill_pairs);
+      EXPECT_EQ(s.stats().lazy_decode, "complete");
+      for (int t = 0; t <= n; ++t) ASSERT_EQ(s.state().kv().depth(t), L) << "token " << t;
+    }
+  }
+  EXPECT_EQ(s.stats().selections, selections);  // decode selected nothing
+  EXPECT_EQ(s.stats().revived, ref.revived);
+}
+
+// The default decode rule on the CPU is the paper's re-selection.
+TEST(LazyComplete, AutoReselectsOnTheCpu) {
+  auto model = test::make_model(test::arch_variants()[0], DType::F32);
+  SessionOptions opt;
+  opt.n_threads = 1;
+  opt.prune = PruneSchedule::parse("1:0.3,2:0.5", model->config().n_layers);
+  Session s(model, opt);
+  s.prefill(random_tokens(60, model->config().n_vocab, 2));
+  const int64_t before = s.stats().selections;
+  s.decode(argmax(s.logits()));
+  EXPECT_EQ(s.stats().lazy_decode, "reselect");
+  EXPECT_GT(s.stats().selections, before);
+}
+
+}  // namespace
+}  // namespace lazyllm

@@ -107,13 +107,24 @@ enum class PruneSelection {
   kRandom,  // seeded random tokens in prefill (same counts); decode as kStatic
 };
 
+// How LazyLLM decodes after a pruned prefill (kLazy selection only; the ablations never revive).
+enum class LazyDecode {
+  kAuto,      // kReselect on the CPU, kComplete on the GPU (where a re-selecting step still costs
+              // more than a baseline step; see docs/lazyllm.md)
+  kReselect,  // the paper's: every step re-selects from the new token's attention and revives
+  kComplete,  // the first decode step computes every deferred (token, layer) pair in one batch,
+              // with the prefill's products; later steps are baseline steps over the full cache
+};
+
 struct PruneSchedule {
   std::vector<PrunePoint> points;  // sorted by layer, layers in [1, n_layers)
   PruneSelection selection = PruneSelection::kLazy;
+  LazyDecode decode = LazyDecode::kAuto;
   uint64_t seed = 0;  // kRandom only: the same seed and prompt give the same tokens
   bool empty() const { return points.empty(); }
   // Parses "[MODE:]L:k,L:k,...": L a layer index, or a fraction of depth in (0,1) such as 0.3;
-  // k the fraction kept. MODE is "lazy" (the default), "static", "random" or "random@SEED".
+  // k the fraction kept. MODE is "lazy" (the default), "reselect" or "complete" (lazy with that
+  // decode rule; see LazyDecode), "static", "random" or "random@SEED".
   // Throws Error on malformed specs or out-of-range values. to_string() parses back to the same.
   static PruneSchedule parse(std::string_view spec, int n_layers);
   // The default schedule (see docs/lazyllm.md for how it was chosen).
@@ -192,6 +203,8 @@ struct SessionStats {
   std::vector<int> alive_per_layer;          // prompt tokens computed at each layer in prefill
   int64_t revived = 0;                       // (token, layer) revivals during decode
   int64_t selections = 0;                    // LazyLLM selections run (pruning layers, prefill and decode)
+  // With a LazyLLM schedule after a pruned prefill: how decode runs, "reselect" or "complete".
+  std::string lazy_decode;
   // With a schedule: "on", or "off: <why>" when the cost model judged that pruning this prompt
   // cannot pay (SessionOptions::prune_policy); empty without a schedule.
   std::string pruning;

@@ -147,6 +147,11 @@ const DecodeLayerPlan& DecodeStep::next_layer(std::span<const float> importance)
     plan.key_slots[i] = index_.slot(l, plan.keys[i]);
     plan.all_keys = plan.all_keys && plan.key_slots[i] == static_cast<int32_t>(i);
   }
+  plan.row_keys.resize(plan.rows.size());
+  for (size_t r = 0, v = 0; r < plan.rows.size(); ++r) {
+    while (v < plan.keys.size() && plan.keys[v] <= plan.rows[r]) ++v;
+    plan.row_keys[r] = static_cast<int32_t>(v);
+  }
   plan.want_importance = l + 1 < s_.n_layers() && s_.prunes[l + 1] && reselects;
   carry_.assign(plan.rows.begin(), plan.rows.end() - 1);
   return plan;

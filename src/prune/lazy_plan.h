@@ -71,6 +71,8 @@ struct DecodeLayerPlan {
   // Tokens the rows attend to (causally by position), by position, the new token last, and
   // their slots at this layer (the rows' own slots included: they are stored first).
   std::vector<int32_t> keys, key_slots;
+  // Per row: how many keys it sees (keys are by position, so a prefix; the new token sees all).
+  std::vector<int32_t> row_keys;
   int slot0 = 0;  // the rows take slots slot0, slot0 + 1, ...
   bool want_importance = false;  // hand the new token's head-averaged attention over keys back
   bool all_keys = false;         // keys are every slot [0, key count) of the layer, in slot order

@@ -27,11 +27,13 @@ void parse_selection(std::string_view& rest, std::string_view spec, PruneSchedul
   const size_t at = word.find('@');
   const std::string_view mode = word.substr(0, at);
   if (mode == "lazy") s.selection = PruneSelection::kLazy;
+  else if (mode == "reselect") s.decode = LazyDecode::kReselect;
+  else if (mode == "complete") s.decode = LazyDecode::kComplete;
   else if (mode == "static") s.selection = PruneSelection::kStatic;
   else if (mode == "random") s.selection = PruneSelection::kRandom;
   else
     throw Error("invalid prune schedule '" + std::string(spec) + "': unknown selection '" + std::string(mode) +
-                "' (lazy, static, random or random@SEED)");
+                "' (lazy, reselect, complete, static, random or random@SEED)");
   if (at != std::string_view::npos) {
     const std::string_view seed = word.substr(at + 1);
     auto [p, ec] = std::from_chars(seed.data(), seed.data() + seed.size(), s.seed);
@@ -100,6 +102,8 @@ std::vector<double> PruneSchedule::keep_per_layer(int n_layers) const {
 
 std::string PruneSchedule::to_string() const {
   std::ostringstream o;
+  if (decode == LazyDecode::kReselect) o << "reselect:";
+  if (decode == LazyDecode::kComplete) o << "complete:";
   if (selection == PruneSelection::kStatic) o << "static:";
   if (selection == PruneSelection::kRandom) o << "random" << (seed ? "@" + std::to_string(seed) : "") << ":";
   for (size_t i = 0; i < points.size(); ++i) {

@@ -82,7 +82,7 @@ void ForwardState::for_rows(int m, const std::function<void(int)>& fn) {
 }
 
 void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, int slot0, bool want_importance,
-                                 std::span<const int32_t> key_slots) {
+                                 std::span<const int32_t> key_slots, const int32_t* row_keys) {
   const LayerWeights& L = w_.layers[l];
   const int d = c_.n_embd, hd = c_.head_dim;
   const int qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
@@ -114,7 +114,7 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, int
   for (int i = 0; i < m; ++i) kv_.write(l, slot0 + i, pos[i], s.k.data() + int64_t{i} * kvd, s.v.data() + int64_t{i} * kvd);
 
   if (!key_slots.empty()) {
-    attention_decode(l, key_slots, s.q.data(), pos, m, s.att.data(), want_importance);
+    attention_decode(l, key_slots, row_keys, s.q.data(), m, s.att.data(), want_importance);
   } else {
     attention_prefill(l, n_old, s.q.data(), m, s.att.data(), want_importance);
   }
@@ -163,13 +163,13 @@ void ForwardState::attention_prefill(int l, int n_old, float* q, int m, float* o
       f16_to_f32(kv.v16(j0), s.vf.data() + int64_t{j0} * kvd, int64_t{j1 - j0} * kvd);
     });
   }
-  std::vector<int> visible(m);
+  std::vector<int32_t> visible(m);
   for (int r = 0; r < m; ++r) visible[r] = n_old + r + 1;
   attention_gemm(q, m, f16 ? s.kf.data() : kv.k32(0), f16 ? s.vf.data() : kv.v32(0), n_keys, visible.data(), out,
                  want_importance, f16);
 }
 
-void ForwardState::attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int* visible,
+void ForwardState::attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int32_t* visible,
                                   float* out, bool want_importance, bool f16) {
   const int hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
   const int group = c_.n_heads / c_.n_kv_heads;
@@ -207,7 +207,7 @@ void ForwardState::attention_gemm(float* q, int m, const float* kf, const float*
 // Decode: queries attend to the listed slots only (the selected set), masked by position. The
 // new token alone (a plain decode step) reads the half-precision rows directly; a batch with
 // revived rows gathers the listed keys once and runs the prefill's matrix products.
-void ForwardState::attention_decode(int l, std::span<const int32_t> slots, float* q, const int32_t* qpos, int m,
+void ForwardState::attention_decode(int l, std::span<const int32_t> slots, const int32_t* visible, float* q, int m,
                                     float* out, bool want_importance) {
   const LayerKV& kv = kv_.layer(l);
   const int hd = c_.head_dim, qd = c_.n_heads * hd;
@@ -218,13 +218,7 @@ void ForwardState::attention_decode(int l, std::span<const int32_t> slots, float
   const bool f16 = kv.is_f16();
   const int kvd = kv.kv_dim();
 
-  // Keys visible to each query row: all listed keys at or before its position. The keys are
-  // sorted by position, so that is a prefix.
-  std::vector<int> visible(m);
-  for (int r = 0, v = 0; r < m; ++r) {
-    while (v < n_keys && kv.pos(slots[v]) <= qpos[r]) ++v;
-    visible[r] = v;
-  }
+  // visible[r]: the keys row r sees (the plan's row_keys: keys are by position, so a prefix).
   if (m >= kBatchedDecodeRows) {
     s.kf.resize(static_cast<size_t>(n_keys) * kvd);
     s.vf.resize(static_cast<size_t>(n_keys) * kvd);
@@ -243,7 +237,7 @@ void ForwardState::attention_decode(int l, std::span<const int32_t> slots, float
         }
       }
     });
-    attention_gemm(q, m, s.kf.data(), s.vf.data(), n_keys, visible.data(), out, want_importance, f16);
+    attention_gemm(q, m, s.kf.data(), s.vf.data(), n_keys, visible, out, want_importance, f16);
     return;
   }
 
@@ -329,7 +323,7 @@ void ForwardState::prefill(std::span<const int32_t> tokens, const LayerSchedule&
     }
     const int slot0 = record_prefill_layer(index, counters_, l, prev, alive);
     counters_.alive_per_layer[l] = static_cast<int>(alive.size());
-    layer_forward(l, h.data(), static_cast<int>(alive.size()), alive.data(), slot0, plan.want_importance[l], {});
+    layer_forward(l, h.data(), static_cast<int>(alive.size()), alive.data(), slot0, plan.want_importance[l]);
     if (progress) progress(l + 1, n_layers);
   }
   compute_logits(h.data() + (alive.size() - 1) * d);
@@ -363,7 +357,8 @@ void ForwardState::decode(int32_t token, const LayerSchedule& sched) {
       const float* src = plan.row_src[i] >= 0 ? prev.data() + int64_t{plan.row_src[i]} * d : aux_.get(plan.rows[i]);
       std::copy(src, src + d, rows.data() + int64_t{i} * d);
     }
-    layer_forward(l, rows.data(), m, plan.rows.data(), plan.slot0, plan.want_importance, plan.key_slots);
+    layer_forward(l, rows.data(), m, plan.rows.data(), plan.slot0, plan.want_importance, plan.key_slots,
+                  plan.row_keys.data());
     importance = importance_;
     if (record_selection_) selection_[l].assign(step.selected().begin(), step.selected().end());
     prev.swap(rows);

@@ -64,14 +64,14 @@ class ForwardState final : public ForwardBackend {
   // from slot slot0 on. Prefill (key_slots empty) attends to every slot of the layer; decode to
   // the listed slots.
   void layer_forward(int l, float* h, int m, const int32_t* pos, int slot0, bool want_importance,
-                     std::span<const int32_t> key_slots);
+                     std::span<const int32_t> key_slots = {}, const int32_t* row_keys = nullptr);
   void attention_prefill(int l, int n_old, float* q, int m, float* out, bool want_importance);
-  void attention_decode(int l, std::span<const int32_t> key_slots, float* q, const int32_t* qpos, int m,
+  void attention_decode(int l, std::span<const int32_t> key_slots, const int32_t* row_keys, float* q, int m,
                         float* out, bool want_importance);
   // Causal attention of m query rows (in position order) over n_keys keys held as contiguous
   // float rows kf/vf: row r sees keys [0, visible[r]), visible nondecreasing. As matrix products
   // per (head, block of rows); Q and the probabilities rounded to half when f16.
-  void attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int* visible,
+  void attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int32_t* visible,
                       float* out, bool want_importance, bool f16);
   void average_importance(int n_keys);
   void for_rows(int m, const std::function<void(int)>& fn);

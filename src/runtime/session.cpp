@@ -99,7 +99,14 @@ void Session::prefill(std::span<const int32_t> tokens) {
 void Session::decode(int32_t token) {
   const int n_layers = model_->config().n_layers;
   auto t0 = std::chrono::steady_clock::now();
-  backend_->decode(token, pruned_ ? *schedule_ : *baseline_);
+  // After a pruned prefill, LazyLLM decodes by its rule: re-selecting every step, or computing
+  // every deferred pair in the first step (a decode step with nothing pruned revives all of them
+  // in one batch; every later step finds the full cache and is a baseline step).
+  const bool reselect = pruned_ && (options_.prune.selection != PruneSelection::kLazy ||
+                                    options_.prune.decode == LazyDecode::kReselect ||
+                                    (options_.prune.decode == LazyDecode::kAuto && options_.device == Device::Cpu));
+  if (pruned_ && options_.prune.selection == PruneSelection::kLazy) stats_.lazy_decode = reselect ? "reselect" : "complete";
+  backend_->decode(token, reselect ? *schedule_ : *baseline_);
   stats_.decode_ms += ms_since(t0);
   history_.push_back(token);
   ++stats_.generated_tokens;

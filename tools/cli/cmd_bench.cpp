@@ -19,6 +19,7 @@ struct BenchArgs {
   std::string model;
   std::vector<int> prompt_lens{512};
   int gen_len = 32;
+  std::vector<int> e2e_at;  // answer lengths (<= gen_len) whose end-to-end time is reported too
   int reps = 3;
   int warmup = 1;
   int threads = 0;
@@ -33,6 +34,8 @@ struct BenchArgs {
 struct Samples {
   std::vector<double> ttft_ms, prefill_tok_s, decode_tok_s, decode_ms_per_token, e2e_ms, computed_fraction,
       prefill_computed_fraction;
+  std::vector<std::vector<double>> e2e_at_ms;  // per BenchArgs::e2e_at
+  std::string lazy_decode;  // "reselect" or "complete" (SessionStats::lazy_decode)
   std::string pruning;  // the session's word on whether its schedule ran (see SessionStats::pruning)
 };
 
@@ -44,7 +47,8 @@ int32_t argmax(std::span<const float> v) {
 }
 
 // One measured run: prefill the prompt, pick the first token (TTFT), then decode gen_len-1 more.
-void run_once(Session& s, const std::vector<int32_t>& prompt, int gen_len, Samples& out) {
+void run_once(Session& s, const std::vector<int32_t>& prompt, int gen_len, const std::vector<int>& e2e_at,
+              Samples& out) {
   s.reset();
   auto t0 = std::chrono::steady_clock::now();
   s.prefill(prompt);
@@ -53,9 +57,17 @@ void run_once(Session& s, const std::vector<int32_t>& prompt, int gen_len, Sampl
   const double prefill_ms = s.stats().prefill_ms;
   out.prefill_computed_fraction.push_back(s.stats().prefill_computed_fraction);
   auto t1 = std::chrono::steady_clock::now();
+  out.e2e_at_ms.resize(e2e_at.size());
+  auto checkpoint = [&](int tokens) {  // the answer so far has `tokens` tokens
+    for (size_t k = 0; k < e2e_at.size(); ++k)
+      if (e2e_at[k] == tokens)
+        out.e2e_at_ms[k].push_back(ttft + std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count());
+  };
+  checkpoint(1);
   for (int i = 1; i < gen_len; ++i) {
     s.decode(next);
     next = argmax(s.logits());
+    checkpoint(i + 1);
   }
   const double decode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
   out.ttft_ms.push_back(ttft);
@@ -67,6 +79,7 @@ void run_once(Session& s, const std::vector<int32_t>& prompt, int gen_len, Sampl
   }
   out.computed_fraction.push_back(s.stats().computed_fraction);
   out.pruning = s.stats().pruning;
+  out.lazy_decode = s.stats().lazy_decode;
 }
 
 nlohmann::json samples_json(const Samples& s) {
@@ -78,18 +91,28 @@ nlohmann::json samples_json(const Samples& s) {
     j["decode_ms_per_token"] = to_json(summarize(s.decode_ms_per_token));
   }
   if (!s.pruning.empty()) j["pruning"] = s.pruning;
+  if (!s.lazy_decode.empty()) j["lazy_decode"] = s.lazy_decode;
   j["computed_fraction"] = summarize(s.computed_fraction).median;
   j["prefill_computed_fraction"] = summarize(s.prefill_computed_fraction).median;
   return j;
 }
 
+// End-to-end medians at each requested answer length, keyed by the length.
+nlohmann::json e2e_at_json(const std::vector<int>& at, const Samples& s) {
+  nlohmann::json j = nlohmann::json::object();
+  for (size_t k = 0; k < at.size() && k < s.e2e_at_ms.size(); ++k) j[std::to_string(at[k])] = summarize(s.e2e_at_ms[k]).median;
+  return j;
+}
+
 int bench(const BenchArgs& a) {
+  for (int k : a.e2e_at)
+    if (k > a.gen_len) throw Error("--e2e-at " + std::to_string(k) + " is past --gen-len " + std::to_string(a.gen_len));
   auto model = Model::load(a.model);
   const ModelConfig& c = model->config();
   const auto schedules = a.prune.resolve_all(c.n_layers);
   std::mt19937_64 rng(a.seed);
   int cold_offset = 0;  // --cold: every measured run gets a prompt length not run before
-  for (int n : a.prompt_lens) {
+  for (const int& n : a.prompt_lens) {
     SessionOptions base_opt;
     base_opt.n_ctx = n + a.gen_len + (a.cold ? (a.warmup + a.reps) * (1 + static_cast<int>(schedules.size())) : 0);
     base_opt.n_threads = a.threads;
@@ -110,10 +133,23 @@ int bench(const BenchArgs& a) {
     std::vector<int32_t> prompt(n + (a.cold ? static_cast<int>(base_opt.n_ctx) - n - a.gen_len : 0));
     std::uniform_int_distribution<int32_t> dist(0, c.n_vocab - 1);
     for (auto& t : prompt) t = dist(rng);
+    if (a.cold && &n == &a.prompt_lens.front()) {
+      // What a long-running process has done before its first request at a new length (module
+      // loading, library handles, the pruning kernels) stays out of the cold numbers: one untimed
+      // run per schedule at a length no measured run uses.
+      std::vector<int32_t> other(std::min(257, static_cast<int>(prompt.size())), 1);
+      for (size_t i = 0; i < opts.size(); ++i) {
+        SessionOptions o = opts[i];
+        o.prune_policy = PrunePolicy::kAlways;
+        Session warm(model, o);
+        Samples ignored;
+        run_once(warm, other, std::min(a.gen_len, 4), {}, ignored);
+      }
+    }
     auto run = [&](size_t i, Samples& out) {
-      if (!a.cold) return run_once(*sessions[i], {prompt.begin(), prompt.begin() + n}, a.gen_len, out);
+      if (!a.cold) return run_once(*sessions[i], {prompt.begin(), prompt.begin() + n}, a.gen_len, a.e2e_at, out);
       Session fresh(model, opts[i]);
-      run_once(fresh, {prompt.begin(), prompt.begin() + n + cold_offset++}, a.gen_len, out);
+      run_once(fresh, {prompt.begin(), prompt.begin() + n + cold_offset++}, a.gen_len, a.e2e_at, out);
     };
 
     // Baseline and every schedule alternate within each repetition.
@@ -144,6 +180,7 @@ int bench(const BenchArgs& a) {
     common["prefill_tok_s"] = summarize(sb.prefill_tok_s).median;
     common["decode_tok_s"] = summarize(sb.decode_tok_s).median;
     common["e2e_ms"] = summarize(sb.e2e_ms).median;
+    if (!a.e2e_at.empty()) common["e2e_ms_at"] = e2e_at_json(a.e2e_at, sb);
     auto print_base = [&] {
       std::printf("prompt %6d%s | baseline ttft %9.1f ms | prefill %8.1f tok/s | decode %7.2f tok/s | e2e %9.1f ms", n,
                   a.cold ? " cold" : "", tb.median, common["prefill_tok_s"].get<double>(),
@@ -168,6 +205,12 @@ int bench(const BenchArgs& a) {
       j["e2e_ms_baseline"] = common["e2e_ms"];
       j["e2e_ms_lazy"] = e2e_lazy;
       j["e2e_ratio"] = e2e_lazy / common["e2e_ms"].get<double>();
+      if (!a.e2e_at.empty()) {
+        j["e2e_ms_at_lazy"] = e2e_at_json(a.e2e_at, sl[i]);
+        nlohmann::json r = nlohmann::json::object();
+        for (auto& [k, v] : j["e2e_ms_at_lazy"].items()) r[k] = v.get<double>() / common["e2e_ms_at"][k].get<double>();
+        j["e2e_ratio_at"] = r;
+      }
       // At first token (what the TTFT speedup should track) and after the generated tokens.
       j["computed_fraction"] = summarize(sl[i].prefill_computed_fraction).median;
       j["computed_fraction_after_generation"] = summarize(sl[i].computed_fraction).median;
@@ -196,13 +239,18 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
   cmd->add_option("--prompt-len", a->prompt_lens, "Prompt lengths, comma-separated")->delimiter(',')->check(CLI::Range(1, 1 << 22));
   cmd->add_option("--gen-len", a->gen_len, "Tokens generated per run")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--e2e-at", a->e2e_at,
+                  "Also report the end-to-end time at these answer lengths (comma-separated, each <= --gen-len)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--reps", a->reps, "Measured repetitions")->check(CLI::Range(1, 1000));
   cmd->add_option("--warmup", a->warmup, "Unmeasured warm-up repetitions")->check(CLI::Range(0, 100));
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--seed", a->seed, "Seed of the random prompt");
   cmd->add_flag("--json", a->json, "Print one JSON object per prompt length");
   cmd->add_flag("--cold", a->cold,
-                "Measure first requests: a fresh session and a prompt length not run before for every run (lengths n, n+1, ...)");
+                "Measure first requests: a fresh session and a prompt length not run before for every run (lengths n, n+1, "
+                "...), after one untimed run per schedule at another length (what a running process has already loaded)");
   cmd->add_flag("--f32-math", a->f32_math,
                 "Keep every product in f32 (default: bf16 prefill and 8-bit decode activations for quantized weights where the CPU has them)");
   a->device.add_to(cmd);

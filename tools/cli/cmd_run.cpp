@@ -29,6 +29,7 @@ nlohmann::json lazy_json(const SessionStats& s) {
           {"alive_per_layer", s.alive_per_layer},
           {"revived", s.revived},
           {"pruning", s.pruning},
+          {"lazy_decode", s.lazy_decode},
           {"aux_cache_bytes", s.aux_cache_bytes}};
 }
 

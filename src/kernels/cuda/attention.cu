@@ -61,7 +61,8 @@ struct RowBlock {
       : r0((gridDim.x - 1 - blockIdx.x) * BR),
         h(blockIdx.y),
         g(blockIdx.y / (a.n_heads / a.n_kv_heads)),
-        key_end(a.key_slots ? a.n_keys : a.n_old + min(a.m, r0 + BR)) {}
+        key_end(a.key_slots ? (a.row_key_end ? a.row_key_end[min(a.m, r0 + BR) - 1] : a.n_keys)
+                            : a.n_old + min(a.m, r0 + BR)) {}
   __device__ __forceinline__ int tiles(int bc) const { return (key_end + bc - 1) / bc; }
 };
 

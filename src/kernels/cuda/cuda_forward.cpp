@@ -77,6 +77,7 @@ struct LayerCall {
   int n_keys = 0;
   const int32_t* n_keys_dev = nullptr;
   const int32_t* key_slots = nullptr;
+  const int32_t* row_key_end = nullptr;  // listed keys: keys visible to each row (optional)
   bool want_importance = false;  // the last row's head-averaged probabilities into importance_d_
 };
 
@@ -149,7 +150,7 @@ class CudaForward final : public ForwardBackend {
   bool pdl_ = true;  // programmatic dependent launch for this session's kernels (see pdl.h)
   DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
   DeviceBuffer<half_t> q_;
-  DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_;
+  DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_, row_keys_d_;
   // Prefill's alive positions per pruning step (list e at e * n) and the selection's output.
   DeviceBuffer<int32_t> alive_pos_d_, dest_d_;
   PinnedBuffer<int32_t> alive_pos_h_;
@@ -201,7 +202,8 @@ CudaForward::CudaForward(const Model& model, int n_ctx)
   logits_d_.ensure(c_.n_vocab);
   logits_h_.ensure(c_.n_vocab);
   // Index buffers at full size once, so no reallocation happens under queued kernels.
-  for (auto* b : {&tokens_d_, &pos_d_, &src_idx_d_, &dst_idx_d_, &key_slots_d_, &dest_d_}) b->ensure(n_ctx + 1);
+  for (auto* b : {&tokens_d_, &pos_d_, &src_idx_d_, &dst_idx_d_, &key_slots_d_, &row_keys_d_, &dest_d_})
+    b->ensure(n_ctx + 1);
   step_d_.ensure(4);
   step_h_.ensure(4);
   // Decode attention's partial results for one row over the whole context, so decode graphs
@@ -320,6 +322,7 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
   cuda::AttentionArgs aa{q_.get(), m, c.d_pos, kc, vc, kpos, c.key_slots, c.n_keys, c.slot0,
                          c_.n_heads, c_.n_kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd)), att_.get()};
   aa.n_keys_dev = c.n_keys_dev;
+  aa.row_key_end = c.row_key_end;
   const size_t scratch = cuda::attention_scratch_floats(aa);
   if (scratch) grow(att_scratch_, scratch);
   cuda::attention(aa, att_scratch_.get(), stream_);
@@ -582,6 +585,10 @@ void CudaForward::decode(int32_t token, const LayerSchedule& sched) {
     if (!plan.all_keys) {
       upload(key_slots_d_, plan.key_slots);
       c.key_slots = key_slots_d_.get();
+      if (m > 16) {  // batches the flash kernels take: each block of rows stops at its own keys
+        upload(row_keys_d_, plan.row_keys);
+        c.row_key_end = row_keys_d_.get();
+      }
     }
     c.want_importance = plan.want_importance;
     layer_kernels(l, h_[cur].get(), c);

@@ -72,6 +72,10 @@ struct AttentionArgs {
   // When set (decode graphs, every slot a key), the number of keys is read from here and n_keys
   // is only the capacity the launch is sized for.
   const int32_t* n_keys_dev = nullptr;
+  // Listed keys only, optional: keys visible to each row (listed keys and rows both in position
+  // order, so a row sees a prefix). A block of rows then stops at its last row's keys instead of
+  // scanning every listed key (decode batches of revived rows spread over the whole prompt).
+  const int32_t* row_key_end = nullptr;
 };
 // Scratch floats attention() needs for its split-key partial results.
 size_t attention_scratch_floats(const AttentionArgs& a);
