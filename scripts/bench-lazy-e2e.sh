@@ -31,12 +31,12 @@ done
 python3 - "$OUT" $MODES <<'PY'
 import json, sys
 out, modes = sys.argv[1], sys.argv[2:]
-print(f"{'prompt':>7} {'mode':>5} {'ttft base':>10} {'ttft lazy':>10} {'speedup':>8} {'dec ms base':>11} {'dec ms lazy':>11}  e2e lazy/base at answer lengths")
+print(f"{'prompt':>7} {'mode':>5} {'schedule':>12} {'ttft base':>10} {'ttft lazy':>10} {'speedup':>8} {'dec ms base':>11} {'dec ms lazy':>11}  e2e lazy/base at answer lengths")
 for mode in modes:
     for line in open(f"{out}/e2e-{mode}.jsonl"):
         j = json.loads(line)
         at = " ".join(f"{k}:{v:.3f}" for k, v in j.get("e2e_ratio_at", {}).items())
         dec = lambda s: s.get("decode_ms_per_token", {}).get("median", float("nan"))
-        print(f"{j['prompt_len']:>7} {mode:>5} {j['ttft_ms_baseline']:>10.1f} {j['ttft_ms_lazy']:>10.1f} {j['speedup']:>7.2f}x"
-              f" {dec(j['baseline']):>11.2f} {dec(j['lazy']):>11.2f}  {at}  pruning {j['lazy'].get('pruning', '')}")
+        print(f"{j['prompt_len']:>7} {mode:>5} {j['schedule_name'][:12]:>12} {j['ttft_ms_baseline']:>10.1f} {j['ttft_ms_lazy']:>10.1f} {j['speedup']:>7.2f}x"
+              f" {dec(j['baseline']):>11.2f} {dec(j['lazy']):>11.2f}  {at}  {j['lazy'].get('lazy_decode', '')} pruning {j['lazy'].get('pruning', '')[:40]}")
 PY

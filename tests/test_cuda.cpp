@@ -306,8 +306,9 @@ TEST(CudaLazy, CompleteFollowsTheCpu) {
   LAZYLLM_REQUIRE_GPU();
   auto model = test::make_model(test::arch_variants()[0], DType::BF16);
   const int L = model->config().n_layers;
-  auto prompt = random_tokens(180, model->config().n_vocab, 17);
-  SessionOptions co = options(Device::Cpu, 256);
+  // 400 tokens: the completing step computes 240 rows at layer 1, enough to gather their keys.
+  auto prompt = random_tokens(400, model->config().n_vocab, 17);
+  SessionOptions co = options(Device::Cpu, 512);
   co.prune = PruneSchedule::parse("complete:1:0.4,2:0.5", L);
   SessionOptions go = co;
   go.device = Device::Cuda;

@@ -186,6 +186,11 @@ TEST(CostModel, TinyModelShortPromptsStayUnprunedOnGpuOnly) {
   EXPECT_FALSE(short_gpu.prune);
   EXPECT_NE(short_gpu.why.find("off: estimated saving"), std::string::npos) << short_gpu.why;
   EXPECT_TRUE(judge_prefill(*model, plan_prefill(4000, s), 0, gpu).prune);
+  // Completing the deferred pairs in the first decode step has a fixed cost of its own.
+  const PruneVerdict completing = judge_prefill(*model, plan_prefill(4000, s), 0, gpu, /*completes=*/true);
+  EXPECT_FALSE(completing.prune);
+  EXPECT_NE(completing.why.find("completing step"), std::string::npos) << completing.why;
+  EXPECT_TRUE(judge_prefill(*model, plan_prefill(512, s), 0, cpu, true).prune);
   EXPECT_TRUE(judge_prefill(*model, plan_prefill(512, s), 0, cpu).prune);
   // The saving grows with the prompt.
   EXPECT_LT(judge_prefill(*model, plan_prefill(1000, s), 0, gpu).saved_ms,

@@ -250,6 +250,9 @@ class Session {
   int n_ctx_ = 0;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ForwardBackend> backend_;
+  // Whether decode after a pruned prefill follows the schedule (re-selection, or the ablations'
+  // fixed sets) rather than completing the deferred pairs (LazyDecode).
+  bool reselects() const;
   std::unique_ptr<LayerSchedule> schedule_, baseline_;
   bool pruned_ = false;  // a prefill of this context ran the schedule: decode follows it
   ForwardState* cpu_state_ = nullptr;  // backend_ when it is the CPU one

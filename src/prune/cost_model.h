@@ -20,6 +20,8 @@ struct DeviceCost {
   double flops_per_s = 0;        // dense products at this model's width
   double bytes_per_s = 0;        // weight streaming
   double pruning_layer_s = 0;    // fixed cost of one pruning layer (selection, compaction, launches)
+  double completion_layer_s = 0; // fixed cost per layer of the decode step that completes the
+                                 // deferred pairs (LazyDecode::kComplete): its launches and copies
   double bytes_per_param = 0;    // weights as the device holds them (0: as stored in the file)
 };
 DeviceCost device_cost(Device d, const Model& model, int n_threads);
@@ -33,7 +35,10 @@ struct PruneVerdict {
 
 inline constexpr double kPruneMargin = 1.5;
 
-// The verdict for a prefill of `plan.count[0]` tokens after n_past cached ones.
-PruneVerdict judge_prefill(const Model& model, const PrefillPlan& plan, int n_past, const DeviceCost& cost);
+// The verdict for a prefill of `plan.count[0]` tokens after n_past cached ones. `completes`: the
+// first decode step will compute the deferred pairs (LazyDecode::kComplete), whose fixed cost
+// then counts against the saving too (the deferred work itself is the saving paid back).
+PruneVerdict judge_prefill(const Model& model, const PrefillPlan& plan, int n_past, const DeviceCost& cost,
+                           bool completes = false);
 
 }  // namespace lazyllm

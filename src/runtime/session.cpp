@@ -53,6 +53,11 @@ ForwardState& Session::state() {
 
 Session::~Session() = default;
 
+bool Session::reselects() const {
+  return options_.prune.selection != PruneSelection::kLazy || options_.prune.decode == LazyDecode::kReselect ||
+         (options_.prune.decode == LazyDecode::kAuto && options_.device == Device::Cpu);
+}
+
 int Session::n_past() const { return backend_->n_past(); }
 
 std::span<const float> Session::logits() const { return backend_->logits(); }
@@ -74,7 +79,8 @@ void Session::prefill(std::span<const int32_t> tokens) {
     stats_.pruning = "on";
     if (options_.prune_policy == PrunePolicy::kAuto && !options_.force_selection) {
       const PruneVerdict v = judge_prefill(*model_, plan_prefill(static_cast<int>(tokens.size()), *schedule_),
-                                           backend_->n_past(), device_cost(options_.device, *model_, pool_->size()));
+                                           backend_->n_past(), device_cost(options_.device, *model_, pool_->size()),
+                                           !reselects());
       stats_.pruning = v.why;
       if (!v.prune) sched = baseline_.get();
     }
@@ -102,9 +108,7 @@ void Session::decode(int32_t token) {
   // After a pruned prefill, LazyLLM decodes by its rule: re-selecting every step, or computing
   // every deferred pair in the first step (a decode step with nothing pruned revives all of them
   // in one batch; every later step finds the full cache and is a baseline step).
-  const bool reselect = pruned_ && (options_.prune.selection != PruneSelection::kLazy ||
-                                    options_.prune.decode == LazyDecode::kReselect ||
-                                    (options_.prune.decode == LazyDecode::kAuto && options_.device == Device::Cpu));
+  const bool reselect = pruned_ && reselects();
   if (pruned_ && options_.prune.selection == PruneSelection::kLazy) stats_.lazy_decode = reselect ? "reselect" : "complete";
   backend_->decode(token, reselect ? *schedule_ : *baseline_);
   stats_.decode_ms += ms_since(t0);

@@ -61,8 +61,8 @@ struct RowBlock {
       : r0((gridDim.x - 1 - blockIdx.x) * BR),
         h(blockIdx.y),
         g(blockIdx.y / (a.n_heads / a.n_kv_heads)),
-        key_end(a.key_slots ? (a.row_key_end ? a.row_key_end[min(a.m, r0 + BR) - 1] : a.n_keys)
-                            : a.n_old + min(a.m, r0 + BR)) {}
+        key_end(a.row_key_end ? a.row_key_end[min(a.m, r0 + BR) - 1]
+                              : a.key_slots ? a.n_keys : a.n_old + min(a.m, r0 + BR)) {}
   __device__ __forceinline__ int tiles(int bc) const { return (key_end + bc - 1) / bc; }
 };
 
@@ -624,7 +624,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
 
     // Keys of this tile up to slot n_old + r0 are visible to every row of the block; a tile
     // reaching past that (or listed keys, in any order) is masked by position.
-    const bool masked = a.key_slots != nullptr || k0 + BC > a.n_old + r0 + 1;
+    const bool masked = a.key_slots != nullptr || a.row_key_end != nullptr || k0 + BC > a.n_old + r0 + 1;
     if (masked) {
 #pragma unroll
       for (int n = 0; n < BC / 8; ++n) {

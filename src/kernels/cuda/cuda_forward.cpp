@@ -54,6 +54,10 @@ using cuda::PinnedBuffer;
 
 constexpr int kFfnChunkRows = 8192;  // bounds the n_ff-wide buffers during long prefills
 constexpr int kGraphBucket = 1024;   // decode graphs are captured per this many keys of capacity
+// Decode batches of this many rows (revivals, completion) gather their listed keys into contiguous
+// rows so the prefill's TMA kernel runs instead of the listed-key one (a gather costs one read
+// and write of the keys; the attention it speeds up reads them once per block of rows).
+constexpr int kGatherRows = 128;
 
 // Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k (bf16);
 // beta = 1 accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernel.
@@ -78,6 +82,7 @@ struct LayerCall {
   const int32_t* n_keys_dev = nullptr;
   const int32_t* key_slots = nullptr;
   const int32_t* row_key_end = nullptr;  // listed keys: keys visible to each row (optional)
+  bool gather_keys = false;  // copy the listed keys together first, so the prefill's fastest kernel runs
   bool want_importance = false;  // the last row's head-averaged probabilities into importance_d_
 };
 
@@ -150,6 +155,9 @@ class CudaForward final : public ForwardBackend {
   bool pdl_ = true;  // programmatic dependent launch for this session's kernels (see pdl.h)
   DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
   DeviceBuffer<half_t> q_;
+  // Listed keys gathered together for large decode batches (revivals, completion).
+  DeviceBuffer<half_t> k_gather_, v_gather_;
+  DeviceBuffer<int32_t> pos_gather_;
   DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_, row_keys_d_;
   // Prefill's alive positions per pruning step (list e at e * n) and the selection's output.
   DeviceBuffer<int32_t> alive_pos_d_, dest_d_;
@@ -319,7 +327,21 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
   qa.slot0_dev = c.slot0_dev;
   cuda::qkv_finish(qa, stream_);
 
-  cuda::AttentionArgs aa{q_.get(), m, c.d_pos, kc, vc, kpos, c.key_slots, c.n_keys, c.slot0,
+  const half_t *k_att = kc, *v_att = vc;
+  const int32_t *kpos_att = kpos, *key_slots = c.key_slots;
+  if (c.gather_keys) {
+    const size_t n = static_cast<size_t>(c.n_keys);
+    if (pos_gather_.size() < n) {  // by half again, capped at the context: few reallocations
+      const size_t cap = std::min<size_t>(n_ctx_, n + n / 2);
+      grow(k_gather_, cap * kvd);
+      grow(v_gather_, cap * kvd);
+      grow(pos_gather_, cap);
+    }
+    cuda::gather_kv(kc, vc, kpos, c.key_slots, c.n_keys, kvd, k_gather_.get(), v_gather_.get(), pos_gather_.get(),
+                    stream_);
+    k_att = k_gather_.get(), v_att = v_gather_.get(), kpos_att = pos_gather_.get(), key_slots = nullptr;
+  }
+  cuda::AttentionArgs aa{q_.get(), m, c.d_pos, k_att, v_att, kpos_att, key_slots, c.n_keys, c.slot0,
                          c_.n_heads, c_.n_kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd)), att_.get()};
   aa.n_keys_dev = c.n_keys_dev;
   aa.row_key_end = c.row_key_end;
@@ -588,6 +610,7 @@ void CudaForward::decode(int32_t token, const LayerSchedule& sched) {
       if (m > 16) {  // batches the flash kernels take: each block of rows stops at its own keys
         upload(row_keys_d_, plan.row_keys);
         c.row_key_end = row_keys_d_.get();
+        c.gather_keys = m >= kGatherRows;
       }
     }
     c.want_importance = plan.want_importance;

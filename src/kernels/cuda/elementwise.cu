@@ -100,7 +100,36 @@ __global__ void copy_rows_kernel(const float* a, const float* b, const int32_t* 
   for (int c = threadIdx.x; c < d; c += blockDim.x) o[c] = src[c];
 }
 
+__global__ void gather_kv_kernel(const __half* k, const __half* v, const int32_t* kpos, const int32_t* slots, int kvd,
+                                 __half* k_out, __half* v_out, int32_t* pos_out) {
+  const int i = blockIdx.x;
+  const int64_t s = slots[i];
+  if (threadIdx.x == 0) pos_out[i] = kpos[s];
+  if ((kvd & 7) == 0) {  // 16-byte copies
+    const int4* ks = reinterpret_cast<const int4*>(k + s * kvd);
+    const int4* vs = reinterpret_cast<const int4*>(v + s * kvd);
+    int4* kd = reinterpret_cast<int4*>(k_out + static_cast<int64_t>(i) * kvd);
+    int4* vd = reinterpret_cast<int4*>(v_out + static_cast<int64_t>(i) * kvd);
+    for (int c = threadIdx.x; c < kvd / 8; c += blockDim.x) kd[c] = ks[c], vd[c] = vs[c];
+  } else {
+    for (int c = threadIdx.x; c < kvd; c += blockDim.x) {
+      k_out[static_cast<int64_t>(i) * kvd + c] = k[s * kvd + c];
+      v_out[static_cast<int64_t>(i) * kvd + c] = v[s * kvd + c];
+    }
+  }
+}
+
 }  // namespace
+
+void gather_kv(const half_t* k_cache, const half_t* v_cache, const int32_t* kpos, const int32_t* slots, int n,
+               int kvd, half_t* k_out, half_t* v_out, int32_t* pos_out, cudaStream_t stream) {
+  if (n == 0) return;
+  gather_kv_kernel<<<n, kThreads, 0, stream>>>(reinterpret_cast<const __half*>(k_cache),
+                                               reinterpret_cast<const __half*>(v_cache), kpos, slots, kvd,
+                                               reinterpret_cast<__half*>(k_out), reinterpret_cast<__half*>(v_out),
+                                               pos_out);
+  check_launch("gather_kv_kernel");
+}
 
 void embed_rows(const bf16_t* table, const int32_t* tokens, int n, int d, float* out, cudaStream_t stream) {
   if (n == 0) return;

@@ -110,7 +110,7 @@ struct WgRows {
   // reach past the warpgroup's first row, or any tile of listed keys, are masked by position.
   __device__ __forceinline__ void softmax(const AttentionArgs& a, int k0, int key_end, const int* kp_tile,
                                           float scale_log2, float (&al)[2]) {
-    if (a.key_slots != nullptr || k0 + kWgBc > a.n_old + first_row + 1) {
+    if (a.key_slots != nullptr || a.row_key_end != nullptr || k0 + kWgBc > a.n_old + first_row + 1) {
       const int tq = threadIdx.x & 3, n_valid = key_end - k0;
 #pragma unroll
       for (int n = 0; n < kWgBc / 8; ++n) {

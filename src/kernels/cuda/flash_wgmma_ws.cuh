@@ -192,8 +192,9 @@ bool kv_tensor_map(CUtensorMap& map, const void* base, int kvd, int rows) {
 // where the caller must use another kernel.
 bool launch_flash_wgmma_ws(const AttentionArgs& a, cudaStream_t stream) {
   if (a.key_slots != nullptr) return false;
-  // The keys are slots 0 .. n_old + m - 1 (rows past them read as zeros).
-  const int kvd = a.n_kv_heads * kWgHd, rows = a.n_old + a.m;
+  // The keys are slots 0 .. n_old + m - 1, or gathered keys 0 .. n_keys - 1 (row_key_end set);
+  // rows past them read as zeros.
+  const int kvd = a.n_kv_heads * kWgHd, rows = a.row_key_end ? a.n_keys : a.n_old + a.m;
   CUtensorMap tk{}, tv{};
   if (!kv_tensor_map(tk, a.k_cache, kvd, rows) || !kv_tensor_map(tv, a.v_cache, kvd, rows)) return false;
   dim3 grid((a.m + kWgRows - 1) / kWgRows, a.n_heads);

@@ -51,6 +51,11 @@ void swiglu_bf16(const bf16_t* gu, int m, int ff, bf16_t* out, cudaStream_t stre
 void copy_rows(const float* a, const float* b, const int32_t* src_idx, const int32_t* dst_idx, int n, int d,
                float* dst, cudaStream_t stream);
 
+// Rows i < n of k_out / v_out (kvd halves each) and pos_out[i] = the cache's slot slots[i]: listed
+// keys made contiguous, so the prefill's attention kernels (TMA tiles) can read them.
+void gather_kv(const half_t* k_cache, const half_t* v_cache, const int32_t* kpos, const int32_t* slots, int n,
+               int kvd, half_t* k_out, half_t* v_out, int32_t* pos_out, cudaStream_t stream);
+
 // Causal attention of m query rows over a layer's cached keys. A key is visible to a row when
 // its position is at most the row's. Keys are either every slot [0, n_keys) (key_slots null)
 // or the listed slots.
@@ -72,9 +77,11 @@ struct AttentionArgs {
   // When set (decode graphs, every slot a key), the number of keys is read from here and n_keys
   // is only the capacity the launch is sized for.
   const int32_t* n_keys_dev = nullptr;
-  // Listed keys only, optional: keys visible to each row (listed keys and rows both in position
-  // order, so a row sees a prefix). A block of rows then stops at its last row's keys instead of
-  // scanning every listed key (decode batches of revived rows spread over the whole prompt).
+  // Optional: keys visible to each row (keys and rows both in position order, so a row sees a
+  // prefix). A block of rows then stops at its last row's keys instead of scanning every key
+  // (decode batches of revived rows spread over the whole prompt). With it, the keys are listed
+  // or gathered (gather_kv; key_slots null, every slot [0, n_keys) a key), never the prefill's
+  // layout: every tile is masked by position.
   const int32_t* row_key_end = nullptr;
 };
 // Scratch floats attention() needs for its split-key partial results.
