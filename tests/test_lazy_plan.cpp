@@ -277,7 +277,8 @@ TEST(LazyComplete, FirstStepComputesEveryDeferredPairThenDecodesAsBaseline) {
   EXPECT_EQ(s.stats().revived, ref.revived);
 }
 
-// The default decode rule on the CPU is the paper's re-selection.
+// The default decode rule on the CPU is the paper's re-selection; under the cost model it
+// completes instead where attention is a small share of the prompt's work.
 TEST(LazyComplete, AutoReselectsOnTheCpu) {
   auto model = test::make_model(test::arch_variants()[0], DType::F32);
   SessionOptions opt;
@@ -289,6 +290,23 @@ TEST(LazyComplete, AutoReselectsOnTheCpu) {
   s.decode(argmax(s.logits()));
   EXPECT_EQ(s.stats().lazy_decode, "reselect");
   EXPECT_GT(s.stats().selections, before);
+
+  // The trained 256-wide model: attention is 15% of a 512-token prompt's work, 40% of 2000.
+  auto eval_model = Model::load(std::string(LAZYLLM_SOURCE_DIR) + "/eval/models/synth-llama-6l-256d.gguf");
+  SessionOptions ao;
+  ao.n_threads = 2;
+  ao.n_ctx = 2048;
+  ao.prune_policy = PrunePolicy::kAuto;
+  ao.prune = PruneSchedule::default_for(eval_model->config().n_layers);
+  EXPECT_LT(attention_share(*eval_model, 0, 512), kReselectMinAttentionShare);
+  EXPECT_GE(attention_share(*eval_model, 0, 2000), kReselectMinAttentionShare);
+  for (int n : {512, 2000}) {
+    Session a(eval_model, ao);
+    a.prefill(random_tokens(n, eval_model->config().n_vocab, 2));
+    ASSERT_EQ(a.stats().pruning, "on") << n;
+    a.decode(argmax(a.logits()));
+    EXPECT_EQ(a.stats().lazy_decode, n == 2000 ? "reselect" : "complete") << n;
+  }
 }
 
 }  // namespace

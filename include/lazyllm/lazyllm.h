@@ -109,8 +109,9 @@ enum class PruneSelection {
 
 // How LazyLLM decodes after a pruned prefill (kLazy selection only; the ablations never revive).
 enum class LazyDecode {
-  kAuto,      // kReselect on the CPU, kComplete on the GPU (where a re-selecting step still costs
-              // more than a baseline step; see docs/lazyllm.md)
+  kAuto,      // kComplete on the GPU (where a re-selecting step still costs more than a baseline
+              // step); on the CPU kReselect, or under PrunePolicy::kAuto the cost model's choice
+              // by the prompt's attention share (prune/cost_model.h; docs/lazyllm.md)
   kReselect,  // the paper's: every step re-selects from the new token's attention and revives
   kComplete,  // the first decode step computes every deferred (token, layer) pair in one batch,
               // with the prefill's products; later steps are baseline steps over the full cache
@@ -250,9 +251,10 @@ class Session {
   int n_ctx_ = 0;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ForwardBackend> backend_;
-  // Whether decode after a pruned prefill follows the schedule (re-selection, or the ablations'
-  // fixed sets) rather than completing the deferred pairs (LazyDecode).
-  bool reselects() const;
+  // Whether decode after a pruned prefill of n tokens (after n_past) follows the schedule
+  // (re-selection, or the ablations' fixed sets) rather than completing the deferred pairs.
+  bool reselects(int n_past, int n) const;
+  bool reselect_ = false;  // the rule chosen at the last pruned prefill
   std::unique_ptr<LayerSchedule> schedule_, baseline_;
   bool pruned_ = false;  // a prefill of this context ran the schedule: decode follows it
   ForwardState* cpu_state_ = nullptr;  // backend_ when it is the CPU one

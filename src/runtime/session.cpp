@@ -53,9 +53,14 @@ ForwardState& Session::state() {
 
 Session::~Session() = default;
 
-bool Session::reselects() const {
-  return options_.prune.selection != PruneSelection::kLazy || options_.prune.decode == LazyDecode::kReselect ||
-         (options_.prune.decode == LazyDecode::kAuto && options_.device == Device::Cpu);
+bool Session::reselects(int n_past, int n) const {
+  if (options_.prune.selection != PruneSelection::kLazy) return true;  // the ablations' fixed sets
+  if (options_.prune.decode != LazyDecode::kAuto) return options_.prune.decode == LazyDecode::kReselect;
+  if (options_.device == Device::Cuda) return false;
+  // The CPU: under the cost model, by the prompt's attention share (cost_model.h); else the paper's.
+  if (options_.prune_policy == PrunePolicy::kAuto)
+    return attention_share(*model_, n_past, n) >= kReselectMinAttentionShare;
+  return true;
 }
 
 int Session::n_past() const { return backend_->n_past(); }
@@ -64,7 +69,7 @@ std::span<const float> Session::logits() const { return backend_->logits(); }
 
 void Session::reset() {
   backend_->clear();
-  pruned_ = false;
+  pruned_ = reselect_ = false;
   history_.clear();
   stats_ = {};
 }
@@ -75,18 +80,19 @@ void Session::prefill(std::span<const int32_t> tokens) {
   auto t0 = std::chrono::steady_clock::now();
   // The cost model may leave this prompt unpruned; a forced schedule (a test hook) always runs.
   const LayerSchedule* sched = schedule_.get();
+  const bool reselect = reselects(backend_->n_past(), static_cast<int>(tokens.size()));
   if (schedule_->any()) {
     stats_.pruning = "on";
     if (options_.prune_policy == PrunePolicy::kAuto && !options_.force_selection) {
       const PruneVerdict v = judge_prefill(*model_, plan_prefill(static_cast<int>(tokens.size()), *schedule_),
                                            backend_->n_past(), device_cost(options_.device, *model_, pool_->size()),
-                                           !reselects());
+                                           !reselect);
       stats_.pruning = v.why;
       if (!v.prune) sched = baseline_.get();
     }
   }
   backend_->prefill(tokens, *sched, options_.on_prefill_progress);
-  pruned_ = pruned_ || sched == schedule_.get();
+  if (sched == schedule_.get()) pruned_ = true, reselect_ = reselect;
   stats_.prefill_ms = ms_since(t0);
   history_.insert(history_.end(), tokens.begin(), tokens.end());
   stats_.prompt_tokens += static_cast<int>(tokens.size());
@@ -108,7 +114,7 @@ void Session::decode(int32_t token) {
   // After a pruned prefill, LazyLLM decodes by its rule: re-selecting every step, or computing
   // every deferred pair in the first step (a decode step with nothing pruned revives all of them
   // in one batch; every later step finds the full cache and is a baseline step).
-  const bool reselect = pruned_ && reselects();
+  const bool reselect = pruned_ && reselect_;
   if (pruned_ && options_.prune.selection == PruneSelection::kLazy) stats_.lazy_decode = reselect ? "reselect" : "complete";
   backend_->decode(token, reselect ? *schedule_ : *baseline_);
   stats_.decode_ms += ms_since(t0);

@@ -203,7 +203,7 @@ void add_agree_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", a->json, "Print one JSON object");
   a->device.add_to(cmd);
-  a->prune.add_to(cmd, /*allow_many=*/true);
+  a->prune.add_to(cmd, /*allow_many=*/true, /*with_policy=*/false);
   cmd->callback([a, &exit_code] { exit_code = agree(*a); });
 }
 

@@ -132,7 +132,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--limit", a->limit, "Evaluate only the first N samples")->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--out", a->out, "Directory for results.json/.md, plot.png and the resumable samples.jsonl");
   cmd->add_flag("--json", a->json, "Print one JSON object instead of Markdown tables");
-  a->prune.add_to(cmd, /*allow_many=*/true);
+  a->prune.add_to(cmd, /*allow_many=*/true, /*with_policy=*/false);
   a->device.add_to(cmd);
   cmd->callback([a, &exit_code] { exit_code = run_eval_command(*a); });
 }

@@ -11,13 +11,17 @@
 
 namespace lazyllm::cli {
 
-void PruneFlags::add_to(CLI::App* cmd, bool allow_many) {
+void PruneFlags::add_to(CLI::App* cmd, bool allow_many, bool with_policy) {
   cmd->add_flag("--lazy", lazy, std::string("Enable LazyLLM pruning with the default schedule (") +
                                     std::string(PruneSchedule::kDefaultSpec) + ")");
   auto* opt = cmd->add_option("--prune", specs,
                               "LazyLLM schedule '[MODE:]L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept; "
                               "MODE static or random[@SEED] for the ablations)");
   if (!allow_many) opt->expected(1);
+  if (!with_policy) {
+    always = true;  // the schedule as given: these commands measure what it does to the answers
+    return;
+  }
   cmd->add_flag("--prune-always", always,
                 "Prune every prompt the schedule can (default: skip prompts where the cost model says pruning cannot pay, "
                 "e.g. short prompts or tiny models on a GPU)");

@@ -16,8 +16,9 @@ struct PruneFlags {
   bool lazy = false;
   std::vector<std::string> specs;
   bool always = false;  // --prune-always: no cost model
-  // allow_many: --prune may repeat (commands that compare several schedules).
-  void add_to(CLI::App* cmd, bool allow_many = false);
+  // allow_many: --prune may repeat (commands that compare several schedules). with_policy:
+  // offer --prune-always (commands that measure a schedule's quality run it as given).
+  void add_to(CLI::App* cmd, bool allow_many = false, bool with_policy = true);
   bool enabled() const { return lazy || !specs.empty(); }
   PrunePolicy policy() const { return always ? PrunePolicy::kAlways : PrunePolicy::kAuto; }
   PruneSchedule resolve(int n_layers) const;  // the one schedule; empty when disabled
