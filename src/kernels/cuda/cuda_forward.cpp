@@ -36,7 +36,6 @@
 #include "kernels/cuda/cuda_weights.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemv.h"
-#include "kernels/cuda/lt_gemm.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
 #include "lazyllm/lazyllm.h"
@@ -62,12 +61,9 @@ constexpr int kGatherRows = 128;
 
 // Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k (bf16);
 // beta = 1 accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernel.
-// Larger m goes through cuBLASLt with algorithms chosen once per row bucket (lt_gemm.h), or
-// cublasGemmEx where that is off (LAZYLLM_CUDA_LT=0) or finds none.
-void gemm(cublasHandle_t h, cuda::LtGemm* lt, cudaStream_t stream, const bf16_t* w, int n_out, int k, const bf16_t* x,
-          int m, void* y, cudaDataType y_type, float beta) {
+void gemm(cublasHandle_t h, cudaStream_t stream, const bf16_t* w, int n_out, int k, const bf16_t* x, int m, void* y,
+          cudaDataType y_type, float beta) {
   if (cuda::gemv_applies(m, k)) return cuda::gemv(w, n_out, k, x, m, y, y_type == CUDA_R_32F, beta, stream);
-  if (lt && lt->run(stream, w, n_out, k, x, m, y, y_type, beta)) return;
   const float alpha = 1.0f;
   check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n_out, m, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y,
                      y_type, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
@@ -144,7 +140,6 @@ class CudaForward final : public ForwardBackend {
   int n_past_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
-  std::unique_ptr<cuda::LtGemm> lt_;  // null with LAZYLLM_CUDA_LT=0
 
   // KV cache: per layer n_ctx slots of kv_dim halves, with each slot's position.
   DeviceBuffer<half_t> k_cache_, v_cache_;
@@ -194,7 +189,6 @@ CudaForward::CudaForward(const Model& model, int n_ctx)
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cublasCreate(&blas_), "cublasCreate");
   check(cublasSetStream(blas_, stream_), "cublasSetStream");
-  if (!env_off("LAZYLLM_CUDA_LT")) lt_ = std::make_unique<cuda::LtGemm>();
   const size_t kvd = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim;
   const size_t per_layer = static_cast<size_t>(n_ctx) * kvd;
   k_cache_.ensure(per_layer * c_.n_layers);
@@ -325,7 +319,7 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
     cuda::gemv(g, stream_);
   } else {
     cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
-    gemm(blas_, lt_.get(), stream_, L.wqkv.get(), qd + 2 * kvd, d, xn_.get(), m, qkv_.get(), CUDA_R_32F, 0.0f);
+    gemm(blas_, stream_, L.wqkv.get(), qd + 2 * kvd, d, xn_.get(), m, qkv_.get(), CUDA_R_32F, 0.0f);
   }
   cuda::QkvFinishArgs qa{qkv_.get(), m,  c.d_pos, L.bqkv.empty() ? nullptr : L.bqkv.get(),
                          rope_cos_.get(), rope_sin_.get(), c_.n_heads, c_.n_kv_heads, hd, c_.rope_neox,
@@ -359,7 +353,7 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
     grow(importance_d_, static_cast<size_t>(aa.n_keys));
     cuda::last_row_importance(aa, m - 1, imp_scratch_.get(), importance_d_.get(), stream_);
   }
-  gemm(blas_, lt_.get(), stream_, L.wo.get(), d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
+  gemm(blas_, stream_, L.wo.get(), d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
 
   if (small) {
     cuda::GemvArgs g;
@@ -367,16 +361,16 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
     g.norm_in = h, g.norm_w = L.ffn_norm.get(), g.eps = c_.rms_eps;
     g.swiglu = true, g.y = act_.get(), g.y_f32 = false;
     cuda::gemv(g, stream_);
-    gemm(blas_, lt_.get(), stream_, L.wdown.get(), d, ff, act_.get(), m, h, CUDA_R_32F, 1.0f);
+    gemm(blas_, stream_, L.wdown.get(), d, ff, act_.get(), m, h, CUDA_R_32F, 1.0f);
     return;
   }
   for (int r0 = 0; r0 < m; r0 += kFfnChunkRows) {
     const int rm = std::min(kFfnChunkRows, m - r0);
     float* hc = h + static_cast<size_t>(r0) * d;
     cuda::rmsnorm_bf16(hc, L.ffn_norm.get(), rm, d, c_.rms_eps, xn_.get(), stream_);
-    gemm(blas_, lt_.get(), stream_, L.wgu.get(), 2 * ff, d, xn_.get(), rm, gu_.get(), CUDA_R_16BF, 0.0f);
+    gemm(blas_, stream_, L.wgu.get(), 2 * ff, d, xn_.get(), rm, gu_.get(), CUDA_R_16BF, 0.0f);
     cuda::swiglu_bf16(gu_.get(), rm, ff, act_.get(), stream_);
-    gemm(blas_, lt_.get(), stream_, L.wdown.get(), d, ff, act_.get(), rm, hc, CUDA_R_32F, 1.0f);
+    gemm(blas_, stream_, L.wdown.get(), d, ff, act_.get(), rm, hc, CUDA_R_32F, 1.0f);
   }
 }
 
@@ -389,7 +383,7 @@ void CudaForward::logits_kernels(const float* h_row) {
     return cuda::gemv(g, stream_);
   }
   cuda::rmsnorm_bf16(h_row, w_->output_norm.get(), 1, c_.n_embd, c_.rms_eps, xn_.get(), stream_);
-  gemm(blas_, lt_.get(), stream_, w_->output, c_.n_vocab, c_.n_embd, xn_.get(), 1, logits_d_.get(), CUDA_R_32F, 0.0f);
+  gemm(blas_, stream_, w_->output, c_.n_vocab, c_.n_embd, xn_.get(), 1, logits_d_.get(), CUDA_R_32F, 0.0f);
 }
 
 void CudaForward::fetch_logits() {
