@@ -110,8 +110,8 @@ enum class PruneSelection {
 // How LazyLLM decodes after a pruned prefill (kLazy selection only; the ablations never revive).
 enum class LazyDecode {
   kAuto,      // kComplete on the GPU (where a re-selecting step still costs more than a baseline
-              // step); on the CPU kReselect, or under PrunePolicy::kAuto the cost model's choice
-              // by the prompt's attention share (prune/cost_model.h; docs/lazyllm.md)
+              // step); on the CPU kReselect, or under PrunePolicy::kAuto kReselect from 1536
+              // context tokens on and kComplete below (prune/cost_model.h; docs/lazyllm.md)
   kReselect,  // the paper's: every step re-selects from the new token's attention and revives
   kComplete,  // the first decode step computes every deferred (token, layer) pair in one batch,
               // with the prefill's products; later steps are baseline steps over the full cache

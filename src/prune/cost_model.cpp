@@ -36,16 +36,6 @@ DeviceCost device_cost(Device d, const Model& model, int n_threads) {
   return k;
 }
 
-double attention_share(const Model& model, int n_past, int n) {
-  const ModelConfig& c = model.config();
-  const LayerWeights& w = model.weights().layers[0];
-  const double dense = 2.0 * double(w.wq.rows * w.wq.cols + w.wk.rows * w.wk.cols + w.wv.rows * w.wv.cols +
-                                    w.wo.rows * w.wo.cols + w.w_gate.rows * w.w_gate.cols + w.w_up.rows * w.w_up.cols +
-                                    w.w_down.rows * w.w_down.cols);
-  const double attention = 4.0 * (n_past + n / 2.0) * double(c.n_heads) * c.head_dim;
-  return attention / (attention + dense);
-}
-
 PruneVerdict judge_prefill(const Model& model, const PrefillPlan& plan, int n_past, const DeviceCost& k,
                            bool completes) {
   const ModelConfig& c = model.config();

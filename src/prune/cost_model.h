@@ -35,16 +35,14 @@ struct PruneVerdict {
 
 inline constexpr double kPruneMargin = 1.5;
 
-// Share of a prefill's arithmetic (n tokens after n_past cached ones) that is attention.
-double attention_share(const Model& model, int n_past, int n);
-
-// The CPU's automatic decode rule: re-selection wins end to end where attention is a large share
-// of the prompt's work (revived rows attend only to the selected keys, so they redo less than the
-// prefill deferred), and loses where the work is mostly products (it then repeats them in small
-// per-step batches that cost more than the prefill's). Measured on 2 Zen 4 cores, smollm-135m
-// q8_0, 64-token answers: share 0.14 at 1K, re-selection 1.09x the baseline end to end; share
-// 0.25 at 2K, 0.85x; the trained eval model at 4K (share 0.57), 0.55x against 0.93x completing.
-inline constexpr double kReselectMinAttentionShare = 0.2;
+// The CPU's automatic decode rule (under PrunePolicy::kAuto): re-select from this many context
+// tokens on, complete the deferred pairs below it. Measured end to end on 2 Zen 4 cores (q8_0,
+// random weights; docs/benchmarks.md): at 1K prompts re-selection ended 1.09x (smollm-135m) and
+// 1.20x (tinyllama-1.1b) the baseline at 64 tokens against 0.97x and 0.94x completing; at 2K it
+// ended 0.85x and 1.01x (0.97x at 256 tokens) against 1.02x-1.07x completing for tinyllama; the
+// trained eval model at 4K, 0.55x against 0.93x. An empirical threshold, not a model: what
+// decides it (revived rows per step against the keys a step no longer reads) is not yet modelled.
+inline constexpr int kReselectMinContext = 1536;
 
 // The verdict for a prefill of `plan.count[0]` tokens after n_past cached ones. `completes`: the
 // first decode step will compute the deferred pairs (LazyDecode::kComplete), whose fixed cost

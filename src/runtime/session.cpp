@@ -57,9 +57,8 @@ bool Session::reselects(int n_past, int n) const {
   if (options_.prune.selection != PruneSelection::kLazy) return true;  // the ablations' fixed sets
   if (options_.prune.decode != LazyDecode::kAuto) return options_.prune.decode == LazyDecode::kReselect;
   if (options_.device == Device::Cuda) return false;
-  // The CPU: under the cost model, by the prompt's attention share (cost_model.h); else the paper's.
-  if (options_.prune_policy == PrunePolicy::kAuto)
-    return attention_share(*model_, n_past, n) >= kReselectMinAttentionShare;
+  // The CPU: under the cost model, by the context's length (cost_model.h); else the paper's.
+  if (options_.prune_policy == PrunePolicy::kAuto) return n_past + n >= kReselectMinContext;
   return true;
 }
 
