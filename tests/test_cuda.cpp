@@ -205,12 +205,6 @@ TEST(CudaVsCpu, GoldenModelsGreedy) {
   }
 }
 
-PruneSchedule all_ones(int n_layers) {
-  PruneSchedule s;
-  for (int l = 1; l < n_layers; ++l) s.points.push_back({l, 1.0});
-  return s;
-}
-
 TEST(CudaLazy, KeepOneIsBitwiseCudaBaseline) {
   LAZYLLM_REQUIRE_GPU();
   for (const auto& spec : test::arch_variants()) {
@@ -218,7 +212,7 @@ TEST(CudaLazy, KeepOneIsBitwiseCudaBaseline) {
     auto model = test::make_model(spec, DType::BF16);
     auto prompt = random_tokens(70, model->config().n_vocab, 3);
     SessionOptions bo = options(Device::Cuda, 128), lo = bo;
-    lo.prune = all_ones(model->config().n_layers);
+    lo.prune = test::keep_all_schedule(model->config().n_layers);
     Session base(model, bo), lazy(model, lo);
     base.prefill(prompt);
     lazy.prefill(prompt);
@@ -243,7 +237,7 @@ TEST(CudaLazy, ForcedPathKeepingEveryTokenMatchesCudaBaseline) {
     auto model = test::make_model(spec, DType::BF16);
     auto prompt = random_tokens(70, model->config().n_vocab, 3);
     SessionOptions bo = options(Device::Cuda, 128), lo = bo;
-    lo.prune = all_ones(model->config().n_layers);
+    lo.prune = test::keep_all_schedule(model->config().n_layers);
     lo.prune.decode = LazyDecode::kReselect;  // every step through the plan (complete would finish at once)
     lo.force_selection = true;
     Session base(model, bo), lazy(model, lo);

@@ -18,12 +18,6 @@ namespace {
 using test::argmax;
 using test::random_tokens;
 
-PruneSchedule all_ones(int n_layers) {
-  PruneSchedule s;
-  for (int l = 1; l < n_layers; ++l) s.points.push_back({l, 1.0});
-  return s;
-}
-
 TEST(LazyIdentity, KeepOneIsBitwiseBaseline) {
   for (const auto& spec : test::arch_variants()) {
     SCOPED_TRACE(spec.name);
@@ -35,7 +29,7 @@ TEST(LazyIdentity, KeepOneIsBitwiseBaseline) {
       base_opt.n_threads = 2;
       base_opt.kv_f16 = f16;
       SessionOptions lazy_opt = base_opt;
-      lazy_opt.prune = all_ones(c.n_layers);
+      lazy_opt.prune = test::keep_all_schedule(c.n_layers);
       Session base(model, base_opt), lazy(model, lazy_opt);
       base.prefill(prompt);
       lazy.prefill(prompt);

@@ -24,13 +24,6 @@ namespace {
 using test::argmax;
 using test::random_tokens;
 
-// Every layer from 1 named at keep 1.0: with force_selection each one selects and compacts.
-PruneSchedule keep_all_schedule(int n_layers) {
-  PruneSchedule s;
-  for (int l = 1; l < n_layers; ++l) s.points.push_back({l, 1.0});
-  return s;
-}
-
 TEST(LazyForcedPath, KeepingEveryTokenThroughSelectionIsBitwiseBaseline) {
   for (const auto& spec : test::arch_variants()) {
     SCOPED_TRACE(spec.name);
@@ -43,7 +36,7 @@ TEST(LazyForcedPath, KeepingEveryTokenThroughSelectionIsBitwiseBaseline) {
       base_opt.n_threads = 2;
       base_opt.kv_f16 = f16;
       SessionOptions forced = base_opt;
-      forced.prune = keep_all_schedule(c.n_layers);
+      forced.prune = test::keep_all_schedule(c.n_layers);
       forced.force_selection = true;
       Session base(model, base_opt), lazy(model, forced);
       std::span<const int32_t> all(prompt);

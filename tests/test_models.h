@@ -54,6 +54,13 @@ inline std::vector<int32_t> random_tokens(int n, int n_vocab, uint64_t seed) {
   return t;
 }
 
+// Every layer from 1 at keep 1.0: prunes nothing (with force_selection, selects at every layer).
+inline PruneSchedule keep_all_schedule(int n_layers) {
+  PruneSchedule s;
+  for (int l = 1; l < n_layers; ++l) s.points.push_back({l, 1.0});
+  return s;
+}
+
 inline int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
