@@ -166,7 +166,8 @@ class Sampler {
 // When a session's schedule runs: kAuto asks the cost model (prune/cost_model.h) at each prefill
 // and leaves a prompt unpruned where pruning cannot pay (tiny models, short prompts on a GPU);
 // kAlways prunes every prompt the schedule can. The library runs the schedule it is given
-// (kAlways); the CLI and the server default to kAuto.
+// (kAlways); `run`, `bench` and `serve` default to kAuto (`--prune-always` for kAlways), while
+// `agree` and `eval`, which measure what a schedule does to the answers, run it as given.
 enum class PrunePolicy { kAuto, kAlways };
 
 struct SessionOptions {
