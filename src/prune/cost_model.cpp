@@ -6,11 +6,6 @@
 #include "model/weights.h"
 
 namespace lazyllm {
-namespace {
-
-int64_t weight_bytes(const WeightView& w) { return w.rows * w.row_stride(); }
-
-}  // namespace
 
 // GPU (H200, bf16 weights): small models' products run far below peak (a 256-wide model's
 // prefill reached about 47 TFLOP/s of useful work, a 4096-wide one about 400), so the rate scales
@@ -45,16 +40,17 @@ PruneVerdict judge_prefill(const Model& model, const PrefillPlan& plan, int n_pa
   for (int l = 0; l < L; ++l) pruning_layers += plan.selects[l];
   if (pruning_layers == 0) return v;
   const double qd = double(c.n_heads) * c.head_dim;
-  const int n = plan.count.empty() ? 0 : plan.count[0];
+  const int n = plan.count[0];
   double saved_s = 0;
   for (int l = 0; l < L; ++l) {
     const LayerWeights& w = model.weights().layers[l];
-    const double stored = double(weight_bytes(w.wq) + weight_bytes(w.wk) + weight_bytes(w.wv) + weight_bytes(w.wo) +
-                                weight_bytes(w.w_gate) + weight_bytes(w.w_up) + weight_bytes(w.w_down));
-    const double row_flops = 2.0 * double(w.wq.rows * w.wq.cols + w.wk.rows * w.wk.cols + w.wv.rows * w.wv.cols +
-                                          w.wo.rows * w.wo.cols + w.w_gate.rows * w.w_gate.cols +
-                                          w.w_up.rows * w.w_up.cols + w.w_down.rows * w.w_down.cols);
-    const double bytes = k.bytes_per_param > 0 ? k.bytes_per_param * row_flops / 2 : stored;
+    double params = 0, stored = 0;
+    for (const WeightView* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) {
+      params += double(m->rows) * m->cols;
+      stored += double(m->rows) * m->row_stride();
+    }
+    const double row_flops = 2.0 * params;
+    const double bytes = k.bytes_per_param > 0 ? k.bytes_per_param * params : stored;
     // Rows m attending to about n_past + m/2 keys each (causal); the pruned rows' keys shrink too.
     auto layer_s = [&](double m) {
       const double dense = std::max(bytes / k.bytes_per_s, m * row_flops / k.flops_per_s);

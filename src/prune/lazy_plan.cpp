@@ -67,10 +67,6 @@ int record_prefill_layer(KVIndex& index, ForwardCounters& counters, int l, std::
   return slot0;
 }
 
-int DecodeLayerPlan::n_resumed() const {
-  return static_cast<int>(std::count(row_src.begin(), row_src.end(), -1));
-}
-
 DecodeStep::DecodeStep(KVIndex& index, ForwardCounters& counters, const LayerSchedule& s, int32_t new_pos)
     : index_(index), counters_(counters), s_(s), p_(new_pos) {
   if (new_pos < 0 || new_pos >= index.n_ctx()) throw std::logic_error("DecodeStep: position outside the context");

@@ -77,7 +77,6 @@ struct DecodeLayerPlan {
   bool want_importance = false;  // hand the new token's head-averaged attention over keys back
   bool all_keys = false;         // keys are every slot [0, key count) of the layer, in slot order
   int n_revived() const { return static_cast<int>(rows.size()) - 1; }
-  int n_resumed() const;          // rows taken from the Aux Cache
 };
 
 // One decode step: the new token at position index.tokens()'s end (n_past), layer by layer.

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <random>
+#include <span>
 #include <thread>
 
 #include "commands.h"
@@ -47,7 +48,7 @@ int32_t argmax(std::span<const float> v) {
 }
 
 // One measured run: prefill the prompt, pick the first token (TTFT), then decode gen_len-1 more.
-void run_once(Session& s, const std::vector<int32_t>& prompt, int gen_len, const std::vector<int>& e2e_at,
+void run_once(Session& s, std::span<const int32_t> prompt, int gen_len, const std::vector<int>& e2e_at,
               Samples& out) {
   s.reset();
   auto t0 = std::chrono::steady_clock::now();
@@ -111,10 +112,19 @@ int bench(const BenchArgs& a) {
   const ModelConfig& c = model->config();
   const auto schedules = a.prune.resolve_all(c.n_layers);
   std::mt19937_64 rng(a.seed);
-  int cold_offset = 0;  // --cold: every measured run gets a prompt length not run before
-  for (const int& n : a.prompt_lens) {
+  // --cold: the measured runs at prompt length n use n, n+1, ... (one length each), after one
+  // untimed run per schedule at warm_len, a length none of them uses.
+  const int runs_per_len = (a.warmup + a.reps) * (1 + static_cast<int>(schedules.size()));
+  int warm_len = 257;
+  for (bool clash = true; a.cold && clash;) {
+    clash = false;
+    for (int n : a.prompt_lens) clash = clash || (warm_len >= n && warm_len < n + runs_per_len);
+    if (clash) ++warm_len;
+  }
+  bool process_warmed = false;
+  for (int n : a.prompt_lens) {
     SessionOptions base_opt;
-    base_opt.n_ctx = n + a.gen_len + (a.cold ? (a.warmup + a.reps) * (1 + static_cast<int>(schedules.size())) : 0);
+    base_opt.n_ctx = std::max(n + a.gen_len + (a.cold ? runs_per_len : 0), a.cold ? warm_len + a.gen_len : 0);
     base_opt.n_threads = a.threads;
     base_opt.fast_math = !a.f32_math;
     base_opt.device = a.device.resolve();
@@ -130,14 +140,14 @@ int bench(const BenchArgs& a) {
     if (!a.cold)
       for (const auto& o : opts) sessions.push_back(std::make_unique<Session>(model, o));
     // Random token ids stand in for text: speed does not depend on which tokens they are.
-    std::vector<int32_t> prompt(n + (a.cold ? static_cast<int>(base_opt.n_ctx) - n - a.gen_len : 0));
+    std::vector<int32_t> prompt(n + (a.cold ? runs_per_len : 0));
     std::uniform_int_distribution<int32_t> dist(0, c.n_vocab - 1);
     for (auto& t : prompt) t = dist(rng);
-    if (a.cold && &n == &a.prompt_lens.front()) {
+    if (a.cold && !process_warmed) {
       // What a long-running process has done before its first request at a new length (module
-      // loading, library handles, the pruning kernels) stays out of the cold numbers: one untimed
-      // run per schedule at a length no measured run uses.
-      std::vector<int32_t> other(std::min(257, static_cast<int>(prompt.size())), 1);
+      // loading, library handles, the pruning kernels) stays out of the cold numbers.
+      process_warmed = true;
+      const std::vector<int32_t> other(warm_len, 1);
       for (size_t i = 0; i < opts.size(); ++i) {
         SessionOptions o = opts[i];
         o.prune_policy = PrunePolicy::kAlways;
@@ -146,10 +156,12 @@ int bench(const BenchArgs& a) {
         run_once(warm, other, std::min(a.gen_len, 4), {}, ignored);
       }
     }
+    int cold_offset = 0;
     auto run = [&](size_t i, Samples& out) {
-      if (!a.cold) return run_once(*sessions[i], {prompt.begin(), prompt.begin() + n}, a.gen_len, a.e2e_at, out);
+      const std::span<const int32_t> all(prompt);
+      if (!a.cold) return run_once(*sessions[i], all.first(n), a.gen_len, a.e2e_at, out);
       Session fresh(model, opts[i]);
-      run_once(fresh, {prompt.begin(), prompt.begin() + n + cold_offset++}, a.gen_len, a.e2e_at, out);
+      run_once(fresh, all.first(n + cold_offset++), a.gen_len, a.e2e_at, out);
     };
 
     // Baseline and every schedule alternate within each repetition.
@@ -162,7 +174,6 @@ int bench(const BenchArgs& a) {
       if (!a.json) std::fprintf(stderr, "\rprompt %d: rep %d/%d", n, r + 1, a.warmup + a.reps);
     }
     if (!a.json) std::fprintf(stderr, "\r\033[K");
-    cold_offset = 0;
 
     nlohmann::json common = {{"model", a.model},
                              {"architecture", c.architecture},
