@@ -235,8 +235,7 @@ int main(int argc, char** argv) {
     bench_gemv();
     bench_decode_attention({4096, 16384, 32768});
     bench_prefill_attention(quick ? std::vector<int>{4096, 16384} : std::vector<int>{4096, 8192, 16384, 32768},
-                            quick ? std::vector<std::string>{"ws", "wg", "fwd2"}
-                                  : std::vector<std::string>{"ws", "wg", "fwd2", "fwd8", "fwd4", "mma1"});
+                            std::vector<std::string>{"ws", "wg", "fwd2"});
     bench_lazy(32768);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

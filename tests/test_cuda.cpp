@@ -15,13 +15,14 @@
 #include <random>
 #include <stdlib.h>
 
-#include "kernels/cuda/cuda_forward.h"
+#include "runtime/cuda/cuda_forward.h"
 #include "lazyllm/lazyllm.h"
 #include "prune/select.h"
 #include "runtime/forward_backend.h"
 #include "test_models.h"
 #include "test_util.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
+#include "runtime/session_internals.h"
 
 namespace lazyllm {
 namespace {
@@ -120,7 +121,7 @@ TEST(Device, CpuSessionExposesStateOnlyOnCpu) {
   LAZYLLM_REQUIRE_GPU();
   auto model = test::make_model(test::arch_variants()[0], DType::F32);
   Session gpu(model, options(Device::Cuda, 64));
-  EXPECT_THROW(gpu.state(), Error);
+  EXPECT_THROW(SessionInternals::cpu(gpu), Error);
 }
 
 TEST(CudaVsCpu, RandomModelsOfEachArchitecture) {
@@ -139,8 +140,7 @@ TEST(CudaVsCpu, RandomModelsOfEachArchitecture) {
 }
 
 // Head sizes of the tensor-core attention kernels (the two wgmma ones, which take head size 128 on
-// compute capability 9.0 and hand the others to fwd2; the pipelined one with 4 warps of 32 rows,
-// 8 or 4 warps of 16, the older unpipelined one and the WMMA cross-check), prompts longer than a
+// compute capability 9.0 and hand the others to fwd2; the mma.sync one), prompts longer than a
 // row block and a key tile (at head size 128, nine key tiles: the warp-specialized kernel's ring
 // of three buffers goes round three times), and a second prefill on top of cached keys (tiles
 // masked or not by where they start).
@@ -148,7 +148,7 @@ TEST(CudaVsCpu, FlashAttentionHeadSizes) {
   LAZYLLM_REQUIRE_GPU();
   const char* before = std::getenv("LAZYLLM_CUDA_ATTENTION");
   const std::string saved = before ? before : "";
-  for (const char* kernel : {"ws", "wg", "fwd2", "fwd8", "fwd4", "mma1", "wmma"}) {
+  for (const char* kernel : {"ws", "wg", "fwd2"}) {
     ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
     for (int hd : {16, 32, 64, 128}) {
       test::ArchSpec s{.name = "hd" + std::to_string(hd), .embd = 4 * hd, .layers = 2, .heads = 4, .kv_heads = 2,
@@ -280,7 +280,8 @@ TEST(CudaLazy, AblationsFollowTheCpu) {
     gpu.prefill(prompt);
     EXPECT_EQ(gpu.stats().alive_per_layer, cpu.stats().alive_per_layer);
     int same = 0;
-    for (int t = 0; t < static_cast<int>(prompt.size()); ++t) same += gpu.backend().kv_depth(t) == cpu.backend().kv_depth(t);
+    for (int t = 0; t < static_cast<int>(prompt.size()); ++t)
+      same += SessionInternals::backend(gpu).kv_depth(t) == SessionInternals::backend(cpu).kv_depth(t);
     if (spec[0] == 'r') EXPECT_EQ(same, static_cast<int>(prompt.size()));
     else EXPECT_GE(same, 0.9 * prompt.size());
     for (int step = 0; step < 4; ++step) {
@@ -321,7 +322,8 @@ TEST(CudaLazy, CompleteFollowsTheCpu) {
       EXPECT_EQ(gpu.stats().aux_cache_entries, 0);
       EXPECT_EQ(gpu.stats().revived, cpu.stats().revived);
       EXPECT_EQ(gpu.stats().token_layers_computed, int64_t(prompt.size() + 1) * L);
-      for (int t = 0; t <= static_cast<int>(prompt.size()); ++t) ASSERT_EQ(gpu.backend().kv_depth(t), L) << t;
+      for (int t = 0; t <= static_cast<int>(prompt.size()); ++t)
+        ASSERT_EQ(SessionInternals::backend(gpu).kv_depth(t), L) << t;
     }
   }
   EXPECT_EQ(gpu.stats().lazy_decode, "complete");
@@ -357,7 +359,8 @@ TEST(CudaLazy, SameScheduleAndAliveSetsAsCpu) {
     EXPECT_EQ(gpu.stats().prompt_token_layers_computed, cpu.stats().prompt_token_layers_computed);
     EXPECT_EQ(gpu.stats().aux_cache_entries, cpu.stats().aux_cache_entries);
     int same = 0;
-    for (int t = 0; t < static_cast<int>(prompt.size()); ++t) same += gpu.backend().kv_depth(t) == cpu.backend().kv_depth(t);
+    for (int t = 0; t < static_cast<int>(prompt.size()); ++t)
+      same += SessionInternals::backend(gpu).kv_depth(t) == SessionInternals::backend(cpu).kv_depth(t);
     const double agree = double(same) / prompt.size();
     std::cout << "[ cuda ] " << spec.name << (split ? " (two prefills)" : "") << ": alive sets agree for "
               << 100 * agree << "% of prompt tokens\n";
@@ -365,14 +368,14 @@ TEST(CudaLazy, SameScheduleAndAliveSetsAsCpu) {
     EXPECT_LT(rel_diff(gpu.logits(), cpu.logits()), 0.1);
 
     // Decode with re-selection and revival: selections per layer mostly agree, bookkeeping holds.
-    cpu.backend().set_record_selection(true);
-    gpu.backend().set_record_selection(true);
+    SessionInternals::backend(cpu).set_record_selection(true);
+    SessionInternals::backend(gpu).set_record_selection(true);
     for (int step = 0; step < 4; ++step) {
       const int32_t next = argmax(cpu.logits());
       cpu.decode(next);
       gpu.decode(next);
-      const auto& sc = cpu.backend().last_selection();
-      const auto& sg = gpu.backend().last_selection();
+      const auto& sc = SessionInternals::backend(cpu).last_selection();
+      const auto& sg = SessionInternals::backend(gpu).last_selection();
       ASSERT_EQ(sc.size(), sg.size());
       for (size_t l = 0; l < sc.size(); ++l) {
         ASSERT_EQ(sc[l].size(), sg[l].size()) << "layer " << l;
@@ -382,7 +385,7 @@ TEST(CudaLazy, SameScheduleAndAliveSetsAsCpu) {
       }
       for (int t = 0; t < cpu.n_past(); ++t) {
         // Every token either has K/V at all layers or is waiting in the Aux Cache.
-        const int depth = gpu.backend().kv_depth(t);
+        const int depth = SessionInternals::backend(gpu).kv_depth(t);
         EXPECT_TRUE(depth >= 1 && depth <= n_layers);
       }
     }

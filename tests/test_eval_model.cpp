@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lazyllm/lazyllm.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm {
 namespace {

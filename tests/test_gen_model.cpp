@@ -19,7 +19,7 @@
 #include "lazyllm/lazyllm.h"
 #include "model/gen_model.h"
 #include "test_util.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm {
 namespace {

@@ -16,7 +16,7 @@
 
 #include "lazyllm/lazyllm.h"
 #include "test_util.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm {
 namespace {

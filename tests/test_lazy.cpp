@@ -8,9 +8,10 @@
 
 #include "lazyllm/lazyllm.h"
 #include "reference_forward.h"
-#include "runtime/forward.h"
+#include "runtime/cpu/cpu_forward.h"
 #include "test_models.h"
 #include "test_util.h"
+#include "runtime/session_internals.h"
 
 namespace lazyllm {
 namespace {
@@ -63,7 +64,7 @@ TEST(LazyReference, MatchesFloat64Procedure) {
     opt.kv_f16 = false;
     opt.prune = sched;
     Session s(model, opt);
-    s.state().set_record_selection(true);
+    SessionInternals::cpu(s).set_record_selection(true);
     auto prompt = random_tokens(29, c.n_vocab, 11);
     std::vector<int> pv(prompt.begin(), prompt.end());
     test::Vec want = ref.prefill(pv);
@@ -80,7 +81,7 @@ TEST(LazyReference, MatchesFloat64Procedure) {
       s.decode(next);
       want = ref.decode(next);
       check(want, "decode step " + std::to_string(step));
-      const auto& sel = s.state().last_selection();
+      const auto& sel = SessionInternals::cpu(s).last_selection();
       for (int l = 0; l < c.n_layers; ++l)
         EXPECT_EQ(sel[l], ref.selections[step * c.n_layers + l]) << "step " << step << " layer " << l;
     }
@@ -106,7 +107,7 @@ TEST(LazySchedule, AliveCountsFollowScheduleAndLastTokenStays) {
     EXPECT_EQ(s.stats().alive_per_layer[l], expected) << "layer " << l;
   }
   // The last prompt token has KV at every layer.
-  EXPECT_EQ(s.state().kv().depth(100), L);
+  EXPECT_EQ(SessionInternals::cpu(s).kv().depth(100), L);
 }
 
 // Property: over prefill and decode, no (token, layer) pair is computed twice, so the total
@@ -132,7 +133,7 @@ TEST(LazyWorkBound, NeverMoreThanBaselineForRandomSchedules) {
     EXPECT_LE(st.token_layers_computed, int64_t{n + gen} * L);
     EXPECT_LE(st.prompt_token_layers_computed, int64_t{n} * L);
     EXPECT_LE(st.computed_fraction, 1.0);
-    const ForwardState& fs = s.state();
+    const CpuForward& fs = SessionInternals::cpu(s);
     int64_t kv_total = 0;
     for (int t = 0; t < n + gen; ++t) {
       const int depth = fs.kv().depth(t);
@@ -154,7 +155,7 @@ TEST(LazyRevival, RevivedKvEqualsDirectComputationFromAuxState) {
   opt.prune = PruneSchedule::parse("1:0.3", L);
   Session s(model, opt);
   s.prefill(random_tokens(40, model->config().n_vocab, 5));
-  ForwardState& fs = s.state();
+  CpuForward& fs = SessionInternals::cpu(s);
   // Snapshot the Aux Cache (all pruned at layer 1).
   std::map<int, std::vector<float>> aux;
   for (int t = 0; t < 40; ++t)

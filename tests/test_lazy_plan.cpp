@@ -14,9 +14,10 @@
 #include "prune/lazy_plan.h"
 #include "prune/select.h"
 #include "reference_forward.h"
-#include "runtime/forward.h"
+#include "runtime/cpu/cpu_forward.h"
 #include "test_models.h"
 #include "test_util.h"
+#include "runtime/session_internals.h"
 
 namespace lazyllm {
 namespace {
@@ -109,11 +110,19 @@ TEST(KVIndex, StoresEachTokenLayerPairOnceInLayerOrder) {
 TEST(KVIndex, CpuStorageFollowsTheIndex) {
   KVCache kv(2, 4, 8, false);
   const float k[4] = {1, 2, 3, 4}, v[4] = {4, 3, 2, 1};
-  EXPECT_THROW(kv.write(0, 0, 3, k, v), std::logic_error);  // the index gave no slot
+  EXPECT_THROW(kv.write(0, 1, 3, k, v), std::logic_error);  // not the next slot
   const int s = kv.index().store(0, 3);
   kv.write(0, s, 3, k, v);
   EXPECT_THROW(kv.write(0, s, 3, k, v), std::logic_error);  // the slot is taken
+  EXPECT_THROW(kv.write(0, s + 1, 3, k, v), std::logic_error);  // the pair is stored already
   EXPECT_EQ(kv.layer(0).pos(s), 3);
+  EXPECT_NO_THROW(kv.check_follows_index(0, 0));
+  // Prefill writes before booking: a write the index then books elsewhere is caught.
+  kv.write(0, 1, 5, k, v);
+  kv.write(0, 2, 4, k, v);
+  kv.index().store(0, 4);
+  kv.index().store(0, 5);
+  EXPECT_THROW(kv.check_follows_index(0, 1), std::logic_error);
 }
 
 TEST(SelectTop, NaNScoresRankLowestAndTheChoiceIsDeterministic) {
@@ -263,7 +272,7 @@ TEST(LazyComplete, FirstStepComputesEveryDeferredPairThenDecodesAsBaseline) {
       EXPECT_EQ(s.stats().token_layers_computed, int64_t{n + 1} * L);
       EXPECT_EQ(s.stats().revived, int64_t{n} * L - prefill_pairs);
       EXPECT_EQ(s.stats().lazy_decode, "complete");
-      for (int t = 0; t <= n; ++t) ASSERT_EQ(s.state().kv().depth(t), L) << "token " << t;
+      for (int t = 0; t <= n; ++t) ASSERT_EQ(SessionInternals::cpu(s).kv().depth(t), L) << "token " << t;
     }
   }
   EXPECT_EQ(s.stats().selections, selections);  // decode selected nothing

@@ -7,8 +7,9 @@
 #include <set>
 
 #include "lazyllm/lazyllm.h"
-#include "runtime/forward.h"
+#include "runtime/cpu/cpu_forward.h"
 #include "test_models.h"
+#include "runtime/session_internals.h"
 
 namespace lazyllm {
 namespace {
@@ -27,7 +28,7 @@ std::unique_ptr<Session> session(const std::shared_ptr<Model>& model, const std:
 std::set<int> computed_at(Session& s, int l, int n) {
   std::set<int> out;
   for (int t = 0; t < n; ++t)
-    if (s.state().kv().depth(t) > l) out.insert(t);
+    if (SessionInternals::cpu(s).kv().depth(t) > l) out.insert(t);
   return out;
 }
 
@@ -76,13 +77,13 @@ TEST(PruneModesStatic, SamePrefillAsLazyButNeverRevives) {
   const int64_t prompt_work = stat->stats().prompt_token_layers_computed;
   const int64_t aux_entries = stat->stats().aux_cache_entries;
   ASSERT_GT(aux_entries, 0);
-  stat->state().set_record_selection(true);
+  SessionInternals::cpu(*stat).set_record_selection(true);
   for (int step = 0; step < 6; ++step) {
     const int32_t next = argmax(stat->logits());
     stat->decode(next);
     lazy->decode(next);
     // Decode attends at each layer to exactly what prefill computed that deep (plus decoded tokens).
-    const auto& sel = stat->state().last_selection();
+    const auto& sel = SessionInternals::cpu(*stat).last_selection();
     for (int l = 0; l < L; ++l) {
       std::set<int> want = computed_at(*stat, l, n + step);
       EXPECT_EQ(std::set<int>(sel[l].begin(), sel[l].end()), want) << "step " << step << " layer " << l;
@@ -116,7 +117,7 @@ TEST(PruneModesRandom, SameCountsOtherTokensReproducible) {
   EXPECT_TRUE(same_logits(*rnd_again, *rnd));
   EXPECT_NE(computed_at(*rnd_other_seed, L - 1, n), computed_at(*rnd, L - 1, n));
   // The last prompt token is always kept.
-  EXPECT_EQ(rnd->state().kv().depth(n - 1), L);
+  EXPECT_EQ(SessionInternals::cpu(*rnd).kv().depth(n - 1), L);
   // Like static, random never revives at decode.
   for (int step = 0; step < 4; ++step) rnd->decode(argmax(rnd->logits()));
   EXPECT_EQ(rnd->stats().revived, 0);

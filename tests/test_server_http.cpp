@@ -10,7 +10,7 @@
 #include "server/scheduler.h"
 #include "server/server.h"
 #include "test_models.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm::server {
 namespace {

@@ -10,7 +10,7 @@
 #include "lazyllm/error.h"
 #include "test_util.h"
 #include "tokenizer/byte_unicode.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm {
 namespace {

@@ -11,7 +11,7 @@
 #include "lazyllm/lazyllm.h"
 #include "test_util.h"
 #include "tokenizer/byte_unicode.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace lazyllm {

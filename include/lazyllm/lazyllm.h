@@ -1,6 +1,12 @@
-// lazyllm.cpp public API: load a GGUF model, tokenize, run sessions (prefill + decode) with
-// optional LazyLLM dynamic token pruning, sample, and read statistics. The CLI, the server and
-// the tests use only this header (and error.h).
+// lazyllm.cpp public API: load a GGUF model, tokenize (tokenizer.h), run sessions (prefill +
+// decode) with optional LazyLLM dynamic token pruning, sample, and read statistics.
+//
+// Where the boundary is: the headers in include/lazyllm/ are the library's API. The server
+// (src/server) and the eval harness (src/eval) are libraries built on it; the CLI
+// (tools/cli) is a thin layer over the three, and its `gen-model` command also uses the
+// engine's GGUF writer (src/model/gen_model.h). Types declared here only by name (GGUFFile,
+// ModelWeights) are the engine's own; the tests reach backends through
+// src/runtime/session_internals.h.
 #pragma once
 
 #include <cstdint>
@@ -20,9 +26,10 @@ class GGUFFile;
 class Tokenizer;
 struct ModelWeights;
 class ThreadPool;
-class ForwardState;
 class ForwardBackend;
+class CpuForward;
 struct LayerSchedule;
+struct SessionInternals;
 
 // ---------------------------------------------------------------- devices
 
@@ -36,6 +43,8 @@ Device default_device();
 // when no GPU backend is available.
 Device parse_device(std::string_view name);
 std::string_view device_name(Device d);
+// What computes on `d`, for reports: the GPU's name, SMs and memory, or the CPU's model name.
+std::string device_description(Device d);
 
 // ---------------------------------------------------------------- model
 
@@ -73,6 +82,9 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The chat template the file carries (tokenizer.chat_template), if any.
+  std::optional<std::string> chat_template() const;
+  // The engine's view of the file and its weights (opaque outside the library).
   const ModelWeights& weights() const { return *weights_; }
   const GGUFFile& file() const { return *file_; }
   // Human-readable summary (architecture, sizes, tensor types, tokenizer, context).
@@ -240,13 +252,9 @@ class Session {
   const SessionStats& stats() const { return stats_; }
   const SessionOptions& options() const { return options_; }
   const Model& model() const { return *model_; }
-  // Engine internals, for tests and tools that inspect the caches (CPU sessions only; throws
-  // Error on other devices).
-  ForwardState& state();
-  // The backend running this session (either device), for tests comparing backends.
-  ForwardBackend& backend() { return *backend_; }
 
  private:
+  friend struct SessionInternals;  // the tests' access to the backend (src/runtime/session_internals.h)
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   int n_ctx_ = 0;
@@ -258,7 +266,7 @@ class Session {
   bool reselect_ = false;  // the rule chosen at the last pruned prefill
   std::unique_ptr<LayerSchedule> schedule_, baseline_;
   bool pruned_ = false;  // a prefill of this context ran the schedule: decode follows it
-  ForwardState* cpu_state_ = nullptr;  // backend_ when it is the CPU one
+  CpuForward* cpu_state_ = nullptr;  // backend_ when it is the CPU one
   std::vector<int32_t> history_;
   SessionStats stats_;
 };

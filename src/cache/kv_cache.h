@@ -89,12 +89,23 @@ class KVCache {
   // Slot of token t at layer l, or -1.
   int slot(int l, int t) const { return index_.slot(l, t); }
 
-  // Writes the K/V of token t at layer l into the slot the index gave it (the next one).
+  // Writes the K/V of token t at layer l into the next slot: the one the index gave it (decode),
+  // or one it will book after the layer (prefill books every layer at its end). A pair the index
+  // already holds elsewhere (stored twice) throws.
   void write(int l, int slot, int t, const float* k, const float* v) {
-    if (slot != layers_[l].size() || index_.slot(l, t) != slot)
+    const int booked = index_.slot(l, t);
+    if (slot != layers_[l].size() || (booked != slot && booked != -1))
       throw std::logic_error("KVCache::write: slot " + std::to_string(slot) + " of layer " + std::to_string(l) +
                              " does not follow the index");
     layers_[l].append(t, k, v);
+  }
+  // Throws std::logic_error unless every slot of layer l from `from` on is the one the index
+  // gives its token (prefill writes first and books after the layer; this checks the booking).
+  void check_follows_index(int l, int from) const {
+    for (int slot = from; slot < layers_[l].size(); ++slot)
+      if (index_.slot(l, layers_[l].pos(slot)) != slot)
+        throw std::logic_error("KVCache: slot " + std::to_string(slot) + " of layer " + std::to_string(l) +
+                               " does not follow the index");
   }
   void clear() {
     for (auto& l : layers_) l.clear();

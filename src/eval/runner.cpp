@@ -9,7 +9,7 @@
 #include "eval/sample_log.h"
 #include "eval/text.h"
 #include "eval/truncate.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm::eval {
 namespace {

@@ -4,7 +4,7 @@
 
 #include "format/gguf.h"
 #include "model/weights.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm {
 
@@ -14,6 +14,12 @@ struct Model::BackendCache {
 };
 
 Model::Model() : backend_cache_(std::make_unique<BackendCache>()) {}
+
+std::optional<std::string> Model::chat_template() const {
+  if (const GGUFValue* v = file_->find("tokenizer.chat_template"); v && v->type == GGUFType::STRING)
+    return std::string(v->str);
+  return std::nullopt;
+}
 Model::~Model() = default;
 
 std::shared_ptr<void> Model::backend_cache(const std::string& key,

@@ -1,7 +1,8 @@
 // Device choice: the CPU kernels or the CUDA backend.
+#include <fstream>
 #include <string>
 
-#include "kernels/cuda/cuda_forward.h"
+#include "runtime/cuda/cuda_forward.h"
 #include "lazyllm/lazyllm.h"
 
 namespace lazyllm {
@@ -37,5 +38,17 @@ Device parse_device(std::string_view name) {
 }
 
 std::string_view device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
+
+std::string device_description(Device d) {
+  if (d == Device::Cuda) return cuda_device_description();
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto p = line.find(':');
+      if (p != std::string::npos) return line.substr(p + 2);
+    }
+  return "unknown CPU";
+}
 
 }  // namespace lazyllm

@@ -1,5 +1,5 @@
 // The seam between a session and the device that computes it. The CPU forward pass
-// (ForwardState) and the CUDA one implement the same contract: prefill with LazyLLM's progressive
+// (CpuForward) and the CUDA one implement the same contract: prefill with LazyLLM's progressive
 // pruning and Aux Cache, decode with re-selection and revival, the same counters.
 #pragma once
 

@@ -2,12 +2,13 @@
 #include <string>
 
 #include "format/gguf.h"
-#include "kernels/cuda/cuda_forward.h"
+#include "runtime/cuda/cuda_forward.h"
 #include "model/weights.h"
 #include "prune/cost_model.h"
 #include "prune/lazy_plan.h"
-#include "runtime/forward.h"
-#include "tokenizer/tokenizer.h"
+#include "runtime/cpu/cpu_forward.h"
+#include "runtime/session_internals.h"
+#include "lazyllm/tokenizer.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {
@@ -37,18 +38,13 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
   } else {
     // The CPU computes from the mapped weights: map them all now, not page by page in the first
     // prefill (1.1B f32 model, 16-token first prefill of a fresh process: ~1.49 s before, ~1.24 s
-    // after, on our 2-core VM).
+    // after, on 2 cores).
     model_->file().populate();
-    auto cpu = std::make_unique<ForwardState>(*model_, n_ctx_, options_.kv_f16, *pool_);
+    auto cpu = std::make_unique<CpuForward>(*model_, n_ctx_, options_.kv_f16, *pool_);
     cpu->set_matmul_precision(options_.fast_math ? MatmulPrecision::kFast : MatmulPrecision::kF32);
     cpu_state_ = cpu.get();
     backend_ = std::move(cpu);
   }
-}
-
-ForwardState& Session::state() {
-  if (!cpu_state_) throw Error("Session::state() is only available on the CPU backend");
-  return *cpu_state_;
 }
 
 Session::~Session() = default;
@@ -144,6 +140,11 @@ std::vector<int32_t> Session::generate(int max_tokens, Sampler& sampler, const s
     decode(next);
   }
   return out;
+}
+
+CpuForward& SessionInternals::cpu(Session& s) {
+  if (!s.cpu_state_) throw Error("this session does not run on the CPU backend");
+  return *s.cpu_state_;
 }
 
 }  // namespace lazyllm

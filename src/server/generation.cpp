@@ -3,7 +3,7 @@
 #include <exception>
 
 #include "server/stop_matcher.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm::server {
 namespace {

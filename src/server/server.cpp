@@ -13,7 +13,7 @@
 #include "server/request.h"
 #include "server/responses.h"
 #include "server/scheduler.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm::server {
 namespace {

@@ -1,4 +1,4 @@
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace lazyllm {

@@ -1,4 +1,4 @@
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -9,6 +9,8 @@
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/special_tokens.h"
 #include "tokenizer/spm.h"
+#include "tokenizer/vocab.h"
+#include "format/gguf.h"
 
 namespace lazyllm {
 namespace {
@@ -29,8 +31,12 @@ TokenType to_token_type(int64_t t) {
 
 }  // namespace
 
-Tokenizer::Tokenizer() = default;
+Tokenizer::Tokenizer() : vocab_(std::make_unique<Vocab>()) {}
 Tokenizer::~Tokenizer() = default;
+
+int32_t Tokenizer::n_vocab() const { return vocab_->size(); }
+std::string_view Tokenizer::token_text(int32_t id) const { return vocab_->tokens[id]; }
+TokenType Tokenizer::token_type(int32_t id) const { return vocab_->types[id]; }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
   auto t = std::make_unique<Tokenizer>();
@@ -39,7 +45,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
   else if (t->model_ == "gpt2") t->kind_ = Kind::BytePairBpe;
   else throw Error(f.name() + ": tokenizer model '" + t->model_ + "' not supported (supported: llama, gpt2)");
 
-  Vocab& v = t->vocab_;
+  Vocab& v = *t->vocab_;
   for (auto s : f.get_string_array("tokenizer.ggml.tokens")) v.tokens.emplace_back(s);
   if (v.tokens.empty()) throw Error(f.name() + ": empty vocabulary");
   v.scores = f.has("tokenizer.ggml.scores") ? f.get_float_array("tokenizer.ggml.scores") : std::vector<float>(v.tokens.size(), 0.f);
@@ -110,13 +116,13 @@ void Tokenizer::load_special_ids(const GGUFFile& f) {
   if (eos_ >= n_vocab()) eos_ = -1;
   for (auto text : kEotTexts) {
     if (eot_ >= 0) break;
-    eot_ = vocab_.find(std::string(text));
+    eot_ = vocab_->find(std::string(text));
   }
-  if (eom_ < 0) eom_ = vocab_.find("<|eom_id|>");
+  if (eom_ < 0) eom_ = vocab_->find("<|eom_id|>");
   for (int32_t id : {eos_, eot_, eom_})
     if (id >= 0) eog_.push_back(id);
   for (auto text : kEogTexts)
-    if (int32_t id = vocab_.find(std::string(text)); id >= 0) eog_.push_back(id);
+    if (int32_t id = vocab_->find(std::string(text)); id >= 0) eog_.push_back(id);
   std::sort(eog_.begin(), eog_.end());
   eog_.erase(std::unique(eog_.begin(), eog_.end()), eog_.end());
 }
@@ -125,11 +131,11 @@ bool Tokenizer::is_eog(int32_t id) const { return std::binary_search(eog_.begin(
 
 void Tokenizer::encode_text(std::string_view text, bool space_prefix, std::vector<int32_t>& out) const {
   if (kind_ == Kind::SentencePiece) {
-    spm_encode(text, space_prefix, vocab_, byte_tokens_, out);
+    spm_encode(text, space_prefix, *vocab_, byte_tokens_, out);
     return;
   }
   for (const std::string& word : pre_tokenizer_->split(text))
-    merges_->encode_word(byte_unicode::encode(word), vocab_, pre_tokenizer_->ignore_merges(), unk_, out);
+    merges_->encode_word(byte_unicode::encode(word), *vocab_, pre_tokenizer_->ignore_merges(), unk_, out);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
@@ -140,7 +146,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
   }
   // SentencePiece adds its space prefix at the start and after each special token (llama.cpp).
   bool after_special = true;
-  for (const Fragment& frag : split_special_tokens(text, special_order_, vocab_, parse_special)) {
+  for (const Fragment& frag : split_special_tokens(text, special_order_, *vocab_, parse_special)) {
     if (frag.token >= 0) {
       out.push_back(frag.token);
       after_special = true;
@@ -154,8 +160,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
 
 std::string Tokenizer::token_to_piece(int32_t id) const {
   if (id < 0 || id >= n_vocab()) return "";
-  const std::string& t = vocab_.tokens[id];
-  switch (vocab_.types[id]) {
+  const std::string& t = vocab_->tokens[id];
+  switch (vocab_->types[id]) {
     case TokenType::Control:
     case TokenType::Unknown: return "";
     case TokenType::UserDefined: return t;  // matched as literal text, so it is literal text

@@ -7,11 +7,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace lazyllm {
+#include "lazyllm/tokenizer.h"  // TokenType
 
-enum class TokenType : int32_t {
-  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6
-};
+namespace lazyllm {
 
 struct Vocab {
   std::vector<std::string> tokens;

@@ -17,7 +17,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "tokenizer/tokenizer.h"
+#include "lazyllm/tokenizer.h"
 
 namespace lazyllm::cli {
 namespace {

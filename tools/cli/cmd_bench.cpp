@@ -11,7 +11,6 @@
 
 #include "commands.h"
 #include "common.h"
-#include "kernels/cuda/cuda_forward.h"
 
 namespace lazyllm::cli {
 namespace {
@@ -177,9 +176,9 @@ int bench(const BenchArgs& a) {
 
     nlohmann::json common = {{"model", a.model},
                              {"architecture", c.architecture},
-                             {"cpu", cpu_description()},
+                             {"cpu", device_description(Device::Cpu)},
                              {"device", device_name(base_opt.device)},
-                             {"gpu", base_opt.device == Device::Cuda ? cuda_device_description() : "none"},
+                             {"gpu", base_opt.device == Device::Cuda ? device_description(Device::Cuda) : "none"},
                              {"threads", a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency())},
                              {"prompt_len", n},
                              {"gen_len", a.gen_len},

@@ -12,7 +12,6 @@
 #include "common.h"
 #include "eval/report.h"
 #include "eval/runner.h"
-#include "kernels/cuda/cuda_forward.h"
 
 namespace lazyllm::cli {
 namespace {
@@ -95,7 +94,7 @@ int run_eval_command(const EvalArgs& a) {
   j["model"] = a.model;
   j["data"] = a.data;
   j["device"] = device_name(o.device);
-  if (o.device == Device::Cuda) j["gpu"] = cuda_device_description();
+  if (o.device == Device::Cuda) j["gpu"] = device_description(Device::Cuda);
   j["samples"] = results.size() / o.schedules.size();
   for (size_t i = 0; i < o.schedules.size(); ++i) j["results"][i]["spec"] = o.schedules[i].schedule.to_string();
   const std::string markdown = eval::to_markdown(report);

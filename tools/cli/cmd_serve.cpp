@@ -11,7 +11,6 @@
 
 #include "commands.h"
 #include "common.h"
-#include "format/gguf.h"
 #include "server/server.h"
 
 namespace lazyllm::cli {
@@ -69,9 +68,7 @@ int serve(ServeArgs& a) {
   signal(SIGPIPE, SIG_IGN);  // a client that went away is a failed write, not a kill
 
   auto model = Model::load(a.model);
-  std::optional<std::string> tmpl;
-  if (const GGUFValue* v = model->file().find("tokenizer.chat_template"); v && v->type == GGUFType::STRING)
-    tmpl = std::string(v->str);
+  const std::optional<std::string> tmpl = model->chat_template();
   std::string warning;
   a.opt.chat_family = server::resolve_chat_family(tmpl, a.chat_template, warning);
   if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());

@@ -57,17 +57,6 @@ std::string read_prompt(const std::string& text, const std::string& file, bool h
   return std::string(std::istreambuf_iterator<char>(std::cin), {});
 }
 
-std::string cpu_description() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) {
-      auto p = line.find(':');
-      if (p != std::string::npos) return line.substr(p + 2);
-    }
-  return "unknown CPU";
-}
-
 ProgressBar::ProgressBar(std::string label) : label_(std::move(label)), enabled_(isatty(STDERR_FILENO)) {}
 
 void ProgressBar::update(int done, int total) {

@@ -36,8 +36,6 @@ struct DeviceFlag {
 // Reads -p TEXT, -f FILE or standard input (in that order of preference).
 std::string read_prompt(const std::string& text, const std::string& file, bool have_text);
 
-// A one-line description of this machine's CPU for benchmark reports.
-std::string cpu_description();
 
 // A progress bar on stderr (only when stderr is a terminal).
 class ProgressBar {

@@ -1,6 +1,8 @@
 // Tokenizer from GGUF metadata: SentencePiece-style vocabularies (tokenizer.ggml.model = llama)
 // and byte-level BPE (gpt2, with the pre-tokenizer named by tokenizer.ggml.pre); special tokens;
-// decoding, and streaming decoding that never emits a split or broken UTF-8 character.
+// decoding, and streaming decoding that never emits a split or broken UTF-8 character. Part of
+// the public API: a Model's tokenizer (Model::tokenizer()) or a vocabulary alone
+// (Model::load_tokenizer()).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -10,19 +12,25 @@
 #include <string_view>
 #include <vector>
 
-#include "format/gguf.h"
-#include "tokenizer/vocab.h"
 
 namespace lazyllm {
 
 class BpeMerges;
 class PreTokenizer;
+class GGUFFile;
+struct Vocab;
+
+// GGUF's tokenizer.ggml.token_type values.
+enum class TokenType : int32_t {
+  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6
+};
 
 class Tokenizer {
  public:
   enum class Kind { SentencePiece, BytePairBpe };
 
-  // Throws Error for an unsupported model or pre type, or malformed vocabulary metadata.
+  // Throws Error for an unsupported model or pre type, or malformed vocabulary metadata. (The
+  // engine's GGUF reader; users load through Model.)
   static std::unique_ptr<Tokenizer> from_gguf(const GGUFFile& f);
   Tokenizer();
   ~Tokenizer();
@@ -41,9 +49,9 @@ class Tokenizer {
   // End of generation: EOS, EOT, EOM and the usual end-of-turn tokens found by their text.
   bool is_eog(int32_t id) const;
   bool add_bos() const { return add_bos_; }
-  int32_t n_vocab() const { return vocab_.size(); }
-  std::string_view token_text(int32_t id) const { return vocab_.tokens[id]; }
-  TokenType token_type(int32_t id) const { return vocab_.types[id]; }
+  int32_t n_vocab() const;
+  std::string_view token_text(int32_t id) const;  // id in [0, n_vocab())
+  TokenType token_type(int32_t id) const;
   Kind kind() const { return kind_; }
   std::string_view model_name() const { return model_; }  // tokenizer.ggml.model
   std::string_view pre_name() const { return pre_; }      // tokenizer.ggml.pre ("default" if absent)
@@ -53,7 +61,7 @@ class Tokenizer {
   void load_special_ids(const GGUFFile& f);
   void encode_text(std::string_view text, bool space_prefix, std::vector<int32_t>& out) const;
 
-  Vocab vocab_;
+  std::unique_ptr<Vocab> vocab_;
   Kind kind_ = Kind::SentencePiece;
   std::string model_, pre_ = "default";
   int32_t bos_ = -1, eos_ = -1, eot_ = -1, eom_ = -1, unk_ = -1;

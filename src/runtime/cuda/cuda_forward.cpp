@@ -1,11 +1,11 @@
-// The CUDA forward pass: executes LazyLLM's plan (prune/lazy_plan.h), as the CPU's ForwardState
-// (runtime/forward.cpp) does, with every tensor on the GPU and the shared KVIndex on the host.
+// The CUDA forward pass: executes LazyLLM's plan (prune/lazy_plan.h), as the CPU's CpuForward
+// (runtime/cpu/cpu_forward.cpp) does, with every tensor on the GPU and the shared KVIndex on the host.
 //
-// Prefill: LazyLLM's selection runs on the GPU too (cuda::select_top, the same choice as the
-// shared prune/select.h: ties to the lower index), so a pruning layer launches a selection and a
-// compaction and never waits for the host; the host learns which tokens stayed alive at each
-// layer once, after the last layer, from the lists the GPU kept, and only then books them in the
-// index (record_prefill_layer). Random selection (an ablation) is chosen on the host up front.
+// Prefill (walked by runtime/prefill.cpp): LazyLLM's selection runs on the GPU too
+// (cuda::select_top, the same choice as the shared prune/select.h: ties to the lower index), so a
+// pruning layer launches a selection and a compaction and never waits for the host; the host
+// learns which tokens stayed alive at each layer once, after the last layer, from the lists the
+// GPU kept.
 // Baseline decode (nothing pruned): one CUDA graph per context bucket replays the whole token's
 // launch chain; the kernels read the token, its position and the key count from device memory.
 // LazyLLM decode: the shared DecodeStep plans each layer from the importance the GPU computes;
@@ -16,7 +16,7 @@
 // residual. Decode-sized batches fuse each RMSNorm into the matrix-vector product after it and
 // SwiGLU into the gate|up one. The residual stream is float; GEMM operands are bf16 with float
 // accumulation; Q, K, V and the attention probabilities are half, as the CPU's f16 KV cache.
-#include "kernels/cuda/cuda_forward.h"
+#include "runtime/cuda/cuda_forward.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -33,7 +33,7 @@
 
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/cuda_weights.h"
+#include "runtime/cuda/cuda_weights.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
@@ -42,6 +42,7 @@
 #include "model/weights.h"
 #include "prune/lazy_plan.h"
 #include "prune/select.h"
+#include "runtime/prefill.h"
 
 namespace lazyllm {
 namespace {
@@ -91,7 +92,7 @@ bool env_off(const char* name) {
   return e && (std::string_view(e) == "0" || std::string_view(e) == "off");
 }
 
-class CudaForward final : public ForwardBackend {
+class CudaForward final : public ForwardBackend, private PrefillDevice {
  public:
   CudaForward(const Model& model, int n_ctx);
   ~CudaForward() override;
@@ -111,6 +112,11 @@ class CudaForward final : public ForwardBackend {
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
 
  private:
+  // PrefillDevice: the device half of run_prefill().
+  void prefill_embed(std::span<const int32_t> tokens, std::span<const int32_t> pos, const PrefillPlan& plan) override;
+  void prefill_select(int l, int n_rows, int n_keep, std::span<const int32_t> dest) override;
+  void prefill_layer(int l, int n_rows, int slot0, bool want_importance) override;
+  std::span<const int32_t> prefill_finish(const PrefillPlan& plan, int n) override;
   // The GPU work of layer l on c.m rows of h (in place); no host bookkeeping, no synchronization.
   void layer_kernels(int l, float* h, const LayerCall& c);
   // Final RMSNorm and output product of one row into logits_d_ (asynchronous).
@@ -159,9 +165,13 @@ class CudaForward final : public ForwardBackend {
   DeviceBuffer<half_t> k_gather_, v_gather_;
   DeviceBuffer<int32_t> pos_gather_;
   DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_, row_keys_d_;
-  // Prefill's alive positions per pruning step (list e at e * n) and the selection's output.
+  // Prefill's alive positions per pruning step (list e at e * n) and the selection's output; the
+  // prompt's length, the current list, which of h_ holds the rows, and the first slot of the last
+  // layer computed (its importance starts there).
   DeviceBuffer<int32_t> alive_pos_d_, dest_d_;
   PinnedBuffer<int32_t> alive_pos_h_;
+  size_t prefill_n_ = 0, list_ = 0;
+  int cur_ = 0, slot0_ = 0;
   // Baseline decode: token, position (= its slot), key count; in pinned memory and on the GPU.
   DeviceBuffer<int32_t> step_d_;
   PinnedBuffer<int32_t> step_h_;
@@ -399,97 +409,56 @@ void CudaForward::fetch_logits() {
 void CudaForward::prefill(std::span<const int32_t> tokens, const LayerSchedule& sched,
                           const std::function<void(int, int)>& progress) {
   const cuda::PdlScope pdl(pdl_);
+  run_prefill(*this, index_, counters_, tokens, n_past_, c_.n_vocab, sched, progress);
+  n_past_ += static_cast<int>(tokens.size());
+}
+
+void CudaForward::prefill_embed(std::span<const int32_t> tokens, std::span<const int32_t> pos,
+                                const PrefillPlan& plan) {
   const int n = static_cast<int>(tokens.size());
-  const int d = c_.n_embd, n_layers = c_.n_layers;
-  if (n == 0) throw Error("prefill: no tokens");
-  if (n_past_ + n > n_ctx_)
-    throw Error("prompt of " + std::to_string(n) + " tokens does not fit the context (" + std::to_string(n_past_) +
-                " used of " + std::to_string(n_ctx_) + ")");
-  for (int32_t t : tokens)
-    if (t < 0 || t >= c_.n_vocab) throw Error("token id " + std::to_string(t) + " is out of the vocabulary");
-
-  // The schedule's alive counts are known up front; only which tokens survive is the GPU's.
-  const PrefillPlan plan = plan_prefill(n, sched);
-  const std::vector<int>& count = plan.count;
-  const std::vector<int>& list_of = plan.list_of;
-  const int n_lists = plan.n_lists;
+  prefill_n_ = n, list_ = 0, cur_ = 0;
   ensure_rows(n);
-  if (n_lists > 1) ensure_aux();
-  grow(alive_pos_d_, static_cast<size_t>(n_lists) * n);
-  std::vector<int32_t> pos0(n);
-  for (int i = 0; i < n; ++i) {
-    pos0[i] = n_past_ + i;
-    index_.mark_prompt(pos0[i], true);
-  }
-  // Random selection (an ablation) does not read the scores: its choices are made here, up
-  // front, as the CPU makes them, and go to the GPU as the compaction's destinations.
-  std::vector<std::vector<int32_t>> host_dest(n_layers);
-  if (!sched.selector.needs_importance()) {
-    std::vector<int32_t> alive = pos0;
-    for (int l = 1; l < n_layers; ++l) {
-      if (!plan.selects[l]) continue;
-      const int na = static_cast<int>(alive.size());
-      const std::vector<int> kept = sched.selector.choose_prefill(na - 1, {}, count[l] - 1, l, alive[0]);
-      std::vector<int32_t>& dest = host_dest[l];
-      dest.assign(na, -1);
-      for (size_t j = 0; j < kept.size(); ++j) dest[kept[j]] = static_cast<int32_t>(j);
-      dest[na - 1] = static_cast<int32_t>(kept.size());
-      std::vector<int32_t> next;
-      for (int i = 0; i < na; ++i)
-        if (dest[i] >= 0) next.push_back(alive[i]);
-      alive.swap(next);
-    }
-  }
+  if (plan.n_lists > 1) ensure_aux();
+  grow(alive_pos_d_, static_cast<size_t>(plan.n_lists) * n);
   upload(tokens_d_, std::vector<int32_t>(tokens.begin(), tokens.end()));
-  check(cudaMemcpyAsync(alive_pos_d_.get(), pos0.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+  check(cudaMemcpyAsync(alive_pos_d_.get(), pos.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
         "positions to device");
-  int cur = 0;  // h_[cur] holds the alive rows
-  cuda::embed_rows(w_->token_embd.get(), tokens_d_.get(), n, d, h_[cur].get(), stream_);
-  counters_.alive_per_layer.assign(n_layers, 0);
+  cuda::embed_rows(w_->token_embd.get(), tokens_d_.get(), n, c_.n_embd, h_[cur_].get(), stream_);
+}
 
-  std::vector<int> slot0(n_layers);
-  int na = n;
-  for (int l = 0; l < n_layers; ++l) {
-    int32_t* pos = alive_pos_d_.get() + static_cast<size_t>(list_of[l]) * n;
-    if (plan.selects[l]) {
-      // Importance of each alive token = the last token's attention to it at layer l-1, whose
-      // rows were slots slot0[l-1].. in alive order. Keep the count[l]-1 best but the last token
-      // (never pruned), compact the kept rows, send the others' hidden states (entering layer l)
-      // to the Aux Cache.
-      if (host_dest[l].empty()) {
-        cuda::select_top(importance_d_.get() + slot0[l - 1], na - 1, count[l] - 1, dest_d_.get(), stream_);
-      } else {
-        upload(dest_d_, host_dest[l]);
-      }
-      cuda::compact_rows(h_[cur].get(), pos - n, dest_d_.get(), na, d, h_[1 - cur].get(), pos, aux_.get(), stream_);
-      cur = 1 - cur;
-      na = count[l];
-    }
-    counters_.alive_per_layer[l] = na;
-    LayerCall c;
-    // The rows take the layer's next slots; the index learns which tokens hold them afterwards.
-    c.m = na, c.d_pos = pos, c.slot0 = slot0[l] = index_.size(l), c.n_keys = slot0[l] + na;
-    c.want_importance = plan.want_importance[l];
-    layer_kernels(l, h_[cur].get(), c);
-    if (progress) progress(l + 1, n_layers);
+// On the GPU: no host round trip. The scores are the importance layer l - 1 left in importance_d_
+// (its rows were slots slot0_.. in alive order).
+void CudaForward::prefill_select(int l, int na, int n_keep, std::span<const int32_t> dest) {
+  if (dest.empty()) {
+    cuda::select_top(importance_d_.get() + slot0_, na - 1, n_keep - 1, dest_d_.get(), stream_);
+  } else {
+    upload(dest_d_, std::vector<int32_t>(dest.begin(), dest.end()));
   }
-  logits_kernels(h_[cur].get() + static_cast<size_t>(na - 1) * d);
+  const size_t n = prefill_n_;
+  int32_t* pos = alive_pos_d_.get() + list_ * n;
+  cuda::compact_rows(h_[cur_].get(), pos, dest_d_.get(), na, c_.n_embd, h_[1 - cur_].get(), pos + n, aux_.get(),
+                     stream_);
+  cur_ = 1 - cur_;
+  ++list_;
+}
 
-  // The alive lists come back with the logits: the index's slots, KV depths and Aux Cache
-  // entries follow from them.
-  alive_pos_h_.ensure(static_cast<size_t>(n_lists) * n);
-  check(cudaMemcpyAsync(alive_pos_h_.get(), alive_pos_d_.get(), static_cast<size_t>(n_lists) * n * sizeof(int32_t),
-                        cudaMemcpyDeviceToHost, stream_),
+void CudaForward::prefill_layer(int l, int m, int slot0, bool want_importance) {
+  LayerCall c;
+  c.m = m, c.d_pos = alive_pos_d_.get() + list_ * prefill_n_, c.slot0 = slot0, c.n_keys = slot0 + m;
+  c.want_importance = want_importance;
+  layer_kernels(l, h_[cur_].get(), c);
+  slot0_ = slot0;
+}
+
+std::span<const int32_t> CudaForward::prefill_finish(const PrefillPlan& plan, int n) {
+  logits_kernels(h_[cur_].get() + static_cast<size_t>(plan.count.back() - 1) * c_.n_embd);
+  const size_t total = static_cast<size_t>(plan.n_lists) * n;
+  alive_pos_h_.ensure(total);
+  check(cudaMemcpyAsync(alive_pos_h_.get(), alive_pos_d_.get(), total * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                        stream_),
         "alive lists to host");
-  fetch_logits();
-  for (int l = 0; l < n_layers; ++l) {
-    const std::span<const int32_t> list(alive_pos_h_.get() + static_cast<size_t>(list_of[l]) * n, count[l]);
-    std::span<const int32_t> prev;
-    if (plan.selects[l]) prev = {alive_pos_h_.get() + static_cast<size_t>(list_of[l - 1]) * n, static_cast<size_t>(count[l - 1])};
-    if (record_prefill_layer(index_, counters_, l, prev, list) != slot0[l])
-      throw std::logic_error("CUDA prefill: slots out of order");
-  }
-  n_past_ += n;
+  fetch_logits();  // waits for the stream: the lists are there too
+  return {alive_pos_h_.get(), total};
 }
 
 // ------------------------------------------------------------------ decode

@@ -1,4 +1,4 @@
-#include "runtime/forward.h"
+#include "runtime/cpu/cpu_forward.h"
 
 #include <cblas.h>
 
@@ -13,6 +13,7 @@
 #include "kernels/cpu/vec_ops.h"
 #include "model/weights.h"
 #include "prune/select.h"
+#include "runtime/prefill.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {
@@ -24,13 +25,13 @@ constexpr int kBatchedDecodeRows = 4;  // decode batches from this many rows att
 
 }  // namespace
 
-struct ForwardState::Scratch {
+struct CpuForward::Scratch {
   std::vector<float> xn, q, k, v, att, gate, up, ffn_out, hidden, batch, kf, vf;
   std::vector<std::vector<float>> per_thread;  // attention score rows
   std::vector<float> imp_heads;                // last row's probabilities, per head
 };
 
-ForwardState::ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPool& pool)
+CpuForward::CpuForward(const Model& model, int n_ctx, bool kv_f16, ThreadPool& pool)
     : model_(model),
       c_(model.config()),
       w_(model.weights()),
@@ -44,9 +45,9 @@ ForwardState::ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPoo
   s_->per_thread.resize(pool.size());
 }
 
-ForwardState::~ForwardState() = default;
+CpuForward::~CpuForward() = default;
 
-void ForwardState::clear() {
+void CpuForward::clear() {
   n_past_ = 0;
   kv_.clear();
   counters_ = {};
@@ -54,12 +55,12 @@ void ForwardState::clear() {
   selection_.clear();
 }
 
-void ForwardState::embed(int32_t token, float* out) const {
+void CpuForward::embed(int32_t token, float* out) const {
   const WeightView& e = w_.token_embd;
   dequantize_row(e.type, e.data + token * e.row_stride(), out, c_.n_embd);
 }
 
-void ForwardState::compute_logits(const float* h) {
+void CpuForward::compute_logits(const float* h) {
   std::vector<float> xn(c_.n_embd);
   rmsnorm(h, w_.output_norm, xn.data(), c_.n_embd, c_.rms_eps);
   logits_.resize(c_.n_vocab);
@@ -69,7 +70,7 @@ void ForwardState::compute_logits(const float* h) {
 // ------------------------------------------------------------------ one layer
 
 // Runs fn(row) for rows [0, m), split over the pool in chunks (serially for small batches).
-void ForwardState::for_rows(int m, const std::function<void(int)>& fn) {
+void CpuForward::for_rows(int m, const std::function<void(int)>& fn) {
   constexpr int kChunk = 16;
   if (m <= kChunk) {
     for (int i = 0; i < m; ++i) fn(i);
@@ -81,7 +82,7 @@ void ForwardState::for_rows(int m, const std::function<void(int)>& fn) {
   });
 }
 
-void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, int slot0, bool want_importance,
+void CpuForward::layer_forward(int l, float* h, int m, const int32_t* pos, int slot0, bool want_importance,
                                  std::span<const int32_t> key_slots, const int32_t* row_keys) {
   const LayerWeights& L = w_.layers[l];
   const int d = c_.n_embd, hd = c_.head_dim;
@@ -147,7 +148,7 @@ void ForwardState::layer_forward(int l, float* h, int m, const int32_t* pos, int
 // weighted sum are matrix products per (head, block of query rows). Q and the probabilities are
 // rounded to half precision before meeting the half-precision K and V, as llama.cpp does with its
 // f16 cache, so results agree with it closely.
-void ForwardState::attention_prefill(int l, int n_old, float* q, int m, float* out, bool want_importance) {
+void CpuForward::attention_prefill(int l, int n_old, float* q, int m, float* out, bool want_importance) {
   const LayerKV& kv = kv_.layer(l);
   const int kvd = c_.n_kv_heads * c_.head_dim;
   const int n_keys = n_old + m;
@@ -169,7 +170,7 @@ void ForwardState::attention_prefill(int l, int n_old, float* q, int m, float* o
                  want_importance, f16);
 }
 
-void ForwardState::attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int32_t* visible,
+void CpuForward::attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int32_t* visible,
                                   float* out, bool want_importance, bool f16) {
   const int hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
   const int group = c_.n_heads / c_.n_kv_heads;
@@ -207,7 +208,7 @@ void ForwardState::attention_gemm(float* q, int m, const float* kf, const float*
 // Decode: queries attend to the listed slots only (the selected set), masked by position. The
 // new token alone (a plain decode step) reads the half-precision rows directly; a batch with
 // revived rows gathers the listed keys once and runs the prefill's matrix products.
-void ForwardState::attention_decode(int l, std::span<const int32_t> slots, const int32_t* visible, float* q, int m,
+void CpuForward::attention_decode(int l, std::span<const int32_t> slots, const int32_t* visible, float* q, int m,
                                     float* out, bool want_importance) {
   const LayerKV& kv = kv_.layer(l);
   const int hd = c_.head_dim, qd = c_.n_heads * hd;
@@ -266,7 +267,7 @@ void ForwardState::attention_decode(int l, std::span<const int32_t> slots, const
   if (want_importance) average_importance(n_keys);
 }
 
-void ForwardState::average_importance(int n_keys) {
+void CpuForward::average_importance(int n_keys) {
   importance_.assign(n_keys, 0.0f);
   for (int h = 0; h < c_.n_heads; ++h)
     for (int j = 0; j < n_keys; ++j) importance_[j] += s_->imp_heads[int64_t{h} * n_keys + j];
@@ -275,64 +276,67 @@ void ForwardState::average_importance(int n_keys) {
 
 // ------------------------------------------------------------------ prefill
 
-void ForwardState::prefill(std::span<const int32_t> tokens, const LayerSchedule& sched,
-                           const std::function<void(int, int)>& progress) {
-  const int n = static_cast<int>(tokens.size());
-  const int d = c_.n_embd, n_layers = c_.n_layers;
-  if (n == 0) throw Error("prefill: no tokens");
-  if (n_past_ + n > n_ctx_)
-    throw Error("prompt of " + std::to_string(n) + " tokens does not fit the context (" + std::to_string(n_past_) +
-                " used of " + std::to_string(n_ctx_) + ")");
-  for (int32_t t : tokens)
-    if (t < 0 || t >= c_.n_vocab) throw Error("token id " + std::to_string(t) + " is out of the vocabulary");
+void CpuForward::prefill(std::span<const int32_t> tokens, const LayerSchedule& sched,
+                         const std::function<void(int, int)>& progress) {
+  std::vector<int> size_before(c_.n_layers);
+  for (int l = 0; l < c_.n_layers; ++l) size_before[l] = kv_.layer(l).size();
+  run_prefill(*this, kv_.index(), counters_, tokens, n_past_, c_.n_vocab, sched, progress);
+  for (int l = 0; l < c_.n_layers; ++l) kv_.check_follows_index(l, size_before[l]);
+  n_past_ += static_cast<int>(tokens.size());
+}
 
-  const PrefillPlan plan = plan_prefill(n, sched);
-  KVIndex& index = kv_.index();
-  std::vector<float>& h = s_->hidden;
-  h.resize(static_cast<size_t>(n) * d);
-  std::vector<int32_t> alive(n), prev;
-  for (int i = 0; i < n; ++i) {
-    alive[i] = n_past_ + i;
-    index.mark_prompt(alive[i], true);
-    embed(tokens[i], h.data() + int64_t{i} * d);
+void CpuForward::prefill_embed(std::span<const int32_t> tokens, std::span<const int32_t> pos, const PrefillPlan&) {
+  const int n = static_cast<int>(tokens.size()), d = c_.n_embd;
+  s_->hidden.resize(static_cast<size_t>(n) * d);
+  lists_.assign(pos.begin(), pos.end());
+  list_ = 0;
+  prefill_n_ = n;
+  for (int i = 0; i < n; ++i) embed(tokens[i], s_->hidden.data() + int64_t{i} * d);
+}
+
+void CpuForward::prefill_select(int l, int na, int n_keep, std::span<const int32_t> dest) {
+  const int d = c_.n_embd;
+  const size_t n = prefill_n_;
+  std::vector<int32_t> to(dest.begin(), dest.end());
+  if (to.empty()) {
+    // The last token's attention at layer l - 1 over that layer's slots; the rows held
+    // slot0_ .. slot0_ + na - 1.
+    const std::span<const float> score(importance_.data() + slot0_, na - 1);
+    const std::vector<int> kept = select_top(score, n_keep - 1);
+    to.assign(na, -1);
+    for (size_t j = 0; j < kept.size(); ++j) to[kept[j]] = static_cast<int32_t>(j);
+    to[na - 1] = n_keep - 1;
   }
-  counters_.alive_per_layer.assign(n_layers, 0);
-
-  for (int l = 0; l < n_layers; ++l) {
-    const int na = static_cast<int>(alive.size());
-    prev.clear();
-    if (plan.selects[l]) {
-      // Importance of each alive token = the last token's attention to it at layer l-1.
-      const int n_keep = plan.count[l];
-      std::vector<float> score(sched.selector.needs_importance() ? na - 1 : 0);
-      for (size_t i = 0; i < score.size(); ++i) score[i] = importance_[kv_.slot(l - 1, alive[i])];
-      std::vector<int> kept = sched.selector.choose_prefill(na - 1, score, n_keep - 1, l, alive[0]);
-      kept.push_back(na - 1);  // the last token is never pruned
-      prev = alive;
-      size_t next = 0;
-      for (int i = 0; i < na; ++i) {
-        const float* row = h.data() + int64_t{i} * d;
-        if (next < kept.size() && kept[next] == i) {
-          if (static_cast<int>(next) != i) std::copy(row, row + d, h.data() + next * d);
-          alive[next++] = alive[i];
-        } else {
-          aux_.put(alive[i], row);  // its hidden state entering layer l
-        }
-      }
-      alive.resize(n_keep);
+  lists_.resize((list_ + 2) * n);
+  const int32_t* alive = lists_.data() + list_ * n;
+  int32_t* next = lists_.data() + (list_ + 1) * n;
+  float* h = s_->hidden.data();
+  // Kept rows move down in order (to[i] <= i); the others enter the Aux Cache as they are.
+  for (int i = 0; i < na; ++i) {
+    const float* row = h + int64_t{i} * d;
+    if (to[i] >= 0) {
+      if (to[i] != i) std::copy(row, row + d, h + int64_t{to[i]} * d);
+      next[to[i]] = alive[i];
+    } else {
+      aux_.put(alive[i], row);
     }
-    const int slot0 = record_prefill_layer(index, counters_, l, prev, alive);
-    counters_.alive_per_layer[l] = static_cast<int>(alive.size());
-    layer_forward(l, h.data(), static_cast<int>(alive.size()), alive.data(), slot0, plan.want_importance[l]);
-    if (progress) progress(l + 1, n_layers);
   }
-  compute_logits(h.data() + (alive.size() - 1) * d);
-  n_past_ += n;
+  ++list_;
+}
+
+void CpuForward::prefill_layer(int l, int m, int slot0, bool want_importance) {
+  slot0_ = slot0;
+  layer_forward(l, s_->hidden.data(), m, lists_.data() + list_ * prefill_n_, slot0, want_importance);
+}
+
+std::span<const int32_t> CpuForward::prefill_finish(const PrefillPlan& plan, int) {
+  compute_logits(s_->hidden.data() + static_cast<size_t>(plan.count.back() - 1) * c_.n_embd);
+  return lists_;
 }
 
 // ------------------------------------------------------------------ decode
 
-void ForwardState::decode(int32_t token, const LayerSchedule& sched) {
+void CpuForward::decode(int32_t token, const LayerSchedule& sched) {
   const int d = c_.n_embd, n_layers = c_.n_layers;
   const int p = n_past_;
   if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");
@@ -368,7 +372,7 @@ void ForwardState::decode(int32_t token, const LayerSchedule& sched) {
   ++n_past_;
 }
 
-void ForwardState::compute_kv(int l, const float* hidden, int32_t pos, float* k, float* v) {
+void CpuForward::compute_kv(int l, const float* hidden, int32_t pos, float* k, float* v) {
   const LayerWeights& L = w_.layers[l];
   const int d = c_.n_embd, kvd = c_.n_kv_heads * c_.head_dim;
   std::vector<float> xn(d);

@@ -1,8 +1,9 @@
 // The CPU forward pass over per-layer token sets, executing LazyLLM's plan (prune/lazy_plan.h).
 //
-// Prefill runs layer by layer over the alive tokens (compacted, with their original positions).
-// At a pruning layer, the alive set shrinks to the tokens the last token attended to most in the
-// previous layer; the pruned tokens' hidden states go to the Aux Cache. Decode computes, layer by
+// Prefill (runtime/prefill.h walks it) runs layer by layer over the alive tokens (compacted, with
+// their original positions). At a pruning layer, the alive set shrinks to the tokens the last
+// token attended to most in the previous layer; the pruned tokens' hidden states go to the Aux
+// Cache. Decode computes, layer by
 // layer, the rows the DecodeStep plans (the new token and the tokens it revives) over the keys it
 // selects. A schedule that prunes nowhere takes exactly the baseline's path.
 #pragma once
@@ -20,6 +21,7 @@
 #include "lazyllm/lazyllm.h"
 #include "runtime/forward_backend.h"
 #include "prune/lazy_plan.h"
+#include "runtime/prefill.h"
 
 namespace lazyllm {
 
@@ -27,10 +29,10 @@ struct ModelWeights;
 struct LayerWeights;
 
 // The CPU backend.
-class ForwardState final : public ForwardBackend {
+class CpuForward final : public ForwardBackend, private PrefillDevice {
  public:
-  ForwardState(const Model& model, int n_ctx, bool kv_f16, ThreadPool& pool);
-  ~ForwardState() override;
+  CpuForward(const Model& model, int n_ctx, bool kv_f16, ThreadPool& pool);
+  ~CpuForward() override;
 
   void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
                const std::function<void(int, int)>& progress = {}) override;
@@ -58,6 +60,12 @@ class ForwardState final : public ForwardBackend {
 
  private:
   struct Scratch;
+
+  // PrefillDevice: the device half of run_prefill().
+  void prefill_embed(std::span<const int32_t> tokens, std::span<const int32_t> pos, const PrefillPlan& plan) override;
+  void prefill_select(int l, int n_rows, int n_keep, std::span<const int32_t> dest) override;
+  void prefill_layer(int l, int n_rows, int slot0, bool want_importance) override;
+  std::span<const int32_t> prefill_finish(const PrefillPlan& plan, int n) override;
   using AttentionFn = std::function<void(const float* q, int m, float* out, float* importance)>;
 
   // Runs layer l on m hidden-state rows `h` (updated in place) of tokens `pos`, storing their K/V
@@ -92,6 +100,11 @@ class ForwardState final : public ForwardBackend {
   // Attention probabilities of the last query row at the last layer run, averaged over heads,
   // one per key in the order the keys were given.
   std::vector<float> importance_;
+  // Prefill of n tokens: the alive lists (positions; list e at e * n), the current one, and the
+  // first slot of the last layer computed (its rows' importance starts there).
+  std::vector<int32_t> lists_;
+  size_t list_ = 0, prefill_n_ = 0;
+  int slot0_ = 0;
   std::vector<float> logits_;
   ForwardCounters counters_;
   bool record_selection_ = false;

@@ -1,9 +1,11 @@
-// LazyLLM's prefill selection on the GPU, so a pruning layer needs no host round trip: the same
+// LazyLLM on the GPU: the importance scores (the last token's attention, averaged over heads) and
+// the prefill selection, so a pruning layer needs no host round trip. The selection makes the same
 // choice as prune/select.h's select_top (the k largest scores, ties to the lower index, kept in
 // index order), by one block doing a radix select over the scores' order-preserving bit patterns,
-// then a compaction that moves kept rows together and pruned rows to the Aux Cache.
+// then a compaction moves kept rows together and pruned rows to the Aux Cache.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
 
@@ -147,6 +149,105 @@ __global__ void compact_rows_kernel(const float* h, const int32_t* pos, const in
   }
 }
 
+// ---------------------------------------------------------------- importance
+
+// LazyLLM's importance: row `row`'s softmax probabilities per head, averaged over heads, in three
+// parallel passes (scores and block maxima over the keys x heads grid; per-head max and sum;
+// the head average), so that 32K keys do not rest on one block per head.
+constexpr int kImpThreads = 256;
+constexpr int kImpKeys = 128;  // keys per block of the scoring pass
+
+int imp_blocks(const AttentionArgs& a) { return (a.n_keys + kImpKeys - 1) / kImpKeys; }
+
+// grid (key block, head): scaled, masked scores into probs[h][j]; each block's max into pmax.
+__global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a, int row, float* probs,
+                                                                  float* pmax) {
+  __shared__ float sq[kMaxHeadDim];
+  __shared__ float sred[kImpThreads / 32];
+  const int b = blockIdx.x, h = blockIdx.y, hd = a.head_dim, kvd = a.n_kv_heads * hd;
+  const int g = h / (a.n_heads / a.n_kv_heads), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const __half* qrow = reinterpret_cast<const __half*>(a.q) + static_cast<int64_t>(row) * a.n_heads * hd + h * hd;
+  for (int c = threadIdx.x; c < hd; c += kImpThreads) sq[c] = __half2float(qrow[c]);
+  __syncthreads();
+  const int qp = a.qpos[row];
+  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * hd;
+  float* pr = probs + static_cast<int64_t>(h) * a.n_keys;
+  constexpr int kU = 4;  // keys per warp at once
+  float mx = kNegInf;
+  for (int jj = warp * kU; jj < kImpKeys; jj += (kImpThreads / 32) * kU) {
+    int slot[kU];
+    float d[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int j = b * kImpKeys + jj + u;
+      slot[u] = j < a.n_keys ? key_slot(a, j) : -1;
+      d[u] = 0.0f;
+      if (slot[u] >= 0) {
+        const __half* krow = kc + static_cast<int64_t>(slot[u]) * kvd;
+        for (int c = lane; c < hd; c += 32) d[u] += sq[c] * __half2float(krow[c]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const float dot = warp_sum(d[u]);
+      if (slot[u] < 0) continue;
+      const float s = a.kpos[slot[u]] <= qp ? dot * a.scale : kNegInf;
+      if (lane == 0) pr[b * kImpKeys + jj + u] = s;
+      mx = fmaxf(mx, s);
+    }
+  }
+  if (lane == 0) sred[warp] = mx;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float m = kNegInf;
+    for (int w = 0; w < kImpThreads / 32; ++w) m = fmaxf(m, sred[w]);
+    pmax[static_cast<int64_t>(h) * gridDim.x + b] = m;
+  }
+}
+
+// grid (head): the head's max and 1 / sum of exp over its keys, into stat[2h], stat[2h + 1].
+__global__ void __launch_bounds__(kImpThreads) imp_norm_kernel(const float* probs, const float* pmax, int n_blocks,
+                                                                int n_keys, float* stat) {
+  __shared__ float sred[kImpThreads / 32];
+  const int h = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float m = kNegInf;
+  for (int b = threadIdx.x; b < n_blocks; b += kImpThreads) m = fmaxf(m, pmax[static_cast<int64_t>(h) * n_blocks + b]);
+  m = warp_max(m);
+  if (lane == 0) sred[warp] = m;
+  __syncthreads();
+  m = kNegInf;
+  for (int w = 0; w < kImpThreads / 32; ++w) m = fmaxf(m, sred[w]);
+  __syncthreads();
+  const float* pr = probs + static_cast<int64_t>(h) * n_keys;
+  float sum = 0.0f;
+  for (int j = threadIdx.x; j < n_keys; j += kImpThreads) {
+    const float s = pr[j];
+    sum += s == kNegInf ? 0.0f : expf(s - m);
+  }
+  sum = warp_sum(sum);
+  if (lane == 0) sred[warp] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.0f;
+    for (int w = 0; w < kImpThreads / 32; ++w) t += sred[w];
+    stat[2 * h] = m;
+    stat[2 * h + 1] = t > 0.0f ? 1.0f / t : 0.0f;
+  }
+}
+
+// importance[j] = mean over heads of the probabilities (summed in head order, as the CPU does).
+__global__ void imp_average_kernel(const float* probs, const float* stat, int n_heads, int n_keys,
+                                   float* importance) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= n_keys) return;
+  float sum = 0.0f;
+  for (int h = 0; h < n_heads; ++h) {
+    const float s = probs[static_cast<int64_t>(h) * n_keys + j];
+    sum += s == kNegInf ? 0.0f : expf(s - stat[2 * h]) * stat[2 * h + 1];
+  }
+  importance[j] = sum / static_cast<float>(n_heads);
+}
+
 }  // namespace
 
 void select_top(const float* scores, int n, int k, int32_t* dest, cudaStream_t stream) {
@@ -159,6 +260,25 @@ void compact_rows(const float* h, const int32_t* pos, const int32_t* dest, int n
   if (n == 0) return;
   compact_rows_kernel<<<n, 256, 0, stream>>>(h, pos, dest, d, h_out, pos_out, aux);
   check_launch("compact_rows_kernel");
+}
+
+size_t importance_scratch_floats(const AttentionArgs& a) {
+  return static_cast<size_t>(a.n_heads) * (a.n_keys + imp_blocks(a) + 2);
+}
+
+void last_row_importance(const AttentionArgs& a, int row, float* scratch, float* importance, cudaStream_t stream) {
+  if (a.head_dim > kMaxHeadDim) throw Error("CUDA attention: head size above 256 is not supported");
+  if (a.n_keys == 0) return;
+  const int nb = imp_blocks(a);
+  float* probs = scratch;
+  float* pmax = probs + static_cast<size_t>(a.n_heads) * a.n_keys;
+  float* stat = pmax + static_cast<size_t>(a.n_heads) * nb;
+  imp_scores_kernel<<<dim3(nb, a.n_heads), kImpThreads, 0, stream>>>(a, row, probs, pmax);
+  check_launch("imp_scores_kernel");
+  imp_norm_kernel<<<a.n_heads, kImpThreads, 0, stream>>>(probs, pmax, nb, a.n_keys, stat);
+  check_launch("imp_norm_kernel");
+  imp_average_kernel<<<(a.n_keys + 255) / 256, 256, 0, stream>>>(probs, stat, a.n_heads, a.n_keys, importance);
+  check_launch("imp_average_kernel");
 }
 
 }  // namespace lazyllm::cuda

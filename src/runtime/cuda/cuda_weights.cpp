@@ -1,4 +1,4 @@
-#include "kernels/cuda/cuda_weights.h"
+#include "runtime/cuda/cuda_weights.h"
 
 #include <algorithm>
 #include <cstring>
