@@ -4,6 +4,7 @@
 // CUDA baseline bit for bit, and clean errors. Every GPU test skips with a message when no GPU
 // (or no CUDA build) is available, as in CI.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,16 +14,15 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <stdlib.h>
 
-#include "runtime/cuda/cuda_forward.h"
 #include "lazyllm/lazyllm.h"
+#include "lazyllm/tokenizer.h"
 #include "prune/select.h"
+#include "runtime/cuda/cuda_forward.h"
 #include "runtime/forward_backend.h"
+#include "runtime/session_internals.h"
 #include "test_models.h"
 #include "test_util.h"
-#include "lazyllm/tokenizer.h"
-#include "runtime/session_internals.h"
 
 namespace lazyllm {
 namespace {

@@ -17,9 +17,9 @@
 #include "format/gguf_writer.h"
 #include "kernels/cpu/quant.h"
 #include "lazyllm/lazyllm.h"
+#include "lazyllm/tokenizer.h"
 #include "model/gen_model.h"
 #include "test_util.h"
-#include "lazyllm/tokenizer.h"
 
 namespace lazyllm {
 namespace {

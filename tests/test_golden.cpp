@@ -15,8 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "lazyllm/lazyllm.h"
-#include "test_util.h"
 #include "lazyllm/tokenizer.h"
+#include "test_util.h"
 
 namespace lazyllm {
 namespace {

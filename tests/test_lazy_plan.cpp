@@ -15,9 +15,9 @@
 #include "prune/select.h"
 #include "reference_forward.h"
 #include "runtime/cpu/cpu_forward.h"
+#include "runtime/session_internals.h"
 #include "test_models.h"
 #include "test_util.h"
-#include "runtime/session_internals.h"
 
 namespace lazyllm {
 namespace {

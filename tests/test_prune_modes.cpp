@@ -8,8 +8,8 @@
 
 #include "lazyllm/lazyllm.h"
 #include "runtime/cpu/cpu_forward.h"
-#include "test_models.h"
 #include "runtime/session_internals.h"
+#include "test_models.h"
 
 namespace lazyllm {
 namespace {

@@ -6,11 +6,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "lazyllm/tokenizer.h"
 #include "server/job.h"
 #include "server/scheduler.h"
 #include "server/server.h"
 #include "test_models.h"
-#include "lazyllm/tokenizer.h"
 
 namespace lazyllm::server {
 namespace {

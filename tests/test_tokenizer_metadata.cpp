@@ -8,9 +8,9 @@
 #include "format/gguf.h"
 #include "format/gguf_writer.h"
 #include "lazyllm/error.h"
+#include "lazyllm/tokenizer.h"
 #include "test_util.h"
 #include "tokenizer/byte_unicode.h"
-#include "lazyllm/tokenizer.h"
 
 namespace lazyllm {
 namespace {

@@ -9,9 +9,9 @@
 
 #include "lazyllm/error.h"
 #include "lazyllm/lazyllm.h"
+#include "lazyllm/tokenizer.h"
 #include "test_util.h"
 #include "tokenizer/byte_unicode.h"
-#include "lazyllm/tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace lazyllm {

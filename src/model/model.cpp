@@ -3,8 +3,8 @@
 #include <sstream>
 
 #include "format/gguf.h"
-#include "model/weights.h"
 #include "lazyllm/tokenizer.h"
+#include "model/weights.h"
 
 namespace lazyllm {
 

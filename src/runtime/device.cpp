@@ -2,8 +2,8 @@
 #include <fstream>
 #include <string>
 
-#include "runtime/cuda/cuda_forward.h"
 #include "lazyllm/lazyllm.h"
+#include "runtime/cuda/cuda_forward.h"
 
 namespace lazyllm {
 

@@ -2,13 +2,13 @@
 #include <string>
 
 #include "format/gguf.h"
-#include "runtime/cuda/cuda_forward.h"
+#include "lazyllm/tokenizer.h"
 #include "model/weights.h"
 #include "prune/cost_model.h"
 #include "prune/lazy_plan.h"
 #include "runtime/cpu/cpu_forward.h"
+#include "runtime/cuda/cuda_forward.h"
 #include "runtime/session_internals.h"
-#include "lazyllm/tokenizer.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {

@@ -2,8 +2,8 @@
 
 #include <exception>
 
-#include "server/stop_matcher.h"
 #include "lazyllm/tokenizer.h"
+#include "server/stop_matcher.h"
 
 namespace lazyllm::server {
 namespace {

@@ -8,12 +8,12 @@
 #include <mutex>
 #include <thread>
 
+#include "lazyllm/tokenizer.h"
 #include "server/api_error.h"
 #include "server/metrics.h"
 #include "server/request.h"
 #include "server/responses.h"
 #include "server/scheduler.h"
-#include "lazyllm/tokenizer.h"
 
 namespace lazyllm::server {
 namespace {

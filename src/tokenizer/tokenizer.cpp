@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "format/gguf.h"
 #include "lazyllm/error.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/byte_unicode.h"
@@ -10,7 +11,6 @@
 #include "tokenizer/special_tokens.h"
 #include "tokenizer/spm.h"
 #include "tokenizer/vocab.h"
-#include "format/gguf.h"
 
 namespace lazyllm {
 namespace {

@@ -174,17 +174,18 @@ int bench(const BenchArgs& a) {
     }
     if (!a.json) std::fprintf(stderr, "\r\033[K");
 
-    nlohmann::json common = {{"model", a.model},
-                             {"architecture", c.architecture},
-                             {"cpu", device_description(Device::Cpu)},
-                             {"device", device_name(base_opt.device)},
-                             {"gpu", base_opt.device == Device::Cuda ? device_description(Device::Cuda) : "none"},
-                             {"threads", a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency())},
-                             {"prompt_len", n},
-                             {"gen_len", a.gen_len},
-                             {"reps", a.reps},
-                             {"mode", a.cold ? "cold" : "warm"},
-                             {"baseline", samples_json(sb)}};
+    nlohmann::json common = {
+        {"model", a.model},
+        {"architecture", c.architecture},
+        {"cpu", device_description(Device::Cpu)},
+        {"device", device_name(base_opt.device)},
+        {"gpu", base_opt.device == Device::Cuda ? device_description(Device::Cuda) : "none"},
+        {"threads", a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency())},
+        {"prompt_len", n},
+        {"gen_len", a.gen_len},
+        {"reps", a.reps},
+        {"mode", a.cold ? "cold" : "warm"},
+        {"baseline", samples_json(sb)}};
     const Summary tb = summarize(sb.ttft_ms);
     common["ttft_ms"] = tb.median;
     common["prefill_tok_s"] = summarize(sb.prefill_tok_s).median;

@@ -36,7 +36,8 @@ struct RowBlock {
         h(blockIdx.y),
         g(blockIdx.y / (a.n_heads / a.n_kv_heads)),
         key_end(a.row_key_end ? a.row_key_end[min(a.m, r0 + BR) - 1]
-                              : a.key_slots ? a.n_keys : a.n_old + min(a.m, r0 + BR)) {}
+                : a.key_slots ? a.n_keys
+                              : a.n_old + min(a.m, r0 + BR)) {}
   __device__ __forceinline__ int tiles(int bc) const { return (key_end + bc - 1) / bc; }
 };
 __device__ inline int key_slot(const AttentionArgs& a, int j) { return a.key_slots ? a.key_slots[j] : j; }

@@ -20,9 +20,9 @@ namespace {
 // ---------------------------------------------------------------- split-key kernel
 
 constexpr int kSplitThreads = 128;
-constexpr int kSplitChunk = 128;   // keys scored per step (one per thread)
-constexpr int kKeysPerSplit = 512; // target keys per block
-constexpr int kMaxBlocks = 8192;   // bounds the partial results
+constexpr int kSplitChunk = 128;    // keys scored per step (one per thread)
+constexpr int kKeysPerSplit = 512;  // target keys per block
+constexpr int kMaxBlocks = 8192;    // bounds the partial results
 
 struct SplitPlan {
   int n_splits, keys_per_split;
@@ -36,10 +36,9 @@ SplitPlan plan_splits(const AttentionArgs& a) {
   return {n_splits, std::max(per, 1)};
 }
 
-
 // grid (split, row, head): online softmax over this split's keys; writes (max, sum, acc[hd]).
-__global__ void __launch_bounds__(kSplitThreads) split_attention_kernel(AttentionArgs a, int keys_per_split,
-                                                                         float* partial) {
+__global__ void __launch_bounds__(kSplitThreads)
+    split_attention_kernel(AttentionArgs a, int keys_per_split, float* partial) {
   __shared__ float sq[kMaxHeadDim];
   __shared__ float sacc[kMaxHeadDim];
   __shared__ float sp[kSplitChunk];
@@ -161,10 +160,10 @@ __device__ inline void half8_to_float(const uint4& v, float (&f)[8]) {
 }
 
 template <int HD>
-__global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(AttentionArgs a, float scale_log2,
-                                                                        float* partial) {
-  constexpr int LPK = HD / 8;                        // lanes per key
-  constexpr int NG = kDecThreads / LPK;              // keys read at once by the block
+__global__ void __launch_bounds__(kDecThreads)
+    decode_attention_kernel(AttentionArgs a, float scale_log2, float* partial) {
+  constexpr int LPK = HD / 8;            // lanes per key
+  constexpr int NG = kDecThreads / LPK;  // keys read at once by the block
   constexpr int ITER = (kDecKeys + NG - 1) / NG;
   __shared__ float sP[kDecKeys];
   __shared__ __align__(16) float sAcc[NG * HD];
@@ -269,8 +268,8 @@ __global__ void __launch_bounds__(kDecThreads) decode_attention_kernel(Attention
 // grid (row, head): merges the blocks' partial results (base-2 maxima). Empty blocks (max -inf)
 // wrote no accumulators and are skipped. Threads split the head into float4s and the blocks'
 // results into 512 / HD interleaved groups.
-__global__ void __launch_bounds__(kDecThreads) decode_combine_kernel(AttentionArgs a, int n_splits,
-                                                                      const float* partial) {
+__global__ void __launch_bounds__(kDecThreads)
+    decode_combine_kernel(AttentionArgs a, int n_splits, const float* partial) {
   extern __shared__ float sW[];  // n_splits weights
   __shared__ __align__(16) float sO[4 * kDecThreads];
   __shared__ float sRed[kDecThreads / 32];
@@ -316,14 +315,13 @@ __global__ void __launch_bounds__(kDecThreads) decode_combine_kernel(AttentionAr
   }
 }
 
-
 int decode_splits(const AttentionArgs& a) { return std::max(1, (a.n_keys + kDecKeys - 1) / kDecKeys); }
 
 template <int HD>
 void launch_decode(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   const int n_splits = decode_splits(a);
-  launch_pdl("decode_attention_kernel", decode_attention_kernel<HD>, dim3(n_splits, a.m, a.n_heads),
-             dim3(kDecThreads), 0, stream, a, a.scale * 1.4426950408889634f, scratch);
+  launch_pdl("decode_attention_kernel", decode_attention_kernel<HD>, dim3(n_splits, a.m, a.n_heads), dim3(kDecThreads),
+             0, stream, a, a.scale * 1.4426950408889634f, scratch);
   launch_pdl("decode_combine_kernel", decode_combine_kernel, dim3(a.m, a.n_heads), dim3(kDecThreads),
              n_splits * sizeof(float), stream, a, n_splits, static_cast<const float*>(scratch));
 }
@@ -347,8 +345,7 @@ void decode_attention(const AttentionArgs& a, float* scratch, cudaStream_t strea
     case 128: return launch_decode<128>(a, scratch, stream);
   }
   const SplitPlan p = plan_splits(a);
-  split_attention_kernel<<<dim3(p.n_splits, a.m, a.n_heads), kSplitThreads, 0, stream>>>(a, p.keys_per_split,
-                                                                                          scratch);
+  split_attention_kernel<<<dim3(p.n_splits, a.m, a.n_heads), kSplitThreads, 0, stream>>>(a, p.keys_per_split, scratch);
   check_launch("split_attention_kernel");
   split_combine_kernel<<<dim3(a.m, a.n_heads), std::min(a.head_dim, 128), 0, stream>>>(a, p.n_splits, scratch);
   check_launch("split_combine_kernel");

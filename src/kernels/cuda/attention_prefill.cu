@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
   cp_async_wait_all();
   __syncthreads();
 
-  auto q_frag = [&](uint32_t (&f)[4], int mt, int kk) {
+  auto q_frag = [&](uint32_t(&f)[4], int mt, int kk) {
     ldmatrix_x4(f, sQ + ((warp * MT + mt) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + kk * 16 + (lane >> 4) * 8);
   };
   uint32_t qf[kQInRegs ? HD / 16 : 1][4];

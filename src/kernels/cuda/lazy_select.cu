@@ -160,8 +160,7 @@ constexpr int kImpKeys = 128;  // keys per block of the scoring pass
 int imp_blocks(const AttentionArgs& a) { return (a.n_keys + kImpKeys - 1) / kImpKeys; }
 
 // grid (key block, head): scaled, masked scores into probs[h][j]; each block's max into pmax.
-__global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a, int row, float* probs,
-                                                                  float* pmax) {
+__global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a, int row, float* probs, float* pmax) {
   __shared__ float sq[kMaxHeadDim];
   __shared__ float sred[kImpThreads / 32];
   const int b = blockIdx.x, h = blockIdx.y, hd = a.head_dim, kvd = a.n_kv_heads * hd;
@@ -206,8 +205,8 @@ __global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a
 }
 
 // grid (head): the head's max and 1 / sum of exp over its keys, into stat[2h], stat[2h + 1].
-__global__ void __launch_bounds__(kImpThreads) imp_norm_kernel(const float* probs, const float* pmax, int n_blocks,
-                                                                int n_keys, float* stat) {
+__global__ void __launch_bounds__(kImpThreads)
+    imp_norm_kernel(const float* probs, const float* pmax, int n_blocks, int n_keys, float* stat) {
   __shared__ float sred[kImpThreads / 32];
   const int h = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float m = kNegInf;
@@ -236,8 +235,7 @@ __global__ void __launch_bounds__(kImpThreads) imp_norm_kernel(const float* prob
 }
 
 // importance[j] = mean over heads of the probabilities (summed in head order, as the CPU does).
-__global__ void imp_average_kernel(const float* probs, const float* stat, int n_heads, int n_keys,
-                                   float* importance) {
+__global__ void imp_average_kernel(const float* probs, const float* stat, int n_heads, int n_keys, float* importance) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= n_keys) return;
   float sum = 0.0f;

@@ -83,7 +83,7 @@ void CpuForward::for_rows(int m, const std::function<void(int)>& fn) {
 }
 
 void CpuForward::layer_forward(int l, float* h, int m, const int32_t* pos, int slot0, bool want_importance,
-                                 std::span<const int32_t> key_slots, const int32_t* row_keys) {
+                               std::span<const int32_t> key_slots, const int32_t* row_keys) {
   const LayerWeights& L = w_.layers[l];
   const int d = c_.n_embd, hd = c_.head_dim;
   const int qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
@@ -171,7 +171,7 @@ void CpuForward::attention_prefill(int l, int n_old, float* q, int m, float* out
 }
 
 void CpuForward::attention_gemm(float* q, int m, const float* kf, const float* vf, int n_keys, const int32_t* visible,
-                                  float* out, bool want_importance, bool f16) {
+                                float* out, bool want_importance, bool f16) {
   const int hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
   const int group = c_.n_heads / c_.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -209,7 +209,7 @@ void CpuForward::attention_gemm(float* q, int m, const float* kf, const float* v
 // new token alone (a plain decode step) reads the half-precision rows directly; a batch with
 // revived rows gathers the listed keys once and runs the prefill's matrix products.
 void CpuForward::attention_decode(int l, std::span<const int32_t> slots, const int32_t* visible, float* q, int m,
-                                    float* out, bool want_importance) {
+                                  float* out, bool want_importance) {
   const LayerKV& kv = kv_.layer(l);
   const int hd = c_.head_dim, qd = c_.n_heads * hd;
   const int group = c_.n_heads / c_.n_kv_heads;

@@ -19,8 +19,8 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rope.h"
 #include "lazyllm/lazyllm.h"
-#include "runtime/forward_backend.h"
 #include "prune/lazy_plan.h"
+#include "runtime/forward_backend.h"
 #include "runtime/prefill.h"
 
 namespace lazyllm {

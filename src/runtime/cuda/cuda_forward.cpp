@@ -33,7 +33,6 @@
 
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_check.h"
-#include "runtime/cuda/cuda_weights.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
@@ -42,6 +41,7 @@
 #include "model/weights.h"
 #include "prune/lazy_plan.h"
 #include "prune/select.h"
+#include "runtime/cuda/cuda_weights.h"
 #include "runtime/prefill.h"
 
 namespace lazyllm {
@@ -454,9 +454,9 @@ std::span<const int32_t> CudaForward::prefill_finish(const PrefillPlan& plan, in
   logits_kernels(h_[cur_].get() + static_cast<size_t>(plan.count.back() - 1) * c_.n_embd);
   const size_t total = static_cast<size_t>(plan.n_lists) * n;
   alive_pos_h_.ensure(total);
-  check(cudaMemcpyAsync(alive_pos_h_.get(), alive_pos_d_.get(), total * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                        stream_),
-        "alive lists to host");
+  check(
+      cudaMemcpyAsync(alive_pos_h_.get(), alive_pos_d_.get(), total * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+      "alive lists to host");
   fetch_logits();  // waits for the stream: the lists are there too
   return {alive_pos_h_.get(), total};
 }
