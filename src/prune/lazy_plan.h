@@ -20,7 +20,7 @@
 #include "cache/kv_index.h"
 #include "lazyllm/lazyllm.h"
 #include "prune/selector.h"
-#include "runtime/forward_backend.h"
+#include "prune/work_counters.h"
 
 namespace lazyllm {
 
