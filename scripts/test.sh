@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: unit/integration tests (Release), the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and a bounded libFuzzer run of the GGUF reader.
+# AddressSanitizer + UndefinedBehaviorSanitizer, and bounded libFuzzer runs of every fuzz target
+# (scripts/fuzz.sh: the GGUF reader, request parser, chat templates, tokenizers, model config).
 # Usage: bash scripts/test.sh     (after scripts/setup.sh; LAZYLLM_SHARED_DIR overrides ../shared)
-# Set LAZYLLM_SKIP_ASAN=1 or LAZYLLM_SKIP_FUZZ=1 to leave out a stage locally.
+# Set LAZYLLM_SKIP_ASAN=1 or LAZYLLM_SKIP_FUZZ=1 to leave out a stage locally; FUZZ_SECONDS is
+# the fuzz budget of each target (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -25,8 +27,8 @@ if [ "${LAZYLLM_SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 if [ "${LAZYLLM_SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== fuzz the GGUF reader (bounded) =="
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+  echo "== fuzz (bounded: ${FUZZ_SECONDS:-45}s per target) =="
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-45}"
 fi
 # One closing line over every ctest stage (each "N% tests passed, F tests failed out of T").
 total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$LOG" | awk '{s += $1} END {print s + 0}')

@@ -36,11 +36,13 @@ ModelConfig read_model_config(const GGUFFile& f, int n_vocab) {
   if (c.n_heads % c.n_kv_heads != 0)
     throw Error(f.name() + ": head_count " + std::to_string(c.n_heads) + " is not a multiple of head_count_kv " +
                 std::to_string(c.n_kv_heads));
-  if (c.head_dim % 2 != 0 || c.head_dim * c.n_heads != c.n_embd)
+  // In 64 bits: head size and head count are each up to 2^24, and a product that wrapped around
+  // in int could match embedding_length by accident.
+  if (c.head_dim % 2 != 0 || int64_t{c.head_dim} * c.n_heads != c.n_embd)
     throw Error(f.name() + ": head size " + std::to_string(c.head_dim) + " does not fit embedding_length " +
                 std::to_string(c.n_embd) + " and head_count " + std::to_string(c.n_heads));
-  int n_rot = static_cast<int>(f.get_uint_or(a + ".rope.dimension_count", c.head_dim));
-  if (n_rot != c.head_dim)
+  const uint64_t n_rot = f.get_uint_or(a + ".rope.dimension_count", c.head_dim);  // compared unnarrowed
+  if (n_rot != static_cast<uint64_t>(c.head_dim))
     throw Error(f.name() + ": partial rotary embeddings (rope.dimension_count " + std::to_string(n_rot) +
                 " != head size " + std::to_string(c.head_dim) + ") are not supported");
   if (c.head_dim > 1024) throw Error(f.name() + ": head size above 1024 is not supported");

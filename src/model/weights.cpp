@@ -55,6 +55,11 @@ class Binder {
 }  // namespace
 
 std::unique_ptr<ModelWeights> bind_weights(const GGUFFile& f, const ModelConfig& c) {
+  // block_count may be up to 2^24: one beyond the file's tensor count is an error before anything
+  // is allocated per layer (a missing layer's tensors are named below).
+  if (static_cast<size_t>(c.n_layers) > f.tensors().size())
+    throw Error(f.name() + ": block_count " + std::to_string(c.n_layers) + " is more than the file's " +
+                std::to_string(f.tensors().size()) + " tensors");
   auto w = std::make_unique<ModelWeights>();
   w->owned.reserve(4 + 8 * static_cast<size_t>(c.n_layers));  // keep pointers into `owned` stable
   Binder b(f, *w);
