@@ -117,7 +117,8 @@ echo "ok - curl: metrics"
 LAZYLLM_URL=$URL LAZYLLM_API_KEY=$KEY node --test "$HERE/openai.test.mjs" || fail "openai client tests"
 
 # ---------------------------------------------------------------- bounded load
-# 32 clients against 2 slots and a queue of 8: 429s are expected, anything else is an error.
+# 32 clients against 2 slots and a queue of 8: 429s are expected (that request is sent again),
+# anything else is an error; every request must get a valid, complete answer.
 REQUESTS=${LAZYLLM_LOAD_REQUESTS:-300}
 [ "$MODE" = asan ] && REQUESTS=${LAZYLLM_LOAD_REQUESTS:-120}
 node "$HERE/load.mjs" "$URL" "$KEY" "$SERVER_PID" 32 "$REQUESTS" > "$WORK/load.json" || fail "load test: $(cat "$WORK/load.json")"
