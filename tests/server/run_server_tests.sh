@@ -114,7 +114,15 @@ done
 echo "ok - curl: metrics"
 
 # ---------------------------------------------------------------- the official openai client
-LAZYLLM_URL=$URL LAZYLLM_API_KEY=$KEY node --test "$HERE/openai.test.mjs" || fail "openai client tests"
+# Every test must run and pass: a skipped, todo or cancelled one fails the stage.
+LAZYLLM_URL=$URL LAZYLLM_API_KEY=$KEY node --test --test-reporter=tap "$HERE/openai.test.mjs" > "$WORK/node_test.tap" 2>&1 ||
+  { cat "$WORK/node_test.tap"; fail "openai client tests"; }
+grep -E '^(ok|not ok) ' "$WORK/node_test.tap"
+TESTS=$(grep -c '^test(' "$HERE/openai.test.mjs")
+for want in "pass $TESTS" "fail 0" "skipped 0" "todo 0" "cancelled 0"; do
+  grep -qx "# $want" "$WORK/node_test.tap" || { cat "$WORK/node_test.tap"; fail "openai client tests: expected '# $want'"; }
+done
+echo "ok - openai client: $TESTS of $TESTS tests passed"
 
 # ---------------------------------------------------------------- bounded load
 # 32 clients against 2 slots and a queue of 8: 429s are expected (that request is sent again),
