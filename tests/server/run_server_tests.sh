@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end server tests (run by ctest): starts `lazyllm serve` on a free loopback port with a
-# small model, runs curl checks, the openai-client tests (node:test) and a bounded load test,
-# then stops the server with SIGTERM and checks it shuts down cleanly.
+# small model, runs curl checks, the openai-client tests (node:test), a bounded load test and a
+# bounded soak, then stops the server with SIGTERM and checks it shuts down cleanly.
 # Usage: run_server_tests.sh LAZYLLM_BINARY [release|asan]
 # When node_modules (scripts/setup.sh runs npm ci), node or curl is missing it exits 77 (ctest:
 # skipped) locally, but fails (exit 1) when the environment variable CI is set (to anything but
 # "", 0 or false), so that CI cannot pass without running these tests.
+# LAZYLLM_SOAK_SECONDS (default 30) sets the soak's length; scripts/soak-server.sh runs a longer one.
 set -euo pipefail
 LAZYLLM=$1
 MODE=${2:-release}
@@ -138,6 +139,18 @@ if [ "$MODE" != asan ]; then  # ASan's quarantine holds freed memory, so RSS say
 fi
 echo "ok - load"
 check "serving after load" 200 "${H[@]}" -d '{"prompt":"x","max_tokens":1}' "$C"
+
+# ---------------------------------------------------------------- bounded soak
+# 32 clients for LAZYLLM_SOAK_SECONDS: completions and chat, streamed and not, a quarter hanging up
+# mid-stream; RSS and open descriptors must stay flat, and the server must answer as before.
+SOAK_SECONDS=${LAZYLLM_SOAK_SECONDS:-30}
+SOAK_FLAGS=()
+[ "$MODE" = asan ] && SOAK_FLAGS=(--no-rss-check)  # descriptors are still checked
+node "$HERE/soak.mjs" "$URL" "$KEY" "$SERVER_PID" "$SOAK_SECONDS" 32 "${SOAK_FLAGS[@]}" > "$WORK/soak.json" ||
+  fail "soak: $(cat "$WORK/soak.json")"
+echo "soak: $(cat "$WORK/soak.json")"
+echo "ok - soak (${SOAK_SECONDS} s)"
+check "serving after soak" 200 "${H[@]}" -d '{"prompt":"x","max_tokens":1}' "$C"
 
 stop_server
 grep -q "stopped" "$WORK/server.log" || fail "no clean stop in the log"
