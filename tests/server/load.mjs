@@ -1,43 +1,28 @@
 // Bounded load test: CLIENTS concurrent clients send REQUESTS completions (half streaming, some
-// with LazyLLM) over loopback. Anything but 200 or an intended 429 is an error. Prints one JSON
-// summary (requests/s, TTFT percentiles, resident memory of the server before and after).
+// with LazyLLM) over loopback. Every request must get a valid, complete answer: a non-streamed one
+// has the OpenAI shape, a finish_reason and consistent usage; a stream is JSON chunks ending with a
+// finish_reason and `data: [DONE]` (answers.mjs). A 429 (queue full, with Retry-After) is expected
+// under this load: that same request is sent again, at most MAX_RETRIES times. Anything else
+// (another status, an invalid or cut answer, a network error, retries exhausted) fails the test.
+// Prints one JSON summary per round (counts, requests/s, TTFT percentiles, the server's resident
+// memory before and after) and exits 1 unless answered_valid == sent == REQUESTS in every round.
 // TTFT: the server's usage.ttft_ms (arrival to first token, queueing included) of every request,
 // and for streams also as the client sees it (request sent to first text event).
 // Usage: node load.mjs URL API_KEY SERVER_PID [CLIENTS=32] [REQUESTS=300] [ROUNDS=1]
-import { readFileSync } from 'node:fs';
+import { rssKiB, send, serverRequestCount, sleep } from './answers.mjs';
 
 const [url, apiKey, pid, clientsArg, requestsArg, roundsArg] = process.argv.slice(2);
 const ROUNDS = Number(roundsArg ?? 1);
 const CLIENTS = Number(clientsArg ?? 32), REQUESTS = Number(requestsArg ?? 300);
+const MAX_RETRIES = 100;  // 429s for one request; with 100-300 ms pauses, 10-30 s of a full queue
 const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${apiKey}` };
 const prompts = ['Once upon a time', 'The little dog ran to the park and', 'Lily wanted to play with her ball. '.repeat(6), 'Tom'];
 
-const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function one(i) {
-  const stream = i % 2 === 0;
-  const body = { model: 'm', prompt: prompts[i % prompts.length], max_tokens: 8 + (i % 25), stream, seed: i };
+// Request i's payload; a retry sends exactly this again.
+function request(i) {
+  const body = { model: 'm', prompt: prompts[i % prompts.length], max_tokens: 8 + (i % 25), stream: i % 2 === 0, seed: i };
   if (i % 3 === 0) body.lazy = { enabled: true };
-  const t0 = performance.now();
-  const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers, body: JSON.stringify(body) });
-  if (res.status !== 200) {
-    await res.text();
-    return { status: res.status, retryAfter: res.headers.get('retry-after') };
-  }
-  if (!stream) {
-    const j = await res.json();
-    return { status: 200, serverTtft: j.usage.ttft_ms, stream };
-  }
-  let ttft = null, text = '', done = false;
-  const decoder = new TextDecoder();
-  for await (const bytes of res.body) {
-    if (ttft === null) ttft = performance.now() - t0;  // completions stream text from the first event
-    text += decoder.decode(bytes, { stream: true });
-  }
-  done = text.endsWith('data: [DONE]\n\n');
-  const usage = /"ttft_ms":([0-9.e+-]+)/.exec(text);  // the final chunk's usage
-  return { status: done && usage ? 200 : 'truncated', ttft, serverTtft: usage && Number(usage[1]), stream };
+  return { path: '/v1/completions', body };
 }
 
 const pct = (v, p) => {
@@ -46,51 +31,65 @@ const pct = (v, p) => {
   return +s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))].toFixed(1);
 };
 
-// One measured round: CLIENTS clients share REQUESTS requests; a 429 is retried after a pause.
+// One measured round: CLIENTS clients share REQUESTS requests.
 async function round() {
-  const rssBefore = rssKiB();
-  let next = 0, ok = 0, rejected = 0;
+  const rssBefore = rssKiB(pid);
+  const countBefore = await serverRequestCount(url);
+  let next = 0, sent = 0, valid = 0, rejected = 0, unsent = 0, maxRetries = 0;
   const errors = [], ttftStream = [], ttftServer = [];
   const t0 = performance.now();
   async function client() {
     while (next < REQUESTS) {
       const i = next++;
-      const r = await one(i);
-      if (r.status === 200) {
-        ok++;
-        ttftServer.push(r.serverTtft);
-        if (r.stream) ttftStream.push(r.ttft);
-      } else if (r.status === 429 && r.retryAfter) {
-        rejected++;
-        next--;  // the request is tried again
-        if (rejected > 50 * REQUESTS) throw new Error('too many 429s');
-        await sleep(100 + Math.random() * 200);  // well under Retry-After, to keep the queue full
+      sent++;
+      const r = await send(url, headers, request(i), { maxRetries: MAX_RETRIES });
+      rejected += r.retries;
+      unsent += r.unsent;
+      maxRetries = Math.max(maxRetries, r.retries);
+      if (r.outcome === 'valid') {
+        valid++;
+        ttftServer.push(r.usage.ttft_ms);
+        if (r.ttft !== undefined) ttftStream.push(r.ttft);
       } else {
-        errors.push(r);
+        errors.push({ request: i, ...r });
       }
     }
   }
   await Promise.all(Array.from({ length: CLIENTS }, client));
   const secs = (performance.now() - t0) / 1000;
   await sleep(1000);
+  const serverCounted = (await serverRequestCount(url)) - countBefore;
   return {
-    clients: CLIENTS, requests_ok: ok, rejected_429: rejected, errors: errors.length,
-    seconds: +secs.toFixed(2), requests_per_s: +(ok / secs).toFixed(1),
+    clients: CLIENTS, requests: REQUESTS, sent, answered_valid: valid, failed: errors.length,
+    rejected_429: rejected, unsent, server_counted: serverCounted, max_retries_one_request: maxRetries, retry_limit: MAX_RETRIES,
+    seconds: +secs.toFixed(2), requests_per_s: +(valid / secs).toFixed(1),
     ttft_server_ms: { p50: pct(ttftServer, 50), p90: pct(ttftServer, 90), p99: pct(ttftServer, 99) },
     ttft_stream_client_ms: { p50: pct(ttftStream, 50), p90: pct(ttftStream, 90), p99: pct(ttftStream, 99) },
-    rss_kib: { before: rssBefore, after: rssKiB() },
+    rss_kib: { before: rssBefore, after: rssKiB(pid) },
     first_errors: errors.slice(0, 5),
   };
 }
 
 async function main() {
-  for (let i = 0; i < 8; ++i) await one(i);  // warm-up: every slot has allocated its sessions
+  for (let i = 0; i < 8; ++i) {  // warm-up: every slot has allocated its sessions
+    const r = await send(url, headers, request(i));
+    if (r.outcome !== 'valid') throw new Error(`warm-up request ${i}: ${JSON.stringify(r)}`);
+  }
   await sleep(300);
   let failed = false;
   for (let r = 0; r < ROUNDS; ++r) {
-    const summary = await round();
-    console.log(JSON.stringify(summary));
-    failed ||= summary.errors > 0;
+    const s = await round();
+    console.log(JSON.stringify(s));
+    if (!(s.sent === REQUESTS && s.answered_valid === s.sent && s.failed === 0)) {
+      console.error(`round ${r}: ${s.answered_valid} valid answers for ${s.sent} requests sent (${REQUESTS} planned)`);
+      failed = true;
+    }
+    // Each attempt that reached the server (all but the 'unsent' ones, which were sent again) is
+    // one that the server counted.
+    if (s.server_counted !== s.sent + s.rejected_429) {
+      console.error(`round ${r}: the server counted ${s.server_counted} requests, the clients sent ${s.sent + s.rejected_429}`);
+      failed = true;
+    }
   }
   if (failed) process.exit(1);
 }

@@ -1,9 +1,13 @@
 // End-to-end tests of a running `lazyllm serve` with the official openai client (node:test).
 // The server is started by run_server_tests.sh, which sets LAZYLLM_URL and LAZYLLM_API_KEY.
+// No test returns early or skips itself: a condition a test depends on is asserted, so it fails
+// rather than passes when the condition does not hold (run_server_tests.sh also fails on any skip).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 
+assert.ok(process.env.LAZYLLM_URL, 'LAZYLLM_URL is not set');
+assert.ok(process.env.LAZYLLM_API_KEY, 'LAZYLLM_API_KEY is not set');
 const baseURL = process.env.LAZYLLM_URL + '/v1';
 const apiKey = process.env.LAZYLLM_API_KEY;
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120_000 });
@@ -59,30 +63,47 @@ test('streaming chat gives the same text as non-streaming', async () => {
   for await (const chunk of stream) {
     chunks++;
     assert.equal(chunk.object, 'chat.completion.chunk');
-    if (chunk.choices.length) {
+    if (finish === null) {  // content chunks, the last of them with the finish_reason
+      assert.equal(chunk.choices.length, 1, JSON.stringify(chunk));
       text += chunk.choices[0].delta.content ?? '';
-      finish = chunk.choices[0].finish_reason ?? finish;
+      finish = chunk.choices[0].finish_reason;
+    } else {  // then exactly one include_usage chunk: no choices, the usage
+      assert.equal(usage, null, 'a second chunk after the finish_reason');
+      assert.equal(chunk.choices.length, 0, JSON.stringify(chunk));
+      assert.ok(chunk.usage, 'the chunk after the finish_reason has no usage');
+      usage = chunk.usage;
     }
-    if (chunk.usage) usage = chunk.usage;
   }
-  assert.ok(chunks >= 2);
-  assert.equal(text, whole.choices[0].message.content);
+  assert.ok(chunks >= 3, `${chunks} chunks`);
+  assert.ok(['stop', 'length'].includes(whole.choices[0].finish_reason));
   assert.equal(finish, whole.choices[0].finish_reason);
+  assert.ok(usage, 'no include_usage chunk');
+  assert.equal(text, whole.choices[0].message.content);
   checkUsage(usage);
+  assert.deepEqual({ ...usage, ttft_ms: 0 }, { ...whole.usage, ttft_ms: 0 });
 });
 
 test('streaming completion', async () => {
   const stream = await client.completions.create({ model: 'm', prompt: 'The dog', max_tokens: 10, stream: true, temperature: 0 });
-  let text = '';
-  for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+  let text = '', finish = null;
+  for await (const chunk of stream) {
+    assert.equal(finish, null, 'a chunk after the finish_reason');
+    assert.equal(chunk.choices.length, 1, JSON.stringify(chunk));
+    assert.equal(typeof chunk.choices[0].text, 'string');
+    text += chunk.choices[0].text;
+    finish = chunk.choices[0].finish_reason;
+  }
   const whole = await client.completions.create({ model: 'm', prompt: 'The dog', max_tokens: 10, temperature: 0 });
+  assert.ok(whole.choices[0].text.length > 0, 'empty completion');
   assert.equal(text, whole.choices[0].text);
+  assert.equal(finish, whole.choices[0].finish_reason);
 });
 
 test('stop strings end the text before them', async () => {
   const free = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 24, temperature: 0 });
   const t = free.choices[0].text;
-  if (t.length < 6) return;  // nothing to cut
+  // The test needs a text to cut: greedy 'Once upon a time' goes on for all 24 tokens.
+  assert.ok(t.length >= 6, `the free text is too short to cut: ${JSON.stringify(t)}`);
   const stop = t.slice(3, 5);
   const cut = await client.completions.create({ model: 'm', prompt: 'Once upon a time', max_tokens: 24, temperature: 0, stop: [stop] });
   assert.equal(cut.choices[0].text, t.slice(0, t.indexOf(stop)));
@@ -102,7 +123,7 @@ async function expectError(promise, status, param) {
     assert.ok(e instanceof OpenAI.APIError, String(e));
     assert.equal(e.status, status);
     assert.equal(typeof e.error?.message, 'string');
-    if (param !== undefined) assert.equal(e.param, param);
+    assert.equal(e.param, param);
     return true;
   });
 }
@@ -116,7 +137,7 @@ test('errors are OpenAI error objects', async () => {
   await expectError(client.completions.create({ model: 'm', prompt: 'x', lazy: { prune: 'nonsense' } }), 400, 'lazy.prune');
   await expectError(client.completions.create({ model: 'm', prompt: 'word '.repeat(5000) }), 400, 'prompt');
   const anonymous = new OpenAI({ baseURL, apiKey: 'wrong-key', maxRetries: 0 });
-  await expectError(anonymous.models.list(), 401);
+  await expectError(anonymous.models.list(), 401, null);
   // Still serving after all that.
   const ok = await client.completions.create({ model: 'm', prompt: 'x', max_tokens: 1 });
   assert.ok(ok.usage.total_tokens > 0);

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # End-to-end server tests (run by ctest): starts `lazyllm serve` on a free loopback port with a
-# small model, runs curl checks, the openai-client tests (node:test) and a bounded load test,
-# then stops the server with SIGTERM and checks it shuts down cleanly.
+# small model, runs curl checks, the openai-client tests (node:test), a bounded load test and a
+# bounded soak, then stops the server with SIGTERM and checks it shuts down cleanly.
 # Usage: run_server_tests.sh LAZYLLM_BINARY [release|asan]
-# Exits 77 (ctest: skipped) when node_modules is missing (scripts/setup.sh runs npm ci).
+# When node_modules (scripts/setup.sh runs npm ci), node or curl is missing it exits 77 (ctest:
+# skipped) locally, but fails (exit 1) when the environment variable CI is set (to anything but
+# "", 0 or false), so that CI cannot pass without running these tests.
+# LAZYLLM_SOAK_SECONDS (default 30) sets the soak's length; scripts/soak-server.sh runs a longer one.
 set -euo pipefail
 LAZYLLM=$1
 MODE=${2:-release}
 HERE=$(cd "$(dirname "$0")" && pwd)
-if [ ! -d "$HERE/node_modules/openai" ]; then
-  echo "SKIP: $HERE/node_modules is missing; run scripts/setup.sh (or npm ci in tests/server)"
-  exit 77
-fi
-for tool in node curl; do command -v $tool > /dev/null || { echo "SKIP: $tool not installed"; exit 77; }; done
+missing() {
+  case "${CI:-}" in
+    "" | 0 | false) echo "SKIP: $*"; exit 77 ;;
+    *) echo "FAIL: $* (CI=$CI: server_e2e must run in CI, so it fails instead of skipping)"; exit 1 ;;
+  esac
+}
+[ -d "$HERE/node_modules/openai" ] || missing "$HERE/node_modules is missing; run scripts/setup.sh (or npm ci in tests/server)"
+for tool in node curl; do command -v $tool > /dev/null || missing "$tool is not installed"; done
 
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -109,10 +115,19 @@ done
 echo "ok - curl: metrics"
 
 # ---------------------------------------------------------------- the official openai client
-LAZYLLM_URL=$URL LAZYLLM_API_KEY=$KEY node --test "$HERE/openai.test.mjs" || fail "openai client tests"
+# Every test must run and pass: a skipped, todo or cancelled one fails the stage.
+LAZYLLM_URL=$URL LAZYLLM_API_KEY=$KEY node --test --test-reporter=tap "$HERE/openai.test.mjs" > "$WORK/node_test.tap" 2>&1 ||
+  { cat "$WORK/node_test.tap"; fail "openai client tests"; }
+grep -E '^(ok|not ok) ' "$WORK/node_test.tap"
+TESTS=$(grep -c '^test(' "$HERE/openai.test.mjs")
+for want in "pass $TESTS" "fail 0" "skipped 0" "todo 0" "cancelled 0"; do
+  grep -qx "# $want" "$WORK/node_test.tap" || { cat "$WORK/node_test.tap"; fail "openai client tests: expected '# $want'"; }
+done
+echo "ok - openai client: $TESTS of $TESTS tests passed"
 
 # ---------------------------------------------------------------- bounded load
-# 32 clients against 2 slots and a queue of 8: 429s are expected, anything else is an error.
+# 32 clients against 2 slots and a queue of 8: 429s are expected (that request is sent again),
+# anything else is an error; every request must get a valid, complete answer.
 REQUESTS=${LAZYLLM_LOAD_REQUESTS:-300}
 [ "$MODE" = asan ] && REQUESTS=${LAZYLLM_LOAD_REQUESTS:-120}
 node "$HERE/load.mjs" "$URL" "$KEY" "$SERVER_PID" 32 "$REQUESTS" > "$WORK/load.json" || fail "load test: $(cat "$WORK/load.json")"
@@ -124,6 +139,18 @@ if [ "$MODE" != asan ]; then  # ASan's quarantine holds freed memory, so RSS say
 fi
 echo "ok - load"
 check "serving after load" 200 "${H[@]}" -d '{"prompt":"x","max_tokens":1}' "$C"
+
+# ---------------------------------------------------------------- bounded soak
+# 32 clients for LAZYLLM_SOAK_SECONDS: completions and chat, streamed and not, a quarter hanging up
+# mid-stream; RSS and open descriptors must stay flat, and the server must answer as before.
+SOAK_SECONDS=${LAZYLLM_SOAK_SECONDS:-30}
+SOAK_FLAGS=()
+[ "$MODE" = asan ] && SOAK_FLAGS=(--no-rss-check)  # descriptors are still checked
+node "$HERE/soak.mjs" "$URL" "$KEY" "$SERVER_PID" "$SOAK_SECONDS" 32 "${SOAK_FLAGS[@]}" > "$WORK/soak.json" ||
+  fail "soak: $(cat "$WORK/soak.json")"
+echo "soak: $(cat "$WORK/soak.json")"
+echo "ok - soak (${SOAK_SECONDS} s)"
+check "serving after soak" 200 "${H[@]}" -d '{"prompt":"x","max_tokens":1}' "$C"
 
 stop_server
 grep -q "stopped" "$WORK/server.log" || fail "no clean stop in the log"
