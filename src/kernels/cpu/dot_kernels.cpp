@@ -1,6 +1,6 @@
 // Fused dequantize+dot and dequantize kernels for every weight format, written once with
-// Highway and compiled for each instruction set (foreach_target); HWY_DYNAMIC_DISPATCH picks
-// the best one for the running CPU.
+// Highway and compiled for each instruction set (foreach_target); dispatch picks the best one
+// for the running CPU, within the cap of cpu_features.h.
 //
 // Vectors are capped at 16 floats so one vector never spans two Q6_K groups (16 values); the
 // code is otherwise independent of the vector width (AVX-512: 16, AVX2: 8, NEON/SSE: 4).
@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/quant_blocks.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -577,21 +578,21 @@ HWY_EXPORT(TargetName);
 HWY_EXPORT(XsumLen);
 
 void dequantize_rows(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, float* out, int64_t ldo) {
-  HWY_DYNAMIC_DISPATCH(DequantizeRows)(t, w, stride, rows, k, out, ldo);
+  LAZYLLM_HWY_DISPATCH(DequantizeRows)(t, w, stride, rows, k, out, ldo);
 }
 
-int64_t xsum_len(DType t, int64_t k) { return HWY_DYNAMIC_DISPATCH(XsumLen)(t, k); }
+int64_t xsum_len(DType t, int64_t k) { return LAZYLLM_HWY_DISPATCH(XsumLen)(t, k); }
 
 void compute_xsums(DType t, const float* x, int64_t k, float* xsum) {
-  if (xsum_len(t, k) > 0) HWY_DYNAMIC_DISPATCH(GroupSums32)(x, k, xsum);
+  if (xsum_len(t, k) > 0) LAZYLLM_HWY_DISPATCH(GroupSums32)(x, k, xsum);
 }
 
 void dot_rows(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, const float* x, int64_t ldx,
               const float* xsum, int nx, float* y, int64_t ldy) {
-  HWY_DYNAMIC_DISPATCH(DotRows)(t, w, stride, rows, k, x, ldx, xsum, nx, y, ldy);
+  LAZYLLM_HWY_DISPATCH(DotRows)(t, w, stride, rows, k, x, ldx, xsum, nx, y, ldy);
 }
 
-const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+const char* simd_target_name() { return LAZYLLM_HWY_DISPATCH(TargetName)(); }
 
 }  // namespace lazyllm::kernels
 #endif  // HWY_ONCE
