@@ -11,10 +11,12 @@
 
 #include "format/dtype.h"
 #include "hwy/targets.h"
+#include "kernel_reference.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dot_int8.h"
-#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/dot_kernels.h"
 #include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant.h"
 #include "util/thread_pool.h"
@@ -22,64 +24,7 @@
 namespace lazyllm {
 namespace {
 
-const DType kAllTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K};
-
-// A row length that exercises each format's edge cases: several blocks (odd count for the
-// 32-blocks), and a length that is no multiple of any vector width for the float formats.
-int64_t test_cols(DType t) {
-  switch (dtype_info(t).block_elems) {
-    case 1: return 517;
-    case 32: return 7 * 32;
-    default: return 3 * 256;
-  }
-}
-
-struct Weights {
-  DType type;
-  int64_t rows, cols;
-  std::vector<uint8_t> data;
-  std::vector<float> deq;  // rows x cols, decoded with dequantize_row
-
-  WeightView view() const { return {type, data.data(), rows, cols}; }
-};
-
-Weights make_weights(DType t, int64_t rows, int64_t cols, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  Weights w{t, rows, cols, std::vector<uint8_t>(row_bytes(t, cols) * rows), std::vector<float>(rows * cols)};
-  std::vector<float> src(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (auto& v : src) v = nd(rng);
-    uint8_t* row = w.data.data() + r * row_bytes(t, cols);
-    quantize_row(t, src.data(), row, cols);
-    dequantize_row(t, row, w.deq.data() + r * cols, cols);
-  }
-  return w;
-}
-
-std::vector<float> make_x(int64_t n, int64_t ldx, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(n * ldx);
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
-
-// Checks Y against sum(w * x) in double; the tolerance scales with sum(|w * x|), which bounds
-// the float rounding error of any summation order.
-void expect_matches_reference(const Weights& w, const std::vector<float>& x, int64_t n, int64_t ldx,
-                              const std::vector<float>& y, int64_t ldy, const std::string& what) {
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t r = 0; r < w.rows; ++r) {
-      double ref = 0, mag = 0;
-      for (int64_t c = 0; c < w.cols; ++c) {
-        const double p = static_cast<double>(w.deq[r * w.cols + c]) * x[t * ldx + c];
-        ref += p;
-        mag += std::fabs(p);
-      }
-      ASSERT_NEAR(y[t * ldy + r], ref, 1e-5 * mag + 1e-30) << what << " t=" << t << " r=" << r;
-    }
-}
+using namespace test;
 
 struct Case {
   DType type;
@@ -222,6 +167,7 @@ TEST_P(MatmulExactTest, ExactOnIntegerData) {
 // Every SIMD variant compiled into the binary that this CPU can run (e.g. AVX-512, AVX2,
 // SSE4, SSSE3 and the portable fallback on x86), not only the one dispatch picks.
 TEST(MatmulTargets, EveryCompiledTargetMatchesReference) {
+  kernels::init_cpu_dispatch();  // a LAZYLLM_CPU_TARGET cap leaves the targets above it out of the list
   std::vector<std::string> seen;
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
     hwy::SetSupportedTargetsForTest(target);

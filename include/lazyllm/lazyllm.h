@@ -46,6 +46,23 @@ std::string_view device_name(Device d);
 // What computes on `d`, for reports: the GPU's name, SMs and memory, or the CPU's model name.
 std::string device_description(Device d);
 
+// The CPU kernels this process runs. Their instruction-set level is the CPU's best unless the
+// environment variable LAZYLLM_CPU_TARGET=avx512|avx2|sse4|scalar caps it (read once, at the
+// first kernel call), so one machine can run the paths of older CPUs; any other value makes
+// this (and the first kernel call) throw Error. OpenBLAS picks its own kernels
+// (OPENBLAS_CORETYPE caps those).
+struct CpuKernels {
+  std::string level;        // in use: "avx512", "avx2", "sse4", "scalar" ("native" off x86)
+  std::string detected;     // the CPU's own level
+  std::string cap;          // LAZYLLM_CPU_TARGET's level, or "none"
+  std::string vector;       // Highway kernels (vector ops, fused dequantize-dot decode): "hwy-AVX3", "hwy-AVX2", ...
+  std::string decode_int8;  // Q8_0/Q4_0 decode in fast math: "int8-vnni-avx512", or "none" (the vector kernels)
+  std::string gemm_f32;     // prefill matmul: "f32-avx512" or "openblas-sgemm"
+  std::string gemm_bf16;    // quantized prefill in fast math: "bf16-avx512", or "none" (gemm_f32)
+  std::string openblas;     // OpenBLAS's kernels (attention's prefill products, openblas-sgemm): its core name
+};
+CpuKernels cpu_kernels();
+
 // ---------------------------------------------------------------- model
 
 struct ModelConfig {

@@ -178,6 +178,7 @@ int bench(const BenchArgs& a) {
         {"model", a.model},
         {"architecture", c.architecture},
         {"cpu", device_description(Device::Cpu)},
+        {"cpu_kernels", to_json(cpu_kernels())},
         {"device", device_name(base_opt.device)},
         {"gpu", base_opt.device == Device::Cuda ? device_description(Device::Cuda) : "none"},
         {"threads", a.threads > 0 ? a.threads : static_cast<int>(std::thread::hardware_concurrency())},

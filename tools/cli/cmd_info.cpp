@@ -1,4 +1,4 @@
-// lazyllm info: what a model file holds.
+// lazyllm info: what a model file holds, and the CPU kernels that would run it.
 #include <cstdio>
 
 #include "commands.h"
@@ -12,6 +12,7 @@ void add_info_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-m,--model", *model, "GGUF model file")->required();
   cmd->callback([model, &exit_code] {
     std::fputs(Model::load(*model)->describe().c_str(), stdout);
+    std::fputs(describe(cpu_kernels()).c_str(), stdout);
     exit_code = 0;
   });
 }

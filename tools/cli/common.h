@@ -56,4 +56,8 @@ struct Summary {
 Summary summarize(std::vector<double> v);
 nlohmann::json to_json(const Summary& s);
 
+// The CPU kernels in use (lazyllm::cpu_kernels), as JSON and as two aligned lines for `info`.
+nlohmann::json to_json(const CpuKernels& k);
+std::string describe(const CpuKernels& k);
+
 }  // namespace lazyllm::cli

@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "lazyllm/error.h"
+#include "lazyllm/lazyllm.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lazyllm: Llama-family inference with LazyLLM dynamic token pruning"};
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   lazyllm::cli::add_serve_command(app, exit_code);
   lazyllm::cli::add_eval_command(app, exit_code);
   try {
+    lazyllm::cpu_kernels();  // a bad LAZYLLM_CPU_TARGET stops every command here, in one line
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/quant_blocks.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -72,10 +73,10 @@ void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64
 #if LAZYLLM_INT8_KERNEL
 
 bool int8_dot_supported(DType t) {
-  static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-  // (F16C is not tested: clang cannot name it here, and every AVX-512 CPU has it.)
-  return cpu && (t == DType::Q8_0 || t == DType::Q4_0);
+  if (t != DType::Q8_0 && t != DType::Q4_0) return false;
+  // (F16C is not tested: clang cannot name it, and every AVX-512 CPU has it.)
+  return cpu_supports(CpuFeature::kAvx512f) && cpu_supports(CpuFeature::kAvx512bw) &&
+         cpu_supports(CpuFeature::kAvx512vl) && cpu_supports(CpuFeature::kAvx512vnni);
 }
 
 namespace {

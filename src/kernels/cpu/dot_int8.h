@@ -11,7 +11,8 @@
 
 namespace lazyllm::kernels {
 
-// True when this CPU runs the kernels and `t` has one (Q8_0, Q4_0).
+// True when this CPU runs the kernels (AVX512_VNNI, within the cap of cpu_features.h) and `t` has
+// one (Q8_0, Q4_0).
 bool int8_dot_supported(DType t);
 
 // One activation row quantized to 8 bits per 32-value block: x ~= d[b] * q[32 b + i].

@@ -1,12 +1,13 @@
 // Fused dequantize+dot and dequantize kernels for every weight format, written once with
-// Highway and compiled for each instruction set (foreach_target); HWY_DYNAMIC_DISPATCH picks
-// the best one for the running CPU.
+// Highway and compiled for each instruction set (foreach_target); dispatch picks the best one
+// for the running CPU, within the cap of cpu_features.h.
 //
 // Vectors are capped at 16 floats so one vector never spans two Q6_K groups (16 values); the
 // code is otherwise independent of the vector width (AVX-512: 16, AVX2: 8, NEON/SSE: 4).
 // AVX-512 targets decode 4-bit codes through a 16-entry table in a register instead.
 // Each kernel handles NX (1..4) activation rows at once so small batches decode every weight
-// only once. The reduction order for one (row, x) pair is the same for every NX.
+// only once. The reduction order for one (row, x) pair is the same for every NX. Vectors are
+// never array elements or struct members (SVE's sizeless types forbid both; see Rows).
 //
 // Decoding a weight costs a widening, a conversion and an FMA per lane, against ~1 wide
 // vector op per cycle on Zen 4: with float activations the 4-bit formats are compute-bound
@@ -15,7 +16,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/quant_blocks.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -45,6 +48,44 @@ constexpr int64_t kSegment = 1024;
 // Decode prefetches weights in software once x exceeds this size, this far ahead.
 constexpr int64_t kPrefetchAboveXBytes = 12 * 1024;
 constexpr int64_t kPrefetchBytes = 8 * 1024;
+
+// ---- per-activation-row accumulators ----------------------------------------------------
+// Accumulators for the NX activation rows are separate variables: SVE vectors are sizeless
+// types, which cannot be array elements or struct members (references to them can). Rows names
+// four such variables; ForRows<NX>(f) calls f(j) for each row j < NX with j a compile-time
+// index, so rows[j] is one variable and the unrolled code is the same as over an array.
+
+// Lambdas that take or capture vectors are forced inline, or the vectors they name may go
+// through memory (GCC leaves larger ones, called several times, out of line on Arm); HWY_ATTR
+// gives them the target's instruction set.
+#ifndef LAZYLLM_VEC_LAMBDA
+#define LAZYLLM_VEC_LAMBDA HWY_ATTR __attribute__((always_inline))
+#endif
+
+template <int J>
+using RowIndex = std::integral_constant<int, J>;
+
+template <class V>
+struct Rows {
+  V &r0, &r1, &r2, &r3;
+  template <int J>
+  HWY_INLINE V& operator[](RowIndex<J>) const {
+    static_assert(J < kMaxNX);
+    if constexpr (J == 0) return r0;
+    else if constexpr (J == 1) return r1;
+    else if constexpr (J == 2) return r2;
+    else return r3;
+  }
+};
+
+template <int NX, class F>
+HWY_INLINE void ForRows(F&& f) {
+  static_assert(NX >= 1 && NX <= kMaxNX);
+  f(RowIndex<0>());
+  if constexpr (NX > 1) f(RowIndex<1>());
+  if constexpr (NX > 2) f(RowIndex<2>());
+  if constexpr (NX > 3) f(RowIndex<3>());
+}
 
 // ---- scalar and vector decoding helpers ------------------------------------------------
 
@@ -82,19 +123,14 @@ HWY_INLINE VU8 HighNibbles(VU8 v) { return hn::ShiftRight<4>(v); }
 HWY_INLINE float ReduceSum(VF v) { return hn::GetLane(hn::SumOfLanes(DF(), v)); }
 
 // Decoded 6-bit Q6_K values (q - 32 not yet applied) for elements l, l+32, l+64, l+96 of a
-// 128-element half; ql/qh point at that half.
-struct Q6Quads {
-  VU8 q[4];
-};
-HWY_INLINE Q6Quads LoadQ6(const uint8_t* ql, const uint8_t* qh, size_t l) {
+// 128-element half (q0..q3); ql/qh point at that half.
+HWY_INLINE void LoadQ6(const uint8_t* ql, const uint8_t* qh, size_t l, VU8& q0, VU8& q1, VU8& q2, VU8& q3) {
   const DU8 du8;
   const VU8 a = hn::LoadU(du8, ql + l), b = hn::LoadU(du8, ql + 32 + l), h = hn::LoadU(du8, qh + l);
-  Q6Quads r;
-  r.q[0] = hn::Or(LowNibbles(a), hn::ShiftLeft<4>(hn::And(h, hn::Set(du8, 0x03))));
-  r.q[1] = hn::Or(LowNibbles(b), hn::ShiftLeft<2>(hn::And(h, hn::Set(du8, 0x0C))));
-  r.q[2] = hn::Or(HighNibbles(a), hn::And(h, hn::Set(du8, 0x30)));
-  r.q[3] = hn::Or(HighNibbles(b), hn::ShiftRight<2>(hn::And(h, hn::Set(du8, 0xC0))));
-  return r;
+  q0 = hn::Or(LowNibbles(a), hn::ShiftLeft<4>(hn::And(h, hn::Set(du8, 0x03))));
+  q1 = hn::Or(LowNibbles(b), hn::ShiftLeft<2>(hn::And(h, hn::Set(du8, 0x0C))));
+  q2 = hn::Or(HighNibbles(a), hn::And(h, hn::Set(du8, 0x30)));
+  q3 = hn::Or(HighNibbles(b), hn::ShiftRight<2>(hn::And(h, hn::Set(du8, 0xC0))));
 }
 
 // Group scale and min of each of the 8 groups of a Q4_K super-block, already multiplied by
@@ -208,11 +244,16 @@ void DequantQ6_K(const uint8_t* src, float* dst, int64_t k) {
     for (int h = 0; h < 2; ++h) {
       const int8_t* sc = b[i].scales + 8 * h;
       for (size_t l = 0; l < 32; l += N) {
-        const Q6Quads q = LoadQ6(b[i].ql + 64 * h, b[i].qh + 32 * h, l);
-        for (int p = 0; p < 4; ++p) {
+        VU8 q0, q1, q2, q3;
+        LoadQ6(b[i].ql + 64 * h, b[i].qh + 32 * h, l, q0, q1, q2, q3);
+        auto store = [&](VU8 q, int p) LAZYLLM_VEC_LAMBDA {
           const VF s = hn::Set(df, d * static_cast<float>(sc[l / 16 + 2 * p]));
-          hn::StoreU(hn::Mul(s, BiasedToF(q.q[p], 32)), df, dst + 128 * h + 32 * p + l);
-        }
+          hn::StoreU(hn::Mul(s, BiasedToF(q, 32)), df, dst + 128 * h + 32 * p + l);
+        };
+        store(q0, 0);
+        store(q1, 1);
+        store(q2, 2);
+        store(q3, 3);
       }
     }
   }
@@ -247,44 +288,43 @@ template <int NX, class LoadW, class ScalarW>
 HWY_INLINE void DotFloatLike(LoadW load, ScalarW scalar, int64_t k, const float* const* x, float* out) {
   const DF df;
   const int64_t N = hn::Lanes(df);
-  VF a0[NX], a1[NX];
-  for (int j = 0; j < NX; ++j) a0[j] = a1[j] = hn::Zero(df);
+  VF a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  const Rows<VF> acc_a{a0, a1, a2, a3}, acc_b{b0, b1, b2, b3};
   int64_t i = 0;
   for (; i + 2 * N <= k; i += 2 * N) {
     const VF w0 = load(i), w1 = load(i + N);
-    for (int j = 0; j < NX; ++j) {
-      a0[j] = hn::MulAdd(w0, hn::LoadU(df, x[j] + i), a0[j]);
-      a1[j] = hn::MulAdd(w1, hn::LoadU(df, x[j] + i + N), a1[j]);
-    }
+    ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
+      acc_a[j] = hn::MulAdd(w0, hn::LoadU(df, x[j] + i), acc_a[j]);
+      acc_b[j] = hn::MulAdd(w1, hn::LoadU(df, x[j] + i + N), acc_b[j]);
+    });
   }
-  for (int j = 0; j < NX; ++j) {
-    float s = ReduceSum(hn::Add(a0[j], a1[j]));
+  ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
+    float s = ReduceSum(hn::Add(acc_a[j], acc_b[j]));
     for (int64_t c = i; c < k; ++c) s += scalar(c) * x[j][c];
     out[j] = s;
-  }
+  });
 }
 
 template <int NX>
 void DotF32(const uint8_t* row, int64_t k, const float* const* x, const float* const*, float* out) {
   const float* w = reinterpret_cast<const float*>(row);
-  DotFloatLike<NX>([&](int64_t i) HWY_ATTR { return hn::LoadU(DF(), w + i); }, [&](int64_t c) { return w[c]; }, k, x,
-                   out);
+  DotFloatLike<NX>([&](int64_t i) LAZYLLM_VEC_LAMBDA { return hn::LoadU(DF(), w + i); },
+                   [&](int64_t c) { return w[c]; }, k, x, out);
 }
 
 template <int NX>
 void DotF16(const uint8_t* row, int64_t k, const float* const* x, const float* const*, float* out) {
   const auto* h = reinterpret_cast<const hwy::float16_t*>(row);
   const hn::Rebind<hwy::float16_t, DF> dh;
-  DotFloatLike<NX>([&](int64_t i) HWY_ATTR { return hn::PromoteTo(DF(), hn::LoadU(dh, h + i)); },
-                   [&](int64_t c) { return HalfToFloat(reinterpret_cast<const uint16_t*>(row) + c); },
-                   k, x, out);
+  DotFloatLike<NX>([&](int64_t i) LAZYLLM_VEC_LAMBDA { return hn::PromoteTo(DF(), hn::LoadU(dh, h + i)); },
+                   [&](int64_t c) { return HalfToFloat(reinterpret_cast<const uint16_t*>(row) + c); }, k, x, out);
 }
 
 template <int NX>
 void DotBF16(const uint8_t* row, int64_t k, const float* const* x, const float* const*, float* out) {
   const auto* h = reinterpret_cast<const hwy::bfloat16_t*>(row);
   const hn::Rebind<hwy::bfloat16_t, DF> db;
-  DotFloatLike<NX>([&](int64_t i) HWY_ATTR { return hn::PromoteTo(DF(), hn::LoadU(db, h + i)); },
+  DotFloatLike<NX>([&](int64_t i) LAZYLLM_VEC_LAMBDA { return hn::PromoteTo(DF(), hn::LoadU(db, h + i)); },
                    [&](int64_t c) {
                      uint16_t bits;
                      std::memcpy(&bits, row + 2 * c, 2);
@@ -304,20 +344,21 @@ HWY_INLINE void DotBlocks32(const Block* b, int64_t nb, const float* const* x, f
   const DF df;
   float d[kSegment / qblock::kQK];
   BlockScales(b, nb, d);
-  VF acc0[NX], acc1[NX], s[NX];
-  for (int j = 0; j < NX; ++j) acc0[j] = acc1[j] = hn::Zero(df);
+  VF a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+  VF s0 = a0, s1 = a0, s2 = a0, s3 = a0;
+  const Rows<VF> acc0{a0, a1, a2, a3}, acc1{e0, e1, e2, e3}, s{s0, s1, s2, s3};
+  // Block `i`'s sums (block_dot fills s), scaled into acc.
+  auto add_block = [&](int64_t i, const Rows<VF>& acc) LAZYLLM_VEC_LAMBDA {
+    block_dot(b[i], i * qblock::kQK, s);
+    ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { acc[j] = hn::MulAdd(hn::Set(df, d[i]), s[j], acc[j]); });
+  };
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
-    block_dot(b[i], i * qblock::kQK, s);
-    for (int j = 0; j < NX; ++j) acc0[j] = hn::MulAdd(hn::Set(df, d[i]), s[j], acc0[j]);
-    block_dot(b[i + 1], (i + 1) * qblock::kQK, s);
-    for (int j = 0; j < NX; ++j) acc1[j] = hn::MulAdd(hn::Set(df, d[i + 1]), s[j], acc1[j]);
+    add_block(i, acc0);
+    add_block(i + 1, acc1);
   }
-  if (i < nb) {
-    block_dot(b[i], i * qblock::kQK, s);
-    for (int j = 0; j < NX; ++j) acc0[j] = hn::MulAdd(hn::Set(df, d[i]), s[j], acc0[j]);
-  }
-  for (int j = 0; j < NX; ++j) out[j] = ReduceSum(hn::Add(acc0[j], acc1[j]));
+  if (i < nb) add_block(i, acc0);
+  ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { out[j] = ReduceSum(hn::Add(acc0[j], acc1[j])); });
 }
 
 #if LAZYLLM_NIBBLE_LUT
@@ -330,18 +371,18 @@ void DotQ4_0(const uint8_t* row, int64_t k, const float* const* x, const float* 
   float d[kSegment / qblock::kQK];
   BlockScales(b, nb, d);
   const VF codes = hn::Iota(df, -8.0f);  // q - 8 for q = 0..15
-  VF acc0[NX], acc1[NX];
-  for (int j = 0; j < NX; ++j) acc0[j] = acc1[j] = hn::Zero(df);
+  VF a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+  const Rows<VF> acc0{a0, a1, a2, a3}, acc1{e0, e1, e2, e3};
   for (int64_t i = 0; i < nb; ++i) {
     const VF lut = hn::Mul(codes, hn::Set(df, d[i]));
     const VI32 bytes = NibbleBytes(b[i].qs);
     const VF lo = LookupLow(bytes, lut), hi = LookupHigh(bytes, lut);
-    for (int j = 0; j < NX; ++j) {
+    ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
       acc0[j] = hn::MulAdd(lo, hn::LoadU(df, x[j] + i * qblock::kQK), acc0[j]);
       acc1[j] = hn::MulAdd(hi, hn::LoadU(df, x[j] + i * qblock::kQK + 16), acc1[j]);
-    }
+    });
   }
-  for (int j = 0; j < NX; ++j) out[j] = ReduceSum(hn::Add(acc0[j], acc1[j]));
+  ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { out[j] = ReduceSum(hn::Add(acc0[j], acc1[j])); });
 }
 #else
 template <int NX>
@@ -349,15 +390,15 @@ void DotQ4_0(const uint8_t* row, int64_t k, const float* const* x, const float* 
   const DF df;
   const size_t N = hn::Lanes(df);
   DotBlocks32<NX>(reinterpret_cast<const qblock::Q4_0*>(row), k / qblock::kQK, x, out,
-                  [&](const qblock::Q4_0& b, int64_t c0, VF* s) HWY_ATTR {
-                    for (int j = 0; j < NX; ++j) s[j] = hn::Zero(df);
+                  [&](const qblock::Q4_0& b, int64_t c0, const Rows<VF>& s) LAZYLLM_VEC_LAMBDA {
+                    ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { s[j] = hn::Zero(df); });
                     for (size_t l = 0; l < qblock::kQK / 2; l += N) {
                       const VU8 v = hn::LoadU(DU8(), b.qs + l);
                       const VF lo = BiasedToF(LowNibbles(v), 8), hi = BiasedToF(HighNibbles(v), 8);
-                      for (int j = 0; j < NX; ++j) {
+                      ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
                         s[j] = hn::MulAdd(lo, hn::LoadU(df, x[j] + c0 + l), s[j]);
                         s[j] = hn::MulAdd(hi, hn::LoadU(df, x[j] + c0 + 16 + l), s[j]);
-                      }
+                      });
                     }
                   });
 }
@@ -367,14 +408,15 @@ template <int NX>
 void DotQ8_0(const uint8_t* row, int64_t k, const float* const* x, const float* const*, float* out) {
   const DF df;
   const size_t N = hn::Lanes(df);
-  DotBlocks32<NX>(reinterpret_cast<const qblock::Q8_0*>(row), k / qblock::kQK, x, out,
-                  [&](const qblock::Q8_0& b, int64_t c0, VF* s) HWY_ATTR {
-                    for (int j = 0; j < NX; ++j) s[j] = hn::Zero(df);
-                    for (size_t l = 0; l < qblock::kQK; l += N) {
-                      const VF w = I8ToF(hn::LoadU(DI8(), b.qs + l));
-                      for (int j = 0; j < NX; ++j) s[j] = hn::MulAdd(w, hn::LoadU(df, x[j] + c0 + l), s[j]);
-                    }
-                  });
+  DotBlocks32<NX>(
+      reinterpret_cast<const qblock::Q8_0*>(row), k / qblock::kQK, x, out,
+      [&](const qblock::Q8_0& b, int64_t c0, const Rows<VF>& s) LAZYLLM_VEC_LAMBDA {
+        ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { s[j] = hn::Zero(df); });
+        for (size_t l = 0; l < qblock::kQK; l += N) {
+          const VF w = I8ToF(hn::LoadU(DI8(), b.qs + l));
+          ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { s[j] = hn::MulAdd(w, hn::LoadU(df, x[j] + c0 + l), s[j]); });
+        }
+      });
 }
 
 // K-quants multiply each small quant by its group's integer scale in 16-bit lanes (exact:
@@ -392,8 +434,8 @@ void DotQ4_K(const uint8_t* row, int64_t k, const float* const* x, const float* 
   const DF df;
   const auto* b = reinterpret_cast<const qblock::Q4_K*>(row);
   const VF codes = hn::Iota(df, 0.0f);
-  VF acc0[NX], acc1[NX];
-  for (int j = 0; j < NX; ++j) acc0[j] = acc1[j] = hn::Zero(df);
+  VF a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+  const Rows<VF> acc0{a0, a1, a2, a3}, acc1{e0, e1, e2, e3};
   for (int64_t i = 0; i < k / qblock::kQKK; ++i) {
     float scale[8], min[8];
     Q4KScales(b[i], scale, min);
@@ -404,14 +446,14 @@ void DotQ4_K(const uint8_t* row, int64_t k, const float* const* x, const float* 
       for (int l = 0; l < 32; l += 16) {
         const VI32 bytes = NibbleBytes(b[i].qs + 32 * c + l);
         const VF lo = LookupLow(bytes, lut_lo), hi = LookupHigh(bytes, lut_hi);
-        for (int j = 0; j < NX; ++j) {
+        ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
           acc0[j] = hn::MulAdd(lo, hn::LoadU(df, x[j] + c0 + l), acc0[j]);
           acc1[j] = hn::MulAdd(hi, hn::LoadU(df, x[j] + c0 + 32 + l), acc1[j]);
-        }
+        });
       }
     }
   }
-  for (int j = 0; j < NX; ++j) out[j] = ReduceSum(hn::Add(acc0[j], acc1[j]));
+  ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { out[j] = ReduceSum(hn::Add(acc0[j], acc1[j])); });
 }
 #else
 // Q4_K: sum_sb d * sum_g sc[g] * sum(q * x)  -  sum_g dmin * m[g] * xsum[g]. The min term
@@ -422,33 +464,33 @@ void DotQ4_K(const uint8_t* row, int64_t k, const float* const* x, const float* 
   const DI16 di16;
   const size_t N = hn::Lanes(df);
   const auto* b = reinterpret_cast<const qblock::Q4_K*>(row);
-  VF tot[NX];
+  VF t0 = hn::Zero(df), t1 = t0, t2 = t0, t3 = t0;
+  const Rows<VF> tot{t0, t1, t2, t3};
   float mins[NX] = {};
-  for (int j = 0; j < NX; ++j) tot[j] = hn::Zero(df);
   for (int64_t i = 0; i < k / qblock::kQKK; ++i) {
     int sc[8], m[8];
     for (int g = 0; g < 8; ++g) qblock::scale_min_k4(g, b[i].scales, &sc[g], &m[g]);
     const float dmin = HalfToFloat(&b[i].dmin);
     for (int j = 0; j < NX; ++j)
       for (int g = 0; g < 8; ++g) mins[j] += dmin * static_cast<float>(m[g]) * xsum[j][8 * i + g];
-    VF lo_acc[NX], hi_acc[NX];
-    for (int j = 0; j < NX; ++j) lo_acc[j] = hi_acc[j] = hn::Zero(df);
+    VF lo0 = hn::Zero(df), lo1 = lo0, lo2 = lo0, lo3 = lo0, hi0 = lo0, hi1 = lo0, hi2 = lo0, hi3 = lo0;
+    const Rows<VF> lo_acc{lo0, lo1, lo2, lo3}, hi_acc{hi0, hi1, hi2, hi3};
     for (int c = 0; c < 4; ++c) {
       const int64_t c0 = i * qblock::kQKK + 64 * c;
       for (size_t l = 0; l < 32; l += N) {
         const VI16 v = hn::PromoteTo(di16, hn::LoadU(DU8(), b[i].qs + 32 * c + l));
         const VF lo = ScaledToF(hn::And(v, hn::Set(di16, 0x0F)), sc[2 * c]);
         const VF hi = ScaledToF(hn::ShiftRight<4>(v), sc[2 * c + 1]);
-        for (int j = 0; j < NX; ++j) {
+        ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
           lo_acc[j] = hn::MulAdd(lo, hn::LoadU(df, x[j] + c0 + l), lo_acc[j]);
           hi_acc[j] = hn::MulAdd(hi, hn::LoadU(df, x[j] + c0 + 32 + l), hi_acc[j]);
-        }
+        });
       }
     }
     const VF d = hn::Set(df, HalfToFloat(&b[i].d));
-    for (int j = 0; j < NX; ++j) tot[j] = hn::MulAdd(d, hn::Add(lo_acc[j], hi_acc[j]), tot[j]);
+    ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { tot[j] = hn::MulAdd(d, hn::Add(lo_acc[j], hi_acc[j]), tot[j]); });
   }
-  for (int j = 0; j < NX; ++j) out[j] = ReduceSum(tot[j]) - mins[j];
+  ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { out[j] = ReduceSum(tot[j]) - mins[j]; });
 }
 #endif  // LAZYLLM_NIBBLE_LUT
 
@@ -460,29 +502,38 @@ void DotQ6_K(const uint8_t* row, int64_t k, const float* const* x, const float* 
   const DI8 di8;
   const size_t N = hn::Lanes(df);
   const auto* b = reinterpret_cast<const qblock::Q6_K*>(row);
-  VF tot[NX];
-  for (int j = 0; j < NX; ++j) tot[j] = hn::Zero(df);
+  VF t0 = hn::Zero(df), t1 = t0, t2 = t0, t3 = t0;
+  const Rows<VF> tot{t0, t1, t2, t3};
   for (int64_t i = 0; i < k / qblock::kQKK; ++i) {
-    VF acc[4][NX];
-    for (int p = 0; p < 4; ++p)
-      for (int j = 0; j < NX; ++j) acc[p][j] = hn::Zero(df);
+    // accP: quarter P's accumulators, one per activation row.
+    VF a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    VF c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
+    const Rows<VF> acc0{a0, a1, a2, a3}, acc1{b0, b1, b2, b3}, acc2{c0, c1, c2, c3}, acc3{d0, d1, d2, d3};
     for (int h = 0; h < 2; ++h) {
       const int8_t* sc = b[i].scales + 8 * h;
-      const int64_t c0 = i * qblock::kQKK + 128 * h;
+      const int64_t col = i * qblock::kQKK + 128 * h;
       for (size_t l = 0; l < 32; l += N) {
-        const Q6Quads q = LoadQ6(b[i].ql + 64 * h, b[i].qh + 32 * h, l);
-        for (int p = 0; p < 4; ++p) {
-          const VI8 centered = hn::Sub(hn::BitCast(di8, q.q[p]), hn::Set(di8, 32));
+        VU8 q0, q1, q2, q3;
+        LoadQ6(b[i].ql + 64 * h, b[i].qh + 32 * h, l, q0, q1, q2, q3);
+        auto quarter = [&](VU8 q, int p, const Rows<VF>& acc) LAZYLLM_VEC_LAMBDA {
+          const VI8 centered = hn::Sub(hn::BitCast(di8, q), hn::Set(di8, 32));
           const VF w = ScaledToF(hn::PromoteTo(DI16(), centered), sc[l / 16 + 2 * p]);
-          for (int j = 0; j < NX; ++j) acc[p][j] = hn::MulAdd(w, hn::LoadU(df, x[j] + c0 + 32 * p + l), acc[p][j]);
-        }
+          ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
+            acc[j] = hn::MulAdd(w, hn::LoadU(df, x[j] + col + 32 * p + l), acc[j]);
+          });
+        };
+        quarter(q0, 0, acc0);
+        quarter(q1, 1, acc1);
+        quarter(q2, 2, acc2);
+        quarter(q3, 3, acc3);
       }
     }
     const VF d = hn::Set(df, HalfToFloat(&b[i].d));
-    for (int j = 0; j < NX; ++j)
-      tot[j] = hn::MulAdd(d, hn::Add(hn::Add(acc[0][j], acc[1][j]), hn::Add(acc[2][j], acc[3][j])), tot[j]);
+    ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
+      tot[j] = hn::MulAdd(d, hn::Add(hn::Add(acc0[j], acc1[j]), hn::Add(acc2[j], acc3[j])), tot[j]);
+    });
   }
-  for (int j = 0; j < NX; ++j) out[j] = ReduceSum(tot[j]);
+  ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { out[j] = ReduceSum(tot[j]); });
 }
 
 using DotFn = void (*)(const uint8_t*, int64_t, const float* const*, const float* const*, float*);
@@ -577,21 +628,21 @@ HWY_EXPORT(TargetName);
 HWY_EXPORT(XsumLen);
 
 void dequantize_rows(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, float* out, int64_t ldo) {
-  HWY_DYNAMIC_DISPATCH(DequantizeRows)(t, w, stride, rows, k, out, ldo);
+  LAZYLLM_HWY_DISPATCH(DequantizeRows)(t, w, stride, rows, k, out, ldo);
 }
 
-int64_t xsum_len(DType t, int64_t k) { return HWY_DYNAMIC_DISPATCH(XsumLen)(t, k); }
+int64_t xsum_len(DType t, int64_t k) { return LAZYLLM_HWY_DISPATCH(XsumLen)(t, k); }
 
 void compute_xsums(DType t, const float* x, int64_t k, float* xsum) {
-  if (xsum_len(t, k) > 0) HWY_DYNAMIC_DISPATCH(GroupSums32)(x, k, xsum);
+  if (xsum_len(t, k) > 0) LAZYLLM_HWY_DISPATCH(GroupSums32)(x, k, xsum);
 }
 
 void dot_rows(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, const float* x, int64_t ldx,
               const float* xsum, int nx, float* y, int64_t ldy) {
-  HWY_DYNAMIC_DISPATCH(DotRows)(t, w, stride, rows, k, x, ldx, xsum, nx, y, ldy);
+  LAZYLLM_HWY_DISPATCH(DotRows)(t, w, stride, rows, k, x, ldx, xsum, nx, y, ldy);
 }
 
-const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+const char* simd_target_name() { return LAZYLLM_HWY_DISPATCH(TargetName)(); }
 
 }  // namespace lazyllm::kernels
 #endif  // HWY_ONCE

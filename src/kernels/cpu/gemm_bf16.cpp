@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kernels/cpu/cpu_features.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define LAZYLLM_BF16_KERNEL 1
@@ -20,9 +22,9 @@ namespace lazyllm::kernels {
 #if LAZYLLM_BF16_KERNEL
 
 bool bf16_gemm_supported() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512bf16");
-  return ok;
+  return cpu_supports(CpuFeature::kAvx512f) && cpu_supports(CpuFeature::kAvx512bw) &&
+         cpu_supports(CpuFeature::kAvx512vl) && cpu_supports(CpuFeature::kAvx512dq) &&
+         cpu_supports(CpuFeature::kAvx512bf16);
 }
 
 namespace {

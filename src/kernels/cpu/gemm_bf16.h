@@ -11,7 +11,7 @@ namespace lazyllm::kernels {
 // Output rows (weight rows) one packed tile holds.
 constexpr int64_t kBf16TileRows = 32;
 
-// True when this CPU runs the kernel (x86-64 with AVX512_BF16).
+// True when this CPU runs the kernel (x86-64 with AVX512_BF16, within the cap of cpu_features.h).
 bool bf16_gemm_supported();
 
 // Rounds n rows of k floats (row t at x + t * ldx) to bf16, to nearest even, into out + t * ldo.

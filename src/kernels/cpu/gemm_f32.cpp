@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "kernels/cpu/cpu_features.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define LAZYLLM_F32_KERNEL 1
@@ -21,10 +23,7 @@ namespace lazyllm::kernels {
 
 #if LAZYLLM_F32_KERNEL
 
-bool f32_gemm_supported() {
-  static const bool ok = __builtin_cpu_supports("avx512f");
-  return ok;
-}
+bool f32_gemm_supported() { return cpu_supports(CpuFeature::kAvx512f); }
 
 namespace {
 

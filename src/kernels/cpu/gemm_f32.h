@@ -13,7 +13,7 @@ namespace lazyllm::kernels {
 // Output rows (weight rows) one packed tile holds.
 constexpr int64_t kF32TileRows = 32;
 
-// True when this CPU runs the kernel (x86-64 with AVX-512F).
+// True when this CPU runs the kernel (x86-64 with AVX-512F, within the cap of cpu_features.h).
 bool f32_gemm_supported();
 
 // Packs nr <= kF32TileRows rows of k floats (row j at w + j * ldw) column by column:

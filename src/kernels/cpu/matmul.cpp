@@ -3,8 +3,8 @@
 //    (8-bit activations with VNNI for Q8_0/Q4_0);
 //  - larger batches (prefill): each task takes a tile of W rows and multiplies it with all
 //    activations: our AVX-512 f32 kernel (any weight type, decoded per tile), the bf16 kernel
-//    for quantized weights in fast math, or OpenBLAS sgemm on CPUs without AVX-512. Weights
-//    stay in their stored form in memory.
+//    for quantized weights in fast math, or OpenBLAS sgemm on CPUs without AVX-512 (or with
+//    LAZYLLM_CPU_TARGET below it, see cpu_features.h). Weights stay in their stored form in memory.
 // Every output is computed by exactly one task, in an order fixed by the shapes alone (tiles
 // never depend on the thread count; fused rows are independent of their grouping), so results
 // are bitwise reproducible across runs and thread counts. Per-thread scratch: at most
@@ -18,12 +18,15 @@
 #include <mutex>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dot_int8.h"
 #include "kernels/cpu/dot_kernels.h"
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "lazyllm/lazyllm.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {
@@ -297,6 +300,22 @@ void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, 
   use_single_threaded_blas();
   if (int8) matmul_int8(targets, x, n, ldx, pool);
   else matmul_fused(targets, x, n, ldx, pool);
+}
+
+CpuKernels cpu_kernels() {
+  // The same checks matmul makes to choose its paths.
+  CpuKernels k;
+  k.level = kernels::cpu_level_name(kernels::cpu_level());
+  k.detected = kernels::cpu_level_name(kernels::cpu_detected_level());
+  const auto cap = kernels::cpu_level_cap();
+  k.cap = cap ? kernels::cpu_level_name(*cap) : "none";
+  k.vector = std::string("hwy-") + kernels::simd_target_name();
+  k.decode_int8 = kernels::int8_dot_supported(DType::Q8_0) ? "int8-vnni-avx512" : "none";
+  k.gemm_f32 = kernels::f32_gemm_supported() ? "f32-avx512" : "openblas-sgemm";
+  k.gemm_bf16 = kernels::bf16_gemm_supported() ? "bf16-avx512" : "none";
+  const char* core = openblas_get_corename();
+  k.openblas = core ? core : "unknown";
+  return k;
 }
 
 float dot_row(DType t, const void* row, const float* x, int64_t n) {

@@ -1,9 +1,10 @@
 #include "kernels/cpu/vec_ops.h"
 
-#include "kernels/cpu/quant.h"
-
 #include <cmath>
 #include <limits>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/quant.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/vec_ops.cpp"
@@ -168,32 +169,32 @@ HWY_EXPORT(WeightedSumRowsF16Impl);
 HWY_EXPORT(WeightedSumRowsF32Impl);
 
 void dot_rows_f16(const uint16_t* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out) {
-  HWY_DYNAMIC_DISPATCH(DotRowsF16Impl)(base, stride, rows, n, q, hd, out);
+  LAZYLLM_HWY_DISPATCH(DotRowsF16Impl)(base, stride, rows, n, q, hd, out);
 }
 void dot_rows_f32(const float* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out) {
-  HWY_DYNAMIC_DISPATCH(DotRowsF32Impl)(base, stride, rows, n, q, hd, out);
+  LAZYLLM_HWY_DISPATCH(DotRowsF32Impl)(base, stride, rows, n, q, hd, out);
 }
 void weighted_sum_rows_f16(const uint16_t* base, int64_t stride, const int* rows, int n, const float* w, int hd,
                            float* out) {
-  HWY_DYNAMIC_DISPATCH(WeightedSumRowsF16Impl)(base, stride, rows, n, w, hd, out);
+  LAZYLLM_HWY_DISPATCH(WeightedSumRowsF16Impl)(base, stride, rows, n, w, hd, out);
 }
 void weighted_sum_rows_f32(const float* base, int64_t stride, const int* rows, int n, const float* w, int hd,
                            float* out) {
-  HWY_DYNAMIC_DISPATCH(WeightedSumRowsF32Impl)(base, stride, rows, n, w, hd, out);
+  LAZYLLM_HWY_DISPATCH(WeightedSumRowsF32Impl)(base, stride, rows, n, w, hd, out);
 }
 
-float dot_f16_f32(const uint16_t* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotF16Impl)(a, b, n); }
-void axpy_f16(float a, const uint16_t* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(AxpyF16Impl)(a, x, y, n); }
-void f16_to_f32(const uint16_t* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(F16ToF32Impl)(x, y, n); }
+float dot_f16_f32(const uint16_t* a, const float* b, int64_t n) { return LAZYLLM_HWY_DISPATCH(DotF16Impl)(a, b, n); }
+void axpy_f16(float a, const uint16_t* x, float* y, int64_t n) { LAZYLLM_HWY_DISPATCH(AxpyF16Impl)(a, x, y, n); }
+void f16_to_f32(const uint16_t* x, float* y, int64_t n) { LAZYLLM_HWY_DISPATCH(F16ToF32Impl)(x, y, n); }
 void round_to_f16(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
 }
 
-float dot_f32(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
-void axpy_f32(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n); }
-void add_inplace(float* y, const float* x, int64_t n) { HWY_DYNAMIC_DISPATCH(AddImpl)(y, x, n); }
-float softmax_inplace(float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(x, n); }
-void silu_mul(float* g, const float* u, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluMulImpl)(g, u, n); }
+float dot_f32(const float* a, const float* b, int64_t n) { return LAZYLLM_HWY_DISPATCH(DotImpl)(a, b, n); }
+void axpy_f32(float a, const float* x, float* y, int64_t n) { LAZYLLM_HWY_DISPATCH(AxpyImpl)(a, x, y, n); }
+void add_inplace(float* y, const float* x, int64_t n) { LAZYLLM_HWY_DISPATCH(AddImpl)(y, x, n); }
+float softmax_inplace(float* x, int64_t n) { return LAZYLLM_HWY_DISPATCH(SoftmaxImpl)(x, n); }
+void silu_mul(float* g, const float* u, int64_t n) { LAZYLLM_HWY_DISPATCH(SiluMulImpl)(g, u, n); }
 
 void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
   double sum = 0;

@@ -1,0 +1,134 @@
+// CPU feature checks and the dispatch cap (see cpu_features.h).
+#include "kernels/cpu/cpu_features.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "hwy/targets.h"
+#include "lazyllm/error.h"
+
+namespace lazyllm::kernels {
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LAZYLLM_CPU_X86 1
+#else
+#define LAZYLLM_CPU_X86 0
+#endif
+
+constexpr int kNoCap = -1;
+std::atomic<int> g_cap{kNoCap};
+
+bool has(CpuFeature f) {
+#if LAZYLLM_CPU_X86
+  switch (f) {
+    case CpuFeature::kAvx2: return __builtin_cpu_supports("avx2");
+    case CpuFeature::kFma: return __builtin_cpu_supports("fma");
+    case CpuFeature::kAvx512f: return __builtin_cpu_supports("avx512f");
+    case CpuFeature::kAvx512bw: return __builtin_cpu_supports("avx512bw");
+    case CpuFeature::kAvx512vl: return __builtin_cpu_supports("avx512vl");
+    case CpuFeature::kAvx512dq: return __builtin_cpu_supports("avx512dq");
+    case CpuFeature::kAvx512vnni: return __builtin_cpu_supports("avx512vnni");
+    case CpuFeature::kAvx512bf16: return __builtin_cpu_supports("avx512bf16");
+  }
+#endif
+  return false;
+}
+
+CpuLevel level_of(CpuFeature f) {
+  return f == CpuFeature::kAvx2 || f == CpuFeature::kFma ? CpuLevel::kAvx2 : CpuLevel::kAvx512;
+}
+
+// Highway targets above the cap (a lower bit is a better target). Off x86 only `scalar` has an
+// x86-independent meaning: everything but the portable fallbacks.
+int64_t hwy_targets_above(std::optional<CpuLevel> cap) {
+  if (!cap) return 0;
+  switch (*cap) {
+    case CpuLevel::kScalar: return ~int64_t{HWY_EMU128 | HWY_SCALAR};
+    case CpuLevel::kSse4: return LAZYLLM_CPU_X86 ? HWY_SSE4 - 1 : 0;
+    case CpuLevel::kAvx2: return LAZYLLM_CPU_X86 ? HWY_AVX2 - 1 : 0;
+    case CpuLevel::kAvx512:
+    case CpuLevel::kNative: return 0;
+  }
+  return 0;
+}
+
+void store_cap(std::optional<CpuLevel> cap) {
+  g_cap.store(cap ? static_cast<int>(*cap) : kNoCap);
+  // Takes effect at the next Highway dispatch (it resets the chosen target).
+  hwy::DisableTargets(hwy_targets_above(cap));
+}
+
+}  // namespace
+
+std::string_view cpu_level_name(CpuLevel level) {
+  switch (level) {
+    case CpuLevel::kScalar: return "scalar";
+    case CpuLevel::kSse4: return "sse4";
+    case CpuLevel::kAvx2: return "avx2";
+    case CpuLevel::kAvx512: return "avx512";
+    case CpuLevel::kNative: return "native";
+  }
+  return "unknown";
+}
+
+CpuLevel parse_cpu_level(std::string_view name) {
+  for (CpuLevel l : {CpuLevel::kScalar, CpuLevel::kSse4, CpuLevel::kAvx2, CpuLevel::kAvx512})
+    if (name == cpu_level_name(l)) return l;
+  throw Error("LAZYLLM_CPU_TARGET: unknown CPU target '" + std::string(name) +
+              "' (expected avx512, avx2, sse4 or scalar)");
+}
+
+CpuLevel cpu_detected_level() {
+#if LAZYLLM_CPU_X86
+  // The feature sets of Highway's AVX3, AVX2 and SSE4 targets (near enough for a report: the
+  // kernel names come from the dispatchers themselves).
+  static const CpuLevel level = [] {
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
+    if (avx2 && has(CpuFeature::kAvx512f) && has(CpuFeature::kAvx512bw) && has(CpuFeature::kAvx512vl) &&
+        has(CpuFeature::kAvx512dq))
+      return CpuLevel::kAvx512;
+    if (avx2) return CpuLevel::kAvx2;
+    if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("ssse3")) return CpuLevel::kSse4;
+    return CpuLevel::kScalar;
+  }();
+  return level;
+#else
+  return CpuLevel::kNative;
+#endif
+}
+
+std::optional<CpuLevel> cpu_level_cap() {
+  init_cpu_dispatch();
+  const int cap = g_cap.load(std::memory_order_relaxed);
+  return cap == kNoCap ? std::nullopt : std::optional<CpuLevel>(static_cast<CpuLevel>(cap));
+}
+
+CpuLevel cpu_level() {
+  const CpuLevel cpu = cpu_detected_level();
+  const std::optional<CpuLevel> cap = cpu_level_cap();
+  if (!cap) return cpu;
+  if (cpu == CpuLevel::kNative) return *cap == CpuLevel::kScalar ? CpuLevel::kScalar : cpu;
+  return std::min(cpu, *cap);
+}
+
+bool cpu_supports(CpuFeature f) { return has(f) && cpu_level() >= level_of(f); }
+
+void set_cpu_level_cap(std::optional<CpuLevel> cap) {
+  init_cpu_dispatch();
+  store_cap(cap);
+}
+
+namespace detail {
+
+bool apply_cpu_target_env() {
+  const char* env = std::getenv("LAZYLLM_CPU_TARGET");
+  if (env && *env) store_cap(parse_cpu_level(env));
+  return true;
+}
+
+}  // namespace detail
+}  // namespace lazyllm::kernels

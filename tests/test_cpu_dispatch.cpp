@@ -1,0 +1,223 @@
+// The CPU dispatch cap (LAZYLLM_CPU_TARGET, kernels/cpu/cpu_features.h): capped at avx2, sse4 and
+// scalar, matmul and the decoders run the lower paths (the reported kernel names change, and fast
+// math falls back to the f32 kernels bit for bit) and agree with the uncapped results and the
+// references; the CLI honours the variable and rejects unknown values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli_runner.h"
+#include "kernel_reference.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dot_kernels.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/quant.h"
+#include "lazyllm/lazyllm.h"
+#include "util/thread_pool.h"
+
+namespace lazyllm {
+namespace {
+
+using namespace test;
+using kernels::CpuLevel;
+
+// A cap for one scope (nullopt: none, whatever LAZYLLM_CPU_TARGET says); the previous one after.
+class CapScope {
+ public:
+  explicit CapScope(std::optional<CpuLevel> cap) : saved_(kernels::cpu_level_cap()) { kernels::set_cpu_level_cap(cap); }
+  ~CapScope() { kernels::set_cpu_level_cap(saved_); }
+
+ private:
+  std::optional<CpuLevel> saved_;
+};
+
+// The caps below AVX-512 that this CPU can run (all three on any x86-64 with AVX2).
+std::vector<CpuLevel> lower_caps() {
+  std::vector<CpuLevel> v;
+  for (CpuLevel l : {CpuLevel::kAvx2, CpuLevel::kSse4, CpuLevel::kScalar})
+    if (kernels::cpu_detected_level() >= l) v.push_back(l);
+  return v;
+}
+
+std::string name(CpuLevel l) { return std::string(kernels::cpu_level_name(l)); }
+
+// Highway's target under each cap (its portable fallback is SCALAR or, in newer releases, EMU128).
+bool is_vector_kernel_for(CpuLevel cap, const std::string& v) {
+  switch (cap) {
+    case CpuLevel::kAvx2: return v == "hwy-AVX2";
+    case CpuLevel::kSse4: return v == "hwy-SSE4";
+    case CpuLevel::kScalar: return v == "hwy-SCALAR" || v == "hwy-EMU128";
+    default: return false;
+  }
+}
+
+TEST(CpuDispatch, ParsesTheFourLevelsAndRejectsOthers) {
+  EXPECT_EQ(kernels::parse_cpu_level("avx512"), CpuLevel::kAvx512);
+  EXPECT_EQ(kernels::parse_cpu_level("avx2"), CpuLevel::kAvx2);
+  EXPECT_EQ(kernels::parse_cpu_level("sse4"), CpuLevel::kSse4);
+  EXPECT_EQ(kernels::parse_cpu_level("scalar"), CpuLevel::kScalar);
+  for (const char* bad : {"avx3", "AVX2", "native", ""}) {
+    try {
+      kernels::parse_cpu_level(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("expected avx512, avx2, sse4 or scalar"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(CpuDispatch, KernelNamesFollowTheCap) {
+  {
+    CapScope none(std::nullopt);
+    const CpuKernels k = cpu_kernels();
+    EXPECT_EQ(k.cap, "none");
+    EXPECT_EQ(k.level, k.detected);
+    if (kernels::cpu_detected_level() == CpuLevel::kAvx512) {
+      EXPECT_EQ(k.vector.rfind("hwy-AVX3", 0), 0u) << k.vector;
+      EXPECT_EQ(k.gemm_f32, "f32-avx512");
+    }
+    std::printf("uncapped: level %s, vector %s, int8 decode %s, gemm %s, bf16 gemm %s, openblas %s\n", k.level.c_str(),
+                k.vector.c_str(), k.decode_int8.c_str(), k.gemm_f32.c_str(), k.gemm_bf16.c_str(), k.openblas.c_str());
+  }
+  for (CpuLevel cap : lower_caps()) {
+    CapScope scope(cap);
+    const CpuKernels k = cpu_kernels();
+    EXPECT_EQ(k.cap, name(cap));
+    EXPECT_EQ(k.level, name(cap));
+    EXPECT_EQ(k.vector, "hwy-" + std::string(kernels::simd_target_name()));
+    EXPECT_TRUE(is_vector_kernel_for(cap, k.vector)) << name(cap) << ": " << k.vector;
+    EXPECT_EQ(k.decode_int8, "none");
+    EXPECT_EQ(k.gemm_f32, "openblas-sgemm");
+    EXPECT_EQ(k.gemm_bf16, "none");
+    EXPECT_FALSE(kernels::cpu_supports(kernels::CpuFeature::kAvx512f));
+    EXPECT_EQ(kernels::cpu_supports(kernels::CpuFeature::kAvx2), cap == CpuLevel::kAvx2);
+  }
+}
+
+// Capped matmul (every type, the fused, 8-bit and GEMM batch sizes, both precisions) against the
+// double reference and the uncapped results. Under the cap fast math has no kernels of its own,
+// so it gives the f32 paths' bits; uncapped it differs where this CPU has the 8-bit/bf16 kernels,
+// which shows the capped runs really took other paths.
+TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
+  if (lower_caps().empty()) GTEST_SKIP() << "CPU below SSE4";
+  ThreadPool pool(2);
+  for (DType type : kAllTypes) {
+    const int64_t cols = test_cols(type);
+    const Weights w = [&] {
+      CapScope none(std::nullopt);
+      return make_weights(type, 37, cols, 21);
+    }();
+    for (int64_t n : {1, 4, 16, 40}) {
+      const std::vector<float> x = make_x(n, cols, 22);
+      std::vector<float> base(n * w.rows), base_fast(n * w.rows);
+      {
+        CapScope none(std::nullopt);
+        matmul(w.view(), x.data(), n, cols, base.data(), w.rows, pool);
+        matmul(w.view(), x.data(), n, cols, base_fast.data(), w.rows, pool, MatmulPrecision::kFast);
+      }
+      const bool fast_kernel = std::memcmp(base.data(), base_fast.data(), base.size() * sizeof(float)) != 0;
+      for (CpuLevel cap : lower_caps()) {
+        CapScope scope(cap);
+        const std::string what = std::string(dtype_name(type)) + " n=" + std::to_string(n) + " cap " + name(cap);
+        std::vector<float> y(n * w.rows), y_fast(n * w.rows);
+        matmul(w.view(), x.data(), n, cols, y.data(), w.rows, pool);
+        matmul(w.view(), x.data(), n, cols, y_fast.data(), w.rows, pool, MatmulPrecision::kFast);
+        expect_matches_reference(w, x, n, cols, y, w.rows, what);
+        ASSERT_EQ(0, std::memcmp(y.data(), y_fast.data(), y.size() * sizeof(float))) << what << ": fast math";
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < w.rows; ++r) {
+            double mag = 0;
+            for (int64_t c = 0; c < cols; ++c)
+              mag += std::fabs(static_cast<double>(w.deq[r * cols + c]) * x[t * cols + c]);
+            ASSERT_NEAR(y[t * w.rows + r], base[t * w.rows + r], 2e-5 * mag + 1e-30)
+                << what << " t=" << t << " r=" << r;
+          }
+        if (n == 1) {
+          // dot_row runs the same fused kernel as small batches.
+          for (int64_t r = 0; r < w.rows; ++r)
+            ASSERT_EQ(dot_row(type, w.data.data() + r * row_bytes(type, cols), x.data(), cols), y[r]) << what;
+        }
+      }
+      if (fast_kernel)
+        std::printf("%s n=%lld: uncapped fast math took its own kernels\n", dtype_name(type).data(),
+                    static_cast<long long>(n));
+    }
+  }
+  // On a CPU with AVX512_VNNI the uncapped Q8_0 decode is the 8-bit kernel, which rounds x to 8 bits.
+  if (CapScope none(std::nullopt); cpu_kernels().decode_int8 != "none") {
+    const Weights w = make_weights(DType::Q8_0, 8, 256, 23);
+    const std::vector<float> x = make_x(1, 256, 24);
+    std::vector<float> a(8), b(8);
+    matmul(w.view(), x.data(), 1, 256, a.data(), 8, pool);
+    matmul(w.view(), x.data(), 1, 256, b.data(), 8, pool, MatmulPrecision::kFast);
+    EXPECT_NE(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  }
+}
+
+// Capped decoding against the independent reference decoder and the uncapped decoder.
+TEST(CpuDispatch, CappedDecodeMatchesReferenceDecoder) {
+  std::mt19937 rng(9);
+  for (DType t : kAllTypes) {
+    const int64_t n = dtype_info(t).block_elems == 1 ? 1000 + 3 : 8 * 256;
+    const std::vector<uint8_t> data = random_blocks(t, n, rng);
+    std::vector<float> base(n);
+    {
+      CapScope none(std::nullopt);
+      dequantize_row(t, data.data(), base.data(), n);
+    }
+    for (CpuLevel cap : lower_caps()) {
+      CapScope scope(cap);
+      std::vector<float> got(n);
+      dequantize_row(t, data.data(), got.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double ref = ref_value(t, data.data(), i);
+        ASSERT_LE(std::fabs(got[i] - ref), 0x1p-24 * std::fabs(ref))
+            << dtype_name(t) << " cap " << name(cap) << " " << i;
+        ASSERT_LE(std::fabs(got[i] - base[i]), 0x1p-23 * std::fabs(ref))
+            << dtype_name(t) << " cap " << name(cap) << " " << i;
+      }
+    }
+  }
+}
+
+// The CLI reads LAZYLLM_CPU_TARGET at start: `info` and `bench --json` report the capped kernels,
+// a model still runs under every cap, and an unknown value is a one-line error.
+TEST(CpuDispatch, CliHonoursTheEnvironmentVariable) {
+  const auto path = temp_path("cpu-dispatch.gguf").string();
+  CliResult r =
+      run_cli("gen-model --dims embd=64,layers=2,heads=4,kv_heads=2,ff=128,vocab=256,ctx=64 --dtype q8_0 -o " + path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_cli("info -m " + path, "LAZYLLM_CPU_TARGET=");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("LAZYLLM_CPU_TARGET none"), std::string::npos) << r.out;
+  for (CpuLevel cap : lower_caps()) {
+    const std::string env = "LAZYLLM_CPU_TARGET=" + name(cap);
+    r = run_cli("info -m " + path, env);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("cpu level:     " + name(cap) + " ("), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("int8 decode none, gemm openblas-sgemm, bf16 gemm none"), std::string::npos) << r.out;
+    r = run_cli("bench -m " + path + " --prompt-len 24 --gen-len 3 --reps 1 --warmup 0 --json", env);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+    const auto& k = j.at("cpu_kernels");
+    EXPECT_EQ(k.at("level"), name(cap));
+    EXPECT_EQ(k.at("cap"), name(cap));
+    EXPECT_TRUE(is_vector_kernel_for(cap, k.at("vector").get<std::string>())) << k;
+    EXPECT_EQ(k.at("decode_int8"), "none");
+    EXPECT_GT(j.at("decode_tok_s").get<double>(), 0.0);
+  }
+  r = run_cli("info -m " + path, "LAZYLLM_CPU_TARGET=avx3");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("error: LAZYLLM_CPU_TARGET: unknown CPU target 'avx3' (expected avx512, avx2, sse4 or scalar)"),
+            std::string::npos)
+      << r.err;
+}
+
+}  // namespace
+}  // namespace lazyllm
