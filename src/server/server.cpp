@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "server/api_error.h"
+#include "server/api_key.h"
 #include "server/metrics.h"
 #include "server/request.h"
 #include "server/responses.h"
@@ -227,7 +228,7 @@ struct Server::Impl {
 
   bool authorized(const httplib::Request& req) const {
     if (opt.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return true;  // /health, /metrics stay open
-    return req.get_header_value("Authorization") == "Bearer " + opt.api_key;
+    return bearer_matches(req.get_header_value("Authorization"), opt.api_key);
   }
 
   void routes() {

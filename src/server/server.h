@@ -18,7 +18,7 @@ struct ServerOptions {
   int queue = 16;              // requests that may wait for a slot; more get 429
   int n_ctx = 0;               // context per slot (0 = the model's trained context)
   int threads = 0;             // compute threads in all (0 = all cores), split between slots
-  std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY"
+  std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY" (never logged)
   PruneSchedule default_prune; // empty: no pruning unless a request asks
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   ChatFamily chat_family = ChatFamily::ChatML;

@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "server/api_key.h"
 #include "server/server.h"
 
 namespace lazyllm::cli {
@@ -18,6 +19,9 @@ namespace {
 
 struct ServeArgs {
   std::string model, chat_template, alias;
+  std::string api_key_flag, api_key_file;
+  CLI::Option* api_key_opt = nullptr;
+  CLI::Option* api_key_file_opt = nullptr;
   server::ServerOptions opt;
   PruneFlags prune;
 };
@@ -67,6 +71,14 @@ int serve(ServeArgs& a) {
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a client that went away is a failed write, not a kill
 
+  // The key before the model: a bad key source fails at once. Only its source is ever printed.
+  server::ApiKeySources sources;
+  if (a.api_key_opt->count() > 0) sources.flag = a.api_key_flag;
+  if (a.api_key_file_opt->count() > 0) sources.file = a.api_key_file;
+  if (const char* env = std::getenv(server::kApiKeyEnv)) sources.env = std::string(env);
+  const server::ResolvedApiKey key = server::resolve_api_key(sources);
+  a.opt.api_key = key.key;
+
   auto model = Model::load(a.model);
   const std::optional<std::string> tmpl = model->chat_template();
   std::string warning;
@@ -76,7 +88,9 @@ int serve(ServeArgs& a) {
   a.opt.prune_policy = a.prune.policy();
   a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
   if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
-    std::fprintf(stderr, "warning: listening on %s without --api-key\n", a.opt.host.c_str());
+    std::fprintf(stderr, "warning: listening on %s without an API key (--api-key-file, %s or --api-key)\n",
+                 a.opt.host.c_str(), server::kApiKeyEnv);
+  if (!key.source.empty()) std::fprintf(stderr, "API key: from %s\n", key.source.c_str());
 
   server::Server srv(model, a.opt);
   const int port = srv.bind();
@@ -107,7 +121,14 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--queue", o.queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, 100000))->capture_default_str();
   cmd->add_option("-c,--ctx", o.n_ctx, "Context size per slot (default: the model's trained context)")->check(CLI::Range(1, 1 << 22));
   cmd->add_option("-t,--threads", o.threads, "Compute threads in all, split between slots (default: all cores)")->check(CLI::Range(1, 1024));
-  cmd->add_option("--api-key", o.api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
+  a->api_key_opt = cmd->add_option("--api-key", a->api_key_flag,
+                                   "Require 'Authorization: Bearer KEY' on /v1/* (other users can see it in the "
+                                   "process list: prefer --api-key-file or $LAZYLLM_API_KEY)");
+  a->api_key_file_opt = cmd->add_option("--api-key-file", a->api_key_file,
+                                        "Read the API key from the first line of this file (trailing whitespace "
+                                        "dropped). --api-key and --api-key-file exclude each other; either wins over "
+                                        "$LAZYLLM_API_KEY, which is used when neither is given");
+  a->api_key_opt->excludes(a->api_key_file_opt);
   cmd->add_option("--chat-template", a->chat_template, "Force a chat template: " + server::chat_family_names());
   cmd->add_option("--alias", a->alias, "Model id reported by the API (default: the file name)");
   cmd->add_option("--max-body", o.max_body_bytes, "Largest request body in bytes")->check(CLI::Range(64, 1 << 30))->capture_default_str();
