@@ -23,7 +23,8 @@ struct ServerOptions {
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   ChatFamily chat_family = ChatFamily::ChatML;
   std::string model_name = "model";
-  size_t max_body_bytes = 1 << 20;
+  size_t max_body_bytes = 1 << 20;  // request bodies, Content-Length or chunked; more get 413
+  double read_timeout_s = 30;       // a request's line, headers and body must arrive within this (408)
   int max_prompt_tokens = 0;   // 0: the context minus one
   int default_max_tokens = 256;
   double request_timeout_s = 300;  // from arrival, queueing included
@@ -32,6 +33,7 @@ struct ServerOptions {
 
 class Server {
  public:
+  // Throws Error for options out of range (timeouts, --max-body).
   Server(std::shared_ptr<const Model> model, ServerOptions options);
   ~Server();
   // Binds the listening socket; returns the port (the chosen one when port is 0).
