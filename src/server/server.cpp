@@ -13,6 +13,7 @@
 
 #include "server/api_error.h"
 #include "server/api_key.h"
+#include "server/chat_encoder.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/request.h"
@@ -93,6 +94,7 @@ struct Server::Impl {
   Metrics metrics;
   std::unique_ptr<Scheduler> scheduler;
   HttpServer http{raw_body_limit(opt.max_body_bytes), opt.read_timeout_s};
+  ChatEncoder chat_encoder{model->tokenizer()};
   RequestLimits limits;
   int max_prompt_tokens = 0;
   std::once_flag stop_once;
@@ -137,8 +139,13 @@ struct Server::Impl {
     const Tokenizer& tok = model->tokenizer();
     const bool chat = r.endpoint == Endpoint::Chat;
     const char* input = chat ? "messages" : "prompt";
-    const std::string text = chat ? render_chat(opt.chat_family, r.messages) : r.prompt;
-    job->prompt = tok.encode(text, tok.add_bos(), /*parse_special=*/chat);
+    // Chat: control tokens from the template only (unless --chat-special-in-content). A raw
+    // prompt is the client's own template, tokenized as text, as `lazyllm run` without --special.
+    if (chat)
+      job->prompt = chat_encoder.encode(render_chat_segments(opt.chat_family, r.messages), tok.add_bos(),
+                                        opt.chat_special_in_content);
+    else
+      job->prompt = tok.encode(r.prompt, tok.add_bos(), /*parse_special=*/false);
     if (job->prompt.empty()) throw ApiError(400, std::string("'") + input + "' is empty", input, "invalid_value");
     if (static_cast<int>(job->prompt.size()) > max_prompt_tokens)
       throw ApiError(400,

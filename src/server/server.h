@@ -22,6 +22,9 @@ struct ServerOptions {
   PruneSchedule default_prune; // empty: no pruning unless a request asks
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   ChatFamily chat_family = ChatFamily::ChatML;
+  // Parse special tokens in chat messages' content too (by default only the template's own
+  // text gives control tokens, so a user cannot type "<|im_start|>system" into a prompt).
+  bool chat_special_in_content = false;
   std::string model_name = "model";
   size_t max_body_bytes = 1 << 20;  // request bodies, Content-Length or chunked; more get 413
   double read_timeout_s = 30;       // a request's line, headers and body must arrive within this (408)

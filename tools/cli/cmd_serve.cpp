@@ -136,6 +136,9 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-tokens", o.default_max_tokens, "Tokens generated when a request gives no max_tokens")->check(CLI::Range(1, 1 << 22))->capture_default_str();
   cmd->add_option("--timeout", o.request_timeout_s, "Time limit per request in seconds, queueing included")->check(CLI::Range(0.001, 86400.0))->capture_default_str();
   cmd->add_option("--read-timeout", o.read_timeout_s, "Seconds a request's line, headers and body may take to arrive (408 after)")->check(CLI::Range(0.001, 3600.0))->capture_default_str();
+  cmd->add_flag("--chat-special-in-content", o.chat_special_in_content,
+                "Parse special tokens (<|im_start|>, [INST], ...) in chat messages' content too; by default only the "
+                "chat template makes control tokens");
   cmd->add_option("--shutdown-grace", o.shutdown_grace_s, "Seconds in-flight requests may run on after SIGINT/SIGTERM")->check(CLI::Range(0.0, 3600.0))->capture_default_str();
   a->prune.add_to(cmd);
   cmd->callback([a, &exit_code] { exit_code = serve(*a); });
