@@ -74,6 +74,8 @@ void check_options(const ServerOptions& o) {
     if (!(v >= lo && v <= hi))
       throw Error(flag + " " + seconds_text(v) + " is out of range [" + seconds_text(lo) + ", " + seconds_text(hi) + "]");
   };
+  range("--parallel", o.parallel, 1, ServerOptions::kMaxParallel);
+  range("--queue", o.queue, 0, ServerOptions::kMaxQueue);
   range("--timeout", o.request_timeout_s, 0.001, 86400);
   range("--read-timeout", o.read_timeout_s, 0.001, 3600);
   range("--shutdown-grace", o.shutdown_grace_s, 0, 3600);
@@ -87,6 +89,10 @@ std::string metric_path(const std::string& path) {
 }
 
 }  // namespace
+
+int connection_threads(const ServerOptions& o) {
+  return std::min(std::max(o.parallel, 1) + std::max(o.queue, 0) + 64, 1024);
+}
 
 struct Server::Impl {
   std::shared_ptr<const Model> model;
@@ -174,8 +180,8 @@ struct Server::Impl {
   }
   static bool failed(const GenerationResult& r) { return !r.error.empty() || r.finish_reason == "cancelled"; }
 
-  void submit(const std::shared_ptr<Job>& job) {
-    switch (scheduler->submit(job)) {
+  static void admit(Scheduler::Admission a) {
+    switch (a) {
       case Scheduler::Admission::Accepted: return;
       case Scheduler::Admission::QueueFull:
         throw ApiError(429, "all slots are busy and the queue is full; retry later", "", "queue_full", "server_error");
@@ -215,8 +221,11 @@ struct Server::Impl {
 
   void handle_completion(const std::string& body, httplib::Response& res, Endpoint endpoint) {
     const CompletionRequest r = parse_request(body, endpoint, limits);
+    // A place in the queue before any work on the prompt: a full server answers 429 at once.
+    Scheduler::Reservation place = scheduler->reserve();
+    admit(place.admission());
     auto job = make_job(r);
-    submit(job);
+    admit(scheduler->submit(job, place));
     const ResponseHead head = make_head(endpoint, opt.model_name);
     if (r.stream) stream(res, job, head, r.include_usage);
     else respond_whole(res, job, head);
@@ -364,7 +373,7 @@ struct Server::Impl {
   void routes() {
     // A thread per connection (idle keep-alive ones included): enough that clients reach the
     // scheduler, which answers 429 when its queue is full, rather than wait unseen in httplib's.
-    http.new_task_queue = [n = opt.parallel + opt.queue + 64] { return new httplib::ThreadPool(n); };
+    http.new_task_queue = [n = connection_threads(opt)] { return new httplib::ThreadPool(n); };
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_keep_alive_timeout(2);
     http.set_tcp_nodelay(true);  // streamed tokens go out at once

@@ -12,10 +12,13 @@
 namespace lazyllm::server {
 
 struct ServerOptions {
+  static constexpr int kMaxParallel = 256;
+  static constexpr int kMaxQueue = 4096;
+
   std::string host = "127.0.0.1";
   int port = 8080;             // 0: any free port (see Server::bind)
-  int parallel = 1;            // slots generating at once
-  int queue = 16;              // requests that may wait for a slot; more get 429
+  int parallel = 1;            // slots generating at once, 1..kMaxParallel
+  int queue = 16;              // requests that may wait for a slot (0..kMaxQueue); more get 429
   int n_ctx = 0;               // context per slot (0 = the model's trained context)
   int threads = 0;             // compute threads in all (0 = all cores), split between slots
   std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY" (never logged)
@@ -34,9 +37,13 @@ struct ServerOptions {
   double shutdown_grace_s = 10;    // in-flight work may finish for this long on shutdown
 };
 
+// Threads serving HTTP connections (one per connection, idle keep-alive ones included): enough
+// that clients reach the scheduler, which answers 429 when its queue is full; at most 1024.
+int connection_threads(const ServerOptions& o);
+
 class Server {
  public:
-  // Throws Error for options out of range (timeouts, --max-body).
+  // Throws Error for options out of range (--parallel, --queue, timeouts).
   Server(std::shared_ptr<const Model> model, ServerOptions options);
   ~Server();
   // Binds the listening socket; returns the port (the chosen one when port is 0).

@@ -117,8 +117,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
   cmd->add_option("--host", o.host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", o.port, "Port (0 = any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
-  cmd->add_option("--parallel", o.parallel, "Requests generated at once (slots)")->check(CLI::Range(1, 256))->capture_default_str();
-  cmd->add_option("--queue", o.queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, 100000))->capture_default_str();
+  cmd->add_option("--parallel", o.parallel, "Requests generated at once (slots)")->check(CLI::Range(1, server::ServerOptions::kMaxParallel))->capture_default_str();
+  cmd->add_option("--queue", o.queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, server::ServerOptions::kMaxQueue))->capture_default_str();
   cmd->add_option("-c,--ctx", o.n_ctx, "Context size per slot (default: the model's trained context)")->check(CLI::Range(1, 1 << 22));
   cmd->add_option("-t,--threads", o.threads, "Compute threads in all, split between slots (default: all cores)")->check(CLI::Range(1, 1024));
   a->api_key_opt = cmd->add_option("--api-key", a->api_key_flag,
