@@ -110,6 +110,12 @@ Session& Scheduler::session_for(Slot& slot, const PruneSchedule& prune) {
     o.n_threads = options_.threads_per_slot;
     o.prune = prune;
     o.prune_policy = options_.prune_policy;
+    // Called after each layer of a prefill: a long prompt stops within a layer of its job's
+    // cancellation or deadline (run_job catches this and resets the session).
+    o.on_prefill_progress = [&slot](int, int) {
+      if (slot.job && (slot.job->cancelled() || Clock::now() > slot.job->deadline))
+        throw PrefillInterrupted(slot.job->cancelled());
+    };
     slot.session = std::make_unique<Session>(model_, o);
     slot.schedule = key;
   } else {
@@ -142,8 +148,12 @@ void Scheduler::work(Slot& slot) {
       job->finish(r);
     } else {
       try {
-        run_job(session_for(slot, job->prune), *job, metrics_);
+        Session& session = session_for(slot, job->prune);
+        slot.job = job.get();
+        run_job(session, *job, metrics_);
+        slot.job = nullptr;
       } catch (const std::exception& e) {  // a session could not be created
+        slot.job = nullptr;
         GenerationResult r;
         r.error = e.what();
         job->finish(r);

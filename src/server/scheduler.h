@@ -2,6 +2,7 @@
 // thread, fed from a bounded queue. A job whose pruning schedule differs from its slot's gets a
 // fresh Session (a Session's schedule is fixed at construction). A request takes its place in
 // the queue (reserve) before it is prepared, so a full queue costs a request no tokenization.
+// A prefill stops between layers once its job is cancelled or past its deadline.
 #pragma once
 
 #include <chrono>
@@ -72,6 +73,7 @@ class Scheduler {
   struct Slot {
     std::unique_ptr<Session> session;
     std::string schedule;  // the session's prune schedule, as text
+    Job* job = nullptr;    // the job running (read by the prefill progress check, on the slot's thread)
   };
   void work(Slot& slot);
   Session& session_for(Slot& slot, const PruneSchedule& prune);

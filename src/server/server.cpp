@@ -173,12 +173,24 @@ struct Server::Impl {
     return job;
   }
 
-  static ApiError result_error(const GenerationResult& r) {
+  // Timed out before its first token (in the queue or in the prefill): nothing to answer with.
+  static bool timed_out_empty(const GenerationResult& r) {
+    return r.error.empty() && r.timed_out && r.completion_tokens == 0 && r.finish_reason == "length";
+  }
+  ApiError result_error(const GenerationResult& r) const {
     if (r.finish_reason == "cancelled")
       return ApiError(503, "the server is shutting down; the request was cancelled", "", "shutting_down", "server_error");
+    if (timed_out_empty(r))
+      return ApiError(408,
+                      "the request's time limit (--timeout " + seconds_text(opt.request_timeout_s) +
+                          " s, queueing included) ran out before the first token; the prompt has " +
+                          std::to_string(r.prompt_tokens) + " tokens",
+                      "", "timeout", "server_error");
     return ApiError(500, "generation failed: " + r.error, "", "internal_error", "server_error");
   }
-  static bool failed(const GenerationResult& r) { return !r.error.empty() || r.finish_reason == "cancelled"; }
+  static bool failed(const GenerationResult& r) {
+    return !r.error.empty() || r.finish_reason == "cancelled" || timed_out_empty(r);
+  }
 
   static void admit(Scheduler::Admission a) {
     switch (a) {
@@ -248,7 +260,7 @@ struct Server::Impl {
     res.status = 200;
     res.set_chunked_content_provider(
         "application/json",
-        [job, head, text](size_t, httplib::DataSink& sink) {
+        [this, job, head, text](size_t, httplib::DataSink& sink) {
           while (!job->wait(*text, kHeartbeat))
             if (!sink.write(" ", 1)) {
               job->cancel();
@@ -269,7 +281,7 @@ struct Server::Impl {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [job, head, include_usage](size_t, httplib::DataSink& sink) {
+        [this, job, head, include_usage](size_t, httplib::DataSink& sink) {
           auto write = [&](const std::string& s) {
             if (sink.write(s.data(), s.size())) return true;
             job->cancel();  // the client went away

@@ -134,7 +134,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-body", o.max_body_bytes, "Largest request body in bytes, Content-Length or chunked (413 above)")->check(CLI::Range(64, 1 << 30))->capture_default_str();
   cmd->add_option("--max-prompt-tokens", o.max_prompt_tokens, "Longest prompt accepted (default: the context minus one)")->check(CLI::Range(1, 1 << 22));
   cmd->add_option("--max-tokens", o.default_max_tokens, "Tokens generated when a request gives no max_tokens")->check(CLI::Range(1, 1 << 22))->capture_default_str();
-  cmd->add_option("--timeout", o.request_timeout_s, "Time limit per request in seconds, queueing included")->check(CLI::Range(0.001, 86400.0))->capture_default_str();
+  cmd->add_option("--timeout", o.request_timeout_s, "Time limit per request in seconds, queueing and prompt processing included")->check(CLI::Range(0.001, 86400.0))->capture_default_str();
   cmd->add_option("--read-timeout", o.read_timeout_s, "Seconds a request's line, headers and body may take to arrive (408 after)")->check(CLI::Range(0.001, 3600.0))->capture_default_str();
   cmd->add_flag("--chat-special-in-content", o.chat_special_in_content,
                 "Parse special tokens (<|im_start|>, [INST], ...) in chat messages' content too; by default only the "
