@@ -1,5 +1,7 @@
 #include "server/chat_template.h"
 
+#include <utility>
+
 #include "lazyllm/error.h"
 
 namespace lazyllm::server {
@@ -23,62 +25,102 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(b, s.find_last_not_of(ws) - b + 1));
 }
 
+// Collects the rendering as segments; adjacent text of the same kind joins one segment.
+class Out {
+ public:
+  Out& lit(std::string_view s) { return add(s, false); }
+  Out& content(std::string_view s) { return add(s, true); }
+  Out& append(const std::vector<ChatSegment>& segs) {
+    for (const auto& s : segs) add(s.text, s.content);
+    return *this;
+  }
+  bool empty() const { return segs_.empty(); }
+  std::vector<ChatSegment> take() { return std::exchange(segs_, {}); }
+
+ private:
+  Out& add(std::string_view s, bool content) {
+    if (s.empty()) return *this;
+    if (!segs_.empty() && segs_.back().content == content) segs_.back().text += s;
+    else segs_.push_back({std::string(s), content});
+    return *this;
+  }
+  std::vector<ChatSegment> segs_;
+};
+
+// System messages joined by `sep` (template text), as one block.
+class SystemBlock {
+ public:
+  explicit SystemBlock(std::string_view sep) : sep_(sep) {}
+  void add(std::string_view text) {
+    if (!out_.empty()) out_.lit(sep_);
+    out_.content(text);
+  }
+  bool empty() const { return out_.empty(); }
+  std::vector<ChatSegment> take() { return out_.take(); }
+
+ private:
+  std::string_view sep_;
+  Out out_;
+};
+
 // Llama 2: the system prompt goes inside the first [INST] block; every later turn opens with BOS.
-std::string render_llama2(std::span<const ChatMessage> messages) {
-  std::string out, system;
+std::vector<ChatSegment> render_llama2(std::span<const ChatMessage> messages) {
+  Out o;
+  SystemBlock system("\n");
   bool first_turn = true;
   for (const auto& m : messages) {
     if (m.role == "system") {
-      system += (system.empty() ? "" : "\n") + trim(m.content);
+      system.add(trim(m.content));
     } else if (m.role == "user") {
-      if (!first_turn) out += "<s>";
-      out += "[INST] ";
-      if (!system.empty()) out += "<<SYS>>\n" + system + "\n<</SYS>>\n\n";
-      system.clear();
-      out += trim(m.content) + " [/INST]";
+      if (!first_turn) o.lit("<s>");
+      o.lit("[INST] ");
+      if (!system.empty()) o.lit("<<SYS>>\n").append(system.take()).lit("\n<</SYS>>\n\n");
+      o.content(trim(m.content)).lit(" [/INST]");
       first_turn = false;
     } else {
-      out += " " + trim(m.content) + " </s>";
+      o.lit(" ").content(trim(m.content)).lit(" </s>");
       first_turn = false;
     }
   }
-  return out;
+  return o.take();
 }
 
 // Mistral (v0.1/v0.2 "[INST]" format): no system role, so it is prefixed to the next user turn.
-std::string render_mistral(std::span<const ChatMessage> messages) {
-  std::string out, system;
+std::vector<ChatSegment> render_mistral(std::span<const ChatMessage> messages) {
+  Out o;
+  SystemBlock system("\n\n");
   for (const auto& m : messages) {
     if (m.role == "system") {
-      system += (system.empty() ? "" : "\n\n") + m.content;
+      system.add(m.content);
     } else if (m.role == "user") {
-      out += "[INST] " + (system.empty() ? m.content : system + "\n\n" + m.content) + " [/INST]";
-      system.clear();
+      o.lit("[INST] ");
+      if (!system.empty()) o.append(system.take()).lit("\n\n");
+      o.content(m.content).lit(" [/INST]");
     } else {
-      out += m.content + "</s>";
+      o.content(m.content).lit("</s>");
     }
   }
-  return out;
+  return o.take();
 }
 
-std::string render_llama3(std::span<const ChatMessage> messages) {
-  std::string out;
+std::vector<ChatSegment> render_llama3(std::span<const ChatMessage> messages) {
+  Out o;
   for (const auto& m : messages)
-    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) + "<|eot_id|>";
-  return out + "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    o.lit("<|start_header_id|>" + m.role + "<|end_header_id|>\n\n").content(trim(m.content)).lit("<|eot_id|>");
+  return o.lit("<|start_header_id|>assistant<|end_header_id|>\n\n").take();
 }
 
-std::string render_chatml(std::span<const ChatMessage> messages) {
-  std::string out;
-  for (const auto& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-  return out + "<|im_start|>assistant\n";
+std::vector<ChatSegment> render_chatml(std::span<const ChatMessage> messages) {
+  Out o;
+  for (const auto& m : messages) o.lit("<|im_start|>" + m.role + "\n").content(m.content).lit("<|im_end|>\n");
+  return o.lit("<|im_start|>assistant\n").take();
 }
 
 // Zephyr and Phi-3 share the <|role|> layout and differ in the end-of-turn marker.
-std::string render_role_tags(std::span<const ChatMessage> messages, std::string_view end) {
-  std::string out;
-  for (const auto& m : messages) out += "<|" + m.role + "|>\n" + m.content + std::string(end) + "\n";
-  return out + "<|assistant|>\n";
+std::vector<ChatSegment> render_role_tags(std::span<const ChatMessage> messages, std::string_view end) {
+  Out o;
+  for (const auto& m : messages) o.lit("<|" + m.role + "|>\n").content(m.content).lit(end).lit("\n");
+  return o.lit("<|assistant|>\n").take();
 }
 
 }  // namespace
@@ -132,7 +174,7 @@ ChatFamily resolve_chat_family(const std::optional<std::string>& gguf_template, 
   return *f;
 }
 
-std::string render_chat(ChatFamily f, std::span<const ChatMessage> messages) {
+std::vector<ChatSegment> render_chat_segments(ChatFamily f, std::span<const ChatMessage> messages) {
   switch (f) {
     case ChatFamily::Llama2: return render_llama2(messages);
     case ChatFamily::Llama3: return render_llama3(messages);
@@ -142,6 +184,12 @@ std::string render_chat(ChatFamily f, std::span<const ChatMessage> messages) {
     case ChatFamily::Phi3: return render_role_tags(messages, "<|end|>");
   }
   return {};
+}
+
+std::string render_chat(ChatFamily f, std::span<const ChatMessage> messages) {
+  std::string out;
+  for (const auto& s : render_chat_segments(f, messages)) out += s.text;
+  return out;
 }
 
 std::string_view end_of_turn(ChatFamily f) {

@@ -27,7 +27,16 @@ std::optional<ChatFamily> detect_chat_family(std::string_view jinja);
 ChatFamily resolve_chat_family(const std::optional<std::string>& gguf_template, const std::string& forced_name,
                                std::string& warning);
 
-// The conversation followed by the opening of the assistant's turn.
+// A piece of a rendered chat: the template's own text (markers, role names, separators) or
+// messages' content. Only the template's text may become control tokens (ChatEncoder).
+struct ChatSegment {
+  std::string text;
+  bool content = false;
+};
+
+// The conversation followed by the opening of the assistant's turn, as segments (adjacent ones
+// differ in kind) and as text (their concatenation).
+std::vector<ChatSegment> render_chat_segments(ChatFamily f, std::span<const ChatMessage> messages);
 std::string render_chat(ChatFamily f, std::span<const ChatMessage> messages);
 // Text that ends an assistant turn in this family (generation stops there), or "" when the
 // turn ends with the model's EOS token.

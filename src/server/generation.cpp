@@ -14,8 +14,15 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 
 void generate(Session& session, Job& job, Metrics& metrics, GenerationResult& r) {
   const Tokenizer& tok = session.model().tokenizer();
-  session.prefill(job.prompt);
   r.prompt_tokens = static_cast<int>(job.prompt.size());
+  try {
+    session.prefill(job.prompt);
+  } catch (const PrefillInterrupted& e) {
+    session.reset();
+    if (e.cancelled()) r.finish_reason = "cancelled";
+    else r.finish_reason = "length", r.timed_out = true;
+    return;
+  }
   r.prompt_computed_fraction = session.stats().prefill_computed_fraction;
   Sampler sampler(job.sampling);
   StreamDecoder decoder(tok);
@@ -62,9 +69,12 @@ void run_job(Session& session, Job& job, Metrics& metrics) {
     generate(session, job, metrics, r);
   } catch (const std::exception& e) {
     r.error = e.what();
+    session.reset();
   }
-  if (r.ttft_ms == 0 && r.error.empty()) r.ttft_ms = ms_between(job.arrival, Clock::now());
-  if (r.error.empty()) {
+  const bool sampled = r.ttft_ms > 0;
+  if (!sampled && r.error.empty()) r.ttft_ms = ms_between(job.arrival, Clock::now());
+  // A prefill stopped by cancellation or the time limit has no TTFT.
+  if (r.error.empty() && (sampled || (!r.timed_out && r.finish_reason != "cancelled"))) {
     metrics.ttft_seconds.observe(r.ttft_ms / 1000.0);
     metrics.prompt_computed_fraction.observe(r.prompt_computed_fraction);
   }

@@ -1,6 +1,8 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <utility>
 
 #include "server/generation.h"
 
@@ -18,16 +20,62 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions option
 
 Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
 
-Scheduler::Admission Scheduler::submit(std::shared_ptr<Job> job) {
+Scheduler::Reservation::Reservation(Reservation&& o) noexcept
+    : owner_(std::exchange(o.owner_, nullptr)), admission_(o.admission_) {}
+
+Scheduler::Reservation& Scheduler::Reservation::operator=(Reservation&& o) noexcept {
+  if (this != &o) {
+    release();
+    owner_ = std::exchange(o.owner_, nullptr);
+    admission_ = o.admission_;
+  }
+  return *this;
+}
+
+void Scheduler::Reservation::release() {
+  if (!owner_) return;
+  {
+    std::lock_guard lock(owner_->mu_);
+    --owner_->reserved_;
+  }
+  owner_->idle_cv_.notify_all();
+  owner_ = nullptr;
+}
+
+Scheduler::Reservation Scheduler::reserve() {
+  Reservation r;
+  std::lock_guard lock(mu_);
+  if (!accepting_) {
+    r.admission_ = Admission::ShuttingDown;
+  } else if (queue_.size() + running_.size() + reserved_ >= static_cast<size_t>(options_.parallel + options_.queue)) {
+    r.admission_ = Admission::QueueFull;
+  } else {
+    ++reserved_;
+    r.owner_ = this;
+    r.admission_ = Admission::Accepted;
+  }
+  return r;
+}
+
+Scheduler::Admission Scheduler::submit(std::shared_ptr<Job> job, Reservation& place) {
+  if (place.owner_ != this) {
+    if (place.admission_ == Admission::Accepted) throw std::logic_error("Scheduler::submit: the place was used or is another's");
+    return place.admission_;
+  }
   {
     std::lock_guard lock(mu_);
-    if (!accepting_) return Admission::ShuttingDown;
-    if (queue_.size() + running_.size() >= static_cast<size_t>(options_.parallel + options_.queue))
-      return Admission::QueueFull;
+    --reserved_;
+    place.owner_ = nullptr;
+    if (!accepting_) return place.admission_ = Admission::ShuttingDown;
     queue_.push_back(std::move(job));
   }
   cv_.notify_one();
   return Admission::Accepted;
+}
+
+Scheduler::Admission Scheduler::submit(std::shared_ptr<Job> job) {
+  Reservation place = reserve();
+  return submit(std::move(job), place);
 }
 
 void Scheduler::shutdown(std::chrono::milliseconds grace) {
@@ -62,6 +110,12 @@ Session& Scheduler::session_for(Slot& slot, const PruneSchedule& prune) {
     o.n_threads = options_.threads_per_slot;
     o.prune = prune;
     o.prune_policy = options_.prune_policy;
+    // Called after each layer of a prefill: a long prompt stops within a layer of its job's
+    // cancellation or deadline (run_job catches this and resets the session).
+    o.on_prefill_progress = [&slot](int, int) {
+      if (slot.job && (slot.job->cancelled() || Clock::now() > slot.job->deadline))
+        throw PrefillInterrupted(slot.job->cancelled());
+    };
     slot.session = std::make_unique<Session>(model_, o);
     slot.schedule = key;
   } else {
@@ -94,8 +148,12 @@ void Scheduler::work(Slot& slot) {
       job->finish(r);
     } else {
       try {
-        run_job(session_for(slot, job->prune), *job, metrics_);
+        Session& session = session_for(slot, job->prune);
+        slot.job = job.get();
+        run_job(session, *job, metrics_);
+        slot.job = nullptr;
       } catch (const std::exception& e) {  // a session could not be created
+        slot.job = nullptr;
         GenerationResult r;
         r.error = e.what();
         job->finish(r);

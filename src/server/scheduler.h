@@ -1,6 +1,8 @@
 // N parallel slots, each a lazyllm::Session over the one shared Model and run by its own
 // thread, fed from a bounded queue. A job whose pruning schedule differs from its slot's gets a
-// fresh Session (a Session's schedule is fixed at construction).
+// fresh Session (a Session's schedule is fixed at construction). A request takes its place in
+// the queue (reserve) before it is prepared, so a full queue costs a request no tokenization.
+// A prefill stops between layers once its job is cancelled or past its deadline.
 #pragma once
 
 #include <chrono>
@@ -34,6 +36,29 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   enum class Admission { Accepted, QueueFull, ShuttingDown };
+
+  // A place in the queue, held from reserve() until a job is submitted on it or it is dropped.
+  class Reservation {
+   public:
+    Reservation() = default;
+    Reservation(Reservation&& o) noexcept;
+    Reservation& operator=(Reservation&& o) noexcept;
+    ~Reservation() { release(); }
+    // Accepted when the place is held; otherwise why there was none.
+    Admission admission() const { return admission_; }
+
+   private:
+    friend class Scheduler;
+    void release();
+    Scheduler* owner_ = nullptr;  // set while the place is held
+    Admission admission_ = Admission::ShuttingDown;
+  };
+
+  // Queued, running and reserved jobs together are at most parallel + queue.
+  Reservation reserve();
+  // Queues the job on a held place (Accepted), or ShuttingDown (the place is then given back).
+  Admission submit(std::shared_ptr<Job> job, Reservation& place);
+  // reserve() and submit() at once.
   Admission submit(std::shared_ptr<Job> job);
   // Stops admitting, lets running and queued jobs finish for up to `grace`, cancels the rest,
   // and joins the slot threads.
@@ -48,6 +73,7 @@ class Scheduler {
   struct Slot {
     std::unique_ptr<Session> session;
     std::string schedule;  // the session's prune schedule, as text
+    Job* job = nullptr;    // the job running (read by the prefill progress check, on the slot's thread)
   };
   void work(Slot& slot);
   Session& session_for(Slot& slot, const PruneSchedule& prune);
@@ -63,6 +89,7 @@ class Scheduler {
   std::condition_variable idle_cv_;  // shutdown: a job finished
   std::deque<std::shared_ptr<Job>> queue_;
   std::vector<std::shared_ptr<Job>> running_;
+  int reserved_ = 0;
   bool accepting_ = true;
   bool stopping_ = false;
 };

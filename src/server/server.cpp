@@ -4,12 +4,18 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "lazyllm/tokenizer.h"
 #include "server/api_error.h"
+#include "server/api_key.h"
+#include "server/chat_encoder.h"
+#include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/request.h"
 #include "server/responses.h"
@@ -33,12 +39,48 @@ void send_error(httplib::Response& res, const ApiError& e) {
   if (e.status() == 429) res.set_header("Retry-After", "1");
 }
 
-// cpp-httplib 0.11 listens with a backlog of 5, so a burst of new connections waits for SYN
-// retries (a second or more); listening again on the bound socket widens it.
-class HttpServer : public httplib::Server {
- public:
-  void widen_backlog() { ::listen(svr_sock_, SOMAXCONN); }
-};
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+// Bytes a body may take on the wire: the decoded limit is exact (read_body), this bounds what
+// chunk framing adds, and the bodies of requests no route reads.
+size_t raw_body_limit(size_t max_body) {
+  constexpr size_t kFraming = 64 * 1024;
+  return max_body > (SIZE_MAX - kFraming) / 2 ? SIZE_MAX : 2 * max_body + kFraming;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string trimmed(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+// Methods whose body cpp-httplib reads (detail::expect_content).
+bool reads_body(const httplib::Request& req) {
+  return req.method == "POST" || req.method == "PUT" || req.method == "PATCH" || req.method == "DELETE" ||
+         req.method == "PRI";
+}
+
+void check_options(const ServerOptions& o) {
+  auto range = [](const std::string& flag, double v, double lo, double hi) {
+    if (!(v >= lo && v <= hi))
+      throw Error(flag + " " + seconds_text(v) + " is out of range [" + seconds_text(lo) + ", " + seconds_text(hi) + "]");
+  };
+  range("--parallel", o.parallel, 1, ServerOptions::kMaxParallel);
+  range("--queue", o.queue, 0, ServerOptions::kMaxQueue);
+  range("--timeout", o.request_timeout_s, 0.001, 86400);
+  range("--read-timeout", o.read_timeout_s, 0.001, 3600);
+  range("--shutdown-grace", o.shutdown_grace_s, 0, 3600);
+  if (o.max_body_bytes < 64) throw Error("--max-body must be at least 64 bytes");
+}
 
 std::string metric_path(const std::string& path) {
   for (const char* p : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"})
@@ -48,18 +90,23 @@ std::string metric_path(const std::string& path) {
 
 }  // namespace
 
+int connection_threads(const ServerOptions& o) {
+  return std::min(std::max(o.parallel, 1) + std::max(o.queue, 0) + 64, 1024);
+}
+
 struct Server::Impl {
   std::shared_ptr<const Model> model;
   ServerOptions opt;
   Metrics metrics;
   std::unique_ptr<Scheduler> scheduler;
-  HttpServer http;
+  HttpServer http{raw_body_limit(opt.max_body_bytes), opt.read_timeout_s};
+  ChatEncoder chat_encoder{model->tokenizer()};
   RequestLimits limits;
   int max_prompt_tokens = 0;
   std::once_flag stop_once;
   std::atomic<bool> stopping{false};
 
-  Impl(std::shared_ptr<const Model> m, ServerOptions o) : model(std::move(m)), opt(std::move(o)) {
+  Impl(std::shared_ptr<const Model> m, ServerOptions o) : model(std::move(m)), opt(checked(std::move(o))) {
     const int cores = opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     SchedulerOptions so;
     so.parallel = opt.parallel;
@@ -73,6 +120,11 @@ struct Server::Impl {
     limits.max_tokens = n_ctx;
     max_prompt_tokens = opt.max_prompt_tokens > 0 ? std::min(opt.max_prompt_tokens, n_ctx - 1) : n_ctx - 1;
     routes();
+  }
+
+  static ServerOptions checked(ServerOptions o) {
+    check_options(o);
+    return o;
   }
 
   // ---------------------------------------------------------------- requests to jobs
@@ -93,8 +145,13 @@ struct Server::Impl {
     const Tokenizer& tok = model->tokenizer();
     const bool chat = r.endpoint == Endpoint::Chat;
     const char* input = chat ? "messages" : "prompt";
-    const std::string text = chat ? render_chat(opt.chat_family, r.messages) : r.prompt;
-    job->prompt = tok.encode(text, tok.add_bos(), /*parse_special=*/chat);
+    // Chat: control tokens from the template only (unless --chat-special-in-content). A raw
+    // prompt is the client's own template, tokenized as text, as `lazyllm run` without --special.
+    if (chat)
+      job->prompt = chat_encoder.encode(render_chat_segments(opt.chat_family, r.messages), tok.add_bos(),
+                                        opt.chat_special_in_content);
+    else
+      job->prompt = tok.encode(r.prompt, tok.add_bos(), /*parse_special=*/false);
     if (job->prompt.empty()) throw ApiError(400, std::string("'") + input + "' is empty", input, "invalid_value");
     if (static_cast<int>(job->prompt.size()) > max_prompt_tokens)
       throw ApiError(400,
@@ -116,15 +173,27 @@ struct Server::Impl {
     return job;
   }
 
-  static ApiError result_error(const GenerationResult& r) {
+  // Timed out before its first token (in the queue or in the prefill): nothing to answer with.
+  static bool timed_out_empty(const GenerationResult& r) {
+    return r.error.empty() && r.timed_out && r.completion_tokens == 0 && r.finish_reason == "length";
+  }
+  ApiError result_error(const GenerationResult& r) const {
     if (r.finish_reason == "cancelled")
       return ApiError(503, "the server is shutting down; the request was cancelled", "", "shutting_down", "server_error");
+    if (timed_out_empty(r))
+      return ApiError(408,
+                      "the request's time limit (--timeout " + seconds_text(opt.request_timeout_s) +
+                          " s, queueing included) ran out before the first token; the prompt has " +
+                          std::to_string(r.prompt_tokens) + " tokens",
+                      "", "timeout", "server_error");
     return ApiError(500, "generation failed: " + r.error, "", "internal_error", "server_error");
   }
-  static bool failed(const GenerationResult& r) { return !r.error.empty() || r.finish_reason == "cancelled"; }
+  static bool failed(const GenerationResult& r) {
+    return !r.error.empty() || r.finish_reason == "cancelled" || timed_out_empty(r);
+  }
 
-  void submit(const std::shared_ptr<Job>& job) {
-    switch (scheduler->submit(job)) {
+  static void admit(Scheduler::Admission a) {
+    switch (a) {
       case Scheduler::Admission::Accepted: return;
       case Scheduler::Admission::QueueFull:
         throw ApiError(429, "all slots are busy and the queue is full; retry later", "", "queue_full", "server_error");
@@ -133,10 +202,42 @@ struct Server::Impl {
     }
   }
 
-  void handle_completion(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
-    const CompletionRequest r = parse_request(req.body, endpoint, limits);
+  // The body through cpp-httplib's content reader, so that its decoded size is bounded whatever
+  // the encoding (Content-Length bodies over the limit were refused before, by framing_error).
+  std::string read_body(const httplib::Request& req, const httplib::ContentReader& reader) const {
+    std::string body;
+    if (req.has_header("Content-Length"))  // checked to be digits, at most max_body_bytes (framing_error)
+      body.reserve(std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10));
+    bool too_large = false;
+    const bool ok = reader([&](const char* data, size_t n) {
+      if (n > opt.max_body_bytes - body.size()) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (ok) return body;
+    HttpServer::close_after_response();  // the rest of the body is still on the connection
+    const ReadFailure f = HttpServer::current_failure();
+    if (too_large || f == ReadFailure::BodyTooLarge)
+      throw ApiError(413, "the request body is larger than " + std::to_string(opt.max_body_bytes) + " bytes", "",
+                     "body_too_large");
+    if (f != ReadFailure::None) {
+      const ReadFailureInfo d = describe(f, opt.read_timeout_s);
+      throw ApiError(d.status, d.message, "", d.code);
+    }
+    throw ApiError(400, "the request body could not be read (malformed chunked encoding, or the client stopped sending)",
+                   "", "invalid_body");
+  }
+
+  void handle_completion(const std::string& body, httplib::Response& res, Endpoint endpoint) {
+    const CompletionRequest r = parse_request(body, endpoint, limits);
+    // A place in the queue before any work on the prompt: a full server answers 429 at once.
+    Scheduler::Reservation place = scheduler->reserve();
+    admit(place.admission());
     auto job = make_job(r);
-    submit(job);
+    admit(scheduler->submit(job, place));
     const ResponseHead head = make_head(endpoint, opt.model_name);
     if (r.stream) stream(res, job, head, r.include_usage);
     else respond_whole(res, job, head);
@@ -159,7 +260,7 @@ struct Server::Impl {
     res.status = 200;
     res.set_chunked_content_provider(
         "application/json",
-        [job, head, text](size_t, httplib::DataSink& sink) {
+        [this, job, head, text](size_t, httplib::DataSink& sink) {
           while (!job->wait(*text, kHeartbeat))
             if (!sink.write(" ", 1)) {
               job->cancel();
@@ -180,7 +281,7 @@ struct Server::Impl {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [job, head, include_usage](size_t, httplib::DataSink& sink) {
+        [this, job, head, include_usage](size_t, httplib::DataSink& sink) {
           auto write = [&](const std::string& s) {
             if (sink.write(s.data(), s.size())) return true;
             job->cancel();  // the client went away
@@ -227,24 +328,82 @@ struct Server::Impl {
 
   bool authorized(const httplib::Request& req) const {
     if (opt.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return true;  // /health, /metrics stay open
-    return req.get_header_value("Authorization") == "Bearer " + opt.api_key;
+    return bearer_matches(req.get_header_value("Authorization"), opt.api_key);
+  }
+
+  // How the body is framed, checked before any of it is read: cpp-httplib would read a body
+  // with neither Content-Length nor chunked encoding until the client closes, decompress gzip
+  // and brotli bodies without a limit, and take the first of several Content-Lengths.
+  std::optional<ApiError> framing_error(const httplib::Request& req) const {
+    const size_t n_length = req.get_header_value_count("Content-Length");
+    const size_t n_encoding = req.get_header_value_count("Transfer-Encoding");
+    if (n_length > 1) return ApiError(400, "more than one Content-Length header", "", "invalid_framing");
+    if (n_encoding > 0) {
+      if (n_length > 0)
+        return ApiError(400, "both Content-Length and Transfer-Encoding are given", "", "invalid_framing");
+      if (n_encoding > 1 || lower(trimmed(req.get_header_value("Transfer-Encoding"))) != "chunked")
+        return ApiError(501, "only 'Transfer-Encoding: chunked' is supported", "", "unsupported_transfer_encoding");
+    }
+    if (n_length == 1) {
+      const std::string v = trimmed(req.get_header_value("Content-Length"));
+      if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos)
+        return ApiError(400, "invalid Content-Length", "", "invalid_framing");
+      if (std::stoull(v) > opt.max_body_bytes)
+        return ApiError(413, "the request body is larger than " + std::to_string(opt.max_body_bytes) + " bytes", "",
+                        "body_too_large");
+    }
+    if (!reads_body(req)) return std::nullopt;
+    if (n_length == 0 && n_encoding == 0)
+      return ApiError(411, "a request body needs Content-Length (or Transfer-Encoding: chunked)", "", "length_required");
+    const std::string encoding = lower(trimmed(req.get_header_value("Content-Encoding")));
+    if (!encoding.empty() && encoding != "identity")
+      return ApiError(415, "compressed request bodies (Content-Encoding) are not supported", "", "unsupported_encoding");
+    if (lower(req.get_header_value("Content-Type")).rfind("multipart/", 0) == 0)
+      return ApiError(415, "multipart bodies are not supported; send JSON", "", "unsupported_media_type");
+    return std::nullopt;
+  }
+
+  // Before routing and before the body is read. A request refused here has its connection
+  // closed after the answer when it came with a body (its bytes are not the next request).
+  bool refuse(const httplib::Request& req, httplib::Response& res) {
+    const bool has_body = req.has_header("Transfer-Encoding") ||
+                          (req.has_header("Content-Length") && trimmed(req.get_header_value("Content-Length")) != "0");
+    std::optional<ApiError> error;
+    if (!authorized(req))
+      error = ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')", "", "invalid_api_key");
+    else
+      error = framing_error(req);
+    if (!error) {
+      if (has_body && !reads_body(req)) HttpServer::close_after_response();  // cpp-httplib ignores a GET's body
+      return false;
+    }
+    if (has_body || error->status() != 401) HttpServer::close_after_response();
+    send_error(res, *error);
+    return true;
   }
 
   void routes() {
     // A thread per connection (idle keep-alive ones included): enough that clients reach the
     // scheduler, which answers 429 when its queue is full, rather than wait unseen in httplib's.
-    http.new_task_queue = [n = opt.parallel + opt.queue + 64] { return new httplib::ThreadPool(n); };
+    http.new_task_queue = [n = connection_threads(opt)] { return new httplib::ThreadPool(n); };
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_keep_alive_timeout(2);
     http.set_tcp_nodelay(true);  // streamed tokens go out at once
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
-      send_json(res, 401, error_json("missing or wrong API key (send 'Authorization: Bearer KEY')",
-                                     "invalid_request_error", "", "invalid_api_key"));
-      return httplib::Server::HandlerResponse::Handled;
+      return refuse(req, res) ? httplib::Server::HandlerResponse::Handled : httplib::Server::HandlerResponse::Unhandled;
     });
+    // "Expect: 100-continue": refuse before the client sends the body.
+    http.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+      return refuse(req, res) ? res.status : 100;
+    });
+    http.on_raw_response = [this](int status) { metrics.count_request("other", status); };
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
+      if (const ReadFailure f = HttpServer::current_failure(); f != ReadFailure::None) {
+        const ReadFailureInfo d = describe(f, opt.read_timeout_s);  // cpp-httplib says 400 for these
+        send_json(res, d.status, error_json(d.message, "invalid_request_error", "", d.code));
+        return;
+      }
       std::string message = "HTTP error " + std::to_string(res.status);
       if (res.status == 404) message = "no route for " + req.method + " " + req.path;
       if (res.status == 413) message = "the request body is larger than " + std::to_string(opt.max_body_bytes) + " bytes";
@@ -255,12 +414,14 @@ struct Server::Impl {
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       metrics.count_request(metric_path(req.path), res.status);
     });
-    http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] { handle_completion(req, res, Endpoint::Completions); });
-    });
-    http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] { handle_completion(req, res, Endpoint::Chat); });
-    });
+    http.Post("/v1/completions",
+              [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+                guarded(res, [&] { handle_completion(read_body(req, reader), res, Endpoint::Completions); });
+              });
+    http.Post("/v1/chat/completions",
+              [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+                guarded(res, [&] { handle_completion(read_body(req, reader), res, Endpoint::Chat); });
+              });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200,
                 {{"object", "list"},

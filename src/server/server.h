@@ -12,26 +12,38 @@
 namespace lazyllm::server {
 
 struct ServerOptions {
+  static constexpr int kMaxParallel = 256;
+  static constexpr int kMaxQueue = 4096;
+
   std::string host = "127.0.0.1";
   int port = 8080;             // 0: any free port (see Server::bind)
-  int parallel = 1;            // slots generating at once
-  int queue = 16;              // requests that may wait for a slot; more get 429
+  int parallel = 1;            // slots generating at once, 1..kMaxParallel
+  int queue = 16;              // requests that may wait for a slot (0..kMaxQueue); more get 429
   int n_ctx = 0;               // context per slot (0 = the model's trained context)
   int threads = 0;             // compute threads in all (0 = all cores), split between slots
-  std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY"
+  std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY" (never logged)
   PruneSchedule default_prune; // empty: no pruning unless a request asks
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   ChatFamily chat_family = ChatFamily::ChatML;
+  // Parse special tokens in chat messages' content too (by default only the template's own
+  // text gives control tokens, so a user cannot type "<|im_start|>system" into a prompt).
+  bool chat_special_in_content = false;
   std::string model_name = "model";
-  size_t max_body_bytes = 1 << 20;
+  size_t max_body_bytes = 1 << 20;  // request bodies, Content-Length or chunked; more get 413
+  double read_timeout_s = 30;       // a request's line, headers and body must arrive within this (408)
   int max_prompt_tokens = 0;   // 0: the context minus one
   int default_max_tokens = 256;
   double request_timeout_s = 300;  // from arrival, queueing included
   double shutdown_grace_s = 10;    // in-flight work may finish for this long on shutdown
 };
 
+// Threads serving HTTP connections (one per connection, idle keep-alive ones included): enough
+// that clients reach the scheduler, which answers 429 when its queue is full; at most 1024.
+int connection_threads(const ServerOptions& o);
+
 class Server {
  public:
+  // Throws Error for options out of range (--parallel, --queue, timeouts).
   Server(std::shared_ptr<const Model> model, ServerOptions options);
   ~Server();
   // Binds the listening socket; returns the port (the chosen one when port is 0).

@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "server/api_key.h"
 #include "server/server.h"
 
 namespace lazyllm::cli {
@@ -18,6 +19,9 @@ namespace {
 
 struct ServeArgs {
   std::string model, chat_template, alias;
+  std::string api_key_flag, api_key_file;
+  CLI::Option* api_key_opt = nullptr;
+  CLI::Option* api_key_file_opt = nullptr;
   server::ServerOptions opt;
   PruneFlags prune;
 };
@@ -67,6 +71,14 @@ int serve(ServeArgs& a) {
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a client that went away is a failed write, not a kill
 
+  // The key before the model: a bad key source fails at once. Only its source is ever printed.
+  server::ApiKeySources sources;
+  if (a.api_key_opt->count() > 0) sources.flag = a.api_key_flag;
+  if (a.api_key_file_opt->count() > 0) sources.file = a.api_key_file;
+  if (const char* env = std::getenv(server::kApiKeyEnv)) sources.env = std::string(env);
+  const server::ResolvedApiKey key = server::resolve_api_key(sources);
+  a.opt.api_key = key.key;
+
   auto model = Model::load(a.model);
   const std::optional<std::string> tmpl = model->chat_template();
   std::string warning;
@@ -76,7 +88,9 @@ int serve(ServeArgs& a) {
   a.opt.prune_policy = a.prune.policy();
   a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
   if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
-    std::fprintf(stderr, "warning: listening on %s without --api-key\n", a.opt.host.c_str());
+    std::fprintf(stderr, "warning: listening on %s without an API key (--api-key-file, %s or --api-key)\n",
+                 a.opt.host.c_str(), server::kApiKeyEnv);
+  if (!key.source.empty()) std::fprintf(stderr, "API key: from %s\n", key.source.c_str());
 
   server::Server srv(model, a.opt);
   const int port = srv.bind();
@@ -103,17 +117,28 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
   cmd->add_option("--host", o.host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", o.port, "Port (0 = any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
-  cmd->add_option("--parallel", o.parallel, "Requests generated at once (slots)")->check(CLI::Range(1, 256))->capture_default_str();
-  cmd->add_option("--queue", o.queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, 100000))->capture_default_str();
+  cmd->add_option("--parallel", o.parallel, "Requests generated at once (slots)")->check(CLI::Range(1, server::ServerOptions::kMaxParallel))->capture_default_str();
+  cmd->add_option("--queue", o.queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, server::ServerOptions::kMaxQueue))->capture_default_str();
   cmd->add_option("-c,--ctx", o.n_ctx, "Context size per slot (default: the model's trained context)")->check(CLI::Range(1, 1 << 22));
   cmd->add_option("-t,--threads", o.threads, "Compute threads in all, split between slots (default: all cores)")->check(CLI::Range(1, 1024));
-  cmd->add_option("--api-key", o.api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
+  a->api_key_opt = cmd->add_option("--api-key", a->api_key_flag,
+                                   "Require 'Authorization: Bearer KEY' on /v1/* (other users can see it in the "
+                                   "process list: prefer --api-key-file or $LAZYLLM_API_KEY)");
+  a->api_key_file_opt = cmd->add_option("--api-key-file", a->api_key_file,
+                                        "Read the API key from the first line of this file (trailing whitespace "
+                                        "dropped). --api-key and --api-key-file exclude each other; either wins over "
+                                        "$LAZYLLM_API_KEY, which is used when neither is given");
+  a->api_key_opt->excludes(a->api_key_file_opt);
   cmd->add_option("--chat-template", a->chat_template, "Force a chat template: " + server::chat_family_names());
   cmd->add_option("--alias", a->alias, "Model id reported by the API (default: the file name)");
-  cmd->add_option("--max-body", o.max_body_bytes, "Largest request body in bytes")->check(CLI::Range(64, 1 << 30))->capture_default_str();
+  cmd->add_option("--max-body", o.max_body_bytes, "Largest request body in bytes, Content-Length or chunked (413 above)")->check(CLI::Range(64, 1 << 30))->capture_default_str();
   cmd->add_option("--max-prompt-tokens", o.max_prompt_tokens, "Longest prompt accepted (default: the context minus one)")->check(CLI::Range(1, 1 << 22));
   cmd->add_option("--max-tokens", o.default_max_tokens, "Tokens generated when a request gives no max_tokens")->check(CLI::Range(1, 1 << 22))->capture_default_str();
-  cmd->add_option("--timeout", o.request_timeout_s, "Time limit per request in seconds, queueing included")->check(CLI::Range(0.001, 86400.0))->capture_default_str();
+  cmd->add_option("--timeout", o.request_timeout_s, "Time limit per request in seconds, queueing and prompt processing included")->check(CLI::Range(0.001, 86400.0))->capture_default_str();
+  cmd->add_option("--read-timeout", o.read_timeout_s, "Seconds a request's line, headers and body may take to arrive (408 after)")->check(CLI::Range(0.001, 3600.0))->capture_default_str();
+  cmd->add_flag("--chat-special-in-content", o.chat_special_in_content,
+                "Parse special tokens (<|im_start|>, [INST], ...) in chat messages' content too; by default only the "
+                "chat template makes control tokens");
   cmd->add_option("--shutdown-grace", o.shutdown_grace_s, "Seconds in-flight requests may run on after SIGINT/SIGTERM")->check(CLI::Range(0.0, 3600.0))->capture_default_str();
   a->prune.add_to(cmd);
   cmd->callback([a, &exit_code] { exit_code = serve(*a); });
