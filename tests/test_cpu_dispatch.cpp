@@ -1,7 +1,8 @@
 // The CPU dispatch cap (LAZYLLM_CPU_TARGET, kernels/cpu/cpu_features.h): capped at avx2, sse4 and
 // scalar, matmul and the decoders run the lower paths (the reported kernel names change, and fast
-// math falls back to the f32 kernels bit for bit) and agree with the uncapped results and the
-// references; the CLI honours the variable and rejects unknown values.
+// math falls back to the f32 kernels bit for bit, but for Q8_0/Q4_0 decode under avx2, which has
+// an integer kernel that gives the AVX512_VNNI kernel's bits) and agree with the uncapped results
+// and the references; the CLI honours the variable and rejects unknown values.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "cli_runner.h"
 #include "kernel_reference.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dot_int8.h"
 #include "kernels/cpu/dot_kernels.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant.h"
@@ -46,6 +48,20 @@ std::vector<CpuLevel> lower_caps() {
 }
 
 std::string name(CpuLevel l) { return std::string(kernels::cpu_level_name(l)); }
+
+// The integer decode kernel under the cap in force (below avx512): AVX2's where F16C is there too.
+std::string capped_int8_kernel() {
+  using kernels::CpuFeature;
+  return kernels::cpu_supports(CpuFeature::kAvx2) && kernels::cpu_supports(CpuFeature::kFma) &&
+                 kernels::cpu_supports(CpuFeature::kF16c)
+             ? "int8-avx2"
+             : "none";
+}
+
+// Q8_0/Q4_0 batches up to max_fused_batch (16) take the integer kernel in fast math.
+bool takes_int8_kernel(DType t, int64_t n) {
+  return (t == DType::Q8_0 || t == DType::Q4_0) && n <= 16 && kernels::int8_dot_supported(t);
+}
 
 // Highway's target under each cap (its portable fallback is SCALAR or, in newer releases, EMU128).
 bool is_vector_kernel_for(CpuLevel cap, const std::string& v) {
@@ -92,7 +108,8 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
     EXPECT_EQ(k.level, name(cap));
     EXPECT_EQ(k.vector, "hwy-" + std::string(kernels::simd_target_name()));
     EXPECT_TRUE(is_vector_kernel_for(cap, k.vector)) << name(cap) << ": " << k.vector;
-    EXPECT_EQ(k.decode_int8, "none");
+    EXPECT_EQ(k.decode_int8, capped_int8_kernel());
+    if (cap != CpuLevel::kAvx2) EXPECT_EQ(k.decode_int8, "none");
     EXPECT_EQ(k.gemm_f32, "openblas-sgemm");
     EXPECT_EQ(k.gemm_bf16, "none");
     EXPECT_FALSE(kernels::cpu_supports(kernels::CpuFeature::kAvx512f));
@@ -102,8 +119,9 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
 
 // Capped matmul (every type, the fused, 8-bit and GEMM batch sizes, both precisions) against the
 // double reference and the uncapped results. Under the cap fast math has no kernels of its own,
-// so it gives the f32 paths' bits; uncapped it differs where this CPU has the 8-bit/bf16 kernels,
-// which shows the capped runs really took other paths.
+// so it gives the f32 paths' bits, but for the integer kernel (Q8_0/Q4_0 decode under avx2),
+// which gives the uncapped integer kernel's bits; uncapped it differs where this CPU has the
+// 8-bit/bf16 kernels, which shows the capped runs really took other paths.
 TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
   if (lower_caps().empty()) GTEST_SKIP() << "CPU below SSE4";
   ThreadPool pool(2);
@@ -116,10 +134,12 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
     for (int64_t n : {1, 4, 16, 40}) {
       const std::vector<float> x = make_x(n, cols, 22);
       std::vector<float> base(n * w.rows), base_fast(n * w.rows);
+      bool base_int8 = false;
       {
         CapScope none(std::nullopt);
         matmul(w.view(), x.data(), n, cols, base.data(), w.rows, pool);
         matmul(w.view(), x.data(), n, cols, base_fast.data(), w.rows, pool, MatmulPrecision::kFast);
+        base_int8 = takes_int8_kernel(type, n);
       }
       const bool fast_kernel = std::memcmp(base.data(), base_fast.data(), base.size() * sizeof(float)) != 0;
       for (CpuLevel cap : lower_caps()) {
@@ -129,7 +149,15 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
         matmul(w.view(), x.data(), n, cols, y.data(), w.rows, pool);
         matmul(w.view(), x.data(), n, cols, y_fast.data(), w.rows, pool, MatmulPrecision::kFast);
         expect_matches_reference(w, x, n, cols, y, w.rows, what);
-        ASSERT_EQ(0, std::memcmp(y.data(), y_fast.data(), y.size() * sizeof(float))) << what << ": fast math";
+        if (takes_int8_kernel(type, n)) {
+          // The 8-bit activations make it differ from the f32 path, not from the uncapped kernel.
+          ASSERT_NE(0, std::memcmp(y.data(), y_fast.data(), y.size() * sizeof(float))) << what << ": fast math";
+          if (base_int8)
+            ASSERT_EQ(0, std::memcmp(base_fast.data(), y_fast.data(), y.size() * sizeof(float)))
+                << what << ": integer kernel";
+        } else {
+          ASSERT_EQ(0, std::memcmp(y.data(), y_fast.data(), y.size() * sizeof(float))) << what << ": fast math";
+        }
         for (int64_t t = 0; t < n; ++t)
           for (int64_t r = 0; r < w.rows; ++r) {
             double mag = 0;
@@ -158,6 +186,71 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
     matmul(w.view(), x.data(), 1, 256, b.data(), 8, pool, MatmulPrecision::kFast);
     EXPECT_NE(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
   }
+}
+
+// Under the avx2 cap Q8_0/Q4_0 decode in fast math runs the AVX2 integer kernel: the exact dot
+// with the 8-bit activations up to f32 scaling and summation (as MatmulInt8Test checks the
+// uncapped kernel), for every thread count, and where this CPU has AVX512_VNNI, that kernel's
+// bits. Raw random blocks (every code, Q8_0's -128 included), block counts that reach each step
+// of the kernels (1: the odd last block alone; 2: one pair; 7: two pairs, one pair and the odd
+// block; 33), batches 1, 3 and 16 (the largest that takes the kernel), an all-zero block.
+TEST(CpuDispatch, CappedInt8DecodeMatchesVnniKernel) {
+  if (kernels::cpu_detected_level() < CpuLevel::kAvx2) GTEST_SKIP() << "CPU below AVX2";
+  std::string uncapped;
+  {
+    CapScope none(std::nullopt);
+    uncapped = cpu_kernels().decode_int8;
+  }
+  CapScope avx2(CpuLevel::kAvx2);
+  if (capped_int8_kernel() == "none") GTEST_SKIP() << "CPU without F16C";
+  ASSERT_EQ(cpu_kernels().decode_int8, "int8-avx2");
+  ASSERT_EQ(kernels::int8_dot_kernel_name(), "int8-avx2");
+  std::mt19937 rng(31);
+  for (DType type : {DType::Q8_0, DType::Q4_0})
+    for (int64_t nb : {1, 2, 7, 33})
+      for (int64_t n : {1, 3, 16}) {
+        const int64_t cols = nb * 32, rows = 19, ldx = cols + 3, ldy = rows + 2;
+        Weights w{type, rows, cols, random_blocks(type, rows * cols, rng), std::vector<float>(rows * cols)};
+        for (int64_t r = 0; r < rows; ++r)
+          dequantize_row(type, w.data.data() + r * row_bytes(type, cols), w.deq.data() + r * cols, cols);
+        std::vector<float> x = make_x(n, ldx, static_cast<uint32_t>(nb * 100 + n));
+        if (nb > 1) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+        const std::string what =
+            std::string(dtype_name(type)) + " blocks=" + std::to_string(nb) + " n=" + std::to_string(n);
+        std::vector<float> first;
+        for (int threads : {1, 3}) {
+          ThreadPool pool(threads);
+          std::vector<float> y(n * ldy, 12345.0f);
+          matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool, MatmulPrecision::kFast);
+          if (first.empty()) first = y;
+          else ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << what;
+        }
+        for (int64_t t = 0; t < n; ++t) {
+          std::vector<int8_t> q(cols);
+          std::vector<float> d(nb);
+          std::vector<int32_t> s(nb);
+          kernels::quantize_row_q8(x.data() + t * ldx, cols, q.data(), d.data(), s.data());
+          for (int64_t r = 0; r < rows; ++r) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+              const double p = static_cast<double>(w.deq[r * cols + c]) * d[c / 32] * q[c];
+              ref += p;
+              mag += std::fabs(p);
+            }
+            ASSERT_NEAR(first[t * ldy + r], ref, 1e-5 * mag + 1e-30) << what << " t=" << t << " r=" << r;
+          }
+          for (int64_t r = rows; r < ldy; ++r) ASSERT_EQ(first[t * ldy + r], 12345.0f) << what;
+        }
+        if (uncapped == "int8-vnni-avx512") {
+          CapScope none(std::nullopt);
+          ThreadPool pool(2);
+          std::vector<float> y(n * ldy, 12345.0f);
+          matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool, MatmulPrecision::kFast);
+          ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << what << ": VNNI kernel";
+        }
+      }
+  if (uncapped != "int8-vnni-avx512")
+    std::printf("no AVX512_VNNI: the AVX2 kernel was checked against the reference only\n");
 }
 
 // Capped decoding against the independent reference decoder and the uncapped decoder.
@@ -201,7 +294,11 @@ TEST(CpuDispatch, CliHonoursTheEnvironmentVariable) {
     r = run_cli("info -m " + path, env);
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("cpu level:     " + name(cap) + " ("), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("int8 decode none, gemm openblas-sgemm, bf16 gemm none"), std::string::npos) << r.out;
+    const std::string int8 = [&] {
+      CapScope scope(cap);
+      return capped_int8_kernel();
+    }();
+    EXPECT_NE(r.out.find("int8 decode " + int8 + ", gemm openblas-sgemm, bf16 gemm none"), std::string::npos) << r.out;
     r = run_cli("bench -m " + path + " --prompt-len 24 --gen-len 3 --reps 1 --warmup 0 --json", env);
     ASSERT_EQ(r.code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
@@ -209,7 +306,7 @@ TEST(CpuDispatch, CliHonoursTheEnvironmentVariable) {
     EXPECT_EQ(k.at("level"), name(cap));
     EXPECT_EQ(k.at("cap"), name(cap));
     EXPECT_TRUE(is_vector_kernel_for(cap, k.at("vector").get<std::string>())) << k;
-    EXPECT_EQ(k.at("decode_int8"), "none");
+    EXPECT_EQ(k.at("decode_int8"), int8);
     EXPECT_GT(j.at("decode_tok_s").get<double>(), 0.0);
   }
   r = run_cli("info -m " + path, "LAZYLLM_CPU_TARGET=avx3");

@@ -357,7 +357,8 @@ class MatmulInt8Test : public ::testing::TestWithParam<Case> {};
 // exact up to f32 scaling and summation, for every thread count.
 TEST_P(MatmulInt8Test, MatchesReferenceOnQuantizedActivations) {
   const auto [type, n] = GetParam();
-  if (!kernels::int8_dot_supported(type)) GTEST_SKIP() << "CPU has no AVX512_VNNI; the float kernels are used instead";
+  if (!kernels::int8_dot_supported(type))
+    GTEST_SKIP() << "no integer kernel for this CPU; the float kernels are used instead";
   const int64_t cols = test_cols(type), nb = cols / 32;
   const Weights w = make_weights(type, 37, cols, 9);
   const int64_t ldx = cols + 3, ldy = w.rows + 5;

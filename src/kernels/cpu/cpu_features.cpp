@@ -7,6 +7,10 @@
 #include <cstdlib>
 #include <string>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #include "hwy/targets.h"
 #include "lazyllm/error.h"
 
@@ -27,6 +31,16 @@ bool has(CpuFeature f) {
   switch (f) {
     case CpuFeature::kAvx2: return __builtin_cpu_supports("avx2");
     case CpuFeature::kFma: return __builtin_cpu_supports("fma");
+    case CpuFeature::kF16c: {
+      // Not every compiler's __builtin_cpu_supports names F16C: CPUID leaf 1, ECX bit 29, read
+      // once (CPUID is slow, and traps to the hypervisor in a VM). The OS saves the YMM
+      // registers it converts into wherever AVX2 is reported usable.
+      static const bool f16c = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+      }();
+      return f16c;
+    }
     case CpuFeature::kAvx512f: return __builtin_cpu_supports("avx512f");
     case CpuFeature::kAvx512bw: return __builtin_cpu_supports("avx512bw");
     case CpuFeature::kAvx512vl: return __builtin_cpu_supports("avx512vl");
@@ -39,7 +53,8 @@ bool has(CpuFeature f) {
 }
 
 CpuLevel level_of(CpuFeature f) {
-  return f == CpuFeature::kAvx2 || f == CpuFeature::kFma ? CpuLevel::kAvx2 : CpuLevel::kAvx512;
+  return f == CpuFeature::kAvx2 || f == CpuFeature::kFma || f == CpuFeature::kF16c ? CpuLevel::kAvx2
+                                                                                   : CpuLevel::kAvx512;
 }
 
 // Highway targets above the cap (a lower bit is a better target). Off x86 only `scalar` has an

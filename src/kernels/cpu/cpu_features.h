@@ -16,7 +16,7 @@ namespace lazyllm::kernels {
 enum class CpuLevel { kScalar, kSse4, kAvx2, kAvx512, kNative };
 
 // Features the hand-written kernels test at run time.
-enum class CpuFeature { kAvx2, kFma, kAvx512f, kAvx512bw, kAvx512vl, kAvx512dq, kAvx512vnni, kAvx512bf16 };
+enum class CpuFeature { kAvx2, kFma, kF16c, kAvx512f, kAvx512bw, kAvx512vl, kAvx512dq, kAvx512vnni, kAvx512bf16 };
 
 // "scalar", "sse4", "avx2", "avx512" or "native".
 std::string_view cpu_level_name(CpuLevel level);
@@ -28,7 +28,8 @@ CpuLevel cpu_detected_level();
 std::optional<CpuLevel> cpu_level_cap();
 CpuLevel cpu_level();
 
-// True when the CPU has `f` and the cap allows its level (AVX2 and FMA: avx2; AVX-512: avx512).
+// True when the CPU has `f` and the cap allows its level (AVX2, FMA and F16C: avx2; AVX-512:
+// avx512).
 bool cpu_supports(CpuFeature f);
 
 // Replaces the cap (nullopt: none) for both dispatchers; for tests and tools, called while no

@@ -1,5 +1,5 @@
-// Integer decode kernels (see dot_int8.h), with AVX-512 VNNI intrinsics under a function target
-// attribute: Debian 12's Highway (1.0.3) has no 8-bit dot product. Callers check
+// Integer decode kernels (see dot_int8.h), with AVX-512 VNNI and AVX2 intrinsics under function
+// target attributes: Debian 12's Highway (1.0.3) has no 8-bit dot product. Callers check
 // int8_dot_supported() at run time; elsewhere the float kernels are used.
 #include "kernels/cpu/dot_int8.h"
 
@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #define LAZYLLM_INT8_KERNEL 1
 #define LAZYLLM_TARGET_VNNI __attribute__((target("avx2,f16c,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define LAZYLLM_TARGET_AVX2 __attribute__((target("avx2,f16c,fma")))
 // GCC 12's AVX-512 insert/extract/convert intrinsics start from _mm512_undefined_*(), which it
 // then reports as uninitialised once inlined here (a known false positive).
 #if !defined(__clang__)
@@ -72,11 +73,33 @@ void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64
 
 #if LAZYLLM_INT8_KERNEL
 
+namespace {
+
+enum class Int8Kernel { kNone, kVnni512, kAvx2 };
+
+Int8Kernel int8_kernel() {
+  // (F16C is not tested for VNNI: every AVX-512 CPU has it.)
+  if (cpu_supports(CpuFeature::kAvx512f) && cpu_supports(CpuFeature::kAvx512bw) &&
+      cpu_supports(CpuFeature::kAvx512vl) && cpu_supports(CpuFeature::kAvx512vnni))
+    return Int8Kernel::kVnni512;
+  if (cpu_supports(CpuFeature::kAvx2) && cpu_supports(CpuFeature::kFma) && cpu_supports(CpuFeature::kF16c))
+    return Int8Kernel::kAvx2;
+  return Int8Kernel::kNone;
+}
+
+}  // namespace
+
 bool int8_dot_supported(DType t) {
-  if (t != DType::Q8_0 && t != DType::Q4_0) return false;
-  // (F16C is not tested: clang cannot name it, and every AVX-512 CPU has it.)
-  return cpu_supports(CpuFeature::kAvx512f) && cpu_supports(CpuFeature::kAvx512bw) &&
-         cpu_supports(CpuFeature::kAvx512vl) && cpu_supports(CpuFeature::kAvx512vnni);
+  return (t == DType::Q8_0 || t == DType::Q4_0) && int8_kernel() != Int8Kernel::kNone;
+}
+
+std::string_view int8_dot_kernel_name() {
+  switch (int8_kernel()) {
+    case Int8Kernel::kVnni512: return "int8-vnni-avx512";
+    case Int8Kernel::kAvx2: return "int8-avx2";
+    case Int8Kernel::kNone: break;
+  }
+  return "none";
 }
 
 namespace {
@@ -172,17 +195,115 @@ LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const Quan
   return hsum(_mm256_add_ps(acc0, acc1)) + tail;
 }
 
+// The AVX2 kernels: the VNNI kernels' int32 lanes and float operations, step for step. Each
+// vpdpbusd lane (the sum of 4 adjacent byte products) becomes vpmaddubsw (pairs, int16) and
+// vpmaddwd by ones (pairs of pairs, int32). Neither saturates: a byte product is at most
+// 128 * 127 in magnitude (|w| = 128 for a Q8_0 code of -128; |x| <= 127 from quantize_row_q8),
+// so a pair stays within +-32512, and Q4_0's two pairs of nibble products within 4 * 15 * 128.
+// So every block's int32 sum, and with the same scaling and summation order every result, is
+// the VNNI kernels' to the bit; only the instructions differ.
+namespace avx2 {
+
+LAZYLLM_TARGET_AVX2 inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+LAZYLLM_TARGET_AVX2 inline float hsum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 s2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+// int32 lane i = sum of u[4i + j] * s[4i + j] (u unsigned, s signed bytes), as vpdpbusd.
+LAZYLLM_TARGET_AVX2 inline __m256i dot_u8s8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// Signed by signed bytes: |w| (vpsignb makes -128 0x80, 128 unsigned) times x with w's sign.
+LAZYLLM_TARGET_AVX2 inline __m256i dot_s8s8(__m256i w, __m256i x) {
+  return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+
+// As the VNNI kernel, whose 512-bit accumulator holds block b in lanes 0-7 and b + 1 in lanes
+// 8-15: here two 256-bit accumulators, added the way hsum512 adds the halves.
+LAZYLLM_TARGET_AVX2 float dot_q8_0(const qblock::Q8_0* w, int64_t nb, const QuantizedRow& x) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b + 1].qs));
+    const auto* xq = reinterpret_cast<const __m256i*>(x.q + b * qblock::kQK);
+    const __m256i p0 = dot_s8s8(w0, _mm256_loadu_si256(xq));
+    const __m256i p1 = dot_s8s8(w1, _mm256_loadu_si256(xq + 1));
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b]), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(half_to_float(w[b + 1].d) * x.d[b + 1]), acc1);
+  }
+  float tail = 0;
+  if (b < nb) {
+    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * qblock::kQK));
+    tail = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(dot_s8s8(wv, xv)), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b])));
+  }
+  return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+}
+
+// See the VNNI q4_0_pair: the nibble products of the two halves are added as int16 (at most
+// 4 * 15 * 128 in magnitude) before the one widening vpmaddwd.
+LAZYLLM_TARGET_AVX2 inline __m256 q4_0_pair(const qblock::Q4_0* w, int64_t b, const QuantizedRow& x) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i packed =
+      _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[b + 1].qs), reinterpret_cast<const __m128i*>(w[b].qs));
+  const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+  const auto* xq = reinterpret_cast<const __m256i*>(x.q4 + b * qblock::kQK);
+  const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq)),
+                                       _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq + 1)));
+  const __m256i p2 = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.off8 + b * 4)),
+                                      _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  const __m128i dw = _mm_blend_epi32(_mm_set1_epi16(static_cast<int16_t>(w[b].d)),
+                                     _mm_set1_epi16(static_cast<int16_t>(w[b + 1].d)), 0b1100);
+  const __m256 s = _mm256_mul_ps(_mm256_cvtph_ps(dw), _mm256_loadu_ps(x.d8 + b * 4));
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(p2), s);
+}
+
+LAZYLLM_TARGET_AVX2 float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const QuantizedRow& x) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    acc0 = _mm256_add_ps(acc0, q4_0_pair(w, b, x));
+    acc1 = _mm256_add_ps(acc1, q4_0_pair(w, b + 2, x));
+  }
+  if (b + 2 <= nb) {
+    acc0 = _mm256_add_ps(acc0, q4_0_pair(w, b, x));
+    b += 2;
+  }
+  float tail = 0;
+  if (b < nb) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), m4), _mm_and_si128(packed, m4));
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q4 + b * qblock::kQK));
+    const __m256i p = _mm256_add_epi32(_mm256_setr_epi32(-8 * x.sum[b], 0, 0, 0, 0, 0, 0, 0), dot_u8s8(wv, xv));
+    tail = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b])));
+  }
+  return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+}
+
+}  // namespace avx2
+
 }  // namespace
 
 void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, const QuantizedRow* x,
                    int nx, float* y, int64_t ldy) {
-  if (!int8_dot_supported(t)) throw std::logic_error("dot_rows_int8: no integer kernel for this type/CPU");
+  const Int8Kernel kernel = t == DType::Q8_0 || t == DType::Q4_0 ? int8_kernel() : Int8Kernel::kNone;
+  if (kernel == Int8Kernel::kNone) throw std::logic_error("dot_rows_int8: no integer kernel for this type/CPU");
   const int64_t nb = k / qblock::kQK;
+  const bool q8 = t == DType::Q8_0;
   for (int64_t i = 0; i < rows; ++i) {
     const uint8_t* row = w + i * stride;
+    const auto* r8 = reinterpret_cast<const qblock::Q8_0*>(row);
+    const auto* r4 = reinterpret_cast<const qblock::Q4_0*>(row);
     for (int j = 0; j < nx; ++j) {
-      y[j * ldy + i] = t == DType::Q8_0 ? dot_q8_0(reinterpret_cast<const qblock::Q8_0*>(row), nb, x[j])
-                                        : dot_q4_0(reinterpret_cast<const qblock::Q4_0*>(row), nb, x[j]);
+      float& out = y[j * ldy + i];
+      if (kernel == Int8Kernel::kVnni512) out = q8 ? dot_q8_0(r8, nb, x[j]) : dot_q4_0(r4, nb, x[j]);
+      else out = q8 ? avx2::dot_q8_0(r8, nb, x[j]) : avx2::dot_q4_0(r4, nb, x[j]);
     }
   }
 }
@@ -190,6 +311,7 @@ void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int6
 #else
 
 bool int8_dot_supported(DType) { return false; }
+std::string_view int8_dot_kernel_name() { return "none"; }
 void dot_rows_int8(DType, const uint8_t*, int64_t, int64_t, int64_t, const QuantizedRow*, int, float*, int64_t) {
   throw std::logic_error("dot_rows_int8: no integer kernel on this platform");
 }

@@ -1,19 +1,25 @@
-// Integer dot products for decode with Q8_0 and Q4_0 weights on CPUs with AVX512_VNNI: the
-// activations are quantized to 8 bits in blocks of 32 (as llama.cpp does), and each block's
-// products are summed exactly in int32 (vpdpbusd), then scaled once. That halves the work per
-// weight against decoding weights to floats, so 4- and 8-bit decode runs at memory speed.
-// Internal to kernels/cpu.
+// Integer dot products for decode with Q8_0 and Q4_0 weights: the activations are quantized to
+// 8 bits in blocks of 32 (as llama.cpp does), and each block's products are summed exactly in
+// int32, then scaled once. That halves the work per weight against decoding weights to floats,
+// so 4- and 8-bit decode runs at memory speed. Two kernels compute the same int32 sums and the
+// same float operations in the same order, so their results agree bit for bit: AVX512_VNNI
+// (vpdpbusd) and AVX2 (+FMA, F16C: vpmaddubsw and vpmaddwd), chosen at run time within the cap
+// of cpu_features.h. Internal to kernels/cpu.
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "format/dtype.h"
 
 namespace lazyllm::kernels {
 
-// True when this CPU runs the kernels (AVX512_VNNI, within the cap of cpu_features.h) and `t` has
-// one (Q8_0, Q4_0).
+// True when this CPU runs one of the kernels (AVX512_VNNI or AVX2 with FMA and F16C, within the
+// cap of cpu_features.h) and `t` has one (Q8_0, Q4_0).
 bool int8_dot_supported(DType t);
+
+// The kernel dot_rows_int8 runs now: "int8-vnni-avx512", "int8-avx2" or "none".
+std::string_view int8_dot_kernel_name();
 
 // One activation row quantized to 8 bits per 32-value block: x ~= d[b] * q[32 b + i].
 struct QuantizedRow {

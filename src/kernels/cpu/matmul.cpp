@@ -110,9 +110,9 @@ void matmul_fused(std::span<const MatmulTarget> targets, const float* x, int64_t
   });
 }
 
-// Decode and short batches with 8-bit activations (Q8_0/Q4_0 weights on VNNI CPUs): x quantized once per call
-// and shared by every target (Q, K and V read the same input), all targets' rows split across
-// threads in one parallel loop as in matmul_fused.
+// Decode and short batches with 8-bit activations (Q8_0/Q4_0 weights on AVX2 or VNNI CPUs): x
+// quantized once per call and shared by every target (Q, K and V read the same input), all
+// targets' rows split across threads in one parallel loop as in matmul_fused.
 void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx, ThreadPool& pool) {
   const int64_t k = targets[0].w.cols, nb = k / 32;
   bool q4 = false;
@@ -310,7 +310,7 @@ CpuKernels cpu_kernels() {
   const auto cap = kernels::cpu_level_cap();
   k.cap = cap ? kernels::cpu_level_name(*cap) : "none";
   k.vector = std::string("hwy-") + kernels::simd_target_name();
-  k.decode_int8 = kernels::int8_dot_supported(DType::Q8_0) ? "int8-vnni-avx512" : "none";
+  k.decode_int8 = kernels::int8_dot_kernel_name();
   k.gemm_f32 = kernels::f32_gemm_supported() ? "f32-avx512" : "openblas-sgemm";
   k.gemm_bf16 = kernels::bf16_gemm_supported() ? "bf16-avx512" : "none";
   const char* core = openblas_get_corename();
