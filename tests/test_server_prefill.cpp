@@ -147,10 +147,20 @@ TEST(ServerPrefill, HttpTimeLimitDuringPrefill) {
   RunningServer s(slow_model(), o);
   auto c = s.client();
   const json small = {{"prompt", "the cat"}, {"max_tokens", 6}, {"temperature", 0}};
+  // On a loaded machine the short time limit may cut the short answers too (`usage.timed_out`):
+  // what they say must still be the start of the greedy continuation, and all of it otherwise.
+  const std::string want = greedy_text(slow_model(), "the cat", 6);
+  auto check_small = [&](const httplib::Result& r, const char* which) {
+    ASSERT_TRUE(r) << which;
+    ASSERT_EQ(r->status, 200) << which << ": " << r->body;
+    const json body = json::parse(r->body);
+    const std::string text = body["choices"][0]["text"];
+    EXPECT_FALSE(text.empty()) << which;
+    EXPECT_EQ(want.rfind(text, 0), 0u) << which << ": '" << text << "' does not start '" << want << "'";
+    if (!body["usage"].value("timed_out", false)) EXPECT_EQ(text, want) << which;
+  };
   auto res = c.Post("/v1/completions", small.dump(), "application/json");
-  ASSERT_TRUE(res);
-  ASSERT_EQ(res->status, 200) << res->body;
-  const std::string before = json::parse(res->body)["choices"][0]["text"];
+  check_small(res, "before");
 
   const auto t0 = Clock::now();
   res = c.Post("/v1/completions", json({{"prompt", long_text()}, {"max_tokens", 4}}).dump(), "application/json");
@@ -166,10 +176,7 @@ TEST(ServerPrefill, HttpTimeLimitDuringPrefill) {
   EXPECT_EQ(err["error"]["code"], "timeout");
 
   res = c.Post("/v1/completions", small.dump(), "application/json");
-  ASSERT_TRUE(res);
-  ASSERT_EQ(res->status, 200) << res->body;
-  EXPECT_EQ(json::parse(res->body)["choices"][0]["text"], before);
-  EXPECT_EQ(before, greedy_text(slow_model(), "the cat", 6));
+  check_small(res, "after");
 }
 
 // A streaming client that goes away during a long prefill frees the slot at the next heartbeat
