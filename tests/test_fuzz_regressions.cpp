@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "format/gguf.h"
@@ -103,6 +104,15 @@ TEST(FuzzRegression, RopeDimensionCountIsNotNarrowed) {
   }, false));
   EXPECT_NE(e.find("partial rotary embeddings (rope.dimension_count 4294967300 != head size 4)"), std::string::npos)
       << e;
+}
+
+// config_fuzz: "set @.rope.freq_base f32 10001e39". The f32 value is +inf; it passed the
+// "> 1" check and every RoPE angle would have been 0 or NaN. A rope base must be finite.
+TEST(FuzzRegression, InfiniteRopeBaseIsRefused) {
+  const std::string e = config_error(write_model("fuzz_rope_inf", [](GGUFWriter& w) {
+    w.set_float32("llama.rope.freq_base", std::numeric_limits<float>::infinity());
+  }, false));
+  EXPECT_NE(e.find("rope.freq_base is out of range"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -47,7 +47,7 @@ ModelConfig read_model_config(const GGUFFile& f, int n_vocab) {
                 " != head size " + std::to_string(c.head_dim) + ") are not supported");
   if (c.head_dim > 1024) throw Error(f.name() + ": head size above 1024 is not supported");
   if (!(c.rms_eps > 0 && c.rms_eps < 1)) throw Error(f.name() + ": layer_norm_rms_epsilon is out of range");
-  if (!(c.rope_base > 1)) throw Error(f.name() + ": rope.freq_base is out of range");
+  if (!(c.rope_base > 1) || !std::isfinite(c.rope_base)) throw Error(f.name() + ": rope.freq_base is out of range");
 
   // llama.cpp's converters permute Q/K for the interleaved rotation in `llama`; qwen2 uses NeoX.
   c.rope_neox = (a == "qwen2");
