@@ -11,6 +11,7 @@
 #include "server/scheduler.h"
 #include "server/server.h"
 #include "test_models.h"
+#include "test_server_util.h"
 
 namespace lazyllm::server {
 namespace {
@@ -28,26 +29,9 @@ std::shared_ptr<Model> long_context_model() {
   return m;
 }
 
-class RunningServer {
- public:
-  explicit RunningServer(ServerOptions o) : server_(tiny_model(), o) {
-    port_ = server_.bind();
-    thread_ = std::thread([this] { server_.serve(); });
-  }
-  ~RunningServer() {
-    server_.stop();
-    thread_.join();
-  }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(60);
-    return c;
-  }
-
- private:
-  Server server_;
-  int port_ = 0;
-  std::thread thread_;
+// A server on the tiny model (the shared one of test_server_util.h).
+struct RunningServer : srvtest::RunningServer {
+  explicit RunningServer(const ServerOptions& o) : srvtest::RunningServer(tiny_model(), o) {}
 };
 
 ServerOptions options() {

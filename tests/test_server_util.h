@@ -78,29 +78,20 @@ class RawClient {
   }
 
   // Reads until the server closes the connection or `timeout` passes; returns what came.
-  std::string read_all(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-    std::string out;
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    char buf[4096];
-    for (;;) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
-      if (left <= 0) break;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    return out;
-  }
+  std::string read_all(std::chrono::milliseconds timeout = std::chrono::seconds(20)) { return read(nullptr, timeout); }
 
   // Reads until `marker` has arrived (or the connection closes, or `timeout`).
   std::string read_until(const std::string& marker, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    return read(&marker, timeout);
+  }
+
+ private:
+  // Reads until `marker` (when given) has arrived, the connection closes, or `timeout` passes.
+  std::string read(const std::string* marker, std::chrono::milliseconds timeout) {
     std::string out;
     const auto until = std::chrono::steady_clock::now() + timeout;
     char buf[4096];
-    while (out.find(marker) == std::string::npos) {
+    while (!marker || out.find(*marker) == std::string::npos) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
       if (left <= 0) break;
@@ -113,7 +104,6 @@ class RawClient {
     return out;
   }
 
- private:
   int fd_ = -1;
   bool connected_ = false;
 };

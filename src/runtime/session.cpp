@@ -143,7 +143,7 @@ std::vector<int32_t> Session::generate(int max_tokens, Sampler& sampler, const s
 }
 
 CpuForward& SessionInternals::cpu(Session& s) {
-  if (!s.cpu_state_) throw Error("this session does not run on the CPU backend");
+  if (!s.cpu_state_) throw Error("the CPU backend is not the one computing here (--device cuda)");
   return *s.cpu_state_;
 }
 
