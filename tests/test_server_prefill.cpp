@@ -46,6 +46,15 @@ std::vector<int32_t> long_prompt() {
 }
 
 // Seconds one uninterrupted prefill of the long prompt takes here (measured once).
+// Under AddressSanitizer everything runs several times slower and unevenly, so the tests whose
+// bounds are fractions of a measured prefill (time limits, heartbeats) cannot hold; they run in
+// the Release build.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 double full_prefill_seconds() {
   static const double s = [] {
     SessionOptions o;
@@ -141,6 +150,7 @@ ServerOptions slow_options() {
 // The request's time limit holds for a long prompt: 408 within about a layer of it, and the
 // slot answers the next request as before.
 TEST(ServerPrefill, HttpTimeLimitDuringPrefill) {
+  if (kSanitized) GTEST_SKIP() << "timing bounds do not hold under AddressSanitizer";
   const double full = full_prefill_seconds();
   ServerOptions o = slow_options();
   o.request_timeout_s = std::min(0.3, full / 10);
@@ -182,6 +192,7 @@ TEST(ServerPrefill, HttpTimeLimitDuringPrefill) {
 // A streaming client that goes away during a long prefill frees the slot at the next heartbeat
 // (a second), not after the prefill.
 TEST(ServerPrefill, DisconnectStopsPrefill) {
+  if (kSanitized) GTEST_SKIP() << "timing bounds do not hold under AddressSanitizer";
   const double full = full_prefill_seconds();
   if (full < 1.6) GTEST_SKIP() << "the prefill (" << full << " s) is too short to tell a heartbeat from it";
   RunningServer s(slow_model(), slow_options());
