@@ -480,6 +480,59 @@ TEST(CudaDecode, GraphsMatchDirectLaunches) {
   }
 }
 
+// A re-selecting decode step run as one CUDA graph that selects on the GPU (a steady step) gives
+// the same logits, bit for bit, the same selections and the same counters as the host's plan
+// (LAZYLLM_CUDA_STEADY_DECODE=0), also where the graph finds a kept token that must revive and
+// hands the step back. Keeping every token at every layer (forced) makes every step steady;
+// keeping half makes revivals, so both outcomes are exercised; a graph bucket (1024 keys) is
+// crossed.
+TEST(CudaLazy, SteadyGraphStepsMatchTheHostPlan) {
+  LAZYLLM_REQUIRE_GPU();
+  for (const auto& base : {test::arch_variants()[0], test::arch_variants()[2]}) {
+    test::ArchSpec spec = base;
+    spec.ctx = 2048;
+    auto model = test::make_model(spec, DType::BF16);
+    const int n_layers = model->config().n_layers;
+    auto prompt = random_tokens(1000, model->config().n_vocab, 41);
+    for (bool forced : {true, false}) {
+      SCOPED_TRACE(spec.name + (forced ? " forced keep-all" : " keep half"));
+      SessionOptions o = options(Device::Cuda, 1200);
+      o.prune = forced ? test::keep_all_schedule(n_layers) : PruneSchedule::parse("reselect:1:0.5,2:0.5", n_layers);
+      o.force_selection = forced;
+      o.prune.decode = LazyDecode::kReselect;
+      ::setenv("LAZYLLM_CUDA_STEADY_DECODE", "0", 1);
+      Session host(model, o);
+      ::unsetenv("LAZYLLM_CUDA_STEADY_DECODE");
+      Session dev(model, o);
+      host.prefill(prompt);
+      dev.prefill(prompt);
+      SessionInternals::backend(host).set_record_selection(true);
+      SessionInternals::backend(dev).set_record_selection(true);
+      for (int step = 0; step < 100; ++step) {
+        ASSERT_EQ(0, std::memcmp(host.logits().data(), dev.logits().data(), host.logits().size() * sizeof(float)))
+            << "step " << step;
+        const int32_t next = argmax(host.logits());
+        host.decode(next);
+        dev.decode(next);
+        ASSERT_EQ(SessionInternals::backend(host).last_selection(), SessionInternals::backend(dev).last_selection())
+            << "step " << step;
+        ASSERT_EQ(host.stats().revived, dev.stats().revived) << "step " << step;
+        ASSERT_EQ(host.stats().selections, dev.stats().selections) << "step " << step;
+        ASSERT_EQ(host.stats().token_layers_computed, dev.stats().token_layers_computed) << "step " << step;
+      }
+      for (int t = 0; t < host.n_past(); ++t)
+        ASSERT_EQ(SessionInternals::backend(host).kv_depth(t), SessionInternals::backend(dev).kv_depth(t));
+      EXPECT_EQ(host.stats().device_decode_steps, 0);
+      EXPECT_GT(dev.stats().device_decode_steps, 0);
+      if (forced) EXPECT_EQ(dev.stats().device_decode_misses, 0);
+      std::cout << "[ cuda ] " << spec.name << (forced ? " keep-all" : " keep half") << ": "
+                << dev.stats().device_decode_steps << " of 100 steps as steady graphs, "
+                << dev.stats().device_decode_misses << " handed back, " << dev.stats().revived
+                << " revivals; identical to the host plan\n";
+    }
+  }
+}
+
 // Programmatic dependent launch changes when kernels start, never what they compute: a session
 // made with LAZYLLM_CUDA_PDL=0 gives the same logits, bit for bit, in prefill and in graph
 // decode, for the baseline and for LazyLLM (revivals: multi-row decode steps).

@@ -1,12 +1,14 @@
 // LazyLLM's backend-neutral plan and index (prune/lazy_plan.h, cache/kv_index.h): the forced
 // pruning path (selection, compaction and the revival walk while keeping every token) against
 // the baseline bit for bit, the index's refusal to store a (token, layer) pair twice, selection
-// on NaN scores, and batched revival rows against the float64 reference.
+// on NaN scores, batched revival rows against the float64 reference, and the steady decode
+// plan (what a device runs without the host) against DecodeStep.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 
 #include "cache/kv_index.h"
 #include "lazyllm/lazyllm.h"
@@ -123,6 +125,113 @@ TEST(KVIndex, CpuStorageFollowsTheIndex) {
   kv.index().store(0, 4);
   kv.index().store(0, 5);
   EXPECT_THROW(kv.check_follows_index(0, 1), std::logic_error);
+}
+
+// A prefill of 20 tokens on 6 layers, pruning at layers 2 and 4 (keep 0.5): even positions and
+// the last one go on past layer 2, every fourth and the last past layer 4.
+KVIndex steady_test_index(LayerSchedule& s) {
+  PruneSchedule ps;
+  ps.points = {{2, 0.5}, {4, 0.5}};
+  s = LayerSchedule::from(ps, 6);
+  KVIndex index(6, 64);
+  ForwardCounters k;
+  std::vector<int32_t> all, half, quarter;
+  for (int t = 0; t < 20; ++t) {
+    all.push_back(t);
+    if (t % 2 == 0 && t <= 16) half.push_back(t);
+    if (t % 4 == 0 && t <= 12) quarter.push_back(t);
+  }
+  half.push_back(19), quarter.push_back(19);
+  for (int l = 0; l < 6; ++l) {
+    const std::vector<int32_t>& alive = l < 2 ? all : l < 4 ? half : quarter;
+    const std::vector<int32_t>& prev = l == 2 ? all : l == 4 ? half : std::vector<int32_t>{};
+    record_prefill_layer(index, k, l, prev, alive);
+  }
+  return index;
+}
+
+void expect_same_index(const KVIndex& a, const KVIndex& b) {
+  for (int l = 0; l < a.n_layers(); ++l) {
+    ASSERT_EQ(a.size(l), b.size(l)) << "layer " << l;
+    for (int t = 0; t < a.n_ctx(); ++t) ASSERT_EQ(a.slot(l, t), b.slot(l, t)) << "layer " << l << " token " << t;
+  }
+  for (int t = 0; t < a.n_ctx(); ++t) ASSERT_EQ(a.depth(t), b.depth(t)) << "token " << t;
+}
+
+TEST(SteadyDecode, PlanAndBookingMatchDecodeStepWhenNothingRevives) {
+  LayerSchedule s;
+  KVIndex host = steady_test_index(s), device = host;
+  const std::optional<SteadyDecodePlan> plan = plan_steady_decode(device, s);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->first_listed, 2);
+  EXPECT_EQ(plan->need_depth[2], 4);
+  EXPECT_EQ(plan->need_depth[4], 6);
+  // Scores that keep, at each selection, only tokens with K/V down to the next pruning layer.
+  ForwardCounters kh, kd;
+  DecodeStep step(host, kh, s, 20);
+  std::vector<float> imp;
+  for (int l = 0; l < 6; ++l) {
+    const DecodeLayerPlan& lp = step.next_layer(imp);
+    EXPECT_EQ(lp.rows, std::vector<int32_t>{20}) << "layer " << l;
+    EXPECT_EQ(lp.slot0, plan->slot[l]) << "layer " << l;
+    EXPECT_EQ(static_cast<int>(lp.keys.size()), plan->n_keys[l]) << "layer " << l;
+    if (l < plan->first_listed) EXPECT_TRUE(lp.all_keys) << "layer " << l;
+    imp.assign(lp.keys.size(), 0.0f);
+    for (size_t i = 0; i + 1 < lp.keys.size(); ++i) imp[i] = host.depth(lp.keys[i]) >= (l < 3 ? 4 : 6) ? 1.0f : 0.0f;
+  }
+  record_steady_decode(device, kd, *plan);
+  expect_same_index(host, device);
+  EXPECT_EQ(kh.token_layers, kd.token_layers);
+  EXPECT_EQ(kh.selections, kd.selections);
+  EXPECT_EQ(kh.revived, 0);
+}
+
+// The device's test for a miss (a kept token short of need_depth) is exactly "DecodeStep revives".
+TEST(SteadyDecode, ShortDepthAtASelectionIsExactlyWhenDecodeStepRevives) {
+  std::mt19937 rng(5);
+  int misses = 0, steady = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    LayerSchedule s;
+    KVIndex host = steady_test_index(s);
+    const std::optional<SteadyDecodePlan> plan = plan_steady_decode(host, s);
+    ASSERT_TRUE(plan.has_value());
+    const KVIndex before = host;
+    ForwardCounters k;
+    DecodeStep step(host, k, s, 20);
+    std::vector<float> imp;
+    bool predicted_miss = false, revived = false;
+    for (int l = 0; l < 6; ++l) {
+      const DecodeLayerPlan& lp = step.next_layer(imp);
+      revived = revived || lp.n_revived() > 0 || !lp.stop_rows.empty();
+      if (plan->selects[l])
+        for (int32_t t : step.selected()) predicted_miss = predicted_miss || before.depth(t) < plan->need_depth[l];
+      imp.resize(lp.keys.size());
+      // Tokens deep enough for the next selection mostly score higher, so both outcomes occur.
+      const int deep = l < 3 ? 4 : 6;
+      for (size_t i = 0; i < imp.size(); ++i)
+        imp[i] = std::uniform_real_distribution<float>(0, 1)(rng) + (before.depth(lp.keys[i]) >= deep ? 0.8f : 0.0f);
+    }
+    EXPECT_EQ(predicted_miss, revived) << "trial " << trial;
+    (revived ? misses : steady) += 1;
+  }
+  EXPECT_GT(misses, 0);
+  EXPECT_GT(steady, 0);
+}
+
+TEST(SteadyDecode, NoPlanWhereTheStepCannotBeSteadyByConstruction) {
+  LayerSchedule s;
+  KVIndex index = steady_test_index(s);
+  // Static selection never re-selects; a schedule pruning before this index's first pruned
+  // layer would revive there.
+  PruneSchedule stat;
+  stat.points = {{2, 0.5}};
+  stat.selection = PruneSelection::kStatic;
+  EXPECT_FALSE(plan_steady_decode(index, LayerSchedule::from(stat, 6)).has_value());
+  EXPECT_FALSE(plan_steady_decode(index, LayerSchedule::baseline(6)).has_value());
+  PruneSchedule deeper;
+  deeper.points = {{3, 0.5}};
+  EXPECT_FALSE(plan_steady_decode(index, LayerSchedule::from(deeper, 6)).has_value());
+  EXPECT_TRUE(plan_steady_decode(index, s).has_value());
 }
 
 TEST(SelectTop, NaNScoresRankLowestAndTheChoiceIsDeterministic) {

@@ -242,6 +242,10 @@ struct SessionStats {
   std::string pruning;
   int64_t aux_cache_bytes = 0;               // hidden states held in the Aux Cache now
   int64_t aux_cache_entries = 0;
+  // Re-selecting decode on a GPU: steps that ran entirely on the device (a CUDA graph that selects
+  // on the GPU), and attempts handed back to the host's plan because a kept token had to revive.
+  int64_t device_decode_steps = 0;
+  int64_t device_decode_misses = 0;
 };
 
 class Session {

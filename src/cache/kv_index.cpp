@@ -8,6 +8,7 @@ namespace lazyllm {
 
 KVIndex::KVIndex(int n_layers, int n_ctx)
     : size_(n_layers, 0),
+      in_order_(n_layers, 1),
       slot_(static_cast<size_t>(n_layers) * n_ctx, -1),
       depth_(n_ctx, 0),
       aux_(n_ctx, 0),
@@ -23,6 +24,7 @@ int KVIndex::store(int l, int t) {
                            (depth_[t] > l ? " twice" : ""));
   const int s = size_[l]++;
   slot_[static_cast<size_t>(l) * depth_.size() + t] = s;
+  if (s != t) in_order_[l] = 0;
   depth_[t] = l + 1;
   if (l == 0) ++n_tokens_;
   if (l + 1 == n_layers()) ++n_full_;
@@ -43,6 +45,7 @@ void KVIndex::clear() {
   std::fill(depth_.begin(), depth_.end(), 0);
   std::fill(aux_.begin(), aux_.end(), 0);
   std::fill(prompt_.begin(), prompt_.end(), 0);
+  std::fill(in_order_.begin(), in_order_.end(), 1);
   aux_entries_ = 0;
   n_full_ = n_tokens_ = 0;
 }

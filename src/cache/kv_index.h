@@ -26,6 +26,12 @@ class KVIndex {
   int slot(int l, int t) const { return slot_[static_cast<size_t>(l) * depth_.size() + t]; }
   // Number of layers (from 0) at which token t has K/V.
   int depth(int t) const { return depth_[t]; }
+  // Raw views for backends that mirror the index on a device: the slots of layer l by token
+  // (n_ctx entries, -1 where none) and the depths by token.
+  const int32_t* slots_of_layer(int l) const { return slot_.data() + static_cast<size_t>(l) * depth_.size(); }
+  const int32_t* depths() const { return depth_.data(); }
+  // True while every slot of layer l holds the token of that position (slot = position).
+  bool slots_are_positions(int l) const { return in_order_[l] != 0; }
   // Tokens with K/V at every layer, and tokens with any K/V.
   int full_depth_tokens() const { return n_full_; }
   int tokens() const { return n_tokens_; }
@@ -51,6 +57,7 @@ class KVIndex {
 
  private:
   std::vector<int> size_;
+  std::vector<uint8_t> in_order_;  // per layer: slot = position so far
   std::vector<int32_t> slot_;  // layer-major, n_layers x n_ctx
   std::vector<int32_t> depth_;
   std::vector<uint8_t> aux_, prompt_;

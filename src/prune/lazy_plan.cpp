@@ -153,4 +153,45 @@ const DecodeLayerPlan& DecodeStep::next_layer(std::span<const float> importance)
   return plan;
 }
 
+std::optional<SteadyDecodePlan> plan_steady_decode(const KVIndex& index, const LayerSchedule& s) {
+  const int L = s.n_layers(), p = index.tokens();
+  if (!s.any() || !s.selector.reselects_at_decode() || p == 0 || p >= index.n_ctx() || L != index.n_layers())
+    return std::nullopt;
+  SteadyDecodePlan plan;
+  plan.slot.resize(L), plan.n_keys.resize(L), plan.selects.assign(L, 0), plan.need_depth.assign(L, 0);
+  plan.first_listed = L;
+  for (int l = 1; l < L; ++l)
+    if (s.prunes[l]) {
+      plan.first_listed = l;
+      break;
+    }
+  // Below the first pruning layer every earlier token is a key, in slot = position order (as
+  // DecodeStep's all_keys case); a token short of it (pruned under another schedule) would revive.
+  for (int l = 0; l < plan.first_listed; ++l)
+    if (index.size(l) != p || !index.slots_are_positions(l)) return std::nullopt;
+  int candidates = p;  // keys of the previous layer without the new token
+  for (int l = 0; l < L; ++l) {
+    if (l > 0 && s.prunes[l] && candidates > 0) {
+      plan.selects[l] = 1;
+      candidates = std::min(candidates, keep_count(candidates + 1, s.keep[l]) - 1);
+      int next = l + 1;
+      while (next < L && !s.prunes[next]) ++next;
+      plan.need_depth[l] = next;
+    }
+    plan.slot[l] = index.size(l);
+    plan.n_keys[l] = candidates + 1;
+  }
+  return plan;
+}
+
+void record_steady_decode(KVIndex& index, ForwardCounters& counters, const SteadyDecodePlan& plan) {
+  const int p = index.tokens();
+  index.mark_prompt(p, false);
+  for (int l = 0; l < static_cast<int>(plan.slot.size()); ++l) {
+    if (index.store(l, p) != plan.slot[l]) throw std::logic_error("record_steady_decode: the index moved since the plan");
+    counters.selections += plan.selects[l];
+  }
+  counters.token_layers += static_cast<int64_t>(plan.slot.size());
+}
+
 }  // namespace lazyllm

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -99,5 +100,30 @@ class DecodeStep {
   std::vector<int32_t> carry_;   // rows of the previous layer without the new token
   DecodeLayerPlan plan_;
 };
+
+// A decode step in which no kept token needs reviving: the common step once the selection has
+// settled. The new token is then the only row at every layer, so its slot and every layer's key
+// count are known before the step; only which tokens each pruning layer keeps is left to the
+// device, which applies DecodeStep's rule (the top-scoring `n_keys[l] - 1` of the previous layer's
+// keys, ties to the lower position). A backend can run such a step without a host round trip
+// (the CUDA graph of a lazy decode step) and book it with record_steady_decode(); if the device
+// finds that a kept token stopped at that layer (it would revive), the step is redone through
+// DecodeStep, which nothing of the attempt has changed.
+struct SteadyDecodePlan {
+  int first_listed = 0;          // layers below it attend to every slot [0, n_keys) in order
+  std::vector<int32_t> slot;     // the new token's slot at each layer
+  std::vector<int32_t> n_keys;   // keys at each layer, the new token included
+  std::vector<uint8_t> selects;  // a selection runs at this layer (the previous layer's keys are its candidates)
+  // At a selecting layer: the K/V depth every kept token must have (the next pruning layer, or
+  // the model's depth); a kept token short of it would revive within this stretch of layers.
+  std::vector<int32_t> need_depth;
+};
+// The plan of the next step (the new token at the index's end), or nullopt where the schedule
+// does not re-select from attention (static, random, no pruning) or the index is not in the
+// state the plan assumes.
+std::optional<SteadyDecodePlan> plan_steady_decode(const KVIndex& index, const LayerSchedule& s);
+// Books a steady step that ran to the end: the new token stored at every layer, the counters
+// as DecodeStep counts them.
+void record_steady_decode(KVIndex& index, ForwardCounters& counters, const SteadyDecodePlan& plan);
 
 }  // namespace lazyllm

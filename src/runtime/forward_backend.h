@@ -14,6 +14,13 @@ namespace lazyllm {
 
 struct LayerSchedule;
 
+// How lazy decode steps ran: steady steps a device ran without a host round trip, and attempts
+// it gave back to the host plan because a kept token had to revive.
+struct DecodePathStats {
+  int64_t device_steps = 0;
+  int64_t device_misses = 0;
+};
+
 class ForwardBackend {
  public:
   virtual ~ForwardBackend() = default;
@@ -37,6 +44,7 @@ class ForwardBackend {
   // When set, decode() records the tokens the new token attended to at each layer.
   virtual void set_record_selection(bool on) = 0;
   virtual const std::vector<std::vector<int>>& last_selection() const = 0;
+  virtual DecodePathStats decode_path_stats() const { return {}; }
 };
 
 }  // namespace lazyllm

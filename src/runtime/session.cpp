@@ -124,6 +124,9 @@ void Session::decode(int32_t token) {
     stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);
   stats_.aux_cache_bytes = backend_->aux_bytes();
   stats_.aux_cache_entries = backend_->aux_entries();
+  const DecodePathStats path = backend_->decode_path_stats();
+  stats_.device_decode_steps = path.device_steps;
+  stats_.device_decode_misses = path.device_misses;
 }
 
 std::vector<int32_t> Session::generate(int max_tokens, Sampler& sampler, const std::function<bool(int32_t)>& on_token) {

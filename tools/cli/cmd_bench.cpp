@@ -36,6 +36,10 @@ struct Samples {
       prefill_computed_fraction;
   std::vector<std::vector<double>> e2e_at_ms;  // per BenchArgs::e2e_at
   std::string lazy_decode;  // "reselect" or "complete" (SessionStats::lazy_decode)
+  // Decode steps that ran entirely on the device (SessionStats::device_decode_steps), their
+  // times, and attempts handed back to the host plan.
+  std::vector<double> device_step_ms;
+  int64_t device_misses = 0;
   std::string pruning;  // the session's word on whether its schedule ran (see SessionStats::pruning)
 };
 
@@ -65,10 +69,15 @@ void run_once(Session& s, std::span<const int32_t> prompt, int gen_len, const st
   };
   checkpoint(1);
   for (int i = 1; i < gen_len; ++i) {
+    const int64_t on_device = s.stats().device_decode_steps;
+    const auto ts = std::chrono::steady_clock::now();
     s.decode(next);
     next = argmax(s.logits());
+    if (s.stats().device_decode_steps != on_device)
+      out.device_step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ts).count());
     checkpoint(i + 1);
   }
+  out.device_misses += s.stats().device_decode_misses;
   const double decode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
   out.ttft_ms.push_back(ttft);
   out.e2e_ms.push_back(ttft + decode_ms);
@@ -92,6 +101,11 @@ nlohmann::json samples_json(const Samples& s) {
   }
   if (!s.pruning.empty()) j["pruning"] = s.pruning;
   if (!s.lazy_decode.empty()) j["lazy_decode"] = s.lazy_decode;
+  if (!s.device_step_ms.empty() || s.device_misses > 0) {
+    j["device_decode_steps"] = s.device_step_ms.size();
+    j["device_decode_misses"] = s.device_misses;
+    if (!s.device_step_ms.empty()) j["device_step_ms"] = to_json(summarize(s.device_step_ms));
+  }
   j["computed_fraction"] = summarize(s.computed_fraction).median;
   j["prefill_computed_fraction"] = summarize(s.prefill_computed_fraction).median;
   return j;

@@ -26,8 +26,8 @@ bool attention_reads_key_count(int head_dim) { return decode_attention_reads_key
 void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   if (a.m == 0) return;
   if (a.head_dim > kMaxHeadDim) throw Error("CUDA attention: head size above 256 is not supported");
-  if (a.n_keys_dev && (a.key_slots || !decode_attention_reads_key_count(a.head_dim)))
-    throw Error("CUDA attention: a key count in device memory needs every slot a key and head size 16-128");
+  if (a.n_keys_dev && (a.row_key_end || !decode_attention_reads_key_count(a.head_dim)))
+    throw Error("CUDA attention: a key count in device memory needs the decode kernel (head size 16-128)");
   prefill_attention_prepare();
   if (prefill_takes(a)) return prefill_attention(a, stream);
   decode_attention(a, scratch, stream);

@@ -47,7 +47,9 @@ __device__ int block_exclusive_scan(int v, int* s_warp, int* total) {
   return (warp > 0 ? s_warp[warp - 1] : 0) + x - v;
 }
 
-__global__ void __launch_bounds__(kSelThreads) select_top_kernel(const float* scores, int n, int k, int32_t* dest) {
+__global__ void __launch_bounds__(kSelThreads)
+    select_top_kernel(const float* scores, int n, int k, const int32_t* nk_dev, int32_t* dest) {
+  if (nk_dev) n = nk_dev[0], k = nk_dev[1];
   __shared__ int hist[256];
   __shared__ int s_warp[32];
   __shared__ uint32_t s_prefix;
@@ -149,6 +151,40 @@ __global__ void compact_rows_kernel(const float* h, const int32_t* pos, const in
   }
 }
 
+// ---------------------------------------------------------------- steady decode steps
+
+// After select_top over a decode step's candidates (the previous layer's keys without the new
+// token): the kept keys in order, the new token last; a kept token short of need_depth (it would
+// revive) raises *miss.
+__global__ void steady_keys_kernel(SteadyKeysArgs a) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int n = a.nk[0], k = a.nk[1];
+  if (i == 0) a.keys_out[k] = *a.new_pos;
+  if (i >= n) return;
+  const int di = a.dest[i];
+  if (di < 0) return;
+  const int t = a.keys_in ? a.keys_in[i] : i;
+  a.keys_out[di] = t;
+  if (a.depth[t] < a.need_depth) *a.miss = 1;
+}
+
+// out[i] = the slot of keys[i] at this layer; the last key is the new token, at *new_slot.
+__global__ void listed_slots_kernel(const int32_t* layer_slots, const int32_t* keys, const int32_t* n_keys,
+                                    const int32_t* new_slot, int32_t* out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x, n = *n_keys;
+  if (i < n - 1) out[i] = layer_slots[keys[i]];
+  else if (i == n - 1) out[i] = *new_slot;
+}
+
+// The device's mirror of the index after a steady step: the new token's slot at every layer,
+// and its depth (every layer).
+__global__ void steady_book_kernel(int32_t* slot_table, int n_ctx, int n_layers, const int32_t* slots,
+                                   const int32_t* pos, int32_t* depth) {
+  const int l = blockIdx.x * blockDim.x + threadIdx.x, p = *pos;
+  if (l < n_layers) slot_table[static_cast<int64_t>(l) * n_ctx + p] = slots[l];
+  if (l == 0) depth[p] = n_layers;
+}
+
 // ---------------------------------------------------------------- importance
 
 // LazyLLM's importance: row `row`'s softmax probabilities per head, averaged over heads, in three
@@ -158,6 +194,9 @@ constexpr int kImpThreads = 256;
 constexpr int kImpKeys = 128;  // keys per block of the scoring pass
 
 int imp_blocks(const AttentionArgs& a) { return (a.n_keys + kImpKeys - 1) / kImpKeys; }
+// Keys present: a.n_keys, or the count in device memory (decode graphs; a.n_keys is then the
+// capacity, which also strides the per-head rows of the scratch).
+__device__ inline int live_keys(const AttentionArgs& a) { return a.n_keys_dev ? *a.n_keys_dev : a.n_keys; }
 
 // grid (key block, head): scaled, masked scores into probs[h][j]; each block's max into pmax.
 __global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a, int row, float* probs, float* pmax) {
@@ -168,7 +207,7 @@ __global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a
   const __half* qrow = reinterpret_cast<const __half*>(a.q) + static_cast<int64_t>(row) * a.n_heads * hd + h * hd;
   for (int c = threadIdx.x; c < hd; c += kImpThreads) sq[c] = __half2float(qrow[c]);
   __syncthreads();
-  const int qp = a.qpos[row];
+  const int qp = a.qpos[row], n_keys = live_keys(a);
   const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * hd;
   float* pr = probs + static_cast<int64_t>(h) * a.n_keys;
   constexpr int kU = 4;  // keys per warp at once
@@ -179,7 +218,7 @@ __global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       const int j = b * kImpKeys + jj + u;
-      slot[u] = j < a.n_keys ? key_slot(a, j) : -1;
+      slot[u] = j < n_keys ? key_slot(a, j) : -1;
       d[u] = 0.0f;
       if (slot[u] >= 0) {
         const __half* krow = kc + static_cast<int64_t>(slot[u]) * kvd;
@@ -205,8 +244,9 @@ __global__ void __launch_bounds__(kImpThreads) imp_scores_kernel(AttentionArgs a
 }
 
 // grid (head): the head's max and 1 / sum of exp over its keys, into stat[2h], stat[2h + 1].
-__global__ void __launch_bounds__(kImpThreads)
-    imp_norm_kernel(const float* probs, const float* pmax, int n_blocks, int n_keys, float* stat) {
+__global__ void __launch_bounds__(kImpThreads) imp_norm_kernel(const float* probs, const float* pmax, int n_blocks,
+                                                               int stride, const int32_t* n_keys_dev, float* stat) {
+  const int n_keys = n_keys_dev ? *n_keys_dev : stride;
   __shared__ float sred[kImpThreads / 32];
   const int h = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float m = kNegInf;
@@ -217,7 +257,7 @@ __global__ void __launch_bounds__(kImpThreads)
   m = kNegInf;
   for (int w = 0; w < kImpThreads / 32; ++w) m = fmaxf(m, sred[w]);
   __syncthreads();
-  const float* pr = probs + static_cast<int64_t>(h) * n_keys;
+  const float* pr = probs + static_cast<int64_t>(h) * stride;
   float sum = 0.0f;
   for (int j = threadIdx.x; j < n_keys; j += kImpThreads) {
     const float s = pr[j];
@@ -235,12 +275,13 @@ __global__ void __launch_bounds__(kImpThreads)
 }
 
 // importance[j] = mean over heads of the probabilities (summed in head order, as the CPU does).
-__global__ void imp_average_kernel(const float* probs, const float* stat, int n_heads, int n_keys, float* importance) {
+__global__ void imp_average_kernel(const float* probs, const float* stat, int n_heads, int stride,
+                                   const int32_t* n_keys_dev, float* importance) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= n_keys) return;
+  if (j >= (n_keys_dev ? *n_keys_dev : stride)) return;
   float sum = 0.0f;
   for (int h = 0; h < n_heads; ++h) {
-    const float s = probs[static_cast<int64_t>(h) * n_keys + j];
+    const float s = probs[static_cast<int64_t>(h) * stride + j];
     sum += s == kNegInf ? 0.0f : expf(s - stat[2 * h]) * stat[2 * h + 1];
   }
   importance[j] = sum / static_cast<float>(n_heads);
@@ -249,8 +290,30 @@ __global__ void imp_average_kernel(const float* probs, const float* stat, int n_
 }  // namespace
 
 void select_top(const float* scores, int n, int k, int32_t* dest, cudaStream_t stream) {
-  select_top_kernel<<<1, kSelThreads, 0, stream>>>(scores, n, k, dest);
+  select_top_kernel<<<1, kSelThreads, 0, stream>>>(scores, n, k, nullptr, dest);
   check_launch("select_top_kernel");
+}
+
+void select_top_dev(const float* scores, const int32_t* nk, int32_t* dest, cudaStream_t stream) {
+  select_top_kernel<<<1, kSelThreads, 0, stream>>>(scores, 0, 0, nk, dest);
+  check_launch("select_top_kernel");
+}
+
+void steady_keys(const SteadyKeysArgs& a, cudaStream_t stream) {
+  steady_keys_kernel<<<(a.capacity + 255) / 256, 256, 0, stream>>>(a);
+  check_launch("steady_keys_kernel");
+}
+
+void listed_slots(const int32_t* layer_slots, const int32_t* keys, const int32_t* n_keys, const int32_t* new_slot,
+                  int capacity, int32_t* out, cudaStream_t stream) {
+  listed_slots_kernel<<<(capacity + 255) / 256, 256, 0, stream>>>(layer_slots, keys, n_keys, new_slot, out);
+  check_launch("listed_slots_kernel");
+}
+
+void steady_book(int32_t* slot_table, int n_ctx, int n_layers, const int32_t* slots, const int32_t* pos,
+                 int32_t* depth, cudaStream_t stream) {
+  steady_book_kernel<<<(n_layers + 127) / 128, 128, 0, stream>>>(slot_table, n_ctx, n_layers, slots, pos, depth);
+  check_launch("steady_book_kernel");
 }
 
 void compact_rows(const float* h, const int32_t* pos, const int32_t* dest, int n, int d, float* h_out,
@@ -273,9 +336,10 @@ void last_row_importance(const AttentionArgs& a, int row, float* scratch, float*
   float* stat = pmax + static_cast<size_t>(a.n_heads) * nb;
   imp_scores_kernel<<<dim3(nb, a.n_heads), kImpThreads, 0, stream>>>(a, row, probs, pmax);
   check_launch("imp_scores_kernel");
-  imp_norm_kernel<<<a.n_heads, kImpThreads, 0, stream>>>(probs, pmax, nb, a.n_keys, stat);
+  imp_norm_kernel<<<a.n_heads, kImpThreads, 0, stream>>>(probs, pmax, nb, a.n_keys, a.n_keys_dev, stat);
   check_launch("imp_norm_kernel");
-  imp_average_kernel<<<(a.n_keys + 255) / 256, 256, 0, stream>>>(probs, stat, a.n_heads, a.n_keys, importance);
+  imp_average_kernel<<<(a.n_keys + 255) / 256, 256, 0, stream>>>(probs, stat, a.n_heads, a.n_keys, a.n_keys_dev,
+                                                                 importance);
   check_launch("imp_average_kernel");
 }
 

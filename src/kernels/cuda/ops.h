@@ -74,8 +74,8 @@ struct AttentionArgs {
   int n_heads, n_kv_heads, head_dim;
   float scale;
   bf16_t* out;  // m rows of n_heads * head_dim
-  // When set (decode graphs, every slot a key), the number of keys is read from here and n_keys
-  // is only the capacity the launch is sized for.
+  // When set (decode graphs), the number of keys is read from here and n_keys is only the
+  // capacity the launch is sized for (the split-key decode kernels, head sizes 16-128).
   const int32_t* n_keys_dev = nullptr;
   // Optional: keys visible to each row (keys and rows both in position order, so a row sees a
   // prefix). A block of rows then stops at its last row's keys instead of scanning every key
@@ -102,6 +102,32 @@ void last_row_importance(const AttentionArgs& a, int row, float* scratch, float*
 // kept. dest[i], i in [0, n], is row i's index among the kept rows in increasing order, or -1.
 // One block; n up to any size (it walks the scores a few times from L2).
 void select_top(const float* scores, int n, int k, int32_t* dest, cudaStream_t stream);
+
+// select_top with the candidate count and k read from nk[0], nk[1] (decode graphs).
+void select_top_dev(const float* scores, const int32_t* nk, int32_t* dest, cudaStream_t stream);
+
+// A steady LazyLLM decode step (prune/lazy_plan.h's SteadyDecodePlan) on the GPU: after
+// select_top_dev over the candidates, the kept keys by position with the new token last, and a
+// check that each kept token has K/V down to need_depth (else it would revive: *miss = 1).
+struct SteadyKeysArgs {
+  const int32_t* keys_in;  // the candidates' positions, or null: candidate i is position i
+  const int32_t* dest;     // select_top's output
+  const int32_t* nk;       // candidates, kept
+  const int32_t* new_pos;
+  const int32_t* depth;    // K/V depth by position
+  int need_depth;
+  int capacity;            // at least the candidates
+  int32_t* keys_out;       // kept + 1 positions
+  int32_t* miss;
+};
+void steady_keys(const SteadyKeysArgs& a, cudaStream_t stream);
+// out[i] = layer_slots[keys[i]] for the first *n_keys - 1 keys, and *new_slot for the last.
+void listed_slots(const int32_t* layer_slots, const int32_t* keys, const int32_t* n_keys, const int32_t* new_slot,
+                  int capacity, int32_t* out, cudaStream_t stream);
+// The device mirror of the KV index after a steady step: slot_table[l * n_ctx + *pos] = slots[l]
+// for every layer, depth[*pos] = n_layers.
+void steady_book(int32_t* slot_table, int n_ctx, int n_layers, const int32_t* slots, const int32_t* pos,
+                 int32_t* depth, cudaStream_t stream);
 
 // Prefill compaction after select_top: row i of h (rows of d floats) at position pos[i] goes to
 // h_out[dest[i]] (and pos_out[dest[i]] = pos[i]) when kept, else to the Aux Cache row aux[pos[i]].

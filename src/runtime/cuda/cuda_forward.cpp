@@ -8,8 +8,10 @@
 // GPU kept.
 // Baseline decode (nothing pruned): one CUDA graph per context bucket replays the whole token's
 // launch chain; the kernels read the token, its position and the key count from device memory.
-// LazyLLM decode: the shared DecodeStep plans each layer from the importance the GPU computes;
-// rows move on the GPU.
+// LazyLLM decode: a steady step (nothing revives: prune/lazy_plan.h's SteadyDecodePlan) runs as
+// one CUDA graph that selects on the GPU, from a device mirror of the KV index's slots and depths;
+// if a kept token would revive, the graph says so and the step is redone by the shared DecodeStep,
+// which plans each layer from the importance the GPU computes while rows move on the GPU.
 //
 // Layer: RMSNorm -> one QKV GEMM -> bias + RoPE + KV store -> attention -> Wo GEMM accumulating
 // into the residual -> RMSNorm -> one gate|up GEMM -> SwiGLU -> down GEMM accumulating into the
@@ -27,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -110,6 +113,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   int kv_depth(int t) const override { return index_.depth(t); }
   void set_record_selection(bool on) override { record_selection_ = on; }
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
+  DecodePathStats decode_path_stats() const override { return path_stats_; }
 
  private:
   // PrefillDevice: the device half of run_prefill().
@@ -127,8 +131,16 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   // chain a graph captures. `capacity` sizes the attention launch (keys read from step_d_[2]).
   void decode_chain(int capacity);
   cudaGraphExec_t decode_graph(int capacity);
+  cudaGraphExec_t capture(const std::function<void()>& chain);
   void drop_graphs();
   void decode_baseline(int32_t token);
+  // Steady lazy decode: the launch chain (keys selected on the GPU, counts and slots from
+  // steady_d_), its graph per key capacity, and the attempt (false: redo through DecodeStep).
+  void steady_chain(int capacity, const SteadyDecodePlan& plan);
+  bool decode_steady(int32_t token, const LayerSchedule& s);
+  void upload_index_mirror(int n_tokens);
+  // The host path of a decode step: DecodeStep's plan, layer by layer.
+  void decode_planned(int32_t token, const LayerSchedule& s);
   template <typename T>
   void upload(DeviceBuffer<T>& dst, const std::vector<T>& src);
   void sync_stream();
@@ -183,6 +195,19 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   size_t staging_used_ = 0;
   bool use_graphs_ = true;
   std::map<int, cudaGraphExec_t> graphs_;  // by key capacity
+  // Steady lazy decode: graphs by key capacity for the selection pattern steady_sig_; the step's
+  // descriptor (token, position, miss flag, then per layer the new token's slot, the key count,
+  // and the selection's candidates and kept count); the kept keys of each selecting layer; the
+  // device mirror of the index (slots by layer and position, depths), stale when mirror_dirty_.
+  std::map<int, cudaGraphExec_t> steady_graphs_;
+  std::vector<int32_t> steady_sig_;
+  DeviceBuffer<int32_t> steady_d_, steady_keys_d_, slot_table_d_, depth_d_;
+  PinnedBuffer<int32_t> steady_h_;
+  bool use_steady_ = true, mirror_dirty_ = true;
+  // When to try: not while host steps revive, and after a miss not for a while (doubling).
+  bool last_revived_ = false;
+  int steady_backoff_ = 0, steady_skip_ = 0;
+  DecodePathStats path_stats_;
   PinnedBuffer<float> importance_h_;  // LazyLLM decode: the new token's attention, per key
   std::vector<float> logits_;
   ForwardCounters counters_;
@@ -236,6 +261,7 @@ CudaForward::CudaForward(const Model& model, int n_ctx)
   importance_d_.ensure(n_ctx);
   imp_scratch_.ensure(cuda::importance_scratch_floats(cap));
   use_graphs_ = !env_off("LAZYLLM_CUDA_GRAPHS");
+  use_steady_ = use_graphs_ && !env_off("LAZYLLM_CUDA_STEADY_DECODE");
   pdl_ = cuda::pdl_env_allows();
 }
 
@@ -248,6 +274,8 @@ CudaForward::~CudaForward() {
 void CudaForward::drop_graphs() {
   for (auto& [cap, exec] : graphs_) cudaGraphExecDestroy(exec);
   graphs_.clear();
+  for (auto& [cap, exec] : steady_graphs_) cudaGraphExecDestroy(exec);
+  steady_graphs_.clear();
 }
 
 template <typename T>
@@ -279,6 +307,10 @@ void CudaForward::clear() {
   n_past_ = 0;
   index_.clear();
   counters_ = {};
+  path_stats_ = {};
+  mirror_dirty_ = true;
+  last_revived_ = false;
+  steady_backoff_ = steady_skip_ = 0;
   logits_.clear();
   selection_.clear();
 }
@@ -409,6 +441,9 @@ void CudaForward::fetch_logits() {
 void CudaForward::prefill(std::span<const int32_t> tokens, const LayerSchedule& sched,
                           const std::function<void(int, int)>& progress) {
   const cuda::PdlScope pdl(pdl_);
+  mirror_dirty_ = true;
+  last_revived_ = false;
+  steady_backoff_ = steady_skip_ = 0;
   run_prefill(*this, index_, counters_, tokens, n_past_, c_.n_vocab, sched, progress);
   n_past_ += static_cast<int>(tokens.size());
 }
@@ -476,13 +511,11 @@ void CudaForward::decode_chain(int capacity) {
   logits_kernels(h_[0].get());
 }
 
-cudaGraphExec_t CudaForward::decode_graph(int capacity) {
-  auto it = graphs_.find(capacity);
-  if (it != graphs_.end()) return it->second;
+cudaGraphExec_t CudaForward::capture(const std::function<void()>& chain) {
   cudaGraph_t graph = nullptr;
   check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
   try {
-    decode_chain(capacity);
+    chain();
   } catch (...) {
     cudaStreamEndCapture(stream_, &graph);
     if (graph) cudaGraphDestroy(graph);
@@ -493,8 +526,13 @@ cudaGraphExec_t CudaForward::decode_graph(int capacity) {
   const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   check(e, "cudaGraphInstantiate");
-  graphs_[capacity] = exec;
   return exec;
+}
+
+cudaGraphExec_t CudaForward::decode_graph(int capacity) {
+  auto it = graphs_.find(capacity);
+  if (it != graphs_.end()) return it->second;
+  return graphs_[capacity] = capture([&] { decode_chain(capacity); });
 }
 
 // Nothing pruned now or before: every earlier token has K/V at every layer in slot = position,
@@ -524,6 +562,122 @@ void CudaForward::decode_baseline(int32_t token) {
   ++n_past_;
 }
 
+// ------------------------------------------------------------------ steady lazy decode
+
+// Mirrors the index's slots (every layer, tokens [0, n)) and depths on the GPU for the steady
+// graph; after a steady step the graph books the new token there itself.
+void CudaForward::upload_index_mirror(int n) {
+  const size_t L = c_.n_layers, pitch = static_cast<size_t>(n_ctx_) * sizeof(int32_t);
+  if (slot_table_d_.empty()) {
+    grow(slot_table_d_, L * n_ctx_);
+    grow(depth_d_, static_cast<size_t>(n_ctx_));
+  }
+  if (n > 0) {
+    check(cudaMemcpy2DAsync(slot_table_d_.get(), pitch, index_.slots_of_layer(0), pitch, n * sizeof(int32_t), L,
+                            cudaMemcpyHostToDevice, stream_),
+          "index slots to device");
+    check(cudaMemcpyAsync(depth_d_.get(), index_.depths(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+          "index depths to device");
+  }
+  mirror_dirty_ = false;
+}
+
+void CudaForward::steady_chain(int capacity, const SteadyDecodePlan& plan) {
+  const int L = c_.n_layers;
+  int32_t* sd = steady_d_.get();
+  const int32_t *token = sd, *pos = sd + 1, *slot = sd + 3, *n_keys = sd + 3 + L, *nk = sd + 3 + 2 * L;
+  int32_t* miss = sd + 2;
+  cuda::embed_rows(w_->token_embd.get(), token, 1, c_.n_embd, h_[0].get(), stream_);
+  const int32_t* keys = nullptr;  // the kept keys' positions since the last selection
+  int32_t* keys_out = steady_keys_d_.get();
+  for (int l = 0; l < L; ++l) {
+    if (plan.selects[l]) {
+      cuda::select_top_dev(importance_d_.get(), nk + 2 * l, dest_d_.get(), stream_);
+      cuda::SteadyKeysArgs a{keys, dest_d_.get(), nk + 2 * l, pos, depth_d_.get(), plan.need_depth[l], capacity,
+                             keys_out, miss};
+      cuda::steady_keys(a, stream_);
+      keys = keys_out;
+      keys_out += n_ctx_ + 1;
+    }
+    LayerCall c;
+    c.m = 1, c.d_pos = pos, c.slot0_dev = slot + l, c.n_keys = capacity, c.n_keys_dev = n_keys + l;
+    if (l >= plan.first_listed) {
+      cuda::listed_slots(slot_table_d_.get() + static_cast<size_t>(l) * n_ctx_, keys, n_keys + l, slot + l, capacity,
+                         key_slots_d_.get(), stream_);
+      c.key_slots = key_slots_d_.get();
+    }
+    c.want_importance = l + 1 < L && plan.selects[l + 1];
+    layer_kernels(l, h_[0].get(), c);
+  }
+  logits_kernels(h_[0].get());
+  cuda::steady_book(slot_table_d_.get(), n_ctx_, L, slot, pos, depth_d_.get(), stream_);
+}
+
+// One steady step as a graph. Returns false, having booked nothing, when the plan does not
+// apply or a kept token had to revive (the GPU's work is then discarded: it wrote only slots
+// past each layer's end, which the redone step overwrites, and the mirror, uploaded again).
+bool CudaForward::decode_steady(int32_t token, const LayerSchedule& sched) {
+  const std::optional<SteadyDecodePlan> plan = plan_steady_decode(index_, sched);
+  if (!plan) return false;
+  const int L = c_.n_layers, p = n_past_;
+  std::vector<int32_t> sig(plan->selects.begin(), plan->selects.end());
+  sig.insert(sig.end(), plan->need_depth.begin(), plan->need_depth.end());
+  sig.push_back(plan->first_listed);
+  if (sig != steady_sig_) {
+    for (auto& [cap, exec] : steady_graphs_) cudaGraphExecDestroy(exec);
+    steady_graphs_.clear();
+    steady_sig_ = sig;
+  }
+  ensure_rows(1);
+  const int n_lists = static_cast<int>(std::count(plan->selects.begin(), plan->selects.end(), 1));
+  if (steady_keys_d_.size() < static_cast<size_t>(n_lists) * (n_ctx_ + 1))
+    grow(steady_keys_d_, static_cast<size_t>(n_lists) * (n_ctx_ + 1));
+  if (steady_d_.empty()) {
+    grow(steady_d_, 3 + 4 * static_cast<size_t>(L));
+    steady_h_.ensure(3 + 4 * static_cast<size_t>(L));
+  }
+  if (mirror_dirty_) upload_index_mirror(p);
+  steady_h_[0] = token, steady_h_[1] = p, steady_h_[2] = 0;
+  for (int l = 0; l < L; ++l) {
+    steady_h_[3 + l] = plan->slot[l];
+    steady_h_[3 + L + l] = plan->n_keys[l];
+    steady_h_[3 + 2 * L + 2 * l] = l > 0 ? plan->n_keys[l - 1] - 1 : 0;
+    steady_h_[3 + 2 * L + 2 * l + 1] = plan->n_keys[l] - 1;
+  }
+  check(cudaMemcpyAsync(steady_d_.get(), steady_h_.get(), (3 + 4 * L) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                        stream_),
+        "decode step to device");
+  // Keys at a layer never exceed p + 1; the capacity is bucketed as the baseline's, within the
+  // buffers sized for the context.
+  const int capacity = std::min(n_ctx_, (p + 1 + kGraphBucket - 1) / kGraphBucket * kGraphBucket);
+  auto it = steady_graphs_.find(capacity);
+  if (it == steady_graphs_.end())
+    it = steady_graphs_.emplace(capacity, capture([&] { steady_chain(capacity, *plan); })).first;
+  check(cudaGraphLaunch(it->second, stream_), "cudaGraphLaunch");
+  check(cudaMemcpyAsync(steady_h_.get() + 2, steady_d_.get() + 2, sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+        "decode step flag to host");
+  fetch_logits();  // waits for the stream
+  if (steady_h_[2] != 0) {
+    ++path_stats_.device_misses;
+    return false;
+  }
+  if (record_selection_) {
+    std::vector<int32_t> keys(static_cast<size_t>(n_lists) * (n_ctx_ + 1));
+    check(cudaMemcpy(keys.data(), steady_keys_d_.get(), keys.size() * sizeof(int32_t), cudaMemcpyDeviceToHost),
+          "kept keys to host");
+    const int32_t* list = nullptr;
+    for (int l = 0, e = 0; l < L; ++l) {
+      if (plan->selects[l]) list = keys.data() + static_cast<size_t>(e++) * (n_ctx_ + 1);
+      if (list) selection_[l].assign(list, list + plan->n_keys[l] - 1);
+      else for (int t = 0; t < p; ++t) selection_[l].push_back(t);
+    }
+  }
+  record_steady_decode(index_, counters_, *plan);
+  ++path_stats_.device_steps;
+  ++n_past_;
+  return true;
+}
+
 void CudaForward::decode(int32_t token, const LayerSchedule& sched) {
   const cuda::PdlScope pdl(pdl_);
   const int d = c_.n_embd, n_layers = c_.n_layers;
@@ -534,9 +688,35 @@ void CudaForward::decode(int32_t token, const LayerSchedule& sched) {
 
   // Baseline fast path: nothing pruned now or before, so every earlier token has K/V at every
   // layer (in slot = position) and the new token attends to all slots; no per-layer host work.
-  if (!sched.any() && index_.all_full() && index_.tokens() == p && cuda::attention_reads_key_count(c_.head_dim) &&
-      cuda::gemv_applies(1, d) && cuda::gemv_applies(1, c_.n_ff) && cuda::gemv_applies(1, c_.n_heads * c_.head_dim))
+  const bool graph_kernels = cuda::attention_reads_key_count(c_.head_dim) && cuda::gemv_applies(1, d) &&
+                             cuda::gemv_applies(1, c_.n_ff) && cuda::gemv_applies(1, c_.n_heads * c_.head_dim);
+  if (!sched.any() && index_.all_full() && index_.tokens() == p && graph_kernels) {
+    mirror_dirty_ = true;
     return decode_baseline(token);
+  }
+
+  // A re-selecting step: first as a graph, unless host steps are reviving tokens now or a recent
+  // attempt missed (each miss doubles the wait, each success halves it).
+  if (use_steady_ && graph_kernels && sched.any() && !last_revived_ && steady_skip_ == 0) {
+    if (decode_steady(token, sched)) {
+      steady_backoff_ /= 2;
+      return;
+    }
+    if (record_selection_) selection_.assign(n_layers, {});
+    steady_backoff_ = std::min(64, std::max(1, 2 * steady_backoff_));
+    steady_skip_ = steady_backoff_;
+  } else if (steady_skip_ > 0) {
+    --steady_skip_;
+  }
+  const int64_t revived = counters_.revived;
+  decode_planned(token, sched);
+  last_revived_ = counters_.revived != revived;
+  mirror_dirty_ = true;
+}
+
+void CudaForward::decode_planned(int32_t token, const LayerSchedule& sched) {
+  const int d = c_.n_embd, n_layers = c_.n_layers;
+  const int p = n_past_;
 
   // At most the new token and every token short of full depth are computed at one layer: room
   // for them now, before the embedding (growing loses contents).
