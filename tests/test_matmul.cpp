@@ -269,11 +269,13 @@ INSTANTIATE_TEST_SUITE_P(MatmulFast, MatmulFastTest, ::testing::ValuesIn(fast_ca
   return std::string(dtype_name(info.param.type)) + "_n" + std::to_string(info.param.n);
 });
 
-// The AVX-512 f32 prefill kernel: a double reference within f32 summation error for every tail
-// (partial 32-row tiles, row lengths off the 16-float vector, 12/4/1-row activation blocks), only
-// outputs written, and each output independent of the thread count and of the batch around it.
+// The f32 prefill kernel (AVX-512, or AVX2 on CPUs without it): a double reference within f32
+// summation error for every tail (partial 32-row tiles, row lengths off the 16-float vector,
+// 12/4/1-row activation blocks), only outputs written, and each output independent of the thread
+// count and of the batch around it. (tests/test_cpu_dispatch.cpp checks the AVX2 kernel's tails.)
 TEST(MatmulF32Gemm, MatchesReferenceForEveryTail) {
-  if (!kernels::f32_gemm_supported()) GTEST_SKIP() << "CPU has no AVX-512; OpenBLAS sgemm is used instead";
+  if (!kernels::f32_gemm_supported())
+    GTEST_SKIP() << "CPU has neither AVX-512 nor AVX2 + FMA; OpenBLAS sgemm is used instead";
   for (DType type : {DType::F32, DType::F16}) {
     for (int64_t cols : {96, 517}) {
       const Weights w = make_weights(type, 70, cols, 11);

@@ -2,9 +2,9 @@
 //  - small batches (decode): fused dequantize+dot SIMD kernels stream each weight row once
 //    (8-bit activations with VNNI for Q8_0/Q4_0);
 //  - larger batches (prefill): each task takes a tile of W rows and multiplies it with all
-//    activations: our AVX-512 f32 kernel (any weight type, decoded per tile), the bf16 kernel
-//    for quantized weights in fast math, or OpenBLAS sgemm on CPUs without AVX-512 (or with
-//    LAZYLLM_CPU_TARGET below it, see cpu_features.h). Weights stay in their stored form in memory.
+//    activations: our AVX-512 or AVX2 f32 kernel (any weight type, decoded per tile), the bf16
+//    kernel for quantized weights in fast math, or OpenBLAS sgemm on CPUs without AVX2 + FMA (or
+//    with LAZYLLM_CPU_TARGET below it, see cpu_features.h). Weights stay in their stored form in memory.
 // Every output is computed by exactly one task, in an order fixed by the shapes alone (tiles
 // never depend on the thread count; fused rows are independent of their grouping), so results
 // are bitwise reproducible across runs and thread counts. Per-thread scratch: at most
@@ -161,7 +161,7 @@ int64_t tile_rows(int64_t rows, int64_t k) {
   return std::clamp(std::min({kMaxTileRows, for_tiles, for_memory}), kMinTileRows, kMaxTileRows);
 }
 
-// Prefill in f32 with our AVX-512 kernel: each task takes a 32-row tile of W (dequantized
+// Prefill in f32 with our AVX-512 or AVX2 kernel: each task takes a 32-row tile of W (dequantized
 // unless it is f32), packs it and multiplies it with every activation row.
 void matmul_f32_tiles(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
                       ThreadPool& pool) {
@@ -311,7 +311,7 @@ CpuKernels cpu_kernels() {
   k.cap = cap ? kernels::cpu_level_name(*cap) : "none";
   k.vector = std::string("hwy-") + kernels::simd_target_name();
   k.decode_int8 = kernels::int8_dot_kernel_name();
-  k.gemm_f32 = kernels::f32_gemm_supported() ? "f32-avx512" : "openblas-sgemm";
+  k.gemm_f32 = kernels::f32_gemm_supported() ? std::string(kernels::f32_gemm_kernel_name()) : "openblas-sgemm";
   k.gemm_bf16 = kernels::bf16_gemm_supported() ? "bf16-avx512" : "none";
   const char* core = openblas_get_corename();
   k.openblas = core ? core : "unknown";
