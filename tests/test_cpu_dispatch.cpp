@@ -19,7 +19,9 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dot_int8.h"
 #include "kernels/cpu/dot_kernels.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/gemm_int8.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant.h"
 #include "lazyllm/lazyllm.h"
@@ -74,9 +76,11 @@ bool takes_gemm(DType t, int64_t n) {
   return n > (dtype_info(t).block_elems > 1 ? 16 : 32);
 }
 
-// Q8_0/Q4_0 batches up to max_fused_batch (16) take the integer kernel in fast math.
+// Q8_0/Q4_0 batches up to max_fused_batch (16) take the integer decode kernel in fast math, and
+// larger ones the integer GEMM where there is no bf16 GEMM.
 bool takes_int8_kernel(DType t, int64_t n) {
-  return (t == DType::Q8_0 || t == DType::Q4_0) && n <= 16 && kernels::int8_dot_supported(t);
+  if (t != DType::Q8_0 && t != DType::Q4_0) return false;
+  return n <= 16 ? kernels::int8_dot_supported(t) : kernels::int8_gemm_supported(t) && !kernels::bf16_gemm_supported();
 }
 
 // Highway's target under each cap (its portable fallback is SCALAR or, in newer releases, EMU128).
@@ -129,6 +133,7 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
     EXPECT_EQ(k.gemm_f32, capped_f32_gemm());
     if (cap != CpuLevel::kAvx2) EXPECT_EQ(k.gemm_f32, "openblas-sgemm");
     EXPECT_EQ(k.gemm_bf16, "none");
+    EXPECT_EQ(k.gemm_int8, capped_int8_kernel());
     EXPECT_FALSE(kernels::cpu_supports(kernels::CpuFeature::kAvx512f));
     EXPECT_EQ(kernels::cpu_supports(kernels::CpuFeature::kAvx2), cap == CpuLevel::kAvx2);
   }
@@ -174,7 +179,8 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
         if (takes_gemm(type, n) && capped_f32_gemm() == "f32-avx2" && uncapped_f32_gemm == "f32-avx512")
           ASSERT_EQ(0, std::memcmp(base.data(), y.data(), y.size() * sizeof(float))) << what << ": f32 GEMM";
         if (takes_int8_kernel(type, n)) {
-          // The 8-bit activations make it differ from the f32 path, not from the uncapped kernel.
+          // The 8-bit activations make it differ from the f32 path, not from the uncapped decode
+          // kernel.
           ASSERT_NE(0, std::memcmp(y.data(), y_fast.data(), y.size() * sizeof(float))) << what << ": fast math";
           if (base_int8)
             ASSERT_EQ(0, std::memcmp(base_fast.data(), y_fast.data(), y.size() * sizeof(float)))
@@ -334,6 +340,62 @@ TEST(CpuDispatch, CappedF32GemmMatchesReferenceAndAvx512Kernel) {
   if (uncapped != "f32-avx512") std::printf("no AVX-512: the AVX2 kernel was checked against the reference only\n");
 }
 
+// Under the avx2 cap Q8_0/Q4_0 prefill in fast math runs the AVX2 integer GEMM: the exact dot
+// with the 8-bit activations up to f32 scaling and summation, for raw random blocks (every code,
+// Q8_0's -128 included), block counts 1, 2 and 7, partial tiles below and above 16 rows, batch
+// tails of the 4-row blocks, an all-zero activation block; the same bits for every thread count
+// and for each activation row whatever the batch around it; padding never written.
+TEST(CpuDispatch, CappedInt8GemmMatchesQuantizedReference) {
+  if (kernels::cpu_detected_level() < CpuLevel::kAvx2) GTEST_SKIP() << "CPU below AVX2";
+  CapScope avx2(CpuLevel::kAvx2);
+  if (capped_int8_kernel() == "none") GTEST_SKIP() << "CPU without FMA or F16C";
+  ASSERT_EQ(cpu_kernels().gemm_int8, "int8-avx2");
+  std::mt19937 rng(41);
+  for (DType type : {DType::Q8_0, DType::Q4_0})
+    for (int64_t nb : {1, 2, 7})
+      for (int64_t rows : {70, 57, 8}) {
+        const int64_t cols = nb * 32, ldx = cols + 3, ldy = rows + 2;
+        Weights w{type, rows, cols, random_blocks(type, rows * cols, rng), std::vector<float>(rows * cols)};
+        for (int64_t r = 0; r < rows; ++r)
+          dequantize_row(type, w.data.data() + r * row_bytes(type, cols), w.deq.data() + r * cols, cols);
+        constexpr int64_t kMaxN = 43;
+        std::vector<float> x = make_x(kMaxN, ldx, static_cast<uint32_t>(nb * 100 + rows));
+        if (nb > 1) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+        std::vector<float> full;
+        for (int64_t n : {kMaxN, int64_t{17}, int64_t{18}, int64_t{40}}) {
+          ASSERT_TRUE(takes_int8_kernel(type, n));
+          const std::string what = std::string(dtype_name(type)) + " blocks=" + std::to_string(nb) +
+                                   " rows=" + std::to_string(rows) + " n=" + std::to_string(n);
+          for (int threads : {1, 3}) {
+            ThreadPool pool(threads);
+            std::vector<float> y(n * ldy, 12345.0f);
+            matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool, MatmulPrecision::kFast);
+            if (full.empty()) {
+              full = y;
+              for (int64_t t = 0; t < n; ++t) {
+                std::vector<int8_t> q(cols);
+                std::vector<float> d(nb);
+                std::vector<int32_t> s(nb);
+                kernels::quantize_row_q8(x.data() + t * ldx, cols, q.data(), d.data(), s.data());
+                for (int64_t r = 0; r < rows; ++r) {
+                  double ref = 0, mag = 0;
+                  for (int64_t c = 0; c < cols; ++c) {
+                    const double p = static_cast<double>(w.deq[r * cols + c]) * d[c / 32] * q[c];
+                    ref += p;
+                    mag += std::fabs(p);
+                  }
+                  ASSERT_NEAR(y[t * ldy + r], ref, 1e-5 * mag + 1e-30) << what << " t=" << t << " r=" << r;
+                }
+                for (int64_t r = rows; r < ldy; ++r) ASSERT_EQ(y[t * ldy + r], 12345.0f) << what << ": wrote padding";
+              }
+            }
+            ASSERT_EQ(0, std::memcmp(full.data(), y.data(), y.size() * sizeof(float)))
+                << what << " threads=" << threads;
+          }
+        }
+      }
+}
+
 // Capped decoding against the independent reference decoder and the uncapped decoder.
 TEST(CpuDispatch, CappedDecodeMatchesReferenceDecoder) {
   std::mt19937 rng(9);
@@ -393,6 +455,7 @@ TEST(CpuDispatch, CliHonoursTheEnvironmentVariable) {
     EXPECT_TRUE(is_vector_kernel_for(cap, k.at("vector").get<std::string>())) << k;
     EXPECT_EQ(k.at("decode_int8"), int8);
     EXPECT_EQ(k.at("gemm_f32"), gemm);
+    EXPECT_EQ(k.at("gemm_int8"), int8);
     EXPECT_GT(j.at("decode_tok_s").get<double>(), 0.0);
   }
   r = run_cli("info -m " + path, "LAZYLLM_CPU_TARGET=avx3");
