@@ -112,7 +112,7 @@ void matmul_fused(std::span<const MatmulTarget> targets, const float* x, int64_t
   });
 }
 
-// Decode and short batches with 8-bit activations (Q8_0/Q4_0 weights on AVX2 or VNNI CPUs): x
+// Decode and short batches with 8-bit activations (Q8_0/Q4_0/Q4_K/Q6_K weights on AVX2 or VNNI CPUs): x
 // quantized once per call and shared by every target (Q, K and V read the same input), all
 // targets' rows split across threads in one parallel loop as in matmul_fused.
 void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx, ThreadPool& pool) {
@@ -319,7 +319,7 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
 
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx,
                          ThreadPool& pool, MatmulPrecision precision) {
-  // Together when every target takes the same small-batch path: all 8-bit (Q8_0/Q4_0 mixed), or
+  // Together when every target takes the same small-batch path: all 8-bit (any mix of types), or
   // all fused float kernels of one weight type.
   bool int8 = n > 0 && !targets.empty(), fused = int8;
   for (const auto& t : targets) {
