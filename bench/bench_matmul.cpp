@@ -2,6 +2,7 @@
 //
 // Built by CMake as build/lazyllm_bench_matmul.
 // Run: build/lazyllm_bench_matmul [threads=2] [types=all, e.g. q4_0,f32]
+//      build/lazyllm_bench_matmul triad [threads=2]   (memory bandwidth, one JSON line)
 //
 // Decode (n = 1..8) cycles through enough copies of each matrix to exceed the last-level
 // cache, so GB/s is the rate weights stream from DRAM, as in a real forward pass.
@@ -60,10 +61,57 @@ double time_best(F&& fn, double min_s = 0.25) {
   return best;
 }
 
+// STREAM's triad, a[i] = b[i] + s * c[i], over arrays far larger than the last-level cache,
+// split across the pool's threads in contiguous chunks. Counts 3 x 4 bytes per element (two
+// reads, one write; write-allocate traffic not counted, as STREAM does). Then a read-only pass
+// (integer sum of b's bits), the traffic of decode, which only reads weights. Best of 10 passes.
+int run_triad(int threads) {
+  constexpr int64_t kN = 64LL << 20;  // 256 MiB per array
+  std::vector<float> a(kN), b(kN, 1.0f), c(kN, 2.0f);
+  ThreadPool pool(threads);
+  const int64_t chunks = 64 * threads;
+  auto pass = [&] {
+    pool.parallel_for(chunks, [&](int64_t i, int) {
+      const int64_t lo = kN * i / chunks, hi = kN * (i + 1) / chunks;
+      for (int64_t j = lo; j < hi; ++j) a[j] = b[j] + 3.0f * c[j];
+    });
+  };
+  pass();
+  double best = 1e30;
+  for (int r = 0; r < 10; ++r) {
+    const double t0 = now_s();
+    pass();
+    best = std::min(best, now_s() - t0);
+  }
+  const double gbs = 3.0 * 4.0 * kN / best / 1e9;
+  std::vector<uint64_t> sums(static_cast<size_t>(chunks));
+  const auto* bits = reinterpret_cast<const uint32_t*>(b.data());
+  auto read_pass = [&] {
+    pool.parallel_for(chunks, [&](int64_t i, int) {
+      const int64_t lo = kN * i / chunks, hi = kN * (i + 1) / chunks;
+      uint32_t acc = 0;  // wraps; one 32-bit add per word keeps the loop memory-bound
+      for (int64_t j = lo; j < hi; ++j) acc += bits[j];
+      sums[static_cast<size_t>(i)] = acc;
+    });
+  };
+  read_pass();
+  double best_read = 1e30;
+  for (int r = 0; r < 10; ++r) {
+    const double t0 = now_s();
+    read_pass();
+    best_read = std::min(best_read, now_s() - t0);
+  }
+  const double read_gbs = 4.0 * kN / best_read / 1e9;
+  std::printf("{\"bench\": \"triad\", \"threads\": %d, \"triad_gb_s\": %.2f, \"read_gb_s\": %.2f, \"check\": %.1f}\n",
+              threads, gbs, read_gbs, static_cast<double>(a[kN / 2]) + static_cast<double>(sums[0] % 7));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // show rows as they finish
+  if (argc > 1 && std::string(argv[1]) == "triad") return run_triad(argc > 2 ? std::atoi(argv[2]) : 2);
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   std::vector<DType> types = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
   if (argc > 2) {

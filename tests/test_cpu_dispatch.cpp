@@ -1,8 +1,9 @@
 // The CPU dispatch cap (LAZYLLM_CPU_TARGET, kernels/cpu/cpu_features.h): capped at avx2, sse4 and
 // scalar, matmul and the decoders run the lower paths (the reported kernel names change, and fast
 // math falls back to the f32 kernels bit for bit, but for Q8_0/Q4_0 decode under avx2, which has
-// an integer kernel that gives the AVX512_VNNI kernel's bits) and agree with the uncapped results
-// and the references; the CLI honours the variable and rejects unknown values.
+// an integer kernel that gives the AVX512_VNNI kernel's bits; the f32 prefill GEMM under avx2
+// gives the AVX-512 kernel's bits) and agree with the uncapped results and the references; the CLI honours the variable
+// and rejects unknown values.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,6 +19,9 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dot_int8.h"
 #include "kernels/cpu/dot_kernels.h"
+#include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/gemm_int8.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant.h"
 #include "lazyllm/lazyllm.h"
@@ -58,9 +62,26 @@ std::string capped_int8_kernel() {
              : "none";
 }
 
-// Q8_0/Q4_0 batches up to max_fused_batch (16) take the integer kernel in fast math.
+// The f32 prefill kernel under the cap in force (below avx512): AVX2's where FMA is there too.
+std::string capped_f32_gemm() {
+  using kernels::CpuFeature;
+  return kernels::cpu_supports(CpuFeature::kAvx2) && kernels::cpu_supports(CpuFeature::kFma) ? "f32-avx2"
+                                                                                             : "openblas-sgemm";
+}
+
+// Batches above max_fused_batch (8 for f32, 16 for block-quantized types, 32 for f16/bf16)
+// take the prefill GEMM.
+bool takes_gemm(DType t, int64_t n) {
+  if (t == DType::F32) return n > 8;
+  return n > (dtype_info(t).block_elems > 1 ? 16 : 32);
+}
+
+// Q8_0/Q4_0/Q4_K/Q6_K batches up to max_fused_batch (16) take the integer decode kernel in fast
+// math, and larger Q8_0/Q4_0 ones the integer GEMM where there is no bf16 GEMM.
 bool takes_int8_kernel(DType t, int64_t n) {
-  return (t == DType::Q8_0 || t == DType::Q4_0) && n <= 16 && kernels::int8_dot_supported(t);
+  if ((t == DType::Q4_K || t == DType::Q6_K) && n <= 16) return kernels::int8_dot_supported(t);
+  if (t != DType::Q8_0 && t != DType::Q4_0) return false;
+  return n <= 16 ? kernels::int8_dot_supported(t) : kernels::int8_gemm_supported(t) && !kernels::bf16_gemm_supported();
 }
 
 // Highway's target under each cap (its portable fallback is SCALAR or, in newer releases, EMU128).
@@ -110,8 +131,10 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
     EXPECT_TRUE(is_vector_kernel_for(cap, k.vector)) << name(cap) << ": " << k.vector;
     EXPECT_EQ(k.decode_int8, capped_int8_kernel());
     if (cap != CpuLevel::kAvx2) EXPECT_EQ(k.decode_int8, "none");
-    EXPECT_EQ(k.gemm_f32, "openblas-sgemm");
+    EXPECT_EQ(k.gemm_f32, capped_f32_gemm());
+    if (cap != CpuLevel::kAvx2) EXPECT_EQ(k.gemm_f32, "openblas-sgemm");
     EXPECT_EQ(k.gemm_bf16, "none");
+    EXPECT_EQ(k.gemm_int8, capped_int8_kernel());
     EXPECT_FALSE(kernels::cpu_supports(kernels::CpuFeature::kAvx512f));
     EXPECT_EQ(kernels::cpu_supports(kernels::CpuFeature::kAvx2), cap == CpuLevel::kAvx2);
   }
@@ -121,10 +144,15 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
 // double reference and the uncapped results. Under the cap fast math has no kernels of its own,
 // so it gives the f32 paths' bits, but for the integer kernel (Q8_0/Q4_0 decode under avx2),
 // which gives the uncapped integer kernel's bits; uncapped it differs where this CPU has the
-// 8-bit/bf16 kernels, which shows the capped runs really took other paths.
+// 8-bit/bf16 kernels, which shows the capped runs really took other paths. Prefill batches in
+// f32 under avx2 run the AVX2 GEMM kernel, which gives the AVX-512 kernel's bits.
 TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
   if (lower_caps().empty()) GTEST_SKIP() << "CPU below SSE4";
   ThreadPool pool(2);
+  const std::string uncapped_f32_gemm = [] {
+    CapScope none(std::nullopt);
+    return cpu_kernels().gemm_f32;
+  }();
   for (DType type : kAllTypes) {
     const int64_t cols = test_cols(type);
     const Weights w = [&] {
@@ -149,8 +177,11 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
         matmul(w.view(), x.data(), n, cols, y.data(), w.rows, pool);
         matmul(w.view(), x.data(), n, cols, y_fast.data(), w.rows, pool, MatmulPrecision::kFast);
         expect_matches_reference(w, x, n, cols, y, w.rows, what);
+        if (takes_gemm(type, n) && capped_f32_gemm() == "f32-avx2" && uncapped_f32_gemm == "f32-avx512")
+          ASSERT_EQ(0, std::memcmp(base.data(), y.data(), y.size() * sizeof(float))) << what << ": f32 GEMM";
         if (takes_int8_kernel(type, n)) {
-          // The 8-bit activations make it differ from the f32 path, not from the uncapped kernel.
+          // The 8-bit activations make it differ from the f32 path, not from the uncapped decode
+          // kernel.
           ASSERT_NE(0, std::memcmp(y.data(), y_fast.data(), y.size() * sizeof(float))) << what << ": fast math";
           if (base_int8)
             ASSERT_EQ(0, std::memcmp(base_fast.data(), y_fast.data(), y.size() * sizeof(float)))
@@ -253,6 +284,119 @@ TEST(CpuDispatch, CappedInt8DecodeMatchesVnniKernel) {
     std::printf("no AVX512_VNNI: the AVX2 kernel was checked against the reference only\n");
 }
 
+// Under the avx2 cap the f32 prefill kernel is AVX2's: a double reference within f32 summation
+// error for every tail (partial tiles below and above the 16-row half, row lengths off the
+// 8-float vector, the 6/3/1-row activation blocks), only outputs written, the same bits for every
+// thread count and batch, and where this CPU has AVX-512, that kernel's bits.
+TEST(CpuDispatch, CappedF32GemmMatchesReferenceAndAvx512Kernel) {
+  if (kernels::cpu_detected_level() < CpuLevel::kAvx2) GTEST_SKIP() << "CPU below AVX2";
+  std::string uncapped;
+  {
+    CapScope none(std::nullopt);
+    uncapped = cpu_kernels().gemm_f32;
+  }
+  CapScope avx2(CpuLevel::kAvx2);
+  if (capped_f32_gemm() != "f32-avx2") GTEST_SKIP() << "CPU without FMA";
+  ASSERT_EQ(cpu_kernels().gemm_f32, "f32-avx2");
+  for (DType type : {DType::F32, DType::F16, DType::Q4_0})
+    for (int64_t rows : {70, 57})
+      for (int64_t cols : {96, 544}) {
+        const Weights w = make_weights(type, rows, cols, static_cast<uint32_t>(rows + cols));
+        const int64_t ldx = cols + 3, ldy = rows + 5;
+        constexpr int64_t kMaxN = 41;
+        const std::vector<float> x = make_x(kMaxN, ldx, 12);
+        std::vector<float> full;
+        for (int64_t n : {kMaxN, int64_t{34}, int64_t{40}}) {
+          if (!takes_gemm(type, n)) continue;
+          const std::string what = std::string(dtype_name(type)) + " rows=" + std::to_string(rows) +
+                                   " cols=" + std::to_string(cols) + " n=" + std::to_string(n);
+          for (int threads : {1, 3}) {
+            ThreadPool pool(threads);
+            std::vector<float> y(n * ldy, 12345.0f);
+            matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool);
+            for (int64_t t = 0; t < n; ++t) {
+              for (int64_t r = 0; r < rows; ++r) {
+                double ref = 0, mag = 0;
+                for (int64_t c = 0; c < cols; ++c) {
+                  const double p = static_cast<double>(w.deq[r * cols + c]) * x[t * ldx + c];
+                  ref += p;
+                  mag += std::fabs(p);
+                }
+                ASSERT_NEAR(y[t * ldy + r], ref, 1e-5 * mag + 1e-30) << what << " t=" << t << " r=" << r;
+              }
+              for (int64_t r = rows; r < ldy; ++r) ASSERT_EQ(y[t * ldy + r], 12345.0f) << what << ": wrote padding";
+            }
+            if (full.empty()) full = y;
+            ASSERT_EQ(0, std::memcmp(full.data(), y.data(), y.size() * sizeof(float)))
+                << what << " threads=" << threads;
+            if (uncapped == "f32-avx512") {
+              CapScope none(std::nullopt);
+              std::vector<float> z(n * ldy, 12345.0f);
+              matmul(w.view(), x.data(), n, ldx, z.data(), ldy, pool);
+              ASSERT_EQ(0, std::memcmp(z.data(), y.data(), y.size() * sizeof(float))) << what << ": AVX-512 kernel";
+            }
+          }
+        }
+      }
+  if (uncapped != "f32-avx512") std::printf("no AVX-512: the AVX2 kernel was checked against the reference only\n");
+}
+
+// Under the avx2 cap Q8_0/Q4_0 prefill in fast math runs the AVX2 integer GEMM: the exact dot
+// with the 8-bit activations up to f32 scaling and summation, for raw random blocks (every code,
+// Q8_0's -128 included), block counts 1, 2 and 7, partial tiles below and above 16 rows, batch
+// tails of the 4-row blocks, an all-zero activation block; the same bits for every thread count
+// and for each activation row whatever the batch around it; padding never written.
+TEST(CpuDispatch, CappedInt8GemmMatchesQuantizedReference) {
+  if (kernels::cpu_detected_level() < CpuLevel::kAvx2) GTEST_SKIP() << "CPU below AVX2";
+  CapScope avx2(CpuLevel::kAvx2);
+  if (capped_int8_kernel() == "none") GTEST_SKIP() << "CPU without FMA or F16C";
+  ASSERT_EQ(cpu_kernels().gemm_int8, "int8-avx2");
+  std::mt19937 rng(41);
+  for (DType type : {DType::Q8_0, DType::Q4_0})
+    for (int64_t nb : {1, 2, 7})
+      for (int64_t rows : {70, 57, 8}) {
+        const int64_t cols = nb * 32, ldx = cols + 3, ldy = rows + 2;
+        Weights w{type, rows, cols, random_blocks(type, rows * cols, rng), std::vector<float>(rows * cols)};
+        for (int64_t r = 0; r < rows; ++r)
+          dequantize_row(type, w.data.data() + r * row_bytes(type, cols), w.deq.data() + r * cols, cols);
+        constexpr int64_t kMaxN = 43;
+        std::vector<float> x = make_x(kMaxN, ldx, static_cast<uint32_t>(nb * 100 + rows));
+        if (nb > 1) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+        std::vector<float> full;
+        for (int64_t n : {kMaxN, int64_t{17}, int64_t{18}, int64_t{40}}) {
+          ASSERT_TRUE(takes_int8_kernel(type, n));
+          const std::string what = std::string(dtype_name(type)) + " blocks=" + std::to_string(nb) +
+                                   " rows=" + std::to_string(rows) + " n=" + std::to_string(n);
+          for (int threads : {1, 3}) {
+            ThreadPool pool(threads);
+            std::vector<float> y(n * ldy, 12345.0f);
+            matmul(w.view(), x.data(), n, ldx, y.data(), ldy, pool, MatmulPrecision::kFast);
+            if (full.empty()) {
+              full = y;
+              for (int64_t t = 0; t < n; ++t) {
+                std::vector<int8_t> q(cols);
+                std::vector<float> d(nb);
+                std::vector<int32_t> s(nb);
+                kernels::quantize_row_q8(x.data() + t * ldx, cols, q.data(), d.data(), s.data());
+                for (int64_t r = 0; r < rows; ++r) {
+                  double ref = 0, mag = 0;
+                  for (int64_t c = 0; c < cols; ++c) {
+                    const double p = static_cast<double>(w.deq[r * cols + c]) * d[c / 32] * q[c];
+                    ref += p;
+                    mag += std::fabs(p);
+                  }
+                  ASSERT_NEAR(y[t * ldy + r], ref, 1e-5 * mag + 1e-30) << what << " t=" << t << " r=" << r;
+                }
+                for (int64_t r = rows; r < ldy; ++r) ASSERT_EQ(y[t * ldy + r], 12345.0f) << what << ": wrote padding";
+              }
+            }
+            ASSERT_EQ(0, std::memcmp(full.data(), y.data(), y.size() * sizeof(float)))
+                << what << " threads=" << threads;
+          }
+        }
+      }
+}
+
 // Capped decoding against the independent reference decoder and the uncapped decoder.
 TEST(CpuDispatch, CappedDecodeMatchesReferenceDecoder) {
   std::mt19937 rng(9);
@@ -298,7 +442,11 @@ TEST(CpuDispatch, CliHonoursTheEnvironmentVariable) {
       CapScope scope(cap);
       return capped_int8_kernel();
     }();
-    EXPECT_NE(r.out.find("int8 decode " + int8 + ", gemm openblas-sgemm, bf16 gemm none"), std::string::npos) << r.out;
+    const std::string gemm = [&] {
+      CapScope scope(cap);
+      return capped_f32_gemm();
+    }();
+    EXPECT_NE(r.out.find("int8 decode " + int8 + ", gemm " + gemm + ", bf16 gemm none"), std::string::npos) << r.out;
     r = run_cli("bench -m " + path + " --prompt-len 24 --gen-len 3 --reps 1 --warmup 0 --json", env);
     ASSERT_EQ(r.code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
@@ -307,6 +455,8 @@ TEST(CpuDispatch, CliHonoursTheEnvironmentVariable) {
     EXPECT_EQ(k.at("cap"), name(cap));
     EXPECT_TRUE(is_vector_kernel_for(cap, k.at("vector").get<std::string>())) << k;
     EXPECT_EQ(k.at("decode_int8"), int8);
+    EXPECT_EQ(k.at("gemm_f32"), gemm);
+    EXPECT_EQ(k.at("gemm_int8"), int8);
     EXPECT_GT(j.at("decode_tok_s").get<double>(), 0.0);
   }
   r = run_cli("info -m " + path, "LAZYLLM_CPU_TARGET=avx3");

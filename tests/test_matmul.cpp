@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -269,11 +270,13 @@ INSTANTIATE_TEST_SUITE_P(MatmulFast, MatmulFastTest, ::testing::ValuesIn(fast_ca
   return std::string(dtype_name(info.param.type)) + "_n" + std::to_string(info.param.n);
 });
 
-// The AVX-512 f32 prefill kernel: a double reference within f32 summation error for every tail
-// (partial 32-row tiles, row lengths off the 16-float vector, 12/4/1-row activation blocks), only
-// outputs written, and each output independent of the thread count and of the batch around it.
+// The f32 prefill kernel (AVX-512, or AVX2 on CPUs without it): a double reference within f32
+// summation error for every tail (partial 32-row tiles, row lengths off the 16-float vector,
+// 12/4/1-row activation blocks), only outputs written, and each output independent of the thread
+// count and of the batch around it. (tests/test_cpu_dispatch.cpp checks the AVX2 kernel's tails.)
 TEST(MatmulF32Gemm, MatchesReferenceForEveryTail) {
-  if (!kernels::f32_gemm_supported()) GTEST_SKIP() << "CPU has no AVX-512; OpenBLAS sgemm is used instead";
+  if (!kernels::f32_gemm_supported())
+    GTEST_SKIP() << "CPU has neither AVX-512 nor AVX2 + FMA; OpenBLAS sgemm is used instead";
   for (DType type : {DType::F32, DType::F16}) {
     for (int64_t cols : {96, 517}) {
       const Weights w = make_weights(type, 70, cols, 11);
@@ -353,8 +356,8 @@ TEST(QuantizeRowQ8, ScalesRoundsAndSums) {
 
 class MatmulInt8Test : public ::testing::TestWithParam<Case> {};
 
-// Small batches of Q8_0/Q4_0 in fast math: the dot of the weights with the 8-bit activations,
-// exact up to f32 scaling and summation, for every thread count.
+// Small batches of Q8_0/Q4_0/Q4_K/Q6_K in fast math: the dot of the weights with the 8-bit
+// activations, exact up to f32 scaling and summation, for every thread count.
 TEST_P(MatmulInt8Test, MatchesReferenceOnQuantizedActivations) {
   const auto [type, n] = GetParam();
   if (!kernels::int8_dot_supported(type))
@@ -427,21 +430,67 @@ TEST(MatmulSharedInput, FloatKernelsEqualSeparateCalls) {
   }
 }
 
-// The same on the shared 8-bit path (Q8_0 and Q4_0 mixed, several heights) and on the fallback
-// (an f32 weight among them; a batch past the small-batch limit).
+// The same on the shared 8-bit path (Q8_0, Q4_0, Q4_K and Q6_K mixed, several heights) and on
+// the fallback (an f32 weight among them; a batch past the small-batch limit).
 TEST(MatmulSharedInput, EqualsSeparateCalls) {
-  const int64_t cols = 7 * 32, ldx = cols + 3;
+  const int64_t cols = 2 * 256, ldx = cols + 3;
   const Weights a = make_weights(DType::Q4_0, 37, cols, 21), b = make_weights(DType::Q8_0, 5, cols, 22),
-                c = make_weights(DType::Q4_0, 64, cols, 23), f = make_weights(DType::F32, 9, cols, 24);
+                c = make_weights(DType::Q4_0, 64, cols, 23), f = make_weights(DType::F32, 9, cols, 24),
+                k4 = make_weights(DType::Q4_K, 11, cols, 25), k6 = make_weights(DType::Q6_K, 19, cols, 26);
   for (int64_t n : {1, 3, 40}) {
     expect_shared_equals_separate({&a, &b, &c}, n, ldx, MatmulPrecision::kFast, "8-bit");
+    expect_shared_equals_separate({&k4, &a, &k6, &b}, n, ldx, MatmulPrecision::kFast, "8-bit with K-quants");
     expect_shared_equals_separate({&a, &b, &c, &f}, n, ldx, MatmulPrecision::kFast, "8-bit with f32");
+  }
+}
+
+// The K-quant integer decode kernels on raw random super-blocks (every code, scale and min,
+// Q6_K's negative scales), 1 to 3 super-blocks, an all-zero activation block: the dot with the
+// 8-bit activations within f32 rounding, on the CPU's own level and capped at AVX2.
+TEST(MatmulInt8, KQuantsOnRawBlocksMatchReference) {
+  for (std::optional<kernels::CpuLevel> cap :
+       {std::optional<kernels::CpuLevel>{}, std::optional{kernels::CpuLevel::kAvx2}}) {
+    const auto saved = kernels::cpu_level_cap();
+    kernels::set_cpu_level_cap(cap);
+    std::mt19937 rng(77);
+    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+      if (!kernels::int8_dot_supported(type)) continue;
+      for (int64_t nsb : {1, 3}) {
+        const int64_t cols = nsb * 256, rows = 13, nb = cols / 32;
+        Weights w{type, rows, cols, random_blocks(type, rows * cols, rng), std::vector<float>(rows * cols)};
+        for (int64_t r = 0; r < rows; ++r)
+          dequantize_row(type, w.data.data() + r * row_bytes(type, cols), w.deq.data() + r * cols, cols);
+        const int64_t n = 3;
+        std::vector<float> x = make_x(n, cols, static_cast<uint32_t>(nsb));
+        std::fill(x.begin() + 64, x.begin() + 96, 0.0f);
+        ThreadPool pool(2);
+        std::vector<float> y(n * rows);
+        matmul(w.view(), x.data(), n, cols, y.data(), rows, pool, MatmulPrecision::kFast);
+        for (int64_t t = 0; t < n; ++t) {
+          std::vector<int8_t> q(cols);
+          std::vector<float> d(nb);
+          std::vector<int32_t> s(nb);
+          kernels::quantize_row_q8(x.data() + t * cols, cols, q.data(), d.data(), s.data());
+          for (int64_t r = 0; r < rows; ++r) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+              const double p = static_cast<double>(w.deq[r * cols + c]) * d[c / 32] * q[c];
+              ref += p;
+              mag += std::fabs(p);
+            }
+            ASSERT_NEAR(y[t * rows + r], ref, 1e-5 * mag + 1e-30)
+                << dtype_name(type) << " super-blocks=" << nsb << " t=" << t << " r=" << r;
+          }
+        }
+      }
+    }
+    kernels::set_cpu_level_cap(saved);
   }
 }
 
 std::vector<Case> int8_cases() {
   std::vector<Case> v;
-  for (DType t : {DType::Q8_0, DType::Q4_0})
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K})
     for (int64_t n : {1, 2, 5, 16}) v.push_back({t, n});
   return v;
 }

@@ -58,8 +58,10 @@ struct CpuKernels {
   std::string vector;       // Highway kernels (vector ops, fused dequantize-dot decode): "hwy-AVX3", "hwy-AVX2", ...
   // Q8_0/Q4_0 decode in fast math: "int8-vnni-avx512", "int8-avx2", or "none" (the vector kernels)
   std::string decode_int8;
-  std::string gemm_f32;     // prefill matmul: "f32-avx512" or "openblas-sgemm"
+  std::string gemm_f32;     // prefill matmul: "f32-avx512", "f32-avx2" or "openblas-sgemm"
   std::string gemm_bf16;    // quantized prefill in fast math: "bf16-avx512", or "none" (gemm_f32)
+  // Q8_0/Q4_0 prefill in fast math where gemm_bf16 is "none": "int8-avx2", or "none" (gemm_f32)
+  std::string gemm_int8;
   std::string openblas;     // OpenBLAS's kernels (attention's prefill products, openblas-sgemm): its core name
 };
 CpuKernels cpu_kernels();

@@ -4,6 +4,7 @@
 #include "kernels/cpu/dot_int8.h"
 
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "kernels/cpu/cpu_features.h"
@@ -90,6 +91,8 @@ Int8Kernel int8_kernel() {
 }  // namespace
 
 bool int8_dot_supported(DType t) {
+  if (t == DType::Q4_K || t == DType::Q6_K)
+    return cpu_supports(CpuFeature::kAvx2) && cpu_supports(CpuFeature::kFma) && cpu_supports(CpuFeature::kF16c);
   return (t == DType::Q8_0 || t == DType::Q4_0) && int8_kernel() != Int8Kernel::kNone;
 }
 
@@ -286,14 +289,96 @@ LAZYLLM_TARGET_AVX2 float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const Quan
   return hsum(_mm256_add_ps(acc0, acc1)) + tail;
 }
 
+// K-quants, against the same 8-bit activations (blocks of 32, one per Q4_K group and per pair of
+// Q6_K groups): each 32-value block's exact int32 dot, scaled in f32 by its weight group scale
+// times the block's activation scale. One kernel for AVX2 and AVX-512 CPUs: decode with these
+// formats is bound by unpacking the 4- and 6-bit codes, not by the dot products.
+
+// Q4_K: sum_g d sc[g] dx[g] dot(q_g, x_g) - sum_g dmin m[g] dx[g] sum(x_g), q the nibbles 0..15;
+// the min terms are exact int32 products m * sum(x), scaled and summed 8 lanes at a time.
+LAZYLLM_TARGET_AVX2 float dot_q4_k(const qblock::Q4_K* w, int64_t nsb, const QuantizedRow& x) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc_lo = _mm256_setzero_ps(), acc_hi = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nsb; ++i) {
+    // The 8 six-bit scales and mins (qblock::scale_min_k4) from the three 32-bit words of
+    // `scales`, four groups per word.
+    uint32_t u[3];
+    std::memcpy(u, w[i].scales, sizeof u);
+    const uint32_t sc_lo = u[0] & 0x3F3F3F3Fu, m_lo = u[1] & 0x3F3F3F3Fu;
+    const uint32_t sc_hi = (u[2] & 0x0F0F0F0Fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    const uint32_t m_hi = ((u[2] >> 4) & 0x0F0F0F0Fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    const __m256i sc = _mm256_cvtepu8_epi32(_mm_setr_epi32(static_cast<int>(sc_lo), static_cast<int>(sc_hi), 0, 0));
+    const __m256i m = _mm256_cvtepu8_epi32(_mm_setr_epi32(static_cast<int>(m_lo), static_cast<int>(m_hi), 0, 0));
+    const int64_t b0 = i * 8;
+    const __m256 dx = _mm256_loadu_ps(x.d + b0);
+    const __m256 s = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(half_to_float(w[i].d)), _mm256_cvtepi32_ps(sc)), dx);
+    const __m256i msum = _mm256_mullo_epi32(m, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum + b0)));
+    mins = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w[i].dmin)), _mm256_mul_ps(_mm256_cvtepi32_ps(msum), dx), mins);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
+      const auto* xq = reinterpret_cast<const __m256i*>(x.q + (b0 + 2 * c) * qblock::kQK);
+      const __m256i lo = dot_u8s8(_mm256_and_si256(packed, low4), _mm256_loadu_si256(xq));
+      const __m256i hi = dot_u8s8(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low4), _mm256_loadu_si256(xq + 1));
+      acc_lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(2 * c)), acc_lo);
+      acc_hi =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(2 * c + 1)), acc_hi);
+    }
+  }
+  return hsum(_mm256_add_ps(acc_lo, acc_hi)) - hsum(mins);
+}
+
+// Q6_K: per 32-value block (two groups of 16), vpmaddubsw of the codes 0..63 less that of 32
+// gives the pair sums of (q - 32) x exactly in int16 (at most 2 * 32 * 127), and vpmaddwd by
+// the two groups' scales the int32 block dot; then d dx scales it.
+LAZYLLM_TARGET_AVX2 float dot_q6_k(const qblock::Q6_K* w, int64_t nsb, const QuantizedRow& x) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), m03 = _mm256_set1_epi8(0x03), m0c = _mm256_set1_epi8(0x0C),
+                m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t i = 0; i < nsb; ++i) {
+    const float d = half_to_float(w[i].d);
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = w[i].ql + 64 * h;
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh + 32 * h));
+      // Elements 32p .. 32p + 31 of this half (see qblock::Q6_K).
+      const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(a, low4), _mm256_slli_epi16(_mm256_and_si256(hb, m03), 4)),
+                            _mm256_or_si256(_mm256_and_si256(b, low4), _mm256_slli_epi16(_mm256_and_si256(hb, m0c), 2)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(hb, m30)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low4),
+                                            _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30))};
+      const int8_t* sc = w[i].scales + 8 * h;
+      for (int p = 0; p < 4; ++p) {
+        const int64_t bx = i * 8 + 4 * h + p;
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + bx * qblock::kQK));
+        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[p], xv), _mm256_maddubs_epi16(k32, xv));
+        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * p + 1]), _mm_set1_epi16(sc[2 * p]));
+        const __m256i dot = _mm256_madd_epi16(p16, scales);
+        acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * x.d[bx]), acc[p]);
+      }
+    }
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+}
+
 }  // namespace avx2
 
 }  // namespace
 
 void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, const QuantizedRow* x,
                    int nx, float* y, int64_t ldy) {
-  const Int8Kernel kernel = t == DType::Q8_0 || t == DType::Q4_0 ? int8_kernel() : Int8Kernel::kNone;
-  if (kernel == Int8Kernel::kNone) throw std::logic_error("dot_rows_int8: no integer kernel for this type/CPU");
+  if (!int8_dot_supported(t)) throw std::logic_error("dot_rows_int8: no integer kernel for this type/CPU");
+  if (t == DType::Q4_K || t == DType::Q6_K) {
+    const int64_t nsb = k / qblock::kQKK;
+    for (int64_t i = 0; i < rows; ++i) {
+      const uint8_t* row = w + i * stride;
+      for (int j = 0; j < nx; ++j)
+        y[j * ldy + i] = t == DType::Q4_K ? avx2::dot_q4_k(reinterpret_cast<const qblock::Q4_K*>(row), nsb, x[j])
+                                          : avx2::dot_q6_k(reinterpret_cast<const qblock::Q6_K*>(row), nsb, x[j]);
+    }
+    return;
+  }
+  const Int8Kernel kernel = int8_kernel();
   const int64_t nb = k / qblock::kQK;
   const bool q8 = t == DType::Q8_0;
   for (int64_t i = 0; i < rows; ++i) {

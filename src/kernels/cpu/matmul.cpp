@@ -2,8 +2,9 @@
 //  - small batches (decode): fused dequantize+dot SIMD kernels stream each weight row once
 //    (8-bit activations with VNNI for Q8_0/Q4_0);
 //  - larger batches (prefill): each task takes a tile of W rows and multiplies it with all
-//    activations: our AVX-512 f32 kernel (any weight type, decoded per tile), the bf16 kernel
-//    for quantized weights in fast math, or OpenBLAS sgemm on CPUs without AVX-512 (or with
+//    activations: our AVX-512 or AVX2 f32 kernel (any weight type, decoded per tile), the bf16
+//    kernel for quantized weights in fast math (AVX512_BF16), else the AVX2 integer kernel for
+//    Q8_0/Q4_0 weights in fast math, or OpenBLAS sgemm on CPUs without AVX2 + FMA (or with
 //    LAZYLLM_CPU_TARGET below it, see cpu_features.h). Weights stay in their stored form in memory.
 // Every output is computed by exactly one task, in an order fixed by the shapes alone (tiles
 // never depend on the thread count; fused rows are independent of their grouping), so results
@@ -26,6 +27,7 @@
 #include "kernels/cpu/dot_kernels.h"
 #include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/gemm_int8.h"
 #include "lazyllm/lazyllm.h"
 #include "util/thread_pool.h"
 
@@ -110,7 +112,7 @@ void matmul_fused(std::span<const MatmulTarget> targets, const float* x, int64_t
   });
 }
 
-// Decode and short batches with 8-bit activations (Q8_0/Q4_0 weights on AVX2 or VNNI CPUs): x
+// Decode and short batches with 8-bit activations (Q8_0/Q4_0/Q4_K/Q6_K weights on AVX2 or VNNI CPUs): x
 // quantized once per call and shared by every target (Q, K and V read the same input), all
 // targets' rows split across threads in one parallel loop as in matmul_fused.
 void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx, ThreadPool& pool) {
@@ -161,7 +163,7 @@ int64_t tile_rows(int64_t rows, int64_t k) {
   return std::clamp(std::min({kMaxTileRows, for_tiles, for_memory}), kMinTileRows, kMaxTileRows);
 }
 
-// Prefill in f32 with our AVX-512 kernel: each task takes a 32-row tile of W (dequantized
+// Prefill in f32 with our AVX-512 or AVX2 kernel: each task takes a 32-row tile of W (dequantized
 // unless it is f32), packs it and multiplies it with every activation row.
 void matmul_f32_tiles(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
                       ThreadPool& pool) {
@@ -237,6 +239,38 @@ void matmul_bf16(const WeightView& w, const float* x, int64_t n, int64_t ldx, fl
   });
 }
 
+// Prefill with 8-bit activations (Q8_0/Q4_0 weights in fast math without AVX512_BF16): X is
+// quantized once per 32-value block (shared by all tasks), each task packs a 32-row tile of W's
+// codes and scales and multiplies it with every activation row.
+void matmul_int8_gemm(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
+                      ThreadPool& pool) {
+  const int64_t k = w.cols, nb = k / 32, stride = w.row_stride();
+  thread_local std::vector<int8_t> q_buf;
+  thread_local std::vector<float> d_buf;
+  thread_local std::vector<int32_t> s_buf;
+  if (q_buf.size() < static_cast<size_t>(n * k)) q_buf.resize(static_cast<size_t>(n * k));
+  if (d_buf.size() < static_cast<size_t>(n * nb)) d_buf.resize(static_cast<size_t>(n * nb));
+  if (s_buf.size() < static_cast<size_t>(n * nb)) s_buf.resize(static_cast<size_t>(n * nb));
+  int8_t* q = q_buf.data();
+  float* d = d_buf.data();
+  int32_t* s = s_buf.data();
+  constexpr int64_t kQuantRows = 16;
+  pool.parallel_for(ceil_div(n, kQuantRows), [&](int64_t task, int) {
+    for (int64_t t = task * kQuantRows; t < std::min(n, (task + 1) * kQuantRows); ++t)
+      kernels::quantize_row_q8(x + t * ldx, k, q + t * k, d + t * nb, s + t * nb);
+  });
+  const kernels::Int8Activations xa{q, d, s, k, nb};
+  constexpr int64_t tile = kernels::kInt8TileRows;
+  const auto bytes = static_cast<size_t>(kernels::int8_tile_bytes(k));
+  pool.parallel_for(ceil_div(w.rows, tile), [&](int64_t task, int) {
+    thread_local std::vector<float> packed_buf;
+    uint8_t* packed = reinterpret_cast<uint8_t*>(aligned_scratch(packed_buf, bytes / sizeof(float)));
+    const int64_t r0 = task * tile, nr = std::min(tile, w.rows - r0);
+    kernels::pack_tile_int8(w.type, w.data + r0 * stride, stride, nr, k, packed);
+    kernels::gemm_int8_tile(w.type, xa, n, packed, k, nr, y + r0, ldy);
+  });
+}
+
 bool takes_int8_path(const WeightView& w, int64_t n, MatmulPrecision precision) {
   return n <= max_fused_batch(w.type) && precision == MatmulPrecision::kFast && kernels::int8_dot_supported(w.type);
 }
@@ -275,6 +309,8 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
   }
   else if (use_bf16(w, precision))
     matmul_bf16(w, x, n, ldx, y, ldy, pool);
+  else if (precision == MatmulPrecision::kFast && kernels::int8_gemm_supported(w.type))
+    matmul_int8_gemm(w, x, n, ldx, y, ldy, pool);
   else if (kernels::f32_gemm_supported())
     matmul_f32_tiles(w, x, n, ldx, y, ldy, pool);
   else
@@ -283,7 +319,7 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
 
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx,
                          ThreadPool& pool, MatmulPrecision precision) {
-  // Together when every target takes the same small-batch path: all 8-bit (Q8_0/Q4_0 mixed), or
+  // Together when every target takes the same small-batch path: all 8-bit (any mix of types), or
   // all fused float kernels of one weight type.
   bool int8 = n > 0 && !targets.empty(), fused = int8;
   for (const auto& t : targets) {
@@ -311,8 +347,9 @@ CpuKernels cpu_kernels() {
   k.cap = cap ? kernels::cpu_level_name(*cap) : "none";
   k.vector = std::string("hwy-") + kernels::simd_target_name();
   k.decode_int8 = kernels::int8_dot_kernel_name();
-  k.gemm_f32 = kernels::f32_gemm_supported() ? "f32-avx512" : "openblas-sgemm";
+  k.gemm_f32 = kernels::f32_gemm_supported() ? std::string(kernels::f32_gemm_kernel_name()) : "openblas-sgemm";
   k.gemm_bf16 = kernels::bf16_gemm_supported() ? "bf16-avx512" : "none";
+  k.gemm_int8 = kernels::bf16_gemm_supported() ? "none" : std::string(kernels::int8_gemm_kernel_name());
   const char* core = openblas_get_corename();
   k.openblas = core ? core : "unknown";
   return k;
