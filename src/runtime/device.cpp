@@ -11,7 +11,7 @@ namespace lazyllm {
 // This build has no CUDA backend: no GPU is ever usable.
 int cuda_device_count() { return 0; }
 std::string cuda_device_description() { return "none (built without CUDA)"; }
-std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int) {
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
 std::vector<int32_t> cuda_select_top_dest(std::span<const float>, int) {
