@@ -17,6 +17,9 @@ std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights)
 std::vector<int32_t> cuda_select_top_dest(std::span<const float>, int) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
+std::vector<float> cuda_weight_product(const CudaProductCase&) {
+  throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
+}
 #endif
 
 bool cuda_available() {

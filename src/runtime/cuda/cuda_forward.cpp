@@ -34,6 +34,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/cpu/quant.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_buffer.h"
@@ -77,6 +78,35 @@ void cublas_gemm(cublasHandle_t h, const bf16_t* w, int n, int k, const bf16_t* 
 void set_weight(cuda::GemvArgs& g, const cuda::WeightRef& w) {
   if (w.format == cuda::WeightFormat::kBf16) g.w = static_cast<const bf16_t*>(w.w);
   else g.q = w;
+}
+
+// Whether weight_gemm needs the dequantization scratch for this product.
+bool needs_dequant(const cuda::WeightRef& w, int m, int k) {
+  return w.format != cuda::WeightFormat::kBf16 && !cuda::gemv_applies(w.format, m, k);
+}
+
+// Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k; beta = 1
+// accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernels; larger
+// batches cuBLAS, a quantized W dequantized into `scratch` (at least k elements) a chunk of rows
+// at a time.
+void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k, const bf16_t* x,
+                 int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems) {
+  if (cuda::gemv_applies(w.format, m, k)) {
+    cuda::GemvArgs g;
+    set_weight(g, w);
+    g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.y_f32 = y_type == CUDA_R_32F, g.beta = beta;
+    return cuda::gemv(g, stream);
+  }
+  if (w.format == cuda::WeightFormat::kBf16)
+    return cublas_gemm(h, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, n_out, y_type, beta);
+  if (scratch_elems < static_cast<size_t>(k)) throw std::logic_error("CUDA forward: no dequantization scratch");
+  const int chunk = static_cast<int>(std::min<size_t>(n_out, scratch_elems / k));
+  const size_t y_elem = y_type == CUDA_R_32F ? sizeof(float) : sizeof(bf16_t);
+  for (int r0 = 0; r0 < n_out; r0 += chunk) {
+    const int rows = std::min(chunk, n_out - r0);
+    cuda::dequantize_bf16(cuda::weight_rows(w, r0, k), rows, k, scratch, stream);
+    cublas_gemm(h, scratch, rows, k, x, m, static_cast<char*>(y) + r0 * y_elem, n_out, y_type, beta);
+  }
 }
 
 // What one layer computes: m rows at positions d_pos, stored from slot slot0 (or the slot in
@@ -161,9 +191,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   }
   void ensure_rows(int m);
   void ensure_aux();
-  // Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k; beta = 1
-  // accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernels; larger
-  // batches cuBLAS, a quantized W dequantized into dequant_ a chunk of rows at a time.
+  // weight_gemm() with this session's handles and scratch.
   void gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
             float beta);
   void ensure_dequant_scratch(int k);
@@ -369,22 +397,8 @@ void CudaForward::ensure_dequant_scratch(int k) {
 
 void CudaForward::gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y,
                        cudaDataType y_type, float beta) {
-  if (cuda::gemv_applies(w.format, m, k)) {
-    cuda::GemvArgs g;
-    set_weight(g, w);
-    g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.y_f32 = y_type == CUDA_R_32F, g.beta = beta;
-    return cuda::gemv(g, stream_);
-  }
-  if (w.format == cuda::WeightFormat::kBf16)
-    return cublas_gemm(blas_, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, n_out, y_type, beta);
-  ensure_dequant_scratch(k);
-  const int chunk = static_cast<int>(std::min<size_t>(n_out, dequant_.size() / k));
-  const size_t y_elem = y_type == CUDA_R_32F ? sizeof(float) : sizeof(bf16_t);
-  for (int r0 = 0; r0 < n_out; r0 += chunk) {
-    const int rows = std::min(chunk, n_out - r0);
-    cuda::dequantize_bf16(cuda::weight_rows(w, r0, k), rows, k, dequant_.get(), stream_);
-    cublas_gemm(blas_, dequant_.get(), rows, k, x, m, static_cast<char*>(y) + r0 * y_elem, n_out, y_type, beta);
-  }
+  if (needs_dequant(w, m, k)) ensure_dequant_scratch(k);
+  weight_gemm(blas_, stream_, w, n_out, k, x, m, y, y_type, beta, dequant_.get(), dequant_.size());
 }
 
 void CudaForward::ensure_aux() {
@@ -866,6 +880,72 @@ std::vector<int32_t> cuda_select_top_dest(std::span<const float> scores, int k) 
   cuda::select_top(s.get(), n, k, dest.get(), nullptr);
   std::vector<int32_t> out(n + 1);
   check(cudaMemcpy(out.data(), dest.get(), (n + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost), "dest to host");
+  return out;
+}
+
+std::vector<float> cuda_weight_product(const CudaProductCase& c) {
+  if (cuda_device_count() == 0) throw Error("CUDA backend: no usable GPU");
+  check(cudaSetDevice(0), "cudaSetDevice");
+  cuda::prepare_kernels();
+  const cuda::PdlScope pdl(false);  // on the legacy default stream; the forward's own tests cover PDL
+  const int m = c.m, k = c.k, n_out = c.n_out, w_rows = c.swiglu ? 2 * n_out : n_out;
+  const bool norm = !c.norm_w.empty();
+  if (c.x.size() != static_cast<size_t>(m) * k || (norm && c.norm_w.size() != static_cast<size_t>(k)) ||
+      (!c.y0.empty() && c.y0.size() != static_cast<size_t>(m) * n_out) || (c.swiglu && !c.y0.empty()))
+    throw Error("cuda_weight_product: inconsistent case");
+  WeightView v;
+  v.type = c.type, v.data = c.w, v.rows = w_rows, v.cols = k;
+  int64_t bytes = 0;
+  const cuda::CudaMatrix W = cuda::upload_matrix({&v}, GpuWeights::kNative, bytes);
+
+  std::vector<uint16_t> xb(c.x.size());
+  for (size_t i = 0; i < xb.size(); ++i) xb[i] = fp32_to_bf16(c.x[i]);
+  DeviceBuffer<float> xf_d(c.x.size()), nw_d(std::max(1, k)), y_d(static_cast<size_t>(m) * n_out);
+  DeviceBuffer<bf16_t> xb_d(c.x.size()), gu_d(static_cast<size_t>(m) * 2 * n_out), act_d(static_cast<size_t>(m) * n_out);
+  DeviceBuffer<bf16_t> scratch(static_cast<size_t>(std::max(1, c.scratch_rows)) * k);
+  check(cudaMemcpy(xf_d.get(), c.x.data(), c.x.size() * sizeof(float), cudaMemcpyHostToDevice), "x to device");
+  check(cudaMemcpy(xb_d.get(), xb.data(), xb.size() * sizeof(uint16_t), cudaMemcpyHostToDevice), "x to device");
+  if (norm) check(cudaMemcpy(nw_d.get(), c.norm_w.data(), k * sizeof(float), cudaMemcpyHostToDevice), "norm to device");
+  if (!c.y0.empty())
+    check(cudaMemcpy(y_d.get(), c.y0.data(), c.y0.size() * sizeof(float), cudaMemcpyHostToDevice), "y to device");
+  cublasHandle_t blas = nullptr;
+  check(cublasCreate(&blas), "cublasCreate");
+  const float beta = c.y0.empty() ? 0.0f : 1.0f;
+  try {
+    if (cuda::gemv_applies(W.ref.format, m, k)) {  // as layer_kernels' decode-sized batches
+      cuda::GemvArgs g;
+      set_weight(g, W.ref);
+      g.n_out = n_out, g.k = k, g.m = m;
+      if (norm) g.norm_in = xf_d.get(), g.norm_w = nw_d.get(), g.eps = c.eps;
+      else g.x = xb_d.get();
+      if (c.swiglu) g.swiglu = true, g.y = act_d.get(), g.y_f32 = false;
+      else g.y = y_d.get(), g.y_f32 = true, g.beta = beta;
+      cuda::gemv(g, nullptr);
+    } else {  // as its prefill
+      if (norm) cuda::rmsnorm_bf16(xf_d.get(), nw_d.get(), m, k, c.eps, xb_d.get(), nullptr);
+      if (c.swiglu) {
+        weight_gemm(blas, nullptr, W.ref, 2 * n_out, k, xb_d.get(), m, gu_d.get(), CUDA_R_16BF, 0.0f, scratch.get(),
+                    scratch.size());
+        cuda::swiglu_bf16(gu_d.get(), m, n_out, act_d.get(), nullptr);
+      } else {
+        weight_gemm(blas, nullptr, W.ref, n_out, k, xb_d.get(), m, y_d.get(), CUDA_R_32F, beta, scratch.get(),
+                    scratch.size());
+      }
+    }
+    check(cudaDeviceSynchronize(), "cuda_weight_product");
+  } catch (...) {
+    cublasDestroy(blas);
+    throw;
+  }
+  cublasDestroy(blas);
+  std::vector<float> out(static_cast<size_t>(m) * n_out);
+  if (c.swiglu) {
+    std::vector<uint16_t> a(out.size());
+    check(cudaMemcpy(a.data(), act_d.get(), a.size() * sizeof(uint16_t), cudaMemcpyDeviceToHost), "y to host");
+    for (size_t i = 0; i < a.size(); ++i) out[i] = bf16_to_fp32(a[i]);
+  } else {
+    check(cudaMemcpy(out.data(), y_d.get(), out.size() * sizeof(float), cudaMemcpyDeviceToHost), "y to host");
+  }
   return out;
 }
 

@@ -70,8 +70,8 @@ WeightFormat format_of(DType t) {
   }
 }
 
-// Uploads the row-wise concatenation of `parts` (same column count) as one matrix in `mode`'s
-// form for them (gpu_weight_plan.h).
+}  // namespace
+
 CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeights mode, int64_t& bytes) {
   CudaMatrix m;
   m.cols = (*parts.begin())->cols;
@@ -101,6 +101,8 @@ CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeig
   if (f != WeightFormat::kBf16) m.ref.scales = reinterpret_cast<const uint16_t*>(m.data.get() + q_bytes);
   return m;
 }
+
+namespace {
 
 DeviceBuffer<float> upload_floats(const float* src, int64_t n, int64_t& bytes) {
   DeviceBuffer<float> d(n);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -13,6 +14,10 @@
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/weight_ref.h"
 #include "lazyllm/lazyllm.h"
+
+namespace lazyllm {
+struct WeightView;
+}
 
 namespace lazyllm::cuda {
 
@@ -43,6 +48,10 @@ struct CudaWeights {
   // products dequantize at once; 0 when every layer matrix is bf16.
   int64_t scratch_elems = 0;
 };
+
+// Uploads the row-wise concatenation of `parts` (same column count) as one matrix in the form
+// `mode` gives them (runtime/gpu_weight_plan.h); adds its bytes to `bytes`.
+CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeights mode, int64_t& bytes);
 
 // The weights of `model` on the GPU in `mode`, uploading them on first use.
 std::shared_ptr<const CudaWeights> cuda_weights_for(const Model& model, GpuWeights mode);
