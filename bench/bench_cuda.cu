@@ -172,14 +172,19 @@ void bench_gemv_quant() {
         DeviceBuffer<uint8_t> q[kCopies];
         DeviceBuffer<uint16_t> d[kCopies];
         for (int c = 0; c < kCopies; ++c) {
-          fill<uint8_t>(q[c], q_bytes, [](std::mt19937& r) { return static_cast<uint8_t>(r()); }, 20 + c);
-          fill<uint16_t>(d[c], n_scales, [](std::mt19937& r) { return f16(uni(r) * 0.01f); }, 30 + c);
+          fill<uint8_t>(
+              q[c], q_bytes, [](std::mt19937& r) { return static_cast<uint8_t>(r()); }, 20 + c);
+          fill<uint16_t>(
+              d[c], n_scales, [](std::mt19937& r) { return f16(uni(r) * 0.01f); }, 30 + c);
         }
         DeviceBuffer<uint16_t> x;
-        fill<uint16_t>(x, static_cast<size_t>(m) * s.k, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
+        fill<uint16_t>(
+            x, static_cast<size_t>(m) * s.k, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
         DeviceBuffer<float> hin, nw, y(static_cast<size_t>(m) * rows);
-        fill<float>(hin, static_cast<size_t>(m) * s.k, [](std::mt19937& r) { return uni(r); }, 4);
-        fill<float>(nw, s.k, [](std::mt19937& r) { return 1.0f + 0.1f * uni(r); }, 5);
+        fill<float>(
+            hin, static_cast<size_t>(m) * s.k, [](std::mt19937& r) { return uni(r); }, 4);
+        fill<float>(
+            nw, s.k, [](std::mt19937& r) { return 1.0f + 0.1f * uni(r); }, 5);
         DeviceBuffer<uint16_t> yb(static_cast<size_t>(m) * s.n_out);
         int c = 0;
         const double ms = time_ms([&] {

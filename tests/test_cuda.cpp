@@ -16,8 +16,8 @@
 #include <random>
 #include <utility>
 
-#include "lazyllm/lazyllm.h"
 #include "kernels/cpu/quant.h"
+#include "lazyllm/lazyllm.h"
 #include "lazyllm/tokenizer.h"
 #include "prune/select.h"
 #include "runtime/cuda/cuda_forward.h"
@@ -442,9 +442,9 @@ TEST(CudaSelect, SameChoiceAsCpuIncludingTies) {
 TEST(CudaDecode, GraphsMatchDirectLaunches) {
   LAZYLLM_REQUIRE_GPU();
   // Q4_0: decode graphs over the quantized matrix-vector kernels (prefill dequantizes).
-  for (const auto& [base, dtype] : {std::pair{test::arch_variants()[0], DType::BF16},
-                                    std::pair{test::arch_variants()[2], DType::BF16},
-                                    std::pair{test::arch_variants()[0], DType::Q4_0}}) {
+  for (const auto& [base, dtype] :
+       {std::pair{test::arch_variants()[0], DType::BF16}, std::pair{test::arch_variants()[2], DType::BF16},
+        std::pair{test::arch_variants()[0], DType::Q4_0}}) {
     test::ArchSpec spec = base;
     spec.ctx = 2048;
     SCOPED_TRACE(spec.name + " " + std::string(dtype_name(dtype)));
@@ -480,8 +480,8 @@ TEST(CudaDecode, GraphsMatchDirectLaunches) {
       graphs.decode(a);
       ++steps;
     }
-    std::cout << "[ cuda ] " << spec.name << " " << dtype_name(dtype) << ": graph decode identical to direct launches for "
-              << steps << " tokens\n";
+    std::cout << "[ cuda ] " << spec.name << " " << dtype_name(dtype)
+              << ": graph decode identical to direct launches for " << steps << " tokens\n";
   }
 }
 
@@ -624,7 +624,8 @@ std::vector<float> reference_product(const CudaProductCase& c, const std::vector
     for (int j = 0; j < k; ++j) ss += double(c.x[i * k + j]) * c.x[i * k + j];
     const double scale = 1.0 / std::sqrt(ss / k + c.eps);
     for (int j = 0; j < k; ++j)
-      x[i * k + j] = c.norm_w.empty() ? bf16_to_fp32(fp32_to_bf16(c.x[i * k + j])) : c.x[i * k + j] * scale * c.norm_w[j];
+      x[i * k + j] =
+          c.norm_w.empty() ? bf16_to_fp32(fp32_to_bf16(c.x[i * k + j])) : c.x[i * k + j] * scale * c.norm_w[j];
   }
   std::vector<double> y(static_cast<size_t>(m) * w_rows);
   for (int i = 0; i < m; ++i)
@@ -662,8 +663,8 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
     int n_out, k;
     bool swiglu;
   };
-  const Shape shapes[] = {{300, 96, false},   {77, 2080, false},  {1000, 1024, false}, {64, 11008, false},
-                          {8500, 256, false}, {300, 96, true},    {77, 2080, true},    {4300, 128, true}};
+  const Shape shapes[] = {{300, 96, false},   {77, 2080, false}, {1000, 1024, false}, {64, 11008, false},
+                          {8500, 256, false}, {300, 96, true},   {77, 2080, true},    {4300, 128, true}};
   for (DType type : {DType::Q8_0, DType::Q4_0}) {
     double worst_gemv = 0, worst_prefill = 0;
     uint64_t seed = 1;
@@ -674,7 +675,8 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
         const std::vector<float> x = random_floats(static_cast<size_t>(m) * sh.k, seed++, -2.0f, 2.0f);
         const std::vector<float> y0 = random_floats(static_cast<size_t>(m) * sh.n_out, seed++, -1.0f, 1.0f);
         enum Variant { kPlain, kNorm, kAccumulate, kSwiglu };
-        std::vector<Variant> variants = sh.swiglu ? std::vector<Variant>{kSwiglu} : std::vector<Variant>{kPlain, kNorm, kAccumulate};
+        std::vector<Variant> variants =
+            sh.swiglu ? std::vector<Variant>{kSwiglu} : std::vector<Variant>{kPlain, kNorm, kAccumulate};
         for (Variant v : variants) {
           CudaProductCase c;
           c.type = type, c.w = w.bytes.data(), c.n_out = sh.n_out, c.k = sh.k, c.m = m, c.x = x;

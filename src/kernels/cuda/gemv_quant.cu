@@ -6,16 +6,20 @@
 // per byte grows: the activation rows are quantized to 8 bits per 32-element block in shared
 // memory (each block's scale, and for Q4_0 the scaled sum of its quants that the -8 offset
 // needs), and a block's products are exact int32 sums of 8-bit products (dp4a), scaled once by
-// the weight's and the activation's scales. Each warp takes four weight rows (two where that
-// leaves too few blocks to fill the GPU), each lane keeps eight 16-byte weight loads in flight
-// (L1-bypassing, software-pipelined, the first issued before the activation rows are made), and
-// the fusions are the bf16 kernel's: RMSNorm making X from float rows, SwiGLU over gate|up
-// (gate and up rows of the same outputs in one warp), beta accumulating into float Y.
+// the weight's and the activation's scales. Each warp takes groups of four weight rows (two
+// where that leaves too few groups to fill the GPU) in turn, the grid no larger than what fits
+// on the GPU at once, so each block makes the activation rows once (they are re-read from L2 by
+// every block); each lane keeps eight 16-byte weight loads in flight (L1-bypassing,
+// software-pipelined, the first issued before the activation rows are made). The fusions are the
+// bf16 kernel's: RMSNorm making X from float rows, SwiGLU over gate|up (gate and up rows of the
+// same outputs in one warp), beta accumulating into float Y.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
+#include <utility>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemv.h"
@@ -77,42 +81,48 @@ __global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
   float* xo = xd + M * nb;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
-  // This warp's weight rows; rows past the matrix read row 0 and store nothing.
+  // Warp groups of R weight rows (SwiGLU: R/2 outputs' gate and up rows), taken in turn by the
+  // warps of the grid, so a block makes the activation rows once for all its groups.
+  const int n_groups = SWIGLU ? (a.n_out + R / 2 - 1) / (R / 2) : (a.n_out + R - 1) / R;
+  const int group_step = gridDim.x * kWarps;
+  int g = blockIdx.x * kWarps + warp;
+  // The group's weight rows; rows past the matrix read row 0 and store nothing.
   int rows[R];
   bool valid[R];
-  const int g = blockIdx.x * kWarps + warp;
-  if constexpr (SWIGLU) {
-    constexpr int O = R / 2;
-#pragma unroll
-    for (int j = 0; j < O; ++j) {
-      const int o = g * O + j;
-      valid[j] = valid[O + j] = o < a.n_out;
-      rows[j] = valid[j] ? o : 0;
-      rows[O + j] = valid[j] ? a.n_out + o : 0;
-    }
-  } else {
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const int row = g * R + r;
-      valid[r] = row < a.n_out;
-      rows[r] = valid[r] ? row : 0;
-    }
-  }
-  const bool active = valid[0];
-  const size_t row_bytes = static_cast<size_t>(weight_row_bytes(F, k));
   const uint4* wp[R];
   const uint16_t* sp[R];
+  const size_t row_bytes = static_cast<size_t>(weight_row_bytes(F, k));
+  auto take_group = [&] {
+    if constexpr (SWIGLU) {
+      constexpr int O = R / 2;
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    wp[r] = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(a.q.w) + rows[r] * row_bytes);
-    sp[r] = a.q.scales + static_cast<size_t>(rows[r]) * nb;
-  }
+      for (int j = 0; j < O; ++j) {
+        const int o = g * O + j;
+        valid[j] = valid[O + j] = o < a.n_out;
+        rows[j] = valid[j] ? o : 0;
+        rows[O + j] = valid[j] ? a.n_out + o : 0;
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int row = g * R + r;
+        valid[r] = row < a.n_out;
+        rows[r] = valid[r] ? row : 0;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      wp[r] = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(a.q.w) + rows[r] * row_bytes);
+      sp[r] = a.q.scales + static_cast<size_t>(rows[r]) * nb;
+    }
+  };
+  take_group();
 
   // Software pipeline: chunk c + 1's loads are in flight while chunk c is multiplied; the first
   // chunk's go out before the activation rows are made, which does not need them.
   uint4 wv[R][U];
   uint16_t ws[R][U];
-  auto load = [&](int base, uint4 (&v)[R][U], uint16_t (&s)[R][U]) {
+  auto load = [&](int base, uint4(&v)[R][U], uint16_t(&s)[R][U]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int idx = base + u * 32 + lane;
@@ -120,7 +130,7 @@ __global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
       for (int r = 0; r < R; ++r) {
         v[r][u] = make_uint4(0, 0, 0, 0);
         s[r][u] = 0;
-        if (active && idx < n_vec) {
+        if (g < n_groups && idx < n_vec) {
           v[r][u] = load_stream(wp[r] + idx);
           s[r][u] = __ldg(sp[r] + idx * E / kQBlock);
         }
@@ -209,88 +219,93 @@ __global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
   }
   __syncthreads();
 
-  if (!active) return;
-  float acc[R][M];
+  for (bool first = true; g < n_groups; g += group_step, first = false) {
+    if (!first) {  // a later group: its first chunk's loads (the first group's went out above)
+      take_group();
+      load(0, wv, ws);
+    }
+    float acc[R][M];
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int mi = 0; mi < M; ++mi) acc[r][mi] = 0.0f;
+      for (int mi = 0; mi < M; ++mi) acc[r][mi] = 0.0f;
 
-  for (int base = 0; base < n_vec; base += 32 * U) {
-    uint4 nv[R][U];
-    uint16_t ns[R][U];
-    load(base + 32 * U, nv, ns);
+    for (int base = 0; base < n_vec; base += 32 * U) {
+      uint4 nv[R][U];
+      uint16_t ns[R][U];
+      load(base + 32 * U, nv, ns);
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int idx = base + u * 32 + lane;
-      if (idx >= n_vec) continue;
-      float wd[R];
+      for (int u = 0; u < U; ++u) {
+        const int idx = base + u * 32 + lane;
+        if (idx >= n_vec) continue;
+        float wd[R];
 #pragma unroll
-      for (int r = 0; r < R; ++r) wd[r] = half_bits_to_float(ws[r][u]);
-      const int b = idx * E / kQBlock;  // the 32-element block of this chunk
+        for (int r = 0; r < R; ++r) wd[r] = half_bits_to_float(ws[r][u]);
+        const int b = idx * E / kQBlock;  // the 32-element block of this chunk
 #pragma unroll
-      for (int mi = 0; mi < M; ++mi) {
-        const float dx = xd[mi * nb + b];
-        if constexpr (F == WeightFormat::kQ8_0) {
-          const int4 x = *reinterpret_cast<const int4*>(xq + static_cast<size_t>(mi) * k + idx * 16);
+        for (int mi = 0; mi < M; ++mi) {
+          const float dx = xd[mi * nb + b];
+          if constexpr (F == WeightFormat::kQ8_0) {
+            const int4 x = *reinterpret_cast<const int4*>(xq + static_cast<size_t>(mi) * k + idx * 16);
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const uint4 w = wv[r][u];
-            int s = __dp4a(static_cast<int>(w.x), x.x, 0);
-            s = __dp4a(static_cast<int>(w.y), x.y, s);
-            s = __dp4a(static_cast<int>(w.z), x.z, s);
-            s = __dp4a(static_cast<int>(w.w), x.w, s);
-            acc[r][mi] = fmaf(wd[r] * dx, static_cast<float>(s), acc[r][mi]);
-          }
-        } else {
-          // Byte j of the chunk: element j (low nibble), element j + 16 (high nibble).
-          const int4* xp = reinterpret_cast<const int4*>(xq + static_cast<size_t>(mi) * k + idx * 32);
-          const int4 x0 = xp[0], x1 = xp[1];
-          const float off = xo[mi * nb + b];
+            for (int r = 0; r < R; ++r) {
+              const uint4 w = wv[r][u];
+              int s = __dp4a(static_cast<int>(w.x), x.x, 0);
+              s = __dp4a(static_cast<int>(w.y), x.y, s);
+              s = __dp4a(static_cast<int>(w.z), x.z, s);
+              s = __dp4a(static_cast<int>(w.w), x.w, s);
+              acc[r][mi] = fmaf(wd[r] * dx, static_cast<float>(s), acc[r][mi]);
+            }
+          } else {
+            // Byte j of the chunk: element j (low nibble), element j + 16 (high nibble).
+            const int4* xp = reinterpret_cast<const int4*>(xq + static_cast<size_t>(mi) * k + idx * 32);
+            const int4 x0 = xp[0], x1 = xp[1];
+            const float off = xo[mi * nb + b];
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const uint4 w = wv[r][u];
-            constexpr unsigned kLo = 0x0F0F0F0Fu;
-            int s = __dp4a(static_cast<int>(w.x & kLo), x0.x, 0);
-            s = __dp4a(static_cast<int>(w.y & kLo), x0.y, s);
-            s = __dp4a(static_cast<int>(w.z & kLo), x0.z, s);
-            s = __dp4a(static_cast<int>(w.w & kLo), x0.w, s);
-            s = __dp4a(static_cast<int>((w.x >> 4) & kLo), x1.x, s);
-            s = __dp4a(static_cast<int>((w.y >> 4) & kLo), x1.y, s);
-            s = __dp4a(static_cast<int>((w.z >> 4) & kLo), x1.z, s);
-            s = __dp4a(static_cast<int>((w.w >> 4) & kLo), x1.w, s);
-            // sum (q - 8) x = dx (sum q xq) - 8 dx (sum xq)
-            acc[r][mi] = fmaf(wd[r], fmaf(dx, static_cast<float>(s), -off), acc[r][mi]);
+            for (int r = 0; r < R; ++r) {
+              const uint4 w = wv[r][u];
+              constexpr unsigned kLo = 0x0F0F0F0Fu;
+              int s = __dp4a(static_cast<int>(w.x & kLo), x0.x, 0);
+              s = __dp4a(static_cast<int>(w.y & kLo), x0.y, s);
+              s = __dp4a(static_cast<int>(w.z & kLo), x0.z, s);
+              s = __dp4a(static_cast<int>(w.w & kLo), x0.w, s);
+              s = __dp4a(static_cast<int>((w.x >> 4) & kLo), x1.x, s);
+              s = __dp4a(static_cast<int>((w.y >> 4) & kLo), x1.y, s);
+              s = __dp4a(static_cast<int>((w.z >> 4) & kLo), x1.z, s);
+              s = __dp4a(static_cast<int>((w.w >> 4) & kLo), x1.w, s);
+              // sum (q - 8) x = dx (sum q xq) - 8 dx (sum xq)
+              acc[r][mi] = fmaf(wd[r], fmaf(dx, static_cast<float>(s), -off), acc[r][mi]);
+            }
           }
         }
       }
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int r = 0; r < R; ++r) wv[r][u] = nv[r][u], ws[r][u] = ns[r][u];
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int r = 0; r < R; ++r) wv[r][u] = nv[r][u], ws[r][u] = ns[r][u];
-  }
 
 #pragma unroll
-  for (int mi = 0; mi < M; ++mi) {
-    float v[R];
+    for (int mi = 0; mi < M; ++mi) {
+      float v[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) v[r] = warp_sum(acc[r][mi]);
-    if (lane != 0) continue;
-    if constexpr (SWIGLU) {
-      constexpr int O = R / 2;
+      for (int r = 0; r < R; ++r) v[r] = warp_sum(acc[r][mi]);
+      if (lane != 0) continue;
+      if constexpr (SWIGLU) {
+        constexpr int O = R / 2;
 #pragma unroll
-      for (int j = 0; j < O; ++j) {
-        if (!valid[j]) continue;
-        // As the unfused path: gate and up rounded to bf16 (the GEMM's output type) first.
-        const float gt = __bfloat162float(__float2bfloat16(v[j])), up = __bfloat162float(__float2bfloat16(v[O + j]));
-        static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + rows[j]] =
-            __float2bfloat16(gt / (1.0f + __expf(-gt)) * up);
+        for (int j = 0; j < O; ++j) {
+          if (!valid[j]) continue;
+          // As the unfused path: gate and up rounded to bf16 (the GEMM's output type) first.
+          const float gt = __bfloat162float(__float2bfloat16(v[j])), up = __bfloat162float(__float2bfloat16(v[O + j]));
+          static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + rows[j]] =
+              __float2bfloat16(gt / (1.0f + __expf(-gt)) * up);
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+          if (valid[r]) store(a, static_cast<int64_t>(mi) * a.n_out + rows[r], v[r]);
       }
-    } else {
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-        if (valid[r]) store(a, static_cast<int64_t>(mi) * a.n_out + rows[r], v[r]);
     }
   }
 }
@@ -298,18 +313,40 @@ __global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
 int sm_count() {
   static const int n = [] {
     int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
       return 132;
     return sms;
   }();
   return n;
 }
 
+// Blocks of `kernel` resident on the whole GPU with `smem` bytes of shared memory each (at least
+// one an SM); cached per kernel and size.
+int resident_blocks(const void* kernel, size_t smem) {
+  static std::mutex mu;
+  static std::map<std::pair<const void*, size_t>, int> cache;
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find({kernel, smem});
+  if (it != cache.end()) return it->second;
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) != cudaSuccess) {
+    cudaGetLastError();
+    per_sm = 1;
+  }
+  return cache[{kernel, smem}] = std::max(1, per_sm) * sm_count();
+}
+
 template <WeightFormat F, int M, int R, bool SWIGLU, bool NORM>
 void launch(const GemvArgs& a, cudaStream_t s) {
+  // As many blocks as there are groups of rows for their warps, at most as many as fit on the
+  // GPU at once: each block then makes the activation rows once and takes several groups.
   const int per_block = kWarps * (SWIGLU ? R / 2 : R);
-  launch_pdl("gemv_q_kernel", gemv_q_kernel<F, M, R, SWIGLU, NORM>, dim3((a.n_out + per_block - 1) / per_block),
-             dim3(kThreads), x_smem_bytes(M, a.k), s, a);
+  const size_t smem = x_smem_bytes(M, a.k);
+  auto* kernel = gemv_q_kernel<F, M, R, SWIGLU, NORM>;
+  const int blocks =
+      std::min((a.n_out + per_block - 1) / per_block, resident_blocks(reinterpret_cast<const void*>(kernel), smem));
+  launch_pdl("gemv_q_kernel", kernel, dim3(blocks), dim3(kThreads), smem, s, a);
 }
 
 template <WeightFormat F, int M, int R>
@@ -321,8 +358,9 @@ void launch_r(const GemvArgs& a, cudaStream_t s) {
 
 template <WeightFormat F, int M>
 void launch_m(const GemvArgs& a, cudaStream_t s) {
-  // Four rows a warp halves the blocks that re-make the activation rows; two where four would
-  // leave fewer than two blocks an SM (Wo and down of a 7B model: 4096 rows).
+  // Four rows a warp read each activation chunk from shared memory once for four rows; two
+  // where four would leave fewer than two blocks' worth of groups an SM (Wo and down of a 7B
+  // model: 4096 rows), so more warps share the loads.
   const int per_block4 = kWarps * (a.swiglu ? 2 : 4);
   if ((a.n_out + per_block4 - 1) / per_block4 >= 2 * sm_count()) return launch_r<F, M, 4>(a, s);
   return launch_r<F, M, 2>(a, s);
@@ -342,10 +380,14 @@ template <WeightFormat F, int M, int R>
 void prepare_r() {
   const int smem = static_cast<int>(kMaxSmem);
   const char* what = "cudaFuncSetAttribute(gemv_q_kernel)";
-  check(cudaFuncSetAttribute(gemv_q_kernel<F, M, R, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
-  check(cudaFuncSetAttribute(gemv_q_kernel<F, M, R, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
-  check(cudaFuncSetAttribute(gemv_q_kernel<F, M, R, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
-  check(cudaFuncSetAttribute(gemv_q_kernel<F, M, R, false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
+  check(cudaFuncSetAttribute(gemv_q_kernel<F, M, R, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        what);
+  check(cudaFuncSetAttribute(gemv_q_kernel<F, M, R, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        what);
+  check(cudaFuncSetAttribute(gemv_q_kernel<F, M, R, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        what);
+  check(cudaFuncSetAttribute(gemv_q_kernel<F, M, R, false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        what);
 }
 
 template <WeightFormat F>
@@ -380,9 +422,9 @@ __global__ void dequant_kernel(WeightRef w, int64_t n_chunks, __nv_bfloat16* out
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int32_t x = static_cast<int32_t>(words[j]);
-        o[2 * j] = pack_bf16(static_cast<float>(static_cast<int8_t>(x)) * d, static_cast<float>(static_cast<int8_t>(x >> 8)) * d);
-        o[2 * j + 1] =
-            pack_bf16(static_cast<float>(static_cast<int8_t>(x >> 16)) * d, static_cast<float>(x >> 24) * d);
+        o[2 * j] = pack_bf16(static_cast<float>(static_cast<int8_t>(x)) * d,
+                             static_cast<float>(static_cast<int8_t>(x >> 8)) * d);
+        o[2 * j + 1] = pack_bf16(static_cast<float>(static_cast<int8_t>(x >> 16)) * d, static_cast<float>(x >> 24) * d);
       }
       dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
       dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
@@ -461,7 +503,8 @@ void dequantize_bf16(const WeightRef& w, int64_t rows, int k, bf16_t* out, cudaS
 }
 
 void embed_rows_any(const WeightRef& table, const int32_t* tokens, int n, int d, float* out, cudaStream_t stream) {
-  if (table.format == WeightFormat::kBf16) return embed_rows(static_cast<const bf16_t*>(table.w), tokens, n, d, out, stream);
+  if (table.format == WeightFormat::kBf16)
+    return embed_rows(static_cast<const bf16_t*>(table.w), tokens, n, d, out, stream);
   if (n == 0) return;
   embed_q_kernel<<<n, 256, 0, stream>>>(table, tokens, d, out);
   check_launch("embed_q_kernel");

@@ -150,8 +150,8 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
   DecodePathStats decode_path_stats() const override { return path_stats_; }
   Session::DeviceMemory device_memory() const override {
-    const int64_t kv = static_cast<int64_t>((k_cache_.size() + v_cache_.size()) * sizeof(half_t) +
-                                            kpos_.size() * sizeof(int32_t));
+    const int64_t kv =
+        static_cast<int64_t>((k_cache_.size() + v_cache_.size()) * sizeof(half_t) + kpos_.size() * sizeof(int32_t));
     return {w_->bytes, static_cast<int64_t>(dequant_.size() * sizeof(bf16_t)), kv};
   }
 
@@ -395,8 +395,8 @@ void CudaForward::ensure_dequant_scratch(int k) {
   grow(dequant_, std::max<size_t>(w_->scratch_elems, static_cast<size_t>(k) * 256));
 }
 
-void CudaForward::gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y,
-                       cudaDataType y_type, float beta) {
+void CudaForward::gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
+                       float beta) {
   if (needs_dequant(w, m, k)) ensure_dequant_scratch(k);
   weight_gemm(blas_, stream_, w, n_out, k, x, m, y, y_type, beta, dequant_.get(), dequant_.size());
 }
@@ -901,7 +901,8 @@ std::vector<float> cuda_weight_product(const CudaProductCase& c) {
   std::vector<uint16_t> xb(c.x.size());
   for (size_t i = 0; i < xb.size(); ++i) xb[i] = fp32_to_bf16(c.x[i]);
   DeviceBuffer<float> xf_d(c.x.size()), nw_d(std::max(1, k)), y_d(static_cast<size_t>(m) * n_out);
-  DeviceBuffer<bf16_t> xb_d(c.x.size()), gu_d(static_cast<size_t>(m) * 2 * n_out), act_d(static_cast<size_t>(m) * n_out);
+  DeviceBuffer<bf16_t> xb_d(c.x.size()), gu_d(static_cast<size_t>(m) * 2 * n_out),
+      act_d(static_cast<size_t>(m) * n_out);
   DeviceBuffer<bf16_t> scratch(static_cast<size_t>(std::max(1, c.scratch_rows)) * k);
   check(cudaMemcpy(xf_d.get(), c.x.data(), c.x.size() * sizeof(float), cudaMemcpyHostToDevice), "x to device");
   check(cudaMemcpy(xb_d.get(), xb.data(), xb.size() * sizeof(uint16_t), cudaMemcpyHostToDevice), "x to device");

@@ -39,8 +39,8 @@ struct CudaProductCase {
   std::span<const float> x;       // m rows of k (rounded to bf16 unless normalized first)
   std::span<const float> norm_w;  // non-empty: X = RMSNorm(x) * norm_w (the product's input as float)
   float eps = 1e-5f;
-  bool swiglu = false;            // Y = bf16(silu(gate) * up), as the gate|up product
-  std::span<const float> y0;      // non-empty: Y = y0 + X W^T (the residual's accumulation)
+  bool swiglu = false;        // Y = bf16(silu(gate) * up), as the gate|up product
+  std::span<const float> y0;  // non-empty: Y = y0 + X W^T (the residual's accumulation)
   int scratch_rows = 64;
 };
 std::vector<float> cuda_weight_product(const CudaProductCase& c);
