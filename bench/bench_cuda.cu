@@ -1,7 +1,8 @@
 // CUDA kernel micro-benchmark on llama2-7b shapes (random data, CUDA events, median of reps):
-// the device-to-device copy ceiling, decode's matrix-vector products (GB/s of weights), decode
-// attention (GB/s of K/V), prefill attention (TFLOP/s of causal attention) per kernel variant,
-// and LazyLLM's GPU selection and importance. Usage: lazyllm_bench_cuda [--quick]
+// the device-to-device copy ceiling, decode's matrix-vector products (GB/s of weights: bf16, and
+// Q8_0 / Q4_0 blocks with prefill's dequantization), decode attention (GB/s of K/V), prefill
+// attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection and
+// importance. Usage: lazyllm_bench_cuda [--quick]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -146,6 +147,74 @@ void bench_gemv() {
   std::printf("gemv one token's products (32 layers + output): new %.2f ms, old %.2f ms\n", total_new, total_old);
 }
 
+// The same products over Q8_0 / Q4_0 blocks (gemv_quant.cu), one and four activation rows, GB/s
+// of the blocks' bytes (quants and scales); and prefill's dequantization into bf16 (GB/s read +
+// written).
+void bench_gemv_quant() {
+  struct Shape {
+    const char* name;
+    int n_out, k;
+    bool swiglu, norm;
+  };
+  const Shape shapes[] = {{"qkv 12288x4096 +norm", 12288, 4096, false, true},
+                          {"wo 4096x4096", 4096, 4096, false, false},
+                          {"gate|up 2x11008x4096 +norm+swiglu", 11008, 4096, true, true},
+                          {"down 4096x11008", 4096, 11008, false, false},
+                          {"output 32000x4096 +norm", 32000, 4096, false, true}};
+  constexpr int kCopies = 4;  // rotate weights so that L2 does not hold them
+  for (WeightFormat f : {WeightFormat::kQ8_0, WeightFormat::kQ4_0}) {
+    const char* fname = f == WeightFormat::kQ8_0 ? "q8_0" : "q4_0";
+    for (int m : {1, 4}) {
+      double total = 0;
+      for (const Shape& s : shapes) {
+        const size_t rows = static_cast<size_t>(s.swiglu ? 2 : 1) * s.n_out;
+        const size_t q_bytes = rows * weight_row_bytes(f, s.k), n_scales = rows * (s.k / kQBlock);
+        DeviceBuffer<uint8_t> q[kCopies];
+        DeviceBuffer<uint16_t> d[kCopies];
+        for (int c = 0; c < kCopies; ++c) {
+          fill<uint8_t>(
+              q[c], q_bytes, [](std::mt19937& r) { return static_cast<uint8_t>(r()); }, 20 + c);
+          fill<uint16_t>(
+              d[c], n_scales, [](std::mt19937& r) { return f16(uni(r) * 0.01f); }, 30 + c);
+        }
+        DeviceBuffer<uint16_t> x;
+        fill<uint16_t>(
+            x, static_cast<size_t>(m) * s.k, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
+        DeviceBuffer<float> hin, nw, y(static_cast<size_t>(m) * rows);
+        fill<float>(
+            hin, static_cast<size_t>(m) * s.k, [](std::mt19937& r) { return uni(r); }, 4);
+        fill<float>(
+            nw, s.k, [](std::mt19937& r) { return 1.0f + 0.1f * uni(r); }, 5);
+        DeviceBuffer<uint16_t> yb(static_cast<size_t>(m) * s.n_out);
+        int c = 0;
+        const double ms = time_ms([&] {
+          GemvArgs a;
+          const int i = c++ % kCopies;
+          a.q.format = f, a.q.w = q[i].get(), a.q.scales = d[i].get();
+          a.n_out = s.n_out, a.k = s.k, a.m = m, a.x = x.get();
+          if (s.norm) a.norm_in = hin.get(), a.norm_w = nw.get(), a.eps = 1e-5f;
+          a.swiglu = s.swiglu;
+          a.y = s.swiglu ? static_cast<void*>(yb.get()) : y.get(), a.y_f32 = !s.swiglu;
+          gemv(a, nullptr);
+        });
+        const double bytes = static_cast<double>(q_bytes + 2 * n_scales);
+        total += (s.n_out == 32000 ? 1 : 32) * ms;
+        std::printf("gemv %s m=%d %-34s %7.1f us %5.0f GB/s\n", fname, m, s.name, ms * 1e3, bytes / ms / 1e6);
+        if (m == 1 && s.n_out == 12288) {
+          DeviceBuffer<uint16_t> out(rows * s.k);
+          const double ms_dq = time_ms([&] {
+            const int i = c++ % kCopies;
+            dequantize_bf16(WeightRef{f, q[i].get(), d[i].get()}, static_cast<int64_t>(rows), s.k, out.get(), nullptr);
+          });
+          std::printf("dequantize %s %s to bf16: %7.1f us %5.0f GB/s (read + write)\n", fname, s.name, ms_dq * 1e3,
+                      (bytes + 2.0 * rows * s.k) / ms_dq / 1e6);
+        }
+      }
+      std::printf("gemv %s m=%d one token's products (32 layers + output): %.2f ms\n", fname, m, total);
+    }
+  }
+}
+
 struct Cache {
   DeviceBuffer<uint16_t> q, k, v, out;
   DeviceBuffer<int32_t> qpos, kpos;
@@ -233,6 +302,7 @@ int main(int argc, char** argv) {
     prepare_kernels();
     bench_copy();
     bench_gemv();
+    bench_gemv_quant();
     bench_decode_attention({4096, 16384, 32768});
     bench_prefill_attention(quick ? std::vector<int>{4096, 16384} : std::vector<int>{4096, 8192, 16384, 32768},
                             std::vector<std::string>{"ws", "wg", "fwd2"});

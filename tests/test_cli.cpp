@@ -157,6 +157,10 @@ TEST(Cli, InfoAndGenModel) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("layers:        2"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("q8_0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gpu weights:   native "), std::string::npos) << r.out;
+  r = run_cli("run -m " + path + " -p hi -n 1 --gpu-weights int4");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--gpu-weights"), std::string::npos) << r.err;
   r = run_cli("bench -m " + path + " --prompt-len 16,32 --gen-len 3 --reps 1 --warmup 0 --lazy --json");
   ASSERT_EQ(r.code, 0) << r.err;
   std::istringstream lines(r.out);

@@ -14,7 +14,9 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <utility>
 
+#include "kernels/cpu/quant.h"
 #include "lazyllm/lazyllm.h"
 #include "lazyllm/tokenizer.h"
 #include "prune/select.h"
@@ -439,11 +441,14 @@ TEST(CudaSelect, SameChoiceAsCpuIncludingTies) {
 // keys), after a reset (graphs reused) and after a second prefill on top of the decoded tokens.
 TEST(CudaDecode, GraphsMatchDirectLaunches) {
   LAZYLLM_REQUIRE_GPU();
-  for (const auto& base : {test::arch_variants()[0], test::arch_variants()[2]}) {
+  // Q4_0: decode graphs over the quantized matrix-vector kernels (prefill dequantizes).
+  for (const auto& [base, dtype] :
+       {std::pair{test::arch_variants()[0], DType::BF16}, std::pair{test::arch_variants()[2], DType::BF16},
+        std::pair{test::arch_variants()[0], DType::Q4_0}}) {
     test::ArchSpec spec = base;
     spec.ctx = 2048;
-    SCOPED_TRACE(spec.name);
-    auto model = test::make_model(spec, DType::BF16);
+    SCOPED_TRACE(spec.name + " " + std::string(dtype_name(dtype)));
+    auto model = test::make_model(spec, dtype);
     auto prompt = random_tokens(1000, model->config().n_vocab, 21);
     ::setenv("LAZYLLM_CUDA_GRAPHS", "0", 1);
     Session direct(model, options(Device::Cuda, 1200));
@@ -475,8 +480,8 @@ TEST(CudaDecode, GraphsMatchDirectLaunches) {
       graphs.decode(a);
       ++steps;
     }
-    std::cout << "[ cuda ] " << spec.name << ": graph decode identical to direct launches for " << steps
-              << " tokens\n";
+    std::cout << "[ cuda ] " << spec.name << " " << dtype_name(dtype)
+              << ": graph decode identical to direct launches for " << steps << " tokens\n";
   }
 }
 
@@ -573,6 +578,213 @@ TEST(CudaErrors, BadTokensAndOverflowAreErrors) {
   gpu.prefill(std::vector<int32_t>(16, 5));
   EXPECT_THROW(gpu.decode(5), Error);
   EXPECT_THROW(gpu.prefill(std::vector<int32_t>{}), Error);
+}
+
+// ---------------------------------------------------------------- quantized weights on the GPU
+
+// Rows of `type` as a GGUF file stores them, quantized from uniform values whose size changes
+// from row to row and from block to block (so a scale read from the wrong row or block shows),
+// and the CPU's dequantization of them.
+struct QuantRows {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+};
+QuantRows random_quant_rows(DType type, int rows, int k, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int64_t rb = row_bytes(type, k);
+  QuantRows q;
+  q.bytes.resize(static_cast<size_t>(rows * rb));
+  q.values.resize(static_cast<size_t>(rows) * k);
+  std::vector<float> f(k);
+  for (int r = 0; r < rows; ++r) {
+    const float row_scale = 0.05f + 0.3f * (r % 7);
+    for (int j = 0; j < k; ++j) f[j] = u(rng) * row_scale * (1.0f + (j / 32 + r) % 5);
+    quantize_row(type, f.data(), q.bytes.data() + r * rb, k);
+    dequantize_row(type, q.bytes.data() + r * rb, q.values.data() + static_cast<size_t>(r) * k, k);
+  }
+  return q;
+}
+
+std::vector<float> random_floats(size_t n, uint64_t seed, float lo, float hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+// The product of c in double from the CPU's dequantized weights: X as the GPU receives it
+// (bf16-rounded, or normalized from the float rows), Y = X W^T, then SwiGLU or the accumulation.
+std::vector<float> reference_product(const CudaProductCase& c, const std::vector<float>& w) {
+  const int m = c.m, k = c.k, n = c.n_out, w_rows = c.swiglu ? 2 * n : n;
+  std::vector<double> x(static_cast<size_t>(m) * k);
+  for (int i = 0; i < m; ++i) {
+    double ss = 0;
+    for (int j = 0; j < k; ++j) ss += double(c.x[i * k + j]) * c.x[i * k + j];
+    const double scale = 1.0 / std::sqrt(ss / k + c.eps);
+    for (int j = 0; j < k; ++j)
+      x[i * k + j] =
+          c.norm_w.empty() ? bf16_to_fp32(fp32_to_bf16(c.x[i * k + j])) : c.x[i * k + j] * scale * c.norm_w[j];
+  }
+  std::vector<double> y(static_cast<size_t>(m) * w_rows);
+  for (int i = 0; i < m; ++i)
+    for (int r = 0; r < w_rows; ++r) {
+      double s = 0;
+      for (int j = 0; j < k; ++j) s += double(w[static_cast<size_t>(r) * k + j]) * x[i * k + j];
+      y[static_cast<size_t>(i) * w_rows + r] = s;
+    }
+  std::vector<float> out(static_cast<size_t>(m) * n);
+  for (int i = 0; i < m; ++i)
+    for (int o = 0; o < n; ++o) {
+      const size_t at = static_cast<size_t>(i) * n + o;
+      if (c.swiglu) {
+        const double g = y[static_cast<size_t>(i) * w_rows + o], up = y[static_cast<size_t>(i) * w_rows + n + o];
+        out[at] = static_cast<float>(g / (1.0 + std::exp(-g)) * up);
+      } else {
+        out[at] = static_cast<float>(y[static_cast<size_t>(i) * w_rows + o] + (c.y0.empty() ? 0.0 : c.y0[at]));
+      }
+    }
+  return out;
+}
+
+// The GPU's products over Q8_0 and Q4_0 blocks against the CPU's dequantized weights, on the
+// paths the forward pass takes: the matrix-vector kernels (batches 1-4; plain, with the RMSNorm
+// fused, accumulating into Y, SwiGLU over gate|up) and the dequantize-then-cuBLAS path (batches
+// 9 and 40, 64 rows of scratch so the larger matrices go in several chunks). Shapes: rows not a
+// multiple of a block's rows, rows of 3 to 344 blocks (chunks past the pipeline's step), and
+// enough rows that the kernels take four rows a warp. Activations go to 8 bits per block in the
+// matrix-vector kernels and weights to bf16 in prefill, hence the bound (a misread block or
+// scale costs far more).
+TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
+  LAZYLLM_REQUIRE_GPU();
+  constexpr double kProductTol = 2e-2;
+  struct Shape {
+    int n_out, k;
+    bool swiglu;
+  };
+  const Shape shapes[] = {{300, 96, false},   {77, 2080, false}, {1000, 1024, false}, {64, 11008, false},
+                          {8500, 256, false}, {300, 96, true},   {77, 2080, true},    {4300, 128, true}};
+  for (DType type : {DType::Q8_0, DType::Q4_0}) {
+    double worst_gemv = 0, worst_prefill = 0;
+    uint64_t seed = 1;
+    for (const Shape& sh : shapes) {
+      const QuantRows w = random_quant_rows(type, sh.swiglu ? 2 * sh.n_out : sh.n_out, sh.k, seed++);
+      const std::vector<float> norm_w = random_floats(sh.k, seed++, 0.5f, 1.5f);
+      for (int m : {1, 2, 3, 4, 9, 40}) {
+        const std::vector<float> x = random_floats(static_cast<size_t>(m) * sh.k, seed++, -2.0f, 2.0f);
+        const std::vector<float> y0 = random_floats(static_cast<size_t>(m) * sh.n_out, seed++, -1.0f, 1.0f);
+        enum Variant { kPlain, kNorm, kAccumulate, kSwiglu };
+        std::vector<Variant> variants =
+            sh.swiglu ? std::vector<Variant>{kSwiglu} : std::vector<Variant>{kPlain, kNorm, kAccumulate};
+        for (Variant v : variants) {
+          CudaProductCase c;
+          c.type = type, c.w = w.bytes.data(), c.n_out = sh.n_out, c.k = sh.k, c.m = m, c.x = x;
+          if (v == kNorm || v == kSwiglu) c.norm_w = norm_w;
+          if (v == kAccumulate) c.y0 = y0;
+          c.swiglu = v == kSwiglu;
+          SCOPED_TRACE(std::string(dtype_name(type)) + " " + std::to_string(sh.n_out) + "x" + std::to_string(sh.k) +
+                       " m=" + std::to_string(m) + " variant " + std::to_string(v));
+          const std::vector<float> gpu = cuda_weight_product(c);
+          const std::vector<float> ref = reference_product(c, w.values);
+          const double r = rel_diff(gpu, ref);
+          EXPECT_LT(r, kProductTol);
+          (m <= 4 ? worst_gemv : worst_prefill) = std::max(m <= 4 ? worst_gemv : worst_prefill, r);
+        }
+      }
+    }
+    std::cout << "[ cuda ] " << dtype_name(type) << " products: worst relative difference " << worst_gemv
+              << " (matrix-vector), " << worst_prefill << " (dequantized, cuBLAS)\n";
+  }
+}
+
+// What `info` reports for a GPU, computed on the host: the quantized matrices at the file's
+// bytes (Q8_0 34 per 32 values, Q4_0 18) in native form, two bytes a value as bf16, norms as
+// floats; a type without native kernels (Q4_K) at bf16's size either way. No GPU needed.
+TEST(CudaQuant, WeightBytesPlannedForEachForm) {
+  for (const auto& spec : {test::arch_variants()[0], test::arch_variants()[1]}) {
+    for (DType dt : {DType::Q8_0, DType::Q4_0}) {
+      SCOPED_TRACE(spec.name + " " + std::string(dtype_name(dt)));
+      auto model = test::make_model(spec, dt);
+      const ModelConfig& c = model->config();
+      const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+      const int64_t elems = (spec.tied ? 1 : 2) * int64_t{c.n_vocab} * c.n_embd +
+                            c.n_layers * (c.n_embd * (qd + 2 * kvd) + qd * c.n_embd + 3 * int64_t{c.n_ff} * c.n_embd);
+      const int64_t floats = 4 * (c.n_embd + 2 * int64_t{c.n_layers} * c.n_embd);
+      const int64_t block = dt == DType::Q8_0 ? 34 : 18;
+      EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).weights, elems / 32 * block + floats);
+      EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kBf16).weights, 2 * elems + floats);
+      // The largest layer matrix prefill dequantizes at once: Q|K|V, Wo, gate or up, down.
+      const int64_t largest = std::max({(qd + 2 * kvd) * c.n_embd, qd * c.n_embd, int64_t{c.n_ff} * c.n_embd});
+      EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).dequant_scratch, 2 * largest);
+      EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kBf16).dequant_scratch, 0);
+    }
+  }
+  test::ArchSpec k_spec{.name = "q4k", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
+  auto model = test::make_model(k_spec, DType::Q4_K);
+  EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).weights, model->gpu_weight_bytes(GpuWeights::kBf16).weights);
+  EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).dequant_scratch, 0);
+}
+
+// Q8_0 and Q4_0 models with their weights kept in their blocks on the GPU (the default) against
+// the CPU backend on the same file, as RandomModelsOfEachArchitecture (prefill dequantizes for
+// cuBLAS, decode reads the blocks); the session's GPU weights take the planned bytes.
+TEST(CudaQuant, NativeModelsFollowTheCpu) {
+  LAZYLLM_REQUIRE_GPU();
+  for (const auto& spec : test::arch_variants()) {
+    for (DType dt : {DType::Q8_0, DType::Q4_0}) {
+      SCOPED_TRACE(spec.name + " " + std::string(dtype_name(dt)));
+      auto model = test::make_model(spec, dt);
+      auto prompt = random_tokens(90, model->config().n_vocab, 11);
+      const double worst = std::max(compare_backends(model, prompt, 0, 6), compare_backends(model, prompt, 41, 3));
+      Session gpu(model, options(Device::Cuda, 128));
+      gpu.prefill(prompt);
+      const Session::DeviceMemory mem = gpu.device_memory();
+      EXPECT_EQ(mem.weights, model->gpu_weight_bytes(GpuWeights::kNative).weights);
+      EXPECT_LT(mem.weights, model->gpu_weight_bytes(GpuWeights::kBf16).weights);
+      EXPECT_EQ(mem.dequant_scratch, model->gpu_weight_bytes(GpuWeights::kNative).dequant_scratch);
+      EXPECT_GT(mem.kv_cache, 0);
+      std::cout << "[ cuda ] " << spec.name << " " << dtype_name(dt) << " native: worst relative logit difference "
+                << worst << "\n";
+    }
+  }
+}
+
+// The same files with every matrix converted to bf16 at load (--gpu-weights bf16): the two forms
+// agree within the tolerance, and the bf16 one takes the bf16 bytes and no scratch. A type
+// without native kernels (Q4_K) runs in native mode through its bf16 fallback, as the CPU does.
+TEST(CudaQuant, NativeFollowsBf16Form) {
+  LAZYLLM_REQUIRE_GPU();
+  for (DType dt : {DType::Q8_0, DType::Q4_0}) {
+    SCOPED_TRACE(dtype_name(dt));
+    auto model = test::make_model(test::arch_variants()[0], dt);
+    auto prompt = random_tokens(90, model->config().n_vocab, 13);
+    SessionOptions no = options(Device::Cuda, 128), bo = no;
+    bo.gpu_weights = GpuWeights::kBf16;
+    Session native(model, no), bf16(model, bo);
+    native.prefill(prompt);
+    bf16.prefill(prompt);
+    double worst = rel_diff(native.logits(), bf16.logits());
+    EXPECT_LT(worst, kLogitTol) << "prefill";
+    for (int s = 0; s < 8; ++s) {
+      const int32_t next = argmax(bf16.logits());
+      native.decode(next);
+      bf16.decode(next);
+      const double r = rel_diff(native.logits(), bf16.logits());
+      EXPECT_LT(r, kLogitTol) << "decode step " << s;
+      worst = std::max(worst, r);
+    }
+    EXPECT_EQ(bf16.device_memory().weights, model->gpu_weight_bytes(GpuWeights::kBf16).weights);
+    EXPECT_EQ(bf16.device_memory().dequant_scratch, 0);
+    EXPECT_LT(native.device_memory().weights, bf16.device_memory().weights);
+    std::cout << "[ cuda ] " << dtype_name(dt) << ": native against bf16 weights, worst relative logit difference "
+              << worst << "\n";
+  }
+  test::ArchSpec k_spec{.name = "q4k", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
+  auto model = test::make_model(k_spec, DType::Q4_K);
+  auto prompt = random_tokens(40, model->config().n_vocab, 17);
+  const double worst = compare_backends(model, prompt, 0, 4);
+  std::cout << "[ cuda ] q4_K (bf16 fallback): worst relative logit difference " << worst << "\n";
 }
 
 }  // namespace

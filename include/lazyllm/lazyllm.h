@@ -46,6 +46,14 @@ std::string_view device_name(Device d);
 // What computes on `d`, for reports: the GPU's name, SMs and memory, or the CPU's model name.
 std::string device_description(Device d);
 
+// How the CUDA backend keeps a model's weight matrices on the GPU. kNative keeps the quantized
+// types it has kernels for (Q8_0, Q4_0) in their GGUF blocks and reads them directly; other
+// types, and every matrix under kBf16, are converted to bf16 at load (F16/BF16 as stored).
+enum class GpuWeights { kNative, kBf16 };
+// "native" or "bf16"; throws Error for anything else.
+GpuWeights parse_gpu_weights(std::string_view name);
+std::string_view gpu_weights_name(GpuWeights w);
+
 // The CPU kernels this process runs. Their instruction-set level is the CPU's best unless the
 // environment variable LAZYLLM_CPU_TARGET=avx512|avx2|sse4|scalar caps it (read once, at the
 // first kernel call), so one machine can run the paths of older CPUs; any other value makes
@@ -109,6 +117,14 @@ class Model {
   const GGUFFile& file() const { return *file_; }
   // Human-readable summary (architecture, sizes, tensor types, tokenizer, context).
   std::string describe() const;
+  // Bytes of GPU memory the CUDA backend's copy of the weights takes in `mode` (shared by the
+  // model's sessions), and the bf16 scratch each session adds to dequantize one quantized matrix
+  // for its prefill products (0 when no matrix stays quantized). Computed on the host; needs no GPU.
+  struct GpuWeightBytes {
+    int64_t weights = 0;
+    int64_t dequant_scratch = 0;
+  };
+  GpuWeightBytes gpu_weight_bytes(GpuWeights mode) const;
   // State a compute backend keeps per model for as long as the model lives (the CUDA backend's
   // weights on the GPU), made by `make` on the first request for `key`. Thread-safe.
   std::shared_ptr<void> backend_cache(const std::string& key, const std::function<std::shared_ptr<void>()>& make) const;
@@ -217,6 +233,8 @@ struct SessionOptions {
   // Cpu by default so library results do not depend on the machine; tools pass default_device().
   // The CUDA backend keeps K/V in half precision and ignores kv_f16 and n_threads.
   Device device = Device::Cpu;
+  // CUDA only: the weights' form on the GPU (see GpuWeights).
+  GpuWeights gpu_weights = GpuWeights::kNative;
   // Test hook: layers the schedule names select, compact and revive even at keep 1.0, so the
   // whole LazyLLM machinery runs while keeping every token (compared with the baseline in tests).
   bool force_selection = false;
@@ -274,6 +292,14 @@ class Session {
   int n_ctx() const { return n_ctx_; }
   const std::vector<int32_t>& history() const { return history_; }
   const SessionStats& stats() const { return stats_; }
+  // GPU memory a CUDA session uses (all zero on the CPU): the model's weights (shared with its
+  // other sessions), the bf16 dequantization scratch and the KV cache (this session's own).
+  struct DeviceMemory {
+    int64_t weights = 0;
+    int64_t dequant_scratch = 0;
+    int64_t kv_cache = 0;
+  };
+  DeviceMemory device_memory() const;
   const SessionOptions& options() const { return options_; }
   const Model& model() const { return *model_; }
 

@@ -168,6 +168,7 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
     so.n_ctx = n_ctx;
     so.n_threads = o.n_threads;
     so.device = o.device;
+    so.gpu_weights = o.gpu_weights;
     so.prune_policy = o.prune_policy;
     so.prune = s.schedule;
     sessions.push_back(std::make_unique<Session>(model, so));

@@ -34,6 +34,7 @@ struct RunOptions {
   int n_ctx = 0;      // 0: the model's trained context
   int n_threads = 0;  // 0: all cores
   Device device = Device::Cpu;
+  GpuWeights gpu_weights = GpuWeights::kNative;
   PrunePolicy prune_policy = PrunePolicy::kAlways;  // a schedule's quality is measured as given
   int limit = 0;      // 0: every sample; else the first `limit`
   std::optional<Metric> metric;         // overrides every dataset's metric

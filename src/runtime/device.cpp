@@ -11,10 +11,13 @@ namespace lazyllm {
 // This build has no CUDA backend: no GPU is ever usable.
 int cuda_device_count() { return 0; }
 std::string cuda_device_description() { return "none (built without CUDA)"; }
-std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int) {
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
 std::vector<int32_t> cuda_select_top_dest(std::span<const float>, int) {
+  throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
+}
+std::vector<float> cuda_weight_product(const CudaProductCase&) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
 #endif

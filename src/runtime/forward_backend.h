@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "lazyllm/lazyllm.h"
 #include "prune/work_counters.h"
 
 namespace lazyllm {
@@ -45,6 +46,8 @@ class ForwardBackend {
   virtual void set_record_selection(bool on) = 0;
   virtual const std::vector<std::vector<int>>& last_selection() const = 0;
   virtual DecodePathStats decode_path_stats() const { return {}; }
+  // GPU memory in use (a GPU backend; zero elsewhere).
+  virtual Session::DeviceMemory device_memory() const { return {}; }
 };
 
 }  // namespace lazyllm

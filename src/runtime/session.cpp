@@ -34,7 +34,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
   baseline_ = std::make_unique<LayerSchedule>(LayerSchedule::baseline(c.n_layers));
   pool_ = std::make_unique<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   if (options_.device == Device::Cuda) {
-    backend_ = make_cuda_forward(*model_, n_ctx_);
+    backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights);
   } else {
     // The CPU computes from the mapped weights: map them all now, not page by page in the first
     // prefill (1.1B f32 model, 16-token first prefill of a fresh process: ~1.49 s before, ~1.24 s
@@ -59,6 +59,8 @@ bool Session::reselects(int n_past, int n) const {
 }
 
 int Session::n_past() const { return backend_->n_past(); }
+
+Session::DeviceMemory Session::device_memory() const { return backend_->device_memory(); }
 
 std::span<const float> Session::logits() const { return backend_->logits(); }
 

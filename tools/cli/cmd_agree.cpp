@@ -100,6 +100,7 @@ int agree(const AgreeArgs& a) {
   base_opt.n_ctx = ctx;
   base_opt.n_threads = a.threads;
   base_opt.device = a.device.resolve();
+  base_opt.gpu_weights = a.device.weights();
   ProgressBar progress("agree");
   const int total_steps = static_cast<int>(prompts.size() * (1 + schedules.size()));
   int step = 0;

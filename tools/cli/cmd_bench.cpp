@@ -41,6 +41,7 @@ struct Samples {
   std::vector<double> device_step_ms;
   int64_t device_misses = 0;
   std::string pruning;  // the session's word on whether its schedule ran (see SessionStats::pruning)
+  Session::DeviceMemory memory;  // after the last run
 };
 
 int32_t argmax(std::span<const float> v) {
@@ -89,6 +90,7 @@ void run_once(Session& s, std::span<const int32_t> prompt, int gen_len, const st
   out.computed_fraction.push_back(s.stats().computed_fraction);
   out.pruning = s.stats().pruning;
   out.lazy_decode = s.stats().lazy_decode;
+  out.memory = s.device_memory();
 }
 
 nlohmann::json samples_json(const Samples& s) {
@@ -141,6 +143,7 @@ int bench(const BenchArgs& a) {
     base_opt.n_threads = a.threads;
     base_opt.fast_math = !a.f32_math;
     base_opt.device = a.device.resolve();
+    base_opt.gpu_weights = a.device.weights();
     std::vector<SessionOptions> opts{base_opt};
     for (const auto& [name, sched] : schedules) {
       SessionOptions lo = base_opt;
@@ -201,6 +204,13 @@ int bench(const BenchArgs& a) {
         {"reps", a.reps},
         {"mode", a.cold ? "cold" : "warm"},
         {"baseline", samples_json(sb)}};
+    if (base_opt.device == Device::Cuda) {
+      // Bytes on the GPU: the model's weights (in their form on it) and the baseline session's own.
+      common["gpu_weights"] = gpu_weights_name(base_opt.gpu_weights);
+      common["gpu_memory"] = {{"weights", sb.memory.weights},
+                              {"dequant_scratch", sb.memory.dequant_scratch},
+                              {"kv_cache", sb.memory.kv_cache}};
+    }
     const Summary tb = summarize(sb.ttft_ms);
     common["ttft_ms"] = tb.median;
     common["prefill_tok_s"] = summarize(sb.prefill_tok_s).median;

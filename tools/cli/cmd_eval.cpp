@@ -60,6 +60,7 @@ int run_eval_command(const EvalArgs& a) {
   o.n_ctx = a.ctx;
   o.n_threads = a.threads;
   o.device = a.device.resolve();
+  o.gpu_weights = a.device.weights();
   o.prune_policy = a.prune.policy();
   o.limit = a.limit;
   if (!a.metric.empty()) {

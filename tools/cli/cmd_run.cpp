@@ -48,6 +48,7 @@ int run(const RunArgs& a, bool have_prompt) {
   opt.n_ctx = a.ctx;
   opt.n_threads = a.threads;
   opt.device = a.device.resolve();
+  opt.gpu_weights = a.device.weights();
   opt.prune = a.prune.resolve(c.n_layers);
   opt.prune_policy = a.prune.policy();
   opt.fast_math = !a.f32_math;

@@ -30,6 +30,12 @@ void PruneFlags::add_to(CLI::App* cmd, bool allow_many, bool with_policy) {
 void DeviceFlag::add_to(CLI::App* cmd) {
   cmd->add_option("--device", name, "Where to compute: cpu, cuda or auto (the GPU when one is usable)")
       ->capture_default_str();
+  cmd->add_option(
+         "--gpu-weights", gpu_weights,
+         "Weights on a GPU: native (Q8_0/Q4_0 kept in their blocks, other types as bf16) or bf16 (every matrix "
+         "converted at load)")
+      ->check(CLI::IsMember({"native", "bf16"}))
+      ->capture_default_str();
 }
 
 PruneSchedule PruneFlags::resolve(int n_layers) const {

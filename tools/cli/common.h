@@ -26,11 +26,14 @@ struct PruneFlags {
   std::vector<std::pair<std::string, PruneSchedule>> resolve_all(int n_layers) const;
 };
 
-// --device cpu|cuda|auto (default auto: the GPU when one is usable).
+// --device cpu|cuda|auto (default auto: the GPU when one is usable), and --gpu-weights
+// native|bf16 (the weights' form on a GPU).
 struct DeviceFlag {
   std::string name = "auto";
+  std::string gpu_weights = "native";
   void add_to(CLI::App* cmd);
   Device resolve() const { return parse_device(name); }
+  GpuWeights weights() const { return parse_gpu_weights(gpu_weights); }
 };
 
 // Reads -p TEXT, -f FILE or standard input (in that order of preference).

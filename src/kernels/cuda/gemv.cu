@@ -206,6 +206,10 @@ bool gemv_applies(int m, int k) {
   return m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && static_cast<size_t>(m) * k * sizeof(uint16_t) <= kMaxSmem;
 }
 
+bool gemv_applies(WeightFormat f, int m, int k) {
+  return f == WeightFormat::kBf16 ? gemv_applies(m, k) : gemv_quant_applies(f, m, k);
+}
+
 void gemv_prepare() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -213,10 +217,12 @@ void gemv_prepare() {
     prepare_m<2>();
     prepare_m<3>();
     prepare_m<4>();
+    gemv_quant_prepare();
   });
 }
 
 void gemv(const GemvArgs& a, cudaStream_t stream) {
+  if (a.q.format != WeightFormat::kBf16) return gemv_quant(a, stream);
   if (!gemv_applies(a.m, a.k)) throw Error("gemv: unsupported shape");
   if (a.swiglu && (a.y_f32 || a.beta != 0.0f)) throw Error("gemv: SwiGLU writes bf16 without accumulation");
   gemv_prepare();

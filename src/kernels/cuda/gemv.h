@@ -1,11 +1,14 @@
 // Decode's weight products without cuBLAS: Y (m rows of n_out) = X (m rows of k) W^T for m up
 // to kGemvMaxRows, bf16 W and X, float or bf16 Y; beta = 1 accumulates into Y. Optionally fused:
 // the RMSNorm that makes X (from float rows), and SwiGLU over a gate|up weight pair.
+// Quantized W (Q8_0, Q4_0: weight_ref.h) runs the kernels of gemv_quant.cu, which read the
+// blocks directly, with the same fusions.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/weight_ref.h"
 
 namespace lazyllm::cuda {
 
@@ -25,14 +28,30 @@ struct GemvArgs {
   void* y = nullptr;
   bool y_f32 = true;
   float beta = 0.0f;
+  // Quantized weights: when q.format is not kBf16, W is q (n_out rows, or 2 n_out for SwiGLU)
+  // and w is unused; X, made from x or norm_in, is then quantized to 8 bits per 32-element block.
+  WeightRef q;
 };
 
 bool gemv_applies(int m, int k);
+// The same for weights of format f (bf16: gemv_applies).
+bool gemv_applies(WeightFormat f, int m, int k);
 void gemv(const GemvArgs& a, cudaStream_t stream);
 // Plain form: Y = X W^T (+ beta Y).
 void gemv(const bf16_t* w, int n_out, int k, const bf16_t* x, int m, void* y, bool y_f32, float beta,
           cudaStream_t stream);
 // Sets the kernels' shared-memory limits; call once before any graph capture.
 void gemv_prepare();
+
+// gemv_quant.cu: gemv() for quantized a.q (called by gemv()), its shared-memory limits (called by
+// gemv_prepare()), and the conversions the other paths need.
+bool gemv_quant_applies(WeightFormat f, int m, int k);
+void gemv_quant(const GemvArgs& a, cudaStream_t stream);
+void gemv_quant_prepare();
+// out (rows of k bf16) = rows [0, rows) of w: prefill's products dequantize a matrix (a chunk of
+// rows at a time) into a scratch buffer and multiply with cuBLAS.
+void dequantize_bf16(const WeightRef& w, int64_t rows, int k, bf16_t* out, cudaStream_t stream);
+// out[i] = table[tokens[i]] as float, for a table of any format (bf16: embed_rows).
+void embed_rows_any(const WeightRef& table, const int32_t* tokens, int n, int d, float* out, cudaStream_t stream);
 
 }  // namespace lazyllm::cuda

@@ -34,6 +34,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/cpu/quant.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_buffer.h"
@@ -63,15 +64,49 @@ constexpr int kGraphBucket = 1024;   // decode graphs are captured per this many
 // and write of the keys; the attention it speeds up reads them once per block of rows).
 constexpr int kGatherRows = 128;
 
-// Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k (bf16);
-// beta = 1 accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernel.
-void gemm(cublasHandle_t h, cudaStream_t stream, const bf16_t* w, int n_out, int k, const bf16_t* x, int m, void* y,
-          cudaDataType y_type, float beta) {
-  if (cuda::gemv_applies(m, k)) return cuda::gemv(w, n_out, k, x, m, y, y_type == CUDA_R_32F, beta, stream);
+// Columns [0, n) of Y (m rows of ldy, float or bf16) = X (m rows of k, bf16) W^T for W n rows of
+// k in bf16, with cuBLAS; beta = 1 accumulates into Y (the residual add).
+void cublas_gemm(cublasHandle_t h, const bf16_t* w, int n, int k, const bf16_t* x, int m, void* y, int ldy,
+                 cudaDataType y_type, float beta) {
   const float alpha = 1.0f;
-  check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n_out, m, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y,
-                     y_type, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+  check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y,
+                     y_type, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx");
+}
+
+// The weight of a matrix-vector product.
+void set_weight(cuda::GemvArgs& g, const cuda::WeightRef& w) {
+  if (w.format == cuda::WeightFormat::kBf16) g.w = static_cast<const bf16_t*>(w.w);
+  else g.q = w;
+}
+
+// Whether weight_gemm needs the dequantization scratch for this product.
+bool needs_dequant(const cuda::WeightRef& w, int m, int k) {
+  return w.format != cuda::WeightFormat::kBf16 && !cuda::gemv_applies(w.format, m, k);
+}
+
+// Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k; beta = 1
+// accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernels; larger
+// batches cuBLAS, a quantized W dequantized into `scratch` (at least k elements) a chunk of rows
+// at a time.
+void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k, const bf16_t* x,
+                 int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems) {
+  if (cuda::gemv_applies(w.format, m, k)) {
+    cuda::GemvArgs g;
+    set_weight(g, w);
+    g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.y_f32 = y_type == CUDA_R_32F, g.beta = beta;
+    return cuda::gemv(g, stream);
+  }
+  if (w.format == cuda::WeightFormat::kBf16)
+    return cublas_gemm(h, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, n_out, y_type, beta);
+  if (scratch_elems < static_cast<size_t>(k)) throw std::logic_error("CUDA forward: no dequantization scratch");
+  const int chunk = static_cast<int>(std::min<size_t>(n_out, scratch_elems / k));
+  const size_t y_elem = y_type == CUDA_R_32F ? sizeof(float) : sizeof(bf16_t);
+  for (int r0 = 0; r0 < n_out; r0 += chunk) {
+    const int rows = std::min(chunk, n_out - r0);
+    cuda::dequantize_bf16(cuda::weight_rows(w, r0, k), rows, k, scratch, stream);
+    cublas_gemm(h, scratch, rows, k, x, m, static_cast<char*>(y) + r0 * y_elem, n_out, y_type, beta);
+  }
 }
 
 // What one layer computes: m rows at positions d_pos, stored from slot slot0 (or the slot in
@@ -97,7 +132,7 @@ bool env_off(const char* name) {
 
 class CudaForward final : public ForwardBackend, private PrefillDevice {
  public:
-  CudaForward(const Model& model, int n_ctx);
+  CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights);
   ~CudaForward() override;
 
   void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
@@ -114,6 +149,11 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void set_record_selection(bool on) override { record_selection_ = on; }
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
   DecodePathStats decode_path_stats() const override { return path_stats_; }
+  Session::DeviceMemory device_memory() const override {
+    const int64_t kv =
+        static_cast<int64_t>((k_cache_.size() + v_cache_.size()) * sizeof(half_t) + kpos_.size() * sizeof(int32_t));
+    return {w_->bytes, static_cast<int64_t>(dequant_.size() * sizeof(bf16_t)), kv};
+  }
 
  private:
   // PrefillDevice: the device half of run_prefill().
@@ -151,6 +191,10 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   }
   void ensure_rows(int m);
   void ensure_aux();
+  // weight_gemm() with this session's handles and scratch.
+  void gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
+            float beta);
+  void ensure_dequant_scratch(int k);
 
   const ModelConfig& c_;
   std::shared_ptr<const cuda::CudaWeights> w_;
@@ -172,6 +216,10 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   DeviceBuffer<float> h_[2], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_;
   bool pdl_ = true;  // programmatic dependent launch for this session's kernels (see pdl.h)
   DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
+  // Quantized weights dequantized for prefill's products (w_->scratch_elems: the largest layer
+  // matrix, gate and up counted apart), made before the first batch the matrix-vector kernels
+  // do not take, so decode graphs never see it allocated.
+  DeviceBuffer<bf16_t> dequant_;
   DeviceBuffer<half_t> q_;
   // Listed keys gathered together for large decode batches (revivals, completion).
   DeviceBuffer<half_t> k_gather_, v_gather_;
@@ -215,11 +263,11 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   std::vector<std::vector<int>> selection_;
 };
 
-CudaForward::CudaForward(const Model& model, int n_ctx)
+CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights)
     : c_(model.config()), n_ctx_(n_ctx), index_(model.config().n_layers, n_ctx) {
   if (c_.head_dim % 2 != 0) throw Error("CUDA backend: odd head size");
   check(cudaSetDevice(0), "cudaSetDevice");
-  w_ = cuda::cuda_weights_for(model);
+  w_ = cuda::cuda_weights_for(model, gpu_weights);
   cuda::prepare_kernels();
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cublasCreate(&blas_), "cublasCreate");
@@ -334,6 +382,23 @@ void CudaForward::ensure_rows(int m) {
   att_.ensure(m * qd);
   gu_.ensure(ffn_rows * 2 * c_.n_ff);
   act_.ensure(ffn_rows * c_.n_ff);
+  if (m > cuda::kGemvMaxRows && w_->scratch_elems > 0) dequant_.ensure(w_->scratch_elems);
+}
+
+void CudaForward::ensure_dequant_scratch(int k) {
+  if (dequant_.size() >= static_cast<size_t>(k)) return;
+  // Only a product the matrix-vector kernels cannot take lands here without ensure_rows having
+  // made the buffer; never one of a decode graph (those run only where they all apply).
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(stream_, &st), "cudaStreamIsCapturing");
+  if (st != cudaStreamCaptureStatusNone) throw std::logic_error("CUDA forward: dequantization scratch under capture");
+  grow(dequant_, std::max<size_t>(w_->scratch_elems, static_cast<size_t>(k) * 256));
+}
+
+void CudaForward::gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
+                       float beta) {
+  if (needs_dequant(w, m, k)) ensure_dequant_scratch(k);
+  weight_gemm(blas_, stream_, w, n_out, k, x, m, y, y_type, beta, dequant_.get(), dequant_.size());
 }
 
 void CudaForward::ensure_aux() {
@@ -355,13 +420,14 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
 
   if (small) {
     cuda::GemvArgs g;
-    g.w = L.wqkv.get(), g.n_out = qd + 2 * kvd, g.k = d, g.m = m;
+    set_weight(g, L.wqkv.ref);
+    g.n_out = qd + 2 * kvd, g.k = d, g.m = m;
     g.norm_in = h, g.norm_w = L.attn_norm.get(), g.eps = c_.rms_eps;
     g.y = qkv_.get(), g.y_f32 = true;
     cuda::gemv(g, stream_);
   } else {
     cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
-    gemm(blas_, stream_, L.wqkv.get(), qd + 2 * kvd, d, xn_.get(), m, qkv_.get(), CUDA_R_32F, 0.0f);
+    gemm(L.wqkv.ref, qd + 2 * kvd, d, xn_.get(), m, qkv_.get(), CUDA_R_32F, 0.0f);
   }
   cuda::QkvFinishArgs qa{qkv_.get(), m,  c.d_pos, L.bqkv.empty() ? nullptr : L.bqkv.get(),
                          rope_cos_.get(), rope_sin_.get(), c_.n_heads, c_.n_kv_heads, hd, c_.rope_neox,
@@ -395,37 +461,39 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
     grow(importance_d_, static_cast<size_t>(aa.n_keys));
     cuda::last_row_importance(aa, m - 1, imp_scratch_.get(), importance_d_.get(), stream_);
   }
-  gemm(blas_, stream_, L.wo.get(), d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
+  gemm(L.wo.ref, d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
 
   if (small) {
     cuda::GemvArgs g;
-    g.w = L.wgu.get(), g.n_out = ff, g.k = d, g.m = m;
+    set_weight(g, L.wgu.ref);
+    g.n_out = ff, g.k = d, g.m = m;
     g.norm_in = h, g.norm_w = L.ffn_norm.get(), g.eps = c_.rms_eps;
     g.swiglu = true, g.y = act_.get(), g.y_f32 = false;
     cuda::gemv(g, stream_);
-    gemm(blas_, stream_, L.wdown.get(), d, ff, act_.get(), m, h, CUDA_R_32F, 1.0f);
+    gemm(L.wdown.ref, d, ff, act_.get(), m, h, CUDA_R_32F, 1.0f);
     return;
   }
   for (int r0 = 0; r0 < m; r0 += kFfnChunkRows) {
     const int rm = std::min(kFfnChunkRows, m - r0);
     float* hc = h + static_cast<size_t>(r0) * d;
     cuda::rmsnorm_bf16(hc, L.ffn_norm.get(), rm, d, c_.rms_eps, xn_.get(), stream_);
-    gemm(blas_, stream_, L.wgu.get(), 2 * ff, d, xn_.get(), rm, gu_.get(), CUDA_R_16BF, 0.0f);
+    gemm(L.wgu.ref, 2 * ff, d, xn_.get(), rm, gu_.get(), CUDA_R_16BF, 0.0f);
     cuda::swiglu_bf16(gu_.get(), rm, ff, act_.get(), stream_);
-    gemm(blas_, stream_, L.wdown.get(), d, ff, act_.get(), rm, hc, CUDA_R_32F, 1.0f);
+    gemm(L.wdown.ref, d, ff, act_.get(), rm, hc, CUDA_R_32F, 1.0f);
   }
 }
 
 void CudaForward::logits_kernels(const float* h_row) {
   if (cuda::gemv_applies(1, c_.n_embd)) {
     cuda::GemvArgs g;
-    g.w = w_->output, g.n_out = c_.n_vocab, g.k = c_.n_embd, g.m = 1;
+    set_weight(g, w_->output);
+    g.n_out = c_.n_vocab, g.k = c_.n_embd, g.m = 1;
     g.norm_in = h_row, g.norm_w = w_->output_norm.get(), g.eps = c_.rms_eps;
     g.y = logits_d_.get(), g.y_f32 = true;
     return cuda::gemv(g, stream_);
   }
   cuda::rmsnorm_bf16(h_row, w_->output_norm.get(), 1, c_.n_embd, c_.rms_eps, xn_.get(), stream_);
-  gemm(blas_, stream_, w_->output, c_.n_vocab, c_.n_embd, xn_.get(), 1, logits_d_.get(), CUDA_R_32F, 0.0f);
+  gemm(w_->output, c_.n_vocab, c_.n_embd, xn_.get(), 1, logits_d_.get(), CUDA_R_32F, 0.0f);
 }
 
 void CudaForward::fetch_logits() {
@@ -458,7 +526,7 @@ void CudaForward::prefill_embed(std::span<const int32_t> tokens, std::span<const
   upload(tokens_d_, std::vector<int32_t>(tokens.begin(), tokens.end()));
   check(cudaMemcpyAsync(alive_pos_d_.get(), pos.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
         "positions to device");
-  cuda::embed_rows(w_->token_embd.get(), tokens_d_.get(), n, c_.n_embd, h_[cur_].get(), stream_);
+  cuda::embed_rows_any(w_->token_embd.ref, tokens_d_.get(), n, c_.n_embd, h_[cur_].get(), stream_);
 }
 
 // On the GPU: no host round trip. The scores are the importance layer l - 1 left in importance_d_
@@ -502,7 +570,7 @@ void CudaForward::decode_chain(int capacity) {
   const int32_t* token = step_d_.get();
   const int32_t* pos = step_d_.get() + 1;
   const int32_t* n_keys = step_d_.get() + 2;
-  cuda::embed_rows(w_->token_embd.get(), token, 1, c_.n_embd, h_[0].get(), stream_);
+  cuda::embed_rows_any(w_->token_embd.ref, token, 1, c_.n_embd, h_[0].get(), stream_);
   for (int l = 0; l < c_.n_layers; ++l) {
     LayerCall c;
     c.m = 1, c.d_pos = pos, c.slot0_dev = pos, c.n_keys = capacity, c.n_keys_dev = n_keys;
@@ -587,7 +655,7 @@ void CudaForward::steady_chain(int capacity, const SteadyDecodePlan& plan) {
   int32_t* sd = steady_d_.get();
   const int32_t *token = sd, *pos = sd + 1, *slot = sd + 3, *n_keys = sd + 3 + L, *nk = sd + 3 + 2 * L;
   int32_t* miss = sd + 2;
-  cuda::embed_rows(w_->token_embd.get(), token, 1, c_.n_embd, h_[0].get(), stream_);
+  cuda::embed_rows_any(w_->token_embd.ref, token, 1, c_.n_embd, h_[0].get(), stream_);
   const int32_t* keys = nullptr;  // the kept keys' positions since the last selection
   int32_t* keys_out = steady_keys_d_.get();
   for (int l = 0; l < L; ++l) {
@@ -724,7 +792,7 @@ void CudaForward::decode_planned(int32_t token, const LayerSchedule& sched) {
   if (sched.any()) ensure_aux();
   int cur = 0;
   upload(tokens_d_, std::vector<int32_t>{token});
-  cuda::embed_rows(w_->token_embd.get(), tokens_d_.get(), 1, d, h_[cur].get(), stream_);
+  cuda::embed_rows_any(w_->token_embd.ref, tokens_d_.get(), 1, d, h_[cur].get(), stream_);
 
   DecodeStep step(index_, counters_, sched, p);
   std::span<const float> importance;
@@ -815,9 +883,76 @@ std::vector<int32_t> cuda_select_top_dest(std::span<const float> scores, int k) 
   return out;
 }
 
-std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx) {
+std::vector<float> cuda_weight_product(const CudaProductCase& c) {
   if (cuda_device_count() == 0) throw Error("CUDA backend: no usable GPU");
-  return std::make_unique<CudaForward>(model, n_ctx);
+  check(cudaSetDevice(0), "cudaSetDevice");
+  cuda::prepare_kernels();
+  const cuda::PdlScope pdl(false);  // on the legacy default stream; the forward's own tests cover PDL
+  const int m = c.m, k = c.k, n_out = c.n_out, w_rows = c.swiglu ? 2 * n_out : n_out;
+  const bool norm = !c.norm_w.empty();
+  if (c.x.size() != static_cast<size_t>(m) * k || (norm && c.norm_w.size() != static_cast<size_t>(k)) ||
+      (!c.y0.empty() && c.y0.size() != static_cast<size_t>(m) * n_out) || (c.swiglu && !c.y0.empty()))
+    throw Error("cuda_weight_product: inconsistent case");
+  WeightView v;
+  v.type = c.type, v.data = c.w, v.rows = w_rows, v.cols = k;
+  int64_t bytes = 0;
+  const cuda::CudaMatrix W = cuda::upload_matrix({&v}, GpuWeights::kNative, bytes);
+
+  std::vector<uint16_t> xb(c.x.size());
+  for (size_t i = 0; i < xb.size(); ++i) xb[i] = fp32_to_bf16(c.x[i]);
+  DeviceBuffer<float> xf_d(c.x.size()), nw_d(std::max(1, k)), y_d(static_cast<size_t>(m) * n_out);
+  DeviceBuffer<bf16_t> xb_d(c.x.size()), gu_d(static_cast<size_t>(m) * 2 * n_out),
+      act_d(static_cast<size_t>(m) * n_out);
+  DeviceBuffer<bf16_t> scratch(static_cast<size_t>(std::max(1, c.scratch_rows)) * k);
+  check(cudaMemcpy(xf_d.get(), c.x.data(), c.x.size() * sizeof(float), cudaMemcpyHostToDevice), "x to device");
+  check(cudaMemcpy(xb_d.get(), xb.data(), xb.size() * sizeof(uint16_t), cudaMemcpyHostToDevice), "x to device");
+  if (norm) check(cudaMemcpy(nw_d.get(), c.norm_w.data(), k * sizeof(float), cudaMemcpyHostToDevice), "norm to device");
+  if (!c.y0.empty())
+    check(cudaMemcpy(y_d.get(), c.y0.data(), c.y0.size() * sizeof(float), cudaMemcpyHostToDevice), "y to device");
+  cublasHandle_t blas = nullptr;
+  check(cublasCreate(&blas), "cublasCreate");
+  const float beta = c.y0.empty() ? 0.0f : 1.0f;
+  try {
+    if (cuda::gemv_applies(W.ref.format, m, k)) {  // as layer_kernels' decode-sized batches
+      cuda::GemvArgs g;
+      set_weight(g, W.ref);
+      g.n_out = n_out, g.k = k, g.m = m;
+      if (norm) g.norm_in = xf_d.get(), g.norm_w = nw_d.get(), g.eps = c.eps;
+      else g.x = xb_d.get();
+      if (c.swiglu) g.swiglu = true, g.y = act_d.get(), g.y_f32 = false;
+      else g.y = y_d.get(), g.y_f32 = true, g.beta = beta;
+      cuda::gemv(g, nullptr);
+    } else {  // as its prefill
+      if (norm) cuda::rmsnorm_bf16(xf_d.get(), nw_d.get(), m, k, c.eps, xb_d.get(), nullptr);
+      if (c.swiglu) {
+        weight_gemm(blas, nullptr, W.ref, 2 * n_out, k, xb_d.get(), m, gu_d.get(), CUDA_R_16BF, 0.0f, scratch.get(),
+                    scratch.size());
+        cuda::swiglu_bf16(gu_d.get(), m, n_out, act_d.get(), nullptr);
+      } else {
+        weight_gemm(blas, nullptr, W.ref, n_out, k, xb_d.get(), m, y_d.get(), CUDA_R_32F, beta, scratch.get(),
+                    scratch.size());
+      }
+    }
+    check(cudaDeviceSynchronize(), "cuda_weight_product");
+  } catch (...) {
+    cublasDestroy(blas);
+    throw;
+  }
+  cublasDestroy(blas);
+  std::vector<float> out(static_cast<size_t>(m) * n_out);
+  if (c.swiglu) {
+    std::vector<uint16_t> a(out.size());
+    check(cudaMemcpy(a.data(), act_d.get(), a.size() * sizeof(uint16_t), cudaMemcpyDeviceToHost), "y to host");
+    for (size_t i = 0; i < a.size(); ++i) out[i] = bf16_to_fp32(a[i]);
+  } else {
+    check(cudaMemcpy(out.data(), y_d.get(), out.size() * sizeof(float), cudaMemcpyDeviceToHost), "y to host");
+  }
+  return out;
+}
+
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights) {
+  if (cuda_device_count() == 0) throw Error("CUDA backend: no usable GPU");
+  return std::make_unique<CudaForward>(model, n_ctx, gpu_weights);
 }
 
 }  // namespace lazyllm

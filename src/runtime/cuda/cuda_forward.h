@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "format/dtype.h"
+#include "lazyllm/lazyllm.h"
 #include "runtime/forward_backend.h"
 
 namespace lazyllm {
@@ -18,11 +20,29 @@ class Model;
 int cuda_device_count();
 // "NVIDIA H100 80GB HBM3, 132 SMs, 79.1 GiB" for benchmark reports.
 std::string cuda_device_description();
-// The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU in bf16
-// once per model (shared by its sessions). Throws Error when no GPU is usable.
-std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx);
+// The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU once per
+// model and form (shared by its sessions; see GpuWeights). Throws Error when no GPU is usable.
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights);
 // Test hook: the GPU's LazyLLM selection (cuda::select_top) over `scores` keeping k, one more row
 // (index n, the last token) always kept. Returns dest: each row's index among the kept rows, or -1.
 std::vector<int32_t> cuda_select_top_dest(std::span<const float> scores, int k);
+
+// Test hook: one weight product as the CUDA forward pass runs it, for a matrix stored as `type`
+// in a GGUF file (its rows at w in the file's layout) and kept on the GPU in its native form:
+// the fused matrix-vector kernels for m rows where they apply, else the unfused kernels and
+// cuBLAS (a quantized matrix dequantized scratch_rows rows at a time). Returns Y, m rows of
+// n_out floats.
+struct CudaProductCase {
+  DType type = DType::Q8_0;
+  const uint8_t* w = nullptr;  // n_out rows of k (SwiGLU: 2 n_out, the gate rows then the up rows)
+  int n_out = 0, k = 0, m = 1;
+  std::span<const float> x;       // m rows of k (rounded to bf16 unless normalized first)
+  std::span<const float> norm_w;  // non-empty: X = RMSNorm(x) * norm_w (the product's input as float)
+  float eps = 1e-5f;
+  bool swiglu = false;        // Y = bf16(silu(gate) * up), as the gate|up product
+  std::span<const float> y0;  // non-empty: Y = y0 + X W^T (the residual's accumulation)
+  int scratch_rows = 64;
+};
+std::vector<float> cuda_weight_product(const CudaProductCase& c);
 
 }  // namespace lazyllm

@@ -1,20 +1,36 @@
 #include "runtime/cuda/cuda_weights.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <thread>
 
 #include "kernels/cpu/quant.h"
-#include "lazyllm/lazyllm.h"
+#include "kernels/cpu/quant_blocks.h"
 #include "model/weights.h"
+#include "runtime/gpu_weight_plan.h"
 
 namespace lazyllm::cuda {
 namespace {
 
-// Converts rows [r0, r1) of w to bf16 at dst (rows of w.cols), in parallel over rows.
+// Runs work(r0, r1) over [0, rows) in parallel.
+void parallel_rows(int64_t rows, const std::function<void(int64_t, int64_t)>& work) {
+  const int n_threads =
+      static_cast<int>(std::clamp<int64_t>(rows / 256, 1, std::max(1u, std::thread::hardware_concurrency())));
+  std::vector<std::thread> threads;
+  const int64_t per = (rows + n_threads - 1) / n_threads;
+  for (int t = 0; t < n_threads; ++t) {
+    const int64_t r0 = t * per, r1 = std::min(rows, r0 + per);
+    if (r0 < r1) threads.emplace_back(work, r0, r1);
+  }
+  for (auto& th : threads) th.join();
+}
+
+// Converts the rows of w to bf16 at dst (rows of w.cols).
 void rows_to_bf16(const WeightView& w, uint16_t* dst) {
-  const int64_t rows = w.rows, cols = w.cols;
-  auto work = [&](int64_t r0, int64_t r1) {
+  const int64_t cols = w.cols;
+  parallel_rows(w.rows, [&](int64_t r0, int64_t r1) {
     std::vector<float> tmp(cols);
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* src = w.data + r * w.row_stride();
@@ -26,32 +42,67 @@ void rows_to_bf16(const WeightView& w, uint16_t* dst) {
       dequantize_row(w.type, src, tmp.data(), cols);
       for (int64_t c = 0; c < cols; ++c) out[c] = fp32_to_bf16(tmp[c]);
     }
-  };
-  const int n_threads = static_cast<int>(std::clamp<int64_t>(rows / 256, 1, std::max(1u, std::thread::hardware_concurrency())));
-  std::vector<std::thread> threads;
-  const int64_t per = (rows + n_threads - 1) / n_threads;
-  for (int t = 0; t < n_threads; ++t) {
-    const int64_t r0 = t * per, r1 = std::min(rows, r0 + per);
-    if (r0 < r1) threads.emplace_back(work, r0, r1);
-  }
-  for (auto& th : threads) th.join();
+  });
 }
 
-// Uploads the row-wise concatenation of `parts` (same column count) as one bf16 matrix.
-DeviceBuffer<bf16_t> upload_matrix(std::initializer_list<const WeightView*> parts, int64_t& bytes) {
-  int64_t rows = 0, cols = (*parts.begin())->cols;
-  for (const WeightView* p : parts) rows += p->rows;
-  std::vector<uint16_t> host(static_cast<size_t>(rows * cols));
+// Splits the Q8_0 / Q4_0 blocks of w's rows into quants (at q, rows of q_row bytes) and scales
+// (at d, rows of cols / 32).
+template <typename Block>
+void split_blocks(const WeightView& w, uint8_t* q, uint16_t* d) {
+  const int64_t nb = w.cols / qblock::kQK;
+  constexpr size_t kQs = sizeof(Block::qs);
+  parallel_rows(w.rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const auto* blocks = reinterpret_cast<const Block*>(w.data + r * w.row_stride());
+      for (int64_t b = 0; b < nb; ++b) {
+        std::memcpy(q + (r * nb + b) * kQs, blocks[b].qs, kQs);
+        d[r * nb + b] = blocks[b].d;
+      }
+    }
+  });
+}
+
+WeightFormat format_of(DType t) {
+  switch (t) {
+    case DType::Q8_0: return WeightFormat::kQ8_0;
+    case DType::Q4_0: return WeightFormat::kQ4_0;
+    default: return WeightFormat::kBf16;
+  }
+}
+
+}  // namespace
+
+CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeights mode, int64_t& bytes) {
+  CudaMatrix m;
+  m.cols = (*parts.begin())->cols;
+  for (const WeightView* p : parts) m.rows += p->rows;
+  const DType t = gpu_matrix_type(parts, mode);
+  const WeightFormat f = format_of(t);
+  const int64_t total = gpu_matrix_bytes(t, m.rows, m.cols);
+  const int64_t q_bytes = m.rows * weight_row_bytes(f, m.cols);  // the scales follow the quants
+  std::vector<uint8_t> host(static_cast<size_t>(total));
   int64_t r = 0;
   for (const WeightView* p : parts) {
-    rows_to_bf16(*p, host.data() + r * cols);
+    if (f == WeightFormat::kBf16) {
+      rows_to_bf16(*p, reinterpret_cast<uint16_t*>(host.data()) + r * m.cols);
+    } else {
+      uint8_t* q = host.data() + r * weight_row_bytes(f, m.cols);
+      uint16_t* d = reinterpret_cast<uint16_t*>(host.data() + q_bytes) + r * (m.cols / kQBlock);
+      if (f == WeightFormat::kQ8_0) split_blocks<qblock::Q8_0>(*p, q, d);
+      else split_blocks<qblock::Q4_0>(*p, q, d);
+    }
     r += p->rows;
   }
-  DeviceBuffer<bf16_t> d(host.size());
-  check(cudaMemcpy(d.get(), host.data(), host.size() * sizeof(uint16_t), cudaMemcpyHostToDevice), "upload weights");
-  bytes += static_cast<int64_t>(host.size() * sizeof(uint16_t));
-  return d;
+  m.data = DeviceBuffer<uint8_t>(host.size());
+  check(cudaMemcpy(m.data.get(), host.data(), host.size(), cudaMemcpyHostToDevice), "upload weights");
+  bytes += total;
+  m.ref.format = f;
+  m.ref.w = m.data.get();
+  if (f != WeightFormat::kBf16) m.ref.scales = reinterpret_cast<const uint16_t*>(m.data.get() + q_bytes);
+  return m;
 }
+
+namespace {
 
 DeviceBuffer<float> upload_floats(const float* src, int64_t n, int64_t& bytes) {
   DeviceBuffer<float> d(n);
@@ -60,17 +111,23 @@ DeviceBuffer<float> upload_floats(const float* src, int64_t n, int64_t& bytes) {
   return d;
 }
 
-std::shared_ptr<CudaWeights> upload(const Model& model) {
+std::shared_ptr<CudaWeights> upload(const Model& model, GpuWeights mode) {
   const ModelConfig& c = model.config();
   const ModelWeights& w = model.weights();
+  const GpuWeightPlan plan = plan_gpu_weights(c, w, mode);
+  if (mode == GpuWeights::kNative)
+    for (const std::string& t : plan.converted)
+      std::fprintf(stderr, "note: the CUDA backend has no kernels for %s weights yet; they go to the GPU as bf16\n",
+                   t.c_str());
   auto out = std::make_shared<CudaWeights>();
+  out->scratch_elems = plan.scratch_elems;
   int64_t& bytes = out->bytes;
-  out->token_embd = upload_matrix({&w.token_embd}, bytes);
+  out->token_embd = upload_matrix({&w.token_embd}, mode, bytes);
   if (w.output.data == w.token_embd.data && w.output.type == w.token_embd.type) {
-    out->output = out->token_embd.get();
+    out->output = out->token_embd.ref;
   } else {
-    out->output_own = upload_matrix({&w.output}, bytes);
-    out->output = out->output_own.get();
+    out->output_own = upload_matrix({&w.output}, mode, bytes);
+    out->output = out->output_own.ref;
   }
   out->output_norm = upload_floats(w.output_norm, c.n_embd, bytes);
   const int qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
@@ -80,26 +137,27 @@ std::shared_ptr<CudaWeights> upload(const Model& model) {
     CudaLayerWeights& G = out->layers[l];
     G.attn_norm = upload_floats(L.attn_norm, c.n_embd, bytes);
     G.ffn_norm = upload_floats(L.ffn_norm, c.n_embd, bytes);
-    G.wqkv = upload_matrix({&L.wq, &L.wk, &L.wv}, bytes);
+    G.wqkv = upload_matrix({&L.wq, &L.wk, &L.wv}, mode, bytes);
     if (L.bq) {
       std::vector<float> b(L.bq, L.bq + qd);
       b.insert(b.end(), L.bk, L.bk + kvd);
       b.insert(b.end(), L.bv, L.bv + kvd);
       G.bqkv = upload_floats(b.data(), static_cast<int64_t>(b.size()), bytes);
     }
-    G.wo = upload_matrix({&L.wo}, bytes);
-    G.wgu = upload_matrix({&L.w_gate, &L.w_up}, bytes);
-    G.wdown = upload_matrix({&L.w_down}, bytes);
+    G.wo = upload_matrix({&L.wo}, mode, bytes);
+    G.wgu = upload_matrix({&L.w_gate, &L.w_up}, mode, bytes);
+    G.wdown = upload_matrix({&L.w_down}, mode, bytes);
   }
   return out;
 }
 
 }  // namespace
 
-std::shared_ptr<const CudaWeights> cuda_weights_for(const Model& model) {
-  // Kept by the model, so sessions created one after another share one upload.
+std::shared_ptr<const CudaWeights> cuda_weights_for(const Model& model, GpuWeights mode) {
+  // Kept by the model, so sessions created one after another share one upload (per form).
+  const std::string key = "cuda_weights_" + std::string(gpu_weights_name(mode));
   return std::static_pointer_cast<const CudaWeights>(
-      model.backend_cache("cuda_weights", [&] { return std::static_pointer_cast<void>(upload(model)); }));
+      model.backend_cache(key, [&] { return std::static_pointer_cast<void>(upload(model, mode)); }));
 }
 
 }  // namespace lazyllm::cuda

@@ -1,0 +1,75 @@
+#include "runtime/gpu_weight_plan.h"
+
+#include <algorithm>
+
+#include "kernels/cpu/matmul.h"
+#include "model/weights.h"
+
+namespace lazyllm {
+
+bool gpu_native_type(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+
+DType gpu_matrix_type(std::initializer_list<const WeightView*> parts, GpuWeights mode) {
+  const DType t = (*parts.begin())->type;
+  if (mode != GpuWeights::kNative || !gpu_native_type(t)) return DType::BF16;
+  for (const WeightView* p : parts)
+    if (p->type != t) return DType::BF16;
+  return t;
+}
+
+int64_t gpu_matrix_bytes(DType t, int64_t rows, int64_t cols) {
+  if (t == DType::BF16) return rows * cols * 2;
+  return rows * row_bytes(t, cols);  // the same bytes as the file's blocks, arranged differently
+}
+
+GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuWeights mode) {
+  GpuWeightPlan p;
+  auto note = [&](std::initializer_list<const WeightView*> parts, DType t) {
+    for (const WeightView* v : parts) {
+      const DType s = v->type;
+      const bool quantized = s != DType::F32 && s != DType::F16 && s != DType::BF16;
+      const std::string name(dtype_name(s));
+      if (quantized && t == DType::BF16 && std::find(p.converted.begin(), p.converted.end(), name) == p.converted.end())
+        p.converted.push_back(name);
+    }
+  };
+  // A matrix of `parts`; `staged` rows at a time go through the bf16 scratch in prefill.
+  auto matrix = [&](std::initializer_list<const WeightView*> parts, bool layer, int64_t staged_rows) {
+    const DType t = gpu_matrix_type(parts, mode);
+    int64_t rows = 0;
+    for (const WeightView* v : parts) rows += v->rows;
+    const int64_t cols = (*parts.begin())->cols;
+    p.weight_bytes += gpu_matrix_bytes(t, rows, cols);
+    if (layer && t != DType::BF16) p.scratch_elems = std::max(p.scratch_elems, staged_rows * cols);
+    note(parts, t);
+  };
+  const int64_t f = sizeof(float);
+  matrix({&w.token_embd}, false, 0);
+  if (!(w.output.data == w.token_embd.data && w.output.type == w.token_embd.type)) matrix({&w.output}, false, 0);
+  p.weight_bytes += c.n_embd * f;  // output norm
+  const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+  for (const LayerWeights& L : w.layers) {
+    p.weight_bytes += 2 * c.n_embd * f;  // norms
+    matrix({&L.wq, &L.wk, &L.wv}, true, qd + 2 * kvd);
+    if (L.bq) p.weight_bytes += (qd + 2 * kvd) * f;
+    matrix({&L.wo}, true, L.wo.rows);
+    matrix({&L.w_gate, &L.w_up}, true, L.w_gate.rows);
+    matrix({&L.w_down}, true, L.w_down.rows);
+  }
+  return p;
+}
+
+Model::GpuWeightBytes Model::gpu_weight_bytes(GpuWeights mode) const {
+  const GpuWeightPlan p = plan_gpu_weights(config(), weights(), mode);
+  return {p.weight_bytes, p.scratch_elems * 2};
+}
+
+GpuWeights parse_gpu_weights(std::string_view name) {
+  if (name == "native") return GpuWeights::kNative;
+  if (name == "bf16") return GpuWeights::kBf16;
+  throw Error("unknown GPU weight form '" + std::string(name) + "' (expected native or bf16)");
+}
+
+std::string_view gpu_weights_name(GpuWeights w) { return w == GpuWeights::kNative ? "native" : "bf16"; }
+
+}  // namespace lazyllm

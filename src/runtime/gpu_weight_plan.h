@@ -1,0 +1,38 @@
+// What form each weight matrix takes on the GPU (GpuWeights), decided on the host so the CUDA
+// upload, `info` and the byte counts agree and the non-CUDA build can report them too.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "format/dtype.h"
+#include "lazyllm/lazyllm.h"
+
+namespace lazyllm {
+
+struct WeightView;
+
+// The type a matrix made of `parts` (concatenated by rows: Q|K|V, gate|up) keeps on the GPU:
+// its stored type when every part has it and the CUDA backend has kernels for it (Q8_0, Q4_0)
+// in native mode, else BF16.
+DType gpu_matrix_type(std::initializer_list<const WeightView*> parts, GpuWeights mode);
+
+// Whether the CUDA backend reads matrices of type t in their blocks.
+bool gpu_native_type(DType t);
+
+// Bytes of a rows x cols matrix of gpu type t on the GPU (blocks: the quants, then the scales).
+int64_t gpu_matrix_bytes(DType t, int64_t rows, int64_t cols);
+
+struct GpuWeightPlan {
+  int64_t weight_bytes = 0;
+  // Elements of the largest bf16 staging a quantized layer matrix needs for prefill products
+  // (gate and up are dequantized one at a time); 0 when nothing stays quantized.
+  int64_t scratch_elems = 0;
+  // Stored types that are quantized but go to the GPU as bf16 (no native kernel), by name.
+  std::vector<std::string> converted;
+};
+GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuWeights mode);
+
+}  // namespace lazyllm
