@@ -1,0 +1,306 @@
+// The CUDA forward pass: construction, buffers, one layer's kernels, the logits and prefill
+// (the device half of runtime/prefill.cpp's walk). Decode: cuda_decode.cpp.
+#include "runtime/cuda/cuda_forward_pass.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <string_view>
+
+#include "kernels/cpu/rope.h"
+#include "lazyllm/lazyllm.h"
+#include "model/weights.h"
+
+namespace lazyllm::cuda_pass {
+namespace {
+
+bool env_off(const char* name) {
+  const char* e = std::getenv(name);
+  return e && (std::string_view(e) == "0" || std::string_view(e) == "off");
+}
+
+}  // namespace
+
+CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights)
+    : c_(model.config()), n_ctx_(n_ctx), index_(model.config().n_layers, n_ctx) {
+  if (c_.head_dim % 2 != 0) throw Error("CUDA backend: odd head size");
+  check(cudaSetDevice(0), "cudaSetDevice");
+  w_ = cuda::cuda_weights_for(model, gpu_weights);
+  cuda::prepare_kernels();
+  check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  check(cublasCreate(&blas_), "cublasCreate");
+  check(cublasSetStream(blas_, stream_), "cublasSetStream");
+  const size_t kvd = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim;
+  const size_t per_layer = static_cast<size_t>(n_ctx) * kvd;
+  k_cache_.ensure(per_layer * c_.n_layers);
+  v_cache_.ensure(per_layer * c_.n_layers);
+  kpos_.ensure(static_cast<size_t>(n_ctx) * c_.n_layers);
+
+  // RoPE tables from the CPU's per-pair angles, evaluated in double as the CPU does.
+  const Rope rope(c_, model.weights().rope_freq_factors);
+  const int half = c_.head_dim / 2;
+  std::vector<float> cs(static_cast<size_t>(n_ctx) * half), sn(cs.size());
+  for (int p = 0; p < n_ctx; ++p)
+    for (int i = 0; i < half; ++i) {
+      const double a = p * rope.inv_freq()[i];
+      cs[static_cast<size_t>(p) * half + i] = static_cast<float>(std::cos(a));
+      sn[static_cast<size_t>(p) * half + i] = static_cast<float>(std::sin(a));
+    }
+  upload(rope_cos_, cs);
+  upload(rope_sin_, sn);
+  logits_d_.ensure(c_.n_vocab);
+  logits_h_.ensure(c_.n_vocab);
+  // Index buffers at full size once, so no reallocation happens under queued kernels.
+  for (auto* b : {&tokens_d_, &pos_d_, &src_idx_d_, &dst_idx_d_, &key_slots_d_, &row_keys_d_, &dest_d_})
+    b->ensure(n_ctx + 1);
+  step_d_.ensure(4);
+  step_h_.ensure(4);
+  // Decode attention's partial results for one row over the whole context, so decode graphs
+  // never see this buffer move.
+  cuda::AttentionArgs cap{};
+  cap.m = 1, cap.n_heads = c_.n_heads, cap.n_kv_heads = c_.n_kv_heads, cap.head_dim = c_.head_dim;
+  cap.n_keys = (n_ctx + kGraphBucket - 1) / kGraphBucket * kGraphBucket;
+  att_scratch_.ensure(std::max<size_t>(1, cuda::attention_scratch_floats(cap)));
+  // Importance over up to the whole context, allocated once (prefill's selection reads it while
+  // later layers run).
+  cap.n_keys = n_ctx;
+  importance_d_.ensure(n_ctx);
+  imp_scratch_.ensure(cuda::importance_scratch_floats(cap));
+  use_graphs_ = !env_off("LAZYLLM_CUDA_GRAPHS");
+  use_steady_ = use_graphs_ && !env_off("LAZYLLM_CUDA_STEADY_DECODE");
+  pdl_ = cuda::pdl_env_allows();
+}
+
+CudaForward::~CudaForward() {
+  drop_graphs();
+  if (blas_) cublasDestroy(blas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaForward::drop_graphs() {
+  for (auto& [cap, exec] : graphs_) cudaGraphExecDestroy(exec);
+  graphs_.clear();
+  for (auto& [cap, exec] : steady_graphs_) cudaGraphExecDestroy(exec);
+  steady_graphs_.clear();
+}
+
+
+void CudaForward::sync_stream() {
+  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  staging_used_ = 0;
+}
+
+void CudaForward::clear() {
+  n_past_ = 0;
+  index_.clear();
+  counters_ = {};
+  path_stats_ = {};
+  mirror_dirty_ = true;
+  last_revived_ = false;
+  steady_backoff_ = steady_skip_ = 0;
+  logits_.clear();
+  selection_.clear();
+}
+
+// Grows the activation buffers to hold m rows, by at least half again (capped at the context),
+// so a session whose batches grow a row at a time does not reallocate (and synchronise the
+// device) at every step.
+void CudaForward::ensure_rows(int m) {
+  if (m <= rows_cap_) return;
+  m = std::max(m, std::min(n_ctx_ + 1, rows_cap_ + rows_cap_ / 2));
+  rows_cap_ = m;
+  const size_t d = c_.n_embd, qd = static_cast<size_t>(c_.n_heads) * c_.head_dim;
+  const size_t kvd = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim;
+  const size_t ffn_rows = std::min(m, kFfnChunkRows);
+  drop_graphs();
+  h_[0].ensure(m * d);
+  h_[1].ensure(m * d);
+  xn_.ensure(m * std::max(d, qd));
+  qkv_.ensure(m * (qd + 2 * kvd));
+  q_.ensure(m * qd);
+  att_.ensure(m * qd);
+  gu_.ensure(ffn_rows * 2 * c_.n_ff);
+  act_.ensure(ffn_rows * c_.n_ff);
+  if (m > cuda::kGemvMaxRows && w_->scratch_elems > 0) dequant_.ensure(w_->scratch_elems);
+}
+
+void CudaForward::ensure_dequant_scratch(int k) {
+  if (dequant_.size() >= static_cast<size_t>(k)) return;
+  // Only a product the matrix-vector kernels cannot take lands here without ensure_rows having
+  // made the buffer; never one of a decode graph (those run only where they all apply).
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(stream_, &st), "cudaStreamIsCapturing");
+  if (st != cudaStreamCaptureStatusNone) throw std::logic_error("CUDA forward: dequantization scratch under capture");
+  grow(dequant_, std::max<size_t>(w_->scratch_elems, static_cast<size_t>(k) * 256));
+}
+
+void CudaForward::gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
+                       float beta) {
+  if (needs_dequant(w, m, k)) ensure_dequant_scratch(k);
+  weight_gemm(blas_, stream_, w, n_out, k, x, m, y, y_type, beta, dequant_.get(), dequant_.size());
+}
+
+void CudaForward::ensure_aux() {
+  if (aux_.empty()) aux_.ensure(static_cast<size_t>(n_ctx_) * c_.n_embd);
+}
+
+// ------------------------------------------------------------------ one layer
+
+void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
+  const cuda::CudaLayerWeights& L = w_->layers[l];
+  const int d = c_.n_embd, hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd, ff = c_.n_ff;
+  const int m = c.m;
+  const size_t layer_off = static_cast<size_t>(l) * n_ctx_;
+  half_t* kc = k_cache_.get() + layer_off * kvd;
+  half_t* vc = v_cache_.get() + layer_off * kvd;
+  int32_t* kpos = kpos_.get() + layer_off;
+  // Decode-sized batches: RMSNorm fused into the products after it, SwiGLU into gate|up.
+  const bool small = cuda::gemv_applies(m, d) && cuda::gemv_applies(m, ff) && cuda::gemv_applies(m, qd);
+
+  if (small) {
+    cuda::GemvArgs g;
+    set_weight(g, L.wqkv.ref);
+    g.n_out = qd + 2 * kvd, g.k = d, g.m = m;
+    g.norm_in = h, g.norm_w = L.attn_norm.get(), g.eps = c_.rms_eps;
+    g.y = qkv_.get(), g.y_f32 = true;
+    cuda::gemv(g, stream_);
+  } else {
+    cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
+    gemm(L.wqkv.ref, qd + 2 * kvd, d, xn_.get(), m, qkv_.get(), CUDA_R_32F, 0.0f);
+  }
+  cuda::QkvFinishArgs qa{qkv_.get(), m,  c.d_pos, L.bqkv.empty() ? nullptr : L.bqkv.get(),
+                         rope_cos_.get(), rope_sin_.get(), c_.n_heads, c_.n_kv_heads, hd, c_.rope_neox,
+                         q_.get(), kc, vc, kpos, c.slot0};
+  qa.slot0_dev = c.slot0_dev;
+  cuda::qkv_finish(qa, stream_);
+
+  const half_t *k_att = kc, *v_att = vc;
+  const int32_t *kpos_att = kpos, *key_slots = c.key_slots;
+  if (c.gather_keys) {
+    const size_t n = static_cast<size_t>(c.n_keys);
+    if (pos_gather_.size() < n) {  // by half again, capped at the context: few reallocations
+      const size_t cap = std::min<size_t>(n_ctx_, n + n / 2);
+      grow(k_gather_, cap * kvd);
+      grow(v_gather_, cap * kvd);
+      grow(pos_gather_, cap);
+    }
+    cuda::gather_kv(kc, vc, kpos, c.key_slots, c.n_keys, kvd, k_gather_.get(), v_gather_.get(), pos_gather_.get(),
+                    stream_);
+    k_att = k_gather_.get(), v_att = v_gather_.get(), kpos_att = pos_gather_.get(), key_slots = nullptr;
+  }
+  cuda::AttentionArgs aa{q_.get(), m, c.d_pos, k_att, v_att, kpos_att, key_slots, c.n_keys, c.slot0,
+                         c_.n_heads, c_.n_kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd)), att_.get()};
+  aa.n_keys_dev = c.n_keys_dev;
+  aa.row_key_end = c.row_key_end;
+  const size_t scratch = cuda::attention_scratch_floats(aa);
+  if (scratch) grow(att_scratch_, scratch);
+  cuda::attention(aa, att_scratch_.get(), stream_);
+  if (c.want_importance) {
+    grow(imp_scratch_, cuda::importance_scratch_floats(aa));
+    grow(importance_d_, static_cast<size_t>(aa.n_keys));
+    cuda::last_row_importance(aa, m - 1, imp_scratch_.get(), importance_d_.get(), stream_);
+  }
+  gemm(L.wo.ref, d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
+
+  if (small) {
+    cuda::GemvArgs g;
+    set_weight(g, L.wgu.ref);
+    g.n_out = ff, g.k = d, g.m = m;
+    g.norm_in = h, g.norm_w = L.ffn_norm.get(), g.eps = c_.rms_eps;
+    g.swiglu = true, g.y = act_.get(), g.y_f32 = false;
+    cuda::gemv(g, stream_);
+    gemm(L.wdown.ref, d, ff, act_.get(), m, h, CUDA_R_32F, 1.0f);
+    return;
+  }
+  for (int r0 = 0; r0 < m; r0 += kFfnChunkRows) {
+    const int rm = std::min(kFfnChunkRows, m - r0);
+    float* hc = h + static_cast<size_t>(r0) * d;
+    cuda::rmsnorm_bf16(hc, L.ffn_norm.get(), rm, d, c_.rms_eps, xn_.get(), stream_);
+    gemm(L.wgu.ref, 2 * ff, d, xn_.get(), rm, gu_.get(), CUDA_R_16BF, 0.0f);
+    cuda::swiglu_bf16(gu_.get(), rm, ff, act_.get(), stream_);
+    gemm(L.wdown.ref, d, ff, act_.get(), rm, hc, CUDA_R_32F, 1.0f);
+  }
+}
+
+void CudaForward::logits_kernels(const float* h_row) {
+  if (cuda::gemv_applies(1, c_.n_embd)) {
+    cuda::GemvArgs g;
+    set_weight(g, w_->output);
+    g.n_out = c_.n_vocab, g.k = c_.n_embd, g.m = 1;
+    g.norm_in = h_row, g.norm_w = w_->output_norm.get(), g.eps = c_.rms_eps;
+    g.y = logits_d_.get(), g.y_f32 = true;
+    return cuda::gemv(g, stream_);
+  }
+  cuda::rmsnorm_bf16(h_row, w_->output_norm.get(), 1, c_.n_embd, c_.rms_eps, xn_.get(), stream_);
+  gemm(w_->output, c_.n_vocab, c_.n_embd, xn_.get(), 1, logits_d_.get(), CUDA_R_32F, 0.0f);
+}
+
+void CudaForward::fetch_logits() {
+  check(cudaMemcpyAsync(logits_h_.get(), logits_d_.get(), c_.n_vocab * sizeof(float), cudaMemcpyDeviceToHost,
+                        stream_),
+        "logits to host");
+  sync_stream();
+  logits_.assign(logits_h_.get(), logits_h_.get() + c_.n_vocab);
+}
+
+// ------------------------------------------------------------------ prefill
+
+void CudaForward::prefill(std::span<const int32_t> tokens, const LayerSchedule& sched,
+                          const std::function<void(int, int)>& progress) {
+  const cuda::PdlScope pdl(pdl_);
+  mirror_dirty_ = true;
+  last_revived_ = false;
+  steady_backoff_ = steady_skip_ = 0;
+  run_prefill(*this, index_, counters_, tokens, n_past_, c_.n_vocab, sched, progress);
+  n_past_ += static_cast<int>(tokens.size());
+}
+
+void CudaForward::prefill_embed(std::span<const int32_t> tokens, std::span<const int32_t> pos,
+                                const PrefillPlan& plan) {
+  const int n = static_cast<int>(tokens.size());
+  prefill_n_ = n, list_ = 0, cur_ = 0;
+  ensure_rows(n);
+  if (plan.n_lists > 1) ensure_aux();
+  grow(alive_pos_d_, static_cast<size_t>(plan.n_lists) * n);
+  upload(tokens_d_, std::vector<int32_t>(tokens.begin(), tokens.end()));
+  check(cudaMemcpyAsync(alive_pos_d_.get(), pos.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+        "positions to device");
+  cuda::embed_rows_any(w_->token_embd.ref, tokens_d_.get(), n, c_.n_embd, h_[cur_].get(), stream_);
+}
+
+// On the GPU: no host round trip. The scores are the importance layer l - 1 left in importance_d_
+// (its rows were slots slot0_.. in alive order).
+void CudaForward::prefill_select(int l, int na, int n_keep, std::span<const int32_t> dest) {
+  if (dest.empty()) {
+    cuda::select_top(importance_d_.get() + slot0_, na - 1, n_keep - 1, dest_d_.get(), stream_);
+  } else {
+    upload(dest_d_, std::vector<int32_t>(dest.begin(), dest.end()));
+  }
+  const size_t n = prefill_n_;
+  int32_t* pos = alive_pos_d_.get() + list_ * n;
+  cuda::compact_rows(h_[cur_].get(), pos, dest_d_.get(), na, c_.n_embd, h_[1 - cur_].get(), pos + n, aux_.get(),
+                     stream_);
+  cur_ = 1 - cur_;
+  ++list_;
+}
+
+void CudaForward::prefill_layer(int l, int m, int slot0, bool want_importance) {
+  LayerCall c;
+  c.m = m, c.d_pos = alive_pos_d_.get() + list_ * prefill_n_, c.slot0 = slot0, c.n_keys = slot0 + m;
+  c.want_importance = want_importance;
+  layer_kernels(l, h_[cur_].get(), c);
+  slot0_ = slot0;
+}
+
+std::span<const int32_t> CudaForward::prefill_finish(const PrefillPlan& plan, int n) {
+  logits_kernels(h_[cur_].get() + static_cast<size_t>(plan.count.back() - 1) * c_.n_embd);
+  const size_t total = static_cast<size_t>(plan.n_lists) * n;
+  alive_pos_h_.ensure(total);
+  check(
+      cudaMemcpyAsync(alive_pos_h_.get(), alive_pos_d_.get(), total * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+      "alive lists to host");
+  fetch_logits();  // waits for the stream: the lists are there too
+  return {alive_pos_h_.get(), total};
+}
+
+}  // namespace lazyllm::cuda_pass

@@ -1,0 +1,242 @@
+// The CUDA forward pass (CudaForward), declared for its source files: cuda_forward_pass.cpp
+// (construction, buffers, one layer, prefill) and cuda_decode.cpp (the decode paths); the entry
+// points the rest of the engine calls are in cuda_forward.cpp (runtime/cuda/cuda_forward.h).
+//
+// It executes LazyLLM's plan (prune/lazy_plan.h), as the CPU's CpuForward
+// (runtime/cpu/cpu_forward.cpp) does, with every tensor on the GPU and the shared KVIndex on the host.
+//
+// Prefill (walked by runtime/prefill.cpp): LazyLLM's selection runs on the GPU too
+// (cuda::select_top, the same choice as the shared prune/select.h: ties to the lower index), so a
+// pruning layer launches a selection and a compaction and never waits for the host; the host
+// learns which tokens stayed alive at each layer once, after the last layer, from the lists the
+// GPU kept.
+// Baseline decode (nothing pruned): one CUDA graph per context bucket replays the whole token's
+// launch chain; the kernels read the token, its position and the key count from device memory.
+// LazyLLM decode: a steady step (nothing revives: prune/lazy_plan.h's SteadyDecodePlan) runs as
+// one CUDA graph that selects on the GPU, from a device mirror of the KV index's slots and depths;
+// if a kept token would revive, the graph says so and the step is redone by the shared DecodeStep,
+// which plans each layer from the importance the GPU computes while rows move on the GPU.
+//
+// Layer: RMSNorm -> one QKV GEMM -> bias + RoPE + KV store -> attention -> Wo GEMM accumulating
+// into the residual -> RMSNorm -> one gate|up GEMM -> SwiGLU -> down GEMM accumulating into the
+// residual. Decode-sized batches fuse each RMSNorm into the matrix-vector product after it and
+// SwiGLU into the gate|up one. The residual stream is float; GEMM operands are bf16 with float
+// accumulation; Q, K, V and the attention probabilities are half, as the CPU's f16 KV cache.
+#pragma once
+
+#include "runtime/cuda/cuda_forward.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "kernels/cpu/quant.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/gemv.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.h"
+#include "lazyllm/lazyllm.h"
+#include "model/weights.h"
+#include "prune/lazy_plan.h"
+#include "prune/select.h"
+#include "runtime/cuda/cuda_weights.h"
+#include "runtime/cuda/weight_gemm.h"
+#include "runtime/prefill.h"
+
+namespace lazyllm::cuda_pass {
+
+using cuda::bf16_t;
+using cuda::check;
+using cuda::DeviceBuffer;
+using cuda::half_t;
+using cuda::PinnedBuffer;
+
+constexpr int kFfnChunkRows = 8192;  // bounds the n_ff-wide buffers during long prefills
+constexpr int kGraphBucket = 1024;   // decode graphs are captured per this many keys of capacity
+// Decode batches of this many rows (revivals, completion) gather their listed keys into contiguous
+// rows so the prefill's TMA kernel runs instead of the listed-key one (a gather costs one read
+// and write of the keys; the attention it speeds up reads them once per block of rows).
+constexpr int kGatherRows = 128;
+
+// What one layer computes: m rows at positions d_pos, stored from slot slot0 (or the slot in
+// device memory at slot0_dev), attending to every slot [0, n_keys) (or n_keys from n_keys_dev,
+// n_keys then the capacity) or to the listed key_slots.
+struct LayerCall {
+  int m = 0;
+  const int32_t* d_pos = nullptr;
+  int slot0 = 0;
+  const int32_t* slot0_dev = nullptr;
+  int n_keys = 0;
+  const int32_t* n_keys_dev = nullptr;
+  const int32_t* key_slots = nullptr;
+  const int32_t* row_key_end = nullptr;  // listed keys: keys visible to each row (optional)
+  bool gather_keys = false;  // copy the listed keys together first, so the prefill's fastest kernel runs
+  bool want_importance = false;  // the last row's head-averaged probabilities into importance_d_
+};
+
+class CudaForward final : public ForwardBackend, private PrefillDevice {
+ public:
+  CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights);
+  ~CudaForward() override;
+
+  void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
+               const std::function<void(int, int)>& progress) override;
+  void decode(int32_t token, const LayerSchedule& s) override;
+  const std::vector<float>& logits() const override { return logits_; }
+  int n_past() const override { return n_past_; }
+  int n_ctx() const override { return n_ctx_; }
+  void clear() override;
+  const ForwardCounters& counters() const override { return counters_; }
+  int64_t aux_bytes() const override { return aux_entries() * c_.n_embd * static_cast<int64_t>(sizeof(float)); }
+  int64_t aux_entries() const override { return index_.aux_entries(); }
+  int kv_depth(int t) const override { return index_.depth(t); }
+  void set_record_selection(bool on) override { record_selection_ = on; }
+  const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
+  DecodePathStats decode_path_stats() const override { return path_stats_; }
+  Session::DeviceMemory device_memory() const override {
+    const int64_t kv =
+        static_cast<int64_t>((k_cache_.size() + v_cache_.size()) * sizeof(half_t) + kpos_.size() * sizeof(int32_t));
+    return {w_->bytes, static_cast<int64_t>(dequant_.size() * sizeof(bf16_t)), kv};
+  }
+
+ private:
+  // PrefillDevice: the device half of run_prefill().
+  void prefill_embed(std::span<const int32_t> tokens, std::span<const int32_t> pos, const PrefillPlan& plan) override;
+  void prefill_select(int l, int n_rows, int n_keep, std::span<const int32_t> dest) override;
+  void prefill_layer(int l, int n_rows, int slot0, bool want_importance) override;
+  std::span<const int32_t> prefill_finish(const PrefillPlan& plan, int n) override;
+  // The GPU work of layer l on c.m rows of h (in place); no host bookkeeping, no synchronization.
+  void layer_kernels(int l, float* h, const LayerCall& c);
+  // Final RMSNorm and output product of one row into logits_d_ (asynchronous).
+  void logits_kernels(const float* h_row);
+  // Copies logits_d_ to logits_ (waits for the stream).
+  void fetch_logits();
+  // Baseline decode of one token whose id, position and key count are in step_d_: the launch
+  // chain a graph captures. `capacity` sizes the attention launch (keys read from step_d_[2]).
+  void decode_chain(int capacity);
+  cudaGraphExec_t decode_graph(int capacity);
+  cudaGraphExec_t capture(const std::function<void()>& chain);
+  void drop_graphs();
+  void decode_baseline(int32_t token);
+  // Steady lazy decode: the launch chain (keys selected on the GPU, counts and slots from
+  // steady_d_), its graph per key capacity, and the attempt (false: redo through DecodeStep).
+  void steady_chain(int capacity, const SteadyDecodePlan& plan);
+  bool decode_steady(int32_t token, const LayerSchedule& s);
+  void upload_index_mirror(int n_tokens);
+  // The host path of a decode step: DecodeStep's plan, layer by layer.
+  void decode_planned(int32_t token, const LayerSchedule& s);
+  template <typename T>
+  void upload(DeviceBuffer<T>& dst, const std::vector<T>& src);
+  void sync_stream();
+  template <typename T>
+  void grow(DeviceBuffer<T>& b, size_t n) {  // reallocation invalidates captured graphs
+    if (n > b.size()) drop_graphs();
+    b.ensure(n);
+  }
+  void ensure_rows(int m);
+  void ensure_aux();
+  // weight_gemm() with this session's handles and scratch.
+  void gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
+            float beta);
+  void ensure_dequant_scratch(int k);
+
+  const ModelConfig& c_;
+  std::shared_ptr<const cuda::CudaWeights> w_;
+  int n_ctx_;
+  int n_past_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+
+  // KV cache: per layer n_ctx slots of kv_dim halves, with each slot's position.
+  DeviceBuffer<half_t> k_cache_, v_cache_;
+  DeviceBuffer<int32_t> kpos_;
+  KVIndex index_;  // slots, depths, Aux Cache membership (shared bookkeeping)
+  DeviceBuffer<float> rope_cos_, rope_sin_;
+  // Aux Cache: a row per position (allocated at the first pruning); membership in index_.
+  DeviceBuffer<float> aux_;
+
+  // Activations, grown (geometrically) to the largest batch seen.
+  int rows_cap_ = 0;
+  DeviceBuffer<float> h_[2], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_;
+  bool pdl_ = true;  // programmatic dependent launch for this session's kernels (see pdl.h)
+  DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
+  // Quantized weights dequantized for prefill's products (w_->scratch_elems: the largest layer
+  // matrix, gate and up counted apart), made before the first batch the matrix-vector kernels
+  // do not take, so decode graphs never see it allocated.
+  DeviceBuffer<bf16_t> dequant_;
+  DeviceBuffer<half_t> q_;
+  // Listed keys gathered together for large decode batches (revivals, completion).
+  DeviceBuffer<half_t> k_gather_, v_gather_;
+  DeviceBuffer<int32_t> pos_gather_;
+  DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_, row_keys_d_;
+  // Prefill's alive positions per pruning step (list e at e * n) and the selection's output; the
+  // prompt's length, the current list, which of h_ holds the rows, and the first slot of the last
+  // layer computed (its importance starts there).
+  DeviceBuffer<int32_t> alive_pos_d_, dest_d_;
+  PinnedBuffer<int32_t> alive_pos_h_;
+  size_t prefill_n_ = 0, list_ = 0;
+  int cur_ = 0, slot0_ = 0;
+  // Baseline decode: token, position (= its slot), key count; in pinned memory and on the GPU.
+  DeviceBuffer<int32_t> step_d_;
+  PinnedBuffer<int32_t> step_h_;
+  PinnedBuffer<float> logits_h_;
+  // Page-locked staging for upload(): host lists are copied here so their copies to the device
+  // can be queued without waiting for the stream (a copy from pageable memory waits for it).
+  // Space is reused only once the stream has drained (sync_stream).
+  PinnedBuffer<uint8_t> staging_;
+  size_t staging_used_ = 0;
+  bool use_graphs_ = true;
+  std::map<int, cudaGraphExec_t> graphs_;  // by key capacity
+  // Steady lazy decode: graphs by key capacity for the selection pattern steady_sig_; the step's
+  // descriptor (token, position, miss flag, then per layer the new token's slot, the key count,
+  // and the selection's candidates and kept count); the kept keys of each selecting layer; the
+  // device mirror of the index (slots by layer and position, depths), stale when mirror_dirty_.
+  std::map<int, cudaGraphExec_t> steady_graphs_;
+  std::vector<int32_t> steady_sig_;
+  DeviceBuffer<int32_t> steady_d_, steady_keys_d_, slot_table_d_, depth_d_;
+  PinnedBuffer<int32_t> steady_h_;
+  bool use_steady_ = true, mirror_dirty_ = true;
+  // When to try: not while host steps revive, and after a miss not for a while (doubling).
+  bool last_revived_ = false;
+  int steady_backoff_ = 0, steady_skip_ = 0;
+  DecodePathStats path_stats_;
+  PinnedBuffer<float> importance_h_;  // LazyLLM decode: the new token's attention, per key
+  std::vector<float> logits_;
+  ForwardCounters counters_;
+  bool record_selection_ = false;
+  std::vector<std::vector<int>> selection_;
+};
+
+template <typename T>
+void CudaForward::upload(DeviceBuffer<T>& dst, const std::vector<T>& src) {
+  grow(dst, std::max<size_t>(src.size(), 1));
+  if (src.empty()) return;
+  const size_t bytes = src.size() * sizeof(T);
+  size_t at = (staging_used_ + 15) & ~size_t{15};
+  if (at + bytes > staging_.size()) {
+    // Full: wait until the queued copies have read it, and grow it so that what was queued
+    // since the stream last drained (a decode step's lists) fits next time without a wait.
+    const size_t want = at + bytes;
+    sync_stream();
+    at = 0;
+    staging_.ensure(std::max(want, 2 * staging_.size()));
+  }
+  std::memcpy(staging_.get() + at, src.data(), bytes);
+  check(cudaMemcpyAsync(dst.get(), staging_.get() + at, bytes, cudaMemcpyHostToDevice, stream_),
+        "cudaMemcpyAsync to device");
+  staging_used_ = at + bytes;
+}
+
+}  // namespace lazyllm::cuda_pass

@@ -1,0 +1,50 @@
+#include "runtime/cuda/weight_gemm.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "kernels/cuda/cuda_check.h"
+
+namespace lazyllm::cuda_pass {
+
+using cuda::bf16_t;
+using cuda::check;
+
+void cublas_gemm(cublasHandle_t h, const bf16_t* w, int n, int k, const bf16_t* x, int m, void* y, int ldy,
+                 cudaDataType y_type, float beta) {
+  const float alpha = 1.0f;
+  check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y,
+                     y_type, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "cublasGemmEx");
+}
+
+void set_weight(cuda::GemvArgs& g, const cuda::WeightRef& w) {
+  if (w.format == cuda::WeightFormat::kBf16) g.w = static_cast<const bf16_t*>(w.w);
+  else g.q = w;
+}
+
+bool needs_dequant(const cuda::WeightRef& w, int m, int k) {
+  return w.format != cuda::WeightFormat::kBf16 && !cuda::gemv_applies(w.format, m, k);
+}
+
+void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k, const bf16_t* x,
+                 int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems) {
+  if (cuda::gemv_applies(w.format, m, k)) {
+    cuda::GemvArgs g;
+    set_weight(g, w);
+    g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.y_f32 = y_type == CUDA_R_32F, g.beta = beta;
+    return cuda::gemv(g, stream);
+  }
+  if (w.format == cuda::WeightFormat::kBf16)
+    return cublas_gemm(h, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, n_out, y_type, beta);
+  if (scratch_elems < static_cast<size_t>(k)) throw std::logic_error("CUDA forward: no dequantization scratch");
+  const int chunk = static_cast<int>(std::min<size_t>(n_out, scratch_elems / k));
+  const size_t y_elem = y_type == CUDA_R_32F ? sizeof(float) : sizeof(bf16_t);
+  for (int r0 = 0; r0 < n_out; r0 += chunk) {
+    const int rows = std::min(chunk, n_out - r0);
+    cuda::dequantize_bf16(cuda::weight_rows(w, r0, k), rows, k, scratch, stream);
+    cublas_gemm(h, scratch, rows, k, x, m, static_cast<char*>(y) + r0 * y_elem, n_out, y_type, beta);
+  }
+}
+
+}  // namespace lazyllm::cuda_pass

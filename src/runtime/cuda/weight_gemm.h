@@ -1,0 +1,36 @@
+// The weight products of the CUDA forward pass: bf16 or quantized weights (kernels/cuda/weight_ref.h),
+// decode-sized batches through the matrix-vector kernels, larger ones through cuBLAS (a
+// quantized matrix dequantized into a bf16 scratch a chunk of rows at a time).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "kernels/cuda/gemv.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/weight_ref.h"
+
+namespace lazyllm::cuda_pass {
+
+// Columns [0, n) of Y (m rows of ldy, float or bf16) = X (m rows of k, bf16) W^T for W n rows of
+// k in bf16, with cuBLAS; beta = 1 accumulates into Y (the residual add).
+void cublas_gemm(cublasHandle_t h, const cuda::bf16_t* w, int n, int k, const cuda::bf16_t* x, int m, void* y,
+                 int ldy, cudaDataType y_type, float beta);
+
+// The weight of a matrix-vector product.
+void set_weight(cuda::GemvArgs& g, const cuda::WeightRef& w);
+
+// Whether weight_gemm needs the dequantization scratch for this product.
+bool needs_dequant(const cuda::WeightRef& w, int m, int k);
+
+// Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k; beta = 1
+// accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernels; larger
+// batches cuBLAS, a quantized W dequantized into `scratch` (at least k elements) a chunk of rows
+// at a time.
+void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k,
+                 const cuda::bf16_t* x, int m, void* y, cudaDataType y_type, float beta, cuda::bf16_t* scratch,
+                 size_t scratch_elems);
+
+}  // namespace lazyllm::cuda_pass
