@@ -4,7 +4,8 @@
 # (scripts/fuzz.sh: the GGUF reader, request parser, chat templates, tokenizers, model config).
 # Usage: bash scripts/test.sh     (after scripts/setup.sh; LAZYLLM_SHARED_DIR overrides ../shared)
 # Set LAZYLLM_SKIP_ASAN=1 or LAZYLLM_SKIP_FUZZ=1 to leave out a stage locally; FUZZ_SECONDS is
-# the fuzz budget of each target (default 45).
+# the fuzz budget of each target (default 45). In CI (CI=1) an arm64 stage follows
+# (scripts/check-arm64.sh; LAZYLLM_SKIP_ARM64=1 leaves it out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -30,8 +31,31 @@ if [ "${LAZYLLM_SKIP_FUZZ:-0}" != 1 ]; then
   echo "== fuzz (bounded: ${FUZZ_SECONDS:-45}s per target) =="
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-45}"
 fi
-# One closing line over every ctest stage (each "N% tests passed, F tests failed out of T").
+
+# arm64, in CI only (CI set to anything but "", 0 or false): the cross build and the tests under
+# qemu-user (scripts/check-arm64.sh: Debian's :arm64 packages in a private sysroot, nothing
+# installed). The cross compiler is installed here, by this stage, not by scripts/setup.sh: users
+# do not need it. About 10-15 minutes on 2 cores; bounded by ARM64_STAGE_TIMEOUT (default 1800 s).
+case "${CI:-}" in "" | 0 | false) arm64=0 ;; *) arm64=1 ;; esac
+if [ "$arm64" = 1 ] && [ "${LAZYLLM_SKIP_ARM64:-0}" != 1 ]; then
+  echo "== arm64 (cross build, tests under qemu-aarch64) =="
+  if ! command -v aarch64-linux-gnu-g++ > /dev/null; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends g++-aarch64-linux-gnu
+  fi
+  ARM64_SVE_VL=${ARM64_SVE_VL:-16,32} ARM64_TEST_TIMEOUT=${ARM64_TEST_TIMEOUT:-900} timeout --kill-after=30 "${ARM64_STAGE_TIMEOUT:-1800}" \
+    bash scripts/check-arm64.sh | tee -a "$LOG"
+fi
+
+# One closing line over every ctest stage (each "N% tests passed, F tests failed out of T") and
+# the arm64 stage ("arm64 (qemu): N passed, F failed, S skipped").
 total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$LOG" | awk '{s += $1} END {print s + 0}')
 failed=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$LOG" | awk '{s += $1} END {print s + 0}')
+arm_passed=$(sed -n 's/^arm64 (qemu): \([0-9]*\) passed, \([0-9]*\) failed.*/\1/p' "$LOG" | awk '{s += $1} END {print s + 0}')
+arm_failed=$(sed -n 's/^arm64 (qemu): \([0-9]*\) passed, \([0-9]*\) failed.*/\2/p' "$LOG" | awk '{s += $1} END {print s + 0}')
+total=$((total + arm_passed + arm_failed))
+failed=$((failed + arm_failed))
 echo "all test stages passed"
 echo "tests: $((total - failed)) passed, $failed failed"

@@ -1,11 +1,12 @@
 // The CPU dispatch cap (LAZYLLM_CPU_TARGET, kernels/cpu/cpu_features.h): capped at avx2, sse4 and
-// scalar, matmul and the decoders run the lower paths (the reported kernel names change, and fast
-// math falls back to the f32 kernels bit for bit, but for Q8_0/Q4_0 decode under avx2, which has
-// an integer kernel that gives the AVX512_VNNI kernel's bits; the f32 prefill GEMM under avx2
-// gives the AVX-512 kernel's bits) and agree with the uncapped results and the references; the CLI honours the variable
-// and rejects unknown values.
+// scalar (neon on arm64), matmul and the decoders run the lower paths (the reported
+// kernel names change, and fast math falls back to the f32 kernels bit for bit, but for Q8_0/Q4_0
+// decode under avx2, which has an integer kernel that gives the AVX512_VNNI kernel's bits; the f32
+// prefill GEMM under avx2 gives the AVX-512 kernel's bits) and agree with the uncapped results and
+// the references; the CLI honours the variable and rejects unknown values.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -43,12 +44,20 @@ class CapScope {
   std::optional<CpuLevel> saved_;
 };
 
-// The caps below AVX-512 that this CPU can run (all three on any x86-64 with AVX2).
+// The caps below this architecture's best level that this CPU can run (x86-64: avx2, sse4 and
+// scalar on any CPU with AVX2; arm64: neon).
 std::vector<CpuLevel> lower_caps() {
   std::vector<CpuLevel> v;
-  for (CpuLevel l : {CpuLevel::kAvx2, CpuLevel::kSse4, CpuLevel::kScalar})
-    if (kernels::cpu_detected_level() >= l) v.push_back(l);
+  const auto levels = kernels::cpu_target_levels();
+  for (size_t i = 1; i < levels.size(); ++i)
+    if (kernels::cpu_detected_level() >= levels[i]) v.push_back(levels[i]);
   return v;
+}
+
+// This CPU can run under the cap `l` (a level of its architecture at or below its own).
+bool can_run(CpuLevel l) {
+  const auto levels = kernels::cpu_target_levels();
+  return std::find(levels.begin(), levels.end(), l) != levels.end() && kernels::cpu_detected_level() >= l;
 }
 
 std::string name(CpuLevel l) { return std::string(kernels::cpu_level_name(l)); }
@@ -89,22 +98,40 @@ bool is_vector_kernel_for(CpuLevel cap, const std::string& v) {
   switch (cap) {
     case CpuLevel::kAvx2: return v == "hwy-AVX2";
     case CpuLevel::kSse4: return v == "hwy-SSE4";
+    case CpuLevel::kNeon: return v == "hwy-NEON";
     case CpuLevel::kScalar: return v == "hwy-SCALAR" || v == "hwy-EMU128";
     default: return false;
   }
 }
 
-TEST(CpuDispatch, ParsesTheFourLevelsAndRejectsOthers) {
+TEST(CpuDispatch, ParsesThisArchitecturesLevelsAndRejectsOthers) {
+  const auto levels = kernels::cpu_target_levels();
+  ASSERT_FALSE(levels.empty());
+  for (CpuLevel l : levels) EXPECT_EQ(kernels::parse_cpu_level(name(l)), l);
+#if defined(__x86_64__)
+  EXPECT_EQ(levels.size(), 4u);
   EXPECT_EQ(kernels::parse_cpu_level("avx512"), CpuLevel::kAvx512);
   EXPECT_EQ(kernels::parse_cpu_level("avx2"), CpuLevel::kAvx2);
   EXPECT_EQ(kernels::parse_cpu_level("sse4"), CpuLevel::kSse4);
-  EXPECT_EQ(kernels::parse_cpu_level("scalar"), CpuLevel::kScalar);
-  for (const char* bad : {"avx3", "AVX2", "native", ""}) {
+  const std::string expected = "expected avx512, avx2, sse4 or scalar";
+  const std::vector<const char*> bad = {"avx3", "AVX2", "native", "", "neon", "sve"};
+#elif defined(__aarch64__)
+  EXPECT_EQ(levels.size(), 2u);
+  EXPECT_EQ(kernels::parse_cpu_level("sve"), CpuLevel::kSve);
+  EXPECT_EQ(kernels::parse_cpu_level("neon"), CpuLevel::kNeon);
+  const std::string expected = "expected sve or neon";
+  // No scalar on arm64: Highway keeps its NEON baseline.
+  const std::vector<const char*> bad = {"sve2", "NEON", "scalar", "native", "", "avx2", "avx512"};
+#else
+  const std::string expected = "expected scalar";
+  const std::vector<const char*> bad = {"native", "", "avx2", "neon"};
+#endif
+  for (const char* b : bad) {
     try {
-      kernels::parse_cpu_level(bad);
-      ADD_FAILURE() << "accepted '" << bad << "'";
+      kernels::parse_cpu_level(b);
+      ADD_FAILURE() << "accepted '" << b << "'";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("expected avx512, avx2, sse4 or scalar"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
     }
   }
 }
@@ -119,6 +146,10 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
       EXPECT_EQ(k.vector.rfind("hwy-AVX3", 0), 0u) << k.vector;
       EXPECT_EQ(k.gemm_f32, "f32-avx512");
     }
+    // On arm64 Highway's best target follows the level: an SVE target (SVE, SVE2, SVE_256,
+    // SVE2_128) or NEON.
+    if (kernels::cpu_detected_level() == CpuLevel::kSve) EXPECT_EQ(k.vector.rfind("hwy-SVE", 0), 0u) << k.vector;
+    if (kernels::cpu_detected_level() == CpuLevel::kNeon) EXPECT_EQ(k.vector, "hwy-NEON");
     std::printf("uncapped: level %s, vector %s, int8 decode %s, gemm %s, bf16 gemm %s, openblas %s\n", k.level.c_str(),
                 k.vector.c_str(), k.decode_int8.c_str(), k.gemm_f32.c_str(), k.gemm_bf16.c_str(), k.openblas.c_str());
   }
@@ -226,7 +257,7 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
 // of the kernels (1: the odd last block alone; 2: one pair; 7: two pairs, one pair and the odd
 // block; 33), batches 1, 3 and 16 (the largest that takes the kernel), an all-zero block.
 TEST(CpuDispatch, CappedInt8DecodeMatchesVnniKernel) {
-  if (kernels::cpu_detected_level() < CpuLevel::kAvx2) GTEST_SKIP() << "CPU below AVX2";
+  if (!can_run(CpuLevel::kAvx2)) GTEST_SKIP() << "CPU below AVX2 (or not x86-64)";
   std::string uncapped;
   {
     CapScope none(std::nullopt);
@@ -289,7 +320,7 @@ TEST(CpuDispatch, CappedInt8DecodeMatchesVnniKernel) {
 // 8-float vector, the 6/3/1-row activation blocks), only outputs written, the same bits for every
 // thread count and batch, and where this CPU has AVX-512, that kernel's bits.
 TEST(CpuDispatch, CappedF32GemmMatchesReferenceAndAvx512Kernel) {
-  if (kernels::cpu_detected_level() < CpuLevel::kAvx2) GTEST_SKIP() << "CPU below AVX2";
+  if (!can_run(CpuLevel::kAvx2)) GTEST_SKIP() << "CPU below AVX2 (or not x86-64)";
   std::string uncapped;
   {
     CapScope none(std::nullopt);
@@ -347,7 +378,7 @@ TEST(CpuDispatch, CappedF32GemmMatchesReferenceAndAvx512Kernel) {
 // tails of the 4-row blocks, an all-zero activation block; the same bits for every thread count
 // and for each activation row whatever the batch around it; padding never written.
 TEST(CpuDispatch, CappedInt8GemmMatchesQuantizedReference) {
-  if (kernels::cpu_detected_level() < CpuLevel::kAvx2) GTEST_SKIP() << "CPU below AVX2";
+  if (!can_run(CpuLevel::kAvx2)) GTEST_SKIP() << "CPU below AVX2 (or not x86-64)";
   CapScope avx2(CpuLevel::kAvx2);
   if (capped_int8_kernel() == "none") GTEST_SKIP() << "CPU without FMA or F16C";
   ASSERT_EQ(cpu_kernels().gemm_int8, "int8-avx2");
@@ -461,7 +492,11 @@ TEST(CpuDispatch, CliHonoursTheEnvironmentVariable) {
   }
   r = run_cli("info -m " + path, "LAZYLLM_CPU_TARGET=avx3");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("error: LAZYLLM_CPU_TARGET: unknown CPU target 'avx3' (expected avx512, avx2, sse4 or scalar)"),
+  std::string expected;
+  const auto levels = kernels::cpu_target_levels();
+  for (size_t i = 0; i < levels.size(); ++i)
+    expected += (i == 0 ? "" : i + 1 == levels.size() ? " or " : ", ") + name(levels[i]);
+  EXPECT_NE(r.err.find("error: LAZYLLM_CPU_TARGET: unknown CPU target 'avx3' (expected " + expected + ")"),
             std::string::npos)
       << r.err;
 }

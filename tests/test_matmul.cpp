@@ -446,10 +446,12 @@ TEST(MatmulSharedInput, EqualsSeparateCalls) {
 
 // The K-quant integer decode kernels on raw random super-blocks (every code, scale and min,
 // Q6_K's negative scales), 1 to 3 super-blocks, an all-zero activation block: the dot with the
-// 8-bit activations within f32 rounding, on the CPU's own level and capped at AVX2.
+// 8-bit activations within f32 rounding, on the CPU's own level and capped at the next level
+// down (AVX2 on x86-64, NEON on arm64).
 TEST(MatmulInt8, KQuantsOnRawBlocksMatchReference) {
+  const auto levels = kernels::cpu_target_levels();
   for (std::optional<kernels::CpuLevel> cap :
-       {std::optional<kernels::CpuLevel>{}, std::optional{kernels::CpuLevel::kAvx2}}) {
+       {std::optional<kernels::CpuLevel>{}, std::optional{levels[levels.size() > 1 ? 1 : 0]}}) {
     const auto saved = kernels::cpu_level_cap();
     kernels::set_cpu_level_cap(cap);
     std::mt19937 rng(77);

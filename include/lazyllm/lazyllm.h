@@ -60,7 +60,7 @@ std::string_view gpu_weights_name(GpuWeights w);
 // this (and the first kernel call) throw Error. OpenBLAS picks its own kernels
 // (OPENBLAS_CORETYPE caps those).
 struct CpuKernels {
-  std::string level;        // in use: "avx512", "avx2", "sse4", "scalar" ("native" off x86)
+  std::string level;        // in use: "avx512", "avx2", "sse4", "scalar"; "sve", "neon" on arm64 ("native" elsewhere)
   std::string detected;     // the CPU's own level
   std::string cap;          // LAZYLLM_CPU_TARGET's level, or "none"
   std::string vector;       // Highway kernels (vector ops, fused dequantize-dot decode): "hwy-AVX3", "hwy-AVX2", ...

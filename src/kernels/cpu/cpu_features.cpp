@@ -5,10 +5,13 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
 #endif
 
 #include "hwy/targets.h"
@@ -21,6 +24,21 @@ namespace {
 #define LAZYLLM_CPU_X86 1
 #else
 #define LAZYLLM_CPU_X86 0
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#define LAZYLLM_CPU_ARM64 1
+#else
+#define LAZYLLM_CPU_ARM64 0
+#endif
+
+#if LAZYLLM_CPU_X86
+constexpr CpuLevel kTargetLevels[] = {CpuLevel::kAvx512, CpuLevel::kAvx2, CpuLevel::kSse4, CpuLevel::kScalar};
+#elif LAZYLLM_CPU_ARM64
+// No scalar: NEON is part of every arm64 CPU, it is the baseline the compiler targets, and
+// Highway never disables its baseline target.
+constexpr CpuLevel kTargetLevels[] = {CpuLevel::kSve, CpuLevel::kNeon};
+#else
+constexpr CpuLevel kTargetLevels[] = {CpuLevel::kScalar};
 #endif
 
 constexpr int kNoCap = -1;
@@ -57,15 +75,19 @@ CpuLevel level_of(CpuFeature f) {
                                                                                    : CpuLevel::kAvx512;
 }
 
-// Highway targets above the cap (a lower bit is a better target). Off x86 only `scalar` has an
-// x86-independent meaning: everything but the portable fallbacks.
+// Highway targets above the cap (a lower bit is a better target; parse_cpu_level only gives this
+// architecture's levels). `scalar` is everything but the portable fallbacks (Highway keeps the
+// compiler's baseline target whatever it is told); `neon` leaves out the SVE targets (SVE, SVE2,
+// SVE_256, SVE2_128: the bits below NEON's).
 int64_t hwy_targets_above(std::optional<CpuLevel> cap) {
   if (!cap) return 0;
   switch (*cap) {
     case CpuLevel::kScalar: return ~int64_t{HWY_EMU128 | HWY_SCALAR};
     case CpuLevel::kSse4: return LAZYLLM_CPU_X86 ? HWY_SSE4 - 1 : 0;
     case CpuLevel::kAvx2: return LAZYLLM_CPU_X86 ? HWY_AVX2 - 1 : 0;
+    case CpuLevel::kNeon: return LAZYLLM_CPU_ARM64 ? HWY_NEON - 1 : 0;
     case CpuLevel::kAvx512:
+    case CpuLevel::kSve:
     case CpuLevel::kNative: return 0;
   }
   return 0;
@@ -85,16 +107,23 @@ std::string_view cpu_level_name(CpuLevel level) {
     case CpuLevel::kSse4: return "sse4";
     case CpuLevel::kAvx2: return "avx2";
     case CpuLevel::kAvx512: return "avx512";
+    case CpuLevel::kNeon: return "neon";
+    case CpuLevel::kSve: return "sve";
     case CpuLevel::kNative: return "native";
   }
   return "unknown";
 }
 
+std::span<const CpuLevel> cpu_target_levels() { return kTargetLevels; }
+
 CpuLevel parse_cpu_level(std::string_view name) {
-  for (CpuLevel l : {CpuLevel::kScalar, CpuLevel::kSse4, CpuLevel::kAvx2, CpuLevel::kAvx512})
-    if (name == cpu_level_name(l)) return l;
-  throw Error("LAZYLLM_CPU_TARGET: unknown CPU target '" + std::string(name) +
-              "' (expected avx512, avx2, sse4 or scalar)");
+  std::string expected;
+  for (size_t i = 0; i < std::size(kTargetLevels); ++i) {
+    if (name == cpu_level_name(kTargetLevels[i])) return kTargetLevels[i];
+    if (i > 0) expected += i + 1 == std::size(kTargetLevels) ? " or " : ", ";
+    expected += cpu_level_name(kTargetLevels[i]);
+  }
+  throw Error("LAZYLLM_CPU_TARGET: unknown CPU target '" + std::string(name) + "' (expected " + expected + ")");
 }
 
 CpuLevel cpu_detected_level() {
@@ -110,6 +139,11 @@ CpuLevel cpu_detected_level() {
     if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("ssse3")) return CpuLevel::kSse4;
     return CpuLevel::kScalar;
   }();
+  return level;
+#elif LAZYLLM_CPU_ARM64
+  // What Highway's dispatch checks too: SVE (and SVE2, Highway's better target) where the kernel
+  // reports it; Advanced SIMD (NEON) is in every arm64 CPU.
+  static const CpuLevel level = (getauxval(AT_HWCAP) & HWCAP_SVE) != 0 ? CpuLevel::kSve : CpuLevel::kNeon;
   return level;
 #else
   return CpuLevel::kNative;

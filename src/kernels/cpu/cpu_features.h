@@ -1,26 +1,33 @@
 // Which instruction sets the CPU kernels may use: the CPU's own, capped by the environment
-// variable LAZYLLM_CPU_TARGET=avx512|avx2|sse4|scalar (read once, at the first kernel call), so
-// one machine can run and test the paths older CPUs take. The cap governs both dispatchers: the
+// variable LAZYLLM_CPU_TARGET (read once, at the first kernel call): avx512|avx2|sse4|scalar on
+// x86-64, sve|neon on arm64, so one machine can run and test the paths older CPUs take. The cap governs both dispatchers: the
 // hand-written x86 kernels ask cpu_supports(), and Highway's dispatch has the targets above the
 // cap disabled. OpenBLAS dispatches on its own (OPENBLAS_CORETYPE caps it). Internal to
 // kernels/cpu; the public summary is lazyllm::cpu_kernels().
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace lazyllm::kernels {
 
-// Ordered: each level includes the ones below it. On other architectures than x86 the CPU's
-// level is kNative and only a cap of kScalar changes anything (Highway's portable code).
-enum class CpuLevel { kScalar, kSse4, kAvx2, kAvx512, kNative };
+// Ordered within an architecture: each level includes the ones below it (x86-64: scalar < sse4 <
+// avx2 < avx512; arm64: neon < sve, where sve covers Highway's SVE and SVE2 targets). On
+// other architectures the CPU's level is kNative and only a cap of kScalar changes anything
+// (Highway's portable code).
+enum class CpuLevel { kScalar, kSse4, kAvx2, kAvx512, kNeon, kSve, kNative };
 
 // Features the hand-written kernels test at run time.
 enum class CpuFeature { kAvx2, kFma, kF16c, kAvx512f, kAvx512bw, kAvx512vl, kAvx512dq, kAvx512vnni, kAvx512bf16 };
 
-// "scalar", "sse4", "avx2", "avx512" or "native".
+// "scalar", "sse4", "avx2", "avx512", "neon", "sve" or "native".
 std::string_view cpu_level_name(CpuLevel level);
-// A cap's name as LAZYLLM_CPU_TARGET takes it; throws Error naming the valid values otherwise.
+// The caps LAZYLLM_CPU_TARGET takes on this architecture, best first (x86-64: avx512, avx2, sse4,
+// scalar; arm64: sve, neon; elsewhere: scalar).
+std::span<const CpuLevel> cpu_target_levels();
+// A cap's name as LAZYLLM_CPU_TARGET takes it (one of cpu_target_levels()); throws Error naming
+// the valid values otherwise.
 CpuLevel parse_cpu_level(std::string_view name);
 
 // The CPU's own level, the cap in force (none: nullopt) and the level the kernels use.
