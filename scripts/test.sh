@@ -35,7 +35,8 @@ fi
 # arm64, in CI only (CI set to anything but "", 0 or false): the cross build and the tests under
 # qemu-user (scripts/check-arm64.sh: Debian's :arm64 packages in a private sysroot, nothing
 # installed). The cross compiler is installed here, by this stage, not by scripts/setup.sh: users
-# do not need it. About 10-15 minutes on 2 cores; bounded by ARM64_STAGE_TIMEOUT (default 1800 s).
+# do not need it. About 10 minutes from nothing on 2 cores (docs/benchmarks.md); bounded by
+# ARM64_STAGE_TIMEOUT (default 1800 s).
 case "${CI:-}" in "" | 0 | false) arm64=0 ;; *) arm64=1 ;; esac
 if [ "$arm64" = 1 ] && [ "${LAZYLLM_SKIP_ARM64:-0}" != 1 ]; then
   echo "== arm64 (cross build, tests under qemu-aarch64) =="

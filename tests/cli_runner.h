@@ -35,8 +35,8 @@ inline std::string cli_command() {
 // env: shell variable assignments for the command, e.g. "LAZYLLM_CPU_TARGET=avx2".
 inline CliResult run_cli(const std::string& args, const std::string& env = "") {
   const auto out = temp_path("cli.out"), err = temp_path("cli.err");
-  const std::string cmd = (env.empty() ? "" : env + " ") + cli_command() + " " + args + " > " +
-                          out.string() + " 2> " + err.string() + " < /dev/null";
+  const std::string cmd = (env.empty() ? "" : env + " ") + cli_command() + " " + args + " > " + out.string() + " 2> " +
+                          err.string() + " < /dev/null";
   const int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
 }

@@ -1,9 +1,10 @@
 // Which instruction sets the CPU kernels may use: the CPU's own, capped by the environment
 // variable LAZYLLM_CPU_TARGET (read once, at the first kernel call): avx512|avx2|sse4|scalar on
-// x86-64, sve|neon on arm64, so one machine can run and test the paths older CPUs take. The cap governs both dispatchers: the
-// hand-written x86 kernels ask cpu_supports(), and Highway's dispatch has the targets above the
-// cap disabled. OpenBLAS dispatches on its own (OPENBLAS_CORETYPE caps it). Internal to
-// kernels/cpu; the public summary is lazyllm::cpu_kernels().
+// x86-64, sve|neon on arm64, so one machine can run and test the paths older CPUs take. The cap
+// governs both dispatchers: the hand-written x86 kernels ask cpu_supports(), and Highway's
+// dispatch has the targets above the cap disabled. OpenBLAS dispatches on its own
+// (OPENBLAS_CORETYPE caps it). Internal to kernels/cpu; the public summary is
+// lazyllm::cpu_kernels().
 #pragma once
 
 #include <optional>
