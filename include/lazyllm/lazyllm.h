@@ -292,8 +292,9 @@ class Session {
   int n_ctx() const { return n_ctx_; }
   const std::vector<int32_t>& history() const { return history_; }
   const SessionStats& stats() const { return stats_; }
-  // GPU memory a CUDA session uses (all zero on the CPU): the model's weights (shared with its
-  // other sessions), the bf16 dequantization scratch and the KV cache (this session's own).
+  // GPU memory on the CUDA backend (all zero on the CPU): the model's weights (one copy per
+  // Model, shared by every Session of it), and the bf16 dequantization scratch and KV cache that
+  // belong to this Session object alone.
   struct DeviceMemory {
     int64_t weights = 0;
     int64_t dequant_scratch = 0;

@@ -147,7 +147,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   }
   void ensure_rows(int m);
   void ensure_aux();
-  // weight_gemm() with this session's handles and scratch.
+  // weight_gemm() with this forward pass's cuBLAS handle, stream and scratch.
   void gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
             float beta);
   void ensure_dequant_scratch(int k);
@@ -170,7 +170,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   // Activations, grown (geometrically) to the largest batch seen.
   int rows_cap_ = 0;
   DeviceBuffer<float> h_[2], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_;
-  bool pdl_ = true;  // programmatic dependent launch for this session's kernels (see pdl.h)
+  bool pdl_ = true;  // programmatic dependent launch for this forward pass's kernels (see pdl.h)
   DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
   // Quantized weights dequantized for prefill's products (w_->scratch_elems: the largest layer
   // matrix, gate and up counted apart), made before the first batch the matrix-vector kernels
