@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <map>
 #include <set>
 
 #include "eval/sample_log.h"
 #include "eval/text.h"
 #include "eval/truncate.h"
+#include "util/file_identity.h"
 #include "lazyllm/tokenizer.h"
 
 namespace lazyllm::eval {
@@ -20,37 +20,6 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 
 int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
-// FNV-1a 64 of a byte range, as 16 hex digits.
-uint64_t fnv1a(const char* p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
-  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 0x100000001b3ull;
-  return h;
-}
-
-std::string hex(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-// A file's size and a hash of its whole contents (data) or of its first and last MiB (models,
-// which can be many GB: enough to tell two files apart without reading them through).
-nlohmann::json file_identity(const std::string& path, bool whole) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw Error("cannot read '" + path + "'");
-  const int64_t size = in.tellg();
-  const int64_t chunk = whole ? size : std::min<int64_t>(size, 1 << 20);
-  std::string buf(static_cast<size_t>(chunk), '\0');
-  in.seekg(0);
-  in.read(buf.data(), chunk);
-  uint64_t h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()));
-  if (!whole && size > chunk) {
-    in.seekg(size - chunk);
-    in.read(buf.data(), chunk);
-    h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
-  }
-  return {{"bytes", size}, {"fnv1a", hex(h)}};
 }
 
 // Greedy generation after prefill; the model's first token is already chosen.
@@ -145,8 +114,9 @@ nlohmann::json run_header(const Model& model, const RunOptions& o, int n_ctx, si
       {"device", std::string(device_name(o.device))},
       {"metric", o.metric ? std::string(metric_name(*o.metric)) : "per dataset"},
       {"max_new_tokens", o.max_new_tokens ? *o.max_new_tokens : 0},
-      {"config", hex(fnv1a(o.config_text.data(), o.config_text.size()))},
+      {"config", hex64(fnv1a(o.config_text.data(), o.config_text.size()))},
   };
+  if (!o.subset.empty()) check["subset"] = o.subset;
   return {{"format", "lazyllm-eval-log/1"},
           {"model_path", o.model_path},
           {"data_path", o.data_path},

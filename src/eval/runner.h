@@ -42,6 +42,9 @@ struct RunOptions {
   DatasetConfigs configs;
   std::string config_text;  // the dataset config file's contents (part of the run's identity)
   std::string log_path;     // per-sample log to resume from and append to; empty: none
+  // Which of the data file's samples `samples` holds, when not all in order (part of the run's
+  // identity, so a log of another subset is refused); their indices must be 0, 1, ...
+  std::string subset;
   std::function<void(const Progress&)> on_progress;
 };
 

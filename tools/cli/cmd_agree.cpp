@@ -90,7 +90,7 @@ int agree(const AgreeArgs& a) {
   auto model = Model::load(a.model);
   const ModelConfig& c = model->config();
   // Schedules first, so a bad --prune fails before any work.
-  const auto schedules = a.prune.resolve_all(c.n_layers);
+  const auto schedules = a.prune.resolve_all(c.n_layers, a.model);
   if (schedules.empty()) throw Error("nothing to compare: give --lazy and/or --prune SPEC");
   const int ctx = a.ctx > 0 ? a.ctx : c.n_ctx_train;
   const auto prompts = read_prompts(a.prompts, model->tokenizer(), ctx, a.n);

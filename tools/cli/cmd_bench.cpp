@@ -125,7 +125,7 @@ int bench(const BenchArgs& a) {
     if (k > a.gen_len) throw Error("--e2e-at " + std::to_string(k) + " is past --gen-len " + std::to_string(a.gen_len));
   auto model = Model::load(a.model);
   const ModelConfig& c = model->config();
-  const auto schedules = a.prune.resolve_all(c.n_layers);
+  const auto schedules = a.prune.resolve_all(c.n_layers, a.model);
   std::mt19937_64 rng(a.seed);
   // --cold: the measured runs at prompt length n use n, n+1, ... (one length each), after one
   // untimed run per schedule at warm_len, a length none of them uses.

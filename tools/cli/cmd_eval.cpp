@@ -46,12 +46,6 @@ void show_progress(const eval::Progress& p) {
   std::fflush(stderr);
 }
 
-void write_file(const std::filesystem::path& p, const std::string& text) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << text;
-  if (!out.flush()) throw Error("cannot write '" + p.string() + "'");
-}
-
 int run_eval_command(const EvalArgs& a) {
   namespace fs = std::filesystem;
   eval::RunOptions o;
@@ -77,7 +71,7 @@ int run_eval_command(const EvalArgs& a) {
   const auto samples = eval::read_jsonl(a.data);
   auto model = Model::load(a.model);
   o.schedules.push_back({"baseline", {}});
-  for (auto& [name, sched] : a.prune.resolve_all(model->config().n_layers)) o.schedules.push_back({name, sched});
+  for (auto& [name, sched] : a.prune.resolve_all(model->config().n_layers, a.model)) o.schedules.push_back({name, sched});
   if (!a.out.empty()) {
     std::error_code ec;
     fs::create_directories(a.out, ec);
@@ -100,8 +94,8 @@ int run_eval_command(const EvalArgs& a) {
   for (size_t i = 0; i < o.schedules.size(); ++i) j["results"][i]["spec"] = o.schedules[i].schedule.to_string();
   const std::string markdown = eval::to_markdown(report);
   if (!a.out.empty()) {
-    write_file(fs::path(a.out) / "results.json", j.dump(2) + "\n");
-    write_file(fs::path(a.out) / "results.md", markdown);
+    write_file((fs::path(a.out) / "results.json").string(), j.dump(2) + "\n");
+    write_file((fs::path(a.out) / "results.md").string(), markdown);
     try {
       eval::write_plot(report, (fs::path(a.out) / "plot.png").string(),
                        "score vs TTFT speedup: " + fs::path(a.data).filename().string());

@@ -1,10 +1,11 @@
-// lazyllm info: what a model file holds, the CPU kernels that would run it, and the bytes its
-// weights would take on a GPU.
+// lazyllm info: what a model file holds, the CPU kernels that would run it, the bytes its
+// weights would take on a GPU, and the schedule --lazy would use.
 #include <cstdio>
 #include <string>
 
 #include "commands.h"
 #include "common.h"
+#include "prune/saved_schedule.h"
 
 namespace lazyllm::cli {
 
@@ -26,6 +27,26 @@ void add_info_command(CLI::App& app, int& exit_code) {
                                 bf16 = m->gpu_weight_bytes(GpuWeights::kBf16);
     std::printf("gpu weights:   native %s (bf16 %s); prefill dequantization scratch %s per session\n",
                 mib(native.weights).c_str(), mib(bf16.weights).c_str(), mib(native.dequant_scratch).c_str());
+    const int n_layers = m->config().n_layers;
+    if (n_layers >= 2) {
+      // Looked up directly (not through lazy_schedule): info reports, it does not warn.
+      const SavedScheduleLookup found = find_saved_schedule(*model, n_layers);
+      const std::string fallback = "default " + PruneSchedule::default_for(n_layers).to_string();
+      if (found.saved) {
+        const SavedSchedule& s = *found.saved;
+        std::printf("lazy schedule: %s, calibrated (%s: on %s, %d samples, %s; score %.2f against %.2f, TTFT "
+                    "speedup %.2fx, computed %.1f%%, %s, %s)\n",
+                    found.schedule.to_string().c_str(), found.path.c_str(), s.data_file.c_str(), s.samples,
+                    s.goal.c_str(), s.score, s.baseline_score, s.speedup, 100 * s.computed_fraction,
+                    s.device.c_str(), s.date.c_str());
+      } else if (!found.problem.empty()) {
+        std::printf("lazy schedule: %s (%s is ignored: %s)\n", fallback.c_str(), found.path.c_str(),
+                    found.problem.c_str());
+      } else {
+        std::printf("lazy schedule: %s (no calibrated schedule; lazyllm calibrate --save writes %s)\n",
+                    fallback.c_str(), found.path.c_str());
+      }
+    }
     exit_code = 0;
   });
 }

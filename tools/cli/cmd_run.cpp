@@ -49,7 +49,8 @@ int run(const RunArgs& a, bool have_prompt) {
   opt.n_threads = a.threads;
   opt.device = a.device.resolve();
   opt.gpu_weights = a.device.weights();
-  opt.prune = a.prune.resolve(c.n_layers);
+  std::string prune_source;
+  opt.prune = a.prune.resolve(c.n_layers, a.model, &prune_source);
   opt.prune_policy = a.prune.policy();
   opt.fast_math = !a.f32_math;
   ProgressBar bar("prefill");
@@ -95,6 +96,7 @@ int run(const RunArgs& a, bool have_prompt) {
     if (!opt.prune.empty()) {
       j["lazy"] = lazy_json(s);
       j["lazy"]["schedule"] = opt.prune.to_string();
+      j["lazy"]["schedule_source"] = prune_source;
     }
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
@@ -103,8 +105,8 @@ int run(const RunArgs& a, bool have_prompt) {
     std::fprintf(stderr, "\nprompt %d tokens, ttft %.1f ms, prefill %.1f tok/s, decode %.1f tok/s (%zu tokens)\n",
                  s.prompt_tokens, ttft_ms, prefill_tok_s, decode_tok_s, generated.size());
     if (!opt.prune.empty())
-      std::fprintf(stderr, "lazyllm: schedule %s (pruning %s), computed %.1f%% of prompt token-layers, %lld revived, aux cache %lld bytes\n",
-                   opt.prune.to_string().c_str(), s.pruning.c_str(), 100.0 * s.computed_fraction,
+      std::fprintf(stderr, "lazyllm: schedule %s (%s; pruning %s), computed %.1f%% of prompt token-layers, %lld revived, aux cache %lld bytes\n",
+                   opt.prune.to_string().c_str(), prune_source.c_str(), s.pruning.c_str(), 100.0 * s.computed_fraction,
                    static_cast<long long>(s.revived), static_cast<long long>(s.aux_cache_bytes));
   }
   return 0;

@@ -84,7 +84,8 @@ int serve(ServeArgs& a) {
   std::string warning;
   a.opt.chat_family = server::resolve_chat_family(tmpl, a.chat_template, warning);
   if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
-  a.opt.default_prune = a.prune.resolve(model->config().n_layers);
+  std::string prune_source;
+  a.opt.default_prune = a.prune.resolve(model->config().n_layers, a.model, &prune_source);
   a.opt.prune_policy = a.prune.policy();
   a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
   if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
@@ -94,9 +95,10 @@ int serve(ServeArgs& a) {
 
   server::Server srv(model, a.opt);
   const int port = srv.bind();
+  const std::string pruning =
+      a.opt.default_prune.empty() ? "off" : a.opt.default_prune.to_string() + " (" + prune_source + ")";
   std::fprintf(stderr, "chat template: %s; slots: %d; pruning: %s\n",
-               std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel,
-               a.opt.default_prune.empty() ? "off" : a.opt.default_prune.to_string().c_str());
+               std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel, pruning.c_str());
   std::fprintf(stderr, "listening on http://%s:%d\n", a.opt.host.c_str(), port);
   std::fflush(stderr);
   {

@@ -14,5 +14,6 @@ void add_bench_command(CLI::App& app, int& exit_code);
 void add_agree_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);
 void add_eval_command(CLI::App& app, int& exit_code);
+void add_calibrate_command(CLI::App& app, int& exit_code);
 
 }  // namespace lazyllm::cli

@@ -9,6 +9,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "prune/saved_schedule.h"
+
 namespace lazyllm::cli {
 
 void PruneFlags::add_to(CLI::App* cmd, bool allow_many, bool with_policy) {
@@ -38,19 +40,50 @@ void DeviceFlag::add_to(CLI::App* cmd) {
       ->capture_default_str();
 }
 
-PruneSchedule PruneFlags::resolve(int n_layers) const {
+PruneSchedule PruneFlags::resolve(int n_layers, const std::string& model_path, std::string* source) const {
   if (specs.size() > 1) throw Error("--prune may be given once here");
   if (lazy && !specs.empty()) throw Error("give either --lazy or --prune, not both");
-  if (!specs.empty()) return PruneSchedule::parse(specs[0], n_layers);
-  if (lazy) return PruneSchedule::default_for(n_layers);
-  return {};
+  if (source) source->clear();
+  if (!specs.empty()) {
+    if (source) *source = "--prune";
+    return PruneSchedule::parse(specs[0], n_layers);
+  }
+  if (!lazy) return {};
+  LazySchedule l = lazy_schedule(model_path, n_layers);
+  if (source) *source = l.source;
+  return l.schedule;
 }
 
-std::vector<std::pair<std::string, PruneSchedule>> PruneFlags::resolve_all(int n_layers) const {
+std::vector<std::pair<std::string, PruneSchedule>> PruneFlags::resolve_all(int n_layers,
+                                                                        const std::string& model_path) const {
   std::vector<std::pair<std::string, PruneSchedule>> out;
-  if (lazy) out.emplace_back("lazy", PruneSchedule::default_for(n_layers));
+  if (lazy) out.emplace_back("lazy", lazy_schedule(model_path, n_layers).schedule);
   for (const auto& s : specs) out.emplace_back(s, PruneSchedule::parse(s, n_layers));
   return out;
+}
+
+LazySchedule lazy_schedule(const std::string& model_path, int n_layers) {
+  const SavedScheduleLookup found = find_saved_schedule(model_path, n_layers);
+  if (found.saved) {
+    const SavedSchedule& s = *found.saved;
+    std::fprintf(stderr,
+                 "lazyllm: --lazy uses the schedule calibrated for this model: %s (%s: calibrated on %s, "
+                 "score %.2f against the baseline's %.2f, TTFT speedup %.2fx on %s, %s)\n",
+                 found.schedule.to_string().c_str(), found.path.c_str(), s.data_file.c_str(), s.score,
+                 s.baseline_score, s.speedup, s.device.c_str(), s.date.c_str());
+    return {found.schedule, "calibrated: " + found.path};
+  }
+  LazySchedule l{PruneSchedule::default_for(n_layers), "default"};
+  if (!found.problem.empty())
+    std::fprintf(stderr, "warning: ignoring %s: %s; --lazy uses the default schedule %s\n", found.path.c_str(),
+                 found.problem.c_str(), l.schedule.to_string().c_str());
+  return l;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out.flush()) throw Error("cannot write '" + path + "'");
 }
 
 std::string read_prompt(const std::string& text, const std::string& file, bool have_text) {

@@ -21,10 +21,22 @@ struct PruneFlags {
   void add_to(CLI::App* cmd, bool allow_many = false, bool with_policy = true);
   bool enabled() const { return lazy || !specs.empty(); }
   PrunePolicy policy() const { return always ? PrunePolicy::kAlways : PrunePolicy::kAuto; }
-  PruneSchedule resolve(int n_layers) const;  // the one schedule; empty when disabled
-  // Every schedule asked for, named "lazy" (the default) or by its spec.
-  std::vector<std::pair<std::string, PruneSchedule>> resolve_all(int n_layers) const;
+  // The one schedule; empty when disabled. `--lazy` stands for the schedule calibrated for the
+  // model when one lies beside it (see lazy_schedule). `source` (optional) gets where the
+  // schedule came from: "--prune", "default" or "calibrated: PATH"; empty when disabled.
+  PruneSchedule resolve(int n_layers, const std::string& model_path, std::string* source = nullptr) const;
+  // Every schedule asked for, named "lazy" (--lazy) or by its spec.
+  std::vector<std::pair<std::string, PruneSchedule>> resolve_all(int n_layers, const std::string& model_path) const;
 };
+
+// What `--lazy` means for a model: the schedule `lazyllm calibrate --save` left beside it
+// (MODEL.lazy.json) when it is valid for this very file, else the default schedule. Says so on
+// stderr when a calibrated schedule is used, and warns when one exists but cannot be used.
+struct LazySchedule {
+  PruneSchedule schedule;
+  std::string source;  // "default" or "calibrated: PATH"
+};
+LazySchedule lazy_schedule(const std::string& model_path, int n_layers);
 
 // --device cpu|cuda|auto (default auto: the GPU when one is usable), and --gpu-weights
 // native|bf16 (the weights' form on a GPU).
@@ -35,6 +47,9 @@ struct DeviceFlag {
   Device resolve() const { return parse_device(name); }
   GpuWeights weights() const { return parse_gpu_weights(gpu_weights); }
 };
+
+// Writes `text` to `path`, replacing it. Throws Error.
+void write_file(const std::string& path, const std::string& text);
 
 // Reads -p TEXT, -f FILE or standard input (in that order of preference).
 std::string read_prompt(const std::string& text, const std::string& file, bool have_text);

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   lazyllm::cli::add_agree_command(app, exit_code);
   lazyllm::cli::add_serve_command(app, exit_code);
   lazyllm::cli::add_eval_command(app, exit_code);
+  lazyllm::cli::add_calibrate_command(app, exit_code);
   try {
     lazyllm::cpu_kernels();  // a bad LAZYLLM_CPU_TARGET stops every command here, in one line
     app.parse(argc, argv);

@@ -1,0 +1,94 @@
+#include "eval/calibrate_run.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "eval/report.h"
+
+namespace lazyllm::eval {
+namespace {
+
+Measurement measurement(const std::string& spec, const Aggregate& a) {
+  Measurement m;
+  m.spec = spec;
+  m.score = a.score;
+  m.ttft_ms = a.ttft_ms;
+  m.speedup = a.speedup;
+  m.computed_fraction = a.computed_fraction;
+  return m;
+}
+
+// Measures `schedules` on the spread subset of `n` samples, `per_run` schedules at a time.
+StageResult run_stage(const std::shared_ptr<const Model>& model, const std::vector<Sample>& all, int n,
+                      const std::vector<PruneSchedule>& schedules, const CalibrateOptions& o,
+                      const std::string& stage) {
+  std::vector<Sample> subset;
+  for (int i : spread(static_cast<int>(all.size()), n)) {
+    subset.push_back(all[i]);
+    subset.back().index = static_cast<int>(subset.size()) - 1;  // the harness's log counts from 0
+  }
+  StageResult r;
+  r.samples = static_cast<int>(subset.size());
+  const int per_run = std::max(1, o.schedules_per_run);
+  const int runs = std::max<int>(1, (static_cast<int>(schedules.size()) + per_run - 1) / per_run);
+  double baseline_ttft = 0;
+  for (int k = 0; k < runs; ++k) {
+    RunOptions ro = o.run;
+    ro.limit = 0;
+    ro.subset = "spread " + std::to_string(subset.size()) + " of " + std::to_string(all.size());
+    ro.schedules = {{"baseline", {}}};
+    const size_t begin = static_cast<size_t>(k) * per_run, end = std::min(schedules.size(), begin + per_run);
+    for (size_t i = begin; i < end; ++i) ro.schedules.push_back({schedules[i].to_string(), schedules[i]});
+    if (!o.out_dir.empty()) {
+      const std::filesystem::path dir = std::filesystem::path(o.out_dir) / stage;
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) throw Error("cannot create '" + dir.string() + "': " + ec.message());
+      ro.log_path = (dir / ("run-" + std::to_string(k + 1) + ".jsonl")).string();
+    }
+    if (o.on_progress) ro.on_progress = [&, k](const Progress& p) { o.on_progress(stage, k + 1, runs, p); };
+    std::vector<std::string> names;
+    for (const auto& s : ro.schedules) names.push_back(s.name);
+    const Report rep = summarize(run_eval(model, subset, ro), names);
+    if (k == 0) r.baseline = measurement("", rep.schedules[0].overall);  // scores: the same every run
+    baseline_ttft += rep.schedules[0].overall.ttft_ms;
+    for (size_t i = 1; i < rep.schedules.size(); ++i)
+      r.schedules.push_back(measurement(rep.schedules[i].name, rep.schedules[i].overall));
+  }
+  r.baseline.ttft_ms = baseline_ttft / runs;
+  r.baseline.speedup = 1;
+  return r;
+}
+
+}  // namespace
+
+Calibration calibrate(const std::shared_ptr<const Model>& model, const std::vector<Sample>& samples,
+                      const CalibrateOptions& o) {
+  o.goal.check();
+  if (o.schedules_per_run < 1) throw Error("--schedules-per-run must be at least 1");
+  const int n_layers = model->config().n_layers;
+  Calibration c;
+  c.plan = plan_search(o.budget, static_cast<int>(samples.size()));
+  // Every sample is checked up front, so a bad one fails before the first stage runs.
+  RunOptions check = o.run;
+  check.schedules = {{"baseline", {}}};
+  check.limit = 0;
+  validate(samples, check, o.run.n_ctx > 0 ? o.run.n_ctx : model->config().n_ctx_train);
+
+  const std::vector<PruneSchedule> grid = coarse_grid(n_layers, c.plan.coarse_candidates);
+  c.coarse = run_stage(model, samples, c.plan.coarse_samples, grid, o, "coarse");
+  c.seeds = pick_seeds(c.coarse.baseline, c.coarse.schedules, o.goal, c.plan.seeds);
+  std::set<std::string> measured;
+  for (const auto& s : grid) measured.insert(s.to_string());
+  const int left = o.budget.max_candidates - static_cast<int>(grid.size());
+  const std::vector<PruneSchedule> refine = refinement(c.seeds, n_layers, measured, std::max(0, left));
+  c.refine = run_stage(model, samples, c.plan.refine_samples, refine, o, "refine");
+
+  std::vector<Measurement> points = c.refine.schedules;
+  points.push_back(c.refine.baseline);
+  c.front = pareto_front(points);
+  c.choice = choose(c.refine.baseline, c.refine.schedules, o.goal);
+  return c;
+}
+
+}  // namespace lazyllm::eval
