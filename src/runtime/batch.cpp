@@ -18,6 +18,8 @@ SessionBatch::SessionBatch(std::shared_ptr<const Model> model, int n_threads)
 
 SessionBatch::~SessionBatch() = default;
 
+int SessionBatch::threads() const { return pool_->size(); }
+
 std::unique_ptr<Session> SessionBatch::new_session(SessionOptions options) {
   if (options.device != Device::Cpu) throw Error("a session batch computes on the CPU");
   options.n_threads = pool_->size();

@@ -40,6 +40,8 @@ class SessionBatch {
   SessionBatch& operator=(const SessionBatch&) = delete;
 
   // A session that can join this batch's steps (it also works alone, on the batch's threads).
+  // The batch's sessions share its threads: drive them (step(), or their own prefill/decode)
+  // from one thread at a time.
   // options.device must be Cpu; options.n_threads is ignored. Its prefill progress callback is
   // not called by step() (a step is the unit of interruption).
   std::unique_ptr<Session> new_session(SessionOptions options);
@@ -48,6 +50,7 @@ class SessionBatch {
   // token would not fit (context, vocabulary). After any other exception the listed sessions
   // have been reset.
   void step(std::span<const SequenceStep> steps);
+  int threads() const;
 
  private:
   std::shared_ptr<const Model> model_;
