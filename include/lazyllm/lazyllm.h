@@ -30,6 +30,7 @@ class ForwardBackend;
 class CpuForward;
 struct LayerSchedule;
 struct SessionInternals;
+class SessionBatch;
 
 // ---------------------------------------------------------------- devices
 
@@ -288,6 +289,9 @@ class Session {
                                 const std::function<bool(int32_t)>& on_token = {});
 
   void reset();  // forget the context (keeps allocations)
+  // Forgets the context and runs `prune` from now on (the caches are kept: nothing is
+  // reallocated). Throws Error for a schedule outside the model's layers, changing nothing.
+  void reset(const PruneSchedule& prune);
   int n_past() const;
   int n_ctx() const { return n_ctx_; }
   const std::vector<int32_t>& history() const { return history_; }
@@ -306,15 +310,25 @@ class Session {
 
  private:
   friend struct SessionInternals;  // the tests' access to the backend (src/runtime/session_internals.h)
+  friend class SessionBatch;       // steps several sessions in one forward (src/runtime/batch.h)
+  // A session computing on `pool`'s threads (shared with the other sessions of a batch).
+  Session(std::shared_ptr<const Model> model, SessionOptions options, std::shared_ptr<ThreadPool> pool);
+  // The halves of prefill() and decode() around the backend's work, which a batch step runs for
+  // several sessions at once: the schedule the step runs under, then the bookkeeping.
+  const LayerSchedule& prefill_schedule(int n_tokens);
+  void book_prefill(std::span<const int32_t> tokens, const LayerSchedule& ran, int64_t prompt_layers_before, double ms);
+  const LayerSchedule& decode_schedule();
+  void book_decode(int32_t token, double ms);
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   int n_ctx_ = 0;
-  std::unique_ptr<ThreadPool> pool_;
+  std::shared_ptr<ThreadPool> pool_;
   std::unique_ptr<ForwardBackend> backend_;
   // Whether decode after a pruned prefill of n tokens (after n_past) follows the schedule
   // (re-selection, or the ablations' fixed sets) rather than completing the deferred pairs.
   bool reselects(int n_past, int n) const;
   bool reselect_ = false;  // the rule chosen at the last pruned prefill
+  bool pending_reselect_ = false;  // the rule for the prefill under way
   std::unique_ptr<LayerSchedule> schedule_, baseline_;
   bool pruned_ = false;  // a prefill of this context ran the schedule: decode follows it
   CpuForward* cpu_state_ = nullptr;  // backend_ when it is the CPU one

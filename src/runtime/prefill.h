@@ -39,6 +39,38 @@ class PrefillDevice {
   virtual std::span<const int32_t> prefill_finish(const PrefillPlan& plan, int n) = 0;
 };
 
+// Throws Error unless `tokens` can be prefilled after n_past tokens of an n_ctx context (not
+// empty, fits, ids inside the vocabulary). Changes nothing.
+void check_prefill(std::span<const int32_t> tokens, int n_past, int n_ctx, int n_vocab);
+
+// One prefill walked layer by layer, so a caller can interleave the layers of several sequences
+// (a batch step runs layer l of every sequence together). The constructor validates the prompt
+// (check_prefill), plans the layers, marks the tokens as prompt and embeds them; begin_layer(l)
+// runs the selection before layer l (at pruning layers) and says which rows layer l computes,
+// which the caller then has computed (PrefillDevice::prefill_layer, or a batch's products);
+// finish() books every layer in the index and counters.
+class PrefillWalk {
+ public:
+  PrefillWalk(PrefillDevice& dev, KVIndex& index, ForwardCounters& counters, std::span<const int32_t> tokens,
+              int n_past, int n_vocab, const LayerSchedule& s);
+  struct Layer {
+    int n_rows = 0, slot0 = 0;
+    bool want_importance = false;
+  };
+  Layer begin_layer(int l);
+  void finish();
+  const PrefillPlan& plan() const { return plan_; }
+
+ private:
+  PrefillDevice& dev_;
+  KVIndex& index_;
+  ForwardCounters& counters_;
+  int n_;
+  PrefillPlan plan_;
+  std::vector<std::vector<int32_t>> host_dest_;
+  std::vector<int> slot0_;
+};
+
 // Prefills `tokens` at positions [n_past, n_past + n) under the schedule: validates the prompt
 // (Error: empty, over the context, ids outside the vocabulary), drives `dev` layer by layer, then
 // books every layer in `index` and `counters` (record_prefill_layer). Selections that read no

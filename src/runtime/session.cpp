@@ -18,21 +18,29 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+void check_schedule_layers(const PruneSchedule& prune, int n_layers) {
+  for (const auto& p : prune.points)
+    if (p.layer < 1 || p.layer >= n_layers)
+      throw Error("prune schedule layer " + std::to_string(p.layer) + " is outside [1, " + std::to_string(n_layers - 1) +
+                  "]");
+}
+
 }  // namespace
 
 Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
+    : Session(std::move(model), std::move(options), nullptr) {}
+
+Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std::shared_ptr<ThreadPool> pool)
     : model_(std::move(model)), options_(std::move(options)) {
   const ModelConfig& c = model_->config();
   n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : c.n_ctx_train;
   if (n_ctx_ > (1 << 22)) throw Error("context size " + std::to_string(n_ctx_) + " is too large");
   if (options_.n_threads < 0) throw Error("thread count must be positive");
-  for (const auto& p : options_.prune.points)
-    if (p.layer < 1 || p.layer >= c.n_layers)
-      throw Error("prune schedule layer " + std::to_string(p.layer) + " is outside [1, " +
-                  std::to_string(c.n_layers - 1) + "]");
+  check_schedule_layers(options_.prune, c.n_layers);
   schedule_ = std::make_unique<LayerSchedule>(LayerSchedule::from(options_.prune, c.n_layers, options_.force_selection));
   baseline_ = std::make_unique<LayerSchedule>(LayerSchedule::baseline(c.n_layers));
-  pool_ = std::make_unique<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
+  pool_ = pool ? std::move(pool)
+               : std::make_shared<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   if (options_.device == Device::Cuda) {
     backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights);
   } else {
@@ -71,33 +79,43 @@ void Session::reset() {
   stats_ = {};
 }
 
-void Session::prefill(std::span<const int32_t> tokens) {
+void Session::reset(const PruneSchedule& prune) {
   const int n_layers = model_->config().n_layers;
-  const int64_t before = backend_->counters().prompt_token_layers;
-  auto t0 = std::chrono::steady_clock::now();
+  check_schedule_layers(prune, n_layers);
+  auto schedule = std::make_unique<LayerSchedule>(LayerSchedule::from(prune, n_layers, options_.force_selection));
+  reset();
+  options_.prune = prune;
+  schedule_ = std::move(schedule);
+}
+
+const LayerSchedule& Session::prefill_schedule(int n_tokens) {
   // The cost model may leave this prompt unpruned; a forced schedule (a test hook) always runs.
   const LayerSchedule* sched = schedule_.get();
-  const bool reselect = reselects(backend_->n_past(), static_cast<int>(tokens.size()));
+  pending_reselect_ = reselects(backend_->n_past(), n_tokens);
   if (schedule_->any()) {
     stats_.pruning = "on";
     if (options_.prune_policy == PrunePolicy::kAuto && !options_.force_selection) {
-      const PruneVerdict v = judge_prefill(*model_, plan_prefill(static_cast<int>(tokens.size()), *schedule_),
-                                           backend_->n_past(), device_cost(options_.device, *model_, pool_->size()),
-                                           !reselect);
+      const PruneVerdict v = judge_prefill(*model_, plan_prefill(n_tokens, *schedule_), backend_->n_past(),
+                                           device_cost(options_.device, *model_, pool_->size()), !pending_reselect_);
       stats_.pruning = v.why;
       if (!v.prune) sched = baseline_.get();
     }
   }
-  backend_->prefill(tokens, *sched, options_.on_prefill_progress);
-  if (sched == schedule_.get()) pruned_ = true, reselect_ = reselect;
-  stats_.prefill_ms = ms_since(t0);
+  return *sched;
+}
+
+void Session::book_prefill(std::span<const int32_t> tokens, const LayerSchedule& ran, int64_t prompt_layers_before,
+                           double ms) {
+  const int n_layers = model_->config().n_layers;
+  if (&ran == schedule_.get()) pruned_ = true, reselect_ = pending_reselect_;
+  stats_.prefill_ms = ms;
   history_.insert(history_.end(), tokens.begin(), tokens.end());
   stats_.prompt_tokens += static_cast<int>(tokens.size());
   const ForwardCounters& k = backend_->counters();
   stats_.alive_per_layer = k.alive_per_layer;
   stats_.selections = k.selections;
   stats_.prefill_computed_fraction =
-      static_cast<double>(k.prompt_token_layers - before) / (double(tokens.size()) * n_layers);
+      static_cast<double>(k.prompt_token_layers - prompt_layers_before) / (double(tokens.size()) * n_layers);
   stats_.token_layers_computed = k.token_layers;
   stats_.prompt_token_layers_computed = k.prompt_token_layers;
   stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);
@@ -105,16 +123,26 @@ void Session::prefill(std::span<const int32_t> tokens) {
   stats_.aux_cache_entries = backend_->aux_entries();
 }
 
-void Session::decode(int32_t token) {
-  const int n_layers = model_->config().n_layers;
+void Session::prefill(std::span<const int32_t> tokens) {
+  const int64_t before = backend_->counters().prompt_token_layers;
   auto t0 = std::chrono::steady_clock::now();
+  const LayerSchedule& sched = prefill_schedule(static_cast<int>(tokens.size()));
+  backend_->prefill(tokens, sched, options_.on_prefill_progress);
+  book_prefill(tokens, sched, before, ms_since(t0));
+}
+
+const LayerSchedule& Session::decode_schedule() {
   // After a pruned prefill, LazyLLM decodes by its rule: re-selecting every step, or computing
   // every deferred pair in the first step (a decode step with nothing pruned revives all of them
   // in one batch; every later step finds the full cache and is a baseline step).
   const bool reselect = pruned_ && reselect_;
   if (pruned_ && options_.prune.selection == PruneSelection::kLazy) stats_.lazy_decode = reselect ? "reselect" : "complete";
-  backend_->decode(token, reselect ? *schedule_ : *baseline_);
-  stats_.decode_ms += ms_since(t0);
+  return reselect ? *schedule_ : *baseline_;
+}
+
+void Session::book_decode(int32_t token, double ms) {
+  const int n_layers = model_->config().n_layers;
+  stats_.decode_ms += ms;
   history_.push_back(token);
   ++stats_.generated_tokens;
   const ForwardCounters& k = backend_->counters();
@@ -129,6 +157,12 @@ void Session::decode(int32_t token) {
   const DecodePathStats path = backend_->decode_path_stats();
   stats_.device_decode_steps = path.device_steps;
   stats_.device_decode_misses = path.device_misses;
+}
+
+void Session::decode(int32_t token) {
+  auto t0 = std::chrono::steady_clock::now();
+  backend_->decode(token, decode_schedule());
+  book_decode(token, ms_since(t0));
 }
 
 std::vector<int32_t> Session::generate(int max_tokens, Sampler& sampler, const std::function<bool(int32_t)>& on_token) {

@@ -9,6 +9,7 @@
 #include <span>
 #include <thread>
 
+#include "bench_batch.h"
 #include "commands.h"
 #include "common.h"
 
@@ -27,6 +28,7 @@ struct BenchArgs {
   bool cold = false;
   bool f32_math = false;
   uint64_t seed = 1;
+  std::vector<int> batches;  // --batch: aggregate decode of this many sequences stepped together
   PruneFlags prune;
   DeviceFlag device;
 };
@@ -121,6 +123,12 @@ nlohmann::json e2e_at_json(const std::vector<int>& at, const Samples& s) {
 }
 
 int bench(const BenchArgs& a) {
+  if (!a.batches.empty()) {
+    if (a.prune.enabled() || a.cold || !a.e2e_at.empty() || a.device.name == "cuda")
+      throw Error("--batch measures baseline decode on the CPU: it takes no --lazy/--prune, --cold, --e2e-at or GPU");
+    return bench_batch({a.model, a.prompt_lens, a.batches, a.gen_len, a.reps, a.warmup, a.threads, a.json, a.f32_math,
+                        a.seed});
+  }
   for (int k : a.e2e_at)
     if (k > a.gen_len) throw Error("--e2e-at " + std::to_string(k) + " is past --gen-len " + std::to_string(a.gen_len));
   auto model = Model::load(a.model);
@@ -284,6 +292,11 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--seed", a->seed, "Seed of the random prompt");
   cmd->add_flag("--json", a->json, "Print one JSON object per prompt length");
+  cmd->add_option("--batch", a->batches,
+                  "Instead: aggregate decode tokens/s of this many sequences stepped together, per prompt length "
+                  "(comma-separated batch sizes; CPU, no pruning)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 256));
   cmd->add_flag("--cold", a->cold,
                 "Measure first requests: a fresh session and a prompt length not run before for every run (lengths n, n+1, "
                 "...), after one untimed run per schedule at another length (what a running process has already loaded)");

@@ -20,13 +20,12 @@ namespace lazyllm {
 namespace {
 
 constexpr int kAttnBlockRows = 64;   // query rows per prefill attention task
-constexpr int kFfnChunkRows = 512;   // rows per FFN chunk, bounds the n_ff-wide buffers
 constexpr int kBatchedDecodeRows = 4;  // decode batches from this many rows attend by matrix products
 
 }  // namespace
 
 struct CpuForward::Scratch {
-  std::vector<float> xn, q, k, v, att, gate, up, ffn_out, hidden, batch, kf, vf;
+  std::vector<float> hidden, batch, prev, kf, vf;
   std::vector<std::vector<float>> per_thread;  // attention score rows
   std::vector<float> imp_heads;                // last row's probabilities, per head
 };
@@ -37,9 +36,9 @@ CpuForward::CpuForward(const Model& model, int n_ctx, bool kv_f16, ThreadPool& p
       w_(model.weights()),
       pool_(pool),
       n_ctx_(n_ctx),
+      ops_(model, pool),
       kv_(c_.n_layers, c_.n_kv_heads * c_.head_dim, n_ctx, kv_f16),
       aux_(c_.n_embd, kv_.index()),
-      rope_(c_, w_.rope_freq_factors),
       s_(std::make_unique<Scratch>()) {
   use_single_threaded_blas();  // attention's cblas calls run inside our pool's tasks
   s_->per_thread.resize(pool.size());
@@ -48,6 +47,7 @@ CpuForward::CpuForward(const Model& model, int n_ctx, bool kv_f16, ThreadPool& p
 CpuForward::~CpuForward() = default;
 
 void CpuForward::clear() {
+  abandon_step();
   n_past_ = 0;
   kv_.clear();
   counters_ = {};
@@ -60,85 +60,15 @@ void CpuForward::embed(int32_t token, float* out) const {
   dequantize_row(e.type, e.data + token * e.row_stride(), out, c_.n_embd);
 }
 
-void CpuForward::compute_logits(const float* h) {
-  std::vector<float> xn(c_.n_embd);
-  rmsnorm(h, w_.output_norm, xn.data(), c_.n_embd, c_.rms_eps);
-  logits_.resize(c_.n_vocab);
-  matmul(w_.output, xn.data(), 1, c_.n_embd, logits_.data(), c_.n_vocab, pool_, precision_);
-}
-
 // ------------------------------------------------------------------ one layer
 
-// Runs fn(row) for rows [0, m), split over the pool in chunks (serially for small batches).
-void CpuForward::for_rows(int m, const std::function<void(int)>& fn) {
-  constexpr int kChunk = 16;
-  if (m <= kChunk) {
-    for (int i = 0; i < m; ++i) fn(i);
-    return;
-  }
-  pool_.parallel_for((m + kChunk - 1) / kChunk, [&](int64_t task, int) {
-    const int i0 = static_cast<int>(task) * kChunk, i1 = std::min(m, i0 + kChunk);
-    for (int i = i0; i < i1; ++i) fn(i);
-  });
-}
-
-void CpuForward::layer_forward(int l, float* h, int m, const int32_t* pos, int slot0, bool want_importance,
-                               std::span<const int32_t> key_slots, const int32_t* row_keys) {
-  const LayerWeights& L = w_.layers[l];
-  const int d = c_.n_embd, hd = c_.head_dim;
-  const int qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd;
-  Scratch& s = *s_;
-  s.xn.resize(static_cast<size_t>(m) * d);
-  s.q.resize(static_cast<size_t>(m) * qd);
-  s.k.resize(static_cast<size_t>(m) * kvd);
-  s.v.resize(static_cast<size_t>(m) * kvd);
-  s.att.resize(static_cast<size_t>(m) * qd);
-
-  for_rows(m, [&](int i) { rmsnorm(h + int64_t{i} * d, L.attn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps); });
-  const MatmulTarget qkv[] = {{L.wq, s.q.data(), qd}, {L.wk, s.k.data(), kvd}, {L.wv, s.v.data(), kvd}};
-  matmul_shared_input(qkv, s.xn.data(), m, d, pool_, precision_);
-  for_rows(m, [&](int i) {
-    float* qi = s.q.data() + int64_t{i} * qd;
-    float* ki = s.k.data() + int64_t{i} * kvd;
-    float* vi = s.v.data() + int64_t{i} * kvd;
-    if (L.bq) {
-      add_inplace(qi, L.bq, qd);
-      add_inplace(ki, L.bk, kvd);
-      add_inplace(vi, L.bv, kvd);
-    }
-    rope_.apply(qi, c_.n_heads, pos[i]);
-    rope_.apply(ki, c_.n_kv_heads, pos[i]);
-  });
-
-  const int n_old = kv_.layer(l).size();
-  kv_.layer(l).reserve_more(m);
-  for (int i = 0; i < m; ++i) kv_.write(l, slot0 + i, pos[i], s.k.data() + int64_t{i} * kvd, s.v.data() + int64_t{i} * kvd);
-
-  if (!key_slots.empty()) {
-    attention_decode(l, key_slots, row_keys, s.q.data(), m, s.att.data(), want_importance);
-  } else {
-    attention_prefill(l, n_old, s.q.data(), m, s.att.data(), want_importance);
-  }
-
-  // Output projection and residual (xn is free again and has room for m x d).
-  matmul(L.wo, s.att.data(), m, qd, s.xn.data(), d, pool_, precision_);
-  for_rows(m, [&](int i) { add_inplace(h + int64_t{i} * d, s.xn.data() + int64_t{i} * d, d); });
-
-  // SwiGLU feed-forward, in row chunks so the n_ff-wide buffers stay bounded.
-  const int ff = c_.n_ff;
-  for (int r0 = 0; r0 < m; r0 += kFfnChunkRows) {
-    const int rm = std::min(kFfnChunkRows, m - r0);
-    s.gate.resize(static_cast<size_t>(rm) * ff);
-    s.up.resize(static_cast<size_t>(rm) * ff);
-    s.ffn_out.resize(static_cast<size_t>(rm) * d);
-    float* hc = h + int64_t{r0} * d;
-    for_rows(rm, [&](int i) { rmsnorm(hc + int64_t{i} * d, L.ffn_norm, s.xn.data() + int64_t{i} * d, d, c_.rms_eps); });
-    const MatmulTarget gate_up[] = {{L.w_gate, s.gate.data(), ff}, {L.w_up, s.up.data(), ff}};
-    matmul_shared_input(gate_up, s.xn.data(), rm, d, pool_, precision_);
-    for_rows(rm, [&](int i) { silu_mul(s.gate.data() + int64_t{i} * ff, s.up.data() + int64_t{i} * ff, ff); });
-    matmul(L.w_down, s.gate.data(), rm, ff, s.ffn_out.data(), d, pool_, precision_);
-    for_rows(rm, [&](int i) { add_inplace(hc + int64_t{i} * d, s.ffn_out.data() + int64_t{i} * d, d); });
-  }
+void CpuForward::layer_forward(int l) {
+  const LayerRows r = layer_rows(l);
+  ops_.pre_attention(l, r.h, r.m, r.pos);
+  float* att = ops_.att_buffer(r.m);
+  attend(l, ops_.q(), ops_.k(), ops_.v(), att);
+  ops_.post_attention(l, r.h, r.m, att);
+  end_layer(l);
 }
 
 // ------------------------------------------------------------------ attention
@@ -274,15 +204,142 @@ void CpuForward::average_importance(int n_keys) {
   for (float& x : importance_) x /= static_cast<float>(c_.n_heads);
 }
 
-// ------------------------------------------------------------------ prefill
+// ------------------------------------------------------------------ steps
+
+void CpuForward::check_decode(int32_t token) const {
+  if (n_past_ >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");
+  if (token < 0 || token >= c_.n_vocab) throw Error("token id " + std::to_string(token) + " is out of the vocabulary");
+}
+
+void CpuForward::check_prefill(std::span<const int32_t> tokens) const {
+  lazyllm::check_prefill(tokens, n_past_, n_ctx_, c_.n_vocab);
+}
+
+void CpuForward::begin_prefill(std::span<const int32_t> tokens, const LayerSchedule& sched) {
+  if (walk_ || step_) throw std::logic_error("CpuForward: a step is already under way");
+  size_before_.resize(c_.n_layers);
+  for (int l = 0; l < c_.n_layers; ++l) size_before_[l] = kv_.layer(l).size();
+  step_tokens_ = static_cast<int>(tokens.size());
+  walk_.emplace(static_cast<PrefillDevice&>(*this), kv_.index(), counters_, tokens, n_past_, c_.n_vocab, sched);
+}
+
+void CpuForward::begin_decode(int32_t token, const LayerSchedule& sched) {
+  if (walk_ || step_) throw std::logic_error("CpuForward: a step is already under way");
+  check_decode(token);
+  step_.emplace(kv_.index(), counters_, sched, n_past_);
+  // prev: the hidden states entering the current layer of the rows the plan computes there.
+  s_->prev.resize(c_.n_embd);
+  embed(token, s_->prev.data());
+  importance_in_ = {};
+  if (record_selection_) selection_.assign(c_.n_layers, {});
+}
+
+CpuForward::LayerRows CpuForward::layer_rows(int l) {
+  if (walk_) {
+    prefill_layer_ = walk_->begin_layer(l);
+    slot0_ = prefill_layer_.slot0;
+    return {s_->hidden.data(), prefill_layer_.n_rows, lists_.data() + list_ * prefill_n_};
+  }
+  if (!step_) throw std::logic_error("CpuForward: no step under way");
+  // The previous layer's rows move into this one as the plan says.
+  const int d = c_.n_embd;
+  const DecodeLayerPlan& plan = step_->next_layer(importance_in_);
+  decode_plan_ = &plan;
+  const std::vector<float>& prev = s_->prev;
+  for (size_t i = 0; i < plan.stop_rows.size(); ++i)
+    aux_.put(plan.stop_tokens[i], prev.data() + int64_t{plan.stop_rows[i]} * d);
+  const int m = static_cast<int>(plan.rows.size());
+  std::vector<float>& rows = s_->batch;
+  rows.resize(static_cast<size_t>(m) * d);
+  for (int i = 0; i < m; ++i) {
+    const float* src = plan.row_src[i] >= 0 ? prev.data() + int64_t{plan.row_src[i]} * d : aux_.get(plan.rows[i]);
+    std::copy(src, src + d, rows.data() + int64_t{i} * d);
+  }
+  return {rows.data(), m, plan.rows.data()};
+}
+
+void CpuForward::attend(int l, float* q, const float* k, const float* v, float* out) {
+  const int kvd = c_.n_kv_heads * c_.head_dim;
+  const bool prefill = walk_.has_value();
+  const int m = prefill ? prefill_layer_.n_rows : static_cast<int>(decode_plan_->rows.size());
+  const int slot0 = prefill ? prefill_layer_.slot0 : decode_plan_->slot0;
+  const int32_t* pos = prefill ? lists_.data() + list_ * prefill_n_ : decode_plan_->rows.data();
+  const int n_old = kv_.layer(l).size();
+  kv_.layer(l).reserve_more(m);
+  for (int i = 0; i < m; ++i) kv_.write(l, slot0 + i, pos[i], k + int64_t{i} * kvd, v + int64_t{i} * kvd);
+  if (prefill) {
+    // Every slot of the layer up to each row's own.
+    attention_prefill(l, n_old, q, m, out, prefill_layer_.want_importance);
+  } else {
+    attention_decode(l, decode_plan_->key_slots, decode_plan_->row_keys.data(), q, m, out,
+                     decode_plan_->want_importance);
+  }
+}
+
+void CpuForward::end_layer(int) {
+  if (walk_) return;
+  importance_in_ = importance_;
+  if (record_selection_) selection_[decode_plan_->layer].assign(step_->selected().begin(), step_->selected().end());
+  s_->prev.swap(s_->batch);
+}
+
+const float* CpuForward::final_row() const {
+  const int d = c_.n_embd;
+  if (walk_) return s_->hidden.data() + static_cast<size_t>(walk_->plan().count.back() - 1) * d;
+  // Rows still carried after the last layer now have K/V at every layer: nothing to keep.
+  return s_->prev.data() + (s_->prev.size() / d - 1) * d;
+}
+
+float* CpuForward::logits_buffer() {
+  logits_.resize(c_.n_vocab);
+  return logits_.data();
+}
+
+void CpuForward::end_step() {
+  if (walk_) {
+    walk_->finish();
+    for (int l = 0; l < c_.n_layers; ++l) kv_.check_follows_index(l, size_before_[l]);
+    n_past_ += step_tokens_;
+    walk_.reset();
+  } else {
+    ++n_past_;
+    step_.reset();
+    decode_plan_ = nullptr;
+  }
+}
+
+void CpuForward::abandon_step() {
+  walk_.reset();
+  step_.reset();
+  decode_plan_ = nullptr;
+}
 
 void CpuForward::prefill(std::span<const int32_t> tokens, const LayerSchedule& sched,
                          const std::function<void(int, int)>& progress) {
-  std::vector<int> size_before(c_.n_layers);
-  for (int l = 0; l < c_.n_layers; ++l) size_before[l] = kv_.layer(l).size();
-  run_prefill(*this, kv_.index(), counters_, tokens, n_past_, c_.n_vocab, sched, progress);
-  for (int l = 0; l < c_.n_layers; ++l) kv_.check_follows_index(l, size_before[l]);
-  n_past_ += static_cast<int>(tokens.size());
+  try {
+    begin_prefill(tokens, sched);
+    for (int l = 0; l < c_.n_layers; ++l) {
+      layer_forward(l);
+      if (progress) progress(l + 1, c_.n_layers);
+    }
+    ops_.logits(final_row(), 1, logits_buffer());
+    end_step();
+  } catch (...) {
+    abandon_step();
+    throw;
+  }
+}
+
+void CpuForward::decode(int32_t token, const LayerSchedule& sched) {
+  try {
+    begin_decode(token, sched);
+    for (int l = 0; l < c_.n_layers; ++l) layer_forward(l);
+    ops_.logits(final_row(), 1, logits_buffer());
+    end_step();
+  } catch (...) {
+    abandon_step();
+    throw;
+  }
 }
 
 void CpuForward::prefill_embed(std::span<const int32_t> tokens, std::span<const int32_t> pos, const PrefillPlan&) {
@@ -324,53 +381,12 @@ void CpuForward::prefill_select(int l, int na, int n_keep, std::span<const int32
   ++list_;
 }
 
-void CpuForward::prefill_layer(int l, int m, int slot0, bool want_importance) {
-  slot0_ = slot0;
-  layer_forward(l, s_->hidden.data(), m, lists_.data() + list_ * prefill_n_, slot0, want_importance);
+void CpuForward::prefill_layer(int, int, int, bool) {
+  // prefill() computes each layer itself (layer_forward), between the walk's begin_layer calls.
+  throw std::logic_error("CpuForward::prefill_layer: not used");
 }
 
-std::span<const int32_t> CpuForward::prefill_finish(const PrefillPlan& plan, int) {
-  compute_logits(s_->hidden.data() + static_cast<size_t>(plan.count.back() - 1) * c_.n_embd);
-  return lists_;
-}
-
-// ------------------------------------------------------------------ decode
-
-void CpuForward::decode(int32_t token, const LayerSchedule& sched) {
-  const int d = c_.n_embd, n_layers = c_.n_layers;
-  const int p = n_past_;
-  if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");
-  if (token < 0 || token >= c_.n_vocab) throw Error("token id " + std::to_string(token) + " is out of the vocabulary");
-
-  DecodeStep step(kv_.index(), counters_, sched, p);
-  // rows: the hidden states entering the current layer of the rows the plan computes there;
-  // the previous layer's rows move into it as the plan says.
-  std::vector<float>& rows = s_->batch;
-  std::vector<float> prev(d);
-  embed(token, prev.data());
-  std::span<const float> importance;
-  if (record_selection_) selection_.assign(n_layers, {});
-
-  for (int l = 0; l < n_layers; ++l) {
-    const DecodeLayerPlan& plan = step.next_layer(importance);
-    for (size_t i = 0; i < plan.stop_rows.size(); ++i)
-      aux_.put(plan.stop_tokens[i], prev.data() + int64_t{plan.stop_rows[i]} * d);
-    const int m = static_cast<int>(plan.rows.size());
-    rows.resize(static_cast<size_t>(m) * d);
-    for (int i = 0; i < m; ++i) {
-      const float* src = plan.row_src[i] >= 0 ? prev.data() + int64_t{plan.row_src[i]} * d : aux_.get(plan.rows[i]);
-      std::copy(src, src + d, rows.data() + int64_t{i} * d);
-    }
-    layer_forward(l, rows.data(), m, plan.rows.data(), plan.slot0, plan.want_importance, plan.key_slots,
-                  plan.row_keys.data());
-    importance = importance_;
-    if (record_selection_) selection_[l].assign(step.selected().begin(), step.selected().end());
-    prev.swap(rows);
-  }
-  // Rows still carried after the last layer now have K/V at every layer: nothing to keep.
-  compute_logits(prev.data() + (prev.size() / d - 1) * d);
-  ++n_past_;
-}
+std::span<const int32_t> CpuForward::prefill_finish(const PrefillPlan&, int) { return lists_; }
 
 void CpuForward::compute_kv(int l, const float* hidden, int32_t pos, float* k, float* v) {
   const LayerWeights& L = w_.layers[l];
@@ -378,12 +394,12 @@ void CpuForward::compute_kv(int l, const float* hidden, int32_t pos, float* k, f
   std::vector<float> xn(d);
   rmsnorm(hidden, L.attn_norm, xn.data(), d, c_.rms_eps);
   const MatmulTarget kv[] = {{L.wk, k, kvd}, {L.wv, v, kvd}};
-  matmul_shared_input(kv, xn.data(), 1, d, pool_, precision_);
+  matmul_shared_input(kv, xn.data(), 1, d, pool_, ops_.precision());
   if (L.bk) {
     add_inplace(k, L.bk, kvd);
     add_inplace(v, L.bv, kvd);
   }
-  rope_.apply(k, c_.n_kv_heads, pos);
+  ops_.rope().apply(k, c_.n_kv_heads, pos);
 }
 
 }  // namespace lazyllm

@@ -1,0 +1,325 @@
+// Continuous batching in the library (runtime/batch.h): several sessions stepped by one forward
+// give each sequence what it computes alone, tokens and LazyLLM counters, as they join and leave,
+// mixing prefills, prefill chunks, decodes and schedules.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <iostream>
+
+#include "lazyllm/lazyllm.h"
+#include "lazyllm/tokenizer.h"
+#include "runtime/batch.h"
+#include "test_models.h"
+#include "test_util.h"
+
+namespace lazyllm {
+namespace {
+
+using test::argmax;
+using test::random_tokens;
+
+// One sequence of a test: its prompt and schedule, the step it joins at, the greedy tokens it
+// generates, and the prefill chunk (0: the whole prompt in one step).
+struct Plan {
+  std::vector<int32_t> prompt;
+  PruneSchedule prune;
+  int join = 0;
+  int n_gen = 6;
+  int chunk = 0;
+};
+
+// What a sequence produced: its greedy tokens, the logits each was taken from, its final stats.
+struct Trace {
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<float>> logits;
+  SessionStats stats;
+};
+
+void take(Trace& t, std::span<const float> logits) {
+  t.logits.emplace_back(logits.begin(), logits.end());
+  t.tokens.push_back(argmax(logits));
+}
+
+Trace run_alone(std::shared_ptr<const Model> model, SessionOptions o, const Plan& p) {
+  o.prune = p.prune;
+  Session s(model, o);
+  Trace t;
+  s.prefill(p.prompt);
+  for (;;) {
+    take(t, s.logits());
+    if (static_cast<int>(t.tokens.size()) == p.n_gen) break;
+    s.decode(t.tokens.back());
+  }
+  t.stats = s.stats();
+  return t;
+}
+
+// Steps every plan through one SessionBatch: a sequence joins at its step (prefilling its prompt
+// whole or chunk by chunk), then decodes one token a step until it has its tokens, and leaves.
+std::vector<Trace> run_batched(std::shared_ptr<const Model> model, const SessionOptions& base,
+                               const std::vector<Plan>& plans, std::vector<int>* batch_sizes = nullptr) {
+  SessionBatch batch(model, 2);
+  const size_t n = plans.size();
+  std::vector<std::unique_ptr<Session>> sessions;
+  for (const Plan& p : plans) {
+    SessionOptions o = base;
+    o.prune = p.prune;
+    sessions.push_back(batch.new_session(o));
+  }
+  std::vector<Trace> traces(n);
+  std::vector<size_t> fed(n, 0);
+  for (int step = 0;; ++step) {
+    std::vector<SequenceStep> work;
+    std::vector<size_t> who, chunk(n, 0);
+    bool waiting = false;
+    for (size_t i = 0; i < n; ++i) {
+      const Plan& p = plans[i];
+      if (static_cast<int>(traces[i].tokens.size()) == p.n_gen) continue;  // left
+      if (step < p.join) {
+        waiting = true;
+        continue;
+      }
+      if (fed[i] < p.prompt.size()) {
+        const size_t rest = p.prompt.size() - fed[i];
+        chunk[i] = p.chunk > 0 ? std::min<size_t>(p.chunk, rest) : rest;
+        work.push_back({sessions[i].get(), std::span(p.prompt).subspan(fed[i], chunk[i]), true});
+      } else {
+        work.push_back({sessions[i].get(), std::span(&traces[i].tokens.back(), 1), false});
+      }
+      who.push_back(i);
+    }
+    if (work.empty() && !waiting) break;
+    if (batch_sizes) batch_sizes->push_back(static_cast<int>(work.size()));
+    batch.step(work);
+    for (size_t i : who) {
+      if (chunk[i] > 0) {
+        fed[i] += chunk[i];
+        if (fed[i] < plans[i].prompt.size()) continue;  // more of the prompt to come
+      }
+      take(traces[i], sessions[i]->logits());
+    }
+  }
+  for (size_t i = 0; i < n; ++i) traces[i].stats = sessions[i]->stats();
+  return traces;
+}
+
+// Largest |a - b| over the logits of every step, relative to the largest |logit| (at least 1).
+double max_rel_diff(const Trace& a, const Trace& b) {
+  double worst = 0;
+  for (size_t s = 0; s < std::min(a.logits.size(), b.logits.size()); ++s) {
+    double scale = 1, diff = 0;
+    for (size_t j = 0; j < a.logits[s].size(); ++j) {
+      scale = std::max(scale, std::fabs(double(a.logits[s][j])));
+      diff = std::max(diff, std::fabs(double(a.logits[s][j]) - b.logits[s][j]));
+    }
+    worst = std::max(worst, diff / scale);
+  }
+  return worst;
+}
+
+bool bitwise_equal(const Trace& a, const Trace& b) {
+  if (a.logits.size() != b.logits.size()) return false;
+  for (size_t s = 0; s < a.logits.size(); ++s)
+    if (a.logits[s].size() != b.logits[s].size() ||
+        std::memcmp(a.logits[s].data(), b.logits[s].data(), a.logits[s].size() * sizeof(float)) != 0)
+      return false;
+  return true;
+}
+
+// Batched logits differ from a sequence's own only through the weight products' dependence on
+// the batch's row count (fused decode kernels up to a few rows, tiled GEMM beyond; half-precision
+// K/V then rounds some values the other way). The largest difference measured in these tests is
+// 4.5e-4 of the largest logit (the eval model's f16 weights, mixed LazyLLM batch); the bound
+// leaves room for other CPUs' kernels, while mixing up sequences would differ on the logits' own
+// scale. Equal greedy tokens and LazyLLM counters are required on top.
+constexpr double kBatchTolerance = 5e-3;
+
+void expect_matches_alone(const std::vector<Trace>& batched, const std::vector<Trace>& alone,
+                          bool compare_counters = true) {
+  ASSERT_EQ(batched.size(), alone.size());
+  for (size_t i = 0; i < alone.size(); ++i) {
+    SCOPED_TRACE("sequence " + std::to_string(i));
+    EXPECT_EQ(batched[i].tokens, alone[i].tokens);
+    const double diff = max_rel_diff(batched[i], alone[i]);
+    std::cout << "[ batch    ] sequence " << i << ": max relative logit difference " << diff
+              << (bitwise_equal(batched[i], alone[i]) ? " (bitwise equal)" : "") << "\n";
+    EXPECT_LE(diff, kBatchTolerance);
+    if (!compare_counters) continue;
+    const SessionStats &b = batched[i].stats, &a = alone[i].stats;
+    EXPECT_EQ(b.prompt_tokens, a.prompt_tokens);
+    EXPECT_EQ(b.generated_tokens, a.generated_tokens);
+    EXPECT_EQ(b.token_layers_computed, a.token_layers_computed);
+    EXPECT_EQ(b.prompt_token_layers_computed, a.prompt_token_layers_computed);
+    EXPECT_EQ(b.revived, a.revived);
+    EXPECT_EQ(b.selections, a.selections);
+    EXPECT_EQ(b.aux_cache_entries, a.aux_cache_entries);
+    EXPECT_EQ(b.lazy_decode, a.lazy_decode);
+    EXPECT_EQ(b.pruning, a.pruning);
+  }
+}
+
+std::vector<Trace> run_each_alone(std::shared_ptr<const Model> model, const SessionOptions& o,
+                                  const std::vector<Plan>& plans) {
+  std::vector<Trace> out;
+  for (const Plan& p : plans) out.push_back(run_alone(model, o, p));
+  return out;
+}
+
+std::shared_ptr<Model> eval_model() {
+  return Model::load(std::string(LAZYLLM_SOURCE_DIR) + "/eval/models/synth-llama-6l-256d.gguf");
+}
+
+SessionOptions options() {
+  SessionOptions o;
+  o.n_threads = 2;
+  return o;
+}
+
+// A batch of one runs the same products as the session alone: bitwise the same.
+TEST(SessionBatch, BatchOfOneIsBitwiseTheSessionAlone) {
+  auto model = test::make_model(test::arch_variants()[0], DType::F32);
+  const std::vector<Plan> plans = {{random_tokens(23, model->config().n_vocab, 3), {}, 0, 8}};
+  const auto batched = run_batched(model, options(), plans);
+  const auto alone = run_each_alone(model, options(), plans);
+  EXPECT_TRUE(bitwise_equal(batched[0], alone[0]));
+  expect_matches_alone(batched, alone);
+}
+
+// Real prompts of different lengths on a real trained model: prefilled together, decoded together.
+TEST(SessionBatch, SequencesOfDifferentLengthsMatchEachAlone) {
+  LAZYLLM_REQUIRE_SHARED("models/stories260K.gguf");
+  auto model = Model::load((test::shared_dir() / "models/stories260K.gguf").string());
+  const Tokenizer& tok = model->tokenizer();
+  std::vector<Plan> plans;
+  for (const char* text : {"Once upon a time", "The little dog ran to the park and saw a big red ball.",
+                           "Lily", "Tom and his mom went to the store. They wanted to buy some food for dinner. "
+                                   "Tom saw a toy car and asked"})
+    plans.push_back({tok.encode(text, true, false), {}, 0, 12});
+  SessionOptions o = options();
+  o.n_ctx = 256;
+  expect_matches_alone(run_batched(model, o, plans), run_each_alone(model, o, plans));
+}
+
+// Sequences join (prefilling while others decode) and leave at different steps.
+TEST(SessionBatch, SequencesJoinAndLeaveBetweenSteps) {
+  auto model = eval_model();
+  const int v = model->config().n_vocab;
+  const std::vector<Plan> plans = {{random_tokens(9, v, 1), {}, 0, 10},
+                                   {random_tokens(31, v, 2), {}, 2, 4},
+                                   {random_tokens(4, v, 3), {}, 3, 9},
+                                   {random_tokens(50, v, 4), {}, 12, 3}};
+  SessionOptions o = options();
+  o.n_ctx = 128;
+  std::vector<int> sizes;
+  const auto batched = run_batched(model, o, plans, &sizes);
+  // The steps really mixed: at most all four, and some step ran one sequence alone.
+  EXPECT_EQ(*std::max_element(sizes.begin(), sizes.end()), 3);
+  EXPECT_EQ(*std::min_element(sizes.begin(), sizes.end()), 1);
+  expect_matches_alone(batched, run_each_alone(model, o, plans));
+}
+
+// LazyLLM and baseline sequences in one batch: each prunes, selects and revives as it does
+// alone (same tokens, same counters).
+TEST(SessionBatch, MixedLazyAndBaselineSequencesMatchEachAlone) {
+  auto model = eval_model();
+  const int v = model->config().n_vocab, L = model->config().n_layers;
+  const PruneSchedule lazy = PruneSchedule::parse("0.3:0.5,0.6:0.5", L);
+  const PruneSchedule complete = PruneSchedule::parse("complete:0.3:0.4", L);
+  const std::vector<Plan> plans = {{random_tokens(64, v, 5), lazy, 0, 8},
+                                   {random_tokens(40, v, 6), {}, 0, 8},
+                                   {random_tokens(90, v, 7), lazy, 1, 6},
+                                   {random_tokens(33, v, 8), complete, 2, 5},
+                                   {random_tokens(20, v, 9), {}, 3, 5, 6}};
+  SessionOptions o = options();
+  o.n_ctx = 160;
+  const auto batched = run_batched(model, o, plans);
+  const auto alone = run_each_alone(model, o, plans);
+  expect_matches_alone(batched, alone);
+  // The schedules did prune and revive (else this compares baselines).
+  EXPECT_LT(alone[0].stats.computed_fraction, 1.0);
+  EXPECT_GT(alone[0].stats.revived + alone[2].stats.revived, 0);
+  EXPECT_EQ(alone[3].stats.lazy_decode, "complete");
+}
+
+// A prompt prefilled in chunks (several steps, interleaved with another sequence's decode) gives
+// what the whole prompt gives.
+TEST(SessionBatch, ChunkedPrefillEqualsWholePrefill) {
+  auto model = eval_model();
+  const int v = model->config().n_vocab;
+  SessionOptions o = options();
+  o.n_ctx = 128;
+  for (int chunk : {1, 7, 16}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    const std::vector<Plan> plans = {{random_tokens(45, v, 11), {}, 0, 5, chunk}, {random_tokens(12, v, 12), {}, 0, 12}};
+    expect_matches_alone(run_batched(model, o, plans), run_each_alone(model, o, plans), /*compare_counters=*/false);
+  }
+}
+
+// A bad step is refused before anything changes; sessions of another batch cannot join.
+TEST(SessionBatch, RefusesBadStepsAndChangesNothing) {
+  auto model = test::make_model(test::arch_variants()[0], DType::F32);
+  const int v = model->config().n_vocab;
+  SessionBatch batch(model, 1), other(model, 1);
+  SessionOptions o = options();
+  o.n_ctx = 32;
+  auto a = batch.new_session(o), b = batch.new_session(o), c = other.new_session(o);
+  const auto prompt = random_tokens(10, v, 1);
+  const std::vector<SequenceStep> start = {{a.get(), prompt, true}, {b.get(), prompt, true}};
+  batch.step(start);
+  const std::vector<float> before(a->logits().begin(), a->logits().end());
+  const int32_t good = 5, bad = v;
+  const std::vector<int32_t> two = {5, 6}, long_prompt = random_tokens(30, v, 2);
+  const std::vector<std::vector<SequenceStep>> refused = {
+      {{a.get(), std::span(&good, 1), false}, {b.get(), std::span(&bad, 1), false}},
+      {{a.get(), std::span(&good, 1), false}, {a.get(), std::span(&good, 1), false}},
+      {{a.get(), std::span(&good, 1), false}, {c.get(), std::span(&good, 1), false}},
+      {{a.get(), two, false}},
+      {{b.get(), std::span(&good, 1), false}, {a.get(), long_prompt, true}},
+      {{a.get(), {}, true}},
+      {{nullptr, std::span(&good, 1), false}}};
+  for (const auto& step : refused) EXPECT_THROW(batch.step(step), Error);
+  EXPECT_EQ(a->n_past(), 10);
+  EXPECT_EQ(b->n_past(), 10);
+  EXPECT_EQ(0, std::memcmp(before.data(), a->logits().data(), before.size() * sizeof(float)));
+  EXPECT_THROW(batch.new_session([] {
+    SessionOptions x;
+    x.device = Device::Cuda;
+    return x;
+  }()),
+               Error);
+  // The sessions still step.
+  const std::vector<SequenceStep> next = {{a.get(), std::span(&good, 1), false}, {b.get(), std::span(&good, 1), false}};
+  batch.step(next);
+  EXPECT_EQ(a->n_past(), 11);
+  EXPECT_EQ(0, std::memcmp(a->logits().data(), b->logits().data(), before.size() * sizeof(float)));
+}
+
+// reset(schedule) runs the new schedule without a new session: the same as a fresh session.
+TEST(SessionBatch, ResetWithAScheduleEqualsAFreshSession) {
+  auto model = eval_model();
+  const int v = model->config().n_vocab, L = model->config().n_layers;
+  const PruneSchedule lazy = PruneSchedule::parse("0.3:0.5,0.6:0.5", L);
+  SessionOptions o = options();
+  o.n_ctx = 128;
+  Session reused(model, o);
+  reused.prefill(random_tokens(30, v, 1));
+  reused.reset(lazy);
+  const Plan p{random_tokens(70, v, 2), lazy, 0, 6};
+  Trace t;
+  reused.prefill(p.prompt);
+  for (;;) {
+    take(t, reused.logits());
+    if (static_cast<int>(t.tokens.size()) == p.n_gen) break;
+    reused.decode(t.tokens.back());
+  }
+  const Trace fresh = run_alone(model, o, p);
+  EXPECT_TRUE(bitwise_equal(t, fresh));
+  EXPECT_EQ(reused.stats().revived, fresh.stats.revived);
+  EXPECT_EQ(reused.stats().token_layers_computed, fresh.stats.token_layers_computed);
+  EXPECT_THROW(reused.reset(PruneSchedule{{{L, 0.5}}}), Error);
+  EXPECT_EQ(reused.n_past(), 75);  // a refused schedule changes nothing
+}
+
+}  // namespace
+}  // namespace lazyllm

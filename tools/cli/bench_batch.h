@@ -1,0 +1,26 @@
+// lazyllm bench --batch: aggregate decode throughput of B sequences stepped together
+// (runtime/batch.h), on the CPU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lazyllm::cli {
+
+struct BatchBenchArgs {
+  std::string model;
+  std::vector<int> prompt_lens;
+  std::vector<int> batches;
+  int gen_len = 32;
+  int reps = 3;
+  int warmup = 1;
+  int threads = 0;
+  bool json = false;
+  bool f32_math = false;
+  uint64_t seed = 1;
+};
+
+int bench_batch(const BatchBenchArgs& a);
+
+}  // namespace lazyllm::cli
