@@ -58,18 +58,42 @@ def tail_variant(s, tok, n):
     return t
 
 
+def by_key(items, key, rng):
+    """items grouped by key (groups in key order), each group shuffled."""
+    groups = {}
+    for it in items:
+        groups.setdefault(key(it), []).append(it)
+    out = []
+    for k in sorted(groups):
+        rng.shuffle(groups[k])
+        out.append(groups[k])
+    return out
+
+
+def interleave(groups):
+    """One item of each non-empty group in turn."""
+    out, k = [], 0
+    while any(k < len(g) for g in groups):
+        out.extend(g[k] for g in groups if k < len(g))
+        k += 1
+    return out
+
+
 def draw(name, rng, files, by_pkg, args, tok):
     """args.samples samples of one dataset; each drawn file/cut must fit the length bounds."""
-    code = [f for f in files if f.lang in ("python", "c")]
-    rng.shuffle(code)
+    # Python and C files take turns (and packages take turns within each), so neither the
+    # largest language nor the largest package fills a set alone
+    code = interleave([interleave(by_key([f for f in files if f.lang == lang], lambda f: f.package, rng))
+                       for lang in ("python", "c")])
     out, tries, k = [], 0, 0
     sites = None
     if name == "header_define_qa":
         sites = []
         for pkg, fs in sorted(by_pkg.items()):
             headers = [f for f in fs if f.lang == "c" and f.rel.endswith((".h", ".hpp", ".hh"))]
-            sites += [(headers, s) for s in B.define_sites(headers)]
-        rng.shuffle(sites)
+            sites.append([(headers, s) for s in B.define_sites(headers)])
+            rng.shuffle(sites[-1])
+        sites = interleave(sites)
     used = set()
     while len(out) < args.samples and tries < args.samples * 50:
         tries += 1

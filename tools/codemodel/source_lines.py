@@ -80,22 +80,36 @@ class SourceFile:
     def targets(self):
         """Indices of lines that make a fair completion target: real code with an identifier,
         8-160 characters, not a comment (LongBench's code_sim skips lines with '#', '//' or '`'),
-        not a copy of the previous non-empty line."""
+        not inside a parenthesized import list, not a copy of the previous non-empty line."""
         mask = self.in_comment_mask()
-        out, prev = [], ""
+        out, prev, in_import = [], "", False
         for j, l in enumerate(self.lines):
             s = l.strip()
+            # the names of a parenthesized `from X import (...)` list are not targets
+            was_import = in_import
+            if self.lang == "python" and re.match(r"from\s+[.\w]+\s+import\s+\(", s) and ")" not in s:
+                in_import = True
+            elif in_import and ")" in s:
+                in_import = False
             if s:
-                if (not mask[j] and 8 <= len(s) <= 160 and not s.startswith(SKIP_START)
+                if (not was_import and not mask[j] and 8 <= len(s) <= 160 and not s.startswith(SKIP_START)
                         and "#" not in l and "//" not in l and "`" not in l and NAME_RE.search(s) and s != prev):
                     out.append(j)
                 prev = s
         return out
 
+    def import_lines(self):
+        """The lines, with parenthesized `from X import (a,\n b)` lists joined into one line."""
+        if self.lang != "python":
+            return self.lines
+        joined = re.sub(r"(from\s+[.\w]+\s+import\s+)\(([^)]*)\)",
+                        lambda m: m.group(1) + " ".join(re.sub(r"#[^\n]*", "", m.group(2)).split()), self.text)
+        return joined.split("\n")
+
     def imports(self):
         """Module names (Python) or include paths (C) in the order the file names them."""
         out = []
-        for l in self.lines:
+        for l in self.import_lines():
             if self.lang == "python":
                 m = re.match(r"\s*from\s+(\.*[\w.]*)\s+import\s+(.+)", l)
                 if m:

@@ -5,9 +5,12 @@ drawn file/cut does not fit; the driver draws again.
 - code_lcc (LongBench lcc): a window of one long file ending just before a target line; the
   answer is that line, indentation included (the model writes it after the newline).
 - code_repobench (RepoBench-P, cross-file-first): files of the same package that the target
-  imports/includes (then its directory's other files) as context, then the target file cut
-  before a line that uses a name defined in the context files and not defined in, nor used
-  before the cut by, the target (import lines aside).
+  imports/includes (then its directory's other files, as room allows) as context, then the
+  target file cut before a line that uses a name defined in an imported/included file, not
+  defined in the target, not used before the cut (import lines aside) and, in Python, reached
+  through an import (imported by name, or qualified by an imported module's name). The file
+  that defines the name always stands in the context (a window around the definition if the
+  whole file does not fit).
 - header_define_qa (retrieval): C headers of one package, with `#define NAME VALUE` (a number)
   at a depth of 5-75% of the context and defined once in it; the input repeats `#define NAME`
   after a comment asking for its value; the answer is VALUE (qa_f1, first line)."""
@@ -40,10 +43,14 @@ def sample(dataset, context, inp, answer):
 
 
 def build_lcc(rng, f, target_tokens, min_tokens):
-    cuts = [j for j in f.targets() if sum(f.counts[:j]) >= min_tokens]
+    before = [0]
+    for c in f.counts:
+        before.append(before[-1] + c)
+    cuts = [j for j in f.targets() if before[j] >= min_tokens]
     if not cuts:
         return None
-    j = rng.choice(cuts)
+    full = [j for j in cuts if before[j] >= target_tokens]  # cuts whose window fills the target
+    j = rng.choice(full or cuts)
     head = file_header(f"{f.package}/{f.rel}")
     start, _ = window(f, j, target_tokens - len(f._tok.encode(head)))
     ctx = head + "".join(l + "\n" for l in f.lines[start:j])
@@ -62,15 +69,20 @@ def build_repobench(rng, f, package_files, by_module, by_path, target_tokens, mi
         return None
     own = f.definitions()
     defined = {}
-    for g in others:
+    for g in imported:  # only what the file imports/includes counts as cross-file
         for n in g.definitions() - own:
             defined.setdefault(n, g)
+    # a Python name counts where the file reaches it through an import: imported by name, or
+    # qualified by an imported module's name (not any attribute that happens to match)
+    reach = imported_names(f) if f.lang == "python" else set()
     import_line = re.compile(r"\s*(from\s|import\s|#\s*include)")
     used_before, cuts, targets = set(), [], set(f.targets())
     for j, l in enumerate(f.lines):
         names = set(re.findall(r"[A-Za-z_]\w*", l))
         if j in targets and not import_line.match(l):
-            fresh = [n for n in names if n in defined and n not in used_before]
+            fresh = [n for n in names if n in defined and n not in used_before
+                     and (f.lang != "python" or n in reach
+                          or any(m in reach for m in re.findall(r"\b(\w+)\.%s\b" % n, l)))]
             if fresh:
                 cuts.append((j, sorted(fresh)))
         if not import_line.match(l):
@@ -113,6 +125,20 @@ def build_repobench(rng, f, package_files, by_module, by_path, target_tokens, mi
                    "defined_in": f"{source.package}/{source.rel}",
                    "context_files": [f"{g.package}/{g.rel}" for g, _ in parts]}
     return s
+
+
+def imported_names(f):
+    """Names a Python file binds by `from X import a, b as c` (a, b) and module names it imports."""
+    names = set()
+    for l in f.import_lines():
+        m = re.match(r"\s*from\s+\.*[\w.]*\s+import\s+([^#]+)", l)
+        if m:
+            for part in m.group(1).split(","):
+                names.update(re.findall(r"^\s*(\w+)", part))
+        m = re.match(r"\s*import\s+([\w.]+)", l)
+        if m:
+            names.add(m.group(1).split(".")[0])
+    return names
 
 
 def define_sites(files):
