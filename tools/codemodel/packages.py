@@ -9,7 +9,7 @@ test first, then calib, then train) reaches training. Roles were assigned by han
 - calib: the calibration sets for `lazyllm calibrate`, the same mix (networkx, tornado; curl,
   GStreamer, libpng).
 - train: everything else.
-`default` marks the set corpus.py uses without --full; --full adds the rest. Versions are those
+`default` marks the set corpus.py uses without --full (225 MB of text); --full adds the rest. Versions are those
 of the bookworm and bookworm-security/updates indexes when this list was written; a version the
 mirror no longer has is a clear error (update the pin; the manifest records what was used).
 """
