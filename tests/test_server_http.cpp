@@ -109,6 +109,20 @@ TEST(ServerHttp, LazyPerRequestOverride) {
   json bad = post(c, "/v1/completions", json({{"prompt", prompt}, {"lazy", {{"prune", "9:0.5"}}}}).dump(), 400);
   expect_error_object(bad);
   EXPECT_EQ(bad["error"]["param"], "lazy.prune");
+  // The slot switches schedules in place (Session::reset(schedule)): switching back and forth
+  // gives each schedule's answer again.
+  const json greedy = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}};
+  json lazy_greedy = greedy;
+  lazy_greedy["lazy"] = {{"enabled", true}, {"prune", "1:0.5"}};
+  const json b1 = post(c, "/v1/completions", greedy.dump(), 200);
+  const json l1 = post(c, "/v1/completions", lazy_greedy.dump(), 200);
+  const json b2 = post(c, "/v1/completions", greedy.dump(), 200);
+  const json l2 = post(c, "/v1/completions", lazy_greedy.dump(), 200);
+  EXPECT_EQ(b1["choices"][0]["text"], b2["choices"][0]["text"]);
+  EXPECT_EQ(l1["choices"][0]["text"], l2["choices"][0]["text"]);
+  EXPECT_EQ(b2["usage"]["prompt_computed_fraction"].get<double>(), 1.0);
+  EXPECT_EQ(l2["usage"]["prompt_computed_fraction"], l1["usage"]["prompt_computed_fraction"]);
+  EXPECT_LT(l2["usage"]["prompt_computed_fraction"].get<double>(), 0.8);
 }
 
 TEST(ServerHttp, MalformedInputGets4xxAndServerKeepsServing) {

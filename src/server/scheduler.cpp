@@ -103,8 +103,7 @@ int Scheduler::queued() const {
 
 Session& Scheduler::session_for(Slot& slot, const PruneSchedule& prune) {
   const std::string key = prune.to_string();
-  if (!slot.session || slot.schedule != key) {
-    slot.session.reset();  // free the old caches before allocating new ones
+  if (!slot.session) {
     SessionOptions o;
     o.n_ctx = options_.n_ctx;
     o.n_threads = options_.threads_per_slot;
@@ -117,6 +116,10 @@ Session& Scheduler::session_for(Slot& slot, const PruneSchedule& prune) {
         throw PrefillInterrupted(slot.job->cancelled());
     };
     slot.session = std::make_unique<Session>(model_, o);
+    slot.schedule = key;
+  } else if (slot.schedule != key) {
+    // Another request's schedule: same caches, thread pool and KV index, new plan.
+    slot.session->reset(prune);
     slot.schedule = key;
   } else {
     slot.session->reset();
