@@ -256,6 +256,12 @@ TEST(GenModel, Llama2_70bWidthWithoutTensorData) {
   EXPECT_EQ(m->config().n_embd, 8192);
   EXPECT_EQ(m->config().n_kv_heads, 8);
   EXPECT_EQ(m->config().head_dim, 128);
+  SessionOptions so;
+  so.n_ctx = 4096;
+  EXPECT_EQ(estimate_memory(*m, so).weights, tensor_bytes);
+  EXPECT_EQ(estimate_memory(*m, so).kv_cache, layers * 4096 * (2 * kvd * 2 + 4));
+  so.device = Device::Cuda;  // Q4_K has no GPU kernels: bf16 either way
+  EXPECT_EQ(estimate_memory(*m, so).weights, 2 * matrix_elems + 4 * floats);
   m.reset();
   std::filesystem::remove(path);
 }

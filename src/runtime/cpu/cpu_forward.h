@@ -55,6 +55,9 @@ class CpuForward final : public ForwardBackend, private PrefillDevice {
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
   // Prefill products of quantized/bf16 weights in bf16 (kFast) or f32 (see matmul.h).
   void set_matmul_precision(MatmulPrecision p) { precision_ = p; }
+  // Host memory held now, by the estimate's parts (MemoryEstimate): K/V storage, Aux Cache
+  // storage, and the forward pass's own buffers (not the matmul paths' staging).
+  Session::DeviceMemory held_memory() const;
   // Recomputes layer l's K/V for one hidden state at position pos (no cache change); for tests.
   void compute_kv(int l, const float* hidden, int32_t pos, float* k, float* v);
 
