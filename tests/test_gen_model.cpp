@@ -3,6 +3,7 @@
 // sane activations.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <sys/stat.h>
@@ -264,6 +265,25 @@ TEST(GenModel, Llama2_70bWidthWithoutTensorData) {
   EXPECT_EQ(estimate_memory(*m, so).weights, 2 * matrix_elems + 4 * floats);
   m.reset();
   std::filesystem::remove(path);
+}
+
+// Without tensor data the weights read as zeros but the tensors given as bytes (llama3's rope
+// factors, which the loader checks) are there: the same file otherwise, and it loads.
+TEST(GenModel, WithoutTensorDataKeepsTheRopeFactors) {
+  GenModelOptions o;
+  o.spec = parse_dims("embd=64,layers=2,heads=4,kv_heads=2,ff=128,vocab=400,ctx=256,llama3_rope=1,rope_base=500000");
+  o.threads = 2;
+  const auto full = test::temp_path("gen-rope-full.gguf").string(), bare = test::temp_path("gen-rope-bare.gguf").string();
+  generate_model(o, full);
+  o.tensor_data = false;
+  EXPECT_EQ(generate_model(o, bare), std::filesystem::file_size(full));
+  auto a = GGUFFile::open(full), b = GGUFFile::open(bare);
+  const GGUFTensor *ra = a->find_tensor("rope_freqs.weight"), *rb = b->find_tensor("rope_freqs.weight");
+  ASSERT_TRUE(ra && rb);
+  EXPECT_EQ(0, std::memcmp(ra->data, rb->data, static_cast<size_t>(ra->n_bytes)));
+  const GGUFTensor* q = b->find_tensor("blk.1.attn_q.weight");
+  EXPECT_TRUE(std::all_of(q->data, q->data + q->n_bytes, [](uint8_t x) { return x == 0; }));
+  EXPECT_EQ(Model::load(bare)->config().rope_scaling, "llama3");
 }
 
 // A q5_K model against the f32 model of the same seed (the same weights before quantization):

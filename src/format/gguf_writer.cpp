@@ -268,6 +268,17 @@ void GGUFWriter::write(const std::string& path, bool tensor_data) const {
   if (!tensor_data) {
     if (std::fflush(tmp.f) != 0 || ::ftruncate(::fileno(tmp.f), static_cast<off_t>(file_size())) != 0)
       throw Error("cannot extend '" + tmp.path + "': " + std::strerror(errno));
+    // Tensors given as bytes (small: rope factors) are still written, at their offsets; only
+    // the produced ones stay zeros.
+    uint64_t offset = head.size();
+    for (const auto& t : tensors_) {
+      if (!t.fill && !t.data.empty()) {
+        if (::fseeko(tmp.f, static_cast<off_t>(offset), SEEK_SET) != 0)
+          throw Error("cannot seek in '" + tmp.path + "': " + std::strerror(errno));
+        emit(t.data.data(), t.data.size());
+      }
+      offset += align_up(static_cast<uint64_t>(t.bytes));
+    }
   }
 
   // Tensor bytes: the next chunk is filled while the previous one is being written.

@@ -44,8 +44,8 @@ struct GenModelOptions {
   std::string vocab_from;       // copy tokenizer.* metadata from this GGUF (vocab = its size)
   uint64_t seed = 1;
   int threads = 0;              // 0: all cores
-  // false: the header and tensor table only, the tensor data left as zeros (a sparse file; see
-  // GGUFWriter::write), for tests of loading and memory planning at full size.
+  // false: the header, the tensor table and the rope factors only, the weights left as zeros (a
+  // sparse file; see GGUFWriter::write), for tests of loading and memory planning at full size.
   bool tensor_data = true;
 };
 
