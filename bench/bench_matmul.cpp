@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // show rows as they finish
   if (argc > 1 && std::string(argv[1]) == "triad") return run_triad(argc > 2 ? std::atoi(argv[2]) : 2);
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
-  std::vector<DType> types = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+  std::vector<DType> types = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
   if (argc > 2) {
     types.clear();
     std::string list = argv[2];

@@ -19,7 +19,7 @@
 namespace lazyllm::test {
 
 inline constexpr DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0,
-                                      DType::Q8_0, DType::Q4_K, DType::Q6_K};
+                                      DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 inline uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 inline void wr16(uint8_t* p, uint16_t v) {
@@ -67,6 +67,28 @@ inline double ref_q4_k(const uint8_t* b, int e) {  // 144 bytes: d, dmin, scales
   return d * sc * q - dmin * m;
 }
 
+// 176 bytes: d, dmin, scales[12] (packed as Q4_K's), qh[32], qs[128]. Element 32 g + l of
+// group g: the nibble of qs[32 (g / 2) + l] (low for even g, high for odd), plus 16 when bit g
+// of qh[l] is set; value d * sc * q - dmin * m.
+inline double ref_q5_k(const uint8_t* b, int e) {
+  const double d = ref_half(rd16(b)), dmin = ref_half(rd16(b + 2));
+  const uint8_t* s = b + 4;
+  const uint8_t* qh = b + 16;
+  const uint8_t* qs = b + 48;
+  const int g = e / 32, l = e % 32;
+  int sc, m;
+  if (g < 4) {
+    sc = s[g] & 63;
+    m = s[g + 4] & 63;
+  } else {
+    sc = (s[g + 4] & 15) | ((s[g - 4] >> 6) << 4);
+    m = (s[g + 4] >> 4) | ((s[g] >> 6) << 4);
+  }
+  const uint8_t byte = qs[32 * (g / 2) + l];
+  const int q = (g % 2 == 0 ? (byte & 15) : (byte >> 4)) + (((qh[l] >> g) & 1) ? 16 : 0);
+  return d * sc * q - dmin * m;
+}
+
 inline double ref_q6_k(const uint8_t* b, int e) {  // 210 bytes: ql[128], qh[64], scales[16] (int8), d
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
@@ -96,6 +118,7 @@ inline double ref_value(DType t, const uint8_t* data, int64_t i) {
     case DType::Q4_0: return ref_q4_0(data + 18 * (i / 32), static_cast<int>(i % 32));
     case DType::Q8_0: return ref_q8_0(data + 34 * (i / 32), static_cast<int>(i % 32));
     case DType::Q4_K: return ref_q4_k(data + 144 * (i / 256), static_cast<int>(i % 256));
+    case DType::Q5_K: return ref_q5_k(data + 176 * (i / 256), static_cast<int>(i % 256));
     case DType::Q6_K: return ref_q6_k(data + 210 * (i / 256), static_cast<int>(i % 256));
   }
   return NAN;
@@ -119,6 +142,7 @@ inline std::vector<uint8_t> random_blocks(DType t, int64_t n, std::mt19937& rng)
       case DType::Q4_0:
       case DType::Q8_0: wr16(b, random_scale_half(rng)); break;
       case DType::Q4_K:
+      case DType::Q5_K:
         wr16(b, random_scale_half(rng) & 0x7FFF);  // d and dmin are non-negative by design
         wr16(b + 2, random_scale_half(rng) & 0x7FFF);
         break;

@@ -158,6 +158,15 @@ TEST(Cli, InfoAndGenModel) {
   EXPECT_NE(r.out.find("layers:        2"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("q8_0"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("gpu weights:   native "), std::string::npos) << r.out;
+  // The memory a session needs on each device, at the model's context or --ctx.
+  EXPECT_NE(r.out.find("memory:        a session of 128 tokens"), std::string::npos) << r.out;
+  for (const char* line : {"  cpu:         weights ", "  cuda native: weights ", "  cuda bf16:   weights "})
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+  EXPECT_EQ(r.out.find("Aux Cache"), std::string::npos) << r.out;
+  r = run_cli("info -m " + path + " --ctx 64 --lazy");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("a session of 64 tokens (f16 KV cache, LazyLLM)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Aux Cache"), std::string::npos) << r.out;
   r = run_cli("run -m " + path + " -p hi -n 1 --gpu-weights int4");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("--gpu-weights"), std::string::npos) << r.err;
@@ -170,6 +179,15 @@ TEST(Cli, InfoAndGenModel) {
     auto j = nlohmann::json::parse(line);
     EXPECT_TRUE(j.contains("ttft_ms_baseline") && j.contains("ttft_ms_lazy") && j.contains("speedup") &&
                 j.contains("computed_fraction"));
+    // The estimate for the bench's context: the lazy session adds the Aux Cache.
+    const auto& base = j["memory_estimate"];
+    const auto& lazy = j["lazy"]["memory_estimate"];
+    EXPECT_GT(base["weights"].get<int64_t>(), 0);
+    EXPECT_GT(base["kv_cache"].get<int64_t>(), 0);
+    EXPECT_EQ(base["aux_cache"].get<int64_t>(), 0);
+    EXPECT_GT(lazy["aux_cache"].get<int64_t>(), 0);
+    EXPECT_EQ(base["total"].get<int64_t>(), base["weights"].get<int64_t>() + base["kv_cache"].get<int64_t>() +
+                                                base["scratch"].get<int64_t>());
     ++n;
   }
   EXPECT_EQ(n, 2);

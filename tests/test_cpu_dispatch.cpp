@@ -85,10 +85,10 @@ bool takes_gemm(DType t, int64_t n) {
   return n > (dtype_info(t).block_elems > 1 ? 16 : 32);
 }
 
-// Q8_0/Q4_0/Q4_K/Q6_K batches up to max_fused_batch (16) take the integer decode kernel in fast
+// Q8_0/Q4_0/Q4_K/Q5_K/Q6_K batches up to max_fused_batch (16) take the integer decode kernel in fast
 // math, and larger Q8_0/Q4_0 ones the integer GEMM where there is no bf16 GEMM.
 bool takes_int8_kernel(DType t, int64_t n) {
-  if ((t == DType::Q4_K || t == DType::Q6_K) && n <= 16) return kernels::int8_dot_supported(t);
+  if ((t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K) && n <= 16) return kernels::int8_dot_supported(t);
   if (t != DType::Q8_0 && t != DType::Q4_0) return false;
   return n <= 16 ? kernels::int8_dot_supported(t) : kernels::int8_gemm_supported(t) && !kernels::bf16_gemm_supported();
 }

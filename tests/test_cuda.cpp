@@ -22,6 +22,8 @@
 #include "prune/select.h"
 #include "runtime/cuda/cuda_forward.h"
 #include "runtime/forward_backend.h"
+#include "runtime/gpu_weight_plan.h"
+#include "model/weights.h"
 #include "runtime/session_internals.h"
 #include "test_models.h"
 #include "test_util.h"
@@ -720,10 +722,15 @@ TEST(CudaQuant, WeightBytesPlannedForEachForm) {
       EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kBf16).dequant_scratch, 0);
     }
   }
+  // The K-quants go to the GPU as bf16 in either form, and the plan names them (the load's note).
   test::ArchSpec k_spec{.name = "q4k", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
-  auto model = test::make_model(k_spec, DType::Q4_K);
-  EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).weights, model->gpu_weight_bytes(GpuWeights::kBf16).weights);
-  EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).dequant_scratch, 0);
+  for (DType dt : {DType::Q4_K, DType::Q5_K}) {
+    auto model = test::make_model(k_spec, dt);
+    EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).weights, model->gpu_weight_bytes(GpuWeights::kBf16).weights);
+    EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).dequant_scratch, 0);
+    const GpuWeightPlan plan = plan_gpu_weights(model->config(), model->weights(), GpuWeights::kNative);
+    EXPECT_EQ(plan.converted, std::vector<std::string>{std::string(dtype_name(dt))});
+  }
 }
 
 // Q8_0 and Q4_0 models with their weights kept in their blocks on the GPU (the default) against
@@ -781,10 +788,63 @@ TEST(CudaQuant, NativeFollowsBf16Form) {
               << worst << "\n";
   }
   test::ArchSpec k_spec{.name = "q4k", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
-  auto model = test::make_model(k_spec, DType::Q4_K);
-  auto prompt = random_tokens(40, model->config().n_vocab, 17);
-  const double worst = compare_backends(model, prompt, 0, 4);
-  std::cout << "[ cuda ] q4_K (bf16 fallback): worst relative logit difference " << worst << "\n";
+  for (DType dt : {DType::Q4_K, DType::Q5_K}) {
+    auto model = test::make_model(k_spec, dt);
+    auto prompt = random_tokens(40, model->config().n_vocab, 17);
+    const double worst = compare_backends(model, prompt, 0, 4);
+    std::cout << "[ cuda ] " << dtype_name(dt) << " (bf16 fallback): worst relative logit difference " << worst << "\n";
+  }
+}
+
+// The host's estimate (estimate_memory) against what a session holds on the GPU after a prefill
+// of its whole context: the weights and the K/V cache to the byte, the Aux Cache at its bound once
+// pruning runs, everything else within the estimate's scratch.
+TEST(CudaMemory, EstimateBoundsWhatASessionHolds) {
+  LAZYLLM_REQUIRE_GPU();
+  for (DType dt : {DType::Q8_0, DType::F16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    auto model = test::make_model(test::arch_variants()[0], dt);
+    const int n_ctx = 256;
+    SessionOptions o = options(Device::Cuda, n_ctx);
+    const MemoryEstimate e = estimate_memory(*model, o);
+    Session base(model, o);
+    base.prefill(random_tokens(n_ctx, model->config().n_vocab, 19));
+    Session::DeviceMemory held = base.device_memory();
+    EXPECT_EQ(held.weights, e.weights);
+    EXPECT_EQ(held.kv_cache, e.kv_cache);
+    EXPECT_EQ(held.aux_cache, 0);
+    EXPECT_LE(held.dequant_scratch + held.scratch, e.scratch);
+    std::cout << "[ cuda ] " << dtype_name(dt) << " scratch held " << held.dequant_scratch + held.scratch << " of "
+              << e.scratch << " estimated\n";
+    o.prune = PruneSchedule::parse("1:0.5,2:0.5", model->config().n_layers);
+    const MemoryEstimate el = estimate_memory(*model, o);
+    Session lazy(model, o);
+    lazy.prefill(random_tokens(n_ctx - 16, model->config().n_vocab, 19));
+    for (int i = 0; i < 16; ++i) lazy.decode(argmax(lazy.logits()));
+    held = lazy.device_memory();
+    EXPECT_EQ(held.kv_cache, el.kv_cache);
+    EXPECT_EQ(held.aux_cache, el.aux_cache);
+  }
+}
+
+// A session that cannot fit fails before it allocates: the message names what it needs and what
+// is free, and the free memory is what it was.
+TEST(CudaMemory, TooLargeASessionFailsBeforeAllocating) {
+  LAZYLLM_REQUIRE_GPU();
+  test::ArchSpec wide{.name = "wide_ctx", .embd = 1024, .layers = 2, .heads = 8, .kv_heads = 8, .ff = 1024};
+  auto model = test::make_model(wide, DType::Q8_0);
+  const int64_t before = cuda_free_memory();
+  SessionOptions o = options(Device::Cuda, 1 << 22);
+  ASSERT_GT(estimate_memory(*model, o).total(), before) << "the device has more memory than this test expects";
+  try {
+    Session s(model, o);
+    ADD_FAILURE() << "a session of " << (1 << 22) << " tokens was made";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    for (const char* part : {"needs ", "KV cache ", " free", "try --ctx "})
+      EXPECT_NE(m.find(part), std::string::npos) << part << " in: " << m;
+  }
+  EXPECT_GE(cuda_free_memory(), before - (int64_t{64} << 20));
 }
 
 }  // namespace

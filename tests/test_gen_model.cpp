@@ -3,8 +3,12 @@
 // sane activations.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -23,6 +27,9 @@
 
 namespace lazyllm {
 namespace {
+
+// Q5KModelFollowsF32's bound on the relative RMS logit error of a q5_K model against f32.
+constexpr double kQ5KLogitError = 0.1;
 
 std::string gen(const std::string& dims, DType t = DType::F32, uint64_t seed = 1, int threads = 2,
                 const std::string& vocab_from = "") {
@@ -157,13 +164,14 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"embd=128,layers=2,heads=4,kv_heads=2,ff=256,vocab=512,ctx=512,llama3_rope=1,rope_base=500000", DType::Q8_0},
                       Case{"embd=96,layers=2,heads=3,kv_heads=1,ff=160,vocab=600,ctx=128", DType::Q4_0},
                       Case{"embd=256,layers=1,heads=4,kv_heads=2,ff=512,vocab=400,ctx=128", DType::Q4_K},
+                      Case{"embd=256,layers=2,heads=4,kv_heads=4,ff=256,vocab=420,ctx=128", DType::Q5_K},
                       Case{"embd=256,layers=1,heads=2,kv_heads=1,ff=256,vocab=400,ctx=128,arch=qwen2", DType::Q6_K}),
     [](const ::testing::TestParamInfo<Case>& i) {
       return "case" + std::to_string(i.index) + "_" + std::string(dtype_name(i.param.type));
     });
 
 TEST(GenModel, NamedShapes) {
-  EXPECT_EQ(named_shapes().size(), 5u);
+  EXPECT_EQ(named_shapes().size(), 7u);
   const GenModelSpec sm = named_shape("smollm-135m");
   EXPECT_EQ(sm.arch, "llama");
   EXPECT_EQ(std::make_tuple(sm.embd, sm.layers, sm.heads, sm.kv_heads, sm.ff, sm.vocab, sm.ctx, sm.tied),
@@ -183,6 +191,14 @@ TEST(GenModel, NamedShapes) {
   EXPECT_EQ(std::make_tuple(qw.embd, qw.layers, qw.heads, qw.kv_heads, qw.ff, qw.vocab, qw.ctx, qw.tied),
             std::make_tuple(896, 24, 14, 2, 4864, 151936, 32768, true));
   EXPECT_EQ(qw.rope_base, 1e6f);
+  const GenModelSpec l70 = named_shape("llama2-70b");
+  EXPECT_EQ(std::make_tuple(l70.embd, l70.layers, l70.heads, l70.kv_heads, l70.ff, l70.vocab, l70.ctx, l70.tied),
+            std::make_tuple(8192, 80, 64, 8, 28672, 32000, 4096, false));
+  const GenModelSpec l370 = named_shape("llama3-70b");
+  EXPECT_EQ(std::make_tuple(l370.embd, l370.layers, l370.heads, l370.kv_heads, l370.ff, l370.vocab, l370.ctx,
+                            l370.llama3_rope),
+            std::make_tuple(8192, 80, 64, 8, 28672, 128256, 8192, true));
+  EXPECT_EQ(l370.rope_base, 500000.0f);
   expect_error([] { named_shape("gpt-5"); }, "unknown shape 'gpt-5' (known: smollm-135m");
 }
 
@@ -203,6 +219,108 @@ TEST(GenModel, SmolLMShapeLoads) {
   m.reset();
   f.reset();
   std::filesystem::remove(path);
+}
+
+// The llama2-70b width with two of its 80 layers, written without tensor data: the file has its
+// full size (the data a hole of zeros, no disk), every tensor the shape needs at its bytes, and
+// it loads; the memory estimates follow from its tensors. (Writing the data takes ~1.2 GB.)
+TEST(GenModel, Llama2_70bWidthWithoutTensorData) {
+  GenModelOptions o;
+  o.spec = named_shape("llama2-70b");
+  o.spec.layers = 2;
+  o.dtype = DType::Q4_K;
+  o.threads = 2;
+  o.tensor_data = false;
+  const auto path = test::temp_path("gen-llama2-70b-2l-q4_k-nodata.gguf").string();
+  const uint64_t size = generate_model(o, path);
+  ASSERT_EQ(size, std::filesystem::file_size(path));
+  const int64_t d = 8192, kvd = 1024, ff = 28672, vocab = 32000, layers = 2;
+  const int64_t matrix_elems = 2 * vocab * d + layers * (2 * d * d + 2 * d * kvd + 3 * d * ff);
+  const int64_t floats = d + layers * 2 * d;  // output norm, per layer attention and FFN norms
+  const int64_t tensor_bytes = matrix_elems / 256 * 144 + 4 * floats;
+  {
+    auto f = GGUFFile::open(path);
+    expect_layout(*f, o.spec, vocab, DType::Q4_K);
+    int64_t sum = 0;
+    for (const GGUFTensor& t : f->tensors()) sum += t.n_bytes;
+    EXPECT_EQ(sum, tensor_bytes);
+  }
+  EXPECT_GE(static_cast<int64_t>(size), tensor_bytes);
+  EXPECT_LT(static_cast<int64_t>(size), tensor_bytes + (4 << 20));  // + metadata (the vocabulary), padding
+  struct stat st{};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  std::printf("llama2-70b width, 2 layers, q4_K: %.1f MiB file, %.1f MiB on disk\n", size / 1048576.0,
+              st.st_blocks * 512 / 1048576.0);
+  EXPECT_LT(st.st_blocks * 512, static_cast<int64_t>(size) / 16) << "the tensor data should be a hole";
+
+  auto m = Model::load(path);
+  EXPECT_EQ(m->config().n_embd, 8192);
+  EXPECT_EQ(m->config().n_kv_heads, 8);
+  EXPECT_EQ(m->config().head_dim, 128);
+  SessionOptions so;
+  so.n_ctx = 4096;
+  EXPECT_EQ(estimate_memory(*m, so).weights, tensor_bytes);
+  EXPECT_EQ(estimate_memory(*m, so).kv_cache, layers * 4096 * (2 * kvd * 2 + 4));
+  so.device = Device::Cuda;  // Q4_K has no GPU kernels: bf16 either way
+  EXPECT_EQ(estimate_memory(*m, so).weights, 2 * matrix_elems + 4 * floats);
+  m.reset();
+  std::filesystem::remove(path);
+}
+
+// Without tensor data the weights read as zeros but the tensors given as bytes (llama3's rope
+// factors, which the loader checks) are there: the same file otherwise, and it loads.
+TEST(GenModel, WithoutTensorDataKeepsTheRopeFactors) {
+  GenModelOptions o;
+  o.spec = parse_dims("embd=64,layers=2,heads=4,kv_heads=2,ff=128,vocab=400,ctx=256,llama3_rope=1,rope_base=500000");
+  o.threads = 2;
+  const auto full = test::temp_path("gen-rope-full.gguf").string(), bare = test::temp_path("gen-rope-bare.gguf").string();
+  generate_model(o, full);
+  o.tensor_data = false;
+  EXPECT_EQ(generate_model(o, bare), std::filesystem::file_size(full));
+  auto a = GGUFFile::open(full), b = GGUFFile::open(bare);
+  const GGUFTensor *ra = a->find_tensor("rope_freqs.weight"), *rb = b->find_tensor("rope_freqs.weight");
+  ASSERT_TRUE(ra && rb);
+  EXPECT_EQ(0, std::memcmp(ra->data, rb->data, static_cast<size_t>(ra->n_bytes)));
+  const GGUFTensor* q = b->find_tensor("blk.1.attn_q.weight");
+  EXPECT_TRUE(std::all_of(q->data, q->data + q->n_bytes, [](uint8_t x) { return x == 0; }));
+  EXPECT_EQ(Model::load(bare)->config().rope_scaling, "llama3");
+}
+
+// A q5_K model against the f32 model of the same seed (the same weights before quantization):
+// close logits, closer than q4_K's (the fifth bit halves the step), in f32 math and in fast math
+// (8-bit decode activations).
+TEST(GenModel, Q5KModelFollowsF32) {
+  const std::string dims = "embd=256,layers=2,heads=4,kv_heads=2,ff=512,vocab=512,ctx=64";
+  auto run = [&](DType t, bool fast) {
+    auto m = Model::load(gen(dims, t));
+    SessionOptions so;
+    so.n_ctx = 64;
+    so.n_threads = 2;
+    so.fast_math = fast;
+    Session s(m, so);
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 20; ++i) prompt.push_back((i * 53 + 7) % 512);
+    s.prefill(prompt);
+    std::vector<float> out(s.logits().begin(), s.logits().end());
+    for (int32_t tok : {11, 97, 301}) {
+      s.decode(tok);
+      out.insert(out.end(), s.logits().begin(), s.logits().end());
+    }
+    return out;
+  };
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * double(a[i] - b[i]), den += b[i] * double(b[i]);
+    return std::sqrt(num / den);
+  };
+  const auto f32 = run(DType::F32, false);
+  for (bool fast : {false, true}) {
+    const double e5 = rel(run(DType::Q5_K, fast), f32), e4 = rel(run(DType::Q4_K, fast), f32);
+    std::printf("relative logit error against f32 (%s math): q5_K %.4f, q4_K %.4f\n", fast ? "fast" : "f32", e5, e4);
+    EXPECT_GT(e5, 0.0);
+    EXPECT_LT(e5, kQ5KLogitError) << (fast ? "fast math" : "f32 math");
+    EXPECT_LT(e5, 0.75 * e4) << (fast ? "fast math" : "f32 math");
+  }
 }
 
 TEST(GenModel, ParseDims) {

@@ -260,7 +260,7 @@ TEST_P(MatmulFastTest, Bf16PathMatchesRoundedReference) {
 
 std::vector<Case> fast_cases() {
   std::vector<Case> v;
-  for (DType t : {DType::BF16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
+  for (DType t : {DType::BF16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
     for (int64_t n : {17, 33, 45, 300})
       if (n > 32 || dtype_info(t).block_elems > 1) v.push_back({t, n});  // bf16 fuses up to 32
   return v;
@@ -356,7 +356,7 @@ TEST(QuantizeRowQ8, ScalesRoundsAndSums) {
 
 class MatmulInt8Test : public ::testing::TestWithParam<Case> {};
 
-// Small batches of Q8_0/Q4_0/Q4_K/Q6_K in fast math: the dot of the weights with the 8-bit
+// Small batches of Q8_0/Q4_0 and the K-quants in fast math: the dot of the weights with the 8-bit
 // activations, exact up to f32 scaling and summation, for every thread count.
 TEST_P(MatmulInt8Test, MatchesReferenceOnQuantizedActivations) {
   const auto [type, n] = GetParam();
@@ -430,16 +430,17 @@ TEST(MatmulSharedInput, FloatKernelsEqualSeparateCalls) {
   }
 }
 
-// The same on the shared 8-bit path (Q8_0, Q4_0, Q4_K and Q6_K mixed, several heights) and on
+// The same on the shared 8-bit path (Q8_0, Q4_0, Q4_K, Q5_K and Q6_K mixed, several heights) and on
 // the fallback (an f32 weight among them; a batch past the small-batch limit).
 TEST(MatmulSharedInput, EqualsSeparateCalls) {
   const int64_t cols = 2 * 256, ldx = cols + 3;
   const Weights a = make_weights(DType::Q4_0, 37, cols, 21), b = make_weights(DType::Q8_0, 5, cols, 22),
                 c = make_weights(DType::Q4_0, 64, cols, 23), f = make_weights(DType::F32, 9, cols, 24),
-                k4 = make_weights(DType::Q4_K, 11, cols, 25), k6 = make_weights(DType::Q6_K, 19, cols, 26);
+                k4 = make_weights(DType::Q4_K, 11, cols, 25), k6 = make_weights(DType::Q6_K, 19, cols, 26),
+                k5 = make_weights(DType::Q5_K, 7, cols, 27);
   for (int64_t n : {1, 3, 40}) {
     expect_shared_equals_separate({&a, &b, &c}, n, ldx, MatmulPrecision::kFast, "8-bit");
-    expect_shared_equals_separate({&k4, &a, &k6, &b}, n, ldx, MatmulPrecision::kFast, "8-bit with K-quants");
+    expect_shared_equals_separate({&k4, &a, &k6, &k5, &b}, n, ldx, MatmulPrecision::kFast, "8-bit with K-quants");
     expect_shared_equals_separate({&a, &b, &c, &f}, n, ldx, MatmulPrecision::kFast, "8-bit with f32");
   }
 }
@@ -455,7 +456,7 @@ TEST(MatmulInt8, KQuantsOnRawBlocksMatchReference) {
     const auto saved = kernels::cpu_level_cap();
     kernels::set_cpu_level_cap(cap);
     std::mt19937 rng(77);
-    for (DType type : {DType::Q4_K, DType::Q6_K}) {
+    for (DType type : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       if (!kernels::int8_dot_supported(type)) continue;
       for (int64_t nsb : {1, 3}) {
         const int64_t cols = nsb * 256, rows = 13, nb = cols / 32;
@@ -492,7 +493,7 @@ TEST(MatmulInt8, KQuantsOnRawBlocksMatchReference) {
 
 std::vector<Case> int8_cases() {
   std::vector<Case> v;
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K})
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
     for (int64_t n : {1, 2, 5, 16}) v.push_back({t, n});
   return v;
 }

@@ -140,7 +140,7 @@ TEST_P(QuantDecode, ZerosEncodeAndDecodeToZeros) {
 TEST(QuantEncode, RejectsPartialBlocks) {
   std::vector<float> x(512);
   std::vector<uint8_t> q(1024);
-  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     EXPECT_THROW(quantize_row(t, x.data(), q.data(), 33), std::invalid_argument) << dtype_name(t);
     EXPECT_THROW(dequantize_row(t, q.data(), x.data(), 33), std::invalid_argument) << dtype_name(t);
   }
@@ -186,6 +186,7 @@ TEST_P(QuantDecode, RoundTripErrorIsWithinFormatPrecision) {
     case DType::Q6_K: bound = 0.04; break;
     case DType::Q4_0: bound = 0.16; break;
     case DType::Q4_K: bound = 0.12; break;
+    case DType::Q5_K: bound = 0.06; break;
   }
   const double e = relative_rms_error(t, x);
   EXPECT_LE(e, bound) << dtype_name(t);
@@ -251,7 +252,7 @@ TEST(QuantEncode, MatchesGgmlReferenceRounding) {
 TEST(QuantEncode, KQuantsProduceValidSelfConsistentBlocks) {
   std::mt19937 rng(19);
   const std::vector<float> x = weight_like(8 * 256, rng);
-  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     std::vector<uint8_t> q(row_bytes(t, 8 * 256));
     std::vector<float> y(x.size());
     quantize_row(t, x.data(), q.data(), static_cast<int64_t>(x.size()));

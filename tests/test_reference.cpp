@@ -59,7 +59,7 @@ TEST(ReferenceForward, EveryArchitectureOptionInF32) {
 TEST(ReferenceForward, EveryWeightType) {
   // K-quants need rows of 256 values.
   test::ArchSpec spec{.name = "wide", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     auto model = test::make_model(spec, t);
     const double tol = t == DType::F32 ? 1e-5 : 1e-4;
     EXPECT_LT(max_relative_error(model, 2), tol) << dtype_name(t);

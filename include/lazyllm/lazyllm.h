@@ -31,6 +31,7 @@ class CpuForward;
 struct LayerSchedule;
 struct SessionInternals;
 class SessionBatch;
+struct SessionOptions;
 
 // ---------------------------------------------------------------- devices
 
@@ -126,6 +127,8 @@ class Model {
     int64_t dequant_scratch = 0;
   };
   GpuWeightBytes gpu_weight_bytes(GpuWeights mode) const;
+  // Whether backend_cache holds `key` (without making it).
+  bool has_backend_cache(const std::string& key) const;
   // State a compute backend keeps per model for as long as the model lives (the CUDA backend's
   // weights on the GPU), made by `make` on the first request for `key`. Thread-safe.
   std::shared_ptr<void> backend_cache(const std::string& key, const std::function<std::shared_ptr<void>()>& make) const;
@@ -209,6 +212,23 @@ class Sampler {
   uint64_t rng_state_;
   std::vector<std::pair<float, int32_t>> scratch_;
 };
+
+// ---------------------------------------------------------------- memory
+
+// The bytes a session of `options` will hold on its device (options.device), estimated on the
+// host from the model's shapes and the options, before anything is allocated. On the CPU the
+// weights are the mapped file's tensors and the rest is host memory; on CUDA all of it is GPU
+// memory (the CUDA context and cuBLAS's workspace aside), and a session that would not fit fails
+// with this breakdown before it allocates anything.
+struct MemoryEstimate {
+  int64_t weights = 0;    // as the device holds them: the file's blocks, or bf16 where the GPU converts
+  int64_t kv_cache = 0;   // K and V of every layer for the whole context (f16, f32 on the CPU without
+                          // kv_f16), with each slot's position
+  int64_t aux_cache = 0;  // LazyLLM's Aux Cache at its bound, a row per context position (0 without a schedule)
+  int64_t scratch = 0;    // activations and staging at the largest batch: a prefill of the whole context
+  int64_t total() const { return weights + kv_cache + aux_cache + scratch; }
+};
+MemoryEstimate estimate_memory(const Model& model, const SessionOptions& options);
 
 // ---------------------------------------------------------------- session
 
@@ -297,12 +317,15 @@ class Session {
   const std::vector<int32_t>& history() const { return history_; }
   const SessionStats& stats() const { return stats_; }
   // GPU memory on the CUDA backend (all zero on the CPU): the model's weights (one copy per
-  // Model, shared by every Session of it), and the bf16 dequantization scratch and KV cache that
-  // belong to this Session object alone.
+  // Model, shared by every Session of it), and what belongs to this Session object alone: the
+  // bf16 dequantization scratch, the KV cache (with each slot's position), the Aux Cache once
+  // allocated, and the other buffers (activations, attention and selection scratch, tables).
   struct DeviceMemory {
     int64_t weights = 0;
     int64_t dequant_scratch = 0;
     int64_t kv_cache = 0;
+    int64_t aux_cache = 0;
+    int64_t scratch = 0;
   };
   DeviceMemory device_memory() const;
   const SessionOptions& options() const { return options_; }

@@ -21,11 +21,19 @@ class AuxCache {
   // Stores token t's row (membership is set by the plan in the index).
   void put(int t, const float* h) {
     const size_t end = static_cast<size_t>(t + 1) * d_;
-    if (end > data_.size()) data_.resize(std::max(end, std::min(2 * data_.size(), static_cast<size_t>(index_.n_ctx()) * d_)));
+    if (end > data_.size()) {
+      // Doubling, capped at a row per context position; reserved exactly so the vector's own
+      // growth never takes it past that bound.
+      const size_t n = std::max(end, std::min(2 * data_.size(), static_cast<size_t>(index_.n_ctx()) * d_));
+      data_.reserve(n);
+      data_.resize(n);
+    }
     std::copy(h, h + d_, data_.begin() + static_cast<size_t>(t) * d_);
   }
   int64_t entries() const { return index_.aux_entries(); }
   int64_t bytes() const { return entries() * d_ * static_cast<int64_t>(sizeof(float)); }
+  // Storage held (rows are kept by position, so this is above bytes() once tokens revive).
+  int64_t capacity_bytes() const { return static_cast<int64_t>(data_.capacity() * sizeof(float)); }
 
  private:
   int d_;

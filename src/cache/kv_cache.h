@@ -18,21 +18,27 @@ namespace lazyllm {
 
 class LayerKV {
  public:
-  LayerKV(int kv_dim, bool f16) : kv_dim_(kv_dim), f16_(f16) {}
+  // max_slots: the context size, which bounds the storage.
+  LayerKV(int kv_dim, bool f16, int max_slots) : kv_dim_(kv_dim), f16_(f16), max_slots_(max_slots) {}
 
   int size() const { return static_cast<int>(pos_.size()); }
   int kv_dim() const { return kv_dim_; }
-  // Makes room for `n` more slots without reallocating during a batch.
+  // Makes room for `n` more slots without reallocating during a batch. Storage grows by half
+  // again at least, capped at the context, so decode's one slot per step does not copy the
+  // layer's rows at every step, and a full context holds exactly max_slots rows.
   void reserve_more(int n) {
-    const size_t more = static_cast<size_t>(n) * kv_dim_;
+    const size_t need = pos_.size() + static_cast<size_t>(n);
+    if (need <= pos_.capacity()) return;
+    const size_t slots = std::max(need, std::min(pos_.capacity() + pos_.capacity() / 2, static_cast<size_t>(max_slots_)));
+    const size_t elems = slots * kv_dim_;
     if (f16_) {
-      k16_.reserve(k16_.size() + more);
-      v16_.reserve(v16_.size() + more);
+      k16_.reserve(elems);
+      v16_.reserve(elems);
     } else {
-      k32_.reserve(k32_.size() + more);
-      v32_.reserve(v32_.size() + more);
+      k32_.reserve(elems);
+      v32_.reserve(elems);
     }
-    pos_.reserve(pos_.size() + n);
+    pos_.reserve(slots);
   }
   // Appends a slot; returns its index. K must already be rotated for `pos`.
   int append(int32_t pos, const float* k, const float* v) {
@@ -55,8 +61,10 @@ class LayerKV {
   const float* k32(int slot) const { return k32_.data() + static_cast<size_t>(slot) * kv_dim_; }
   const float* v32(int slot) const { return v32_.data() + static_cast<size_t>(slot) * kv_dim_; }
   int32_t pos(int slot) const { return pos_[slot]; }
+  // Storage held: K, V and the slots' positions.
   int64_t bytes() const {
-    return static_cast<int64_t>((k16_.capacity() + v16_.capacity()) * 2 + (k32_.capacity() + v32_.capacity()) * 4);
+    return static_cast<int64_t>((k16_.capacity() + v16_.capacity()) * 2 + (k32_.capacity() + v32_.capacity()) * 4 +
+                                pos_.capacity() * sizeof(int32_t));
   }
   void clear() {
     k16_.clear(), v16_.clear(), k32_.clear(), v32_.clear();
@@ -66,6 +74,7 @@ class LayerKV {
  private:
   int kv_dim_;
   bool f16_;
+  int max_slots_;
   std::vector<uint16_t> k16_, v16_;
   std::vector<float> k32_, v32_;
   std::vector<int32_t> pos_;
@@ -77,7 +86,7 @@ class LayerKV {
 class KVCache {
  public:
   KVCache(int n_layers, int kv_dim, int n_ctx, bool f16)
-      : layers_(n_layers, LayerKV(kv_dim, f16)), index_(n_layers, n_ctx) {}
+      : layers_(n_layers, LayerKV(kv_dim, f16, n_ctx)), index_(n_layers, n_ctx) {}
 
   LayerKV& layer(int l) { return layers_[l]; }
   const LayerKV& layer(int l) const { return layers_[l]; }
@@ -110,6 +119,12 @@ class KVCache {
   void clear() {
     for (auto& l : layers_) l.clear();
     index_.clear();
+  }
+  // Storage held by every layer.
+  int64_t bytes() const {
+    int64_t n = 0;
+    for (const auto& l : layers_) n += l.bytes();
+    return n;
   }
 
  private:

@@ -8,12 +8,13 @@
 namespace lazyllm {
 namespace {
 
-constexpr std::array<DTypeInfo, 7> kTypes = {{
+constexpr std::array<DTypeInfo, 8> kTypes = {{
     {DType::F32, "f32", 1, 4},
     {DType::F16, "f16", 1, 2},
     {DType::Q4_0, "q4_0", 32, 18},
     {DType::Q8_0, "q8_0", 32, 34},
     {DType::Q4_K, "q4_K", 256, 144},
+    {DType::Q5_K, "q5_K", 256, 176},
     {DType::Q6_K, "q6_K", 256, 210},
     {DType::BF16, "bf16", 1, 2},
 }};

@@ -252,7 +252,7 @@ uint64_t GGUFWriter::file_size() const {
   return n;
 }
 
-void GGUFWriter::write(const std::string& path) const {
+void GGUFWriter::write(const std::string& path, bool tensor_data) const {
   TempFile tmp;
   tmp.path = path + ".tmp" + std::to_string(::getpid());
   tmp.f = std::fopen(tmp.path.c_str(), "wb");
@@ -265,6 +265,21 @@ void GGUFWriter::write(const std::string& path) const {
 
   const std::vector<uint8_t> head = header();
   emit(head.data(), head.size());
+  if (!tensor_data) {
+    if (std::fflush(tmp.f) != 0 || ::ftruncate(::fileno(tmp.f), static_cast<off_t>(file_size())) != 0)
+      throw Error("cannot extend '" + tmp.path + "': " + std::strerror(errno));
+    // Tensors given as bytes (small: rope factors) are still written, at their offsets; only
+    // the produced ones stay zeros.
+    uint64_t offset = head.size();
+    for (const auto& t : tensors_) {
+      if (!t.fill && !t.data.empty()) {
+        if (::fseeko(tmp.f, static_cast<off_t>(offset), SEEK_SET) != 0)
+          throw Error("cannot seek in '" + tmp.path + "': " + std::strerror(errno));
+        emit(t.data.data(), t.data.size());
+      }
+      offset += align_up(static_cast<uint64_t>(t.bytes));
+    }
+  }
 
   // Tensor bytes: the next chunk is filled while the previous one is being written.
   static const uint8_t zeros[kAlign] = {};
@@ -276,6 +291,7 @@ void GGUFWriter::write(const std::string& path) const {
   };
   try {
     for (const auto& t : tensors_) {
+      if (!tensor_data) break;
       if (!t.fill) {
         finish_pending();
         emit(t.data.data(), t.data.size());

@@ -62,8 +62,12 @@ class GGUFWriter {
   // Size of the file write() produces.
   uint64_t file_size() const;
 
-  // Writes the file; throws Error on I/O failure (and then leaves no file behind).
-  void write(const std::string& path) const;
+  // Writes the file; throws Error on I/O failure (and then leaves no file behind). Without
+  // tensor_data only the header, the tensor table and the tensors given as bytes are written and
+  // the file is extended to its full size, so the tensors produced by a RowFill read as zeros and,
+  // on file systems with sparse files, take no disk: a full-size model for tests of loading and
+  // memory planning, in no time.
+  void write(const std::string& path, bool tensor_data = true) const;
 
  private:
   struct Entry {

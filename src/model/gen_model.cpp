@@ -149,13 +149,17 @@ void check_spec(const GenModelSpec& s, DType dtype) {
 
 }  // namespace
 
-std::vector<std::string> named_shapes() { return {"smollm-135m", "tinyllama-1.1b", "llama2-7b", "llama3-8b", "qwen2-0.5b"}; }
+std::vector<std::string> named_shapes() {
+  return {"smollm-135m", "tinyllama-1.1b", "llama2-7b", "llama3-8b", "qwen2-0.5b", "llama2-70b", "llama3-70b"};
+}
 
 GenModelSpec named_shape(const std::string& n) {
   if (n == "smollm-135m") return {n, "llama", 576, 30, 9, 3, 1536, 49152, 2048, true, 10000.0f, false};
   if (n == "tinyllama-1.1b") return {n, "llama", 2048, 22, 32, 4, 5632, 32000, 2048, false, 10000.0f, false};
   if (n == "llama2-7b") return {n, "llama", 4096, 32, 32, 32, 11008, 32000, 4096, false, 10000.0f, false};
   if (n == "llama3-8b") return {n, "llama", 4096, 32, 32, 8, 14336, 128256, 8192, false, 500000.0f, true};
+  if (n == "llama2-70b") return {n, "llama", 8192, 80, 64, 8, 28672, 32000, 4096, false, 10000.0f, false};
+  if (n == "llama3-70b") return {n, "llama", 8192, 80, 64, 8, 28672, 128256, 8192, false, 500000.0f, true};
   if (n == "qwen2-0.5b") return {n, "qwen2", 896, 24, 14, 2, 4864, 151936, 32768, true, 1000000.0f, false};
   std::string all;
   for (const auto& s : named_shapes()) all += (all.empty() ? "" : ", ") + s;
@@ -306,7 +310,7 @@ uint64_t generate_model(const GenModelOptions& o, const std::string& path) {
     matrix(p + "ffn_up.weight", s.embd, s.ff, o.dtype, 1.0f);
     matrix(p + "ffn_down.weight", s.ff, s.embd, o.dtype, 1.0f);
   }
-  w.write(path);
+  w.write(path, o.tensor_data);
   return w.file_size();
 }
 

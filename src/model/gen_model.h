@@ -25,7 +25,8 @@ struct GenModelSpec {
   bool llama3_rope = false;    // writes rope_freqs.weight (factor 8, low 1, high 4, original context = ctx)
 };
 
-// Named shapes: smollm-135m, tinyllama-1.1b, llama2-7b, llama3-8b, qwen2-0.5b.
+// Named shapes: smollm-135m, tinyllama-1.1b, llama2-7b, llama3-8b, qwen2-0.5b, llama2-70b,
+// llama3-70b.
 GenModelSpec named_shape(const std::string& name);
 std::vector<std::string> named_shapes();
 // Parses "embd=64,layers=2,heads=4,kv_heads=2,ff=128,vocab=512,ctx=256[,arch=qwen2][,tied=1]
@@ -43,9 +44,14 @@ struct GenModelOptions {
   std::string vocab_from;       // copy tokenizer.* metadata from this GGUF (vocab = its size)
   uint64_t seed = 1;
   int threads = 0;              // 0: all cores
+  // false: the header, the tensor table and the rope factors only, the weights left as zeros (a
+  // sparse file; see GGUFWriter::write), for tests of loading and memory planning at full size.
+  bool tensor_data = true;
 };
 
 // Writes the model; throws Error on bad settings or I/O failure. Returns the file's size.
+// Memory stays bounded whatever the model's size: tensors are produced and written a chunk of
+// rows at a time (GGUFWriter), two chunks of at most 32 MiB in flight.
 uint64_t generate_model(const GenModelOptions& options, const std::string& path);
 
 }  // namespace lazyllm

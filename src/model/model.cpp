@@ -30,6 +30,12 @@ std::shared_ptr<void> Model::backend_cache(const std::string& key,
   return entry;
 }
 
+bool Model::has_backend_cache(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(backend_cache_->mu);
+  const auto it = backend_cache_->entries.find(key);
+  return it != backend_cache_->entries.end() && it->second;
+}
+
 std::shared_ptr<Model> Model::load(const std::string& path) {
   std::shared_ptr<Model> m(new Model());
   m->file_ = GGUFFile::open(path);

@@ -11,6 +11,8 @@ namespace lazyllm {
 // This build has no CUDA backend: no GPU is ever usable.
 int cuda_device_count() { return 0; }
 std::string cuda_device_description() { return "none (built without CUDA)"; }
+int64_t cuda_free_memory() { return 0; }
+bool cuda_weights_resident(const Model&, GpuWeights) { return false; }
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }

@@ -8,6 +8,7 @@
 #include "prune/lazy_plan.h"
 #include "runtime/cpu/cpu_forward.h"
 #include "runtime/cuda/cuda_forward.h"
+#include "runtime/memory_plan.h"
 #include "runtime/session_internals.h"
 #include "util/thread_pool.h"
 
@@ -42,6 +43,13 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
   pool_ = pool ? std::move(pool)
                : std::make_shared<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   if (options_.device == Device::Cuda) {
+    // Say what does not fit before allocating anything, not with an allocation failure halfway.
+    SessionOptions planned = options_;
+    planned.n_ctx = n_ctx_;
+    const std::string short_of = cuda_available() ? memory_shortfall(*model_, planned, cuda_free_memory(),
+                                                                     cuda_weights_resident(*model_, options_.gpu_weights))
+                                                  : "";
+    if (!short_of.empty()) throw Error("CUDA backend: this session " + short_of);
     backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights);
   } else {
     // The CPU computes from the mapped weights: map them all now, not page by page in the first

@@ -211,13 +211,14 @@ int bench(const BenchArgs& a) {
         {"gen_len", a.gen_len},
         {"reps", a.reps},
         {"mode", a.cold ? "cold" : "warm"},
-        {"baseline", samples_json(sb)}};
+        {"baseline", samples_json(sb)},
+        {"memory_estimate", to_json(estimate_memory(*model, base_opt))}};
     if (base_opt.device == Device::Cuda) {
       // Bytes on the GPU: the model's weights (in their form on it) and the baseline session's own.
       common["gpu_weights"] = gpu_weights_name(base_opt.gpu_weights);
-      common["gpu_memory"] = {{"weights", sb.memory.weights},
-                              {"dequant_scratch", sb.memory.dequant_scratch},
-                              {"kv_cache", sb.memory.kv_cache}};
+      common["gpu_memory"] = {{"weights", sb.memory.weights},         {"dequant_scratch", sb.memory.dequant_scratch},
+                              {"kv_cache", sb.memory.kv_cache},       {"aux_cache", sb.memory.aux_cache},
+                              {"scratch", sb.memory.scratch}};
     }
     const Summary tb = summarize(sb.ttft_ms);
     common["ttft_ms"] = tb.median;
@@ -242,6 +243,7 @@ int bench(const BenchArgs& a) {
       j["schedule_name"] = schedules[i].first;
       j["schedule"] = schedules[i].second.to_string();
       j["lazy"] = samples_json(sl[i]);
+      j["lazy"]["memory_estimate"] = to_json(estimate_memory(*model, opts[i + 1]));
       j["ttft_ms_baseline"] = tb.median;
       j["ttft_ms_lazy"] = tl.median;
       j["speedup"] = tb.median / tl.median;

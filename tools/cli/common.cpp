@@ -137,4 +137,21 @@ std::string describe(const CpuKernels& k) {
          ", bf16 gemm " + k.gemm_bf16 + ", int8 gemm " + k.gemm_int8 + ", openblas " + k.openblas + "\n";
 }
 
+nlohmann::json to_json(const MemoryEstimate& e) {
+  return {{"weights", e.weights}, {"kv_cache", e.kv_cache}, {"aux_cache", e.aux_cache}, {"scratch", e.scratch},
+          {"total", e.total()}};
+}
+
+std::string describe(const MemoryEstimate& e) {
+  auto size = [](int64_t b) {
+    char buf[32];
+    if (b >= (int64_t{1} << 30)) std::snprintf(buf, sizeof buf, "%.1f GiB", b / double(int64_t{1} << 30));
+    else std::snprintf(buf, sizeof buf, "%.1f MiB", b / double(1 << 20));
+    return std::string(buf);
+  };
+  std::string s = "weights " + size(e.weights) + ", KV cache " + size(e.kv_cache);
+  if (e.aux_cache) s += ", Aux Cache " + size(e.aux_cache);
+  return s + ", scratch " + size(e.scratch) + "; total " + size(e.total());
+}
+
 }  // namespace lazyllm::cli

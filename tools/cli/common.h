@@ -78,4 +78,8 @@ nlohmann::json to_json(const Summary& s);
 nlohmann::json to_json(const CpuKernels& k);
 std::string describe(const CpuKernels& k);
 
+// A memory estimate (estimate_memory) as JSON bytes, and as "weights 3.5 GiB, KV cache ..." text.
+nlohmann::json to_json(const MemoryEstimate& e);
+std::string describe(const MemoryEstimate& e);
+
 }  // namespace lazyllm::cli

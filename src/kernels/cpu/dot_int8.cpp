@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/quant_blocks.h"
@@ -91,7 +92,7 @@ Int8Kernel int8_kernel() {
 }  // namespace
 
 bool int8_dot_supported(DType t) {
-  if (t == DType::Q4_K || t == DType::Q6_K)
+  if (t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K)
     return cpu_supports(CpuFeature::kAvx2) && cpu_supports(CpuFeature::kFma) && cpu_supports(CpuFeature::kF16c);
   return (t == DType::Q8_0 || t == DType::Q4_0) && int8_kernel() != Int8Kernel::kNone;
 }
@@ -295,9 +296,12 @@ LAZYLLM_TARGET_AVX2 float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const Quan
 // formats is bound by unpacking the 4- and 6-bit codes, not by the dot products.
 
 // Q4_K: sum_g d sc[g] dx[g] dot(q_g, x_g) - sum_g dmin m[g] dx[g] sum(x_g), q the nibbles 0..15;
-// the min terms are exact int32 products m * sum(x), scaled and summed 8 lanes at a time.
-LAZYLLM_TARGET_AVX2 float dot_q4_k(const qblock::Q4_K* w, int64_t nsb, const QuantizedRow& x) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+// the min terms are exact int32 products m * sum(x), scaled and summed 8 lanes at a time. Q5_K
+// is the same with a fifth bit on each code (0..31; vpmaddubsw pairs stay within 2 * 31 * 128).
+template <class Block>
+LAZYLLM_TARGET_AVX2 inline float dot_affine_k(const Block* w, int64_t nsb, const QuantizedRow& x) {
+  constexpr bool kFiveBit = std::is_same_v<Block, qblock::Q5_K>;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
   __m256 acc_lo = _mm256_setzero_ps(), acc_hi = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
   for (int64_t i = 0; i < nsb; ++i) {
     // The 8 six-bit scales and mins (qblock::scale_min_k4) from the three 32-bit words of
@@ -314,11 +318,21 @@ LAZYLLM_TARGET_AVX2 float dot_q4_k(const qblock::Q4_K* w, int64_t nsb, const Qua
     const __m256 s = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(half_to_float(w[i].d)), _mm256_cvtepi32_ps(sc)), dx);
     const __m256i msum = _mm256_mullo_epi32(m, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum + b0)));
     mins = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w[i].dmin)), _mm256_mul_ps(_mm256_cvtepi32_ps(msum), dx), mins);
+    // Q5_K: the fifth bits of groups 2c and 2c + 1 are bits 2c and 2c + 1 of each qh byte;
+    // shifting the 16-bit lanes right by 2 per c brings them to bits 0 and 1 of every byte.
+    __m256i hbits = _mm256_setzero_si256();
+    if constexpr (kFiveBit) hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh));
     for (int c = 0; c < 4; ++c) {
       const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
+      __m256i qlo = _mm256_and_si256(packed, low4), qhi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+      if constexpr (kFiveBit) {
+        qlo = _mm256_or_si256(qlo, _mm256_and_si256(_mm256_slli_epi16(hbits, 4), bit4));
+        qhi = _mm256_or_si256(qhi, _mm256_and_si256(_mm256_slli_epi16(hbits, 3), bit4));
+        hbits = _mm256_srli_epi16(hbits, 2);
+      }
       const auto* xq = reinterpret_cast<const __m256i*>(x.q + (b0 + 2 * c) * qblock::kQK);
-      const __m256i lo = dot_u8s8(_mm256_and_si256(packed, low4), _mm256_loadu_si256(xq));
-      const __m256i hi = dot_u8s8(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low4), _mm256_loadu_si256(xq + 1));
+      const __m256i lo = dot_u8s8(qlo, _mm256_loadu_si256(xq));
+      const __m256i hi = dot_u8s8(qhi, _mm256_loadu_si256(xq + 1));
       acc_lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(2 * c)), acc_lo);
       acc_hi =
           _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_permutevar8x32_ps(s, _mm256_set1_epi32(2 * c + 1)), acc_hi);
@@ -368,13 +382,16 @@ LAZYLLM_TARGET_AVX2 float dot_q6_k(const qblock::Q6_K* w, int64_t nsb, const Qua
 void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, const QuantizedRow* x,
                    int nx, float* y, int64_t ldy) {
   if (!int8_dot_supported(t)) throw std::logic_error("dot_rows_int8: no integer kernel for this type/CPU");
-  if (t == DType::Q4_K || t == DType::Q6_K) {
+  if (t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K) {
     const int64_t nsb = k / qblock::kQKK;
     for (int64_t i = 0; i < rows; ++i) {
       const uint8_t* row = w + i * stride;
-      for (int j = 0; j < nx; ++j)
-        y[j * ldy + i] = t == DType::Q4_K ? avx2::dot_q4_k(reinterpret_cast<const qblock::Q4_K*>(row), nsb, x[j])
-                                          : avx2::dot_q6_k(reinterpret_cast<const qblock::Q6_K*>(row), nsb, x[j]);
+      for (int j = 0; j < nx; ++j) {
+        float& out = y[j * ldy + i];
+        if (t == DType::Q4_K) out = avx2::dot_affine_k(reinterpret_cast<const qblock::Q4_K*>(row), nsb, x[j]);
+        else if (t == DType::Q5_K) out = avx2::dot_affine_k(reinterpret_cast<const qblock::Q5_K*>(row), nsb, x[j]);
+        else out = avx2::dot_q6_k(reinterpret_cast<const qblock::Q6_K*>(row), nsb, x[j]);
+      }
     }
     return;
   }

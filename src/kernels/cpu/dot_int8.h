@@ -4,7 +4,7 @@
 // so 4- and 8-bit decode runs at memory speed. Two kernels compute the same int32 sums and the
 // same float operations in the same order, so their results agree bit for bit: AVX512_VNNI
 // (vpdpbusd) and AVX2 (+FMA, F16C: vpmaddubsw and vpmaddwd), chosen at run time within the cap
-// of cpu_features.h. Q4_K and Q6_K weights take one AVX2 kernel on both kinds of CPU (their
+// of cpu_features.h. Q4_K, Q5_K and Q6_K weights take one AVX2 kernel on both kinds of CPU (their
 // decode is bound by unpacking the codes), with the same activations: each 32-value block's
 // int32 dot scaled by its weight group scale. Internal to kernels/cpu.
 #pragma once
@@ -17,7 +17,7 @@
 namespace lazyllm::kernels {
 
 // True when this CPU runs one of the kernels (AVX512_VNNI or AVX2 with FMA and F16C, within the
-// cap of cpu_features.h) and `t` has one (Q8_0, Q4_0; Q4_K, Q6_K with AVX2, FMA and F16C).
+// cap of cpu_features.h) and `t` has one (Q8_0, Q4_0; Q4_K, Q5_K, Q6_K with AVX2, FMA and F16C).
 bool int8_dot_supported(DType t);
 
 // The kernel dot_rows_int8 runs now for Q8_0/Q4_0: "int8-vnni-avx512", "int8-avx2" or "none".

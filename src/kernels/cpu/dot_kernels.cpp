@@ -133,9 +133,23 @@ HWY_INLINE void LoadQ6(const uint8_t* ql, const uint8_t* qh, size_t l, VU8& q0, 
   q3 = hn::Or(HighNibbles(b), hn::ShiftRight<2>(hn::And(h, hn::Set(du8, 0xC0))));
 }
 
-// Group scale and min of each of the 8 groups of a Q4_K super-block, already multiplied by
-// the super-block's d and dmin.
-HWY_INLINE void Q4KScales(const qblock::Q4_K& b, float* scale, float* min) {
+// The 5-bit Q5_K codes of groups 2c (lo) and 2c + 1 (hi), elements l .. l + N - 1: the nibbles
+// of qs (as Q4_K) with bits 2c and 2c + 1 of qh as their fifth bits. qs points at the
+// super-block's qs + 32 c, qh at its qh.
+HWY_INLINE void LoadQ5(const uint8_t* qs, const uint8_t* qh, int c, size_t l, VU8& lo, VU8& hi) {
+  const DU8 du8;
+  const VU8 v = hn::LoadU(du8, qs + l), h = hn::LoadU(du8, qh + l), one = hn::Set(du8, 1);
+  // (h & bit) is 0 or bit; its minimum with 1 is the bit as 0 or 1.
+  const VU8 lo_bit = hn::Min(hn::And(h, hn::Set(du8, static_cast<uint8_t>(1 << (2 * c)))), one);
+  const VU8 hi_bit = hn::Min(hn::And(h, hn::Set(du8, static_cast<uint8_t>(2 << (2 * c)))), one);
+  lo = hn::Or(LowNibbles(v), hn::ShiftLeft<4>(lo_bit));
+  hi = hn::Or(HighNibbles(v), hn::ShiftLeft<4>(hi_bit));
+}
+
+// Group scale and min of each of the 8 groups of a Q4_K or Q5_K super-block, already
+// multiplied by the super-block's d and dmin.
+template <class Block>
+HWY_INLINE void Q4KScales(const Block& b, float* scale, float* min) {
   const float d = HalfToFloat(&b.d), dmin = HalfToFloat(&b.dmin);
   for (int j = 0; j < 8; ++j) {
     int sc, m;
@@ -235,6 +249,26 @@ void DequantQ4_K(const uint8_t* src, float* dst, int64_t k) {
   }
 }
 
+void DequantQ5_K(const uint8_t* src, float* dst, int64_t k) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const auto* b = reinterpret_cast<const qblock::Q5_K*>(src);
+  for (int64_t i = 0; i < k / qblock::kQKK; ++i, dst += qblock::kQKK) {
+    float scale[8], min[8];
+    Q4KScales(b[i], scale, min);
+    for (int c = 0; c < 4; ++c) {
+      const VF s0 = hn::Set(df, scale[2 * c]), m0 = hn::Set(df, min[2 * c]);
+      const VF s1 = hn::Set(df, scale[2 * c + 1]), m1 = hn::Set(df, min[2 * c + 1]);
+      for (size_t l = 0; l < 32; l += N) {
+        VU8 lo, hi;
+        LoadQ5(b[i].qs + 32 * c, b[i].qh, c, l, lo, hi);
+        hn::StoreU(hn::Sub(hn::Mul(s0, U8ToF(lo)), m0), df, dst + 64 * c + l);
+        hn::StoreU(hn::Sub(hn::Mul(s1, U8ToF(hi)), m1), df, dst + 64 * c + 32 + l);
+      }
+    }
+  }
+}
+
 void DequantQ6_K(const uint8_t* src, float* dst, int64_t k) {
   const DF df;
   const size_t N = hn::Lanes(df);
@@ -269,6 +303,7 @@ DequantFn DequantFor(DType t) {
     case DType::Q4_0: return DequantQ4_0;
     case DType::Q8_0: return DequantQ8_0;
     case DType::Q4_K: return DequantQ4_K;
+    case DType::Q5_K: return DequantQ5_K;
     case DType::Q6_K: return DequantQ6_K;
   }
   return nullptr;
@@ -494,6 +529,44 @@ void DotQ4_K(const uint8_t* row, int64_t k, const float* const* x, const float* 
 }
 #endif  // LAZYLLM_NIBBLE_LUT
 
+// Q5_K, on every target: as the generic Q4_K kernel, with the fifth bits OR-ed into the
+// nibbles (32 codes do not fit the 16-entry register table).
+template <int NX>
+void DotQ5_K(const uint8_t* row, int64_t k, const float* const* x, const float* const* xsum, float* out) {
+  const DF df;
+  const DI16 di16;
+  const size_t N = hn::Lanes(df);
+  const auto* b = reinterpret_cast<const qblock::Q5_K*>(row);
+  VF t0 = hn::Zero(df), t1 = t0, t2 = t0, t3 = t0;
+  const Rows<VF> tot{t0, t1, t2, t3};
+  float mins[NX] = {};
+  for (int64_t i = 0; i < k / qblock::kQKK; ++i) {
+    int sc[8], m[8];
+    for (int g = 0; g < 8; ++g) qblock::scale_min_k4(g, b[i].scales, &sc[g], &m[g]);
+    const float dmin = HalfToFloat(&b[i].dmin);
+    for (int j = 0; j < NX; ++j)
+      for (int g = 0; g < 8; ++g) mins[j] += dmin * static_cast<float>(m[g]) * xsum[j][8 * i + g];
+    VF lo0 = hn::Zero(df), lo1 = lo0, lo2 = lo0, lo3 = lo0, hi0 = lo0, hi1 = lo0, hi2 = lo0, hi3 = lo0;
+    const Rows<VF> lo_acc{lo0, lo1, lo2, lo3}, hi_acc{hi0, hi1, hi2, hi3};
+    for (int c = 0; c < 4; ++c) {
+      const int64_t c0 = i * qblock::kQKK + 64 * c;
+      for (size_t l = 0; l < 32; l += N) {
+        VU8 qlo, qhi;
+        LoadQ5(b[i].qs + 32 * c, b[i].qh, c, l, qlo, qhi);
+        const VF lo = ScaledToF(hn::PromoteTo(di16, qlo), sc[2 * c]);
+        const VF hi = ScaledToF(hn::PromoteTo(di16, qhi), sc[2 * c + 1]);
+        ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA {
+          lo_acc[j] = hn::MulAdd(lo, hn::LoadU(df, x[j] + c0 + l), lo_acc[j]);
+          hi_acc[j] = hn::MulAdd(hi, hn::LoadU(df, x[j] + c0 + 32 + l), hi_acc[j]);
+        });
+      }
+    }
+    const VF d = hn::Set(df, HalfToFloat(&b[i].d));
+    ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { tot[j] = hn::MulAdd(d, hn::Add(lo_acc[j], hi_acc[j]), tot[j]); });
+  }
+  ForRows<NX>([&](auto j) LAZYLLM_VEC_LAMBDA { out[j] = ReduceSum(tot[j]) - mins[j]; });
+}
+
 // Q6_K: sum_sb d * sum_g sc[g] * sum((q - 32) * x), with four accumulators (one per quarter
 // of each 128-element half) to keep several FMA chains in flight.
 template <int NX>
@@ -547,13 +620,16 @@ DotFn DotFor(DType t) {
     case DType::Q4_0: return DotQ4_0<NX>;
     case DType::Q8_0: return DotQ8_0<NX>;
     case DType::Q4_K: return DotQ4_K<NX>;
+    case DType::Q5_K: return DotQ5_K<NX>;
     case DType::Q6_K: return DotQ6_K<NX>;
   }
   return nullptr;
 }
 
-// Only the generic Q4_K kernel subtracts its mins through the group sums of x.
-int64_t XsumLen(DType t, int64_t k) { return t == DType::Q4_K && !LAZYLLM_NIBBLE_LUT ? k / 32 : 0; }
+// The Q5_K kernel and the generic Q4_K one subtract their mins through the group sums of x.
+int64_t XsumLen(DType t, int64_t k) {
+  return t == DType::Q5_K || (t == DType::Q4_K && !LAZYLLM_NIBBLE_LUT) ? k / 32 : 0;
+}
 
 // A row's dot product is the sum, in order, of the kernel's results over consecutive
 // segments of kSegment values. Single activation rows walk each weight row start to end;
@@ -601,7 +677,7 @@ void DotRows(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k,
       for (int64_t r = 0; r < rows; ++r) segment(r, c0, std::min(kSegment, k - c0), j0, std::min(kMaxNX, nx - j0));
 }
 
-// Sums of x over consecutive groups of 32 (Q4_K's mins).
+// Sums of x over consecutive groups of 32 (Q4_K's and Q5_K's mins).
 void GroupSums32(const float* x, int64_t k, float* out) {
   const DF df;
   const size_t N = hn::Lanes(df);

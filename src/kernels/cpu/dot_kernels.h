@@ -12,8 +12,8 @@ namespace lazyllm::kernels {
 void dequantize_rows(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, float* out,
                      int64_t ldo);
 
-// Some kernels fold a per-group term of x out of the inner loop (the generic Q4_K kernel
-// needs the sum of x over each group of 32 for its mins). xsum_len(t, k) is 0 when the
+// Some kernels fold a per-group term of x out of the inner loop (the Q5_K and generic Q4_K
+// kernels need the sum of x over each group of 32 for its mins). xsum_len(t, k) is 0 when the
 // kernel for `t` on this CPU needs none.
 int64_t xsum_len(DType t, int64_t k);
 // Fills xsum[0 .. xsum_len(t, k)) for one activation row x.

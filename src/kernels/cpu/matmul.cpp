@@ -112,7 +112,7 @@ void matmul_fused(std::span<const MatmulTarget> targets, const float* x, int64_t
   });
 }
 
-// Decode and short batches with 8-bit activations (Q8_0/Q4_0/Q4_K/Q6_K weights on AVX2 or VNNI CPUs): x
+// Decode and short batches with 8-bit activations (Q8_0/Q4_0/Q4_K/Q5_K/Q6_K weights on AVX2 or VNNI CPUs): x
 // quantized once per call and shared by every target (Q, K and V read the same input), all
 // targets' rows split across threads in one parallel loop as in matmul_fused.
 void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx, ThreadPool& pool) {

@@ -21,7 +21,7 @@ struct WeightView {
 
 // kF32: every product in f32. kFast, where the CPU supports it: prefill batches with quantized
 // or bf16 weights multiply in bf16 (activations rounded to bf16, f32 sums; AVX512_BF16), and
-// small batches with Q8_0/Q4_0/Q4_K/Q6_K weights use 8-bit activations and exact int32 block
+// small batches with Q8_0/Q4_0/K-quant weights use 8-bit activations and exact int32 block
 // sums (AVX512_VNNI or AVX2, as llama.cpp), as do Q8_0/Q4_0 prefill batches on CPUs with AVX2
 // but no AVX512_BF16. f32 and f16 weights are never affected.
 enum class MatmulPrecision { kF32, kFast };
@@ -44,7 +44,7 @@ struct MatmulTarget {
 // matmul for several weights that read the same activations (Q/K/V; gate/up), bitwise equal to
 // separate matmul calls. Small batches run every target's rows in one parallel loop (one thread
 // rendezvous instead of one per weight) when all take the same kernels: 8-bit decode (x
-// quantized once; Q8_0, Q4_0, Q4_K and Q6_K may mix) or the fused float kernels of one weight type.
+// quantized once; Q8_0, Q4_0 and the K-quants may mix) or the fused float kernels of one weight type.
 // Otherwise it is those separate calls.
 void matmul_shared_input(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx,
                          ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::kF32);

@@ -61,10 +61,11 @@ void quantize_q8_0(const float* x, qblock::Q8_0* y, int64_t nb) {
   }
 }
 
-// ---- Q4_K: simple reference quantizer -------------------------------------------------
-// Each group of 32 gets the affine range [min(0, lo), hi]; group scales and mins are then
-// quantized to 6 bits against the super-block's largest, and q is rounded against the
-// decoded (f16 and 6-bit) scale and min so the stored block is self-consistent.
+// ---- Q4_K / Q5_K: simple reference quantizer ------------------------------------------
+// Each group of 32 gets the affine range [min(0, lo), hi] over the format's levels (15 or 31);
+// group scales and mins are then quantized to 6 bits against the super-block's largest, and q
+// is rounded against the decoded (f16 and 6-bit) scale and min so the stored block is
+// self-consistent.
 
 void pack_scale_min_k4(int j, int sc, int m, uint8_t* s) {
   if (j < 4) {
@@ -77,38 +78,59 @@ void pack_scale_min_k4(int j, int sc, int m, uint8_t* s) {
   }
 }
 
+// Fills the header of a Q4_K-style super-block (d, dmin, scales; zeroed first) for the 256
+// values x with codes 0..max_q, and writes each value's code to q.
+template <class Block>
+void quantize_affine_k(const float* x, int max_q, Block& b, uint8_t* q) {
+  float scale[8], min[8], max_scale = 0, max_min = 0;
+  for (int g = 0; g < 8; ++g) {
+    const float* v = x + 32 * g;
+    const float lo = std::min(0.0f, *std::min_element(v, v + 32));
+    const float hi = std::max(lo, *std::max_element(v, v + 32));
+    scale[g] = (hi - lo) / static_cast<float>(max_q);
+    min[g] = -lo;
+    max_scale = std::max(max_scale, scale[g]);
+    max_min = std::max(max_min, min[g]);
+  }
+  std::memset(&b, 0, sizeof(b));
+  b.d = fp32_to_fp16(max_scale / 63);
+  b.dmin = fp32_to_fp16(max_min / 63);
+  const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
+  for (int g = 0; g < 8; ++g) {
+    const int sc = d > 0 ? std::clamp(nearest_int(scale[g] / d), 0, 63) : 0;
+    const int m = dmin > 0 ? std::clamp(nearest_int(min[g] / dmin), 0, 63) : 0;
+    pack_scale_min_k4(g, sc, m, b.scales);
+  }
+  for (int g = 0; g < 8; ++g) {
+    int sc, m;
+    qblock::scale_min_k4(g, b.scales, &sc, &m);
+    const float gd = d * static_cast<float>(sc), gm = dmin * static_cast<float>(m);
+    for (int l = 0; l < 32; ++l)
+      q[32 * g + l] = static_cast<uint8_t>(gd > 0 ? std::clamp(nearest_int((x[32 * g + l] + gm) / gd), 0, max_q) : 0);
+  }
+}
+
 void quantize_q4_k(const float* x, qblock::Q4_K* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += qblock::kQKK) {
-    float scale[8], min[8], max_scale = 0, max_min = 0;
-    for (int g = 0; g < 8; ++g) {
-      const float* v = x + 32 * g;
-      const float lo = std::min(0.0f, *std::min_element(v, v + 32));
-      const float hi = std::max(lo, *std::max_element(v, v + 32));
-      scale[g] = (hi - lo) / 15;
-      min[g] = -lo;
-      max_scale = std::max(max_scale, scale[g]);
-      max_min = std::max(max_min, min[g]);
-    }
-    qblock::Q4_K& b = y[i];
-    std::memset(&b, 0, sizeof(b));
-    b.d = fp32_to_fp16(max_scale / 63);
-    b.dmin = fp32_to_fp16(max_min / 63);
-    const float d = fp16_to_fp32(b.d), dmin = fp16_to_fp32(b.dmin);
-    for (int g = 0; g < 8; ++g) {
-      const int sc = d > 0 ? std::clamp(nearest_int(scale[g] / d), 0, 63) : 0;
-      const int m = dmin > 0 ? std::clamp(nearest_int(min[g] / dmin), 0, 63) : 0;
-      pack_scale_min_k4(g, sc, m, b.scales);
-    }
-    for (int g = 0; g < 8; ++g) {
-      int sc, m;
-      qblock::scale_min_k4(g, b.scales, &sc, &m);
-      const float gd = d * static_cast<float>(sc), gm = dmin * static_cast<float>(m);
+    uint8_t q[qblock::kQKK];
+    quantize_affine_k(x, 15, y[i], q);
+    // Group 2c lives in the low nibbles of qs[32c ..], group 2c + 1 in the high ones.
+    for (int g = 0; g < 8; ++g)
+      for (int l = 0; l < 32; ++l) y[i].qs[32 * (g / 2) + l] |= static_cast<uint8_t>(g % 2 == 0 ? q[32 * g + l] : q[32 * g + l] << 4);
+  }
+}
+
+void quantize_q5_k(const float* x, qblock::Q5_K* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += qblock::kQKK) {
+    uint8_t q[qblock::kQKK];
+    quantize_affine_k(x, 31, y[i], q);
+    // The low 4 bits as Q4_K's nibbles; group g's fifth bits are bit g of qh[0 .. 31].
+    for (int g = 0; g < 8; ++g)
       for (int l = 0; l < 32; ++l) {
-        const int q = gd > 0 ? std::clamp(nearest_int((x[32 * g + l] + gm) / gd), 0, 15) : 0;
-        // Group 2c lives in the low nibbles of qs[32c ..], group 2c + 1 in the high ones.
-        b.qs[32 * (g / 2) + l] |= static_cast<uint8_t>(g % 2 == 0 ? q : q << 4);
+        const int v = q[32 * g + l];
+        y[i].qs[32 * (g / 2) + l] |= static_cast<uint8_t>(g % 2 == 0 ? (v & 0x0F) : (v & 0x0F) << 4);
+        y[i].qh[l] |= static_cast<uint8_t>((v >> 4) << g);
       }
-    }
   }
 }
 
@@ -217,6 +239,7 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
     case DType::Q4_0: return quantize_q4_0(src, static_cast<qblock::Q4_0*>(dst), nb);
     case DType::Q8_0: return quantize_q8_0(src, static_cast<qblock::Q8_0*>(dst), nb);
     case DType::Q4_K: return quantize_q4_k(src, static_cast<qblock::Q4_K*>(dst), nb);
+    case DType::Q5_K: return quantize_q5_k(src, static_cast<qblock::Q5_K*>(dst), nb);
     case DType::Q6_K: return quantize_q6_k(src, static_cast<qblock::Q6_K*>(dst), nb);
   }
   throw std::invalid_argument("quantize_row: unsupported type");

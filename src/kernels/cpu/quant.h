@@ -16,7 +16,7 @@ uint16_t fp32_to_bf16(float f);
 // Decodes `n` values (a multiple of the block size) of type `t` starting at `src`.
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
-// Encodes `n` floats into type `t`. Supported for every DType (Q4_K/Q6_K use a simple
+// Encodes `n` floats into type `t`. Supported for every DType (the K-quants use a simple
 // reference quantizer: good enough for test models and gen-model, not tuned for quality).
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
 

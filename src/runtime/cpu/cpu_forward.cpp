@@ -46,6 +46,18 @@ CpuForward::CpuForward(const Model& model, int n_ctx, bool kv_f16, ThreadPool& p
 
 CpuForward::~CpuForward() = default;
 
+Session::DeviceMemory CpuForward::held_memory() const {
+  Session::DeviceMemory m;
+  m.kv_cache = kv_.bytes();
+  m.aux_cache = aux_.capacity_bytes();
+  const Scratch& s = *s_;
+  size_t floats = importance_.capacity() + logits_.capacity();
+  for (const auto* v : {&s.hidden, &s.batch, &s.prev, &s.kf, &s.vf, &s.imp_heads}) floats += v->capacity();
+  for (const auto& v : s.per_thread) floats += v.capacity();
+  m.scratch = static_cast<int64_t>(floats * sizeof(float) + lists_.capacity() * sizeof(int32_t)) + ops_.held_bytes();
+  return m;
+}
+
 void CpuForward::clear() {
   abandon_step();
   n_past_ = 0;

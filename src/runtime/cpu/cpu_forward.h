@@ -92,6 +92,9 @@ class CpuForward final : public ForwardBackend, private PrefillDevice {
   void end_step();
   // Forgets a step that did not reach end_step (an exception part way); clear() the sequence too.
   void abandon_step();
+  // Host memory held now, by the estimate's parts (MemoryEstimate): K/V storage, Aux Cache
+  // storage, and the forward pass's own buffers (not the matmul paths' staging).
+  Session::DeviceMemory held_memory() const;
   // Recomputes layer l's K/V for one hidden state at position pos (no cache change); for tests.
   void compute_kv(int l, const float* hidden, int32_t pos, float* k, float* v);
 

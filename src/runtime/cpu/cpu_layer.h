@@ -42,6 +42,12 @@ class CpuLayerOps {
   MatmulPrecision precision() const { return precision_; }
   ThreadPool& pool() { return pool_; }
   const Rope& rope() const { return rope_; }
+  // Bytes of the row buffers held now (they grow to the largest step's rows).
+  int64_t held_bytes() const {
+    size_t floats = 0;
+    for (const auto* b : {&xn_, &q_, &k_, &v_, &att_, &gate_, &up_, &ffn_out_}) floats += b->capacity();
+    return static_cast<int64_t>(floats * sizeof(float));
+  }
 
  private:
   const ModelConfig& c_;

@@ -114,6 +114,13 @@ std::vector<float> cuda_weight_product(const CudaProductCase& c) {
   return out;
 }
 
+int64_t cuda_free_memory() {
+  check(cudaSetDevice(0), "cudaSetDevice");
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  return static_cast<int64_t>(free);
+}
+
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights) {
   if (cuda_device_count() == 0) throw Error("CUDA backend: no usable GPU");
   return std::make_unique<CudaForward>(model, n_ctx, gpu_weights);

@@ -20,6 +20,10 @@ class Model;
 int cuda_device_count();
 // "NVIDIA H100 80GB HBM3, 132 SMs, 79.1 GiB" for benchmark reports.
 std::string cuda_device_description();
+// Bytes of memory free on the GPU now (cudaMemGetInfo).
+int64_t cuda_free_memory();
+// Whether `model`'s weights are already on the GPU in `mode` (a session of the model made them).
+bool cuda_weights_resident(const Model& model, GpuWeights mode);
 // The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU once per
 // model and form (shared by its sessions; see GpuWeights). Throws Error when no GPU is usable.
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights);

@@ -77,6 +77,20 @@ CudaForward::~CudaForward() {
   if (stream_) cudaStreamDestroy(stream_);
 }
 
+Session::DeviceMemory CudaForward::device_memory() const {
+  auto bytes = [](const auto&... b) { return static_cast<int64_t>(((b.size() * sizeof(*b.get())) + ... + 0)); };
+  Session::DeviceMemory m;
+  m.weights = w_->bytes;
+  m.dequant_scratch = bytes(dequant_);
+  m.kv_cache = bytes(k_cache_, v_cache_, kpos_);
+  m.aux_cache = bytes(aux_);
+  m.scratch = bytes(rope_cos_, rope_sin_, h_[0], h_[1], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_, xn_,
+                    att_, gu_, act_, q_, k_gather_, v_gather_, pos_gather_, tokens_d_, pos_d_, src_idx_d_, dst_idx_d_,
+                    key_slots_d_, row_keys_d_, alive_pos_d_, dest_d_, step_d_, steady_d_, steady_keys_d_, slot_table_d_,
+                    depth_d_);
+  return m;
+}
+
 void CudaForward::drop_graphs() {
   for (auto& [cap, exec] : graphs_) cudaGraphExecDestroy(exec);
   graphs_.clear();

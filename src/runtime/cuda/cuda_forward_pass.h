@@ -105,11 +105,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void set_record_selection(bool on) override { record_selection_ = on; }
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
   DecodePathStats decode_path_stats() const override { return path_stats_; }
-  Session::DeviceMemory device_memory() const override {
-    const int64_t kv =
-        static_cast<int64_t>((k_cache_.size() + v_cache_.size()) * sizeof(half_t) + kpos_.size() * sizeof(int32_t));
-    return {w_->bytes, static_cast<int64_t>(dequant_.size() * sizeof(bf16_t)), kv};
-  }
+  Session::DeviceMemory device_memory() const override;
 
  private:
   // PrefillDevice: the device half of run_prefill().

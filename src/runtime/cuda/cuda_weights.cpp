@@ -9,6 +9,7 @@
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/quant_blocks.h"
 #include "model/weights.h"
+#include "runtime/cuda/cuda_forward.h"
 #include "runtime/gpu_weight_plan.h"
 
 namespace lazyllm::cuda {
@@ -151,13 +152,23 @@ std::shared_ptr<CudaWeights> upload(const Model& model, GpuWeights mode) {
   return out;
 }
 
+std::string cache_key(GpuWeights mode) { return "cuda_weights_" + std::string(gpu_weights_name(mode)); }
+
 }  // namespace
 
 std::shared_ptr<const CudaWeights> cuda_weights_for(const Model& model, GpuWeights mode) {
   // Kept by the model, so sessions created one after another share one upload (per form).
-  const std::string key = "cuda_weights_" + std::string(gpu_weights_name(mode));
+  const std::string key = cache_key(mode);
   return std::static_pointer_cast<const CudaWeights>(
       model.backend_cache(key, [&] { return std::static_pointer_cast<void>(upload(model, mode)); }));
 }
 
 }  // namespace lazyllm::cuda
+
+namespace lazyllm {
+
+bool cuda_weights_resident(const Model& model, GpuWeights mode) {
+  return model.has_backend_cache(cuda::cache_key(mode));
+}
+
+}  // namespace lazyllm
