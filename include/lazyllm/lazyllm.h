@@ -317,7 +317,7 @@ class Session {
   const std::vector<int32_t>& history() const { return history_; }
   const SessionStats& stats() const { return stats_; }
   // GPU memory on the CUDA backend (all zero on the CPU): the model's weights (one copy per
-  // Model, shared by every Session of it), and what belongs to this Session object alone: the
+  // Model, however many Session objects use it), and what this object alone holds: the
   // bf16 dequantization scratch, the KV cache (with each slot's position), the Aux Cache once
   // allocated, and the other buffers (activations, attention and selection scratch, tables).
   struct DeviceMemory {

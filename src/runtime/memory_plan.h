@@ -14,7 +14,7 @@ namespace lazyllm {
 // The empty string when `need` fits in `free_bytes` of device memory; otherwise a one-line
 // message naming what it needs, what is free, and what would make it fit (a shorter context,
 // the GPU weights in their native form). weights_resident: the model's weights are already on
-// the device (a second session of the model), so only the rest must fit.
+// the device (placed there for an earlier Session of the same Model), so only the rest must fit.
 std::string memory_shortfall(const Model& model, const SessionOptions& options, int64_t free_bytes,
                              bool weights_resident);
 

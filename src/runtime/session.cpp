@@ -49,7 +49,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
     const std::string short_of = cuda_available() ? memory_shortfall(*model_, planned, cuda_free_memory(),
                                                                      cuda_weights_resident(*model_, options_.gpu_weights))
                                                   : "";
-    if (!short_of.empty()) throw Error("CUDA backend: this session " + short_of);
+    if (!short_of.empty()) throw Error("CUDA backend: the model at this context " + short_of);
     backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights);
   } else {
     // The CPU computes from the mapped weights: map them all now, not page by page in the first

@@ -10,12 +10,12 @@
 - load_tokenizer(path): a .model (SentencePiece) or a .gguf, behind one encode/decode API."""
 import os
 import re
-import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "evalmodel"))
 import gguf_write as G  # noqa: E402
+from gguf_header import parse_header  # noqa: E402
 from vocab import Vocab as _EvalVocab  # noqa: E402  (its pair merge is the engine's)
 
 SPACE = "\u2581"
@@ -73,42 +73,8 @@ def export(sp, path):
 
 def read_metadata(path):
     """The GGUF's key/value metadata (tensors are not read)."""
-    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
     with open(path, "rb") as f:
-        buf = f.read()
-    if buf[:4] != b"GGUF":
-        raise ValueError(f"{path}: not a GGUF file")
-    off = 8
-
-    def take(fmt):
-        nonlocal off
-        v = struct.unpack_from("<" + fmt, buf, off)[0]
-        off += struct.calcsize("<" + fmt)
-        return v
-
-    def string():
-        nonlocal off
-        n = take("Q")
-        s = buf[off:off + n].decode("utf-8")
-        off += n
-        return s
-
-    def value(t):
-        if t == 8:
-            return string()
-        if t == 9:
-            et, n = take("I"), take("Q")
-            return [value(et) for _ in range(n)]
-        if t not in scalar:
-            raise ValueError(f"{path}: unknown GGUF value type {t}")
-        return take(scalar[t])
-
-    _, n_kv = take("Q"), take("Q")
-    meta = {}
-    for _ in range(n_kv):
-        k = string()
-        meta[k] = value(take("I"))
-    return meta
+        return parse_header(f.read(), path)[0]
 
 
 class GgufVocab:

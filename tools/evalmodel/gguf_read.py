@@ -1,55 +1,15 @@
 """Reads a GGUF v3 file written by gguf_write.py (F32/F16 tensors) back into a model.py Llama,
 so PyTorch can inspect a trained model (attention_probe.py)."""
-import struct
-
 import numpy as np
 import torch
 
+from gguf_header import parse_header
 from model import Config, Llama
-
-_SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
 def read_gguf(path):
     buf = open(path, "rb").read()
-    off = 0
-
-    def take(fmt):
-        nonlocal off
-        v = struct.unpack_from("<" + fmt, buf, off)
-        off += struct.calcsize("<" + fmt)
-        return v[0]
-
-    def string():
-        nonlocal off
-        n = take("Q")
-        s = buf[off:off + n].decode("utf-8")
-        off += n
-        return s
-
-    def value(t):
-        if t == 8:
-            return string()
-        if t == 9:
-            et, n = take("I"), take("Q")
-            return [value(et) for _ in range(n)]
-        return take(_SCALAR[t])
-
-    assert buf[:4] == b"GGUF", "not a GGUF file"
-    off = 4
-    take("I")  # version
-    n_tensors, n_kv = take("Q"), take("Q")
-    meta = {}
-    for _ in range(n_kv):
-        k = string()
-        meta[k] = value(take("I"))
-    infos = []
-    for _ in range(n_tensors):
-        name = string()
-        dims = [take("Q") for _ in range(take("I"))]
-        infos.append((name, dims, take("I"), take("Q")))
-    align = meta.get("general.alignment", 32)
-    base = (off + align - 1) // align * align
+    meta, infos, base = parse_header(buf, path)
     tensors = {}
     for name, dims, t, o in infos:
         n = int(np.prod(dims))
