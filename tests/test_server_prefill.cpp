@@ -101,7 +101,7 @@ TEST(ServerPrefill, DeadlineStopsPrefillAndSlotServesNext) {
   const double full = full_prefill_seconds();
   Metrics metrics;
   SchedulerOptions so;
-  so.threads_per_slot = kThreads;
+  so.threads = kThreads;
   Scheduler sched(slow_model(), so, metrics);
   auto job = job_for(long_prompt(), 4);
   job->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(full / 10));
@@ -126,7 +126,7 @@ TEST(ServerPrefill, ShutdownStopsPrefill) {
   const double full = full_prefill_seconds();
   Metrics metrics;
   SchedulerOptions so;
-  so.threads_per_slot = kThreads;
+  so.threads = kThreads;
   Scheduler sched(slow_model(), so, metrics);
   auto job = job_for(long_prompt(), 4);
   ASSERT_EQ(sched.submit(job), Scheduler::Admission::Accepted);

@@ -1,9 +1,6 @@
 #include "server/generation.h"
 
-#include <exception>
-
-#include "lazyllm/tokenizer.h"
-#include "server/stop_matcher.h"
+#include <algorithm>
 
 namespace lazyllm::server {
 namespace {
@@ -12,75 +9,135 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-void generate(Session& session, Job& job, Metrics& metrics, GenerationResult& r) {
-  const Tokenizer& tok = session.model().tokenizer();
-  r.prompt_tokens = static_cast<int>(job.prompt.size());
-  try {
-    session.prefill(job.prompt);
-  } catch (const PrefillInterrupted& e) {
-    session.reset();
-    if (e.cancelled()) r.finish_reason = "cancelled";
-    else r.finish_reason = "length", r.timed_out = true;
-    return;
-  }
-  r.prompt_computed_fraction = session.stats().prefill_computed_fraction;
-  Sampler sampler(job.sampling);
-  StreamDecoder decoder(tok);
-  StopMatcher stops(job.stop);
-  Clock::time_point last_token;
-  r.finish_reason = "length";
-  for (int i = 0; i < job.max_tokens; ++i) {
-    if (job.cancelled()) {
-      r.finish_reason = "cancelled";
-      return;
-    }
-    if (Clock::now() > job.deadline) {
-      r.timed_out = true;
-      break;
-    }
-    const int32_t next = sampler.sample(session.logits(), session.history());
-    const auto now = Clock::now();
-    if (i == 0) r.ttft_ms = ms_between(job.arrival, now);
-    else metrics.time_per_token_seconds.observe(ms_between(last_token, now) / 1000.0);
-    last_token = now;
-    if (tok.is_eog(next) || (!job.end_of_turn.empty() && tok.token_text(next) == job.end_of_turn)) {
-      r.finish_reason = "stop";
-      break;
-    }
-    ++r.completion_tokens;
-    job.push_text(stops.feed(decoder.feed(next)));
-    if (stops.stopped()) {
-      r.finish_reason = "stop";
-      return;
-    }
-    if (i + 1 == job.max_tokens || session.n_past() >= session.n_ctx()) break;
-    session.decode(next);
-  }
-  job.push_text(stops.feed(decoder.flush()));
-  if (stops.stopped()) r.finish_reason = "stop";
-  job.push_text(stops.flush());
-}
-
 }  // namespace
 
-void run_job(Session& session, Job& job, Metrics& metrics) {
-  GenerationResult r;
+Generation::Generation(Job& job, Session& session, Metrics& metrics)
+    : job_(job),
+      session_(session),
+      metrics_(metrics),
+      tok_(session.model().tokenizer()),
+      sampler_(job.sampling),
+      decoder_(tok_),
+      stops_(job.stop) {
+  r_.prompt_tokens = static_cast<int>(job_.prompt.size());
+}
+
+bool Generation::before_step() {
+  if (done_ || fed_ == job_.prompt.size()) return !done_;  // decoding: checked at sampling
+  if (job_.cancelled()) {
+    r_.finish_reason = "cancelled";
+    end();
+  } else if (Clock::now() > job_.deadline) {
+    r_.finish_reason = "length";
+    r_.timed_out = true;
+    end();
+  }
+  return !done_;
+}
+
+bool Generation::needs_prefill_alone(int chunk) const {
+  if (fed_ == job_.prompt.size()) return false;
+  return chunk == 0 || (!job_.prune.empty() && job_.prompt.size() > static_cast<size_t>(chunk));
+}
+
+SequenceStep Generation::next_step(int chunk) {
+  if (fed_ < job_.prompt.size()) {
+    const size_t rest = job_.prompt.size() - fed_;
+    pending_ = (chunk == 0 || !job_.prune.empty()) ? rest : std::min(rest, static_cast<size_t>(chunk));
+    return {&session_, std::span<const int32_t>(job_.prompt).subspan(fed_, pending_), true};
+  }
+  return {&session_, std::span<const int32_t>(&next_token_, 1), false};
+}
+
+void Generation::stepped() {
   try {
-    generate(session, job, metrics, r);
+    if (fed_ < job_.prompt.size()) {
+      fed_ += pending_;
+      if (fed_ == job_.prompt.size()) after_prompt();
+    } else {
+      ++sampled_;
+      on_logits();
+    }
   } catch (const std::exception& e) {
-    r.error = e.what();
-    session.reset();
+    fail(e.what());
   }
-  const bool sampled = r.ttft_ms > 0;
-  if (!sampled && r.error.empty()) r.ttft_ms = ms_between(job.arrival, Clock::now());
+}
+
+void Generation::prefill_alone() {
+  try {
+    session_.prefill(std::span<const int32_t>(job_.prompt).subspan(fed_));
+    fed_ = job_.prompt.size();
+    after_prompt();
+  } catch (const PrefillInterrupted& e) {
+    if (e.cancelled()) r_.finish_reason = "cancelled";
+    else r_.finish_reason = "length", r_.timed_out = true;
+    end();
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+}
+
+void Generation::fail(const std::string& error) {
+  if (done_) return;
+  r_.error = error;
+  end();
+}
+
+void Generation::after_prompt() {
+  // Chunks run only without pruning, where the last chunk's fraction (1) is the prompt's.
+  r_.prompt_computed_fraction = session_.stats().prefill_computed_fraction;
+  r_.finish_reason = "length";
+  on_logits();
+}
+
+void Generation::on_logits() {
+  if (sampled_ >= job_.max_tokens) return flush_and_end();
+  if (job_.cancelled()) {
+    r_.finish_reason = "cancelled";
+    return end();
+  }
+  if (Clock::now() > job_.deadline) {
+    r_.timed_out = true;
+    return flush_and_end();
+  }
+  const int32_t next = sampler_.sample(session_.logits(), session_.history());
+  const auto now = Clock::now();
+  if (sampled_ == 0) r_.ttft_ms = ms_between(job_.arrival, now);
+  else metrics_.time_per_token_seconds.observe(ms_between(last_token_, now) / 1000.0);
+  last_token_ = now;
+  if (tok_.is_eog(next) || (!job_.end_of_turn.empty() && tok_.token_text(next) == job_.end_of_turn)) {
+    r_.finish_reason = "stop";
+    return flush_and_end();
+  }
+  ++r_.completion_tokens;
+  job_.push_text(stops_.feed(decoder_.feed(next)));
+  if (stops_.stopped()) {
+    r_.finish_reason = "stop";
+    return end();
+  }
+  if (sampled_ + 1 == job_.max_tokens || session_.n_past() >= session_.n_ctx()) return flush_and_end();
+  next_token_ = next;  // decoded in the next step
+}
+
+void Generation::flush_and_end() {
+  job_.push_text(stops_.feed(decoder_.flush()));
+  if (stops_.stopped()) r_.finish_reason = "stop";
+  job_.push_text(stops_.flush());
+  end();
+}
+
+void Generation::end() {
+  done_ = true;
+  const bool sampled = r_.ttft_ms > 0;
+  if (!sampled && r_.error.empty()) r_.ttft_ms = ms_between(job_.arrival, Clock::now());
   // A prefill stopped by cancellation or the time limit has no TTFT.
-  if (r.error.empty() && (sampled || (!r.timed_out && r.finish_reason != "cancelled"))) {
-    metrics.ttft_seconds.observe(r.ttft_ms / 1000.0);
-    metrics.prompt_computed_fraction.observe(r.prompt_computed_fraction);
+  if (r_.error.empty() && (sampled || (!r_.timed_out && r_.finish_reason != "cancelled"))) {
+    metrics_.ttft_seconds.observe(r_.ttft_ms / 1000.0);
+    metrics_.prompt_computed_fraction.observe(r_.prompt_computed_fraction);
   }
-  if (r.finish_reason == "cancelled") metrics.count_cancelled();
-  metrics.count_tokens(r.prompt_tokens, r.completion_tokens);
-  job.finish(std::move(r));
+  if (r_.finish_reason == "cancelled") metrics_.count_cancelled();
+  metrics_.count_tokens(r_.prompt_tokens, r_.completion_tokens);
+  job_.finish(std::move(r_));
 }
 
 }  // namespace lazyllm::server

@@ -1,18 +1,24 @@
-// Runs one job on a session: prefill, then sample and decode token by token, streaming text
-// (whole UTF-8 characters only, stop strings held back) and checking between tokens for
-// cancellation and the time limit.
+// One request's generation as a state machine that the scheduler advances one step at a time:
+// prefill (whole, or chunk by chunk) -> sample -> decode -> sample ... -> finish. Streaming sends
+// whole UTF-8 characters only, stop strings are held back, and cancellation and the time limit
+// are checked before each prefill chunk and before each sampling, as a request run alone would.
 #pragma once
 
 #include <exception>
+#include <memory>
+#include <string>
 
 #include "lazyllm/lazyllm.h"
+#include "lazyllm/tokenizer.h"
+#include "runtime/batch.h"
 #include "server/job.h"
 #include "server/metrics.h"
+#include "server/stop_matcher.h"
 
 namespace lazyllm::server {
 
-// Thrown by the scheduler's prefill progress check (between layers) to stop the prefill of a job
-// that was cancelled or ran past its deadline; run_job turns it into the job's result.
+// Thrown by the scheduler's prefill progress check (between layers of a prefill run alone) to
+// stop the prefill of a job that was cancelled or ran past its deadline.
 class PrefillInterrupted : public std::exception {
  public:
   explicit PrefillInterrupted(bool cancelled) : cancelled_(cancelled) {}
@@ -23,9 +29,54 @@ class PrefillInterrupted : public std::exception {
   bool cancelled_;
 };
 
-// The session must be empty (reset). Always ends with job.finish(...); never throws. After an
-// interrupted prefill or an error the session is reset (a prefill stopped part way leaves K/V
-// rows written but not booked).
-void run_job(Session& session, Job& job, Metrics& metrics);
+class Generation {
+ public:
+  // `session` must be empty and run the job's schedule; both outlive this object.
+  Generation(Job& job, Session& session, Metrics& metrics);
+  Generation(const Generation&) = delete;
+  Generation& operator=(const Generation&) = delete;
+
+  // Once done, job.finish(...) has been called and nothing else may be asked.
+  bool done() const { return done_; }
+  Job& job() { return job_; }
+
+  // Before a step: ends a prefilling request that was cancelled or is past its deadline.
+  // Returns !done().
+  bool before_step();
+  // Whether the rest of the prompt must be prefilled alone through prefill_alone(): with
+  // `chunk` 0 (whole prompts), or a prompt under a pruning schedule longer than `chunk` (its
+  // selection needs the whole prompt in one call, and a batch step cannot stop part way).
+  bool needs_prefill_alone(int chunk) const;
+  // This request's part of the next batch step: its next prompt chunk (at most `chunk` tokens;
+  // a pruned prompt whole) or its decode token. Then call stepped() once the step has run.
+  SequenceStep next_step(int chunk);
+  void stepped();
+  // Prefills the whole prompt with Session::prefill (its progress callback may throw
+  // PrefillInterrupted), then samples.
+  void prefill_alone();
+  // The step this request was in failed: the request ends with `error`.
+  void fail(const std::string& error);
+
+ private:
+  void after_prompt();
+  void on_logits();  // sample from the logits just computed, then stream, stop or go on
+  void flush_and_end();
+  void end();
+
+  Job& job_;
+  Session& session_;
+  Metrics& metrics_;
+  const Tokenizer& tok_;
+  Sampler sampler_;
+  StreamDecoder decoder_;
+  StopMatcher stops_;
+  GenerationResult r_;
+  size_t fed_ = 0;      // prompt tokens prefilled
+  size_t pending_ = 0;  // prompt tokens in the step under way
+  int sampled_ = 0;     // tokens sampled so far (the old loop's index)
+  int32_t next_token_ = 0;  // sampled, to be decoded in the next step
+  Clock::time_point last_token_;
+  bool done_ = false;
+};
 
 }  // namespace lazyllm::server

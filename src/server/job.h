@@ -1,5 +1,5 @@
 // One generation request as the scheduler sees it: its inputs, and a channel through which the
-// slot that runs it hands text and the final result to the HTTP handler waiting on it.
+// scheduler that runs it hands text and the final result to the HTTP handler waiting on it.
 #pragma once
 
 #include <atomic>
@@ -36,8 +36,9 @@ class Job {
   std::string end_of_turn;        // a vocabulary token that ends the turn like EOS ("" = none)
   Clock::time_point arrival = Clock::now();
   Clock::time_point deadline = Clock::time_point::max();
+  Clock::time_point submitted;  // set by Scheduler::submit (queue wait is measured from it)
 
-  // Producer side (the slot).
+  // Producer side (the scheduler's step loop).
   void push_text(const std::string& text);
   void finish(GenerationResult result);
 
@@ -48,7 +49,7 @@ class Job {
   // Only after done().
   const GenerationResult& result() const { return result_; }
 
-  // Either side: ask the slot to stop at the next token (client gone, shutdown).
+  // Either side: ask the scheduler to stop it before its next step (client gone, shutdown).
   void cancel() { cancelled_ = true; }
   bool cancelled() const { return cancelled_; }
 

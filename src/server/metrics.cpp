@@ -44,7 +44,14 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 Metrics::Metrics()
     : ttft_seconds({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
       time_per_token_seconds({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}),
-      prompt_computed_fraction({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}) {}
+      prompt_computed_fraction({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}),
+      queue_wait_seconds({0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
+      batch_size_({1, 2, 4, 8, 16, 32, 64, 128, 256}) {}
+
+void Metrics::count_step(int sequences) {
+  ++steps_;
+  batch_size_.observe(sequences);
+}
 
 void Metrics::count_request(const std::string& path, int status) {
   std::lock_guard lock(mu_);
@@ -75,11 +82,15 @@ std::string Metrics::render(int slots_busy, int slots_total, int queued) const {
   time_per_token_seconds.render(out, "lazyllm_time_per_output_token_seconds", "Time between consecutive output tokens.");
   prompt_computed_fraction.render(out, "lazyllm_prompt_computed_fraction",
                                   "Fraction of prompt (token, layer) pairs computed in prefill (1 = no pruning).");
-  header(out, "lazyllm_slots_busy", "Slots generating now.", "gauge");
+  queue_wait_seconds.render(out, "lazyllm_queue_wait_seconds", "Time from submission to a request's first step.");
+  header(out, "lazyllm_steps_total", "Forward passes of the step loop (batch steps and prefills run alone).", "counter");
+  out += "lazyllm_steps_total " + std::to_string(steps_.load()) + "\n";
+  batch_size_.render(out, "lazyllm_batch_size", "Requests (sequences) in each step.");
+  header(out, "lazyllm_slots_busy", "Requests running in the batch now.", "gauge");
   out += "lazyllm_slots_busy " + std::to_string(slots_busy) + "\n";
-  header(out, "lazyllm_slots_total", "Parallel slots.", "gauge");
+  header(out, "lazyllm_slots_total", "Requests that may run in the batch at once (--parallel).", "gauge");
   out += "lazyllm_slots_total " + std::to_string(slots_total) + "\n";
-  header(out, "lazyllm_queue_length", "Requests waiting for a slot.", "gauge");
+  header(out, "lazyllm_queue_length", "Requests waiting to join the batch.", "gauge");
   out += "lazyllm_queue_length " + std::to_string(queued) + "\n";
   return out;
 }

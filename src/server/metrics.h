@@ -1,5 +1,6 @@
 // Server metrics in the Prometheus text format: requests by path and status, tokens in and out,
-// histograms of time to first token, time per output token and the prompt fraction computed.
+// histograms of time to first token, time per output token and the prompt fraction computed;
+// the batch's steps (sequences per step) and each request's wait from submission to its first step.
 #pragma once
 
 #include <atomic>
@@ -33,14 +34,17 @@ class Metrics {
   void count_request(const std::string& path, int status);
   void count_tokens(int64_t prompt, int64_t completion);
   void count_cancelled() { ++cancelled_; }
-  Histogram ttft_seconds, time_per_token_seconds, prompt_computed_fraction;
+  // A forward pass of the step loop over `sequences` requests.
+  void count_step(int sequences);
+  Histogram ttft_seconds, time_per_token_seconds, prompt_computed_fraction, queue_wait_seconds;
   // Gauges are read at render time from the scheduler.
   std::string render(int slots_busy, int slots_total, int queued) const;
 
  private:
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
-  std::atomic<int64_t> prompt_tokens_{0}, completion_tokens_{0}, cancelled_{0};
+  std::atomic<int64_t> prompt_tokens_{0}, completion_tokens_{0}, cancelled_{0}, steps_{0};
+  Histogram batch_size_;
 };
 
 }  // namespace lazyllm::server

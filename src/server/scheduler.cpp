@@ -4,18 +4,42 @@
 #include <stdexcept>
 #include <utility>
 
+#include "runtime/prefill.h"
 #include "server/generation.h"
 
 namespace lazyllm::server {
 
+// A request in the batch: its job, its session (an index into sessions_) and its progress.
+struct Scheduler::Running {
+  std::shared_ptr<Job> job;
+  int session = -1;
+  std::unique_ptr<Generation> gen;
+  bool stepped = false;  // has taken part in a step (queue wait observed)
+};
+
 Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions options, Metrics& metrics)
-    : model_(std::move(model)), options_(std::move(options)), metrics_(metrics) {
+    : model_(std::move(model)),
+      options_(std::move(options)),
+      metrics_(metrics),
+      batch_(model_, options_.threads > 0 ? options_.threads : 1) {
   if (options_.parallel < 1) throw Error("--parallel must be at least 1");
   if (options_.queue < 0) throw Error("--queue must not be negative");
-  slots_.resize(options_.parallel);
-  for (auto& slot : slots_) session_for(slot, options_.default_prune);  // allocate up front
-  n_ctx_ = slots_.front().session->n_ctx();
-  for (auto& slot : slots_) threads_.emplace_back([this, &slot] { work(slot); });
+  if (options_.prefill_chunk < 0) throw Error("--prefill-chunk must not be negative");
+  SessionOptions o;
+  o.n_ctx = options_.n_ctx;
+  o.prune = options_.default_prune;
+  o.prune_policy = options_.prune_policy;
+  // Called after each layer of a prefill run alone (never by a batch step): a long prompt stops
+  // within a layer of its job's cancellation or deadline.
+  o.on_prefill_progress = [this](int, int) {
+    if (alone_ && (alone_->cancelled() || Clock::now() > alone_->deadline)) throw PrefillInterrupted(alone_->cancelled());
+  };
+  for (int i = 0; i < options_.parallel; ++i) {  // allocate up front
+    sessions_.push_back(batch_.new_session(o));
+    free_sessions_.push_back(options_.parallel - 1 - i);
+  }
+  n_ctx_ = sessions_.front()->n_ctx();
+  thread_ = std::thread([this] { loop(); });
 }
 
 Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
@@ -67,6 +91,7 @@ Scheduler::Admission Scheduler::submit(std::shared_ptr<Job> job, Reservation& pl
     --reserved_;
     place.owner_ = nullptr;
     if (!accepting_) return place.admission_ = Admission::ShuttingDown;
+    job->submitted = Clock::now();
     queue_.push_back(std::move(job));
   }
   cv_.notify_one();
@@ -87,8 +112,7 @@ void Scheduler::shutdown(std::chrono::milliseconds grace) {
   stopping_ = true;
   lock.unlock();
   cv_.notify_all();
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 int Scheduler::busy() const {
@@ -101,73 +125,110 @@ int Scheduler::queued() const {
   return static_cast<int>(queue_.size());
 }
 
-Session& Scheduler::session_for(Slot& slot, const PruneSchedule& prune) {
-  const std::string key = prune.to_string();
-  if (!slot.session) {
-    SessionOptions o;
-    o.n_ctx = options_.n_ctx;
-    o.n_threads = options_.threads_per_slot;
-    o.prune = prune;
-    o.prune_policy = options_.prune_policy;
-    // Called after each layer of a prefill: a long prompt stops within a layer of its job's
-    // cancellation or deadline (run_job catches this and resets the session).
-    o.on_prefill_progress = [&slot](int, int) {
-      if (slot.job && (slot.job->cancelled() || Clock::now() > slot.job->deadline))
-        throw PrefillInterrupted(slot.job->cancelled());
-    };
-    slot.session = std::make_unique<Session>(model_, o);
-    slot.schedule = key;
-  } else if (slot.schedule != key) {
-    // Another request's schedule: same caches, thread pool and KV index, new plan.
-    slot.session->reset(prune);
-    slot.schedule = key;
-  } else {
-    slot.session->reset();
-  }
-  return *slot.session;
-}
-
-void Scheduler::work(Slot& slot) {
+void Scheduler::loop() {
+  std::vector<Running> active;
   for (;;) {
-    std::shared_ptr<Job> job;
+    std::vector<std::shared_ptr<Job>> joining;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, nothing left
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      running_.push_back(job);
-    }
-    if (job->cancelled()) {
-      GenerationResult r;
-      r.finish_reason = "cancelled";
-      metrics_.count_cancelled();
-      job->finish(r);
-    } else if (Clock::now() > job->deadline) {  // timed out in the queue: skip the prefill
-      GenerationResult r;
-      r.finish_reason = "length";
-      r.timed_out = true;
-      r.prompt_tokens = static_cast<int>(job->prompt.size());
-      job->finish(r);
-    } else {
-      try {
-        Session& session = session_for(slot, job->prune);
-        slot.job = job.get();
-        run_job(session, *job, metrics_);
-        slot.job = nullptr;
-      } catch (const std::exception& e) {  // a session could not be created
-        slot.job = nullptr;
-        GenerationResult r;
-        r.error = e.what();
-        job->finish(r);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
+      while (active.size() + joining.size() < static_cast<size_t>(options_.parallel) && !queue_.empty()) {
+        joining.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+        running_.push_back(joining.back());
       }
+      if (active.empty() && joining.empty()) return;  // stopping, nothing left
     }
-    {
-      std::lock_guard lock(mu_);
-      running_.erase(std::find(running_.begin(), running_.end(), job));
+    for (auto& job : joining) start(std::move(job), active);
+    step(active);
+    // Finished requests leave; their sessions wait for the next ones.
+    for (auto it = active.begin(); it != active.end();) {
+      if (!it->gen->done()) {
+        ++it;
+        continue;
+      }
+      free_sessions_.push_back(it->session);
+      retire(it->job);
+      it = active.erase(it);
     }
-    idle_cv_.notify_all();
   }
+}
+
+void Scheduler::start(std::shared_ptr<Job> job, std::vector<Running>& active) {
+  GenerationResult r;
+  if (job->cancelled()) {
+    r.finish_reason = "cancelled";
+    metrics_.count_cancelled();
+  } else if (Clock::now() > job->deadline) {  // timed out in the queue: skip the prefill
+    r.finish_reason = "length";
+    r.timed_out = true;
+    r.prompt_tokens = static_cast<int>(job->prompt.size());
+  } else {
+    const int index = free_sessions_.back();
+    Session& session = *sessions_[index];
+    try {
+      // Refused here, not by the step, so that one bad request cannot fail the others'.
+      check_prefill(job->prompt, 0, session.n_ctx(), model_->config().n_vocab);
+      session.reset(job->prune);  // this request's schedule; the caches stay
+    } catch (const std::exception& e) {
+      r.error = e.what();
+      job->finish(std::move(r));
+      retire(job);
+      return;
+    }
+    free_sessions_.pop_back();
+    auto gen = std::make_unique<Generation>(*job, session, metrics_);
+    active.push_back({std::move(job), index, std::move(gen)});
+    return;
+  }
+  job->finish(std::move(r));
+  retire(job);
+}
+
+void Scheduler::step(std::vector<Running>& active) {
+  const int chunk = options_.prefill_chunk;
+  auto first_step = [&](Running& a) {
+    if (!a.stepped) metrics_.queue_wait_seconds.observe(std::chrono::duration<double>(Clock::now() - a.job->submitted).count());
+    a.stepped = true;
+  };
+  std::vector<SequenceStep> work;
+  std::vector<Running*> in_step;
+  Running* alone = nullptr;
+  for (Running& a : active) {
+    if (!a.gen->before_step()) continue;  // cancelled or timed out between prefill chunks
+    if (a.gen->needs_prefill_alone(chunk)) {
+      if (!alone) alone = &a;  // the others wait for a later step
+      continue;
+    }
+    work.push_back(a.gen->next_step(chunk));
+    in_step.push_back(&a);
+  }
+  if (!work.empty()) {
+    for (Running* a : in_step) first_step(*a);
+    metrics_.count_step(static_cast<int>(work.size()));
+    try {
+      batch_.step(work);
+    } catch (const std::exception& e) {  // the sessions were reset or left unchanged
+      for (Running* a : in_step) a->gen->fail(e.what());
+      in_step.clear();
+    }
+    for (Running* a : in_step) a->gen->stepped();
+  }
+  if (alone) {
+    first_step(*alone);
+    metrics_.count_step(1);
+    alone_ = &alone->gen->job();
+    alone->gen->prefill_alone();
+    alone_ = nullptr;
+  }
+}
+
+void Scheduler::retire(const std::shared_ptr<Job>& job) {
+  {
+    std::lock_guard lock(mu_);
+    running_.erase(std::find(running_.begin(), running_.end(), job));
+  }
+  idle_cv_.notify_all();
 }
 
 }  // namespace lazyllm::server

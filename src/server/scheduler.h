@@ -1,8 +1,11 @@
-// N parallel slots, each a lazyllm::Session over the one shared Model and run by its own
-// thread, fed from a bounded queue. A job whose pruning schedule differs from its slot's gets a
-// fresh Session (a Session's schedule is fixed at construction). A request takes its place in
-// the queue (reserve) before it is prepared, so a full queue costs a request no tokenization.
-// A prefill stops between layers once its job is cancelled or past its deadline.
+// Continuous batching: one step loop (one thread) drives up to `parallel` running requests over
+// one SessionBatch, fed from a bounded queue. Each step runs one forward pass over every running
+// request's next piece of work (a decode token or a prompt chunk); requests join from the queue
+// and leave between steps. Each running request owns one of the batch's sessions, reset to its
+// pruning schedule when it joins (Session::reset(schedule): nothing is reallocated). A prompt
+// that must be prefilled whole and does not fit a chunk runs as a step of its own, checked
+// after each layer (docs/server.md, Scheduling). A request takes its place in the queue
+// (reserve) before it is prepared, so a full queue costs a request no tokenization.
 #pragma once
 
 #include <chrono>
@@ -14,16 +17,20 @@
 #include <vector>
 
 #include "lazyllm/lazyllm.h"
+#include "runtime/batch.h"
 #include "server/job.h"
 #include "server/metrics.h"
 
 namespace lazyllm::server {
 
+class Generation;
+
 struct SchedulerOptions {
-  int parallel = 1;          // slots
-  int queue = 16;            // jobs that may wait for a slot
-  int n_ctx = 0;             // context of each slot (0 = the model's)
-  int threads_per_slot = 1;  // compute threads of each slot's Session
+  int parallel = 1;       // requests running at once (sessions of the batch)
+  int queue = 16;         // jobs that may wait for a place in the batch
+  int n_ctx = 0;          // context of each session (0 = the model's)
+  int threads = 1;        // compute threads of the one SessionBatch
+  int prefill_chunk = 512;  // prompt tokens per step for unpruned prompts (0 = whole prompts)
   PruneSchedule default_prune;
   PrunePolicy prune_policy = PrunePolicy::kAuto;
 };
@@ -61,7 +68,7 @@ class Scheduler {
   // reserve() and submit() at once.
   Admission submit(std::shared_ptr<Job> job);
   // Stops admitting, lets running and queued jobs finish for up to `grace`, cancels the rest,
-  // and joins the slot threads.
+  // and joins the step loop.
   void shutdown(std::chrono::milliseconds grace);
 
   int busy() const;
@@ -70,22 +77,27 @@ class Scheduler {
   int n_ctx() const { return n_ctx_; }
 
  private:
-  struct Slot {
-    std::unique_ptr<Session> session;
-    std::string schedule;  // the session's prune schedule, as text
-    Job* job = nullptr;    // the job running (read by the prefill progress check, on the slot's thread)
-  };
-  void work(Slot& slot);
-  Session& session_for(Slot& slot, const PruneSchedule& prune);
+  struct Running;
+  void loop();
+  // Takes a job from the queue into the batch, or finishes it at once (cancelled, timed out,
+  // a prompt or schedule its session cannot take).
+  void start(std::shared_ptr<Job> job, std::vector<Running>& active);
+  // One batch step over every running request that can take part, then at most one prefill
+  // that must run alone.
+  void step(std::vector<Running>& active);
+  void retire(const std::shared_ptr<Job>& job);
 
   std::shared_ptr<const Model> model_;
   SchedulerOptions options_;
   Metrics& metrics_;
   int n_ctx_ = 0;
-  std::vector<Slot> slots_;
-  std::vector<std::thread> threads_;
+  SessionBatch batch_;
+  std::vector<std::unique_ptr<Session>> sessions_;
+  std::vector<int> free_sessions_;  // the loop's own
+  const Job* alone_ = nullptr;      // the job prefilling alone (read by the progress check, on the loop's thread)
+  std::thread thread_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;       // workers: a job arrived or stopping
+  std::condition_variable cv_;       // loop: a job arrived or stopping
   std::condition_variable idle_cv_;  // shutdown: a job finished
   std::deque<std::shared_ptr<Job>> queue_;
   std::vector<std::shared_ptr<Job>> running_;

@@ -76,6 +76,7 @@ void check_options(const ServerOptions& o) {
   };
   range("--parallel", o.parallel, 1, ServerOptions::kMaxParallel);
   range("--queue", o.queue, 0, ServerOptions::kMaxQueue);
+  range("--prefill-chunk", o.prefill_chunk, 0, 1 << 22);
   range("--timeout", o.request_timeout_s, 0.001, 86400);
   range("--read-timeout", o.read_timeout_s, 0.001, 3600);
   range("--shutdown-grace", o.shutdown_grace_s, 0, 3600);
@@ -112,7 +113,8 @@ struct Server::Impl {
     so.parallel = opt.parallel;
     so.queue = opt.queue;
     so.n_ctx = opt.n_ctx;
-    so.threads_per_slot = std::max(1, cores / std::max(1, opt.parallel));  // slots share the cores
+    so.threads = cores;  // all of them to the one batch
+    so.prefill_chunk = opt.prefill_chunk;
     so.default_prune = opt.default_prune;
     so.prune_policy = opt.prune_policy;
     scheduler = std::make_unique<Scheduler>(model, so, metrics);

@@ -17,10 +17,11 @@ struct ServerOptions {
 
   std::string host = "127.0.0.1";
   int port = 8080;             // 0: any free port (see Server::bind)
-  int parallel = 1;            // slots generating at once, 1..kMaxParallel
-  int queue = 16;              // requests that may wait for a slot (0..kMaxQueue); more get 429
-  int n_ctx = 0;               // context per slot (0 = the model's trained context)
-  int threads = 0;             // compute threads in all (0 = all cores), split between slots
+  int parallel = 1;            // requests batched at once, 1..kMaxParallel
+  int queue = 16;              // requests that may wait to join the batch (0..kMaxQueue); more get 429
+  int n_ctx = 0;               // context per request (0 = the model's trained context)
+  int threads = 0;             // compute threads of the one batch (0 = all cores)
+  int prefill_chunk = 512;     // prompt tokens per step for unpruned prompts (0 = whole prompts)
   std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY" (never logged)
   PruneSchedule default_prune; // empty: no pruning unless a request asks
   PrunePolicy prune_policy = PrunePolicy::kAuto;

@@ -97,8 +97,9 @@ int serve(ServeArgs& a) {
   const int port = srv.bind();
   const std::string pruning =
       a.opt.default_prune.empty() ? "off" : a.opt.default_prune.to_string() + " (" + prune_source + ")";
-  std::fprintf(stderr, "chat template: %s; slots: %d; pruning: %s\n",
-               std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel, pruning.c_str());
+  std::fprintf(stderr, "chat template: %s; batch: %d requests, prefill chunk %d; pruning: %s\n",
+               std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel, a.opt.prefill_chunk,
+               pruning.c_str());
   std::fprintf(stderr, "listening on http://%s:%d\n", a.opt.host.c_str(), port);
   std::fflush(stderr);
   {
@@ -119,10 +120,15 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-m,--model", a->model, "GGUF model file")->required();
   cmd->add_option("--host", o.host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", o.port, "Port (0 = any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
-  cmd->add_option("--parallel", o.parallel, "Requests generated at once (slots)")->check(CLI::Range(1, server::ServerOptions::kMaxParallel))->capture_default_str();
-  cmd->add_option("--queue", o.queue, "Requests that may wait for a slot; more get 429")->check(CLI::Range(0, server::ServerOptions::kMaxQueue))->capture_default_str();
-  cmd->add_option("-c,--ctx", o.n_ctx, "Context size per slot (default: the model's trained context)")->check(CLI::Range(1, 1 << 22));
-  cmd->add_option("-t,--threads", o.threads, "Compute threads in all, split between slots (default: all cores)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--parallel", o.parallel, "Requests generated at once, batched into one forward pass per step")->check(CLI::Range(1, server::ServerOptions::kMaxParallel))->capture_default_str();
+  cmd->add_option("--queue", o.queue, "Requests that may wait to join the batch; more get 429")->check(CLI::Range(0, server::ServerOptions::kMaxQueue))->capture_default_str();
+  cmd->add_option("-c,--ctx", o.n_ctx, "Context size per request (default: the model's trained context)")->check(CLI::Range(1, 1 << 22));
+  cmd->add_option("--prefill-chunk", o.prefill_chunk,
+                  "Prompt tokens per step for prompts without pruning, interleaved with other requests' decoding "
+                  "(0 = whole prompts, each prefilled as a step of its own)")
+      ->check(CLI::Range(0, 1 << 22))
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", o.threads, "Compute threads of the one batch that every request's step runs on (default: all cores)")->check(CLI::Range(1, 1024));
   a->api_key_opt = cmd->add_option("--api-key", a->api_key_flag,
                                    "Require 'Authorization: Bearer KEY' on /v1/* (other users can see it in the "
                                    "process list: prefer --api-key-file or $LAZYLLM_API_KEY)");

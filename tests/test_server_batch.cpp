@@ -1,0 +1,279 @@
+// Continuous batching in the server's scheduler: requests stepped together give the texts each
+// gives alone (greedy), with chunked prefill, per-request LazyLLM schedules beside baseline
+// requests, and one request cancelled while others run; /metrics reports the steps.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <iostream>
+#include <regex>
+#include <thread>
+
+#include "lazyllm/tokenizer.h"
+#include "server/job.h"
+#include "server/scheduler.h"
+#include "test_server_util.h"
+#include "test_util.h"
+
+namespace lazyllm::server {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kModel = "models/stories260K.gguf";
+
+std::shared_ptr<Model> stories() {
+  static std::shared_ptr<Model> m = Model::load((test::shared_dir() / kModel).string());
+  return m;
+}
+
+const char* const kPrompts[] = {
+    "Once upon a time, there was a little girl named Lily.",
+    "The dog ran to the park",
+    "One day, Tom found a big red ball in the garden. He was very happy and wanted to show it to his mom. "
+    "His mom said",
+};
+
+std::shared_ptr<Job> greedy_job(const std::string& prompt, int max_tokens, const PruneSchedule& prune = {}) {
+  const Tokenizer& tok = stories()->tokenizer();
+  auto job = std::make_shared<Job>();
+  job->prompt = tok.encode(prompt, tok.add_bos(), false);
+  job->max_tokens = max_tokens;
+  job->sampling.temperature = 0;
+  job->prune = prune;
+  return job;
+}
+
+std::shared_ptr<Job> copy_inputs(const Job& j) {
+  auto c = std::make_shared<Job>();
+  c->prompt = j.prompt;
+  c->max_tokens = j.max_tokens;
+  c->sampling = j.sampling;
+  c->prune = j.prune;
+  return c;
+}
+
+std::string wait_text(const std::shared_ptr<Job>& job) {
+  std::string text;
+  while (!job->wait(text, std::chrono::milliseconds(20))) {}
+  return text;
+}
+
+SchedulerOptions batch_options(int parallel, int chunk) {
+  SchedulerOptions so;
+  so.parallel = parallel;
+  so.threads = 2;
+  so.prefill_chunk = chunk;
+  so.n_ctx = 2048;  // past the model's 128, so that one long generation can hold the batch
+  so.prune_policy = PrunePolicy::kAlways;  // prune even the short test prompts
+  return so;
+}
+
+// What a job gives run alone: a scheduler of one, the only request.
+struct Alone {
+  std::string text;
+  GenerationResult result;
+};
+Alone run_alone(const Job& inputs, int chunk) {
+  Metrics metrics;
+  Scheduler sched(stories(), batch_options(1, chunk), metrics);
+  auto job = copy_inputs(inputs);
+  EXPECT_EQ(sched.submit(job), Scheduler::Admission::Accepted);
+  Alone a;
+  a.text = wait_text(job);
+  a.result = job->result();
+  return a;
+}
+
+// The greedy text of a plain Session (no scheduler), pieces joined (the prompts answer in ASCII).
+std::string session_text(const std::string& prompt, int n) {
+  SessionOptions o;
+  o.n_threads = 2;
+  Session session(stories(), o);
+  const Tokenizer& tok = stories()->tokenizer();
+  session.prefill(tok.encode(prompt, tok.add_bos(), false));
+  SamplingParams p;
+  p.temperature = 0;
+  Sampler sampler(p);
+  std::string out;
+  for (int32_t id : session.generate(n, sampler)) out += tok.token_to_piece(id);
+  return out;
+}
+
+// Sum of a Prometheus counter or histogram line `name` (no labels) in `metrics`.
+double metric(const std::string& metrics, const std::string& name) {
+  std::smatch m;
+  const std::regex re("(^|\n)" + std::regex_replace(name, std::regex(R"([{}\"+.])"), R"(\$&)") + " ([0-9.e+-]+)\n");
+  if (!std::regex_search(metrics, m, re)) ADD_FAILURE() << name << " not in:\n" << metrics;
+  return m.empty() ? -1 : std::stod(m[2]);
+}
+
+// Steps that ran more than one sequence, from the batch-size histogram.
+double multi_sequence_steps(const std::string& metrics) {
+  return metric(metrics, "lazyllm_batch_size_count") - metric(metrics, "lazyllm_batch_size_bucket{le=\"1\"}");
+}
+
+// A long greedy generation that keeps the batch busy while the others join and leave; it is
+// cancelled by the tests once they are done.
+std::shared_ptr<Job> keeper() { return greedy_job("Once upon a time", 2000); }
+
+TEST(ServerBatch, ConcurrentGreedyRequestsMatchAloneOverHttp) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  std::vector<std::string> alone;
+  for (const char* p : kPrompts) {
+    alone.push_back(run_alone(*greedy_job(p, 24), 512).text);
+    EXPECT_EQ(alone.back(), session_text(p, 24));
+  }
+
+  ServerOptions o;
+  o.port = 0;
+  o.threads = 2;
+  o.parallel = 4;
+  srvtest::RunningServer s(stories(), o);
+  // Each client sends its request twice in a row, so the requests overlap however the threads
+  // are scheduled.
+  std::vector<std::vector<std::string>> got(std::size(kPrompts));
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < std::size(kPrompts); ++i)
+    clients.emplace_back([&, i] {
+      auto c = s.client();
+      for (int round = 0; round < 2; ++round) {
+        auto res = c.Post("/v1/completions",
+                          json({{"prompt", kPrompts[i]}, {"max_tokens", 24}, {"temperature", 0}}).dump(),
+                          "application/json");
+        if (!res || res->status != 200) {
+          got[i].push_back(res ? "HTTP " + std::to_string(res->status) + ": " + res->body : "no answer");
+          continue;
+        }
+        got[i].push_back(json::parse(res->body)["choices"][0]["text"]);
+      }
+    });
+  for (auto& t : clients) t.join();
+  for (size_t i = 0; i < std::size(kPrompts); ++i) {
+    ASSERT_EQ(got[i].size(), 2u);
+    EXPECT_FALSE(alone[i].empty());
+    for (const std::string& text : got[i]) EXPECT_EQ(text, alone[i]) << "prompt " << i;
+  }
+  auto c = s.client();
+  auto res = c.Get("/metrics");
+  ASSERT_TRUE(res);
+  const std::string m = res->body;
+  EXPECT_GE(metric(m, "lazyllm_steps_total"), 24) << m;
+  EXPECT_EQ(metric(m, "lazyllm_batch_size_count"), metric(m, "lazyllm_steps_total")) << m;
+  EXPECT_EQ(metric(m, "lazyllm_queue_wait_seconds_count"), 2 * std::size(kPrompts)) << m;
+  EXPECT_GE(metric(m, "lazyllm_queue_wait_seconds_sum"), 0) << m;
+  if (multi_sequence_steps(m) < 1) {
+    std::cerr << "the HTTP requests did not overlap; batching them beside a long one\n";
+    // The six requests happened not to overlap: make them (a long one holds the batch).
+    Metrics metrics;
+    Scheduler sched(stories(), batch_options(2, 512), metrics);
+    auto k = keeper(), j = greedy_job(kPrompts[0], 24);
+    ASSERT_EQ(sched.submit(k), Scheduler::Admission::Accepted);
+    ASSERT_EQ(sched.submit(j), Scheduler::Admission::Accepted);
+    EXPECT_EQ(wait_text(j), alone[0]);
+    k->cancel();
+    wait_text(k);
+    EXPECT_GE(multi_sequence_steps(metrics.render(0, 2, 0)), 1);
+  }
+}
+
+// Several greedy jobs beside a long one, prefilled in chunks of 7 tokens: each text is what the
+// job gives alone, whole-prompt or chunked; at least one step carried several sequences.
+TEST(ServerBatch, ChunkedPrefillMatchesWholePrompt) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  for (int chunk : {0, 7}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    Metrics metrics;
+    Scheduler sched(stories(), batch_options(4, chunk), metrics);
+    auto k = keeper();
+    ASSERT_EQ(sched.submit(k), Scheduler::Admission::Accepted);
+    std::vector<std::shared_ptr<Job>> jobs;
+    for (const char* p : kPrompts) {
+      jobs.push_back(greedy_job(p, 20));
+      ASSERT_EQ(sched.submit(jobs.back()), Scheduler::Admission::Accepted);
+    }
+    for (auto& j : jobs) {
+      const std::string text = wait_text(j);
+      EXPECT_EQ(j->result().error, "");
+      EXPECT_EQ(j->result().completion_tokens, 20);
+      EXPECT_EQ(text, run_alone(*j, 0).text) << "vs. unchunked alone";
+      EXPECT_EQ(text, run_alone(*j, 5).text) << "vs. chunks of 5 alone";
+    }
+    k->cancel();
+    wait_text(k);
+    const std::string m = metrics.render(0, 4, 0);
+    EXPECT_GE(multi_sequence_steps(m), 1) << m;
+    // The longest prompt (about 50 tokens) takes several steps in chunks of 7.
+    if (chunk == 7) EXPECT_GE(metric(m, "lazyllm_steps_total"), 20 + 50 / 7) << m;
+  }
+}
+
+// LazyLLM requests (one short enough to join a step whole, one prefilled alone because it is
+// longer than a chunk) beside baseline requests: each gets what it gets alone, pruned for real.
+TEST(ServerBatch, LazyAndBaselineRequestsTogether) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  const int n_layers = stories()->config().n_layers;
+  const PruneSchedule lazy = PruneSchedule::parse("1:0.5", n_layers);
+  const int chunk = 16;
+  std::vector<std::shared_ptr<Job>> jobs = {
+      greedy_job(kPrompts[0], 16, lazy),  // about 15 tokens: whole, in a batch step
+      greedy_job(kPrompts[2], 16, lazy),  // about 50 tokens: prefilled alone
+      greedy_job(kPrompts[1], 16),
+      greedy_job(kPrompts[2], 16),        // chunked
+  };
+  ASSERT_LE(jobs[0]->prompt.size(), static_cast<size_t>(chunk));
+  ASSERT_GT(jobs[1]->prompt.size(), static_cast<size_t>(chunk));
+  Metrics metrics;
+  Scheduler sched(stories(), batch_options(5, chunk), metrics);
+  auto k = keeper();
+  ASSERT_EQ(sched.submit(k), Scheduler::Admission::Accepted);
+  for (auto& j : jobs) ASSERT_EQ(sched.submit(j), Scheduler::Admission::Accepted);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    SCOPED_TRACE("job " + std::to_string(i));
+    const std::string text = wait_text(jobs[i]);
+    const Alone alone = run_alone(*jobs[i], chunk);
+    EXPECT_EQ(jobs[i]->result().error, "");
+    EXPECT_EQ(text, alone.text);
+    EXPECT_EQ(jobs[i]->result().completion_tokens, alone.result.completion_tokens);
+    EXPECT_EQ(jobs[i]->result().prompt_computed_fraction, alone.result.prompt_computed_fraction);
+    if (i < 2) EXPECT_LT(jobs[i]->result().prompt_computed_fraction, 1.0) << "not pruned";
+    else EXPECT_EQ(jobs[i]->result().prompt_computed_fraction, 1.0);
+  }
+  k->cancel();
+  wait_text(k);
+  EXPECT_GE(multi_sequence_steps(metrics.render(0, 5, 0)), 1);
+}
+
+// A stream cancelled part way ends as cancelled; the requests batched with it answer as alone.
+TEST(ServerBatch, CancellingOneRequestLeavesTheOthers) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  Metrics metrics;
+  Scheduler sched(stories(), batch_options(3, 8), metrics);
+  auto victim = keeper();
+  auto a = greedy_job(kPrompts[0], 40), b = greedy_job(kPrompts[2], 40);
+  ASSERT_EQ(sched.submit(victim), Scheduler::Admission::Accepted);
+  ASSERT_EQ(sched.submit(a), Scheduler::Admission::Accepted);
+  ASSERT_EQ(sched.submit(b), Scheduler::Admission::Accepted);
+  std::string partial;
+  while (partial.empty() && !victim->wait(partial, std::chrono::milliseconds(5))) {}
+  victim->cancel();
+  partial += wait_text(victim);
+  EXPECT_EQ(victim->result().finish_reason, "cancelled");
+  EXPECT_LT(victim->result().completion_tokens, 2000);
+  EXPECT_FALSE(partial.empty());
+  for (auto& j : {a, b}) {
+    const std::string text = wait_text(j);
+    EXPECT_EQ(j->result().finish_reason, "length");
+    EXPECT_EQ(text, run_alone(*j, 8).text);
+  }
+  const std::string m = metrics.render(0, 3, 0);
+  EXPECT_EQ(metric(m, "lazyllm_requests_cancelled_total"), 1) << m;
+  EXPECT_GE(multi_sequence_steps(m), 1) << m;
+  // The batch serves the next request as a fresh one.
+  auto next = greedy_job(kPrompts[1], 12);
+  ASSERT_EQ(sched.submit(next), Scheduler::Admission::Accepted);
+  EXPECT_EQ(wait_text(next), run_alone(*next, 8).text);
+}
+
+}  // namespace
+}  // namespace lazyllm::server
