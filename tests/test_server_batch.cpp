@@ -204,7 +204,9 @@ TEST(ServerBatch, ChunkedPrefillMatchesWholePrompt) {
     const std::string m = metrics.render(0, 4, 0);
     EXPECT_GE(multi_sequence_steps(m), 1) << m;
     // The longest prompt (about 50 tokens) takes several steps in chunks of 7.
-    if (chunk == 7) EXPECT_GE(metric(m, "lazyllm_steps_total"), 20 + 50 / 7) << m;
+    if (chunk == 7) {
+      EXPECT_GE(metric(m, "lazyllm_steps_total"), 20 + 50 / 7) << m;
+    }
   }
 }
 
