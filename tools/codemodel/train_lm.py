@@ -96,11 +96,26 @@ def batch(ids, rng, n_seq, ctx, device):
     return t[:, :-1], t[:, 1:]
 
 
-def lr_at(step, total, peak, warmup):
+def lr_at(step, progress, peak, warmup):
+    """Linear warmup over `warmup` steps, then cosine decay to a tenth as `progress` (the share of
+    the planned run done, by steps or by time) goes from its value at the end of warmup to 1."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    p = min(1.0, max(0.0, progress))
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def save(model, opt, sp, a, step, tokens_seen, train_s, log):
+    """state.pt (resume) and the GGUF, each written under a temporary name then renamed, so a
+    reader never sees half a file."""
+    ckpt = os.path.join(a.state, "state.pt")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "tokens": tokens_seen,
+                "train_s": train_s}, ckpt + ".part")
+    os.replace(ckpt + ".part", ckpt)
+    M.to_gguf(model, _GgufVocab(sp), a.gguf + ".part", a.name)
+    os.replace(a.gguf + ".part", a.gguf)
+    log(f"saved step {step} ({tokens_seen} tokens, {train_s:.0f}s trained): {a.gguf} "
+        f"({os.path.getsize(a.gguf) / 2**20:.1f} MiB)")
 
 
 @torch.no_grad()
@@ -126,6 +141,10 @@ def main():
     ap.add_argument("--name", default="code-llama")
     ap.add_argument("--budget-s", type=float, default=540)
     ap.add_argument("--total-steps", type=int, default=4000, help="steps of the whole run (the lr schedule)")
+    ap.add_argument("--plan-s", type=float, default=0,
+                    help="seconds of training in the whole run: the lr schedule follows elapsed training time "
+                         "as well as steps (whichever is further), and the run ends when either is spent")
+    ap.add_argument("--save-every-s", type=float, default=0, help="also save state and GGUF this often")
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--d", type=int, default=384)
     ap.add_argument("--heads", type=int, default=6)
@@ -172,23 +191,30 @@ def main():
     other = [p for n, p in model.named_parameters() if p.dim() != 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.wd}, {"params": other, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8, **({"fused": True} if device.type == "cuda" else {}))
-    step, tokens_seen = 0, 0
+    step, tokens_seen, train_s = 0, 0, 0.0
     ckpt = os.path.join(a.state, "state.pt")
     if os.path.exists(ckpt):
         st = torch.load(ckpt, map_location=device)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
-        step, tokens_seen = st["step"], st["tokens"]
-        log(f"resumed at step {step} ({tokens_seen} tokens)")
+        step, tokens_seen, train_s = st["step"], st["tokens"], st.get("train_s", 0.0)
+        log(f"resumed at step {step} ({tokens_seen} tokens, {train_s:.0f}s trained)")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {json.dumps(cfg.__dict__)}, {n_params / 1e6:.1f} M parameters, device {device}")
     fwd = torch.compile(model) if a.compile else model
 
     rng = np.random.default_rng(a.seed + step)  # a resumed run draws new windows
     assert a.seqs % a.micro == 0, "--seqs must be a multiple of --micro"
+    def progress():
+        by_steps = (step - a.warmup) / max(1, a.total_steps - a.warmup)
+        by_time = train_s / a.plan_s if a.plan_s > 0 else 0.0
+        return max(by_steps, by_time)
+
     t_train = time.time()
-    while step < a.total_steps and time.time() - t_train < a.budget_s:
-        lr = lr_at(step, a.total_steps, a.lr, a.warmup)
+    t_saved = t_train
+    while step < a.total_steps and progress() < 1.0 and time.time() - t_train < a.budget_s:
+        t_step = time.time()
+        lr = lr_at(step, progress(), a.lr, a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -204,18 +230,19 @@ def main():
         opt.step()
         step += 1
         tokens_seen += a.seqs * a.ctx
+        train_s += time.time() - t_step
         if step % a.log_every == 0 or step == 1:
             el = time.time() - t_train
             log(f"step {step} lr {lr:.2e} loss {loss_sum:.4f} gnorm {gn:.2f} tokens {tokens_seen} elapsed {el:.0f}s")
         if step % a.val_every == 0:
             log(f"step {step} validation loss {val_loss(model, val_ids, a.ctx, device):.4f}")
-    log(f"stopped at step {step} of {a.total_steps}; validation loss {val_loss(model, val_ids, a.ctx, device):.4f}")
-    tmp = ckpt + ".part"
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "tokens": tokens_seen}, tmp)
-    os.replace(tmp, ckpt)
-    M.to_gguf(model, _GgufVocab(sp), a.gguf, a.name)
-    log(f"wrote {a.gguf} ({os.path.getsize(a.gguf) / 2**20:.1f} MiB) in {time.time() - t0:.0f}s total")
-
+        if a.save_every_s > 0 and time.time() - t_saved >= a.save_every_s:
+            save(model, opt, sp, a, step, tokens_seen, train_s, log)
+            t_saved = time.time()
+    log(f"stopped at step {step} of {a.total_steps} ({train_s:.0f}s trained, planned {a.plan_s:.0f}s); "
+        f"validation loss {val_loss(model, val_ids, a.ctx, device):.4f}")
+    save(model, opt, sp, a, step, tokens_seen, train_s, log)
+    log(f"done in {time.time() - t0:.0f}s total")
 
 if __name__ == "__main__":
     main()
