@@ -49,6 +49,43 @@ TEST(CalibrateChoice, FastestWithinTheLossBudget) {
   EXPECT_EQ(choose(kBase, c, g).chosen->spec, "c");
 }
 
+// A schedule whose measured loss fits the budget but whose upper bound does not (a lucky few
+// samples) is passed over for a slower one that is certainly within it; confidence 0 takes it.
+TEST(CalibrateChoice, LossJudgedByItsUpperBound) {
+  std::vector<Measurement> c = {m("lucky", 79.8, 2.0), m("sure", 79.5, 1.5)};
+  c[0].loss_se = 1.0;  // 0.2 + 1.28 x 1.0 = 1.48 > 1 at 90%
+  c[1].loss_se = 0.2;  // 0.5 + 1.28 x 0.2 = 0.76
+  Goal g;
+  EXPECT_NEAR(g.z(), 1.2816, 1e-3);
+  EXPECT_NEAR(g.loss_bound(kBase, c[0]), 0.2 + g.z(), 1e-9);
+  EXPECT_EQ(choose(kBase, c, g).chosen->spec, "sure");
+  EXPECT_NE(g.describe().find(", judged at the 90% upper bound"), std::string::npos) << g.describe();
+  g.confidence = 0.95;
+  EXPECT_NEAR(g.z(), 1.6449, 1e-3);
+  g.confidence = 0;
+  EXPECT_EQ(g.z(), 0);
+  EXPECT_EQ(choose(kBase, c, g).chosen->spec, "lucky");
+  EXPECT_EQ(g.describe().find("upper bound"), std::string::npos) << g.describe();
+  // Nothing certain enough: nothing chosen, and the message says what was asked.
+  g.confidence = 0.999;
+  c[1].loss_se = 0.5;
+  const Choice r = choose(kBase, c, g);
+  EXPECT_FALSE(r.chosen);
+  EXPECT_NE(r.why.find("99.9% upper bound"), std::string::npos) << r.why;
+}
+
+// The overall score is the mean of the datasets' means, so its paired error combines each
+// dataset's: here sqrt(var_a / 3 + var_b / 2) / 2 with the differences' sample variances.
+TEST(CalibrateChoice, PairedLossStandardError) {
+  const std::vector<double> base = {100, 50, 0, 80, 60};
+  const std::vector<double> sched = {90, 50, 10, 70, 60};  // differences a: 10, 0, -10; b: 10, 0
+  const std::vector<std::string> ds = {"a", "a", "a", "b", "b"};
+  EXPECT_NEAR(paired_loss_se(base, sched, ds), std::sqrt(100.0 / 3 + 50.0 / 2) / 2, 1e-12);
+  EXPECT_EQ(paired_loss_se(base, base, ds), 0);  // identical scores: no uncertainty
+  EXPECT_EQ(paired_loss_se({90}, {80}, {"a"}), 0);  // one sample: no variance to estimate
+  EXPECT_THROW(paired_loss_se(base, sched, {"a"}), Error);
+}
+
 TEST(CalibrateChoice, NeverTheBaselineNorASlowerSchedule) {
   Goal g;
   g.max_loss = 100;
@@ -111,6 +148,10 @@ TEST(CalibrateChoice, BadGoalsAreRefused) {
   EXPECT_THROW(g.check(), Error);
   g.target_speedup = 1.01;
   EXPECT_NO_THROW(g.check());
+  for (double level : {-0.1, 1.0, double(NAN)}) {
+    g.confidence = level;
+    EXPECT_THROW(g.check(), Error) << level;
+  }
 }
 
 TEST(CalibrateFront, KeepsExactlyTheUndominatedPoints) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <tuple>
 
 namespace lazyllm::eval {
@@ -50,20 +51,60 @@ void Goal::check() const {
   if (target_speedup && (!(*target_speedup > 1) || !std::isfinite(*target_speedup)))
     throw Error("--target-speedup must be above 1 (a TTFT speedup over the baseline), got " +
                 fixed(*target_speedup, 3));
+  if (!(confidence >= 0 && confidence < 1))
+    throw Error("--confidence must be a level in [0, 1) (0: the measured loss alone), got " + fixed(confidence, 3));
+}
+
+double Goal::z() const {
+  if (confidence <= 0) return 0;
+  // Bisection on the upper tail 0.5 * erfc(z / sqrt 2) = 1 - confidence (monotone in z).
+  double lo = -10, hi = 10;
+  for (int i = 0; i < 100; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(mid / std::sqrt(2.0)) > 1 - confidence ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+double Goal::loss_bound(const Measurement& baseline, const Measurement& m) const {
+  return baseline.score - m.score + z() * m.loss_se;
+}
+
+double paired_loss_se(const std::vector<double>& baseline, const std::vector<double>& schedule,
+                      const std::vector<std::string>& datasets) {
+  if (baseline.size() != schedule.size() || baseline.size() != datasets.size())
+    throw Error("paired_loss_se: " + std::to_string(baseline.size()) + " baseline scores, " +
+                std::to_string(schedule.size()) + " schedule scores, " + std::to_string(datasets.size()) +
+                " dataset names");
+  std::map<std::string, std::vector<double>> diffs;
+  for (size_t i = 0; i < baseline.size(); ++i) diffs[datasets[i]].push_back(baseline[i] - schedule[i]);
+  double var = 0;
+  for (const auto& [name, d] : diffs) {
+    if (d.size() < 2) continue;
+    double mean = 0, ss = 0;
+    for (double x : d) mean += x;
+    mean /= double(d.size());
+    for (double x : d) ss += (x - mean) * (x - mean);
+    var += ss / double(d.size() - 1) / double(d.size());
+  }
+  return diffs.empty() ? 0 : std::sqrt(var) / double(diffs.size());
 }
 
 std::string Goal::describe() const {
   const std::string loss = fixed(max_loss, max_loss == std::floor(max_loss) ? 0 : 2);
   const std::string points = loss + (max_loss == 1 ? " point" : " points");
-  if (!target_speedup) return "fastest within " + points + " of the baseline";
+  const double level = 100 * confidence;
+  const std::string bound =
+      confidence > 0 ? ", judged at the " + fixed(level, std::abs(level - std::round(level)) < 1e-9 ? 0 : 1) + "% upper bound" : "";
+  if (!target_speedup) return "fastest within " + points + " of the baseline" + bound;
   std::string s = "best score at " + fixed(*target_speedup, 2) + "x TTFT speedup or more";
-  if (max_loss_given) s += ", within " + points + " of the baseline";
+  if (max_loss_given) s += ", within " + points + " of the baseline" + bound;
   return s;
 }
 
 Choice choose(const Measurement& baseline, const std::vector<Measurement>& candidates, const Goal& goal) {
   goal.check();
-  auto within_loss = [&](const Measurement& m) { return baseline.score - m.score <= goal.max_loss + kEps; };
+  auto within_loss = [&](const Measurement& m) { return goal.loss_bound(baseline, m) <= goal.max_loss + kEps; };
   // Strict order: true when a is better than b.
   auto better = [&](const Measurement& a, const Measurement& b) {
     const auto key = [&](const Measurement& m) {

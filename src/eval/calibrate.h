@@ -25,19 +25,36 @@ struct Measurement {
   double ttft_ms = 0;
   double speedup = 0;  // the baseline's mean TTFT / this one's, on the same samples
   double computed_fraction = 1;
+  // Standard error of the loss (baseline score - this score), from the per-sample differences
+  // on the same samples (paired_loss_se); 0 for the baseline or where unknown.
+  double loss_se = 0;
   bool is_baseline() const { return spec.empty(); }
 };
 
 // What the chosen schedule must do. Without a target: the fastest schedule within `max_loss`
 // points of the baseline (and faster than it). With a target: the best score among schedules
 // reaching `target_speedup`, also within `max_loss` when `max_loss_given`.
+// "Within max_loss" is judged on a one-sided upper confidence bound of the loss at level
+// `confidence` (loss + z * loss_se), so a schedule that looks lossless on a few samples by luck
+// is not taken; confidence 0 judges the measured loss alone.
 struct Goal {
   double max_loss = 1.0;
   bool max_loss_given = false;
   std::optional<double> target_speedup;
-  void check() const;  // throws Error on a negative loss or a target not above 1
-  std::string describe() const;  // e.g. "fastest within 1 point of the baseline"
+  double confidence = 0.9;
+  void check() const;  // throws Error on a negative loss, a target not above 1, a level outside [0, 1)
+  std::string describe() const;  // e.g. "fastest within 1 point of the baseline, judged at the 90% upper bound"
+  double z() const;  // the standard normal quantile of `confidence`; 0 when confidence is 0
+  double loss_bound(const Measurement& baseline, const Measurement& m) const;  // loss + z * loss_se
 };
+
+// The standard error of the overall loss of a schedule against the baseline from per-sample
+// scores (0-100) on the same samples: `datasets[i]` names sample i's dataset, and the overall
+// score is the mean of the datasets' means (as the harness reports it), so the error combines
+// each dataset's paired differences (sample variance / count) weighted by 1 / datasets^2. A
+// dataset with one sample contributes no variance. Throws Error on mismatched sizes.
+double paired_loss_se(const std::vector<double>& baseline, const std::vector<double>& schedule,
+                      const std::vector<std::string>& datasets);
 
 struct Choice {
   std::optional<Measurement> chosen;

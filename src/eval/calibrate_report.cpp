@@ -24,12 +24,14 @@ nlohmann::json stage_json(const StageResult& s) {
 
 // One row per schedule, with its loss against the stage's baseline; `chosen` marked.
 void table(std::ostringstream& o, const std::vector<Measurement>& rows, const Measurement& baseline,
-           const std::string& chosen) {
-  o << "| schedule | score | loss | TTFT (ms) | speedup | computed |\n| --- | ---: | ---: | ---: | ---: | ---: |\n";
+           const std::string& chosen, const Goal& goal) {
+  o << "| schedule | score | loss | ± s.e. | loss bound | TTFT (ms) | speedup | computed |\n"
+       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const auto& m : rows) {
     const bool mark = !m.is_baseline() && m.spec == chosen;
     o << "| " << (mark ? "**" + m.spec + "** (chosen)" : name_of(m)) << " | " << fixed(m.score, 2) << " | "
-      << fixed(baseline.score - m.score, 2) << " | " << fixed(m.ttft_ms, 1) << " | " << fixed(m.speedup, 2)
+      << fixed(baseline.score - m.score, 2) << " | " << fixed(m.loss_se, 2) << " | "
+      << fixed(goal.loss_bound(baseline, m), 2) << " | " << fixed(m.ttft_ms, 1) << " | " << fixed(m.speedup, 2)
       << "x | " << fixed(100 * m.computed_fraction, 1) << "% |\n";
   }
 }
@@ -38,7 +40,8 @@ void table(std::ostringstream& o, const std::vector<Measurement>& rows, const Me
 
 nlohmann::json to_json(const Measurement& m) {
   return {{"schedule", name_of(m)}, {"spec", m.spec},       {"score", m.score},
-          {"ttft_ms", m.ttft_ms},   {"speedup", m.speedup}, {"computed_fraction", m.computed_fraction}};
+          {"ttft_ms", m.ttft_ms},   {"speedup", m.speedup}, {"computed_fraction", m.computed_fraction},
+          {"loss_se", m.loss_se}};
 }
 
 nlohmann::json to_json(const Calibration& c, const Goal& goal) {
@@ -47,6 +50,7 @@ nlohmann::json to_json(const Calibration& c, const Goal& goal) {
   nlohmann::json j = {{"goal",
                        {{"describe", goal.describe()},
                         {"max_loss", goal.max_loss},
+                        {"confidence", goal.confidence},
                         {"target_speedup", goal.target_speedup ? nlohmann::json(*goal.target_speedup) : nullptr}}},
                       {"coarse", stage_json(c.coarse)},
                       {"refine", stage_json(c.refine)},
@@ -70,18 +74,18 @@ std::string to_markdown(const Calibration& c, const Goal& goal) {
     o << "no schedule chosen: " << c.choice.why << "\n";
   }
   o << "\n## Pareto front: score against TTFT speedup (" << c.refine.samples << " samples)\n\n";
-  table(o, c.front, c.refine.baseline, chosen);
+  table(o, c.front, c.refine.baseline, chosen, goal);
   std::vector<Measurement> refined{c.refine.baseline};
   refined.insert(refined.end(), c.refine.schedules.begin(), c.refine.schedules.end());
   o << "\n## Refinement: " << c.refine.schedules.size() << " schedules, " << c.refine.samples
     << " samples (seeds from the coarse grid: ";
   for (size_t i = 0; i < c.seeds.size(); ++i) o << (i ? ", " : "") << c.seeds[i];
   o << ")\n\n";
-  table(o, refined, c.refine.baseline, chosen);
+  table(o, refined, c.refine.baseline, chosen, goal);
   std::vector<Measurement> coarse{c.coarse.baseline};
   coarse.insert(coarse.end(), c.coarse.schedules.begin(), c.coarse.schedules.end());
   o << "\n## Coarse grid: " << c.coarse.schedules.size() << " schedules, " << c.coarse.samples << " samples\n\n";
-  table(o, coarse, c.coarse.baseline, "");
+  table(o, coarse, c.coarse.baseline, "", goal);
   return o.str();
 }
 

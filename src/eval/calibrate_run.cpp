@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "eval/report.h"
 
@@ -16,6 +17,22 @@ Measurement measurement(const std::string& spec, const Aggregate& a) {
   m.speedup = a.speedup;
   m.computed_fraction = a.computed_fraction;
   return m;
+}
+
+// The paired standard error of `schedule`'s loss against the baseline in one run's results.
+double loss_se(const std::vector<SampleResult>& results, const std::string& schedule) {
+  std::map<int, double> base;
+  for (const auto& r : results)
+    if (r.schedule == "baseline") base[r.index] = 100 * r.score;
+  std::vector<double> b, s;
+  std::vector<std::string> datasets;
+  for (const auto& r : results) {
+    if (r.schedule != schedule || !base.count(r.index)) continue;
+    b.push_back(base[r.index]);
+    s.push_back(100 * r.score);
+    datasets.push_back(r.dataset);
+  }
+  return paired_loss_se(b, s, datasets);
 }
 
 // Measures `schedules` on the spread subset of `n` samples, `per_run` schedules at a time.
@@ -49,11 +66,14 @@ StageResult run_stage(const std::shared_ptr<const Model>& model, const std::vect
     if (o.on_progress) ro.on_progress = [&, k](const Progress& p) { o.on_progress(stage, k + 1, runs, p); };
     std::vector<std::string> names;
     for (const auto& s : ro.schedules) names.push_back(s.name);
-    const Report rep = summarize(run_eval(model, subset, ro), names);
+    const std::vector<SampleResult> results = run_eval(model, subset, ro);
+    const Report rep = summarize(results, names);
     if (k == 0) r.baseline = measurement("", rep.schedules[0].overall);  // scores: the same every run
     baseline_ttft += rep.schedules[0].overall.ttft_ms;
-    for (size_t i = 1; i < rep.schedules.size(); ++i)
+    for (size_t i = 1; i < rep.schedules.size(); ++i) {
       r.schedules.push_back(measurement(rep.schedules[i].name, rep.schedules[i].overall));
+      r.schedules.back().loss_se = loss_se(results, rep.schedules[i].name);
+    }
   }
   r.baseline.ttft_ms = baseline_ttft / runs;
   r.baseline.speedup = 1;

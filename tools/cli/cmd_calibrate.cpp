@@ -28,6 +28,7 @@ struct CalibrateArgs {
   int per_run = 8;
   double max_loss = 1.0;
   double target = 0;
+  double confidence = 0.9;
   CLI::Option* max_loss_opt = nullptr;
   CLI::Option* target_opt = nullptr;
   bool save = false, json = false;
@@ -80,6 +81,7 @@ int calibrate(const CalibrateArgs& a) {
   goal.max_loss = a.max_loss;
   goal.max_loss_given = a.max_loss_opt->count() > 0;
   if (a.target_opt->count() > 0) goal.target_speedup = a.target;
+  goal.confidence = a.confidence;
   goal.check();  // before the model loads: bad flags fail at once
   eval::CalibrateOptions o;
   o.goal = goal;
@@ -156,6 +158,10 @@ void add_calibrate_command(CLI::App& app, int& exit_code) {
   a->target_opt = cmd->add_option("--target-speedup", a->target,
                                   "Choose the best score among schedules reaching this TTFT speedup instead "
                                   "(within --max-loss too when it is given)");
+  cmd->add_option("--confidence", a->confidence,
+                  "Judge the loss by its one-sided upper bound at this level (loss + z x its paired standard "
+                  "error over the samples), so luck on few samples does not pass; 0 judges the measured loss")
+      ->capture_default_str();
   cmd->add_option("--max-samples", a->budget.max_samples,
                   "Samples the refinement runs on (the coarse grid: a quarter), spread over the file")
       ->capture_default_str();
