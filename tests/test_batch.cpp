@@ -58,8 +58,10 @@ Trace run_alone(std::shared_ptr<const Model> model, SessionOptions o, const Plan
 // Steps every plan through one SessionBatch: a sequence joins at its step (prefilling its prompt
 // whole or chunk by chunk), then decodes one token a step until it has its tokens, and leaves.
 std::vector<Trace> run_batched(std::shared_ptr<const Model> model, const SessionOptions& base,
-                               const std::vector<Plan>& plans, std::vector<int>* batch_sizes = nullptr) {
-  SessionBatch batch(model, 2);
+                               const std::vector<Plan>& plans, std::vector<int>* batch_sizes = nullptr,
+                               SessionBatchOptions batch_options = {.n_threads = 2}) {
+  batch_options.device = base.device;
+  SessionBatch batch(model, batch_options);
   const size_t n = plans.size();
   std::vector<std::unique_ptr<Session>> sessions;
   for (const Plan& p : plans) {
@@ -176,6 +178,19 @@ SessionOptions options() {
   return o;
 }
 
+// The plans of the mixed test: LazyLLM (reselect and complete) and baseline sequences joining at
+// different steps, one prefilled in chunks.
+std::vector<Plan> mixed_plans(const Model& model) {
+  const int v = model.config().n_vocab, L = model.config().n_layers;
+  const PruneSchedule lazy = PruneSchedule::parse("0.3:0.5,0.6:0.5", L);
+  const PruneSchedule complete = PruneSchedule::parse("complete:0.3:0.4", L);
+  return {{random_tokens(64, v, 5), lazy, 0, 8},
+          {random_tokens(40, v, 6), {}, 0, 8},
+          {random_tokens(90, v, 7), lazy, 1, 6},
+          {random_tokens(33, v, 8), complete, 2, 5},
+          {random_tokens(20, v, 9), {}, 3, 5, 6}};
+}
+
 // A batch of one runs the same products as the session alone: bitwise the same.
 TEST(SessionBatch, BatchOfOneIsBitwiseTheSessionAlone) {
   auto model = test::make_model(test::arch_variants()[0], DType::F32);
@@ -223,14 +238,7 @@ TEST(SessionBatch, SequencesJoinAndLeaveBetweenSteps) {
 // alone (same tokens, same counters).
 TEST(SessionBatch, MixedLazyAndBaselineSequencesMatchEachAlone) {
   auto model = eval_model();
-  const int v = model->config().n_vocab, L = model->config().n_layers;
-  const PruneSchedule lazy = PruneSchedule::parse("0.3:0.5,0.6:0.5", L);
-  const PruneSchedule complete = PruneSchedule::parse("complete:0.3:0.4", L);
-  const std::vector<Plan> plans = {{random_tokens(64, v, 5), lazy, 0, 8},
-                                   {random_tokens(40, v, 6), {}, 0, 8},
-                                   {random_tokens(90, v, 7), lazy, 1, 6},
-                                   {random_tokens(33, v, 8), complete, 2, 5},
-                                   {random_tokens(20, v, 9), {}, 3, 5, 6}};
+  const std::vector<Plan> plans = mixed_plans(*model);
   SessionOptions o = options();
   o.n_ctx = 160;
   const auto batched = run_batched(model, o, plans);
@@ -254,6 +262,52 @@ TEST(SessionBatch, ChunkedPrefillEqualsWholePrefill) {
     const std::vector<Plan> plans = {{random_tokens(45, v, 11), {}, 0, 5, chunk}, {random_tokens(12, v, 12), {}, 0, 12}};
     expect_matches_alone(run_batched(model, o, plans), run_each_alone(model, o, plans), /*compare_counters=*/false);
   }
+}
+
+// A serial batch (how CUDA sessions step together) runs each sequence's step exactly as the
+// sequence alone: bitwise the same logits and counters, whatever the mix.
+TEST(SessionBatch, SerialStepsAreBitwiseEachSequenceAlone) {
+  auto model = eval_model();
+  SessionOptions o = options();
+  o.n_ctx = 160;
+  const auto plans = mixed_plans(*model);
+  std::vector<int> sizes;
+  const auto serial = run_batched(model, o, plans, &sizes, {.n_threads = 2, .serial = true});
+  const auto alone = run_each_alone(model, o, plans);
+  EXPECT_GE(*std::max_element(sizes.begin(), sizes.end()), 3);
+  for (size_t i = 0; i < plans.size(); ++i) EXPECT_TRUE(bitwise_equal(serial[i], alone[i])) << "sequence " << i;
+  expect_matches_alone(serial, alone);
+  EXPECT_LT(alone[0].stats.computed_fraction, 1.0);
+}
+
+// On a GPU the batch's sessions share the model's one copy of the weights and step serially:
+// each sequence gets what it gets alone on the GPU, bitwise.
+TEST(SessionBatch, CudaSequencesMatchEachAloneOnTheGpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+  auto model = eval_model();
+  SessionOptions o = options();
+  o.n_ctx = 160;
+  o.device = Device::Cuda;
+  const auto plans = mixed_plans(*model);
+  const auto batched = run_batched(model, o, plans);
+  const auto alone = run_each_alone(model, o, plans);
+  for (size_t i = 0; i < plans.size(); ++i) EXPECT_TRUE(bitwise_equal(batched[i], alone[i])) << "sequence " << i;
+  expect_matches_alone(batched, alone);
+}
+
+// A batch makes sessions of its own device only.
+TEST(SessionBatch, SessionsOfAnotherDeviceAreRefused) {
+  auto model = eval_model();
+  SessionBatch batch(model, 1);
+  SessionOptions o = options();
+  o.device = Device::Cuda;
+  try {
+    batch.new_session(o);
+    ADD_FAILURE() << "a CUDA session from a CPU batch";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("computes on cpu, not cuda"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(batch.device(), Device::Cpu);
 }
 
 // A bad step is refused before anything changes; sessions of another batch cannot join.

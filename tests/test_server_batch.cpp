@@ -59,8 +59,9 @@ std::string wait_text(const std::shared_ptr<Job>& job) {
   return text;
 }
 
-SchedulerOptions batch_options(int parallel, int chunk) {
+SchedulerOptions batch_options(int parallel, int chunk, Device device = Device::Cpu) {
   SchedulerOptions so;
+  so.device = device;
   so.parallel = parallel;
   so.threads = 2;
   so.prefill_chunk = chunk;
@@ -74,9 +75,9 @@ struct Alone {
   std::string text;
   GenerationResult result;
 };
-Alone run_alone(const Job& inputs, int chunk) {
+Alone run_alone(const Job& inputs, int chunk, Device device = Device::Cpu) {
   Metrics metrics;
-  Scheduler sched(stories(), batch_options(1, chunk), metrics);
+  Scheduler sched(stories(), batch_options(1, chunk, device), metrics);
   auto job = copy_inputs(inputs);
   EXPECT_EQ(sched.submit(job), Scheduler::Admission::Accepted);
   Alone a;
@@ -212,8 +213,9 @@ TEST(ServerBatch, ChunkedPrefillMatchesWholePrompt) {
 
 // LazyLLM requests (one short enough to join a step whole, one prefilled alone because it is
 // longer than a chunk) beside baseline requests: each gets what it gets alone, pruned for real.
-TEST(ServerBatch, LazyAndBaselineRequestsTogether) {
-  LAZYLLM_REQUIRE_SHARED(kModel);
+// Two LazyLLM requests (one whole in a batch step, one prefilled alone) and two baseline ones
+// (one chunked) beside a long generation: each answers as alone on the same device.
+void lazy_and_baseline_together(Device device) {
   const int n_layers = stories()->config().n_layers;
   const PruneSchedule lazy = PruneSchedule::parse("1:0.5", n_layers);
   const int chunk = 16;
@@ -226,24 +228,39 @@ TEST(ServerBatch, LazyAndBaselineRequestsTogether) {
   ASSERT_LE(jobs[0]->prompt.size(), static_cast<size_t>(chunk));
   ASSERT_GT(jobs[1]->prompt.size(), static_cast<size_t>(chunk));
   Metrics metrics;
-  Scheduler sched(stories(), batch_options(5, chunk), metrics);
+  Scheduler sched(stories(), batch_options(5, chunk, device), metrics);
   auto k = keeper();
   ASSERT_EQ(sched.submit(k), Scheduler::Admission::Accepted);
   for (auto& j : jobs) ASSERT_EQ(sched.submit(j), Scheduler::Admission::Accepted);
   for (size_t i = 0; i < jobs.size(); ++i) {
     SCOPED_TRACE("job " + std::to_string(i));
     const std::string text = wait_text(jobs[i]);
-    const Alone alone = run_alone(*jobs[i], chunk);
+    const Alone alone = run_alone(*jobs[i], chunk, device);
     EXPECT_EQ(jobs[i]->result().error, "");
     EXPECT_EQ(text, alone.text);
     EXPECT_EQ(jobs[i]->result().completion_tokens, alone.result.completion_tokens);
     EXPECT_EQ(jobs[i]->result().prompt_computed_fraction, alone.result.prompt_computed_fraction);
-    if (i < 2) EXPECT_LT(jobs[i]->result().prompt_computed_fraction, 1.0) << "not pruned";
-    else EXPECT_EQ(jobs[i]->result().prompt_computed_fraction, 1.0);
+    if (i < 2) {
+      EXPECT_LT(jobs[i]->result().prompt_computed_fraction, 1.0) << "not pruned";
+    } else {
+      EXPECT_EQ(jobs[i]->result().prompt_computed_fraction, 1.0);
+    }
   }
   k->cancel();
   wait_text(k);
   EXPECT_GE(multi_sequence_steps(metrics.render(0, 5, 0)), 1);
+}
+
+TEST(ServerBatch, LazyAndBaselineRequestsTogether) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  lazy_and_baseline_together(Device::Cpu);
+}
+
+// Serving on the GPU: the requests share the model's one copy of the weights there.
+TEST(ServerBatch, LazyAndBaselineRequestsTogetherOnTheGpu) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+  lazy_and_baseline_together(Device::Cuda);
 }
 
 // A stream cancelled part way ends as cancelled; the requests batched with it answer as alone.

@@ -167,7 +167,9 @@ TEST(ServerPrefill, HttpTimeLimitDuringPrefill) {
     const std::string text = body["choices"][0]["text"];
     EXPECT_FALSE(text.empty()) << which;
     EXPECT_EQ(want.rfind(text, 0), 0u) << which << ": '" << text << "' does not start '" << want << "'";
-    if (!body["usage"].value("timed_out", false)) EXPECT_EQ(text, want) << which;
+    if (!body["usage"].value("timed_out", false)) {
+      EXPECT_EQ(text, want) << which;
+    }
   };
   auto res = c.Post("/v1/completions", small.dump(), "application/json");
   check_small(res, "before");

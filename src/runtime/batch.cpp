@@ -5,15 +5,22 @@
 
 #include "prune/lazy_plan.h"
 #include "runtime/cpu/cpu_batch.h"
+#include "runtime/serial_batch.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {
 
 SessionBatch::SessionBatch(std::shared_ptr<const Model> model, int n_threads)
-    : model_(std::move(model)),
-      pool_(std::make_shared<ThreadPool>(n_threads > 0 ? n_threads : ThreadPool::default_threads())),
-      forward_(std::make_unique<CpuBatch>(*model_, *pool_)) {
-  if (n_threads < 0) throw Error("thread count must be positive");
+    : SessionBatch(std::move(model), SessionBatchOptions{.n_threads = n_threads}) {}
+
+SessionBatch::SessionBatch(std::shared_ptr<const Model> model, SessionBatchOptions options)
+    : model_(std::move(model)), options_(options) {
+  if (options_.n_threads < 0) throw Error("thread count must be positive");
+  if (options_.device != Device::Cpu && options_.device != Device::Cuda) throw Error("a session batch computes on the CPU or CUDA");
+  if (options_.device == Device::Cuda) options_.serial = true;  // no batched CUDA forward yet
+  pool_ = std::make_shared<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
+  if (options_.serial) forward_ = std::make_unique<SerialBatch>(*model_);
+  else forward_ = std::make_unique<CpuBatch>(*model_, *pool_);
 }
 
 SessionBatch::~SessionBatch() = default;
@@ -21,8 +28,11 @@ SessionBatch::~SessionBatch() = default;
 int SessionBatch::threads() const { return pool_->size(); }
 
 std::unique_ptr<Session> SessionBatch::new_session(SessionOptions options) {
-  if (options.device != Device::Cpu) throw Error("a session batch computes on the CPU");
+  if (options.device != options_.device)
+    throw Error("this session batch computes on " + std::string(device_name(options_.device)) + ", not " +
+                std::string(device_name(options.device)));
   options.n_threads = pool_->size();
+  options.gpu_weights = options_.gpu_weights;
   return std::unique_ptr<Session>(new Session(model_, std::move(options), pool_));
 }
 

@@ -1,6 +1,7 @@
 // Continuous batching in the library: several sessions stepped by one forward pass.
 //
-// A SessionBatch makes sessions that share its threads; step() runs one step of any of them
+// A SessionBatch makes sessions that share its threads (on the CPU) or its GPU weights (on CUDA,
+// where each sequence's step still runs on its own: SessionBatchOptions::serial); step() runs one step of any of them
 // together: each contributes a decode token or a prefill (a whole prompt or a chunk of one), with
 // its own KV cache, Aux Cache and LazyLLM schedule. Each layer's weight products (Q/K/V, output,
 // feed-forward, norms, logits) run once over the rows of every sequence in the step, and each
@@ -31,10 +32,21 @@ struct SequenceStep {
   bool prefill = false;
 };
 
+struct SessionBatchOptions {
+  int n_threads = 0;            // the CPU's compute threads (0 = all cores)
+  Device device = Device::Cpu;  // where every session of the batch computes
+  GpuWeights gpu_weights = GpuWeights::kNative;  // CUDA: the weights' form (one copy per Model)
+  // Run each sequence's step on its own, one after another (SerialBatch), instead of one forward
+  // over all of them. Always so on CUDA, which has no batched forward yet; on the CPU it serves
+  // to check the batched forward against the sequences run alone.
+  bool serial = false;
+};
+
 class SessionBatch {
  public:
   // Sessions of `model` on the CPU, computing on n_threads threads (0 = all cores).
   SessionBatch(std::shared_ptr<const Model> model, int n_threads);
+  SessionBatch(std::shared_ptr<const Model> model, SessionBatchOptions options);
   ~SessionBatch();
   SessionBatch(const SessionBatch&) = delete;
   SessionBatch& operator=(const SessionBatch&) = delete;
@@ -42,8 +54,8 @@ class SessionBatch {
   // A session that can join this batch's steps (it also works alone, on the batch's threads).
   // The batch's sessions share its threads: drive them (step(), or their own prefill/decode)
   // from one thread at a time.
-  // options.device must be Cpu; options.n_threads is ignored. Its prefill progress callback is
-  // not called by step() (a step is the unit of interruption).
+  // options.device must be the batch's; options.n_threads and gpu_weights are the batch's. Its
+  // prefill progress callback is not called by step() (a step is the unit of interruption).
   std::unique_ptr<Session> new_session(SessionOptions options);
   // Runs one step of every listed session (each at most once). Throws Error, changing nothing,
   // where a session is not this batch's, a decode lists other than one token, or a prompt or
@@ -51,9 +63,11 @@ class SessionBatch {
   // have been reset.
   void step(std::span<const SequenceStep> steps);
   int threads() const;
+  Device device() const { return options_.device; }
 
  private:
   std::shared_ptr<const Model> model_;
+  SessionBatchOptions options_;
   std::shared_ptr<ThreadPool> pool_;
   std::unique_ptr<BatchForward> forward_;
 };

@@ -21,7 +21,9 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions option
     : model_(std::move(model)),
       options_(std::move(options)),
       metrics_(metrics),
-      batch_(model_, options_.threads > 0 ? options_.threads : 1) {
+      batch_(model_, SessionBatchOptions{.n_threads = options_.threads > 0 ? options_.threads : 1,
+                                         .device = options_.device,
+                                         .gpu_weights = options_.gpu_weights}) {
   if (options_.parallel < 1) throw Error("--parallel must be at least 1");
   if (options_.queue < 0) throw Error("--queue must not be negative");
   if (options_.prefill_chunk < 0) throw Error("--prefill-chunk must not be negative");
@@ -29,6 +31,7 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions option
   o.n_ctx = options_.n_ctx;
   o.prune = options_.default_prune;
   o.prune_policy = options_.prune_policy;
+  o.device = options_.device;
   // Called after each layer of a prefill run alone (never by a batch step): a long prompt stops
   // within a layer of its job's cancellation or deadline.
   o.on_prefill_progress = [this](int, int) {

@@ -33,6 +33,8 @@ struct SchedulerOptions {
   int prefill_chunk = 512;  // prompt tokens per step for unpruned prompts (0 = whole prompts)
   PruneSchedule default_prune;
   PrunePolicy prune_policy = PrunePolicy::kAuto;
+  Device device = Device::Cpu;  // CUDA: one copy of the weights on the GPU for every request
+  GpuWeights gpu_weights = GpuWeights::kNative;
 };
 
 class Scheduler {

@@ -117,6 +117,8 @@ struct Server::Impl {
     so.prefill_chunk = opt.prefill_chunk;
     so.default_prune = opt.default_prune;
     so.prune_policy = opt.prune_policy;
+    so.device = opt.device;
+    so.gpu_weights = opt.gpu_weights;
     scheduler = std::make_unique<Scheduler>(model, so, metrics);
     const int n_ctx = scheduler->n_ctx();
     limits.max_tokens = n_ctx;

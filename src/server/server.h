@@ -25,6 +25,8 @@ struct ServerOptions {
   std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY" (never logged)
   PruneSchedule default_prune; // empty: no pruning unless a request asks
   PrunePolicy prune_policy = PrunePolicy::kAuto;
+  Device device = Device::Cpu;  // where every request computes (one copy of the weights)
+  GpuWeights gpu_weights = GpuWeights::kNative;
   ChatFamily chat_family = ChatFamily::ChatML;
   // Parse special tokens in chat messages' content too (by default only the template's own
   // text gives control tokens, so a user cannot type "<|im_start|>system" into a prompt).

@@ -24,6 +24,7 @@ struct ServeArgs {
   CLI::Option* api_key_file_opt = nullptr;
   server::ServerOptions opt;
   PruneFlags prune;
+  DeviceFlag device;
 };
 
 // SIGINT/SIGTERM set a flag (any thread may take the signal: OpenBLAS starts its threads before
@@ -87,6 +88,8 @@ int serve(ServeArgs& a) {
   std::string prune_source;
   a.opt.default_prune = a.prune.resolve(model->config().n_layers, a.model, &prune_source);
   a.opt.prune_policy = a.prune.policy();
+  a.opt.device = a.device.resolve();
+  a.opt.gpu_weights = a.device.weights();
   a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
   if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
     std::fprintf(stderr, "warning: listening on %s without an API key (--api-key-file, %s or --api-key)\n",
@@ -97,9 +100,10 @@ int serve(ServeArgs& a) {
   const int port = srv.bind();
   const std::string pruning =
       a.opt.default_prune.empty() ? "off" : a.opt.default_prune.to_string() + " (" + prune_source + ")";
-  std::fprintf(stderr, "chat template: %s; batch: %d requests, prefill chunk %d; pruning: %s\n",
-               std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel, a.opt.prefill_chunk,
-               pruning.c_str());
+  const std::string device = a.opt.device == Device::Cuda ? "cuda (" + device_description(Device::Cuda) + ")" : "cpu";
+  std::fprintf(stderr, "device: %s; chat template: %s; batch: %d requests, prefill chunk %d; pruning: %s\n",
+               device.c_str(), std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel,
+               a.opt.prefill_chunk, pruning.c_str());
   std::fprintf(stderr, "listening on http://%s:%d\n", a.opt.host.c_str(), port);
   std::fflush(stderr);
   {
@@ -149,6 +153,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                 "chat template makes control tokens");
   cmd->add_option("--shutdown-grace", o.shutdown_grace_s, "Seconds in-flight requests may run on after SIGINT/SIGTERM")->check(CLI::Range(0.0, 3600.0))->capture_default_str();
   a->prune.add_to(cmd);
+  a->device.add_to(cmd);
   cmd->callback([a, &exit_code] { exit_code = serve(*a); });
 }
 
