@@ -175,7 +175,15 @@ for stream in true false; do
     "$URL/v1/completions" || true
   wait_busy 0
 done
-curl -s "$URL/metrics" | grep -q '^lazyllm_requests_cancelled_total 2$' || fail "expected 2 cancelled requests"
+# The count is read until it settles (within 5 s): the request's end is recorded by the step loop.
+cancelled=""
+for _ in $(seq 50); do
+  cancelled=$(curl -s "$URL/metrics" | grep '^lazyllm_requests_cancelled_total ' || true)
+  [ "$cancelled" = "lazyllm_requests_cancelled_total 2" ] && break
+  sleep 0.1
+done
+[ "$cancelled" = "lazyllm_requests_cancelled_total 2" ] ||
+  fail "expected 2 cancelled requests, /metrics says '$cancelled'; $(curl -s "$URL/metrics" | grep -E '^lazyllm_(requests_total|completion_tokens_total|slots_busy)')"
 echo "ok - disconnected clients' generations are cancelled"
 
 # ---------------------------------------------------------------- graceful shutdown
