@@ -315,6 +315,58 @@ TEST(SessionBatch, SessionsOfAnotherDeviceAreRefused) {
   EXPECT_EQ(batch.device(), Device::Cpu);
 }
 
+// A Session that keeps the first tokens of its context and prefills new ones continues as if it
+// had prefilled the new prompt in two chunks (the prefix's K/V came from a longer prefill).
+TEST(SessionPrefix, KeptPrefixThenPrefillFollowsAChunkedPrefill) {
+  auto model = eval_model();
+  const int v = model->config().n_vocab;
+  const auto a = random_tokens(40, v, 21), b = random_tokens(15, v, 22), c = random_tokens(9, v, 23);
+  SessionOptions o = options();
+  o.n_ctx = 128;
+  Session reused(model, o), fresh(model, o);
+  std::vector<int32_t> ab = a;
+  ab.insert(ab.end(), b.begin(), b.end());
+  reused.prefill(ab);
+  reused.decode(argmax(reused.logits()));
+  ASSERT_TRUE(reused.keep_prefix(static_cast<int>(a.size())));
+  EXPECT_EQ(reused.n_past(), static_cast<int>(a.size()));
+  EXPECT_EQ(reused.history(), a);
+  EXPECT_EQ(reused.stats().prompt_tokens, 0);  // statistics restart
+  reused.prefill(c);
+  fresh.prefill(a);
+  fresh.prefill(c);
+  EXPECT_EQ(reused.stats().prompt_tokens, static_cast<int>(c.size()));
+  Trace t_reused, t_fresh;
+  for (int i = 0; i < 6; ++i) {
+    take(t_reused, reused.logits());
+    take(t_fresh, fresh.logits());
+    reused.decode(t_reused.tokens.back());
+    fresh.decode(t_fresh.tokens.back());
+  }
+  EXPECT_EQ(t_reused.tokens, t_fresh.tokens);
+  EXPECT_LE(max_rel_diff(t_reused, t_fresh), kBatchTolerance);
+}
+
+// Only an unpruned context of a Session without a schedule keeps a prefix; a refusal changes nothing.
+TEST(SessionPrefix, RefusedWherePruningChoseTheContext) {
+  auto model = eval_model();
+  const int v = model->config().n_vocab;
+  const auto prompt = random_tokens(60, v, 24);
+  SessionOptions o = options();
+  o.n_ctx = 128;
+  o.prune = PruneSchedule::parse("0.3:0.5", model->config().n_layers);
+  o.prune_policy = PrunePolicy::kAlways;
+  Session lazy(model, o);
+  lazy.prefill(prompt);
+  EXPECT_FALSE(lazy.keep_prefix(10));
+  EXPECT_EQ(lazy.n_past(), 60);
+  lazy.reset(PruneSchedule{});  // no schedule now, but nothing computed yet
+  lazy.prefill(prompt);
+  EXPECT_FALSE(lazy.keep_prefix(61));  // more than it holds
+  EXPECT_TRUE(lazy.keep_prefix(10));
+  EXPECT_EQ(lazy.n_past(), 10);
+}
+
 // A bad step is refused before anything changes; sessions of another batch cannot join.
 TEST(SessionBatch, RefusesBadStepsAndChangesNothing) {
   auto model = test::make_model(test::arch_variants()[0], DType::F32);

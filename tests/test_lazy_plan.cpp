@@ -107,6 +107,36 @@ TEST(KVIndex, StoresEachTokenLayerPairOnceInLayerOrder) {
   EXPECT_EQ(idx.store(0, 5), 0);
 }
 
+// Keeping a prefix is exact only in the baseline's state (every token at every layer, slot =
+// position): there it forgets the rest, and the next tokens take the next slots; anything else
+// is refused without a change.
+TEST(KVIndex, KeepsAPrefixOnlyOfAFullContext) {
+  KVCache kv(2, 4, 8, false);
+  const float k[4] = {1, 2, 3, 4}, v[4] = {4, 3, 2, 1};
+  for (int t = 0; t < 5; ++t)
+    for (int l = 0; l < 2; ++l) kv.write(l, kv.index().store(l, t), t, k, v);
+  EXPECT_FALSE(kv.keep_prefix(6));  // more than it holds
+  EXPECT_FALSE(kv.keep_prefix(-1));
+  ASSERT_TRUE(kv.keep_prefix(3));
+  EXPECT_EQ(kv.index().tokens(), 3);
+  EXPECT_TRUE(kv.index().all_full());
+  for (int l = 0; l < 2; ++l) {
+    EXPECT_EQ(kv.index().size(l), 3);
+    EXPECT_EQ(kv.layer(l).size(), 3);
+    EXPECT_EQ(kv.index().slot(l, 3), -1);
+  }
+  EXPECT_EQ(kv.index().depth(4), 0);
+  EXPECT_EQ(kv.index().store(0, 3), 3);  // token 3 again, computed anew, in the next slot
+  kv.write(0, 3, 3, k, v);
+  // Token 3 has K/V at layer 0 only: no longer the baseline's state.
+  EXPECT_FALSE(kv.keep_prefix(2));
+  EXPECT_EQ(kv.index().tokens(), 4);
+  KVIndex pruned(2, 8);
+  pruned.store(0, 0), pruned.store(1, 0), pruned.store(0, 1), pruned.aux_put(1);
+  EXPECT_FALSE(pruned.keep_prefix(1));
+  EXPECT_EQ(pruned.aux_entries(), 1);
+}
+
 // A plan that computes a (token, layer) pair the KV cache already holds is refused by the
 // CPU's storage as well as by the index.
 TEST(KVIndex, CpuStorageFollowsTheIndex) {

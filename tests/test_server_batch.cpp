@@ -296,3 +296,71 @@ TEST(ServerBatch, CancellingOneRequestLeavesTheOthers) {
 
 }  // namespace
 }  // namespace lazyllm::server
+
+namespace lazyllm::server {
+namespace {
+
+// The prefix cache: a request whose prompt starts with what an idle request slot holds (an
+// earlier prompt, or an earlier prompt and its answer) computes only the rest, answers as it does
+// with nothing cached, and says how many tokens it reused.
+TEST(ServerPrefix, ReusesThePromptPrefixAnIdleSlotHolds) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  Metrics metrics;
+  Scheduler sched(stories(), batch_options(2, 8), metrics);
+  auto first = greedy_job(kPrompts[2], 12);
+  ASSERT_EQ(sched.submit(first), Scheduler::Admission::Accepted);
+  const std::string first_text = wait_text(first);
+  EXPECT_EQ(first->result().cached_tokens, 0);
+  // The same document, then a follow-up: its prompt holds the first prompt and answer.
+  auto follow = greedy_job(std::string(kPrompts[2]) + first_text + " The end. Then", 12);
+  ASSERT_GT(follow->prompt.size(), first->prompt.size());
+  ASSERT_TRUE(std::equal(first->prompt.begin(), first->prompt.end(), follow->prompt.begin()));
+  ASSERT_EQ(sched.submit(follow), Scheduler::Admission::Accepted);
+  const std::string text = wait_text(follow);
+  const GenerationResult& r = follow->result();
+  EXPECT_EQ(r.error, "");
+  EXPECT_GE(r.cached_tokens, static_cast<int>(first->prompt.size()));
+  EXPECT_LT(r.cached_tokens, static_cast<int>(follow->prompt.size()));
+  EXPECT_EQ(r.prompt_tokens, static_cast<int>(follow->prompt.size()));
+  Alone alone = run_alone(*follow, 8);  // a scheduler of its own: nothing cached
+  EXPECT_EQ(alone.result.cached_tokens, 0);
+  EXPECT_EQ(text, alone.text);
+  const std::string m = metrics.render(0, 2, 0);
+  EXPECT_EQ(metric(m, "lazyllm_prefix_cache_lookups_total"), 2);
+  EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), 1);
+  EXPECT_EQ(metric(m, "lazyllm_prefix_cache_tokens_total"), r.cached_tokens);
+}
+
+// A request with a pruning schedule neither reuses a prefix (its selection depends on its whole
+// prompt) nor leaves one (its slot's K/V was pruned); with the cache off nothing is reused.
+TEST(ServerPrefix, NoReuseUnderPruningOrWithTheCacheOff) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  const PruneSchedule lazy = PruneSchedule::parse("1:0.5", stories()->config().n_layers);
+  for (bool cache_on : {true, false}) {
+    SCOPED_TRACE(cache_on ? "cache on" : "cache off");
+    Metrics metrics;
+    SchedulerOptions so = batch_options(1, 8);
+    so.prefix_cache = cache_on;
+    Scheduler sched(stories(), so, metrics);
+    auto base = greedy_job(kPrompts[2], 4);
+    ASSERT_EQ(sched.submit(base), Scheduler::Admission::Accepted);
+    wait_text(base);
+    auto pruned = greedy_job(kPrompts[2], 4, lazy);  // the same prompt, pruned: computed whole
+    ASSERT_EQ(sched.submit(pruned), Scheduler::Admission::Accepted);
+    const std::string pruned_text = wait_text(pruned);
+    EXPECT_EQ(pruned->result().cached_tokens, 0);
+    EXPECT_LT(pruned->result().prompt_computed_fraction, 1.0);
+    EXPECT_EQ(pruned_text, run_alone(*pruned, 8).text);
+    auto again = greedy_job(kPrompts[2], 4);  // the only slot holds a pruned context
+    ASSERT_EQ(sched.submit(again), Scheduler::Admission::Accepted);
+    const std::string again_text = wait_text(again);
+    EXPECT_EQ(again->result().cached_tokens, 0);
+    EXPECT_EQ(again_text, run_alone(*again, 8).text);
+    const std::string m = metrics.render(0, 1, 0);
+    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), 0);
+    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_lookups_total"), cache_on ? 2 : 0);
+  }
+}
+
+}  // namespace
+}  // namespace lazyllm::server

@@ -77,6 +77,11 @@ TEST(ServerHttp, CompletionChatModelsHealth) {
   // Greedy decoding is deterministic.
   json again = post(c, "/v1/completions", R"({"prompt":"Once upon a time","max_tokens":8,"temperature":0})", 200);
   EXPECT_EQ(again["choices"][0]["text"], j["choices"][0]["text"]);
+  // The repeat found its prompt in the prefix cache: all but the last token reused (as OpenAI
+  // reports prompt caching).
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0);
+  EXPECT_EQ(again["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(),
+            again["usage"]["prompt_tokens"].get<int>() - 1);
 
   j = post(c, "/v1/chat/completions", R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":4})", 200);
   EXPECT_EQ(j["object"], "chat.completion");

@@ -70,6 +70,13 @@ class LayerKV {
     k16_.clear(), v16_.clear(), k32_.clear(), v32_.clear();
     pos_.clear();
   }
+  // Keeps the first n slots (n <= size()).
+  void truncate(int n) {
+    const size_t elems = static_cast<size_t>(n) * kv_dim_;
+    if (f16_) k16_.resize(elems), v16_.resize(elems);
+    else k32_.resize(elems), v32_.resize(elems);
+    pos_.resize(n);
+  }
 
  private:
   int kv_dim_;
@@ -119,6 +126,12 @@ class KVCache {
   void clear() {
     for (auto& l : layers_) l.clear();
     index_.clear();
+  }
+  // Keeps tokens [0, n) and forgets the rest, where the index allows it (KVIndex::keep_prefix).
+  bool keep_prefix(int n) {
+    if (!index_.keep_prefix(n)) return false;
+    for (auto& l : layers_) l.truncate(n);
+    return true;
   }
   // Storage held by every layer.
   int64_t bytes() const {

@@ -1,6 +1,7 @@
 #include "cache/kv_index.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -48,6 +49,21 @@ void KVIndex::clear() {
   std::fill(in_order_.begin(), in_order_.end(), 1);
   aux_entries_ = 0;
   n_full_ = n_tokens_ = 0;
+}
+
+bool KVIndex::keep_prefix(int n) {
+  if (n < 0 || n > n_tokens_ || !all_full() || aux_entries_ != 0) return false;
+  for (int l = 0; l < n_layers(); ++l)
+    if (!slots_are_positions(l) || size_[l] != n_tokens_) return false;
+  const size_t ctx = depth_.size();
+  for (int l = 0; l < n_layers(); ++l) {
+    std::fill(slot_.begin() + static_cast<ptrdiff_t>(l * ctx + n), slot_.begin() + static_cast<ptrdiff_t>(l * ctx + n_tokens_), -1);
+    size_[l] = n;
+  }
+  std::fill(depth_.begin() + n, depth_.begin() + n_tokens_, 0);
+  std::fill(prompt_.begin() + n, prompt_.begin() + n_tokens_, 0);
+  n_full_ = n_tokens_ = n;
+  return true;
 }
 
 }  // namespace lazyllm

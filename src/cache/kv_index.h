@@ -54,6 +54,10 @@ class KVIndex {
   bool is_prompt(int t) const { return prompt_[t] != 0; }
 
   void clear();
+  // Forgets every token from position n on, keeping tokens [0, n) as they are. Only for the
+  // baseline's state (every token at every layer, slot = position, nothing in the Aux Cache),
+  // where that is exact: returns false, changing nothing, otherwise or when n is out of range.
+  bool keep_prefix(int n);
 
  private:
   std::vector<int> size_;

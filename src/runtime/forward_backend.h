@@ -36,6 +36,10 @@ class ForwardBackend {
   virtual int n_past() const = 0;
   virtual int n_ctx() const = 0;
   virtual void clear() = 0;
+  // Forgets the tokens from position n on and keeps the K/V of [0, n), where that is exact (the
+  // baseline's state: every token at every layer) and the backend supports it; false changes
+  // nothing. logits() mean nothing until the next prefill.
+  virtual bool keep_prefix(int n) { return false; }
   virtual const ForwardCounters& counters() const = 0;
   virtual int64_t aux_bytes() const = 0;
   virtual int64_t aux_entries() const = 0;

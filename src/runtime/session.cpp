@@ -87,6 +87,17 @@ void Session::reset() {
   stats_ = {};
 }
 
+bool Session::keep_prefix(int n) {
+  // A schedule changes only through reset(), which forgets the context: without one now, the
+  // whole context was computed without pruning.
+  if (!options_.prune.empty() || n < 0 || n > n_past()) return false;
+  if (!backend_->keep_prefix(n)) return false;
+  pruned_ = reselect_ = false;
+  history_.resize(static_cast<size_t>(n));
+  stats_ = {};
+  return true;
+}
+
 void Session::reset(const PruneSchedule& prune) {
   const int n_layers = model_->config().n_layers;
   check_schedule_layers(prune, n_layers);

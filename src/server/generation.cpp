@@ -11,15 +11,17 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 
 }  // namespace
 
-Generation::Generation(Job& job, Session& session, Metrics& metrics)
+Generation::Generation(Job& job, Session& session, Metrics& metrics, size_t cached)
     : job_(job),
       session_(session),
       metrics_(metrics),
       tok_(session.model().tokenizer()),
       sampler_(job.sampling),
       decoder_(tok_),
-      stops_(job.stop) {
+      stops_(job.stop),
+      fed_(cached) {
   r_.prompt_tokens = static_cast<int>(job_.prompt.size());
+  r_.cached_tokens = static_cast<int>(cached);
 }
 
 bool Generation::before_step() {

@@ -31,8 +31,9 @@ class PrefillInterrupted : public std::exception {
 
 class Generation {
  public:
-  // `session` must be empty and run the job's schedule; both outlive this object.
-  Generation(Job& job, Session& session, Metrics& metrics);
+  // `session` must run the job's schedule and hold either nothing or the job's first `cached`
+  // prompt tokens (a reused prefix, at most all but the last); both outlive this object.
+  Generation(Job& job, Session& session, Metrics& metrics, size_t cached = 0);
   Generation(const Generation&) = delete;
   Generation& operator=(const Generation&) = delete;
 

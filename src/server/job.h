@@ -18,6 +18,7 @@ using Clock = std::chrono::steady_clock;
 struct GenerationResult {
   std::string finish_reason;  // "stop", "length" or "cancelled"
   int prompt_tokens = 0;
+  int cached_tokens = 0;  // prompt tokens whose K/V came from the prefix cache (not computed)
   int completion_tokens = 0;
   double ttft_ms = 0;  // request arrival to first token (queueing included)
   double prompt_computed_fraction = 1.0;

@@ -86,6 +86,12 @@ std::string Metrics::render(int slots_busy, int slots_total, int queued) const {
   header(out, "lazyllm_steps_total", "Forward passes of the step loop (batch steps and prefills run alone).", "counter");
   out += "lazyllm_steps_total " + std::to_string(steps_.load()) + "\n";
   batch_size_.render(out, "lazyllm_batch_size", "Requests (sequences) in each step.");
+  header(out, "lazyllm_prefix_cache_lookups_total", "Requests that looked for a cached prompt prefix.", "counter");
+  out += "lazyllm_prefix_cache_lookups_total " + std::to_string(prefix_lookups_.load()) + "\n";
+  header(out, "lazyllm_prefix_cache_hits_total", "Requests that reused a cached prompt prefix.", "counter");
+  out += "lazyllm_prefix_cache_hits_total " + std::to_string(prefix_hits_.load()) + "\n";
+  header(out, "lazyllm_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache, not computed.", "counter");
+  out += "lazyllm_prefix_cache_tokens_total " + std::to_string(prefix_cached_tokens_.load()) + "\n";
   header(out, "lazyllm_slots_busy", "Requests running in the batch now.", "gauge");
   out += "lazyllm_slots_busy " + std::to_string(slots_busy) + "\n";
   header(out, "lazyllm_slots_total", "Requests that may run in the batch at once (--parallel).", "gauge");

@@ -36,6 +36,11 @@ class Metrics {
   void count_cancelled() { ++cancelled_; }
   // A forward pass of the step loop over `sequences` requests.
   void count_step(int sequences);
+  // A request that looked for a cached prefix, and the prompt tokens it reused (0: a miss).
+  void count_prefix_lookup(int64_t cached_tokens) {
+    ++prefix_lookups_;
+    if (cached_tokens > 0) ++prefix_hits_, prefix_cached_tokens_ += cached_tokens;
+  }
   Histogram ttft_seconds, time_per_token_seconds, prompt_computed_fraction, queue_wait_seconds;
   // Gauges are read at render time from the scheduler.
   std::string render(int slots_busy, int slots_total, int queued) const;
@@ -44,6 +49,7 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::atomic<int64_t> prompt_tokens_{0}, completion_tokens_{0}, cancelled_{0}, steps_{0};
+  std::atomic<int64_t> prefix_lookups_{0}, prefix_hits_{0}, prefix_cached_tokens_{0};
   Histogram batch_size_;
 };
 

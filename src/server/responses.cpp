@@ -55,6 +55,8 @@ json usage_json(const GenerationResult& r) {
             {"total_tokens", r.prompt_tokens + r.completion_tokens},
             {"ttft_ms", r.ttft_ms},
             {"prompt_computed_fraction", r.prompt_computed_fraction}};
+  // As OpenAI reports prompt caching: the prompt tokens that were not computed again.
+  u["prompt_tokens_details"] = {{"cached_tokens", r.cached_tokens}};
   if (r.timed_out) u["timed_out"] = true;
   return u;
 }

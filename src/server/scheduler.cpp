@@ -157,6 +157,21 @@ void Scheduler::loop() {
   }
 }
 
+std::pair<size_t, size_t> Scheduler::pick_session(const Job& job) const {
+  // free_sessions_ runs from the least to the most recently freed. A miss takes the least
+  // recently used Session, so the caches of recent requests stay for the requests that follow.
+  size_t pick = 0, best = 0;
+  if (!options_.prefix_cache || !job.prune.empty() || job.prompt.empty()) return {pick, best};
+  for (size_t i = 0; i < free_sessions_.size(); ++i) {
+    const std::vector<int32_t>& held = sessions_[free_sessions_[i]]->history();
+    const size_t limit = std::min(held.size(), job.prompt.size() - 1);  // the last token is computed
+    size_t n = 0;
+    while (n < limit && held[n] == job.prompt[n]) ++n;
+    if (n > best) best = n, pick = i;
+  }
+  return {pick, best};
+}
+
 void Scheduler::start(std::shared_ptr<Job> job, std::vector<Running>& active) {
   GenerationResult r;
   if (job->cancelled()) {
@@ -167,20 +182,24 @@ void Scheduler::start(std::shared_ptr<Job> job, std::vector<Running>& active) {
     r.timed_out = true;
     r.prompt_tokens = static_cast<int>(job->prompt.size());
   } else {
-    const int index = free_sessions_.back();
+    const auto [pick, cached] = pick_session(*job);
+    const int index = free_sessions_[pick];
     Session& session = *sessions_[index];
+    size_t kept = 0;
     try {
       // Refused here, not by the step, so that one bad request cannot fail the others'.
       check_prefill(job->prompt, 0, session.n_ctx(), model_->config().n_vocab);
-      session.reset(job->prune);  // this request's schedule; the caches stay
+      if (cached > 0 && session.keep_prefix(static_cast<int>(cached))) kept = cached;
+      else session.reset(job->prune);  // this request's schedule; the caches stay
     } catch (const std::exception& e) {
       r.error = e.what();
       job->finish(std::move(r));
       retire(job);
       return;
     }
-    free_sessions_.pop_back();
-    auto gen = std::make_unique<Generation>(*job, session, metrics_);
+    if (options_.prefix_cache && job->prune.empty()) metrics_.count_prefix_lookup(static_cast<int64_t>(kept));
+    free_sessions_.erase(free_sessions_.begin() + static_cast<ptrdiff_t>(pick));
+    auto gen = std::make_unique<Generation>(*job, session, metrics_, kept);
     active.push_back({std::move(job), index, std::move(gen)});
     return;
   }

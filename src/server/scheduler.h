@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lazyllm/lazyllm.h"
@@ -34,6 +35,9 @@ struct SchedulerOptions {
   PruneSchedule default_prune;
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   Device device = Device::Cpu;  // CUDA: one copy of the weights on the GPU for every request
+  // Idle Sessions keep their last request's K/V, and a request without a pruning schedule takes
+  // the one sharing the longest prompt prefix, computing only the rest (see pick_session).
+  bool prefix_cache = true;
   GpuWeights gpu_weights = GpuWeights::kNative;
 };
 
@@ -84,6 +88,11 @@ class Scheduler {
   // Takes a job from the queue into the batch, or finishes it at once (cancelled, timed out,
   // a prompt or schedule its session cannot take).
   void start(std::shared_ptr<Job> job, std::vector<Running>& active);
+  // The prefix cache: which idle Session the job takes (an index into free_sessions_) and how
+  // many of its prompt tokens that Session already holds (its longest common prefix with the
+  // Session's last context, all but the last prompt token at most; 0 for a job with a pruning
+  // schedule, whose selection depends on its whole prompt, or with the cache off).
+  std::pair<size_t, size_t> pick_session(const Job& job) const;
   // One batch step over every running request that can take part, then at most one prefill
   // that must run alone.
   void step(std::vector<Running>& active);
@@ -95,7 +104,7 @@ class Scheduler {
   int n_ctx_ = 0;
   SessionBatch batch_;
   std::vector<std::unique_ptr<Session>> sessions_;
-  std::vector<int> free_sessions_;  // the loop's own
+  std::vector<int> free_sessions_;  // the loop's own, from the least to the most recently freed
   const Job* alone_ = nullptr;      // the job prefilling alone (read by the progress check, on the loop's thread)
   std::thread thread_;
   mutable std::mutex mu_;

@@ -118,6 +118,7 @@ struct Server::Impl {
     so.default_prune = opt.default_prune;
     so.prune_policy = opt.prune_policy;
     so.device = opt.device;
+    so.prefix_cache = opt.prefix_cache;
     so.gpu_weights = opt.gpu_weights;
     scheduler = std::make_unique<Scheduler>(model, so, metrics);
     const int n_ctx = scheduler->n_ctx();

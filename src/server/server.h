@@ -26,6 +26,7 @@ struct ServerOptions {
   PruneSchedule default_prune; // empty: no pruning unless a request asks
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   Device device = Device::Cpu;  // where every request computes (one copy of the weights)
+  bool prefix_cache = true;     // reuse the K/V of a prompt prefix an idle Session holds
   GpuWeights gpu_weights = GpuWeights::kNative;
   ChatFamily chat_family = ChatFamily::ChatML;
   // Parse special tokens in chat messages' content too (by default only the template's own

@@ -154,6 +154,9 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--shutdown-grace", o.shutdown_grace_s, "Seconds in-flight requests may run on after SIGINT/SIGTERM")->check(CLI::Range(0.0, 3600.0))->capture_default_str();
   a->prune.add_to(cmd);
   a->device.add_to(cmd);
+  cmd->add_flag("!--no-prefix-cache", o.prefix_cache,
+                "Compute every prompt whole (by default a request reuses the K/V of the longest prompt prefix an "
+                "idle request slot holds)");
   cmd->callback([a, &exit_code] { exit_code = serve(*a); });
 }
 

@@ -67,6 +67,16 @@ void CpuForward::clear() {
   selection_.clear();
 }
 
+bool CpuForward::keep_prefix(int n) {
+  abandon_step();
+  if (!kv_.keep_prefix(n)) return false;
+  n_past_ = n;
+  counters_ = {};
+  logits_.clear();
+  selection_.clear();
+  return true;
+}
+
 void CpuForward::embed(int32_t token, float* out) const {
   const WeightView& e = w_.token_embd;
   dequantize_row(e.type, e.data + token * e.row_stride(), out, c_.n_embd);

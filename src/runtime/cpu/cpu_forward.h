@@ -49,6 +49,7 @@ class CpuForward final : public ForwardBackend, private PrefillDevice {
   int n_past() const override { return n_past_; }
   int n_ctx() const override { return n_ctx_; }
   void clear() override;
+  bool keep_prefix(int n) override;
 
   const ForwardCounters& counters() const override { return counters_; }
   int64_t aux_bytes() const override { return aux_.bytes(); }
