@@ -309,6 +309,12 @@ class Session {
                                 const std::function<bool(int32_t)>& on_token = {});
 
   void reset();  // forget the context (keeps allocations)
+  // Keeps the first n tokens of the context (their K/V) and forgets the rest, so a prompt that
+  // shares them is prefilled from token n on: the result equals prefilling the whole prompt in
+  // chunks. Only for a context computed without pruning by a Session without a schedule (a
+  // pruned prefix was selected by its own last token) on a backend that supports it (the CPU);
+  // returns false, changing nothing, otherwise. Statistics restart as after reset().
+  bool keep_prefix(int n);
   // Forgets the context and runs `prune` from now on (the caches are kept: nothing is
   // reallocated). Throws Error for a schedule outside the model's layers, changing nothing.
   void reset(const PruneSchedule& prune);
