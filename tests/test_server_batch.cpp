@@ -86,20 +86,6 @@ Alone run_alone(const Job& inputs, int chunk, Device device = Device::Cpu) {
   return a;
 }
 
-// The greedy text of a plain Session (no scheduler), pieces joined (the prompts answer in ASCII).
-std::string session_text(const std::string& prompt, int n) {
-  SessionOptions o;
-  o.n_threads = 2;
-  Session session(stories(), o);
-  const Tokenizer& tok = stories()->tokenizer();
-  session.prefill(tok.encode(prompt, tok.add_bos(), false));
-  SamplingParams p;
-  p.temperature = 0;
-  Sampler sampler(p);
-  std::string out;
-  for (int32_t id : session.generate(n, sampler)) out += tok.token_to_piece(id);
-  return out;
-}
 
 // Sum of a Prometheus counter or histogram line `name` (no labels) in `metrics`.
 double metric(const std::string& metrics, const std::string& name) {
@@ -123,7 +109,7 @@ TEST(ServerBatch, ConcurrentGreedyRequestsMatchAloneOverHttp) {
   std::vector<std::string> alone;
   for (const char* p : kPrompts) {
     alone.push_back(run_alone(*greedy_job(p, 24), 512).text);
-    EXPECT_EQ(alone.back(), session_text(p, 24));
+    EXPECT_EQ(alone.back(), srvtest::greedy_text(stories(), p, 24));
   }
 
   ServerOptions o;

@@ -70,20 +70,6 @@ double full_prefill_seconds() {
   return s;
 }
 
-std::string greedy_text(const std::shared_ptr<Model>& m, const std::string& prompt, int n) {
-  SessionOptions o;
-  o.n_threads = kThreads;
-  Session session(m, o);
-  const Tokenizer& tok = m->tokenizer();
-  session.prefill(tok.encode(prompt, tok.add_bos(), false));
-  SamplingParams p;
-  p.temperature = 0;
-  Sampler sampler(p);
-  std::string out;
-  for (int32_t id : session.generate(n, sampler)) out += tok.token_to_piece(id);
-  return out;
-}
-
 std::shared_ptr<Job> job_for(const std::vector<int32_t>& prompt, int max_tokens) {
   auto job = std::make_shared<Job>();
   job->prompt = prompt;
@@ -119,7 +105,7 @@ TEST(ServerPrefill, DeadlineStopsPrefillAndSlotServesNext) {
   ASSERT_EQ(sched.submit(next), Scheduler::Admission::Accepted);
   wait_done(next, text);
   EXPECT_EQ(next->result().error, "");
-  EXPECT_EQ(text, greedy_text(slow_model(), "the cat", 6));
+  EXPECT_EQ(text, srvtest::greedy_text(slow_model(), "the cat", 6, kThreads));
 }
 
 TEST(ServerPrefill, ShutdownStopsPrefill) {
@@ -159,7 +145,7 @@ TEST(ServerPrefill, HttpTimeLimitDuringPrefill) {
   const json small = {{"prompt", "the cat"}, {"max_tokens", 6}, {"temperature", 0}};
   // On a loaded machine the short time limit may cut the short answers too (`usage.timed_out`):
   // what they say must still be the start of the greedy continuation, and all of it otherwise.
-  const std::string want = greedy_text(slow_model(), "the cat", 6);
+  const std::string want = srvtest::greedy_text(slow_model(), "the cat", 6, kThreads);
   auto check_small = [&](const httplib::Result& r, const char* which) {
     ASSERT_TRUE(r) << which;
     ASSERT_EQ(r->status, 200) << which << ": " << r->body;

@@ -15,9 +15,28 @@
 
 #include <httplib.h>
 
+#include "lazyllm/lazyllm.h"
+#include "lazyllm/tokenizer.h"
 #include "server/server.h"
 
 namespace lazyllm::server::srvtest {
+
+// The greedy text of a plain Session (no server, no scheduler), its pieces joined (the test
+// prompts answer in ASCII): what a request must answer.
+inline std::string greedy_text(const std::shared_ptr<const Model>& m, const std::string& prompt, int n,
+                               int threads = 2) {
+  SessionOptions o;
+  o.n_threads = threads;
+  Session session(m, o);
+  const Tokenizer& tok = m->tokenizer();
+  session.prefill(tok.encode(prompt, tok.add_bos(), false));
+  SamplingParams p;
+  p.temperature = 0;
+  Sampler sampler(p);
+  std::string out;
+  for (int32_t id : session.generate(n, sampler)) out += tok.token_to_piece(id);
+  return out;
+}
 
 class RunningServer {
  public:

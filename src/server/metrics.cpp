@@ -15,6 +15,12 @@ void header(std::string& out, const std::string& name, const std::string& help, 
   out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
 }
 
+// One unlabelled counter or gauge: its header and its value.
+void single(std::string& out, const std::string& name, const std::string& help, const char* type, int64_t value) {
+  header(out, name, help, type);
+  out += name + " " + std::to_string(value) + "\n";
+}
+
 }  // namespace
 
 Histogram::Histogram(std::vector<double> upper_bounds)
@@ -72,32 +78,22 @@ std::string Metrics::render(int slots_busy, int slots_total, int queued) const {
       out += "lazyllm_requests_total{path=\"" + key.first + "\",status=\"" + std::to_string(key.second) + "\"} " +
              std::to_string(n) + "\n";
   }
-  header(out, "lazyllm_prompt_tokens_total", "Prompt tokens processed.", "counter");
-  out += "lazyllm_prompt_tokens_total " + std::to_string(prompt_tokens_.load()) + "\n";
-  header(out, "lazyllm_completion_tokens_total", "Tokens generated.", "counter");
-  out += "lazyllm_completion_tokens_total " + std::to_string(completion_tokens_.load()) + "\n";
-  header(out, "lazyllm_requests_cancelled_total", "Generations stopped because the client went away or shutdown.", "counter");
-  out += "lazyllm_requests_cancelled_total " + std::to_string(cancelled_.load()) + "\n";
+  single(out, "lazyllm_prompt_tokens_total", "Prompt tokens processed.", "counter", prompt_tokens_.load());
+  single(out, "lazyllm_completion_tokens_total", "Tokens generated.", "counter", completion_tokens_.load());
+  single(out, "lazyllm_requests_cancelled_total", "Generations stopped because the client went away or shutdown.", "counter", cancelled_.load());
   ttft_seconds.render(out, "lazyllm_time_to_first_token_seconds", "Time from request arrival to the first token.");
   time_per_token_seconds.render(out, "lazyllm_time_per_output_token_seconds", "Time between consecutive output tokens.");
   prompt_computed_fraction.render(out, "lazyllm_prompt_computed_fraction",
                                   "Fraction of prompt (token, layer) pairs computed in prefill (1 = no pruning).");
   queue_wait_seconds.render(out, "lazyllm_queue_wait_seconds", "Time from submission to a request's first step.");
-  header(out, "lazyllm_steps_total", "Forward passes of the step loop (batch steps and prefills run alone).", "counter");
-  out += "lazyllm_steps_total " + std::to_string(steps_.load()) + "\n";
+  single(out, "lazyllm_steps_total", "Forward passes of the step loop (batch steps and prefills run alone).", "counter", steps_.load());
   batch_size_.render(out, "lazyllm_batch_size", "Requests (sequences) in each step.");
-  header(out, "lazyllm_prefix_cache_lookups_total", "Requests that looked for a cached prompt prefix.", "counter");
-  out += "lazyllm_prefix_cache_lookups_total " + std::to_string(prefix_lookups_.load()) + "\n";
-  header(out, "lazyllm_prefix_cache_hits_total", "Requests that reused a cached prompt prefix.", "counter");
-  out += "lazyllm_prefix_cache_hits_total " + std::to_string(prefix_hits_.load()) + "\n";
-  header(out, "lazyllm_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache, not computed.", "counter");
-  out += "lazyllm_prefix_cache_tokens_total " + std::to_string(prefix_cached_tokens_.load()) + "\n";
-  header(out, "lazyllm_slots_busy", "Requests running in the batch now.", "gauge");
-  out += "lazyllm_slots_busy " + std::to_string(slots_busy) + "\n";
-  header(out, "lazyllm_slots_total", "Requests that may run in the batch at once (--parallel).", "gauge");
-  out += "lazyllm_slots_total " + std::to_string(slots_total) + "\n";
-  header(out, "lazyllm_queue_length", "Requests waiting to join the batch.", "gauge");
-  out += "lazyllm_queue_length " + std::to_string(queued) + "\n";
+  single(out, "lazyllm_prefix_cache_lookups_total", "Requests that looked for a cached prompt prefix.", "counter", prefix_lookups_.load());
+  single(out, "lazyllm_prefix_cache_hits_total", "Requests that reused a cached prompt prefix.", "counter", prefix_hits_.load());
+  single(out, "lazyllm_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache, not computed.", "counter", prefix_cached_tokens_.load());
+  single(out, "lazyllm_slots_busy", "Requests running in the batch now.", "gauge", slots_busy);
+  single(out, "lazyllm_slots_total", "Requests that may run in the batch at once (--parallel).", "gauge", slots_total);
+  single(out, "lazyllm_queue_length", "Requests waiting to join the batch.", "gauge", queued);
   return out;
 }
 
