@@ -16,7 +16,7 @@ SessionBatch::SessionBatch(std::shared_ptr<const Model> model, int n_threads)
 SessionBatch::SessionBatch(std::shared_ptr<const Model> model, SessionBatchOptions options)
     : model_(std::move(model)), options_(options) {
   if (options_.n_threads < 0) throw Error("thread count must be positive");
-  if (options_.device != Device::Cpu && options_.device != Device::Cuda) throw Error("a session batch computes on the CPU or CUDA");
+  if (options_.device != Device::Cpu && options_.device != Device::Cuda) throw Error("a SessionBatch computes on the CPU or CUDA");
   if (options_.device == Device::Cuda) options_.serial = true;  // no batched CUDA forward yet
   pool_ = std::make_shared<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   if (options_.serial) forward_ = std::make_unique<SerialBatch>(*model_);
@@ -29,7 +29,7 @@ int SessionBatch::threads() const { return pool_->size(); }
 
 std::unique_ptr<Session> SessionBatch::new_session(SessionOptions options) {
   if (options.device != options_.device)
-    throw Error("this session batch computes on " + std::string(device_name(options_.device)) + ", not " +
+    throw Error("this SessionBatch computes on " + std::string(device_name(options_.device)) + ", not " +
                 std::string(device_name(options.device)));
   options.n_threads = pool_->size();
   options.gpu_weights = options_.gpu_weights;

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/prefill.h"
+
 namespace lazyllm {
 
 void SerialBatch::check(std::span<const BackendStep> steps) const {
@@ -16,16 +18,12 @@ void SerialBatch::check(std::span<const BackendStep> steps) const {
     if (!st.schedule) throw Error(which + " has no schedule");
     if (std::find(seen.begin(), seen.end(), st.sequence) != seen.end()) throw Error(which + " is listed twice");
     seen.push_back(st.sequence);
-    if (st.tokens.empty()) throw Error(which + " has no tokens");
     if (!st.prefill && st.tokens.size() != 1) throw Error(which + ": a decode step takes exactly one token");
-    if (st.sequence->n_past() + static_cast<int64_t>(st.tokens.size()) > st.sequence->n_ctx())
-      throw Error(which + ": " + std::to_string(st.tokens.size()) + " tokens after " +
-                  std::to_string(st.sequence->n_past()) + " overflow the context of " +
-                  std::to_string(st.sequence->n_ctx()));
-    for (int32_t t : st.tokens)
-      if (t < 0 || t >= n_vocab)
-        throw Error(which + ": token id " + std::to_string(t) + " is outside the vocabulary (" +
-                    std::to_string(n_vocab) + ")");
+    try {  // a decode token is checked as a one-token prefill: it must fit and be in the vocabulary
+      check_prefill(st.tokens, st.sequence->n_past(), st.sequence->n_ctx(), n_vocab);
+    } catch (const Error& e) {
+      throw Error(which + ": " + e.what());
+    }
   }
 }
 
