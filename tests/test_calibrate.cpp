@@ -236,6 +236,27 @@ TEST(CalibrateRefine, SeedsComeFromComputedFractionNotTiming) {
   EXPECT_EQ(pick_seeds(kBase, bad, t, 2), (std::vector<std::string>{"1:0.3", "2:0.5"}));
 }
 
+// A fast schedule lucky on the coarse samples dominates every milder one on the front; the seeds
+// still include the best of the milder ones, in two bands of computed fraction, so the refinement
+// can retreat to them when more samples show the loss.
+TEST(CalibrateRefine, SeedsIncludeMilderRetreats) {
+  const std::vector<Measurement> coarse = {
+      m("5:0.3,11:0.3", 80.5, 2, 0.57),  // lucky: above the baseline
+      m("2:0.3", 70, 3.3, 0.42),         m("7:0.5,9:0.5,11:0.5", 80.2, 1.5, 0.72),
+      m("7:0.7,11:0.7", 79.9, 1.3, 0.86), m("7:0.3", 78, 1.5, 0.71), m("5:0.7", 77, 1.35, 0.82),
+      m("9:0.7", 79.8, 1.1, 0.95)};
+  const auto seeds = pick_seeds(kBase, coarse, Goal{}, 5);
+  ASSERT_GE(seeds.size(), 4u);
+  EXPECT_EQ(seeds[0], "5:0.3,11:0.3");
+  EXPECT_EQ(seeds[1], "2:0.3");               // the faster front neighbour
+  EXPECT_EQ(seeds[2], "7:0.5,9:0.5,11:0.5");  // the best in (0.57, 0.785]
+  EXPECT_EQ(seeds[3], "7:0.7,11:0.7");        // the best above 0.785
+  // With a target there is nothing to retreat to: no milder seeds.
+  Goal t;
+  t.target_speedup = 1.8;
+  EXPECT_FALSE(has(pick_seeds(kBase, coarse, t, 5), "7:0.7,11:0.7"));
+}
+
 TEST(CalibrateRefine, SeedsThenNewNeighboursWithinTheBudget) {
   const std::set<std::string> measured = {"2:0.4,4:0.4", "2:0.5"};
   const auto r = specs(refinement({"2:0.5,4:0.5", "2:0.5"}, 6, measured, 4));
@@ -243,7 +264,10 @@ TEST(CalibrateRefine, SeedsThenNewNeighboursWithinTheBudget) {
   EXPECT_EQ(r[0], "2:0.5,4:0.5");
   EXPECT_EQ(r[1], "2:0.5");
   EXPECT_FALSE(has({r.begin() + 2, r.end()}, "2:0.4,4:0.4"));  // measured in the coarse grid
-  EXPECT_EQ(r[2], "2:0.6,4:0.6");
+  // In turns: the first seed's first neighbour was measured, so the second seed's first, then the
+  // first seed's second.
+  EXPECT_EQ(r[2], "2:0.4");
+  EXPECT_EQ(r[3], "2:0.6,4:0.6");
   EXPECT_EQ(specs(refinement({"2:0.5"}, 6, {}, 0)), (std::vector<std::string>{"2:0.5"}));
 }
 

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
@@ -103,6 +105,50 @@ TEST_F(CalibrateCli, SavesAScheduleThatLazyThenUses) {
   EXPECT_NE(r.out.find("is ignored"), std::string::npos) << r.out;
 }
 
+// --time-device: scores from the scoring runs, TTFTs and speedups from a second pass with one
+// generated token over --time-samples of each stage's samples (on a machine without a GPU both
+// are the CPU, which still separates the passes: their logs and figures).
+TEST_F(CalibrateCli, TimesOnAnotherDevice) {
+  const std::string out = (dir / "out").string();
+  auto r = run_cli(common + " --device cpu --time-device cpu --time-samples 2 --max-samples 4 --max-candidates 3" +
+                   " --max-loss 100 --json --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["timed_on"], "cpu");
+  EXPECT_EQ(j["timed_samples"], 2);
+  // Mean TTFT per schedule in the refinement's timing log, whose samples generated one token.
+  std::map<std::string, std::pair<double, int>> ttft;
+  std::ifstream log(fs::path(out) / "refine/time-1.jsonl");
+  ASSERT_TRUE(log) << "no timing log";
+  std::string line;
+  std::getline(log, line);  // the header
+  EXPECT_EQ(nlohmann::json::parse(line)["check"]["max_new_tokens"], 1);
+  std::set<int> indices;
+  while (std::getline(log, line)) {
+    const auto rec = nlohmann::json::parse(line);
+    EXPECT_LE(rec["generated_tokens"].get<int>(), 1);
+    indices.insert(rec["index"].get<int>());
+    auto& [sum, n] = ttft[rec["schedule"].get<std::string>()];
+    sum += rec["ttft_ms"].get<double>();
+    ++n;
+  }
+  EXPECT_EQ(indices.size(), 2u);
+  const double base = ttft["baseline"].first / ttft["baseline"].second;
+  ASSERT_FALSE(j["refine"]["schedules"].empty());
+  for (const auto& m : j["refine"]["schedules"]) {
+    const auto& [sum, n] = ttft[m["spec"].get<std::string>()];
+    ASSERT_EQ(n, 2) << m.dump();
+    EXPECT_NEAR(m["ttft_ms"].get<double>(), sum / n, 1e-6 * sum) << m.dump();
+    EXPECT_NEAR(m["speedup"].get<double>(), base / (sum / n), 1e-6) << m.dump();
+  }
+  EXPECT_NEAR(j["refine"]["baseline"]["ttft_ms"].get<double>(), base, 1e-6 * base);
+  EXPECT_TRUE(fs::exists(fs::path(out) / "coarse/time-1.jsonl"));
+  // Scores still come from the scoring runs, which generated whole answers.
+  std::ifstream scored(fs::path(out) / "refine/run-1.jsonl");
+  std::getline(scored, line);
+  EXPECT_EQ(nlohmann::json::parse(line)["check"]["max_new_tokens"], 0);
+}
+
 TEST_F(CalibrateCli, BadFlagsAndNothingToSave) {
   auto r = run_cli(common + " --max-loss -1");
   EXPECT_EQ(r.code, 1);
@@ -113,6 +159,12 @@ TEST_F(CalibrateCli, BadFlagsAndNothingToSave) {
   r = run_cli(common + " --max-samples 0");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("--max-samples must be at least 1"), std::string::npos) << r.err;
+  r = run_cli(common + " --time-device gpu");  // refused by the flag parser, before anything loads
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--time-device: gpu not in"), std::string::npos) << r.err;
+  r = run_cli(common + " --time-device cpu --time-samples 0");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--time-samples"), std::string::npos) << r.err;
   r = run_cli(common + " --schedules-per-run 0");
   EXPECT_EQ(r.code, 1);
   r = run_cli("calibrate -m " + model + " --data /nonexistent.jsonl");

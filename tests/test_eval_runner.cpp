@@ -186,6 +186,15 @@ TEST(EvalResume, InterruptedRunContinuesFromItsLog) {
   last = {};
   EXPECT_EQ(run_eval(f.model, samples, o).size(), 12u);
   EXPECT_EQ(last.total, 0);  // no sample ran, so no progress was reported
+  // ... and without making a session: settings a session would refuse (not part of the run's
+  // identity) do not matter, as a device that is not there would not (GPU scores read back on a
+  // CPU machine).
+  RunOptions read_back = o;
+  read_back.n_threads = -1;
+  EXPECT_EQ(run_eval(f.model, samples, read_back).size(), 12u);
+  read_back.log_path = test::temp_path("resume-none.jsonl").string();  // all to run: sessions made, and refuse
+  std::filesystem::remove(read_back.log_path);
+  EXPECT_THROW(run_eval(f.model, samples, read_back), Error);
   // Another run's log is refused, saying what differs.
   RunOptions other = o;
   other.schedules.pop_back();

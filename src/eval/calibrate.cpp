@@ -255,6 +255,22 @@ std::vector<std::string> pick_seeds(const Measurement& baseline, const std::vect
       if (it != front.begin()) add((it - 1)->spec);
     }
     // A chosen point off the front (a tie broken by score) still gets front neighbours below.
+    // Retreats, under a loss budget: the coarse scores are few-sample noisy, and a lucky fast
+    // schedule dominates every milder one on the front, so the refinement would have nowhere to
+    // go when the choice fails on more samples. The best-scoring coarse schedule in each half of
+    // the computed fractions between the choice and the baseline is measured too.
+    if (!goal.target_speedup) {
+      const double from = c.chosen->computed_fraction, step = (1 - from) / 2;
+      for (int band = 0; band < 2; ++band) {
+        const double lo = from + band * step, hi = from + (band + 1) * step;
+        const Measurement* best = nullptr;
+        for (const auto& m : proxy)
+          if (m.computed_fraction > lo && (m.computed_fraction <= hi || band == 1) && m.computed_fraction < 1 &&
+              (!best || m.score > best->score || (m.score == best->score && m.spec < best->spec)))
+            best = &m;
+        if (best) add(best->spec);
+      }
+    }
   }
   if (goal.target_speedup) std::reverse(front.begin(), front.end());  // fastest first
   for (const auto& m : front) add(m.spec);                           // mildest first otherwise
@@ -267,12 +283,21 @@ std::vector<PruneSchedule> refinement(const std::vector<std::string>& seeds, int
   for (const auto& s : seeds) add_unique(out, PruneSchedule::parse(s, n_layers));
   std::set<std::string> skip = measured;
   for (const auto& s : out) skip.insert(s.to_string());
+  // Neighbours in turns, one of each seed's at a time, so every seed is refined around within a
+  // small budget.
+  std::vector<std::vector<PruneSchedule>> around;
+  size_t most = 0;
+  for (const auto& s : seeds) {
+    around.push_back(neighbours(PruneSchedule::parse(s, n_layers), n_layers, kGridKeepStep / 2));
+    most = std::max(most, around.back().size());
+  }
   int added = 0;
-  for (const auto& s : seeds)
-    for (const auto& nb : neighbours(PruneSchedule::parse(s, n_layers), n_layers, kGridKeepStep / 2)) {
+  for (size_t i = 0; i < most; ++i)
+    for (const auto& list : around) {
+      if (i >= list.size()) continue;
       if (added >= max_new) return out;
       const size_t before = out.size();
-      add_unique(out, nb, skip);
+      add_unique(out, list[i], skip);
       added += out.size() > before;
     }
   return out;

@@ -78,7 +78,7 @@ struct SearchBudget {
 struct SearchPlan {
   int coarse_samples = 0, refine_samples = 0;
   int coarse_candidates = 0;  // at most; the refinement gets what the coarse grid leaves
-  int seeds = 3;              // coarse schedules refined
+  int seeds = 5;              // coarse schedules refined
 };
 
 // Coarse stage on a quarter of the samples (at least 1), refinement on up to max_samples; two
@@ -103,14 +103,17 @@ std::vector<PruneSchedule> coarse_grid(int n_layers, int max);
 std::vector<PruneSchedule> neighbours(const PruneSchedule& s, int n_layers, double keep_step);
 
 // The coarse schedules worth refining, best first: the coarse choice made on computed fraction
-// (1 / computed stands in for the speedup) and its two neighbours on that front; when nothing
-// qualifies, the front's schedules nearest to qualifying (the mildest for a loss budget, the
-// fastest for a target).
+// (1 / computed stands in for the speedup) and its two neighbours on that front; under a loss
+// budget also the best-scoring schedule in each half of the computed fractions between the choice
+// and the baseline (somewhere to retreat when the choice was lucky on few samples); then, and when
+// nothing qualifies, the front's schedules nearest to qualifying (the mildest for a loss budget,
+// the fastest for a target).
 std::vector<std::string> pick_seeds(const Measurement& baseline, const std::vector<Measurement>& coarse,
                                     const Goal& goal, int n);
 
 // The refinement's schedules: the seeds, then their neighbours (keep_step = kGridKeepStep / 2)
-// not yet measured, at most `max_new` of those.
+// not yet measured, at most `max_new` of those, taken in turns (each seed's first, then each
+// one's second, ...).
 std::vector<PruneSchedule> refinement(const std::vector<std::string>& seeds, int n_layers,
                                       const std::set<std::string>& measured, int max_new);
 

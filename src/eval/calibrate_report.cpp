@@ -56,7 +56,9 @@ nlohmann::json to_json(const Calibration& c, const Goal& goal) {
                       {"refine", stage_json(c.refine)},
                       {"seeds", c.seeds},
                       {"pareto", front},
-                      {"chosen", c.choice.chosen ? to_json(*c.choice.chosen) : nlohmann::json(nullptr)}};
+                      {"chosen", c.choice.chosen ? to_json(*c.choice.chosen) : nlohmann::json(nullptr)},
+                      {"timed_on", c.timed_on},
+                      {"timed_samples", c.timed_samples}};
   if (!c.choice.chosen) j["why"] = c.choice.why;
   return j;
 }
@@ -70,6 +72,9 @@ std::string to_markdown(const Calibration& c, const Goal& goal) {
       << fixed(c.refine.baseline.score, 2) << ", TTFT speedup " << fixed(m.speedup, 2) << "x, computed "
       << fixed(100 * m.computed_fraction, 1) << "% of the prompt's (token, layer) pairs, on " << c.refine.samples
       << " samples\n";
+    if (c.timed_samples > 0)
+      o << "\nTTFT timed apart from the scores, on " << c.timed_on << ", over " << c.timed_samples
+        << " of each stage's samples\n";
   } else {
     o << "no schedule chosen: " << c.choice.why << "\n";
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <map>
 
 #include "eval/report.h"
@@ -35,24 +36,28 @@ double loss_se(const std::vector<SampleResult>& results, const std::string& sche
   return paired_loss_se(b, s, datasets);
 }
 
-// Measures `schedules` on the spread subset of `n` samples, `per_run` schedules at a time.
-StageResult run_stage(const std::shared_ptr<const Model>& model, const std::vector<Sample>& all, int n,
-                      const std::vector<PruneSchedule>& schedules, const CalibrateOptions& o,
-                      const std::string& stage) {
+// `n` of `all`, spread over it, renumbered from 0 as the harness's log counts.
+std::vector<Sample> spread_subset(const std::vector<Sample>& all, int n) {
   std::vector<Sample> subset;
   for (int i : spread(static_cast<int>(all.size()), n)) {
     subset.push_back(all[i]);
-    subset.back().index = static_cast<int>(subset.size()) - 1;  // the harness's log counts from 0
+    subset.back().index = static_cast<int>(subset.size()) - 1;
   }
-  StageResult r;
-  r.samples = static_cast<int>(subset.size());
+  return subset;
+}
+
+// Runs `schedules` on `subset`, `per_run` at a time with the baseline alongside, and hands each
+// run's results and summary to `take`. Logs go to DIR/STAGE/PREFIX-N.jsonl.
+void run_in_groups(const std::shared_ptr<const Model>& model, const std::vector<Sample>& subset, const std::string& which,
+                   const std::vector<PruneSchedule>& schedules, const CalibrateOptions& o, const RunOptions& base,
+                   const std::string& stage, const std::string& prefix,
+                   const std::function<void(int run, const std::vector<SampleResult>&, const Report&)>& take) {
   const int per_run = std::max(1, o.schedules_per_run);
   const int runs = std::max<int>(1, (static_cast<int>(schedules.size()) + per_run - 1) / per_run);
-  double baseline_ttft = 0;
   for (int k = 0; k < runs; ++k) {
-    RunOptions ro = o.run;
+    RunOptions ro = base;
     ro.limit = 0;
-    ro.subset = "spread " + std::to_string(subset.size()) + " of " + std::to_string(all.size());
+    ro.subset = which;
     ro.schedules = {{"baseline", {}}};
     const size_t begin = static_cast<size_t>(k) * per_run, end = std::min(schedules.size(), begin + per_run);
     for (size_t i = begin; i < end; ++i) ro.schedules.push_back({schedules[i].to_string(), schedules[i]});
@@ -61,21 +66,60 @@ StageResult run_stage(const std::shared_ptr<const Model>& model, const std::vect
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
       if (ec) throw Error("cannot create '" + dir.string() + "': " + ec.message());
-      ro.log_path = (dir / ("run-" + std::to_string(k + 1) + ".jsonl")).string();
+      ro.log_path = (dir / (prefix + "-" + std::to_string(k + 1) + ".jsonl")).string();
     }
-    if (o.on_progress) ro.on_progress = [&, k](const Progress& p) { o.on_progress(stage, k + 1, runs, p); };
+    const std::string label = prefix == "run" ? stage : stage + " timing";
+    if (o.on_progress) ro.on_progress = [&, k, label](const Progress& p) { o.on_progress(label, k + 1, runs, p); };
     std::vector<std::string> names;
     for (const auto& s : ro.schedules) names.push_back(s.name);
     const std::vector<SampleResult> results = run_eval(model, subset, ro);
-    const Report rep = summarize(results, names);
-    if (k == 0) r.baseline = measurement("", rep.schedules[0].overall);  // scores: the same every run
-    baseline_ttft += rep.schedules[0].overall.ttft_ms;
-    for (size_t i = 1; i < rep.schedules.size(); ++i) {
-      r.schedules.push_back(measurement(rep.schedules[i].name, rep.schedules[i].overall));
-      r.schedules.back().loss_se = loss_se(results, rep.schedules[i].name);
-    }
+    take(k, results, summarize(results, names));
   }
-  r.baseline.ttft_ms = baseline_ttft / runs;
+}
+
+// Measures `schedules` on the spread subset of `n` samples; with a timing device, their TTFTs and
+// speedups then come from a second pass there (one generated token, time_samples spread over the
+// subset).
+StageResult run_stage(const std::shared_ptr<const Model>& model, const std::vector<Sample>& all, int n,
+                      const std::vector<PruneSchedule>& schedules, const CalibrateOptions& o,
+                      const std::string& stage) {
+  const std::vector<Sample> subset = spread_subset(all, n);
+  const std::string which = "spread " + std::to_string(subset.size()) + " of " + std::to_string(all.size());
+  StageResult r;
+  r.samples = static_cast<int>(subset.size());
+  double baseline_ttft = 0;
+  int runs = 0;
+  run_in_groups(model, subset, which, schedules, o, o.run, stage, "run",
+                [&](int k, const std::vector<SampleResult>& results, const Report& rep) {
+                  if (k == 0) r.baseline = measurement("", rep.schedules[0].overall);  // scores: the same every run
+                  baseline_ttft += rep.schedules[0].overall.ttft_ms;
+                  ++runs;
+                  for (size_t i = 1; i < rep.schedules.size(); ++i) {
+                    r.schedules.push_back(measurement(rep.schedules[i].name, rep.schedules[i].overall));
+                    r.schedules.back().loss_se = loss_se(results, rep.schedules[i].name);
+                  }
+                });
+  if (o.time_device) {
+    RunOptions timing = o.run;
+    timing.device = *o.time_device;
+    timing.max_new_tokens = 1;
+    const std::vector<Sample> timed = spread_subset(subset, std::min(o.time_samples, r.samples));
+    baseline_ttft = 0;
+    runs = 0;
+    run_in_groups(model, timed, "spread " + std::to_string(timed.size()) + " of " + which, schedules, o, timing,
+                  stage, "time",
+                  [&](int, const std::vector<SampleResult>&, const Report& rep) {
+                    baseline_ttft += rep.schedules[0].overall.ttft_ms;
+                    ++runs;
+                    for (size_t i = 1; i < rep.schedules.size(); ++i)
+                      for (auto& m : r.schedules)
+                        if (m.spec == rep.schedules[i].name) {
+                          m.ttft_ms = rep.schedules[i].overall.ttft_ms;
+                          m.speedup = rep.schedules[i].overall.speedup;
+                        }
+                  });
+  }
+  r.baseline.ttft_ms = baseline_ttft / std::max(1, runs);
   r.baseline.speedup = 1;
   return r;
 }
@@ -88,7 +132,10 @@ Calibration calibrate(const std::shared_ptr<const Model>& model, const std::vect
   if (o.schedules_per_run < 1) throw Error("--schedules-per-run must be at least 1");
   const int n_layers = model->config().n_layers;
   Calibration c;
+  if (o.time_device && o.time_samples < 1) throw Error("--time-samples must be at least 1");
   c.plan = plan_search(o.budget, static_cast<int>(samples.size()));
+  c.timed_on = std::string(device_name(o.time_device ? *o.time_device : o.run.device));
+  if (o.time_device) c.timed_samples = o.time_samples;
   // Every sample is checked up front, so a bad one fails before the first stage runs.
   RunOptions check = o.run;
   check.schedules = {{"baseline", {}}};

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,12 @@ struct CalibrateOptions {
   Goal goal;
   int schedules_per_run = 8;  // besides the baseline
   std::string out_dir;        // per-run logs (DIR/coarse/run-N.jsonl, ...) to resume from; empty: none
+  // Where TTFT is timed when not where scores are computed (scores on a GPU for a model that will
+  // run on CPUs, whose speedups differ): each stage's schedules are run again on this device over
+  // `time_samples` of the stage's samples with one generated token (logs DIR/STAGE/time-N.jsonl),
+  // and those TTFTs make the speedups. Unset: the scoring runs' own TTFTs.
+  std::optional<Device> time_device;
+  int time_samples = 16;
   // stage "coarse" or "refine", run k of n, and the eval harness's progress within it.
   std::function<void(const std::string& stage, int run, int runs, const Progress&)> on_progress;
 };
@@ -34,6 +41,8 @@ struct StageResult {
 
 struct Calibration {
   SearchPlan plan;
+  std::string timed_on;  // the device whose TTFTs made the speedups
+  int timed_samples = 0; // per stage, when timed apart from the scores (0: the stage's own samples)
   StageResult coarse, refine;
   std::vector<std::string> seeds;  // coarse schedules refined
   std::vector<Measurement> front;  // refinement's Pareto front, baseline included

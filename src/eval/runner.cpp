@@ -132,17 +132,6 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
   std::unique_ptr<SampleLog> log;
   if (!o.log_path.empty()) log = std::make_unique<SampleLog>(o.log_path, run_header(*model, o, n_ctx, samples.size()));
 
-  std::vector<std::unique_ptr<Session>> sessions;
-  for (const auto& s : o.schedules) {
-    SessionOptions so;
-    so.n_ctx = n_ctx;
-    so.n_threads = o.n_threads;
-    so.device = o.device;
-    so.gpu_weights = o.gpu_weights;
-    so.prune_policy = o.prune_policy;
-    so.prune = s.schedule;
-    sessions.push_back(std::make_unique<Session>(model, so));
-  }
   auto complete = [&](int i) {
     if (!log) return false;
     for (const auto& s : o.schedules)
@@ -176,7 +165,20 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
     truncated[i] = cut;
     if (longest < 0 || prompts[i].size() > prompts[longest].size()) longest = i;
   }
+  // Sessions only when something is left to run: a run read back whole from its log needs no
+  // device (scores computed on a GPU can be read back where there is none).
+  std::vector<std::unique_ptr<Session>> sessions;
   if (longest >= 0) {
+    for (const auto& s : o.schedules) {
+      SessionOptions so;
+      so.n_ctx = n_ctx;
+      so.n_threads = o.n_threads;
+      so.device = o.device;
+      so.gpu_weights = o.gpu_weights;
+      so.prune_policy = o.prune_policy;
+      so.prune = s.schedule;
+      sessions.push_back(std::make_unique<Session>(model, so));
+    }
     const DatasetConfig cfg = settings_for(samples[longest], o);
     for (size_t k = 0; k < o.schedules.size(); ++k)
       run_one(*sessions[k], samples[longest], prompts[longest], truncated[longest], cfg, o.schedules[k].name);

@@ -33,6 +33,8 @@ struct CalibrateArgs {
   CLI::Option* target_opt = nullptr;
   bool save = false, json = false;
   DeviceFlag device;
+  std::string time_device;
+  int time_samples = 16;
 };
 
 // On a terminal one line redrawn in place; otherwise a line when a run ends.
@@ -70,7 +72,7 @@ SavedSchedule to_saved(const eval::Calibration& c, const CalibrateArgs& a, const
   s.speedup = m.speedup;
   s.computed_fraction = m.computed_fraction;
   s.goal = goal.describe();
-  s.device = std::string(device_name(device));
+  s.device = c.timed_on.empty() ? std::string(device_name(device)) : c.timed_on;  // where the speedup holds
   s.date = utc_now();
   return s;
 }
@@ -112,6 +114,10 @@ int calibrate(const CalibrateArgs& a) {
   if (n_layers < 2) throw Error("a model with one layer cannot be pruned: nothing to calibrate");
   o.out_dir = a.out;
   o.on_progress = show_progress;
+  if (!a.time_device.empty()) {
+    o.time_device = parse_device(a.time_device);
+    o.time_samples = a.time_samples;
+  }
 
   const eval::Calibration c = eval::calibrate(model, samples, o);
   if (isatty(STDERR_FILENO)) std::fprintf(stderr, "\r\033[K");
@@ -120,6 +126,10 @@ int calibrate(const CalibrateArgs& a) {
   j["data"] = a.data;
   j["device"] = device_name(r.device);
   if (r.device == Device::Cuda) j["gpu"] = device_description(Device::Cuda);
+  if (c.timed_on == "cpu" || r.device == Device::Cpu) {
+    j["cpu"] = device_description(Device::Cpu);
+    j["threads"] = a.threads;  // 0: all cores
+  }
   j["n_layers"] = n_layers;
   const std::string markdown = eval::to_markdown(c, goal);
   std::string saved;
@@ -182,6 +192,13 @@ void add_calibrate_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--save", a->save, "Write the chosen schedule beside the model (MODEL.lazy.json) for --lazy");
   cmd->add_flag("--json", a->json, "Print one JSON object instead of Markdown");
   a->device.add_to(cmd);
+  cmd->add_option("--time-device", a->time_device,
+                  "Time TTFT on this device instead (cpu, cuda or auto), for a model that will run elsewhere "
+                  "than the scores are computed: each stage is rerun there with one generated token")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  cmd->add_option("--time-samples", a->time_samples, "Samples per stage that --time-device times")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   cmd->callback([a, &exit_code] { exit_code = calibrate(*a); });
 }
 
