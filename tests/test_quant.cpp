@@ -11,6 +11,7 @@
 #include "format/dtype.h"
 #include "kernel_reference.h"
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/vec_ops.h"
 
 namespace lazyllm {
 namespace {
@@ -77,6 +78,40 @@ TEST(QuantFp16, EncodeRoundsToNearestEven) {
   for (float f : cases) ASSERT_EQ(fp32_to_fp16(f), ref_round_to_half(f)) << std::hexfloat << f;
   EXPECT_EQ(fp32_to_fp16(std::numeric_limits<float>::infinity()), 0x7C00);
   EXPECT_TRUE(std::isnan(fp16_to_fp32(fp32_to_fp16(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+// round_to_f16 and f32_to_f16 (vectorized where the CPU converts halves in hardware) equal the
+// scalar conversions bit for bit, over the same cases and arrays whose length is no multiple of a vector.
+TEST(QuantFp16, RoundToHalfInPlaceMatchesTheScalarRoundTrip) {
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<uint32_t> bits(0, 0xFFFFFFFFu);
+  std::vector<float> x = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.99f, 65520.0f, 1e9f, -1e9f, 0x1p-24f, 0x1p-25f,
+                          0x1.8p-25f, 0x1p-26f, 0x1.002p0f, 0x1.006p0f, 0x1.001p0f, 6.1e-5f,
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  for (int i = 0; i < 100003; ++i) {
+    uint32_t u = bits(rng);
+    u = (u & 0x807FFFFFu) | ((100u + (u >> 23) % 50u) << 23);
+    float f;
+    std::memcpy(&f, &u, 4);
+    x.push_back(f);
+  }
+  for (int i = 0; i < 1000; ++i) x.push_back(std::ldexp(static_cast<float>(i), -30));  // probabilities' tail
+  std::vector<float> got = x;
+  round_to_f16(got.data(), static_cast<int64_t>(got.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float want = fp16_to_fp32(fp32_to_fp16(x[i]));
+    uint32_t a, b;
+    std::memcpy(&a, &got[i], 4);
+    std::memcpy(&b, &want, 4);
+    ASSERT_EQ(a, b) << i << ": " << std::hexfloat << x[i];
+  }
+  std::vector<uint16_t> codes(x.size());
+  f32_to_f16(x.data(), codes.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(codes[i], fp32_to_fp16(x[i])) << i << ": " << std::hexfloat << x[i];
+  std::vector<float> nan = {std::numeric_limits<float>::quiet_NaN(), 1.0f};
+  round_to_f16(nan.data(), 2);
+  EXPECT_TRUE(std::isnan(nan[0]));
+  EXPECT_EQ(nan[1], 1.0f);
 }
 
 TEST(QuantBf16, ConvertsWithRoundToNearestEven) {

@@ -13,6 +13,7 @@
 
 #include "cache/kv_index.h"
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/vec_ops.h"
 
 namespace lazyllm {
 
@@ -43,10 +44,11 @@ class LayerKV {
   // Appends a slot; returns its index. K must already be rotated for `pos`.
   int append(int32_t pos, const float* k, const float* v) {
     if (f16_) {
-      for (int i = 0; i < kv_dim_; ++i) {
-        k16_.push_back(fp32_to_fp16(k[i]));
-        v16_.push_back(fp32_to_fp16(v[i]));
-      }
+      const size_t at = k16_.size();
+      k16_.resize(at + kv_dim_);
+      v16_.resize(at + kv_dim_);
+      f32_to_f16(k, k16_.data() + at, kv_dim_);
+      f32_to_f16(v, v16_.data() + at, kv_dim_);
     } else {
       k32_.insert(k32_.end(), k, k + kv_dim_);
       v32_.insert(v32_.end(), v, v + kv_dim_);

@@ -129,6 +129,34 @@ void F16ToF32Impl(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }
 
+// x = x rounded to half precision and back. With F16C (AVX2 and the AVX-512 targets) the
+// hardware conversion rounds to nearest-even as fp32_to_fp16 does, bit for bit; Highway's
+// emulation on older targets truncates, so those keep the scalar loop.
+void RoundToF16Impl(float* x, int64_t n) {
+  int64_t i = 0;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  const hn::ScalableTag<float> d;
+  const F16Tag dh;
+  const int64_t N = hn::Lanes(d);
+  for (; i + N <= n; i += N) hn::StoreU(hn::PromoteTo(d, hn::DemoteTo(dh, hn::LoadU(d, x + i))), d, x + i);
+#endif
+  for (; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+}
+
+// y = x in half precision, as fp32_to_fp16 rounds (the hardware conversion where there is one;
+// see RoundToF16Impl).
+void F32ToF16Impl(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  const hn::ScalableTag<float> d;
+  const F16Tag dh;
+  const int64_t N = hn::Lanes(d);
+  auto* yh = reinterpret_cast<hwy::float16_t*>(y);
+  for (; i + N <= n; i += N) hn::StoreU(hn::DemoteTo(dh, hn::LoadU(d, x + i)), dh, yh + i);
+#endif
+  for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+
 void DotRowsF16Impl(const uint16_t* base, int64_t stride, const int* rows, int n, const float* q, int hd, float* out) {
   for (int r = 0; r < n; ++r) out[r] = DotF16Impl(base + rows[r] * stride, q, hd);
 }
@@ -163,6 +191,8 @@ HWY_EXPORT(SiluMulImpl);
 HWY_EXPORT(DotF16Impl);
 HWY_EXPORT(AxpyF16Impl);
 HWY_EXPORT(F16ToF32Impl);
+HWY_EXPORT(RoundToF16Impl);
+HWY_EXPORT(F32ToF16Impl);
 HWY_EXPORT(DotRowsF16Impl);
 HWY_EXPORT(DotRowsF32Impl);
 HWY_EXPORT(WeightedSumRowsF16Impl);
@@ -186,9 +216,8 @@ void weighted_sum_rows_f32(const float* base, int64_t stride, const int* rows, i
 float dot_f16_f32(const uint16_t* a, const float* b, int64_t n) { return LAZYLLM_HWY_DISPATCH(DotF16Impl)(a, b, n); }
 void axpy_f16(float a, const uint16_t* x, float* y, int64_t n) { LAZYLLM_HWY_DISPATCH(AxpyF16Impl)(a, x, y, n); }
 void f16_to_f32(const uint16_t* x, float* y, int64_t n) { LAZYLLM_HWY_DISPATCH(F16ToF32Impl)(x, y, n); }
-void round_to_f16(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
-}
+void round_to_f16(float* x, int64_t n) { LAZYLLM_HWY_DISPATCH(RoundToF16Impl)(x, n); }
+void f32_to_f16(const float* x, uint16_t* y, int64_t n) { LAZYLLM_HWY_DISPATCH(F32ToF16Impl)(x, y, n); }
 
 float dot_f32(const float* a, const float* b, int64_t n) { return LAZYLLM_HWY_DISPATCH(DotImpl)(a, b, n); }
 void axpy_f32(float a, const float* x, float* y, int64_t n) { LAZYLLM_HWY_DISPATCH(AxpyImpl)(a, x, y, n); }

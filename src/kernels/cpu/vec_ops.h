@@ -30,5 +30,7 @@ void weighted_sum_rows_f16(const uint16_t* base, int64_t stride, const int* rows
 void weighted_sum_rows_f32(const float* base, int64_t stride, const int* rows, int n, const float* w, int hd, float* out);
 // Rounds each value to the nearest half float (what storing and reloading it as f16 gives).
 void round_to_f16(float* x, int64_t n);
+// y = x rounded to half precision (fp32_to_fp16, vectorized where the CPU converts in hardware).
+void f32_to_f16(const float* x, uint16_t* y, int64_t n);
 
 }  // namespace lazyllm
