@@ -240,11 +240,10 @@ TEST(CalibrateRefine, SeedsComeFromComputedFractionNotTiming) {
 // still include the best of the milder ones, in two bands of computed fraction, so the refinement
 // can retreat to them when more samples show the loss.
 TEST(CalibrateRefine, SeedsIncludeMilderRetreats) {
-  const std::vector<Measurement> coarse = {
-      m("5:0.3,11:0.3", 80.5, 2, 0.57),  // lucky: above the baseline
-      m("2:0.3", 70, 3.3, 0.42),         m("7:0.5,9:0.5,11:0.5", 80.2, 1.5, 0.72),
-      m("7:0.7,11:0.7", 79.9, 1.3, 0.86), m("7:0.3", 78, 1.5, 0.71), m("5:0.7", 77, 1.35, 0.82),
-      m("9:0.7", 79.8, 1.1, 0.95)};
+  const std::vector<Measurement> coarse = {m("5:0.3,11:0.3", 80.5, 2, 0.57),  // lucky: above the baseline
+                                           m("2:0.3", 70, 3.3, 0.42),          m("7:0.5,9:0.5,11:0.5", 80.2, 1.5, 0.72),
+                                           m("7:0.7,11:0.7", 79.9, 1.3, 0.86), m("7:0.3", 78, 1.5, 0.71),
+                                           m("5:0.7", 77, 1.35, 0.82),         m("9:0.7", 79.8, 1.1, 0.95)};
   const auto seeds = pick_seeds(kBase, coarse, Goal{}, 5);
   ASSERT_GE(seeds.size(), 4u);
   EXPECT_EQ(seeds[0], "5:0.3,11:0.3");

@@ -85,9 +85,24 @@ TEST(QuantFp16, EncodeRoundsToNearestEven) {
 TEST(QuantFp16, RoundToHalfInPlaceMatchesTheScalarRoundTrip) {
   std::mt19937 rng(3);
   std::uniform_int_distribution<uint32_t> bits(0, 0xFFFFFFFFu);
-  std::vector<float> x = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.99f, 65520.0f, 1e9f, -1e9f, 0x1p-24f, 0x1p-25f,
-                          0x1.8p-25f, 0x1p-26f, 0x1.002p0f, 0x1.006p0f, 0x1.001p0f, 6.1e-5f,
-                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  std::vector<float> x = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          65504.0f,
+                          65519.99f,
+                          65520.0f,
+                          1e9f,
+                          -1e9f,
+                          0x1p-24f,
+                          0x1p-25f,
+                          0x1.8p-25f,
+                          0x1p-26f,
+                          0x1.002p0f,
+                          0x1.006p0f,
+                          0x1.001p0f,
+                          6.1e-5f,
+                          std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()};
   for (int i = 0; i < 100003; ++i) {
     uint32_t u = bits(rng);
     u = (u & 0x807FFFFFu) | ((100u + (u >> 23) % 50u) << 23);

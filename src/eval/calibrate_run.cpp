@@ -48,9 +48,9 @@ std::vector<Sample> spread_subset(const std::vector<Sample>& all, int n) {
 
 // Runs `schedules` on `subset`, `per_run` at a time with the baseline alongside, and hands each
 // run's results and summary to `take`. Logs go to DIR/STAGE/PREFIX-N.jsonl.
-void run_in_groups(const std::shared_ptr<const Model>& model, const std::vector<Sample>& subset, const std::string& which,
-                   const std::vector<PruneSchedule>& schedules, const CalibrateOptions& o, const RunOptions& base,
-                   const std::string& stage, const std::string& prefix,
+void run_in_groups(const std::shared_ptr<const Model>& model, const std::vector<Sample>& subset,
+                   const std::string& which, const std::vector<PruneSchedule>& schedules, const CalibrateOptions& o,
+                   const RunOptions& base, const std::string& stage, const std::string& prefix,
                    const std::function<void(int run, const std::vector<SampleResult>&, const Report&)>& take) {
   const int per_run = std::max(1, o.schedules_per_run);
   const int runs = std::max<int>(1, (static_cast<int>(schedules.size()) + per_run - 1) / per_run);
@@ -106,9 +106,8 @@ StageResult run_stage(const std::shared_ptr<const Model>& model, const std::vect
     const std::vector<Sample> timed = spread_subset(subset, std::min(o.time_samples, r.samples));
     baseline_ttft = 0;
     runs = 0;
-    run_in_groups(model, timed, "spread " + std::to_string(timed.size()) + " of " + which, schedules, o, timing,
-                  stage, "time",
-                  [&](int, const std::vector<SampleResult>&, const Report& rep) {
+    run_in_groups(model, timed, "spread " + std::to_string(timed.size()) + " of " + which, schedules, o, timing, stage,
+                  "time", [&](int, const std::vector<SampleResult>&, const Report& rep) {
                     baseline_ttft += rep.schedules[0].overall.ttft_ms;
                     ++runs;
                     for (size_t i = 1; i < rep.schedules.size(); ++i)

@@ -41,8 +41,8 @@ struct StageResult {
 
 struct Calibration {
   SearchPlan plan;
-  std::string timed_on;  // the device whose TTFTs made the speedups
-  int timed_samples = 0; // per stage, when timed apart from the scores (0: the stage's own samples)
+  std::string timed_on;   // the device whose TTFTs made the speedups
+  int timed_samples = 0;  // per stage, when timed apart from the scores (0: the stage's own samples)
   StageResult coarse, refine;
   std::vector<std::string> seeds;  // coarse schedules refined
   std::vector<Measurement> front;  // refinement's Pareto front, baseline included
