@@ -1,8 +1,9 @@
 // CUDA kernel micro-benchmark on llama2-7b shapes (random data, CUDA events, median of reps):
 // the device-to-device copy ceiling, decode's matrix-vector products (GB/s of weights: bf16, and
-// Q8_0 / Q4_0 blocks with prefill's dequantization), decode attention (GB/s of K/V), prefill
-// attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection and
-// importance. Usage: lazyllm_bench_cuda [--quick]
+// Q8_0 / Q4_0 / K-quant blocks with prefill's dequantization), decode attention (GB/s of K/V),
+// prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
+// and importance. Usage: lazyllm_bench_cuda [--quick | --quant [q8_0,q4_0,q4_k,q5_k,q6_k]] (--quant:
+// the copy and the quantized products only, of the formats listed or all)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -147,10 +149,9 @@ void bench_gemv() {
   std::printf("gemv one token's products (32 layers + output): new %.2f ms, old %.2f ms\n", total_new, total_old);
 }
 
-// The same products over Q8_0 / Q4_0 blocks (gemv_quant.cu), one and four activation rows, GB/s
-// of the blocks' bytes (quants and scales); and prefill's dequantization into bf16 (GB/s read +
-// written).
-void bench_gemv_quant() {
+// The same products over Q8_0 / Q4_0 / K-quant blocks (gemv_quant.cu, gemv_kquant.cu), one and four activation rows,
+// GB/s of the blocks' bytes (quants and scales); and prefill's dequantization into bf16 (GB/s read + written).
+void bench_gemv_quant(const std::string& only) {
   struct Shape {
     const char* name;
     int n_out, k;
@@ -162,13 +163,21 @@ void bench_gemv_quant() {
                           {"down 4096x11008", 4096, 11008, false, false},
                           {"output 32000x4096 +norm", 32000, 4096, false, true}};
   constexpr int kCopies = 4;  // rotate weights so that L2 does not hold them
-  for (WeightFormat f : {WeightFormat::kQ8_0, WeightFormat::kQ4_0}) {
-    const char* fname = f == WeightFormat::kQ8_0 ? "q8_0" : "q4_0";
+  const std::pair<WeightFormat, const char*> formats[] = {{WeightFormat::kQ8_0, "q8_0"},
+                                                          {WeightFormat::kQ4_0, "q4_0"},
+                                                          {WeightFormat::kQ4_K, "q4_k"},
+                                                          {WeightFormat::kQ5_K, "q5_k"},
+                                                          {WeightFormat::kQ6_K, "q6_k"}};
+  for (const auto& fmt : formats) {
+    const WeightFormat f = fmt.first;
+    const char* fname = fmt.second;
+    if (!only.empty() && ("," + only + ",").find("," + std::string(fname) + ",") == std::string::npos) continue;
     for (int m : {1, 4}) {
       double total = 0;
       for (const Shape& s : shapes) {
         const size_t rows = static_cast<size_t>(s.swiglu ? 2 : 1) * s.n_out;
-        const size_t q_bytes = rows * weight_row_bytes(f, s.k), n_scales = rows * (s.k / kQBlock);
+        const size_t q_bytes = rows * weight_row_bytes(f, s.k),
+                     n_scales = std::max<size_t>(1, rows * weight_row_scales(f, s.k));
         DeviceBuffer<uint8_t> q[kCopies];
         DeviceBuffer<uint16_t> d[kCopies];
         for (int c = 0; c < kCopies; ++c) {
@@ -197,7 +206,7 @@ void bench_gemv_quant() {
           a.y = s.swiglu ? static_cast<void*>(yb.get()) : y.get(), a.y_f32 = !s.swiglu;
           gemv(a, nullptr);
         });
-        const double bytes = static_cast<double>(q_bytes + 2 * n_scales);
+        const double bytes = static_cast<double>(q_bytes + (weight_row_scales(f, s.k) ? 2 * n_scales : 0));
         total += (s.n_out == 32000 ? 1 : 32) * ms;
         std::printf("gemv %s m=%d %-34s %7.1f us %5.0f GB/s\n", fname, m, s.name, ms * 1e3, bytes / ms / 1e6);
         if (m == 1 && s.n_out == 12288) {
@@ -301,8 +310,12 @@ int main(int argc, char** argv) {
     std::printf("device: %s, %d SMs, L2 %d MB\n", p.name, p.multiProcessorCount, p.l2CacheSize >> 20);
     prepare_kernels();
     bench_copy();
+    if (argc > 1 && std::string(argv[1]) == "--quant") {  // the quantized products only
+      bench_gemv_quant(argc > 2 ? argv[2] : "");
+      return 0;
+    }
     bench_gemv();
-    bench_gemv_quant();
+    bench_gemv_quant("");
     bench_decode_attention({4096, 16384, 32768});
     bench_prefill_attention(quick ? std::vector<int>{4096, 16384} : std::vector<int>{4096, 8192, 16384, 32768},
                             std::vector<std::string>{"ws", "wg", "fwd2"});

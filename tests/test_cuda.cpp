@@ -652,7 +652,7 @@ std::vector<float> reference_product(const CudaProductCase& c, const std::vector
   return out;
 }
 
-// The GPU's products over Q8_0 and Q4_0 blocks against the CPU's dequantized weights, on the
+// The GPU's products over Q8_0, Q4_0 and K-quant blocks against the CPU's dequantized weights, on the
 // paths the forward pass takes: the matrix-vector kernels (batches 1-4; plain, with the RMSNorm
 // fused, accumulating into Y, SwiGLU over gate|up) and the dequantize-then-cuBLAS path (batches
 // 9 and 40, 64 rows of scratch so the larger matrices go in several chunks). Shapes: rows not a
@@ -667,12 +667,17 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
     int n_out, k;
     bool swiglu;
   };
-  const Shape shapes[] = {{300, 96, false},   {77, 2080, false}, {1000, 1024, false}, {64, 11008, false},
-                          {8500, 256, false}, {300, 96, true},   {77, 2080, true},    {4300, 128, true}};
-  for (DType type : {DType::Q8_0, DType::Q4_0}) {
+  const std::vector<Shape> shapes = {{300, 96, false},   {77, 2080, false}, {1000, 1024, false}, {64, 11008, false},
+                                     {8500, 256, false}, {300, 96, true},   {77, 2080, true},    {4300, 128, true}};
+  // K-quant rows are whole 256-element super-blocks: 1 to 43 of them (more than a warp's four
+  // super-blocks a step, and not a multiple of them).
+  const std::vector<Shape> k_shapes = {{300, 256, false},  {77, 2304, false}, {1000, 1024, false}, {64, 11008, false},
+                                       {8500, 256, false}, {301, 256, true},  {77, 2304, true},    {4300, 512, true}};
+  for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     double worst_gemv = 0, worst_prefill = 0;
     uint64_t seed = 1;
-    for (const Shape& sh : shapes) {
+    const bool k_quant = type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K;
+    for (const Shape& sh : k_quant ? k_shapes : shapes) {
       const QuantRows w = random_quant_rows(type, sh.swiglu ? 2 * sh.n_out : sh.n_out, sh.k, seed++);
       const std::vector<float> norm_w = random_floats(sh.k, seed++, 0.5f, 1.5f);
       for (int m : {1, 2, 3, 4, 9, 40}) {
@@ -704,7 +709,7 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
 
 // What `info` reports for a GPU, computed on the host: the quantized matrices at the file's
 // bytes (Q8_0 34 per 32 values, Q4_0 18) in native form, two bytes a value as bf16, norms as
-// floats; a type without native kernels (Q4_K) at bf16's size either way. No GPU needed.
+// floats; the K-quants at their blocks' bytes too. No GPU needed.
 TEST(CudaQuant, WeightBytesPlannedForEachForm) {
   for (const auto& spec : {test::arch_variants()[0], test::arch_variants()[1]}) {
     for (DType dt : {DType::Q8_0, DType::Q4_0}) {
@@ -724,15 +729,38 @@ TEST(CudaQuant, WeightBytesPlannedForEachForm) {
       EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kBf16).dequant_scratch, 0);
     }
   }
-  // The K-quants go to the GPU as bf16 in either form, and the plan names them (the load's note).
+  // The K-quants at the file's bytes too (144, 176 and 210 per 256 values), nothing converted.
   test::ArchSpec k_spec{.name = "q4k", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
-  for (DType dt : {DType::Q4_K, DType::Q5_K}) {
+  for (DType dt : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    SCOPED_TRACE(dtype_name(dt));
     auto model = test::make_model(k_spec, dt);
-    EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).weights, model->gpu_weight_bytes(GpuWeights::kBf16).weights);
-    EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).dequant_scratch, 0);
-    const GpuWeightPlan plan = plan_gpu_weights(model->config(), model->weights(), GpuWeights::kNative);
-    EXPECT_EQ(plan.converted, std::vector<std::string>{std::string(dtype_name(dt))});
+    const ModelConfig& c = model->config();
+    const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
+    const int64_t elems = 2 * int64_t{c.n_vocab} * c.n_embd +
+                          c.n_layers * (c.n_embd * (qd + 2 * kvd) + qd * c.n_embd + 3 * int64_t{c.n_ff} * c.n_embd);
+    const int64_t floats = 4 * (c.n_embd + 2 * int64_t{c.n_layers} * c.n_embd);
+    const int64_t block = dt == DType::Q4_K ? 144 : dt == DType::Q5_K ? 176 : 210;
+    EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kNative).weights, elems / 256 * block + floats);
+    EXPECT_EQ(model->gpu_weight_bytes(GpuWeights::kBf16).weights, 2 * elems + floats);
+    const GpuWeightPlan plan = plan_gpu_weights(c, model->weights(), GpuWeights::kNative);
+    EXPECT_TRUE(plan.converted.empty());
   }
+}
+
+// A matrix whose parts differ in type (Q|K|V with V in Q6_K and Q, K in Q4_K, as Q4_K_M files
+// have) goes to bf16, as does a native type beside an unquantized one; one type stays native.
+TEST(CudaQuant, MixedPartsGoToBf16) {
+  auto view = [](DType t) {
+    WeightView v;
+    v.type = t, v.rows = 4, v.cols = 256;
+    return v;
+  };
+  const WeightView q4k = view(DType::Q4_K), q6k = view(DType::Q6_K), f16 = view(DType::F16);
+  EXPECT_EQ(gpu_matrix_type({&q4k, &q4k, &q4k}, GpuWeights::kNative), DType::Q4_K);
+  EXPECT_EQ(gpu_matrix_type({&q6k}, GpuWeights::kNative), DType::Q6_K);
+  EXPECT_EQ(gpu_matrix_type({&q4k, &q4k, &q6k}, GpuWeights::kNative), DType::BF16);
+  EXPECT_EQ(gpu_matrix_type({&q4k, &f16}, GpuWeights::kNative), DType::BF16);
+  EXPECT_EQ(gpu_matrix_type({&q4k}, GpuWeights::kBf16), DType::BF16);
 }
 
 // Q8_0 and Q4_0 models with their weights kept in their blocks on the GPU (the default) against
@@ -740,33 +768,40 @@ TEST(CudaQuant, WeightBytesPlannedForEachForm) {
 // cuBLAS, decode reads the blocks); the session's GPU weights take the planned bytes.
 TEST(CudaQuant, NativeModelsFollowTheCpu) {
   LAZYLLM_REQUIRE_GPU();
-  for (const auto& spec : test::arch_variants()) {
-    for (DType dt : {DType::Q8_0, DType::Q4_0}) {
-      SCOPED_TRACE(spec.name + " " + std::string(dtype_name(dt)));
-      auto model = test::make_model(spec, dt);
-      auto prompt = random_tokens(90, model->config().n_vocab, 11);
-      const double worst = std::max(compare_backends(model, prompt, 0, 6), compare_backends(model, prompt, 41, 3));
-      Session gpu(model, options(Device::Cuda, 128));
-      gpu.prefill(prompt);
-      const Session::DeviceMemory mem = gpu.device_memory();
-      EXPECT_EQ(mem.weights, model->gpu_weight_bytes(GpuWeights::kNative).weights);
-      EXPECT_LT(mem.weights, model->gpu_weight_bytes(GpuWeights::kBf16).weights);
-      EXPECT_EQ(mem.dequant_scratch, model->gpu_weight_bytes(GpuWeights::kNative).dequant_scratch);
-      EXPECT_GT(mem.kv_cache, 0);
-      std::cout << "[ cuda ] " << spec.name << " " << dtype_name(dt) << " native: worst relative logit difference "
-                << worst << "\n";
-    }
+  // The K-quants need rows of 256 values: the same architectures at that width.
+  std::vector<std::pair<test::ArchSpec, DType>> cases;
+  for (const auto& spec : test::arch_variants())
+    for (DType dt : {DType::Q8_0, DType::Q4_0}) cases.emplace_back(spec, dt);
+  for (test::ArchSpec spec : test::arch_variants()) {
+    spec.embd = 256, spec.ff = 512, spec.layers = 2, spec.name += "_256";
+    for (DType dt : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) cases.emplace_back(spec, dt);
+  }
+  for (const auto& [spec, dt] : cases) {
+    SCOPED_TRACE(spec.name + " " + std::string(dtype_name(dt)));
+    auto model = test::make_model(spec, dt);
+    auto prompt = random_tokens(90, model->config().n_vocab, 11);
+    const double worst = std::max(compare_backends(model, prompt, 0, 6), compare_backends(model, prompt, 41, 3));
+    Session gpu(model, options(Device::Cuda, 128));
+    gpu.prefill(prompt);
+    const Session::DeviceMemory mem = gpu.device_memory();
+    EXPECT_EQ(mem.weights, model->gpu_weight_bytes(GpuWeights::kNative).weights);
+    EXPECT_LT(mem.weights, model->gpu_weight_bytes(GpuWeights::kBf16).weights);
+    EXPECT_EQ(mem.dequant_scratch, model->gpu_weight_bytes(GpuWeights::kNative).dequant_scratch);
+    EXPECT_GT(mem.kv_cache, 0);
+    std::cout << "[ cuda ] " << spec.name << " " << dtype_name(dt) << " native: worst relative logit difference "
+              << worst << "\n";
   }
 }
 
 // The same files with every matrix converted to bf16 at load (--gpu-weights bf16): the two forms
-// agree within the tolerance, and the bf16 one takes the bf16 bytes and no scratch. A type
-// without native kernels (Q4_K) runs in native mode through its bf16 fallback, as the CPU does.
+// agree within the tolerance, and the bf16 one takes the bf16 bytes and no scratch.
 TEST(CudaQuant, NativeFollowsBf16Form) {
   LAZYLLM_REQUIRE_GPU();
-  for (DType dt : {DType::Q8_0, DType::Q4_0}) {
+  test::ArchSpec k_spec{.name = "kq", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
+  for (DType dt : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     SCOPED_TRACE(dtype_name(dt));
-    auto model = test::make_model(test::arch_variants()[0], dt);
+    const bool k_quant = dt == DType::Q4_K || dt == DType::Q5_K || dt == DType::Q6_K;
+    auto model = test::make_model(k_quant ? k_spec : test::arch_variants()[0], dt);
     auto prompt = random_tokens(90, model->config().n_vocab, 13);
     SessionOptions no = options(Device::Cuda, 128), bo = no;
     bo.gpu_weights = GpuWeights::kBf16;
@@ -788,13 +823,6 @@ TEST(CudaQuant, NativeFollowsBf16Form) {
     EXPECT_LT(native.device_memory().weights, bf16.device_memory().weights);
     std::cout << "[ cuda ] " << dtype_name(dt) << ": native against bf16 weights, worst relative logit difference "
               << worst << "\n";
-  }
-  test::ArchSpec k_spec{.name = "q4k", .embd = 256, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 512};
-  for (DType dt : {DType::Q4_K, DType::Q5_K}) {
-    auto model = test::make_model(k_spec, dt);
-    auto prompt = random_tokens(40, model->config().n_vocab, 17);
-    const double worst = compare_backends(model, prompt, 0, 4);
-    std::cout << "[ cuda ] " << dtype_name(dt) << " (bf16 fallback): worst relative logit difference " << worst << "\n";
   }
 }
 

@@ -261,7 +261,9 @@ TEST(GenModel, Llama2_70bWidthWithoutTensorData) {
   so.n_ctx = 4096;
   EXPECT_EQ(estimate_memory(*m, so).weights, tensor_bytes);
   EXPECT_EQ(estimate_memory(*m, so).kv_cache, layers * 4096 * (2 * kvd * 2 + 4));
-  so.device = Device::Cuda;  // Q4_K has no GPU kernels: bf16 either way
+  so.device = Device::Cuda;  // Q4_K stays in its blocks on the GPU by default, bf16 on request
+  EXPECT_EQ(estimate_memory(*m, so).weights, tensor_bytes);
+  so.gpu_weights = GpuWeights::kBf16;
   EXPECT_EQ(estimate_memory(*m, so).weights, 2 * matrix_elems + 4 * floats);
   m.reset();
   std::filesystem::remove(path);

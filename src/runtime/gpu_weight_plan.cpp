@@ -7,7 +7,9 @@
 
 namespace lazyllm {
 
-bool gpu_native_type(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+bool gpu_native_type(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+}
 
 DType gpu_matrix_type(std::initializer_list<const WeightView*> parts, GpuWeights mode) {
   const DType t = (*parts.begin())->type;

@@ -15,8 +15,8 @@ namespace lazyllm {
 struct WeightView;
 
 // The type a matrix made of `parts` (concatenated by rows: Q|K|V, gate|up) keeps on the GPU:
-// its stored type when every part has it and the CUDA backend has kernels for it (Q8_0, Q4_0)
-// in native mode, else BF16.
+// its stored type when every part has it and the CUDA backend has kernels for it (Q8_0, Q4_0,
+// Q4_K, Q5_K, Q6_K) in native mode, else BF16.
 DType gpu_matrix_type(std::initializer_list<const WeightView*> parts, GpuWeights mode);
 
 // Whether the CUDA backend reads matrices of type t in their blocks.

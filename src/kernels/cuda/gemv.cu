@@ -12,23 +12,15 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/gemv_common.cuh"
 #include "kernels/cuda/pdl.h"
 
 namespace lazyllm::cuda {
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr int kUnroll = 4;                  // 16-byte loads per weight row in flight per lane
-constexpr size_t kMaxSmem = 200 * 1024;     // activation rows in shared memory
+using namespace gemv_detail;
 
-__device__ inline uint4 load_stream(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
+constexpr int kUnroll = 4;  // 16-byte loads per weight row in flight per lane
 
 __device__ inline float dot8(const uint4& w, const uint4& x, float acc) {
   const __nv_bfloat162* w2 = reinterpret_cast<const __nv_bfloat162*>(&w);
@@ -42,21 +34,6 @@ __device__ inline float dot8(const uint4& w, const uint4& x, float acc) {
   return acc;
 }
 
-__device__ inline float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ inline void store(const GemvArgs& a, int64_t idx, float v) {
-  if (a.y_f32) {
-    float* yf = static_cast<float*>(a.y) + idx;
-    *yf = a.beta != 0.0f ? v + a.beta * *yf : v;
-  } else {
-    __nv_bfloat16* yb = static_cast<__nv_bfloat16*>(a.y) + idx;
-    *yb = __float2bfloat16(a.beta != 0.0f ? v + a.beta * __bfloat162float(*yb) : v);
-  }
-}
 
 template <int M, bool SWIGLU, bool NORM>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
@@ -99,25 +76,11 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
 
   // The activation rows into shared memory (RMSNorm'd from float rows when fused).
   if constexpr (NORM) {
-    __shared__ float red[kWarps][M];
+    float scales[M];
+    rms_scales<M>(a, scales);
 #pragma unroll
     for (int mi = 0; mi < M; ++mi) {
-      const float4* src = reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k);
-      float ss = 0.0f;
-      for (int c = threadIdx.x; c < k / 4; c += kThreads) {
-        const float4 v = src[c];
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-      }
-      ss = warp_sum(ss);
-      if (lane == 0) red[warp][mi] = ss;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int mi = 0; mi < M; ++mi) {
-      float ss = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) ss += red[w][mi];
-      const float scale = rsqrtf(ss / k + a.eps);
+      const float scale = scales[mi];
       const float4* src = reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k);
       const float4* nw = reinterpret_cast<const float4*>(a.norm_w);
       __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(xs + static_cast<int64_t>(mi) * k);

@@ -1,7 +1,8 @@
 // Decode's weight products without cuBLAS: Y (m rows of n_out) = X (m rows of k) W^T for m up
 // to kGemvMaxRows, bf16 W and X, float or bf16 Y; beta = 1 accumulates into Y. Optionally fused:
 // the RMSNorm that makes X (from float rows), and SwiGLU over a gate|up weight pair.
-// Quantized W (Q8_0, Q4_0: weight_ref.h) runs the kernels of gemv_quant.cu, which read the
+// Quantized W (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K: weight_ref.h) runs the kernels of gemv_quant.cu and
+// gemv_kquant.cu, which read the
 // blocks directly, with the same fusions.
 #pragma once
 

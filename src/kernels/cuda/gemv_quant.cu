@@ -1,6 +1,6 @@
 // Decode's matrix-vector products over quantized weights (Q8_0, Q4_0 in the layout of
-// weight_ref.h), and the conversions the other paths need (prefill's dequantization into bf16,
-// embedding rows).
+// weight_ref.h; the K-quants are in gemv_kquant.cu), and the conversions the other paths need (prefill's dequantization
+// into bf16, embedding rows).
 //
 // The products read a quarter (Q4_0) to a half (Q8_0) of the bytes bf16 would, so the arithmetic
 // per byte grows: the activation rows are quantized to 8 bits per 32-element block in shared
@@ -23,51 +23,51 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/gemv_common.cuh"
 #include "kernels/cuda/pdl.h"
 
 namespace lazyllm::cuda {
+
+namespace gemv_detail {
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      return 132;
+    return sms;
+  }();
+  return n;
+}
+
+int resident_blocks(const void* kernel, size_t smem) {
+  static std::mutex mu;
+  static std::map<std::pair<const void*, size_t>, int> cache;
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find({kernel, smem});
+  if (it != cache.end()) return it->second;
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) != cudaSuccess) {
+    cudaGetLastError();
+    per_sm = 1;
+  }
+  return cache[{kernel, smem}] = std::max(1, per_sm) * sm_count();
+}
+
+}  // namespace gemv_detail
+
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr size_t kMaxSmem = 200 * 1024;
+using namespace gemv_detail;
+
 constexpr int kLoads = 8;  // 16-byte weight loads in flight per lane (rows per warp x per row)
-
-__device__ inline uint4 load_stream(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
-
-__device__ inline float half_bits_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
-
-__device__ inline float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ inline void store(const GemvArgs& a, int64_t idx, float v) {
-  if (a.y_f32) {
-    float* yf = static_cast<float*>(a.y) + idx;
-    *yf = a.beta != 0.0f ? v + a.beta * *yf : v;
-  } else {
-    __nv_bfloat16* yb = static_cast<__nv_bfloat16*>(a.y) + idx;
-    *yb = __float2bfloat16(a.beta != 0.0f ? v + a.beta * __bfloat162float(*yb) : v);
-  }
-}
 
 // Elements per 16-byte chunk of a row's quants.
 template <WeightFormat F>
 constexpr int chunk_elems() {
   return F == WeightFormat::kQ8_0 ? 16 : 32;
 }
-
-// Shared memory of the activation rows: m rows of k int8 quants, then per 32-element block of
-// each row its scale and (Q4_0's offset) 8 x scale x the sum of its quants, as floats.
-size_t x_smem_bytes(int m, int k) { return static_cast<size_t>(m) * k + 2 * sizeof(float) * m * (k / kQBlock); }
 
 // Y = X W^T for M activation rows, R weight rows a warp (SwiGLU: R/2 gate rows and their up rows).
 template <WeightFormat F, int M, int R, bool SWIGLU, bool NORM>
@@ -142,82 +142,7 @@ __global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
   pdl_trigger();
   pdl_wait();
 
-  // The activation rows, 8-bit per 32-element block, into shared memory.
-  float scale[M];
-#pragma unroll
-  for (int mi = 0; mi < M; ++mi) scale[mi] = 1.0f;
-  if constexpr (NORM) {
-    __shared__ float red[kWarps][M];
-#pragma unroll
-    for (int mi = 0; mi < M; ++mi) {
-      const float4* src = reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k);
-      float ss = 0.0f;
-      for (int c = threadIdx.x; c < k / 4; c += kThreads) {
-        const float4 v = src[c];
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-      }
-      ss = warp_sum(ss);
-      if (lane == 0) red[warp][mi] = ss;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int mi = 0; mi < M; ++mi) {
-      float ss = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) ss += red[w][mi];
-      scale[mi] = rsqrtf(ss / k + a.eps);
-    }
-  }
-  {
-    // Eight threads a block, four elements each; every lane of a warp runs the same iterations
-    // (the shuffles need them all).
-    const int sub = threadIdx.x & 7, items = M * nb;
-    for (int base = 0; base < items; base += kThreads / 8) {
-      const int item = base + (threadIdx.x >> 3);
-      const bool ok = item < items;
-      const int mi = ok ? item / nb : 0;
-      const int c = (ok ? item % nb : 0) * kQBlock + sub * 4;
-      float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      if (ok) {
-        if constexpr (NORM) {
-          const float4 h = *reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k + c);
-          const float4 w = *reinterpret_cast<const float4*>(a.norm_w + c);
-          float s = 1.0f;
-#pragma unroll
-          for (int i = 0; i < M; ++i)
-            if (i == mi) s = scale[i];
-          v[0] = h.x * s * w.x, v[1] = h.y * s * w.y, v[2] = h.z * s * w.z, v[3] = h.w * s * w.w;
-        } else {
-          const uint2 raw = *reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(mi) * k + c);
-          const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
-          const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
-          v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
-        }
-      }
-      float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-#pragma unroll
-      for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-      int packed = 0, sum = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int q = __float2int_rn(v[i] * inv);
-        packed |= (q & 0xFF) << (8 * i);
-        sum += q;
-      }
-#pragma unroll
-      for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-      if (ok) {
-        *reinterpret_cast<int*>(xq + static_cast<size_t>(mi) * k + c) = packed;
-        if (sub == 0) {
-          const float d = amax / 127.0f;
-          xd[item] = d;
-          xo[item] = 8.0f * d * static_cast<float>(sum);
-        }
-      }
-    }
-  }
-  __syncthreads();
+  quantize_x<M, NORM>(a, xq, xd, xo);
 
   for (bool first = true; g < n_groups; g += group_step, first = false) {
     if (!first) {  // a later group: its first chunk's loads (the first group's went out above)
@@ -296,10 +221,7 @@ __global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
 #pragma unroll
         for (int j = 0; j < O; ++j) {
           if (!valid[j]) continue;
-          // As the unfused path: gate and up rounded to bf16 (the GEMM's output type) first.
-          const float gt = __bfloat162float(__float2bfloat16(v[j])), up = __bfloat162float(__float2bfloat16(v[O + j]));
-          static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + rows[j]] =
-              __float2bfloat16(gt / (1.0f + __expf(-gt)) * up);
+          static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + rows[j]] = swiglu_out(v[j], v[O + j]);
         }
       } else {
 #pragma unroll
@@ -308,33 +230,6 @@ __global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
       }
     }
   }
-}
-
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-      return 132;
-    return sms;
-  }();
-  return n;
-}
-
-// Blocks of `kernel` resident on the whole GPU with `smem` bytes of shared memory each (at least
-// one an SM); cached per kernel and size.
-int resident_blocks(const void* kernel, size_t smem) {
-  static std::mutex mu;
-  static std::map<std::pair<const void*, size_t>, int> cache;
-  const std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find({kernel, smem});
-  if (it != cache.end()) return it->second;
-  int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) != cudaSuccess) {
-    cudaGetLastError();
-    per_sm = 1;
-  }
-  return cache[{kernel, smem}] = std::max(1, per_sm) * sm_count();
 }
 
 template <WeightFormat F, int M, int R, bool SWIGLU, bool NORM>
@@ -400,11 +295,6 @@ void prepare_f() {
 
 // ---------------------------------------------------------------- conversions
 
-__device__ inline uint32_t pack_bf16(float a, float b) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
 // One 16-byte chunk of quants a thread: Q8_0 16 elements (two 16-byte stores), Q4_0 32 (four).
 // Rows are contiguous and k a multiple of 32, so the chunks of all rows are one sequence and
 // chunk i's block is i * E / 32 of the scales.
@@ -466,26 +356,29 @@ __global__ void embed_q_kernel(WeightRef t, const int32_t* tokens, int d, float*
 }  // namespace
 
 bool gemv_quant_applies(WeightFormat f, int m, int k) {
-  return (f == WeightFormat::kQ8_0 || f == WeightFormat::kQ4_0) && m >= 1 && m <= kGemvMaxRows && k % kQBlock == 0 &&
+  return f != WeightFormat::kBf16 && m >= 1 && m <= kGemvMaxRows && k % weight_block_elems(f) == 0 &&
          x_smem_bytes(m, k) <= kMaxSmem;
 }
 
 void gemv_quant_prepare() {
   prepare_f<WeightFormat::kQ8_0>();
   prepare_f<WeightFormat::kQ4_0>();
+  gemv_kquant_prepare();
 }
 
 void gemv_quant(const GemvArgs& a, cudaStream_t stream) {
   if (!gemv_quant_applies(a.q.format, a.m, a.k)) throw Error("gemv: unsupported quantized shape");
   if (a.swiglu && (a.y_f32 || a.beta != 0.0f)) throw Error("gemv: SwiGLU writes bf16 without accumulation");
   gemv_prepare();
+  if (is_k_quant(a.q.format)) return gemv_kquant(a, stream);
   if (a.q.format == WeightFormat::kQ8_0) return launch_f<WeightFormat::kQ8_0>(a, stream);
   return launch_f<WeightFormat::kQ4_0>(a, stream);
 }
 
 void dequantize_bf16(const WeightRef& w, int64_t rows, int k, bf16_t* out, cudaStream_t stream) {
   if (rows == 0) return;
-  if (k % kQBlock != 0) throw Error("dequantize_bf16: row length is not a multiple of 32");
+  if (k % weight_block_elems(w.format) != 0) throw Error("dequantize_bf16: row length is not a multiple of the block");
+  if (is_k_quant(w.format)) return dequantize_kquant_bf16(w, rows, k, out, stream);
   auto* o = reinterpret_cast<__nv_bfloat16*>(out);
   const int threads = 256;
   if (w.format == WeightFormat::kQ8_0) {
@@ -506,6 +399,7 @@ void embed_rows_any(const WeightRef& table, const int32_t* tokens, int n, int d,
   if (table.format == WeightFormat::kBf16)
     return embed_rows(static_cast<const bf16_t*>(table.w), tokens, n, d, out, stream);
   if (n == 0) return;
+  if (is_k_quant(table.format)) return embed_kquant(table, tokens, n, d, out, stream);
   embed_q_kernel<<<n, 256, 0, stream>>>(table, tokens, d, out);
   check_launch("embed_q_kernel");
 }

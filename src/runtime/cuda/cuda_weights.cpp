@@ -1,6 +1,7 @@
 #include "runtime/cuda/cuda_weights.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -63,10 +64,37 @@ void split_blocks(const WeightView& w, uint8_t* q, uint16_t* d) {
   });
 }
 
+// Copies the Q4_K / Q5_K rows of w as stored (at q, rows of q_row bytes).
+void copy_rows(const WeightView& w, uint8_t* q, int64_t q_row) {
+  parallel_rows(w.rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(q + r * q_row, w.data + r * w.row_stride(), q_row);
+  });
+}
+
+// Splits the Q6_K blocks of w's rows into their first 208 bytes (ql, qh, scales; at q) and their
+// d (at d, rows of cols / 256), so that every block starts 16-byte aligned.
+void split_q6_k(const WeightView& w, uint8_t* q, uint16_t* d) {
+  const int64_t nb = w.cols / qblock::kQKK;
+  constexpr size_t kBody = offsetof(qblock::Q6_K, d);
+  static_assert(kBody == 208);
+  parallel_rows(w.rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const auto* blocks = reinterpret_cast<const qblock::Q6_K*>(w.data + r * w.row_stride());
+      for (int64_t b = 0; b < nb; ++b) {
+        std::memcpy(q + (r * nb + b) * kBody, &blocks[b], kBody);
+        d[r * nb + b] = blocks[b].d;
+      }
+    }
+  });
+}
+
 WeightFormat format_of(DType t) {
   switch (t) {
     case DType::Q8_0: return WeightFormat::kQ8_0;
     case DType::Q4_0: return WeightFormat::kQ4_0;
+    case DType::Q4_K: return WeightFormat::kQ4_K;
+    case DType::Q5_K: return WeightFormat::kQ5_K;
+    case DType::Q6_K: return WeightFormat::kQ6_K;
     default: return WeightFormat::kBf16;
   }
 }
@@ -88,9 +116,13 @@ CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeig
       rows_to_bf16(*p, reinterpret_cast<uint16_t*>(host.data()) + r * m.cols);
     } else {
       uint8_t* q = host.data() + r * weight_row_bytes(f, m.cols);
-      uint16_t* d = reinterpret_cast<uint16_t*>(host.data() + q_bytes) + r * (m.cols / kQBlock);
-      if (f == WeightFormat::kQ8_0) split_blocks<qblock::Q8_0>(*p, q, d);
-      else split_blocks<qblock::Q4_0>(*p, q, d);
+      uint16_t* d = reinterpret_cast<uint16_t*>(host.data() + q_bytes) + r * weight_row_scales(f, m.cols);
+      switch (f) {
+        case WeightFormat::kQ8_0: split_blocks<qblock::Q8_0>(*p, q, d); break;
+        case WeightFormat::kQ4_0: split_blocks<qblock::Q4_0>(*p, q, d); break;
+        case WeightFormat::kQ6_K: split_q6_k(*p, q, d); break;
+        default: copy_rows(*p, q, weight_row_bytes(f, m.cols));
+      }
     }
     r += p->rows;
   }
@@ -99,7 +131,7 @@ CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeig
   bytes += total;
   m.ref.format = f;
   m.ref.w = m.data.get();
-  if (f != WeightFormat::kBf16) m.ref.scales = reinterpret_cast<const uint16_t*>(m.data.get() + q_bytes);
+  if (weight_row_scales(f, m.cols) > 0) m.ref.scales = reinterpret_cast<const uint16_t*>(m.data.get() + q_bytes);
   return m;
 }
 

@@ -1,0 +1,159 @@
+// What the matrix-vector kernels share (gemv.cu: bf16; gemv_quant.cu: Q8_0 and Q4_0;
+// gemv_kquant.cu: the K-quants): streaming loads, the fused RMSNorm's scales, the activation rows
+// made into 8-bit blocks in shared memory, the output store, and the grid size.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/gemv.h"
+
+namespace lazyllm::cuda::gemv_detail {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr size_t kMaxSmem = 200 * 1024;
+
+__device__ inline uint4 load_stream(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+__device__ inline float half_bits_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+
+__device__ inline float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ inline void store(const GemvArgs& a, int64_t idx, float v) {
+  if (a.y_f32) {
+    float* yf = static_cast<float*>(a.y) + idx;
+    *yf = a.beta != 0.0f ? v + a.beta * *yf : v;
+  } else {
+    __nv_bfloat16* yb = static_cast<__nv_bfloat16*>(a.y) + idx;
+    *yb = __float2bfloat16(a.beta != 0.0f ? v + a.beta * __bfloat162float(*yb) : v);
+  }
+}
+
+// SwiGLU's output for gate and up sums, as the unfused path: both rounded to bf16 (the GEMM's
+// output type) first.
+__device__ inline __nv_bfloat16 swiglu_out(float gate, float up) {
+  const float g = __bfloat162float(__float2bfloat16(gate)), u = __bfloat162float(__float2bfloat16(up));
+  return __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+}
+
+// The fused RMSNorm's 1 / rms of each of the M float rows of a.norm_in (k each). Every thread of
+// the block calls it; it ends with a barrier.
+template <int M>
+__device__ inline void rms_scales(const GemvArgs& a, float (&scale)[M]) {
+  const int k = a.k, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __shared__ float red[kWarps][M];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) {
+    const float4* src = reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k);
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < k / 4; c += kThreads) {
+      const float4 v = src[c];
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) red[warp][mi] = ss;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) ss += red[w][mi];
+    scale[mi] = rsqrtf(ss / k + a.eps);
+  }
+}
+
+// Shared memory of the activation rows: m rows of k int8 quants, then per 32-element block of
+// each row its scale and 8 x scale x the sum of its quants (Q4_0's offset), as floats.
+inline size_t x_smem_bytes(int m, int k) { return static_cast<size_t>(m) * k + 2 * sizeof(float) * m * (k / kQBlock); }
+
+// Makes the M activation rows (from a.x, or RMSNorm of a.norm_in) into 8-bit blocks of 32 in
+// shared memory: xq (M rows of k), xd (each block's scale), xo (8 x scale x the block's sum).
+// Every thread of the block calls it; it ends with a barrier.
+template <int M, bool NORM>
+__device__ inline void quantize_x(const GemvArgs& a, int8_t* xq, float* xd, float* xo) {
+  const int k = a.k, nb = k / kQBlock;
+  float scale[M];
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) scale[mi] = 1.0f;
+  if constexpr (NORM) rms_scales<M>(a, scale);
+  // Eight threads a block, four elements each; every lane of a warp runs the same iterations
+  // (the shuffles need them all).
+  const int sub = threadIdx.x & 7, items = M * nb;
+  for (int base = 0; base < items; base += kThreads / 8) {
+    const int item = base + (threadIdx.x >> 3);
+    const bool ok = item < items;
+    const int mi = ok ? item / nb : 0;
+    const int c = (ok ? item % nb : 0) * kQBlock + sub * 4;
+    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (ok) {
+      if constexpr (NORM) {
+        const float4 h = *reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k + c);
+        const float4 w = *reinterpret_cast<const float4*>(a.norm_w + c);
+        float s = 1.0f;
+#pragma unroll
+        for (int i = 0; i < M; ++i)
+          if (i == mi) s = scale[i];
+        v[0] = h.x * s * w.x, v[1] = h.y * s * w.y, v[2] = h.z * s * w.z, v[3] = h.w * s * w.w;
+      } else {
+        const uint2 raw = *reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(mi) * k + c);
+        const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+        const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+        v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+      }
+    }
+    float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int packed = 0, sum = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int q = __float2int_rn(v[i] * inv);
+      packed |= (q & 0xFF) << (8 * i);
+      sum += q;
+    }
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (ok) {
+      *reinterpret_cast<int*>(xq + static_cast<size_t>(mi) * k + c) = packed;
+      if (sub == 0) {
+        const float d = amax / 127.0f;
+        xd[item] = d;
+        xo[item] = 8.0f * d * static_cast<float>(sum);
+      }
+    }
+  }
+  __syncthreads();
+}
+
+__device__ inline uint32_t pack_bf16(float a, float b) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// Host side (gemv_quant.cu).
+int sm_count();
+// Blocks of `kernel` resident on the whole GPU with `smem` bytes of shared memory each (at least
+// one an SM); cached per kernel and size.
+int resident_blocks(const void* kernel, size_t smem);
+
+// gemv_kquant.cu: the K-quant formats' products, shared-memory limits, dequantization and
+// embedding rows (called by gemv_quant.cu's entry points).
+void gemv_kquant(const GemvArgs& a, cudaStream_t stream);
+void gemv_kquant_prepare();
+void dequantize_kquant_bf16(const WeightRef& w, int64_t rows, int k, bf16_t* out, cudaStream_t stream);
+void embed_kquant(const WeightRef& table, const int32_t* tokens, int n, int d, float* out, cudaStream_t stream);
+
+}  // namespace lazyllm::cuda::gemv_detail

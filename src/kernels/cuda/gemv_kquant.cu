@@ -1,0 +1,432 @@
+// Decode's matrix-vector products over K-quant weights (Q4_K, Q5_K, Q6_K in the layout of
+// weight_ref.h: 256-element super-blocks), and their dequantization into bf16 for prefill and
+// embedding rows.
+//
+// As for Q8_0/Q4_0 (gemv_quant.cu), the activation rows are quantized to 8 bits per 32-element
+// block in shared memory and each 32-element group's product is an exact int32 sum of 8-bit
+// products (dp4a), scaled once: Q4_K/Q5_K value = d sc q - dmin m (the min term takes the sum of
+// the activation block's quants, which the activation rows carry), Q6_K value = d sc (q - 32) with
+// q - 32 a signed byte. Eight lanes share a super-block, each reading 16 of its quant bytes (Q6_K: 24) and
+// the block's header or scales, which the eight read at once; a warp takes four super-blocks of
+// two weight rows (SwiGLU: a gate row and its up row) per step, the loads of two steps issued
+// before either is multiplied (the first before the activation rows are made), and unpacks each
+// super-block's share once for all activation rows. At most 128 registers a thread, so two
+// blocks share an SM: on an H200 a token's llama2-7b products took 9-14% less time so than with
+// four steps in flight at one block an SM, and less than with four rows a warp (one run of
+// lazyllm_bench_cuda --quant q4_k,q6_k).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemv.h"
+#include "kernels/cuda/gemv_common.cuh"
+#include "kernels/cuda/pdl.h"
+
+namespace lazyllm::cuda::gemv_detail {
+namespace {
+
+constexpr int kRows = 2;      // weight rows a warp
+constexpr int kSteps = 2;     // super-block steps whose loads are in flight together
+constexpr int kGroups = 8;    // 32-element groups a super-block
+constexpr int kQ6Body = 208;  // a Q6_K block without its d
+
+constexpr unsigned kLo4 = 0x0F0F0F0Fu;
+
+// What one lane reads of one super-block of one row.
+struct KLoad {
+  uint4 a, b, c;  // Q4_K: header, quants. Q5_K: header, qh, quants. Q6_K: ql (x2), qh, scales
+  uint16_t d;     // Q6_K's d
+};
+
+__device__ inline unsigned byte_of(const uint4& v, int i) {
+  const unsigned w = i < 4 ? v.x : i < 8 ? v.y : i < 12 ? v.z : v.w;
+  return (w >> (8 * (i & 3))) & 0xFFu;
+}
+
+// Group j's 6-bit scale and min from a Q4_K/Q5_K header (d, dmin, then scales[12] in bytes 4-15).
+__device__ inline void scale_min(const uint4& hdr, int j, float* sc, float* m) {
+  auto s = [&](int i) { return byte_of(hdr, 4 + i); };
+  if (j < 4) {
+    *sc = static_cast<float>(s(j) & 63);
+    *m = static_cast<float>(s(j + 4) & 63);
+  } else {
+    *sc = static_cast<float>((s(j + 4) & 0xF) | ((s(j - 4) >> 6) << 4));
+    *m = static_cast<float>((s(j + 4) >> 4) | ((s(j) >> 6) << 4));
+  }
+}
+
+__device__ inline int dot4(const unsigned (&w)[4], const int4& x) {
+  int s = __dp4a(static_cast<int>(w[0]), x.x, 0);
+  s = __dp4a(static_cast<int>(w[1]), x.y, s);
+  s = __dp4a(static_cast<int>(w[2]), x.z, s);
+  return __dp4a(static_cast<int>(w[3]), x.w, s);
+}
+
+// Lane t's share (t = 0..7) of super-block s of a row.
+template <WeightFormat F>
+__device__ inline KLoad load_k(const uint8_t* row, const uint16_t* d_row, int s, int t) {
+  KLoad l{};
+  if constexpr (F == WeightFormat::kQ4_K) {
+    const uint8_t* b = row + static_cast<size_t>(s) * 144;
+    l.a = __ldg(reinterpret_cast<const uint4*>(b));
+    l.b = load_stream(reinterpret_cast<const uint4*>(b + 16 + 16 * t));
+  } else if constexpr (F == WeightFormat::kQ5_K) {
+    const uint8_t* b = row + static_cast<size_t>(s) * 176;
+    l.a = __ldg(reinterpret_cast<const uint4*>(b));
+    l.b = __ldg(reinterpret_cast<const uint4*>(b + 16 + 16 * (t & 1)));
+    l.c = load_stream(reinterpret_cast<const uint4*>(b + 48 + 16 * t));
+  } else {
+    const uint8_t* b = row + static_cast<size_t>(s) * kQ6Body;
+    const int h = t >> 2, l0 = 8 * (t & 3);
+    const uint2 qa = __ldg(reinterpret_cast<const uint2*>(b + 64 * h + l0));
+    const uint2 qb = __ldg(reinterpret_cast<const uint2*>(b + 64 * h + 32 + l0));
+    const uint2 qh = __ldg(reinterpret_cast<const uint2*>(b + 128 + 32 * h + l0));
+    l.a = make_uint4(qa.x, qa.y, qb.x, qb.y);
+    l.b = make_uint4(qh.x, qh.y, 0, 0);
+    l.c = __ldg(reinterpret_cast<const uint4*>(b + 192));
+    l.d = __ldg(d_row + s);
+  }
+  return l;
+}
+
+// Lane t's weights of one super-block, unpacked once for all activation rows: eight words of
+// four 8-bit values and the float factors of the groups they belong to.
+struct KWeights {
+  unsigned q[8];
+  float f[4];  // Q4_K/Q5_K: d sc and dmin m of groups 2c and 2c + 1; Q6_K: d sc of groups j = 0..3
+};
+
+template <WeightFormat F>
+__device__ inline KWeights unpack_k(const KLoad& l, int t) {
+  KWeights w;
+  if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
+    // Bytes [16 t, 16 t + 16) of the quants: chunk c = t / 2 of 64 elements, its half t % 2:
+    // low nibbles are group 2c's elements 16 (t % 2) + i, high nibbles group 2c + 1's.
+    const int c = t >> 1;
+    const uint4 q = F == WeightFormat::kQ4_K ? l.b : l.c;
+    const unsigned qw[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      w.q[i] = qw[i] & kLo4;
+      w.q[4 + i] = (qw[i] >> 4) & kLo4;
+    }
+    if constexpr (F == WeightFormat::kQ5_K) {  // the fifth bit: bit j of qh[l] for group j, element l
+      const unsigned hw[4] = {l.b.x, l.b.y, l.b.z, l.b.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        w.q[i] |= ((hw[i] >> (2 * c)) & 0x01010101u) << 4;
+        w.q[4 + i] |= ((hw[i] >> (2 * c + 1)) & 0x01010101u) << 4;
+      }
+    }
+    const float d = half_bits_to_float(static_cast<uint16_t>(l.a.x & 0xFFFF));
+    const float dmin = half_bits_to_float(static_cast<uint16_t>(l.a.x >> 16));
+    float sc0, m0, sc1, m1;
+    scale_min(l.a, 2 * c, &sc0, &m0);
+    scale_min(l.a, 2 * c + 1, &sc1, &m1);
+    w.f[0] = d * sc0, w.f[1] = dmin * m0, w.f[2] = d * sc1, w.f[3] = dmin * m1;
+  } else {
+    // Elements 128 h + 32 j + l0 + (0..7) for j = 0..3: ql_a's low nibbles (j 0), ql_b's (j 1),
+    // ql_a's high (j 2), ql_b's high (j 3); qh's bits 2j, 2j + 1; scale 8 h + 2 j + l0 / 16.
+    const int h = t >> 2, l0 = 8 * (t & 3);
+    const float d = half_bits_to_float(l.d);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+      for (int wi = 0; wi < 2; ++wi) {
+        const unsigned ql = j & 1 ? (wi ? l.a.w : l.a.z) : (wi ? l.a.y : l.a.x);
+        const unsigned qh = wi ? l.b.y : l.b.x;
+        const unsigned low = (j < 2 ? ql : ql >> 4) & kLo4;
+        w.q[2 * j + wi] = __vsub4(low | (((qh >> (2 * j)) & 0x03030303u) << 4), 0x20202020u);  // q - 32
+      }
+      w.f[j] = d * static_cast<float>(static_cast<int8_t>(byte_of(l.c, 8 * h + 2 * j + (l0 >> 4))));
+    }
+  }
+  return w;
+}
+
+// Lane t's part of super-block s's product with one activation row: xq (k int8), xd (each
+// 32-element block's scale), xo (8 x scale x the block's sum of quants).
+template <WeightFormat F>
+__device__ inline float dot_k(const KWeights& w, const int8_t* xq, const float* xd, const float* xo, int s, int t) {
+  const int8_t* xs = xq + static_cast<size_t>(s) * kQKBlock;
+  const int b = s * kGroups;
+  if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
+    const int c = t >> 1, half = t & 1;
+    const int4 x0 = *reinterpret_cast<const int4*>(xs + 64 * c + 16 * half);
+    const int4 x1 = *reinterpret_cast<const int4*>(xs + 64 * c + 32 + 16 * half);
+    const unsigned(&lo)[4] = reinterpret_cast<const unsigned(&)[4]>(w.q[0]);
+    const unsigned(&hi)[4] = reinterpret_cast<const unsigned(&)[4]>(w.q[4]);
+    float v = xd[b + 2 * c] * w.f[0] * static_cast<float>(dot4(lo, x0)) +
+              xd[b + 2 * c + 1] * w.f[2] * static_cast<float>(dot4(hi, x1));
+    // The mins: the lane with the first half of the groups takes their whole sums (xo / 8).
+    if (half == 0) v -= 0.125f * (w.f[1] * xo[b + 2 * c] + w.f[3] * xo[b + 2 * c + 1]);
+    return v;
+  } else {
+    const int h = t >> 2, l0 = 8 * (t & 3);
+    float acc = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int2 x = *reinterpret_cast<const int2*>(xs + 128 * h + 32 * j + l0);
+      const int sum = __dp4a(static_cast<int>(w.q[2 * j + 1]), x.y, __dp4a(static_cast<int>(w.q[2 * j]), x.x, 0));
+      acc += xd[b + 4 * h + j] * w.f[j] * static_cast<float>(sum);
+    }
+    return acc;
+  }
+}
+
+// Y = X W^T for M activation rows, two weight rows a warp (SwiGLU: a gate row and its up row).
+template <WeightFormat F, int M, bool SWIGLU, bool NORM>
+__global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int k = a.k, nb = k / kQBlock, n_sb = k / kQKBlock;
+  int8_t* xq = reinterpret_cast<int8_t*>(smem_raw);
+  float* xd = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(M) * k);
+  float* xo = xd + M * nb;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 7, sb_lane = lane >> 3;
+  const size_t row_bytes = static_cast<size_t>(weight_row_bytes(F, k));
+  const int row_scales = static_cast<int>(weight_row_scales(F, k));
+  const int n_groups = SWIGLU ? a.n_out : (a.n_out + kRows - 1) / kRows;
+
+  // The warp's group of rows (SwiGLU: output g's gate and up rows); rows past the matrix read
+  // row 0 and store nothing.
+  int g = blockIdx.x * kWarps + warp;
+  int rows[kRows];
+  bool valid[kRows];
+  const uint8_t* wrow[kRows];
+  const uint16_t* drow[kRows];
+  auto take_group = [&] {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const int row = SWIGLU ? (r == 0 ? g : a.n_out + g) : g * kRows + r;
+      valid[r] = g < n_groups && (SWIGLU || row < a.n_out);
+      rows[r] = valid[r] ? row : 0;
+      wrow[r] = static_cast<const uint8_t*>(a.q.w) + rows[r] * row_bytes;
+      drow[r] = a.q.scales ? a.q.scales + static_cast<size_t>(rows[r]) * row_scales : nullptr;
+    }
+  };
+  KLoad ld[kSteps][kRows];
+  auto load = [&](int s0) {
+#pragma unroll
+    for (int u = 0; u < kSteps; ++u) {
+      const int s = s0 + 4 * u + sb_lane;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        if (s < n_sb && g < n_groups) ld[u][r] = load_k<F>(wrow[r], drow[r], s, t);
+    }
+  };
+  // Weights are constants: the first loads go out before the kernel before this one is done and
+  // while the activation rows are made.
+  take_group();
+  load(0);
+  pdl_trigger();
+  pdl_wait();
+  quantize_x<M, NORM>(a, xq, xd, xo);
+
+  for (bool first = true; g < n_groups; g += gridDim.x * kWarps, first = false) {
+    if (!first) {
+      take_group();
+      load(0);
+    }
+    float acc[kRows][M];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+      for (int mi = 0; mi < M; ++mi) acc[r][mi] = 0.0f;
+
+    for (int s0 = 0; s0 < n_sb; s0 += 4 * kSteps) {
+      if (s0 > 0) load(s0);
+#pragma unroll
+      for (int u = 0; u < kSteps; ++u) {
+        const int s = s0 + 4 * u + sb_lane;
+        if (s >= n_sb) continue;
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+          const KWeights w = unpack_k<F>(ld[u][r], t);
+#pragma unroll
+          for (int mi = 0; mi < M; ++mi)
+            acc[r][mi] += dot_k<F>(w, xq + static_cast<size_t>(mi) * k, xd + mi * nb, xo + mi * nb, s, t);
+        }
+      }
+    }
+
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) {
+      float v[kRows];
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) v[r] = warp_sum(acc[r][mi]);
+      if (lane != 0) continue;
+      if constexpr (SWIGLU) {
+        static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + g] = swiglu_out(v[0], v[1]);
+      } else {
+#pragma unroll
+        for (int r = 0; r < kRows; ++r)
+          if (valid[r]) store(a, static_cast<int64_t>(mi) * a.n_out + rows[r], v[r]);
+      }
+    }
+  }
+}
+
+template <WeightFormat F, int M, bool SWIGLU, bool NORM>
+void launch(const GemvArgs& a, cudaStream_t s) {
+  const int per_block = kWarps * (SWIGLU ? 1 : kRows);
+  const size_t smem = x_smem_bytes(M, a.k);
+  auto* kernel = gemv_k_kernel<F, M, SWIGLU, NORM>;
+  const int blocks =
+      std::min((a.n_out + per_block - 1) / per_block, resident_blocks(reinterpret_cast<const void*>(kernel), smem));
+  launch_pdl("gemv_k_kernel", kernel, dim3(blocks), dim3(kThreads), smem, s, a);
+}
+
+template <WeightFormat F, int M>
+void launch_m(const GemvArgs& a, cudaStream_t s) {
+  const bool norm = a.norm_in != nullptr;
+  if (a.swiglu) return norm ? launch<F, M, true, true>(a, s) : launch<F, M, true, false>(a, s);
+  return norm ? launch<F, M, false, true>(a, s) : launch<F, M, false, false>(a, s);
+}
+
+template <WeightFormat F>
+void launch_f(const GemvArgs& a, cudaStream_t s) {
+  switch (a.m) {
+    case 1: return launch_m<F, 1>(a, s);
+    case 2: return launch_m<F, 2>(a, s);
+    case 3: return launch_m<F, 3>(a, s);
+    case 4: return launch_m<F, 4>(a, s);
+  }
+}
+
+template <WeightFormat F, int M>
+void prepare_m() {
+  const int smem = static_cast<int>(kMaxSmem);
+  const char* what = "cudaFuncSetAttribute(gemv_k_kernel)";
+  check(cudaFuncSetAttribute(gemv_k_kernel<F, M, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), what);
+  check(cudaFuncSetAttribute(gemv_k_kernel<F, M, true, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        what);
+  check(cudaFuncSetAttribute(gemv_k_kernel<F, M, false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        what);
+  check(cudaFuncSetAttribute(gemv_k_kernel<F, M, false, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+        what);
+}
+
+template <WeightFormat F>
+void prepare_f() {
+  prepare_m<F, 1>(), prepare_m<F, 2>(), prepare_m<F, 3>(), prepare_m<F, 4>();
+}
+
+// ---------------------------------------------------------------- conversions
+
+// The 32 values of group j of super-block `b` (its bytes in the layout of weight_ref.h; d for Q6_K).
+template <WeightFormat F>
+__device__ inline void group_values(const uint8_t* b, uint16_t d6, int j, float (&v)[32]) {
+  if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
+    const uint4 hdr = __ldg(reinterpret_cast<const uint4*>(b));
+    const float d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
+    const float dmin = half_bits_to_float(static_cast<uint16_t>(hdr.x >> 16));
+    float sc, m;
+    scale_min(hdr, j, &sc, &m);
+    const float mul = d * sc, sub = dmin * m;
+    const int c = j >> 1, shift = 4 * (j & 1);
+    const uint8_t* qs = b + (F == WeightFormat::kQ4_K ? 16 : 48) + 32 * c;
+#pragma unroll
+    for (int l = 0; l < 32; ++l) {
+      int q = (__ldg(qs + l) >> shift) & 0xF;
+      if constexpr (F == WeightFormat::kQ5_K) q |= ((__ldg(b + 16 + l) >> j) & 1) << 4;
+      v[l] = mul * static_cast<float>(q) - sub;
+    }
+  } else {
+    const int h = j >> 2, jj = j & 3;
+    const float d = half_bits_to_float(d6);
+    const uint8_t* ql = b + 64 * h + (jj & 1 ? 32 : 0);
+    const uint8_t* qh = b + 128 + 32 * h;
+    const auto* sc = reinterpret_cast<const int8_t*>(b + 192) + 8 * h + 2 * jj;
+#pragma unroll
+    for (int l = 0; l < 32; ++l) {
+      const int low = jj < 2 ? __ldg(ql + l) & 0xF : __ldg(ql + l) >> 4;
+      const int q = low | (((__ldg(qh + l) >> (2 * jj)) & 3) << 4);
+      v[l] = d * static_cast<float>(__ldg(sc + (l >> 4))) * static_cast<float>(q - 32);
+    }
+  }
+}
+
+template <WeightFormat F>
+__device__ inline void group_at(const WeightRef& w, int64_t sb, int j, float (&v)[32]) {
+  const uint8_t* b = static_cast<const uint8_t*>(w.w) + sb * (weight_row_bytes(F, kQKBlock));
+  group_values<F>(b, F == WeightFormat::kQ6_K ? __ldg(w.scales + sb) : 0, j, v);
+}
+
+// One 32-element group a thread; rows are contiguous and k a multiple of 256, so the super-blocks
+// of all rows are one sequence.
+template <WeightFormat F>
+__global__ void dequant_k_kernel(WeightRef w, int64_t n_groups, __nv_bfloat16* out) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n_groups; i += int64_t{gridDim.x} * blockDim.x) {
+    float v[32];
+    group_at<F>(w, i / kGroups, static_cast<int>(i % kGroups), v);
+    uint4* dst = reinterpret_cast<uint4*>(out + i * 32);
+#pragma unroll
+    for (int q = 0; q < 4; ++q)
+      dst[q] = make_uint4(pack_bf16(v[8 * q], v[8 * q + 1]), pack_bf16(v[8 * q + 2], v[8 * q + 3]),
+                          pack_bf16(v[8 * q + 4], v[8 * q + 5]), pack_bf16(v[8 * q + 6], v[8 * q + 7]));
+  }
+}
+
+// One token a block, one group a thread.
+template <WeightFormat F>
+__global__ void embed_k_kernel(WeightRef t, const int32_t* tokens, int d, float* out) {
+  const int64_t row = tokens[blockIdx.x];
+  const int groups = d / 32, n_sb = d / kQKBlock;
+  float* o = out + static_cast<int64_t>(blockIdx.x) * d;
+  for (int gi = threadIdx.x; gi < groups; gi += blockDim.x) {
+    float v[32];
+    group_at<F>(t, row * n_sb + gi / kGroups, gi % kGroups, v);
+#pragma unroll
+    for (int l = 0; l < 32; ++l) o[gi * 32 + l] = v[l];
+  }
+}
+
+template <WeightFormat F>
+void dequant_f(const WeightRef& w, int64_t rows, int k, __nv_bfloat16* out, cudaStream_t stream) {
+  const int threads = 256;
+  const int64_t n = rows * k / 32;
+  const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 16 * sm_count()));
+  dequant_k_kernel<F><<<blocks, threads, 0, stream>>>(w, n, out);
+  check_launch("dequant_k_kernel");
+}
+
+}  // namespace
+
+void gemv_kquant_prepare() {
+  prepare_f<WeightFormat::kQ4_K>();
+  prepare_f<WeightFormat::kQ5_K>();
+  prepare_f<WeightFormat::kQ6_K>();
+}
+
+void gemv_kquant(const GemvArgs& a, cudaStream_t stream) {
+  switch (a.q.format) {
+    case WeightFormat::kQ4_K: return launch_f<WeightFormat::kQ4_K>(a, stream);
+    case WeightFormat::kQ5_K: return launch_f<WeightFormat::kQ5_K>(a, stream);
+    case WeightFormat::kQ6_K: return launch_f<WeightFormat::kQ6_K>(a, stream);
+    default: throw Error("gemv_kquant: not a K-quant format");
+  }
+}
+
+void dequantize_kquant_bf16(const WeightRef& w, int64_t rows, int k, bf16_t* out, cudaStream_t stream) {
+  auto* o = reinterpret_cast<__nv_bfloat16*>(out);
+  switch (w.format) {
+    case WeightFormat::kQ4_K: return dequant_f<WeightFormat::kQ4_K>(w, rows, k, o, stream);
+    case WeightFormat::kQ5_K: return dequant_f<WeightFormat::kQ5_K>(w, rows, k, o, stream);
+    case WeightFormat::kQ6_K: return dequant_f<WeightFormat::kQ6_K>(w, rows, k, o, stream);
+    default: throw Error("dequantize_bf16: not a K-quant format");
+  }
+}
+
+void embed_kquant(const WeightRef& table, const int32_t* tokens, int n, int d, float* out, cudaStream_t stream) {
+  switch (table.format) {
+    case WeightFormat::kQ4_K: embed_k_kernel<WeightFormat::kQ4_K><<<n, 128, 0, stream>>>(table, tokens, d, out); break;
+    case WeightFormat::kQ5_K: embed_k_kernel<WeightFormat::kQ5_K><<<n, 128, 0, stream>>>(table, tokens, d, out); break;
+    case WeightFormat::kQ6_K: embed_k_kernel<WeightFormat::kQ6_K><<<n, 128, 0, stream>>>(table, tokens, d, out); break;
+    default: throw Error("embed_rows_any: not a K-quant format");
+  }
+  check_launch("embed_k_kernel");
+}
+
+}  // namespace lazyllm::cuda::gemv_detail
