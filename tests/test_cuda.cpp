@@ -747,9 +747,11 @@ TEST(CudaQuant, WeightBytesPlannedForEachForm) {
   }
 }
 
-// A matrix whose parts differ in type (Q|K|V with V in Q6_K and Q, K in Q4_K, as Q4_K_M files
-// have) goes to bf16, as does a native type beside an unquantized one; one type stays native.
-TEST(CudaQuant, MixedPartsGoToBf16) {
+// A matrix whose parts differ in type goes to bf16 as one matrix (a native type beside an
+// unquantized one, or quantized types the matrix may not split), or, for Q|K|V of different
+// quantized types (V in Q6_K and Q, K in Q4_K, as Q4_K_M files have), as parts in their own
+// blocks: a Q4_K_M model's planned bytes are then its file's matrices' bytes. No GPU needed.
+TEST(CudaQuant, MixedPartsSplitOrGoToBf16) {
   auto view = [](DType t) {
     WeightView v;
     v.type = t, v.rows = 4, v.cols = 256;
@@ -761,6 +763,34 @@ TEST(CudaQuant, MixedPartsGoToBf16) {
   EXPECT_EQ(gpu_matrix_type({&q4k, &q4k, &q6k}, GpuWeights::kNative), DType::BF16);
   EXPECT_EQ(gpu_matrix_type({&q4k, &f16}, GpuWeights::kNative), DType::BF16);
   EXPECT_EQ(gpu_matrix_type({&q4k}, GpuWeights::kBf16), DType::BF16);
+  EXPECT_TRUE(gpu_split_parts({&q4k, &q4k, &q6k}, GpuWeights::kNative));
+  EXPECT_FALSE(gpu_split_parts({&q4k, &q4k, &q6k}, GpuWeights::kBf16));
+  EXPECT_FALSE(gpu_split_parts({&q4k, &q4k, &q4k}, GpuWeights::kNative));
+  EXPECT_FALSE(gpu_split_parts({&q4k, &f16}, GpuWeights::kNative));
+
+  // 8 layers: Q6_K V and down in layers 0, 3, 6 and 7 (the first and last eighth, every third between).
+  test::ArchSpec spec{.name = "q4km", .embd = 256, .layers = 8, .heads = 4, .kv_heads = 2, .ff = 512};
+  auto model = test::make_model(spec, DType::Q4_K, 42, /*q4_k_m=*/true);
+  const ModelWeights& w = model->weights();
+  int q6_layers = 0;
+  for (int l = 0; l < 8; ++l) {
+    const bool q6 = w.layers[l].wv.type == DType::Q6_K;
+    EXPECT_EQ(q6, l == 0 || l == 3 || l == 6 || l == 7) << "layer " << l;
+    EXPECT_EQ(w.layers[l].w_down.type, w.layers[l].wv.type) << "layer " << l;
+    EXPECT_EQ(w.layers[l].wq.type, DType::Q4_K);
+    q6_layers += q6;
+  }
+  EXPECT_EQ(q6_layers, 4);
+  EXPECT_EQ(w.output.type, DType::Q6_K);
+  int64_t matrix_bytes = 0, floats = 0;
+  auto add = [&](const WeightView& v) { matrix_bytes += v.rows * v.row_stride(); };
+  add(w.token_embd), add(w.output);
+  for (const LayerWeights& L : w.layers)
+    for (const WeightView* v : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) add(*v);
+  floats = 4 * (model->config().n_embd + 2 * int64_t{8} * model->config().n_embd);
+  const GpuWeightPlan plan = plan_gpu_weights(model->config(), w, GpuWeights::kNative);
+  EXPECT_EQ(plan.weight_bytes, matrix_bytes + floats);
+  EXPECT_TRUE(plan.converted.empty());
 }
 
 // Q8_0 and Q4_0 models with their weights kept in their blocks on the GPU (the default) against
@@ -776,9 +806,13 @@ TEST(CudaQuant, NativeModelsFollowTheCpu) {
     spec.embd = 256, spec.ff = 512, spec.layers = 2, spec.name += "_256";
     for (DType dt : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) cases.emplace_back(spec, dt);
   }
+  // And the Q4_K_M mix (Q|K|V in parts of their own types in 4 of 8 layers).
+  test::ArchSpec mix = test::arch_variants()[0];
+  mix.embd = 256, mix.ff = 512, mix.layers = 8, mix.name = "llama_gqa_q4_K_M";
+  cases.emplace_back(mix, DType::Q4_K);
   for (const auto& [spec, dt] : cases) {
     SCOPED_TRACE(spec.name + " " + std::string(dtype_name(dt)));
-    auto model = test::make_model(spec, dt);
+    auto model = test::make_model(spec, dt, 42, spec.name == mix.name);
     auto prompt = random_tokens(90, model->config().n_vocab, 11);
     const double worst = std::max(compare_backends(model, prompt, 0, 6), compare_backends(model, prompt, 41, 3));
     Session gpu(model, options(Device::Cuda, 128));

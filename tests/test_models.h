@@ -33,14 +33,17 @@ inline std::vector<ArchSpec> arch_variants() {
   return v;
 }
 
-// Writes a random model of this shape with gen-model's generator and loads it.
-inline std::shared_ptr<Model> make_model(const ArchSpec& s, DType dtype, uint64_t seed = 42) {
+// Writes a random model of this shape with gen-model's generator and loads it (q4_k_m: dtype
+// Q4_K with Q4_K_M's Q6_K matrices).
+inline std::shared_ptr<Model> make_model(const ArchSpec& s, DType dtype, uint64_t seed = 42, bool q4_k_m = false) {
   GenModelOptions o;
   o.spec = {s.name, s.arch, s.embd, s.layers, s.heads, s.kv_heads, s.ff, s.vocab, s.ctx, s.tied, s.rope_base, s.llama3_rope};
   o.dtype = dtype;
+  o.q4_k_m = q4_k_m;
   o.seed = seed;
   o.threads = 2;
-  const auto path = temp_path(s.name + "-" + std::string(dtype_name(dtype)) + "-" + std::to_string(seed) + ".gguf");
+  const std::string type = q4_k_m ? "q4_K_M" : std::string(dtype_name(dtype));
+  const auto path = temp_path(s.name + "-" + type + "-" + std::to_string(seed) + ".gguf");
   generate_model(o, path.string());
   return Model::load(path.string());
 }

@@ -227,6 +227,7 @@ GenModelSpec parse_dims(const std::string& spec) {
 uint64_t generate_model(const GenModelOptions& o, const std::string& path) {
   GenModelSpec s = o.spec;
   check_spec(s, o.dtype);
+  if (o.q4_k_m && o.dtype != DType::Q4_K) throw Error("gen-model: the Q4_K_M mix needs dtype q4_K");
 
   GGUFWriter w;
   const std::string& a = s.arch;
@@ -284,9 +285,14 @@ uint64_t generate_model(const GenModelOptions& o, const std::string& path) {
     });
   };
   const int hd = s.embd / s.heads, kv_dim = s.kv_heads * hd;
+  // Q4_K_M: more bits where quantization error costs most (the output, V and down of the first
+  // and last layers and of every third layer between).
+  const int n = s.layers;
+  auto more_bits = [&](int l) { return l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2; };
+  const DType wide = o.q4_k_m ? DType::Q6_K : o.dtype;
   matrix("token_embd.weight", s.embd, s.vocab, o.dtype, std::sqrt(static_cast<float>(s.embd)));
   vector("output_norm.weight", s.embd, 1.0f, 0.05f);
-  if (!s.tied) matrix("output.weight", s.embd, s.vocab, o.dtype, 1.0f);
+  if (!s.tied) matrix("output.weight", s.embd, s.vocab, wide, 1.0f);
   if (s.llama3_rope) {
     const auto f = llama3_rope_factors(hd, s.rope_base, 8.0f, 1.0f, 4.0f, s.ctx);
     std::vector<uint8_t> bytes(f.size() * sizeof(float));
@@ -298,7 +304,7 @@ uint64_t generate_model(const GenModelOptions& o, const std::string& path) {
     vector(p + "attn_norm.weight", s.embd, 1.0f, 0.05f);
     matrix(p + "attn_q.weight", s.embd, s.embd, o.dtype, 1.0f);
     matrix(p + "attn_k.weight", s.embd, kv_dim, o.dtype, 1.0f);
-    matrix(p + "attn_v.weight", s.embd, kv_dim, o.dtype, 1.0f);
+    matrix(p + "attn_v.weight", s.embd, kv_dim, more_bits(l) ? wide : o.dtype, 1.0f);
     matrix(p + "attn_output.weight", s.embd, s.embd, o.dtype, 1.0f);
     if (a == "qwen2") {
       vector(p + "attn_q.bias", s.embd, 0.0f, 0.02f);
@@ -308,7 +314,7 @@ uint64_t generate_model(const GenModelOptions& o, const std::string& path) {
     vector(p + "ffn_norm.weight", s.embd, 1.0f, 0.05f);
     matrix(p + "ffn_gate.weight", s.embd, s.ff, o.dtype, 1.0f);
     matrix(p + "ffn_up.weight", s.embd, s.ff, o.dtype, 1.0f);
-    matrix(p + "ffn_down.weight", s.ff, s.embd, o.dtype, 1.0f);
+    matrix(p + "ffn_down.weight", s.ff, s.embd, more_bits(l) ? wide : o.dtype, 1.0f);
   }
   w.write(path, o.tensor_data);
   return w.file_size();

@@ -41,6 +41,9 @@ constexpr int kMinSyntheticVocab = 400;
 struct GenModelOptions {
   GenModelSpec spec;
   DType dtype = DType::F32;     // type of the 2-D weight matrices
+  // With dtype Q4_K: the mix of the Q4_K_M files people download, Q6_K for the output matrix and
+  // for V and down in the first and last eighth of the layers and every third layer between.
+  bool q4_k_m = false;
   std::string vocab_from;       // copy tokenizer.* metadata from this GGUF (vocab = its size)
   uint64_t seed = 1;
   int threads = 0;              // 0: all cores

@@ -19,6 +19,16 @@ DType gpu_matrix_type(std::initializer_list<const WeightView*> parts, GpuWeights
   return t;
 }
 
+bool gpu_split_parts(std::initializer_list<const WeightView*> parts, GpuWeights mode) {
+  if (mode != GpuWeights::kNative) return false;
+  bool mixed = false;
+  for (const WeightView* p : parts) {
+    if (!gpu_native_type(p->type)) return false;
+    mixed = mixed || p->type != (*parts.begin())->type;
+  }
+  return mixed;
+}
+
 int64_t gpu_matrix_bytes(DType t, int64_t rows, int64_t cols) {
   if (t == DType::BF16) return rows * cols * 2;
   return rows * row_bytes(t, cols);  // the same bytes as the file's blocks, arranged differently
@@ -36,11 +46,17 @@ GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuW
     }
   };
   // A matrix of `parts`; `staged` rows at a time go through the bf16 scratch in prefill.
-  auto matrix = [&](std::initializer_list<const WeightView*> parts, bool layer, int64_t staged_rows) {
+  auto matrix = [&](std::initializer_list<const WeightView*> parts, bool layer, int64_t staged_rows,
+                    bool split_types = false) {
+    const int64_t cols = (*parts.begin())->cols;
+    if (split_types && gpu_split_parts(parts, mode)) {  // each part in its own blocks
+      for (const WeightView* v : parts) p.weight_bytes += gpu_matrix_bytes(v->type, v->rows, cols);
+      if (layer) p.scratch_elems = std::max(p.scratch_elems, staged_rows * cols);
+      return;
+    }
     const DType t = gpu_matrix_type(parts, mode);
     int64_t rows = 0;
     for (const WeightView* v : parts) rows += v->rows;
-    const int64_t cols = (*parts.begin())->cols;
     p.weight_bytes += gpu_matrix_bytes(t, rows, cols);
     if (layer && t != DType::BF16) p.scratch_elems = std::max(p.scratch_elems, staged_rows * cols);
     note(parts, t);
@@ -52,7 +68,7 @@ GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuW
   const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
   for (const LayerWeights& L : w.layers) {
     p.weight_bytes += 2 * c.n_embd * f;  // norms
-    matrix({&L.wq, &L.wk, &L.wv}, true, qd + 2 * kvd);
+    matrix({&L.wq, &L.wk, &L.wv}, true, qd + 2 * kvd, /*split_types=*/true);
     if (L.bq) p.weight_bytes += (qd + 2 * kvd) * f;
     matrix({&L.wo}, true, L.wo.rows);
     matrix({&L.w_gate, &L.w_up}, true, L.w_gate.rows);

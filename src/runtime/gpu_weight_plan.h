@@ -19,6 +19,10 @@ struct WeightView;
 // Q4_K, Q5_K, Q6_K) in native mode, else BF16.
 DType gpu_matrix_type(std::initializer_list<const WeightView*> parts, GpuWeights mode);
 
+// Whether a matrix of `parts` goes to the GPU as parts of different quantized types, each in its
+// own blocks (native mode, every part's type native, not all one type): Q|K|V of Q4_K_M files.
+bool gpu_split_parts(std::initializer_list<const WeightView*> parts, GpuWeights mode);
+
 // Whether the CUDA backend reads matrices of type t in their blocks.
 bool gpu_native_type(DType t);
 

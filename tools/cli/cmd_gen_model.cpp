@@ -1,6 +1,7 @@
 // lazyllm gen-model: write a random-weight GGUF of a named or custom shape (no download needed).
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "commands.h"
 #include "common.h"
@@ -24,7 +25,9 @@ void add_gen_model_command(CLI::App& app, int& exit_code) {
                                "Custom shape: embd=..,layers=..,heads=..,kv_heads=..,ff=..,vocab=..,ctx=.."
                                "[,arch=qwen2][,tied=1][,rope_base=..][,llama3_rope=1]");
   dims->excludes(shape);
-  cmd->add_option("--dtype", a->dtype, "Type of the weight matrices: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K or q6_K")
+  cmd->add_option("--dtype", a->dtype,
+                  "Type of the weight matrices: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K, or q4_K_M (Q4_K with "
+                  "Q6_K where Q4_K_M files have it)")
       ->capture_default_str();
   cmd->add_option("--vocab-from", a->vocab_from, "Copy the vocabulary (tokenizer.* metadata) from this GGUF");
   cmd->add_option("--layers", a->layers, "Override the shape's number of layers (a model of full width, fewer layers)")
@@ -44,8 +47,9 @@ void add_gen_model_command(CLI::App& app, int& exit_code) {
       o.spec.layers = a->layers;
     }
     o.tensor_data = !a->no_data;
-    const auto t = parse_dtype(a->dtype);
-    if (!t) throw Error("unknown dtype '" + a->dtype + "' (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)");
+    o.q4_k_m = a->dtype == "q4_K_M" || a->dtype == "q4_k_m";
+    const auto t = o.q4_k_m ? std::optional<DType>(DType::Q4_K) : parse_dtype(a->dtype);
+    if (!t) throw Error("unknown dtype '" + a->dtype + "' (f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K, q4_K_M)");
     o.dtype = *t;
     o.vocab_from = a->vocab_from;
     o.seed = a->seed;
@@ -54,8 +58,8 @@ void add_gen_model_command(CLI::App& app, int& exit_code) {
     const uint64_t bytes = generate_model(o, a->out);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "wrote %s (%s, %s, %.1f MiB%s) in %.1f s\n", a->out.c_str(), o.spec.name.c_str(),
-                 std::string(dtype_name(o.dtype)).c_str(), bytes / 1048576.0, o.tensor_data ? "" : ", no tensor data",
-                 secs);
+                 o.q4_k_m ? "q4_K_M" : std::string(dtype_name(o.dtype)).c_str(), bytes / 1048576.0,
+                 o.tensor_data ? "" : ", no tensor data", secs);
     exit_code = 0;
   });
 }

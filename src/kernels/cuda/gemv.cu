@@ -129,11 +129,10 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
     if constexpr (SWIGLU) {
       // As the unfused path: gate and up rounded to bf16 (the GEMM's output type) first.
       const float g = __bfloat162float(__float2bfloat16(v0)), u = __bfloat162float(__float2bfloat16(v1));
-      static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + row0] =
-          __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+      static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, row0)] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
     } else {
-      store(a, static_cast<int64_t>(mi) * a.n_out + row0, v0);
-      if (has1) store(a, static_cast<int64_t>(mi) * a.n_out + row0 + 1, v1);
+      store(a, y_index(a, mi, row0), v0);
+      if (has1) store(a, y_index(a, mi, row0 + 1), v1);
     }
   }
 }

@@ -27,6 +27,7 @@ struct GemvArgs {
   float eps = 0.0f;
   bool swiglu = false;  // Y = bf16(silu(gate) * up), m rows of n_out (y_f32 false, beta 0)
   void* y = nullptr;
+  int ldy = 0;  // elements between Y's rows; 0: n_out (a product writing a slice of wider rows)
   bool y_f32 = true;
   float beta = 0.0f;
   // Quantized weights: when q.format is not kBf16, W is q (n_out rows, or 2 n_out for SwiGLU)

@@ -30,6 +30,11 @@ __device__ inline float warp_sum(float v) {
   return v;
 }
 
+// Where row mi, output o of Y is.
+__device__ inline int64_t y_index(const GemvArgs& a, int mi, int o) {
+  return static_cast<int64_t>(mi) * (a.ldy > 0 ? a.ldy : a.n_out) + o;
+}
+
 __device__ inline void store(const GemvArgs& a, int64_t idx, float v) {
   if (a.y_f32) {
     float* yf = static_cast<float*>(a.y) + idx;

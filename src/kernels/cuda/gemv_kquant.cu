@@ -258,11 +258,11 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
       for (int r = 0; r < kRows; ++r) v[r] = warp_sum(acc[r][mi]);
       if (lane != 0) continue;
       if constexpr (SWIGLU) {
-        static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + g] = swiglu_out(v[0], v[1]);
+        static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, g)] = swiglu_out(v[0], v[1]);
       } else {
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
-          if (valid[r]) store(a, static_cast<int64_t>(mi) * a.n_out + rows[r], v[r]);
+          if (valid[r]) store(a, y_index(a, mi, rows[r]), v[r]);
       }
     }
   }

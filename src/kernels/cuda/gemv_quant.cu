@@ -221,12 +221,12 @@ __global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
 #pragma unroll
         for (int j = 0; j < O; ++j) {
           if (!valid[j]) continue;
-          static_cast<__nv_bfloat16*>(a.y)[static_cast<int64_t>(mi) * a.n_out + rows[j]] = swiglu_out(v[j], v[O + j]);
+          static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, rows[j])] = swiglu_out(v[j], v[O + j]);
         }
       } else {
 #pragma unroll
         for (int r = 0; r < R; ++r)
-          if (valid[r]) store(a, static_cast<int64_t>(mi) * a.n_out + rows[r], v[r]);
+          if (valid[r]) store(a, y_index(a, mi, rows[r]), v[r]);
       }
     }
   }

@@ -149,9 +149,9 @@ void CudaForward::ensure_dequant_scratch(int k) {
 }
 
 void CudaForward::gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
-                       float beta) {
+                       float beta, int ldy) {
   if (needs_dequant(w, m, k)) ensure_dequant_scratch(k);
-  weight_gemm(blas_, stream_, w, n_out, k, x, m, y, y_type, beta, dequant_.get(), dequant_.size());
+  weight_gemm(blas_, stream_, w, n_out, k, x, m, y, y_type, beta, dequant_.get(), dequant_.size(), ldy);
 }
 
 void CudaForward::ensure_aux() {
@@ -171,16 +171,22 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
   // Decode-sized batches: RMSNorm fused into the products after it, SwiGLU into gate|up.
   const bool small = cuda::gemv_applies(m, d) && cuda::gemv_applies(m, ff) && cuda::gemv_applies(m, qd);
 
-  if (small) {
-    cuda::GemvArgs g;
-    set_weight(g, L.wqkv.ref);
-    g.n_out = qd + 2 * kvd, g.k = d, g.m = m;
-    g.norm_in = h, g.norm_w = L.attn_norm.get(), g.eps = c_.rms_eps;
-    g.y = qkv_.get(), g.y_f32 = true;
-    cuda::gemv(g, stream_);
-  } else {
-    cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
-    gemm(L.wqkv.ref, qd + 2 * kvd, d, xn_.get(), m, qkv_.get(), CUDA_R_32F, 0.0f);
+  // Q|K|V is one matrix, or its parts one at a time where their types differ (each a slice of
+  // the qkv rows).
+  const int qkv_n = qd + 2 * kvd;
+  if (!small) cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
+  for (const cuda::MatrixPart& part : L.wqkv.parts) {
+    float* y = qkv_.get() + part.row0;
+    if (small) {
+      cuda::GemvArgs g;
+      set_weight(g, part.ref);
+      g.n_out = static_cast<int>(part.rows), g.k = d, g.m = m;
+      g.norm_in = h, g.norm_w = L.attn_norm.get(), g.eps = c_.rms_eps;
+      g.y = y, g.ldy = qkv_n, g.y_f32 = true;
+      cuda::gemv(g, stream_);
+    } else {
+      gemm(part.ref, static_cast<int>(part.rows), d, xn_.get(), m, y, CUDA_R_32F, 0.0f, qkv_n);
+    }
   }
   cuda::QkvFinishArgs qa{qkv_.get(), m,  c.d_pos, L.bqkv.empty() ? nullptr : L.bqkv.get(),
                          rope_cos_.get(), rope_sin_.get(), c_.n_heads, c_.n_kv_heads, hd, c_.rope_neox,

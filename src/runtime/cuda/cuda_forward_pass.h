@@ -145,7 +145,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void ensure_aux();
   // weight_gemm() with this forward pass's cuBLAS handle, stream and scratch.
   void gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
-            float beta);
+            float beta, int ldy = 0);
   void ensure_dequant_scratch(int k);
 
   const ModelConfig& c_;

@@ -101,10 +101,20 @@ WeightFormat format_of(DType t) {
 
 }  // namespace
 
-CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeights mode, int64_t& bytes) {
+CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeights mode, int64_t& bytes,
+                         bool split_types) {
   CudaMatrix m;
   m.cols = (*parts.begin())->cols;
   for (const WeightView* p : parts) m.rows += p->rows;
+  if (split_types && gpu_split_parts(parts, mode)) {
+    int64_t row0 = 0;
+    for (const WeightView* p : parts) {
+      m.split.push_back(upload_matrix({p}, mode, bytes));
+      m.parts.push_back({m.split.back().ref, row0, p->rows});
+      row0 += p->rows;
+    }
+    return m;
+  }
   const DType t = gpu_matrix_type(parts, mode);
   const WeightFormat f = format_of(t);
   const int64_t total = gpu_matrix_bytes(t, m.rows, m.cols);
@@ -132,6 +142,7 @@ CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeig
   m.ref.format = f;
   m.ref.w = m.data.get();
   if (weight_row_scales(f, m.cols) > 0) m.ref.scales = reinterpret_cast<const uint16_t*>(m.data.get() + q_bytes);
+  m.parts.push_back({m.ref, 0, m.rows});
   return m;
 }
 
@@ -170,7 +181,7 @@ std::shared_ptr<CudaWeights> upload(const Model& model, GpuWeights mode) {
     CudaLayerWeights& G = out->layers[l];
     G.attn_norm = upload_floats(L.attn_norm, c.n_embd, bytes);
     G.ffn_norm = upload_floats(L.ffn_norm, c.n_embd, bytes);
-    G.wqkv = upload_matrix({&L.wq, &L.wk, &L.wv}, mode, bytes);
+    G.wqkv = upload_matrix({&L.wq, &L.wk, &L.wv}, mode, bytes, /*split_types=*/true);
     if (L.bq) {
       std::vector<float> b(L.bq, L.bq + qd);
       b.insert(b.end(), L.bk, L.bk + kvd);

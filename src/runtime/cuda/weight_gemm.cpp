@@ -28,22 +28,23 @@ bool needs_dequant(const cuda::WeightRef& w, int m, int k) {
 }
 
 void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k, const bf16_t* x,
-                 int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems) {
+                 int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems, int ldy) {
+  if (ldy <= 0) ldy = n_out;
   if (cuda::gemv_applies(w.format, m, k)) {
     cuda::GemvArgs g;
     set_weight(g, w);
-    g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.y_f32 = y_type == CUDA_R_32F, g.beta = beta;
+    g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.ldy = ldy, g.y_f32 = y_type == CUDA_R_32F, g.beta = beta;
     return cuda::gemv(g, stream);
   }
   if (w.format == cuda::WeightFormat::kBf16)
-    return cublas_gemm(h, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, n_out, y_type, beta);
+    return cublas_gemm(h, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, ldy, y_type, beta);
   if (scratch_elems < static_cast<size_t>(k)) throw std::logic_error("CUDA forward: no dequantization scratch");
   const int chunk = static_cast<int>(std::min<size_t>(n_out, scratch_elems / k));
   const size_t y_elem = y_type == CUDA_R_32F ? sizeof(float) : sizeof(bf16_t);
   for (int r0 = 0; r0 < n_out; r0 += chunk) {
     const int rows = std::min(chunk, n_out - r0);
     cuda::dequantize_bf16(cuda::weight_rows(w, r0, k), rows, k, scratch, stream);
-    cublas_gemm(h, scratch, rows, k, x, m, static_cast<char*>(y) + r0 * y_elem, n_out, y_type, beta);
+    cublas_gemm(h, scratch, rows, k, x, m, static_cast<char*>(y) + r0 * y_elem, ldy, y_type, beta);
   }
 }
 

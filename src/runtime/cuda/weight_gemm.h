@@ -28,9 +28,9 @@ bool needs_dequant(const cuda::WeightRef& w, int m, int k);
 // Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k; beta = 1
 // accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernels; larger
 // batches cuBLAS, a quantized W dequantized into `scratch` (at least k elements) a chunk of rows
-// at a time.
+// at a time. ldy > 0: Y's rows are ldy apart (W makes a slice of them).
 void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k,
                  const cuda::bf16_t* x, int m, void* y, cudaDataType y_type, float beta, cuda::bf16_t* scratch,
-                 size_t scratch_elems);
+                 size_t scratch_elems, int ldy = 0);
 
 }  // namespace lazyllm::cuda_pass
