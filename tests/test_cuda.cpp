@@ -793,8 +793,8 @@ TEST(CudaQuant, MixedPartsSplitOrGoToBf16) {
   EXPECT_TRUE(plan.converted.empty());
 }
 
-// Q8_0 and Q4_0 models with their weights kept in their blocks on the GPU (the default) against
-// the CPU backend on the same file, as RandomModelsOfEachArchitecture (prefill dequantizes for
+// Q8_0, Q4_0, K-quant and Q4_K_M models with their weights kept in their blocks on the GPU (the
+// default) against the CPU backend on the same file, as RandomModelsOfEachArchitecture (prefill dequantizes for
 // cuBLAS, decode reads the blocks); the session's GPU weights take the planned bytes.
 TEST(CudaQuant, NativeModelsFollowTheCpu) {
   LAZYLLM_REQUIRE_GPU();

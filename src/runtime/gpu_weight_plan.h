@@ -34,7 +34,8 @@ struct GpuWeightPlan {
   // Elements of the largest bf16 staging a quantized layer matrix needs for prefill products
   // (gate and up are dequantized one at a time); 0 when nothing stays quantized.
   int64_t scratch_elems = 0;
-  // Stored types that are quantized but go to the GPU as bf16 (no native kernel), by name.
+  // Stored types that are quantized but go to the GPU as bf16 (in a matrix whose parts differ in
+  // type and do not split, e.g. gate|up), by name.
   std::vector<std::string> converted;
 };
 GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuWeights mode);

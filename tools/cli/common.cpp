@@ -34,8 +34,8 @@ void DeviceFlag::add_to(CLI::App* cmd) {
       ->capture_default_str();
   cmd->add_option(
          "--gpu-weights", gpu_weights,
-         "Weights on a GPU: native (Q8_0/Q4_0 kept in their blocks, other types as bf16) or bf16 (every matrix "
-         "converted at load)")
+         "Weights on a GPU: native (Q8_0, Q4_0, Q4_K, Q5_K and Q6_K kept in their blocks, F32 as bf16) or bf16 "
+         "(every matrix converted at load)")
       ->check(CLI::IsMember({"native", "bf16"}))
       ->capture_default_str();
 }

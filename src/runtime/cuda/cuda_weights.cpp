@@ -161,7 +161,7 @@ std::shared_ptr<CudaWeights> upload(const Model& model, GpuWeights mode) {
   const GpuWeightPlan plan = plan_gpu_weights(c, w, mode);
   if (mode == GpuWeights::kNative)
     for (const std::string& t : plan.converted)
-      std::fprintf(stderr, "note: the CUDA backend has no kernels for %s weights yet; they go to the GPU as bf16\n",
+      std::fprintf(stderr, "note: %s weights in matrices whose parts differ in type go to the GPU as bf16\n",
                    t.c_str());
   auto out = std::make_shared<CudaWeights>();
   out->scratch_elems = plan.scratch_elems;
