@@ -34,7 +34,6 @@ __device__ inline float dot8(const uint4& w, const uint4& x, float acc) {
   return acc;
 }
 
-
 template <int M, bool SWIGLU, bool NORM>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -127,9 +126,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
     const float v0 = warp_sum(acc0[mi]), v1 = warp_sum(acc1[mi]);
     if (lane != 0) continue;
     if constexpr (SWIGLU) {
-      // As the unfused path: gate and up rounded to bf16 (the GEMM's output type) first.
-      const float g = __bfloat162float(__float2bfloat16(v0)), u = __bfloat162float(__float2bfloat16(v1));
-      static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, row0)] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+      static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, row0)] = swiglu_out(v0, v1);
     } else {
       store(a, y_index(a, mi, row0), v0);
       if (has1) store(a, y_index(a, mi, row0 + 1), v1);

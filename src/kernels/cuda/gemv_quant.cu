@@ -1,6 +1,6 @@
 // Decode's matrix-vector products over quantized weights (Q8_0, Q4_0 in the layout of
-// weight_ref.h; the K-quants are in gemv_kquant.cu), and the conversions the other paths need (prefill's dequantization
-// into bf16, embedding rows).
+// weight_ref.h; the K-quants are in gemv_kquant.cu), and the conversions the other paths need
+// (prefill's dequantization into bf16, embedding rows).
 //
 // The products read a quarter (Q4_0) to a half (Q8_0) of the bytes bf16 would, so the arithmetic
 // per byte grows: the activation rows are quantized to 8 bits per 32-element block in shared
