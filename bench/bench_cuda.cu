@@ -2,8 +2,10 @@
 // the device-to-device copy ceiling, decode's matrix-vector products (GB/s of weights: bf16, and
 // Q8_0 / Q4_0 / K-quant blocks with prefill's dequantization), decode attention (GB/s of K/V),
 // prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
-// and importance. Usage: lazyllm_bench_cuda [--quick | --quant [q8_0,q4_0,q4_k,q5_k,q6_k]] (--quant:
-// the copy and the quantized products only, of the formats listed or all)
+// and importance. Usage: lazyllm_bench_cuda [--quick | --quant [q8_0,q4_0,q4_k,q5_k,q6_k] |
+// --qgemm [formats]] (--quant: the copy and the quantized products only, of the formats listed or
+// all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against
+// dequantizing into bf16 for cuBLAS and, up to 4 rows, the matrix-vector kernel unfused)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,6 +23,8 @@
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/qgemm.h"
+#include "runtime/cuda/weight_gemm.h"
 
 using namespace lazyllm;
 using namespace lazyllm::cuda;
@@ -149,6 +153,37 @@ void bench_gemv() {
   std::printf("gemv one token's products (32 layers + output): new %.2f ms, old %.2f ms\n", total_new, total_old);
 }
 
+constexpr int kQuantCopies = 4;  // rotate weights so that L2 does not hold them
+const std::pair<WeightFormat, const char*> kQuantFormats[] = {{WeightFormat::kQ8_0, "q8_0"},
+                                                              {WeightFormat::kQ4_0, "q4_0"},
+                                                              {WeightFormat::kQ4_K, "q4_k"},
+                                                              {WeightFormat::kQ5_K, "q5_k"},
+                                                              {WeightFormat::kQ6_K, "q6_k"}};
+
+bool listed(const std::string& only, const char* name) {
+  return only.empty() || ("," + only + ",").find("," + std::string(name) + ",") != std::string::npos;
+}
+
+// kQuantCopies random matrices of `rows` x k in format f (quants and f16 scales).
+struct QuantCopies {
+  DeviceBuffer<uint8_t> q[kQuantCopies];
+  DeviceBuffer<uint16_t> d[kQuantCopies];
+  WeightFormat f;
+  double bytes;  // of one copy: quants and scales
+  QuantCopies(WeightFormat format, size_t rows, int k) : f(format) {
+    const size_t q_bytes = rows * weight_row_bytes(f, k),
+                 n_scales = std::max<size_t>(1, rows * weight_row_scales(f, k));
+    for (int c = 0; c < kQuantCopies; ++c) {
+      fill<uint8_t>(
+          q[c], q_bytes, [](std::mt19937& r) { return static_cast<uint8_t>(r()); }, 20 + c);
+      fill<uint16_t>(
+          d[c], n_scales, [](std::mt19937& r) { return f16(uni(r) * 0.01f); }, 30 + c);
+    }
+    bytes = static_cast<double>(q_bytes + (weight_row_scales(f, k) ? 2 * n_scales : 0));
+  }
+  WeightRef ref(int i) const { return WeightRef{f, q[i % kQuantCopies].get(), d[i % kQuantCopies].get()}; }
+};
+
 // The same products over Q8_0 / Q4_0 / K-quant blocks (gemv_quant.cu, gemv_kquant.cu), one and four activation rows,
 // GB/s of the blocks' bytes (quants and scales); and prefill's dequantization into bf16 (GB/s read + written).
 void bench_gemv_quant(const std::string& only) {
@@ -162,30 +197,15 @@ void bench_gemv_quant(const std::string& only) {
                           {"gate|up 2x11008x4096 +norm+swiglu", 11008, 4096, true, true},
                           {"down 4096x11008", 4096, 11008, false, false},
                           {"output 32000x4096 +norm", 32000, 4096, false, true}};
-  constexpr int kCopies = 4;  // rotate weights so that L2 does not hold them
-  const std::pair<WeightFormat, const char*> formats[] = {{WeightFormat::kQ8_0, "q8_0"},
-                                                          {WeightFormat::kQ4_0, "q4_0"},
-                                                          {WeightFormat::kQ4_K, "q4_k"},
-                                                          {WeightFormat::kQ5_K, "q5_k"},
-                                                          {WeightFormat::kQ6_K, "q6_k"}};
-  for (const auto& fmt : formats) {
+  for (const auto& fmt : kQuantFormats) {
     const WeightFormat f = fmt.first;
     const char* fname = fmt.second;
-    if (!only.empty() && ("," + only + ",").find("," + std::string(fname) + ",") == std::string::npos) continue;
+    if (!listed(only, fname)) continue;
     for (int m : {1, 4}) {
       double total = 0;
       for (const Shape& s : shapes) {
         const size_t rows = static_cast<size_t>(s.swiglu ? 2 : 1) * s.n_out;
-        const size_t q_bytes = rows * weight_row_bytes(f, s.k),
-                     n_scales = std::max<size_t>(1, rows * weight_row_scales(f, s.k));
-        DeviceBuffer<uint8_t> q[kCopies];
-        DeviceBuffer<uint16_t> d[kCopies];
-        for (int c = 0; c < kCopies; ++c) {
-          fill<uint8_t>(
-              q[c], q_bytes, [](std::mt19937& r) { return static_cast<uint8_t>(r()); }, 20 + c);
-          fill<uint16_t>(
-              d[c], n_scales, [](std::mt19937& r) { return f16(uni(r) * 0.01f); }, 30 + c);
-        }
+        const QuantCopies w(f, rows, s.k);
         DeviceBuffer<uint16_t> x;
         fill<uint16_t>(
             x, static_cast<size_t>(m) * s.k, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
@@ -198,23 +218,20 @@ void bench_gemv_quant(const std::string& only) {
         int c = 0;
         const double ms = time_ms([&] {
           GemvArgs a;
-          const int i = c++ % kCopies;
-          a.q.format = f, a.q.w = q[i].get(), a.q.scales = d[i].get();
+          a.q = w.ref(c++);
           a.n_out = s.n_out, a.k = s.k, a.m = m, a.x = x.get();
           if (s.norm) a.norm_in = hin.get(), a.norm_w = nw.get(), a.eps = 1e-5f;
           a.swiglu = s.swiglu;
           a.y = s.swiglu ? static_cast<void*>(yb.get()) : y.get(), a.y_f32 = !s.swiglu;
           gemv(a, nullptr);
         });
-        const double bytes = static_cast<double>(q_bytes + (weight_row_scales(f, s.k) ? 2 * n_scales : 0));
+        const double bytes = w.bytes;
         total += (s.n_out == 32000 ? 1 : 32) * ms;
         std::printf("gemv %s m=%d %-34s %7.1f us %5.0f GB/s\n", fname, m, s.name, ms * 1e3, bytes / ms / 1e6);
         if (m == 1 && s.n_out == 12288) {
           DeviceBuffer<uint16_t> out(rows * s.k);
-          const double ms_dq = time_ms([&] {
-            const int i = c++ % kCopies;
-            dequantize_bf16(WeightRef{f, q[i].get(), d[i].get()}, static_cast<int64_t>(rows), s.k, out.get(), nullptr);
-          });
+          const double ms_dq =
+              time_ms([&] { dequantize_bf16(w.ref(c++), static_cast<int64_t>(rows), s.k, out.get(), nullptr); });
           std::printf("dequantize %s %s to bf16: %7.1f us %5.0f GB/s (read + write)\n", fname, s.name, ms_dq * 1e3,
                       (bytes + 2.0 * rows * s.k) / ms_dq / 1e6);
         }
@@ -222,6 +239,73 @@ void bench_gemv_quant(const std::string& only) {
       std::printf("gemv %s m=%d one token's products (32 layers + output): %.2f ms\n", fname, m, total);
     }
   }
+}
+
+// Batches of m activation rows over quantized weights (prefill of short prompts, batched decode):
+// qgemm (the blocks read on the tensor cores) against the matrix dequantized into bf16 and
+// multiplied with cuBLAS, and up to 4 rows the matrix-vector kernel; a step's products (32
+// layers + output) for each m.
+void bench_qgemm(const std::string& only) {
+  struct Shape {
+    const char* name;
+    int n_out, k;
+  };
+  const Shape shapes[] = {{"qkv 12288x4096", 12288, 4096},
+                          {"wo 4096x4096", 4096, 4096},
+                          {"gate|up 22016x4096", 22016, 4096},
+                          {"down 4096x11008", 4096, 11008},
+                          {"output 32000x4096", 32000, 4096}};
+  cublasHandle_t blas = nullptr;
+  check(cublasCreate(&blas), "cublasCreate");
+  for (const auto& fmt : kQuantFormats) {
+    const WeightFormat f = fmt.first;
+    const char* fname = fmt.second;
+    if (!listed(only, fname)) continue;
+    const std::vector<int> ms = {1, 2, 4, 8, 16, 32, 64};  // up to kQgemmMaxRows
+    std::vector<double> total_q(ms.size()), total_d(ms.size()), total_g(ms.size());
+    for (const Shape& s : shapes) {
+      const size_t rows = s.n_out;
+      const QuantCopies w(f, rows, s.k);
+      DeviceBuffer<uint16_t> x, deq(rows * s.k);
+      fill<uint16_t>(
+          x, static_cast<size_t>(ms.back()) * s.k, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
+      DeviceBuffer<float> y(static_cast<size_t>(ms.back()) * rows);
+      const double bytes = w.bytes;
+      const int times = s.n_out == 32000 ? 1 : 32;
+      for (size_t mi = 0; mi < ms.size(); ++mi) {
+        const int m = ms[mi];
+        int c = 0;
+        const double ms_q = time_ms([&] {
+          GemvArgs a;
+          a.q = w.ref(c++);
+          a.n_out = s.n_out, a.k = s.k, a.m = m, a.x = x.get(), a.y = y.get(), a.y_f32 = true;
+          qgemm(a, nullptr);
+        });
+        const double ms_d = time_ms([&] {
+          dequantize_bf16(w.ref(c++), static_cast<int64_t>(rows), s.k, deq.get(), nullptr);
+          cuda_pass::cublas_gemm(blas, deq.get(), s.n_out, s.k, x.get(), m, y.get(), s.n_out, CUDA_R_32F, 0.0f);
+        });
+        const double ms_g = m > kGemvMaxRows ? 0.0 : time_ms([&] {  // the matrix-vector kernel, unfused
+          GemvArgs a;
+          a.q = w.ref(c++);
+          a.n_out = s.n_out, a.k = s.k, a.m = m, a.x = x.get(), a.y = y.get(), a.y_f32 = true;
+          gemv(a, nullptr);
+        });
+        total_q[mi] += times * ms_q, total_d[mi] += times * ms_d, total_g[mi] += times * ms_g;
+        std::printf(
+            "qgemm %s m=%-3d %-20s %8.1f us %5.0f GB/s %6.1f TFLOP/s | dequantized + cuBLAS %8.1f | "
+            "matrix-vector %8.1f us\n",
+            fname, m, s.name, ms_q * 1e3, bytes / ms_q / 1e6, 2.0 * m * rows * s.k / ms_q / 1e9, ms_d * 1e3,
+            ms_g * 1e3);
+      }
+    }
+    for (size_t mi = 0; mi < ms.size(); ++mi)
+      std::printf(
+          "qgemm %s m=%-3d one step's products (32 layers + output): %.2f ms, dequantized + cuBLAS %.2f, "
+          "matrix-vector %.2f\n",
+          fname, ms[mi], total_q[mi], total_d[mi], total_g[mi]);
+  }
+  cublasDestroy(blas);
 }
 
 struct Cache {
@@ -310,6 +394,10 @@ int main(int argc, char** argv) {
     std::printf("device: %s, %d SMs, L2 %d MB\n", p.name, p.multiProcessorCount, p.l2CacheSize >> 20);
     prepare_kernels();
     bench_copy();
+    if (argc > 1 && std::string(argv[1]) == "--qgemm") {
+      bench_qgemm(argc > 2 ? argv[2] : "");
+      return 0;
+    }
     if (argc > 1 && std::string(argv[1]) == "--quant") {  // the quantized products only
       bench_gemv_quant(argc > 2 ? argv[2] : "");
       return 0;

@@ -654,15 +654,18 @@ std::vector<float> reference_product(const CudaProductCase& c, const std::vector
 
 // The GPU's products over Q8_0, Q4_0 and K-quant blocks against the CPU's dequantized weights, on the
 // paths the forward pass takes: the matrix-vector kernels (batches 1-4; plain, with the RMSNorm
-// fused, accumulating into Y, SwiGLU over gate|up) and the dequantize-then-cuBLAS path (batches
-// 9 and 40, 64 rows of scratch so the larger matrices go in several chunks). Shapes: rows not a
-// multiple of a block's rows, rows of 3 to 344 blocks (chunks past the pipeline's step), and
-// enough rows that the kernels take four rows a warp. Activations go to 8 bits per block in the
-// matrix-vector kernels and weights to bf16 in prefill, hence the bound (a misread block or
-// scale costs far more).
+// fused, accumulating into Y, SwiGLU over gate|up), the tensor-core kernel (batches 5 to 64,
+// kernels/cuda/qgemm.h: 5, 9, 16, 40 and 64 take each of its activation-row tiles, partial ones
+// too) and the dequantize-then-cuBLAS path (batches 100 and 300, the latter on the smaller
+// shapes; 64 rows of scratch so the larger matrices go in several chunks). Shapes: rows
+// not a multiple of a block's rows, rows of 3 to 344 blocks (chunks past the pipeline's step, k
+// not a multiple of the tensor-core kernel's 128-element slices), and enough rows that the
+// kernels take four rows a warp. Activations go to 8 bits per block in the matrix-vector kernels
+// and weights to bf16 elsewhere, hence the bound (a misread block or scale costs far more).
 TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
   LAZYLLM_REQUIRE_GPU();
   constexpr double kProductTol = 2e-2;
+  constexpr int kPastTensorCores = 100;  // the first batch size past kQgemmMaxRows tested
   struct Shape {
     int n_out, k;
     bool swiglu;
@@ -674,13 +677,14 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
   const std::vector<Shape> k_shapes = {{300, 256, false},  {77, 2304, false}, {1000, 1024, false}, {64, 11008, false},
                                        {8500, 256, false}, {301, 256, true},  {77, 2304, true},    {4300, 512, true}};
   for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
-    double worst_gemv = 0, worst_prefill = 0;
+    double worst_gemv = 0, worst_qgemm = 0, worst_prefill = 0;
     uint64_t seed = 1;
     const bool k_quant = type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K;
     for (const Shape& sh : k_quant ? k_shapes : shapes) {
       const QuantRows w = random_quant_rows(type, sh.swiglu ? 2 * sh.n_out : sh.n_out, sh.k, seed++);
       const std::vector<float> norm_w = random_floats(sh.k, seed++, 0.5f, 1.5f);
-      for (int m : {1, 2, 3, 4, 9, 40}) {
+      for (int m : {1, 2, 3, 4, 5, 9, 16, 40, 64, kPastTensorCores, 300}) {
+        if (m == 300 && static_cast<int64_t>(sh.n_out) * sh.k > 300000) continue;
         const std::vector<float> x = random_floats(static_cast<size_t>(m) * sh.k, seed++, -2.0f, 2.0f);
         const std::vector<float> y0 = random_floats(static_cast<size_t>(m) * sh.n_out, seed++, -1.0f, 1.0f);
         enum Variant { kPlain, kNorm, kAccumulate, kSwiglu };
@@ -698,12 +702,14 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
           const std::vector<float> ref = reference_product(c, w.values);
           const double r = rel_diff(gpu, ref);
           EXPECT_LT(r, kProductTol);
-          (m <= 4 ? worst_gemv : worst_prefill) = std::max(m <= 4 ? worst_gemv : worst_prefill, r);
+          double& worst = m <= 4 ? worst_gemv : m < kPastTensorCores ? worst_qgemm : worst_prefill;
+          worst = std::max(worst, r);
         }
       }
     }
     std::cout << "[ cuda ] " << dtype_name(type) << " products: worst relative difference " << worst_gemv
-              << " (matrix-vector), " << worst_prefill << " (dequantized, cuBLAS)\n";
+              << " (matrix-vector), " << worst_qgemm << " (tensor cores), " << worst_prefill
+              << " (dequantized, cuBLAS)\n";
   }
 }
 
@@ -794,8 +800,10 @@ TEST(CudaQuant, MixedPartsSplitOrGoToBf16) {
 }
 
 // Q8_0, Q4_0, K-quant and Q4_K_M models with their weights kept in their blocks on the GPU (the
-// default) against the CPU backend on the same file, as RandomModelsOfEachArchitecture (prefill dequantizes for
-// cuBLAS, decode reads the blocks); the session's GPU weights take the planned bytes.
+// default) against the CPU backend on the same file, as RandomModelsOfEachArchitecture (a 90-token
+// prefill dequantizes for cuBLAS, prefills of 41 and 49 tokens read the blocks on the tensor
+// cores, decode reads them in the matrix-vector kernels); the session's GPU weights take the
+// planned bytes.
 TEST(CudaQuant, NativeModelsFollowTheCpu) {
   LAZYLLM_REQUIRE_GPU();
   // The K-quants need rows of 256 values: the same architectures at that width.

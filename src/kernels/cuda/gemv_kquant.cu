@@ -40,23 +40,6 @@ struct KLoad {
   uint16_t d;     // Q6_K's d
 };
 
-__device__ inline unsigned byte_of(const uint4& v, int i) {
-  const unsigned w = i < 4 ? v.x : i < 8 ? v.y : i < 12 ? v.z : v.w;
-  return (w >> (8 * (i & 3))) & 0xFFu;
-}
-
-// Group j's 6-bit scale and min from a Q4_K/Q5_K header (d, dmin, then scales[12] in bytes 4-15).
-__device__ inline void scale_min(const uint4& hdr, int j, float* sc, float* m) {
-  auto s = [&](int i) { return byte_of(hdr, 4 + i); };
-  if (j < 4) {
-    *sc = static_cast<float>(s(j) & 63);
-    *m = static_cast<float>(s(j + 4) & 63);
-  } else {
-    *sc = static_cast<float>((s(j + 4) & 0xF) | ((s(j - 4) >> 6) << 4));
-    *m = static_cast<float>((s(j + 4) >> 4) | ((s(j) >> 6) << 4));
-  }
-}
-
 __device__ inline int dot4(const unsigned (&w)[4], const int4& x) {
   int s = __dp4a(static_cast<int>(w[0]), x.x, 0);
   s = __dp4a(static_cast<int>(w[1]), x.y, s);

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "kernels/cpu/rope.h"
+#include "kernels/cuda/qgemm.h"
 #include "lazyllm/lazyllm.h"
 #include "model/weights.h"
 
@@ -135,7 +136,7 @@ void CudaForward::ensure_rows(int m) {
   att_.ensure(m * qd);
   gu_.ensure(ffn_rows * 2 * c_.n_ff);
   act_.ensure(ffn_rows * c_.n_ff);
-  if (m > cuda::kGemvMaxRows && w_->scratch_elems > 0) dequant_.ensure(w_->scratch_elems);
+  if (m > cuda::kQgemmMaxRows && w_->scratch_elems > 0) dequant_.ensure(w_->scratch_elems);
 }
 
 void CudaForward::ensure_dequant_scratch(int k) {

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/qgemm.h"
 
 namespace lazyllm::cuda_pass {
 
@@ -24,7 +25,8 @@ void set_weight(cuda::GemvArgs& g, const cuda::WeightRef& w) {
 }
 
 bool needs_dequant(const cuda::WeightRef& w, int m, int k) {
-  return w.format != cuda::WeightFormat::kBf16 && !cuda::gemv_applies(w.format, m, k);
+  return w.format != cuda::WeightFormat::kBf16 && !cuda::gemv_applies(w.format, m, k) &&
+         !cuda::qgemm_applies(w.format, m, k);
 }
 
 void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k, const bf16_t* x,
@@ -35,6 +37,12 @@ void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w
     set_weight(g, w);
     g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.ldy = ldy, g.y_f32 = y_type == CUDA_R_32F, g.beta = beta;
     return cuda::gemv(g, stream);
+  }
+  if (cuda::qgemm_applies(w.format, m, k)) {
+    cuda::GemvArgs g;
+    g.q = w, g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.ldy = ldy, g.y_f32 = y_type == CUDA_R_32F,
+    g.beta = beta;
+    return cuda::qgemm(g, stream);
   }
   if (w.format == cuda::WeightFormat::kBf16)
     return cublas_gemm(h, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, ldy, y_type, beta);

@@ -1,6 +1,7 @@
 // The weight products of the CUDA forward pass: bf16 or quantized weights (kernels/cuda/weight_ref.h),
-// decode-sized batches through the matrix-vector kernels, larger ones through cuBLAS (a
-// quantized matrix dequantized into a bf16 scratch a chunk of rows at a time).
+// decode-sized batches through the matrix-vector kernels, larger ones through cuBLAS; quantized
+// weights up to kQgemmMaxRows rows through the tensor-core kernel that reads their blocks
+// (kernels/cuda/qgemm.h), beyond that dequantized into a bf16 scratch a chunk of rows at a time.
 #pragma once
 
 #include <cublas_v2.h>
@@ -27,8 +28,9 @@ bool needs_dequant(const cuda::WeightRef& w, int m, int k);
 
 // Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k; beta = 1
 // accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernels; larger
-// batches cuBLAS, a quantized W dequantized into `scratch` (at least k elements) a chunk of rows
-// at a time. ldy > 0: Y's rows are ldy apart (W makes a slice of them).
+// batches cuBLAS, or for a quantized W qgemm up to kQgemmMaxRows and beyond that W dequantized
+// into `scratch` (at least k elements) a chunk of rows at a time. ldy > 0: Y's rows are ldy apart (W makes a slice of
+// them).
 void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k,
                  const cuda::bf16_t* x, int m, void* y, cudaDataType y_type, float beta, cuda::bf16_t* scratch,
                  size_t scratch_elems, int ldy = 0);
