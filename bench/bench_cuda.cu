@@ -5,7 +5,7 @@
 // and importance. Usage: lazyllm_bench_cuda [--quick | --quant [q8_0,q4_0,q4_k,q5_k,q6_k] |
 // --qgemm [formats]] (--quant: the copy and the quantized products only, of the formats listed or
 // all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against
-// dequantizing into bf16 for cuBLAS and, up to 4 rows, the matrix-vector kernel unfused)
+// dequantizing into bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -184,7 +184,7 @@ struct QuantCopies {
   WeightRef ref(int i) const { return WeightRef{f, q[i % kQuantCopies].get(), d[i % kQuantCopies].get()}; }
 };
 
-// The same products over Q8_0 / Q4_0 / K-quant blocks (gemv_quant.cu, gemv_kquant.cu), one and four activation rows,
+// The same products over Q8_0 / Q4_0 / K-quant blocks (gemv_quant.cu, gemv_kquant.cu), one and two activation rows,
 // GB/s of the blocks' bytes (quants and scales); and prefill's dequantization into bf16 (GB/s read + written).
 void bench_gemv_quant(const std::string& only) {
   struct Shape {
@@ -201,7 +201,7 @@ void bench_gemv_quant(const std::string& only) {
     const WeightFormat f = fmt.first;
     const char* fname = fmt.second;
     if (!listed(only, fname)) continue;
-    for (int m : {1, 4}) {
+    for (int m : {1, kGemvQuantMaxRows}) {
       double total = 0;
       for (const Shape& s : shapes) {
         const size_t rows = static_cast<size_t>(s.swiglu ? 2 : 1) * s.n_out;
@@ -243,8 +243,9 @@ void bench_gemv_quant(const std::string& only) {
 
 // Batches of m activation rows over quantized weights (prefill of short prompts, batched decode):
 // qgemm (the blocks read on the tensor cores) against the matrix dequantized into bf16 and
-// multiplied with cuBLAS, and up to 4 rows the matrix-vector kernel; a step's products (32
-// layers + output) for each m.
+// multiplied with cuBLAS, and the matrix-vector kernel (unfused; at most kGemvQuantMaxRows rows
+// since the tensor-core kernel is faster beyond, at most 4 where it was measured); a step's
+// products (32 layers + output) for each m.
 void bench_qgemm(const std::string& only) {
   struct Shape {
     const char* name;
@@ -285,7 +286,7 @@ void bench_qgemm(const std::string& only) {
           dequantize_bf16(w.ref(c++), static_cast<int64_t>(rows), s.k, deq.get(), nullptr);
           cuda_pass::cublas_gemm(blas, deq.get(), s.n_out, s.k, x.get(), m, y.get(), s.n_out, CUDA_R_32F, 0.0f);
         });
-        const double ms_g = m > kGemvMaxRows ? 0.0 : time_ms([&] {  // the matrix-vector kernel, unfused
+        const double ms_g = !gemv_applies(f, m, s.k) ? 0.0 : time_ms([&] {  // the matrix-vector kernel, unfused
           GemvArgs a;
           a.q = w.ref(c++);
           a.n_out = s.n_out, a.k = s.k, a.m = m, a.x = x.get(), a.y = y.get(), a.y_f32 = true;

@@ -1,9 +1,9 @@
 // Decode's weight products without cuBLAS: Y (m rows of n_out) = X (m rows of k) W^T for m up
 // to kGemvMaxRows, bf16 W and X, float or bf16 Y; beta = 1 accumulates into Y. Optionally fused:
 // the RMSNorm that makes X (from float rows), and SwiGLU over a gate|up weight pair.
-// Quantized W (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K: weight_ref.h) runs the kernels of gemv_quant.cu and
-// gemv_kquant.cu, which read the
-// blocks directly, with the same fusions.
+// Quantized W (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K: weight_ref.h), up to kGemvQuantMaxRows rows, runs the
+// kernels of gemv_quant.cu and gemv_kquant.cu, which read the blocks directly, with the same
+// fusions.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,6 +14,8 @@
 namespace lazyllm::cuda {
 
 constexpr int kGemvMaxRows = 4;
+// Quantized W: from 3 rows on the tensor-core kernel (qgemm.h) is faster, also unfused.
+constexpr int kGemvQuantMaxRows = 2;
 
 struct GemvArgs {
   const bf16_t* w = nullptr;  // n_out rows of k (SwiGLU: 2 n_out rows, gate rows then up rows)

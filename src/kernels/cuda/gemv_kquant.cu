@@ -273,8 +273,6 @@ void launch_f(const GemvArgs& a, cudaStream_t s) {
   switch (a.m) {
     case 1: return launch_m<F, 1>(a, s);
     case 2: return launch_m<F, 2>(a, s);
-    case 3: return launch_m<F, 3>(a, s);
-    case 4: return launch_m<F, 4>(a, s);
   }
 }
 
@@ -293,7 +291,7 @@ void prepare_m() {
 
 template <WeightFormat F>
 void prepare_f() {
-  prepare_m<F, 1>(), prepare_m<F, 2>(), prepare_m<F, 3>(), prepare_m<F, 4>();
+  prepare_m<F, 1>(), prepare_m<F, 2>();
 }
 
 // ---------------------------------------------------------------- conversions

@@ -266,8 +266,6 @@ void launch_f(const GemvArgs& a, cudaStream_t s) {
   switch (a.m) {
     case 1: return launch_m<F, 1>(a, s);
     case 2: return launch_m<F, 2>(a, s);
-    case 3: return launch_m<F, 3>(a, s);
-    case 4: return launch_m<F, 4>(a, s);
   }
 }
 
@@ -289,8 +287,6 @@ template <WeightFormat F>
 void prepare_f() {
   prepare_r<F, 1, 2>(), prepare_r<F, 1, 4>();
   prepare_r<F, 2, 2>(), prepare_r<F, 2, 4>();
-  prepare_r<F, 3, 2>(), prepare_r<F, 3, 4>();
-  prepare_r<F, 4, 2>(), prepare_r<F, 4, 4>();
 }
 
 // ---------------------------------------------------------------- conversions
@@ -356,7 +352,7 @@ __global__ void embed_q_kernel(WeightRef t, const int32_t* tokens, int d, float*
 }  // namespace
 
 bool gemv_quant_applies(WeightFormat f, int m, int k) {
-  return f != WeightFormat::kBf16 && m >= 1 && m <= kGemvMaxRows && k % weight_block_elems(f) == 0 &&
+  return f != WeightFormat::kBf16 && m >= 1 && m <= kGemvQuantMaxRows && k % weight_block_elems(f) == 0 &&
          x_smem_bytes(m, k) <= kMaxSmem;
 }
 

@@ -1,4 +1,4 @@
-// Quantized weight products on the tensor cores for batches of 5 to kQgemmMaxRows rows (qgemm.h).
+// Quantized weight products on the tensor cores for batches of 3 to kQgemmMaxRows rows (qgemm.h).
 //
 // Each lane dequantizes 32-element chunks of weight rows in registers into bf16 A fragments of
 // mma.sync m16n8k16; no weight byte is written back or staged. The order in which an mma sums its

@@ -2,7 +2,8 @@
 // dequantized copy of the weights to pay: Y (m rows of n_out, float or bf16; beta = 1 accumulates) = X (m rows of
 // k, bf16) W^T for quantized W (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K in the layout of weight_ref.h), on
 // the tensor cores. Short prompts, batched decode of several requests and LazyLLM's revival
-// batches land here; longer prefills dequantize W into bf16 for cuBLAS (weight_gemm).
+// batches land here (from 3 rows: below, the matrix-vector kernels of gemv.h); longer prefills dequantize W into bf16
+// for cuBLAS (weight_gemm).
 #pragma once
 
 #include <cuda_runtime.h>

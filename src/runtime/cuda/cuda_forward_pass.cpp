@@ -170,7 +170,9 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
   half_t* vc = v_cache_.get() + layer_off * kvd;
   int32_t* kpos = kpos_.get() + layer_off;
   // Decode-sized batches: RMSNorm fused into the products after it, SwiGLU into gate|up.
-  const bool small = cuda::gemv_applies(m, d) && cuda::gemv_applies(m, ff) && cuda::gemv_applies(m, qd);
+  bool small = cuda::gemv_applies(m, d) && cuda::gemv_applies(m, ff) && cuda::gemv_applies(m, qd) &&
+               cuda::gemv_applies(L.wgu.ref.format, m, d);
+  for (const cuda::MatrixPart& part : L.wqkv.parts) small = small && cuda::gemv_applies(part.ref.format, m, d);
 
   // Q|K|V is one matrix, or its parts one at a time where their types differ (each a slice of
   // the qkv rows).
