@@ -13,8 +13,8 @@
 namespace lazyllm::cuda {
 
 // Up to this many activation rows the tensor-core kernel reads W in its blocks; above it,
-// dequantizing W once into bf16 for cuBLAS costs less (llama2-7b's products on an H200: 3-4x
-// faster at 8-32 rows, 0.96-1.38x at 64, slower from 128 on).
+// dequantizing W once into bf16 for cuBLAS costs less (llama2-7b's products on an H200: 3.1-5.2x
+// faster at 8 rows, 1.8-2.3x at 32, 0.95-1.39x at 64, slower from 128 on).
 constexpr int kQgemmMaxRows = 64;
 
 bool qgemm_applies(WeightFormat f, int m, int k);
