@@ -7,7 +7,9 @@
 # skipped) locally, but fails (exit 1) when the environment variable CI is set (to anything but
 # "", 0 or false), so that CI cannot pass without running these tests.
 # LAZYLLM_SOAK_SECONDS (default 30) sets the soak's length; scripts/soak-server.sh runs a longer one.
-set -euo pipefail
+set -eEuo pipefail
+# Any command that stops the script says so (set -e alone exits without a word).
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND (exit $?)"; tail -20 "${WORK:-/nonexistent}/server.log" 2> /dev/null' ERR
 LAZYLLM=$1
 MODE=${2:-release}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,13 +45,16 @@ start_server() {
   shift
   "$LAZYLLM" serve -m "$MODEL" --port 0 "$@" 2> "$log" &
   SERVER_PID=$!
-  for _ in $(seq 600); do
+  # Up to 60 s (180 s under ASan, whose start is slow on a loaded machine).
+  local tries=600
+  [ "$MODE" = asan ] && tries=1800
+  for _ in $(seq $tries); do
     grep -q "listening on" "$log" && break
     kill -0 "$SERVER_PID" 2> /dev/null || fail "server exited at start"
     sleep 0.1
   done
-  URL=$(grep -o 'http://[0-9.]*:[0-9]*' "$log" | head -1)
-  [ -n "$URL" ] || fail "server did not start"
+  URL=$(grep -o 'http://[0-9.]*:[0-9]*' "$log" | head -1 || true)
+  [ -n "$URL" ] || fail "server did not start within $((tries / 10)) s: $(cat "$log")"
 }
 
 # stop_server: SIGTERM, then the exit code must be 0 and the log must say so.
