@@ -835,6 +835,47 @@ TEST(CudaQuant, NativeModelsFollowTheCpu) {
   }
 }
 
+// The server's prefix cache on the GPU: a session that keeps the first 50 tokens of its context
+// (a prompt and an answer's token) and computes only the rest of a new prompt gives what a fresh
+// session computing the whole prompt gives, after the prompt and while decoding (bf16 and Q4_0
+// weights; the rest's 30 rows take other product shapes than the whole prompt's, hence a
+// tolerance rather than bitwise), and follows the CPU.
+TEST(CudaPrefix, KeptPrefixThenTheRestFollowsTheWholePrompt) {
+  LAZYLLM_REQUIRE_GPU();
+  constexpr int kKept = 50;
+  for (DType dt : {DType::BF16, DType::Q4_0}) {
+    SCOPED_TRACE(dtype_name(dt));
+    auto model = test::make_model(test::arch_variants()[0], dt);
+    const int n_vocab = model->config().n_vocab;
+    const std::vector<int32_t> prompt = random_tokens(80, n_vocab, 5);
+    std::vector<int32_t> before(prompt.begin(), prompt.begin() + kKept);
+    const std::vector<int32_t> other = random_tokens(30, n_vocab, 6);
+    before.insert(before.end(), other.begin(), other.end());
+    Session reused(model, options(Device::Cuda, 128)), fresh(model, options(Device::Cuda, 128)),
+        cpu(model, options(Device::Cpu, 128));
+    reused.prefill(before);
+    reused.decode(argmax(reused.logits()));
+    ASSERT_TRUE(reused.keep_prefix(kKept));
+    EXPECT_EQ(reused.n_past(), kKept);
+    reused.prefill(std::span<const int32_t>(prompt).subspan(kKept));
+    fresh.prefill(prompt);
+    cpu.prefill(prompt);
+    double worst_gpu = rel_diff(reused.logits(), fresh.logits()), worst_cpu = rel_diff(reused.logits(), cpu.logits());
+    for (int i = 0; i < 4; ++i) {
+      const int32_t token = argmax(cpu.logits());
+      reused.decode(token);
+      fresh.decode(token);
+      cpu.decode(token);
+      worst_gpu = std::max(worst_gpu, rel_diff(reused.logits(), fresh.logits()));
+      worst_cpu = std::max(worst_cpu, rel_diff(reused.logits(), cpu.logits()));
+    }
+    EXPECT_LT(worst_gpu, 1e-2);
+    EXPECT_LT(worst_cpu, kLogitTol);
+    std::cout << "[ cuda ] " << dtype_name(dt) << " kept prefix: worst relative logit difference " << worst_gpu
+              << " against the whole prompt on the GPU, " << worst_cpu << " against the CPU\n";
+  }
+}
+
 // The same files with every matrix converted to bf16 at load (--gpu-weights bf16): the two forms
 // agree within the tolerance, and the bf16 one takes the bf16 bytes and no scratch.
 TEST(CudaQuant, NativeFollowsBf16Form) {

@@ -117,6 +117,21 @@ void CudaForward::clear() {
   selection_.clear();
 }
 
+// The K/V of [0, n) stay where they are (slot = position while every token reached every
+// layer); the slots from n on are written again before anything reads them, as the next prefill
+// or decode stores its rows' K/V before its attention.
+bool CudaForward::keep_prefix(int n) {
+  if (!index_.keep_prefix(n)) return false;
+  n_past_ = n;
+  counters_ = {};
+  mirror_dirty_ = true;
+  last_revived_ = false;
+  steady_backoff_ = steady_skip_ = 0;
+  logits_.clear();
+  selection_.clear();
+  return true;
+}
+
 // Grows the activation buffers to hold m rows, by at least half again (capped at the context),
 // so a session whose batches grow a row at a time does not reallocate (and synchronise the
 // device) at every step.

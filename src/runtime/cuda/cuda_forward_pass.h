@@ -98,6 +98,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   int n_past() const override { return n_past_; }
   int n_ctx() const override { return n_ctx_; }
   void clear() override;
+  bool keep_prefix(int n) override;
   const ForwardCounters& counters() const override { return counters_; }
   int64_t aux_bytes() const override { return aux_entries() * c_.n_embd * static_cast<int64_t>(sizeof(float)); }
   int64_t aux_entries() const override { return index_.aux_entries(); }
