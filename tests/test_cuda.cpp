@@ -837,9 +837,11 @@ TEST(CudaQuant, NativeModelsFollowTheCpu) {
 
 // The server's prefix cache on the GPU: a session that keeps the first 50 tokens of its context
 // (a prompt and an answer's token) and computes only the rest of a new prompt gives what a fresh
-// session computing the whole prompt gives, after the prompt and while decoding (bf16 and Q4_0
-// weights; the rest's 30 rows take other product shapes than the whole prompt's, hence a
-// tolerance rather than bitwise), and follows the CPU.
+// session computing the whole prompt gives, after the prompt and while decoding, and follows the
+// CPU. bf16 weights: within 1e-2 (the rest's 30 rows run other product shapes than the whole
+// prompt's 80; on an H200 the logits came out identical). Q4_0: the 30 rows go through the
+// tensor-core kernel and the 80 through dequantized weights, whose bf16 roundings differ (0.019
+// on an H200), so within the CPU bound; a prefix read from the wrong K/V moves logits by far more.
 TEST(CudaPrefix, KeptPrefixThenTheRestFollowsTheWholePrompt) {
   LAZYLLM_REQUIRE_GPU();
   constexpr int kKept = 50;
@@ -869,7 +871,7 @@ TEST(CudaPrefix, KeptPrefixThenTheRestFollowsTheWholePrompt) {
       worst_gpu = std::max(worst_gpu, rel_diff(reused.logits(), fresh.logits()));
       worst_cpu = std::max(worst_cpu, rel_diff(reused.logits(), cpu.logits()));
     }
-    EXPECT_LT(worst_gpu, 1e-2);
+    EXPECT_LT(worst_gpu, dt == DType::BF16 ? 1e-2 : kLogitTol);
     EXPECT_LT(worst_cpu, kLogitTol);
     std::cout << "[ cuda ] " << dtype_name(dt) << " kept prefix: worst relative logit difference " << worst_gpu
               << " against the whole prompt on the GPU, " << worst_cpu << " against the CPU\n";
