@@ -49,11 +49,39 @@ void AddImpl(float* y, const float* x, int64_t n) {
   for (; i < n; ++i) y[i] += x[i];
 }
 
+// Lane-wise max(m, v) that keeps m where v is NaN (a NaN compares false), so the lanes never
+// hold a NaN.
+template <class V>
+HWY_INLINE V TakeGreater(V m, V v) {
+  return hn::IfThenElse(hn::Gt(v, m), v, m);
+}
+
+// The maximum of x[0, n) (-inf when empty); NaNs are skipped, as by a scalar `x > mx` scan.
+// Vector lanes, four accumulators: a scalar scan waits on each comparison in turn, and over the
+// thousands of keys of a long prompt's attention rows that wait cost more than the exponentials.
+float MaxImpl(const float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = hn::Lanes(d);
+  const auto ninf = hn::Set(d, -std::numeric_limits<float>::infinity());
+  auto m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    m0 = TakeGreater(m0, hn::LoadU(d, x + i));
+    m1 = TakeGreater(m1, hn::LoadU(d, x + i + N));
+    m2 = TakeGreater(m2, hn::LoadU(d, x + i + 2 * N));
+    m3 = TakeGreater(m3, hn::LoadU(d, x + i + 3 * N));
+  }
+  for (; i + N <= n; i += N) m0 = TakeGreater(m0, hn::LoadU(d, x + i));
+  m0 = TakeGreater(TakeGreater(m0, m1), TakeGreater(m2, m3));
+  float mx = hn::GetLane(hn::MaxOfLanes(d, m0));
+  for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  return mx;
+}
+
 float SoftmaxImpl(float* x, int64_t n) {
   const hn::ScalableTag<float> d;
   const int64_t N = hn::Lanes(d);
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  const float mx = MaxImpl(x, n);
   if (mx == -std::numeric_limits<float>::infinity()) {  // nothing visible: all zero
     for (int64_t i = 0; i < n; ++i) x[i] = 0;
     return 0;
