@@ -105,23 +105,9 @@ void CudaForward::sync_stream() {
   staging_used_ = 0;
 }
 
-void CudaForward::clear() {
-  n_past_ = 0;
-  index_.clear();
-  counters_ = {};
-  path_stats_ = {};
-  mirror_dirty_ = true;
-  last_revived_ = false;
-  steady_backoff_ = steady_skip_ = 0;
-  logits_.clear();
-  selection_.clear();
-}
-
-// The K/V of [0, n) stay where they are (slot = position while every token reached every
-// layer); the slots from n on are written again before anything reads them, as the next prefill
-// or decode stores its rows' K/V before its attention.
-bool CudaForward::keep_prefix(int n) {
-  if (!index_.keep_prefix(n)) return false;
+// The context now ends at n (the index already says so): counters, the decode paths' state and
+// the logits start over.
+void CudaForward::restart_at(int n) {
   n_past_ = n;
   counters_ = {};
   mirror_dirty_ = true;
@@ -129,6 +115,20 @@ bool CudaForward::keep_prefix(int n) {
   steady_backoff_ = steady_skip_ = 0;
   logits_.clear();
   selection_.clear();
+}
+
+void CudaForward::clear() {
+  index_.clear();
+  path_stats_ = {};
+  restart_at(0);
+}
+
+// The K/V of [0, n) stay where they are (slot = position while every token reached every
+// layer); the slots from n on are written again before anything reads them, as the next prefill
+// or decode stores its rows' K/V before its attention.
+bool CudaForward::keep_prefix(int n) {
+  if (!index_.keep_prefix(n)) return false;
+  restart_at(n);
   return true;
 }
 

@@ -137,6 +137,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   template <typename T>
   void upload(DeviceBuffer<T>& dst, const std::vector<T>& src);
   void sync_stream();
+  void restart_at(int n);
   template <typename T>
   void grow(DeviceBuffer<T>& b, size_t n) {  // reallocation invalidates captured graphs
     if (n > b.size()) drop_graphs();

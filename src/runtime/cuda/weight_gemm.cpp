@@ -32,17 +32,12 @@ bool needs_dequant(const cuda::WeightRef& w, int m, int k) {
 void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k, const bf16_t* x,
                  int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems, int ldy) {
   if (ldy <= 0) ldy = n_out;
-  if (cuda::gemv_applies(w.format, m, k)) {
+  const bool by_gemv = cuda::gemv_applies(w.format, m, k);
+  if (by_gemv || cuda::qgemm_applies(w.format, m, k)) {
     cuda::GemvArgs g;
     set_weight(g, w);
     g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.ldy = ldy, g.y_f32 = y_type == CUDA_R_32F, g.beta = beta;
-    return cuda::gemv(g, stream);
-  }
-  if (cuda::qgemm_applies(w.format, m, k)) {
-    cuda::GemvArgs g;
-    g.q = w, g.n_out = n_out, g.k = k, g.m = m, g.x = x, g.y = y, g.ldy = ldy, g.y_f32 = y_type == CUDA_R_32F,
-    g.beta = beta;
-    return cuda::qgemm(g, stream);
+    return by_gemv ? cuda::gemv(g, stream) : cuda::qgemm(g, stream);
   }
   if (w.format == cuda::WeightFormat::kBf16)
     return cublas_gemm(h, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, ldy, y_type, beta);
