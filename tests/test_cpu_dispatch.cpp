@@ -254,8 +254,9 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
 // with the 8-bit activations up to f32 scaling and summation (as MatmulInt8Test checks the
 // uncapped kernel), for every thread count, and where this CPU has AVX512_VNNI, that kernel's
 // bits. Raw random blocks (every code, Q8_0's -128 included), block counts that reach each step
-// of the kernels (1: the odd last block alone; 2: one pair; 7: two pairs, one pair and the odd
-// block; 33), batches 1, 3 and 16 (the largest that takes the kernel), an all-zero block.
+// of the kernels (1: the odd last block alone; 2: one pair; 7: three pairs and the odd block; 8:
+// one whole Q4_0 group of 8; 9 and 19: groups, then pairs and the odd block; 33), batches 1, 3
+// and 16 (the largest that takes the kernel), an all-zero block.
 TEST(CpuDispatch, CappedInt8DecodeMatchesVnniKernel) {
   if (!can_run(CpuLevel::kAvx2)) GTEST_SKIP() << "CPU below AVX2 (or not x86-64)";
   std::string uncapped;
@@ -269,7 +270,7 @@ TEST(CpuDispatch, CappedInt8DecodeMatchesVnniKernel) {
   ASSERT_EQ(kernels::int8_dot_kernel_name(), "int8-avx2");
   std::mt19937 rng(31);
   for (DType type : {DType::Q8_0, DType::Q4_0})
-    for (int64_t nb : {1, 2, 7, 33})
+    for (int64_t nb : {1, 2, 7, 8, 9, 19, 33})
       for (int64_t n : {1, 3, 16}) {
         const int64_t cols = nb * 32, rows = 19, ldx = cols + 3, ldy = rows + 2;
         Weights w{type, rows, cols, random_blocks(type, rows * cols, rng), std::vector<float>(rows * cols)};

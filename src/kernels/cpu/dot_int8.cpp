@@ -46,11 +46,12 @@ void quantize_row_q8(const float* x, int64_t k, int8_t* q, float* d, int32_t* su
   }
 }
 
-void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64_t k, int8_t* q4, float* d8,
-                      int32_t* off8) {
-  const int64_t nb = k / qblock::kQK;
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
+int64_t q4_0_group_values(int64_t k) { return (k / qblock::kQK + 7) / 8 * 8; }
+
+void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64_t k, int8_t* q4, float* dg,
+                      int32_t* offg) {
+  const int64_t nb = k / qblock::kQK, paired = nb / 2 * 2;
+  for (int64_t b = 0; b < paired; b += 2) {
     const int8_t* x0 = q + b * qblock::kQK;
     const int8_t* x1 = x0 + qblock::kQK;
     int8_t* o = q4 + b * qblock::kQK;
@@ -60,17 +61,15 @@ void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64
       o[32 + i] = x0[16 + i];
       o[48 + i] = x1[16 + i];
     }
-    float* dp = d8 + b * 4;
-    int32_t* op = off8 + b * 4;
-    for (int i = 0; i < 4; ++i) {
-      dp[i] = d[b];
-      dp[4 + i] = d[b + 1];
-      op[i] = op[4 + i] = 0;
-    }
-    op[0] = -8 * sum[b];
-    op[4] = -8 * sum[b + 1];
   }
-  if (b < nb) std::copy(q + b * qblock::kQK, q + k, q4 + b * qblock::kQK);
+  if (paired < nb) std::copy(q + paired * qblock::kQK, q + k, q4 + paired * qblock::kQK);
+  // Groups of 8 blocks in the order the kernels' sums come out; blocks past the pairs read 0.
+  for (int64_t g = 0; g < q4_0_group_values(k); g += 8)
+    for (int j = 0; j < 8; ++j) {
+      const int64_t b = g + kQ4GroupOrder[j];
+      dg[g + j] = b < paired ? d[b] : 0.0f;
+      offg[g + j] = b < paired ? -8 * sum[b] : 0;
+    }
 }
 
 #if LAZYLLM_INT8_KERNEL
@@ -155,48 +154,20 @@ LAZYLLM_TARGET_VNNI float dot_q8_0(const qblock::Q8_0* w, int64_t nb, const Quan
   return hsum512(acc) + tail;
 }
 
-// Q4_0 codes are 0..15 with an offset of 8: sum((c - 8) x) = sum(c x) - 8 sum(x), where the
-// -8 sum(x) term starts each block's integer accumulator. Two blocks per step: their 32 packed
-// bytes split into low and high nibbles meet activations prepared in that order (no byte
-// shuffles); two 256-bit vpdpbusd sum block b into lanes 0-3 and block b + 1 into lanes 4-7,
-// and one FMA scales both. (One 512-bit vpdpbusd instead needs an insert, an extract and an
-// add per step, which measured slower on Zen 4.)
-LAZYLLM_TARGET_VNNI inline __m256 q4_0_pair(const qblock::Q4_0* w, int64_t b, const QuantizedRow& x) {
+// Q4_0 codes are 0..15 with an offset of 8: sum((c - 8) x) = sum(c x) - 8 sum(x). Two blocks
+// per step: their 32 packed bytes split into low and high nibbles meet activations prepared in
+// that order (no byte shuffles), and two 256-bit vpdpbusd sum block b into lanes 0-3 and block
+// b + 1 into lanes 4-7. (One 512-bit vpdpbusd instead needs an insert, an extract and an add
+// per step, which measured slower on Zen 4.) Four such steps make a group of 8 blocks, finished
+// by avx2::q4_0_group, which both kernels share.
+LAZYLLM_TARGET_VNNI inline __m256i q4_0_pair_sums(const qblock::Q4_0* w, int64_t b, const int8_t* q4) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[b + 1].qs),
                                              reinterpret_cast<const __m128i*>(w[b].qs));
   const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-  const auto* xq = reinterpret_cast<const __m256i*>(x.q4 + b * qblock::kQK);
-  __m256i p2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.off8 + b * 4));
-  p2 = _mm256_dpbusd_epi32(p2, lo, _mm256_loadu_si256(xq));
-  p2 = _mm256_dpbusd_epi32(p2, hi, _mm256_loadu_si256(xq + 1));
-  const __m128i dw = _mm_blend_epi32(_mm_set1_epi16(static_cast<int16_t>(w[b].d)),
-                                     _mm_set1_epi16(static_cast<int16_t>(w[b + 1].d)), 0b1100);
-  const __m256 s = _mm256_mul_ps(_mm256_cvtph_ps(dw), _mm256_loadu_ps(x.d8 + b * 4));
-  return _mm256_mul_ps(_mm256_cvtepi32_ps(p2), s);
-}
-
-LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const QuantizedRow& x) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    acc0 = _mm256_add_ps(acc0, q4_0_pair(w, b, x));
-    acc1 = _mm256_add_ps(acc1, q4_0_pair(w, b + 2, x));
-  }
-  if (b + 2 <= nb) {
-    acc0 = _mm256_add_ps(acc0, q4_0_pair(w, b, x));
-    b += 2;
-  }
-  float tail = 0;
-  if (b < nb) {
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    const __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), m4), _mm_and_si128(packed, m4));
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q4 + b * qblock::kQK));
-    const __m256i p = _mm256_dpbusd_epi32(_mm256_setr_epi32(-8 * x.sum[b], 0, 0, 0, 0, 0, 0, 0), wv, xv);
-    tail = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b])));
-  }
-  return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+  const auto* xq = reinterpret_cast<const __m256i*>(q4 + b * qblock::kQK);
+  const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256(xq));
+  return _mm256_dpbusd_epi32(p, hi, _mm256_loadu_si256(xq + 1));
 }
 
 // The AVX2 kernels: the VNNI kernels' int32 lanes and float operations, step for step. Each
@@ -249,45 +220,68 @@ LAZYLLM_TARGET_AVX2 float dot_q8_0(const qblock::Q8_0* w, int64_t nb, const Quan
   return hsum(_mm256_add_ps(acc0, acc1)) + tail;
 }
 
-// See the VNNI q4_0_pair: the nibble products of the two halves are added as int16 (at most
-// 4 * 15 * 128 in magnitude) before the one widening vpmaddwd.
-LAZYLLM_TARGET_AVX2 inline __m256 q4_0_pair(const qblock::Q4_0* w, int64_t b, const QuantizedRow& x) {
+// See the VNNI q4_0_pair_sums: the nibble products of the two halves are added as int16 (at
+// most 4 * 15 * 128 in magnitude) before the one widening vpmaddwd.
+LAZYLLM_TARGET_AVX2 inline __m256i q4_0_pair_sums(const qblock::Q4_0* w, int64_t b, const int8_t* q4) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i packed =
       _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[b + 1].qs), reinterpret_cast<const __m128i*>(w[b].qs));
   const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-  const auto* xq = reinterpret_cast<const __m256i*>(x.q4 + b * qblock::kQK);
+  const auto* xq = reinterpret_cast<const __m256i*>(q4 + b * qblock::kQK);
   const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq)),
                                        _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq + 1)));
-  const __m256i p2 = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.off8 + b * 4)),
-                                      _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-  const __m128i dw = _mm_blend_epi32(_mm_set1_epi16(static_cast<int16_t>(w[b].d)),
-                                     _mm_set1_epi16(static_cast<int16_t>(w[b + 1].d)), 0b1100);
-  const __m256 s = _mm256_mul_ps(_mm256_cvtph_ps(dw), _mm256_loadu_ps(x.d8 + b * 4));
-  return _mm256_mul_ps(_mm256_cvtepi32_ps(p2), s);
+  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// A group of 8 blocks from b: the pair sums s[j] of blocks b + 2j and b + 2j + 1 (zero past
+// the row's pairs) reduce by two levels of vphaddd to one int32 per block, in the order
+// kQ4GroupOrder; the -8 sum(x) offsets are added, and one FMA scales all 8 by the weights'
+// scales (gathered in the same order, 0 past the pairs) times the activations'. The scale work
+// is per 8 blocks instead of per 2, which is what bounded the kernel.
+LAZYLLM_TARGET_AVX2 inline __m256 q4_0_group(const __m256i s[4], const qblock::Q4_0* w, int64_t b, int64_t paired,
+                                             const QuantizedRow& x, __m256 acc) {
+  const __m256i sums = _mm256_add_epi32(_mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3])),
+                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.offg + b)));
+  __m128i dw;
+  if (b + 8 <= paired) {
+    dw = _mm_setr_epi16(static_cast<int16_t>(w[b].d), static_cast<int16_t>(w[b + 2].d),
+                        static_cast<int16_t>(w[b + 4].d), static_cast<int16_t>(w[b + 6].d),
+                        static_cast<int16_t>(w[b + 1].d), static_cast<int16_t>(w[b + 3].d),
+                        static_cast<int16_t>(w[b + 5].d), static_cast<int16_t>(w[b + 7].d));
+  } else {
+    alignas(16) uint16_t h[8];
+    for (int j = 0; j < 8; ++j) h[j] = b + kQ4GroupOrder[j] < paired ? w[b + kQ4GroupOrder[j]].d : 0;
+    dw = _mm_load_si128(reinterpret_cast<const __m128i*>(h));
+  }
+  const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(dw), _mm256_loadu_ps(x.dg + b));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+}
+
+// The last odd block, in natural order.
+LAZYLLM_TARGET_AVX2 inline float q4_0_last_block(const qblock::Q4_0* w, int64_t b, const QuantizedRow& x) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), m4), _mm_and_si128(packed, m4));
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q4 + b * qblock::kQK));
+  const __m256i p = _mm256_add_epi32(_mm256_setr_epi32(-8 * x.sum[b], 0, 0, 0, 0, 0, 0, 0), dot_u8s8(wv, xv));
+  return hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b])));
 }
 
 LAZYLLM_TARGET_AVX2 float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const QuantizedRow& x) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const int64_t paired = nb / 2 * 2;
+  __m256 acc = _mm256_setzero_ps();
   int64_t b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    acc0 = _mm256_add_ps(acc0, q4_0_pair(w, b, x));
-    acc1 = _mm256_add_ps(acc1, q4_0_pair(w, b + 2, x));
+  for (; b + 8 <= paired; b += 8) {
+    const __m256i s[4] = {q4_0_pair_sums(w, b, x.q4), q4_0_pair_sums(w, b + 2, x.q4), q4_0_pair_sums(w, b + 4, x.q4),
+                          q4_0_pair_sums(w, b + 6, x.q4)};
+    acc = q4_0_group(s, w, b, paired, x, acc);
   }
-  if (b + 2 <= nb) {
-    acc0 = _mm256_add_ps(acc0, q4_0_pair(w, b, x));
-    b += 2;
+  if (b < paired) {
+    __m256i s[4];
+    for (int j = 0; j < 4; ++j) s[j] = b + 2 * j < paired ? q4_0_pair_sums(w, b + 2 * j, x.q4) : _mm256_setzero_si256();
+    acc = q4_0_group(s, w, b, paired, x, acc);
   }
-  float tail = 0;
-  if (b < nb) {
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    const __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), m4), _mm_and_si128(packed, m4));
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q4 + b * qblock::kQK));
-    const __m256i p = _mm256_add_epi32(_mm256_setr_epi32(-8 * x.sum[b], 0, 0, 0, 0, 0, 0, 0), dot_u8s8(wv, xv));
-    tail = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b])));
-  }
-  return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+  return hsum(acc) + (paired < nb ? q4_0_last_block(w, paired, x) : 0.0f);
 }
 
 // K-quants, against the same 8-bit activations (blocks of 32, one per Q4_K group and per pair of
@@ -376,6 +370,24 @@ LAZYLLM_TARGET_AVX2 float dot_q6_k(const qblock::Q6_K* w, int64_t nsb, const Qua
 }
 
 }  // namespace avx2
+
+// The VNNI kernel for Q4_0: its own pair sums, the AVX2 kernel's groups (the same bits).
+LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const QuantizedRow& x) {
+  const int64_t paired = nb / 2 * 2;
+  __m256 acc = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= paired; b += 8) {
+    const __m256i s[4] = {q4_0_pair_sums(w, b, x.q4), q4_0_pair_sums(w, b + 2, x.q4), q4_0_pair_sums(w, b + 4, x.q4),
+                          q4_0_pair_sums(w, b + 6, x.q4)};
+    acc = avx2::q4_0_group(s, w, b, paired, x, acc);
+  }
+  if (b < paired) {
+    __m256i s[4];
+    for (int j = 0; j < 4; ++j) s[j] = b + 2 * j < paired ? q4_0_pair_sums(w, b + 2 * j, x.q4) : _mm256_setzero_si256();
+    acc = avx2::q4_0_group(s, w, b, paired, x, acc);
+  }
+  return hsum(acc) + (paired < nb ? avx2::q4_0_last_block(w, paired, x) : 0.0f);
+}
 
 }  // namespace
 

@@ -30,17 +30,24 @@ struct QuantizedRow {
   const int32_t* sum;  // sum of q over each block (for Q4_0's offset of 8)
   // Q4_0 only (from prepare_q4_0_row): per pair of blocks b, b+1, the 64 values in the order the
   // Q4_0 nibbles unpack to (b 0-15, b+1 0-15, b 16-31, b+1 16-31), so the kernel needs no byte
-  // shuffles; the scales as 8 floats (d[b] x4, d[b+1] x4); and -8 sum per block as the integer
-  // accumulator's start (lanes 0 and 4). A last odd block keeps the natural order.
+  // shuffles; a last odd block keeps the natural order. Per group of 8 blocks g..g+7, in the
+  // order kQ4GroupOrder (how the kernels' per-block sums come out): the scales d and the
+  // offsets -8 sum, 0 for blocks past the row's pairs.
   const int8_t* q4 = nullptr;
-  const float* d8 = nullptr;
-  const int32_t* off8 = nullptr;
+  const float* dg = nullptr;
+  const int32_t* offg = nullptr;
 };
 
-// Floats/int32s per 64 values of the Q4_0 arrays of QuantizedRow, and the function that fills
-// them (q4: k bytes, d8 and off8: k / 8 values each) from a row made by quantize_row_q8.
-void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64_t k, int8_t* q4, float* d8,
-                      int32_t* off8);
+// Block g + kQ4GroupOrder[j] of a group of 8 is lane j of the Q4_0 kernels' sums.
+inline constexpr int kQ4GroupOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+// Entries of QuantizedRow::dg and ::offg for a row of k values (whole groups of 8 blocks).
+int64_t q4_0_group_values(int64_t k);
+
+// Fills the Q4_0 arrays of QuantizedRow (q4: k bytes, dg and offg: q4_0_group_values(k) each)
+// from a row made by quantize_row_q8.
+void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64_t k, int8_t* q4, float* dg,
+                      int32_t* offg);
 
 // Quantizes k values (k a multiple of 32): d = max|x| / 127, q = round-to-nearest-even(x / d).
 void quantize_row_q8(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum);

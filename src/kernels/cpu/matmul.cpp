@@ -120,15 +120,16 @@ void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t 
   bool q4 = false;
   for (const auto& t : targets) q4 = q4 || t.w.type == DType::Q4_0;
   thread_local std::vector<int8_t> q_buf, q4_buf;
-  thread_local std::vector<float> d_buf, d8_buf;
-  thread_local std::vector<int32_t> s_buf, off8_buf;
+  thread_local std::vector<float> d_buf, dg_buf;
+  thread_local std::vector<int32_t> s_buf, offg_buf;
+  const int64_t ng = kernels::q4_0_group_values(k);
   q_buf.resize(static_cast<size_t>(n * k));
   d_buf.resize(static_cast<size_t>(n * nb));
   s_buf.resize(static_cast<size_t>(n * nb));
   if (q4) {
     q4_buf.resize(static_cast<size_t>(n * k));
-    d8_buf.resize(static_cast<size_t>(n * k / 8));
-    off8_buf.resize(static_cast<size_t>(n * k / 8));
+    dg_buf.resize(static_cast<size_t>(n * ng));
+    offg_buf.resize(static_cast<size_t>(n * ng));
   }
   std::vector<kernels::QuantizedRow> xq(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) {
@@ -139,10 +140,9 @@ void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t 
     xq[t] = {q, d, s};
     if (q4) {
       xq[t].q4 = q4_buf.data() + t * k;
-      xq[t].d8 = d8_buf.data() + t * k / 8;
-      xq[t].off8 = off8_buf.data() + t * k / 8;
-      kernels::prepare_q4_0_row(q, d, s, k, q4_buf.data() + t * k, d8_buf.data() + t * k / 8,
-                                off8_buf.data() + t * k / 8);
+      xq[t].dg = dg_buf.data() + t * ng;
+      xq[t].offg = offg_buf.data() + t * ng;
+      kernels::prepare_q4_0_row(q, d, s, k, q4_buf.data() + t * k, dg_buf.data() + t * ng, offg_buf.data() + t * ng);
     }
   }
   const std::vector<RowTask> tasks = row_tasks(targets, pool.size());
