@@ -287,6 +287,9 @@ struct SessionStats {
   // on the GPU), and attempts handed back to the host's plan because a kept token had to revive.
   int64_t device_decode_steps = 0;
   int64_t device_decode_misses = 0;
+  // Decode steps of a SessionBatch on a GPU whose weight products ran once for this sequence and
+  // others of the step together.
+  int64_t shared_decode_steps = 0;
 };
 
 class Session {

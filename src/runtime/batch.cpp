@@ -5,6 +5,7 @@
 
 #include "prune/lazy_plan.h"
 #include "runtime/cpu/cpu_batch.h"
+#include "runtime/cuda/cuda_forward.h"
 #include "runtime/serial_batch.h"
 #include "util/thread_pool.h"
 
@@ -17,9 +18,9 @@ SessionBatch::SessionBatch(std::shared_ptr<const Model> model, SessionBatchOptio
     : model_(std::move(model)), options_(options) {
   if (options_.n_threads < 0) throw Error("thread count must be positive");
   if (options_.device != Device::Cpu && options_.device != Device::Cuda) throw Error("a SessionBatch computes on the CPU or CUDA");
-  if (options_.device == Device::Cuda) options_.serial = true;  // no batched CUDA forward yet
   pool_ = std::make_shared<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
   if (options_.serial) forward_ = std::make_unique<SerialBatch>(*model_);
+  else if (options_.device == Device::Cuda) forward_ = make_cuda_batch(*model_);
   else forward_ = std::make_unique<CpuBatch>(*model_, *pool_);
 }
 

@@ -1,11 +1,11 @@
 // Continuous batching in the library: several sessions stepped by one forward pass.
 //
 // A SessionBatch makes sessions that share its threads (on the CPU) or its GPU weights (on CUDA,
-// where each sequence's step still runs on its own: SessionBatchOptions::serial); step() runs one step of any of them
-// together: each contributes a decode token or a prefill (a whole prompt or a chunk of one), with
-// its own KV cache, Aux Cache and LazyLLM schedule. Each layer's weight products (Q/K/V, output,
-// feed-forward, norms, logits) run once over the rows of every sequence in the step, and each
-// sequence attends over its own keys and selection, so sequences of any lengths and schedules mix;
+// where the step's baseline decodes share one forward and prefills and LazyLLM decodes run each
+// on its own: runtime/cuda/cuda_batch.cpp); step() runs one step of any of them together: each contributes a decode
+// token or a prefill (a whole prompt or a chunk of one), with its own KV cache, Aux Cache and LazyLLM schedule. Each
+// layer's weight products (Q/K/V, output, feed-forward, norms, logits) run once over the rows of every sequence in the
+// step, and each sequence attends over its own keys and selection, so sequences of any lengths and schedules mix;
 // sessions join and leave between steps simply by being listed or not. Per sequence the result is
 // what Session::prefill()/decode() computes alone, with the same LazyLLM selections and counters,
 // up to the weight products' dependence on the batch's row count (docs/lazyllm.md says which
@@ -37,8 +37,7 @@ struct SessionBatchOptions {
   Device device = Device::Cpu;  // where every session of the batch computes
   GpuWeights gpu_weights = GpuWeights::kNative;  // CUDA: the weights' form (one copy per Model)
   // Run each sequence's step on its own, one after another (SerialBatch), instead of one forward
-  // over all of them. Always so on CUDA, which has no batched forward yet; on the CPU it serves
-  // to check the batched forward against the sequences run alone.
+  // over all of them: to check the batched forward against the sequences run alone.
   bool serial = false;
 };
 

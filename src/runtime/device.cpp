@@ -16,6 +16,9 @@ bool cuda_weights_resident(const Model&, GpuWeights) { return false; }
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
+std::unique_ptr<BatchForward> make_cuda_batch(const Model&) {
+  throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
+}
 std::vector<int32_t> cuda_select_top_dest(std::span<const float>, int) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }

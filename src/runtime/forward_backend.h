@@ -15,11 +15,12 @@ namespace lazyllm {
 
 struct LayerSchedule;
 
-// How lazy decode steps ran: steady steps a device ran without a host round trip, and attempts
-// it gave back to the host plan because a kept token had to revive.
+// How decode steps ran: lazy steady steps a device ran without a host round trip, attempts it
+// gave back to the host plan because a kept token had to revive, and batched steps.
 struct DecodePathStats {
   int64_t device_steps = 0;
   int64_t device_misses = 0;
+  int64_t shared_steps = 0;  // decode steps whose weight products served several sequences at once
 };
 
 class ForwardBackend {

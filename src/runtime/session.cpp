@@ -176,6 +176,7 @@ void Session::book_decode(int32_t token, double ms) {
   const DecodePathStats path = backend_->decode_path_stats();
   stats_.device_decode_steps = path.device_steps;
   stats_.device_decode_misses = path.device_misses;
+  stats_.shared_decode_steps = path.shared_steps;
 }
 
 void Session::decode(int32_t token) {

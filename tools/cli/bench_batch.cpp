@@ -29,7 +29,9 @@ int bench_batch(const BatchBenchArgs& a) {
   if (a.gen_len < 2) throw Error("--batch needs --gen-len of at least 2 (it measures decode steps)");
   auto model = Model::load(a.model);
   const ModelConfig& c = model->config();
-  SessionBatch batch(model, a.threads);
+  SessionBatch batch(model,
+                     SessionBatchOptions{
+                         .n_threads = a.threads, .device = a.device, .gpu_weights = a.gpu_weights, .serial = a.serial});
   std::mt19937_64 rng(a.seed);
   std::uniform_int_distribution<int32_t> dist(0, c.n_vocab - 1);
   for (int n : a.prompt_lens) {
@@ -37,6 +39,7 @@ int bench_batch(const BatchBenchArgs& a) {
       SessionOptions o;
       o.n_ctx = n + a.gen_len;
       o.fast_math = !a.f32_math;
+      o.device = a.device;
       std::vector<std::unique_ptr<Session>> sessions;
       std::vector<std::vector<int32_t>> prompts(b, std::vector<int32_t>(n));
       for (int i = 0; i < b; ++i) {
@@ -67,15 +70,23 @@ int bench_batch(const BatchBenchArgs& a) {
       }
       const Summary ts = summarize(tok_s), sm = summarize(step_ms);
       if (a.json) {
-        nlohmann::json j = {{"model", a.model},        {"prompt_len", n},
-                            {"batch", b},              {"gen_len", a.gen_len},
-                            {"reps", a.reps},          {"threads", batch.threads()},
-                            {"fast_math", !a.f32_math}, {"decode_tok_s_aggregate", to_json(ts)},
-                            {"decode_step_ms", to_json(sm)}, {"cpu_kernels", to_json(cpu_kernels())}};
+        nlohmann::json j = {{"model", a.model},
+                            {"prompt_len", n},
+                            {"batch", b},
+                            {"gen_len", a.gen_len},
+                            {"reps", a.reps},
+                            {"threads", batch.threads()},
+                            {"fast_math", !a.f32_math},
+                            {"decode_tok_s_aggregate", to_json(ts)},
+                            {"decode_step_ms", to_json(sm)},
+                            {"cpu_kernels", to_json(cpu_kernels())},
+                            {"device", device_name(a.device)},
+                            {"gpu", a.device == Device::Cuda ? device_description(Device::Cuda) : "none"},
+                            {"serial", a.serial}};
         std::cout << j.dump() << std::endl;
       } else {
-        std::printf("prompt %6d | batch %3d | decode %9.2f tok/s aggregate (%.2f per sequence), %8.2f ms/step\n", n, b,
-                    ts.median, ts.median / b, sm.median);
+        std::printf("prompt %6d | batch %3d%s | decode %9.2f tok/s aggregate (%.2f per sequence), %8.2f ms/step\n", n,
+                    b, a.serial ? " (serial)" : "", ts.median, ts.median / b, sm.median);
       }
     }
   }

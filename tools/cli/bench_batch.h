@@ -1,10 +1,12 @@
 // lazyllm bench --batch: aggregate decode throughput of B sequences stepped together
-// (runtime/batch.h), on the CPU.
+// (runtime/batch.h), on the CPU or the GPU.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "lazyllm/lazyllm.h"
 
 namespace lazyllm::cli {
 
@@ -19,6 +21,9 @@ struct BatchBenchArgs {
   bool json = false;
   bool f32_math = false;
   uint64_t seed = 1;
+  Device device = Device::Cpu;
+  GpuWeights gpu_weights = GpuWeights::kNative;
+  bool serial = false;  // step each sequence on its own (the reference a batched forward is held to)
 };
 
 int bench_batch(const BatchBenchArgs& a);

@@ -29,6 +29,7 @@ struct BenchArgs {
   bool f32_math = false;
   uint64_t seed = 1;
   std::vector<int> batches;  // --batch: aggregate decode of this many sequences stepped together
+  bool batch_serial = false;
   PruneFlags prune;
   DeviceFlag device;
 };
@@ -124,10 +125,10 @@ nlohmann::json e2e_at_json(const std::vector<int>& at, const Samples& s) {
 
 int bench(const BenchArgs& a) {
   if (!a.batches.empty()) {
-    if (a.prune.enabled() || a.cold || !a.e2e_at.empty() || a.device.name == "cuda")
-      throw Error("--batch measures baseline decode on the CPU: it takes no --lazy/--prune, --cold, --e2e-at or GPU");
+    if (a.prune.enabled() || a.cold || !a.e2e_at.empty())
+      throw Error("--batch measures baseline decode: it takes no --lazy/--prune, --cold or --e2e-at");
     return bench_batch({a.model, a.prompt_lens, a.batches, a.gen_len, a.reps, a.warmup, a.threads, a.json, a.f32_math,
-                        a.seed});
+                        a.seed, a.device.resolve(), a.device.weights(), a.batch_serial});
   }
   for (int k : a.e2e_at)
     if (k > a.gen_len) throw Error("--e2e-at " + std::to_string(k) + " is past --gen-len " + std::to_string(a.gen_len));
@@ -296,9 +297,12 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", a->json, "Print one JSON object per prompt length");
   cmd->add_option("--batch", a->batches,
                   "Instead: aggregate decode tokens/s of this many sequences stepped together, per prompt length "
-                  "(comma-separated batch sizes; CPU, no pruning)")
+                  "(comma-separated batch sizes; no pruning)")
       ->delimiter(',')
       ->check(CLI::Range(1, 256));
+  cmd->add_flag(
+      "--batch-serial", a->batch_serial,
+      "With --batch: step each sequence on its own, one after another (the reference for the batched forward)");
   cmd->add_flag("--cold", a->cold,
                 "Measure first requests: a fresh session and a prompt length not run before for every run (lengths n, n+1, "
                 "...), after one untimed run per schedule at another length (what a running process has already loaded)");

@@ -13,7 +13,9 @@
 namespace lazyllm::cuda {
 namespace {
 
-bool prefill_takes(const AttentionArgs& a) { return prefill_attention_applies(a) && a.n_keys_dev == nullptr; }
+bool prefill_takes(const AttentionArgs& a) {
+  return prefill_attention_applies(a) && a.n_keys_dev == nullptr && a.seqs.k_cache == nullptr;
+}
 
 }  // namespace
 
@@ -28,6 +30,8 @@ void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   if (a.head_dim > kMaxHeadDim) throw Error("CUDA attention: head size above 256 is not supported");
   if (a.n_keys_dev && (a.row_key_end || !decode_attention_reads_key_count(a.head_dim)))
     throw Error("CUDA attention: a key count in device memory needs the decode kernel (head size 16-128)");
+  if (a.seqs.k_cache && (a.key_slots || a.row_key_end || !decode_attention_reads_key_count(a.head_dim)))
+    throw Error("CUDA attention: rows of several sequences need the decode kernel (head size 16-128), all keys");
   prefill_attention_prepare();
   if (prefill_takes(a)) return prefill_attention(a, stream);
   decode_attention(a, scratch, stream);

@@ -172,7 +172,8 @@ __global__ void __launch_bounds__(kDecThreads)
   pdl_wait();
   const int split = blockIdx.x, r = blockIdx.y, h = blockIdx.z;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int n_keys = a.n_keys_dev ? *a.n_keys_dev : a.n_keys;
+  const bool per_seq = a.seqs.k_cache != nullptr;
+  const int n_keys = per_seq ? a.seqs.n_keys[r] : a.n_keys_dev ? *a.n_keys_dev : a.n_keys;
   float* part = partial + ((static_cast<int64_t>(h) * a.m + r) * gridDim.x + split) * dec_stride(HD);
   const int j_begin = split * kDecKeys;
   if (j_begin >= n_keys) {
@@ -182,8 +183,9 @@ __global__ void __launch_bounds__(kDecThreads)
   const int n = min(kDecKeys, n_keys - j_begin);
   const int g = h / (a.n_heads / a.n_kv_heads), kvd = a.n_kv_heads * HD;
   const int grp = threadIdx.x / LPK, li = threadIdx.x % LPK;
-  const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * HD + li * 8;
-  const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + g * HD + li * 8;
+  const __half* kc = reinterpret_cast<const __half*>(per_seq ? a.seqs.k_cache[r] : a.k_cache) + g * HD + li * 8;
+  const __half* vc = reinterpret_cast<const __half*>(per_seq ? a.seqs.v_cache[r] : a.v_cache) + g * HD + li * 8;
+  const int32_t* kpos = per_seq ? a.seqs.kpos[r] : a.kpos;
 
   // Every K and V load of this lane first.
   uint4 kr[ITER], vr[ITER];
@@ -197,7 +199,7 @@ __global__ void __launch_bounds__(kDecThreads)
       const int64_t off = static_cast<int64_t>(key_slot(a, j_begin + jj)) * kvd;
       kr[it] = *reinterpret_cast<const uint4*>(kc + off);
       vr[it] = *reinterpret_cast<const uint4*>(vc + off);
-      kp[it] = a.kpos[key_slot(a, j_begin + jj)];
+      kp[it] = kpos[key_slot(a, j_begin + jj)];
     }
   }
   float qf[8];

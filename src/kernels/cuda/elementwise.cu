@@ -55,10 +55,12 @@ __global__ void qkv_finish_kernel(QkvFinishArgs a) {
   const int pos = a.pos[i];
   const float* cs = a.rope_cos + static_cast<int64_t>(pos) * half_hd;
   const float* sn = a.rope_sin + static_cast<int64_t>(pos) * half_hd;
-  const int64_t slot = (a.slot0_dev ? *a.slot0_dev : a.slot0) + i;
+  const bool per_seq = a.seqs.k_cache != nullptr;
+  const int64_t slot = per_seq ? a.seqs.slot[i] : (a.slot0_dev ? *a.slot0_dev : a.slot0) + i;
   __half* q = reinterpret_cast<__half*>(a.q) + static_cast<int64_t>(i) * qd;
-  __half* k = reinterpret_cast<__half*>(a.k_cache) + slot * kvd;
-  __half* v = reinterpret_cast<__half*>(a.v_cache) + slot * kvd;
+  __half* k = reinterpret_cast<__half*>(per_seq ? a.seqs.k_cache[i] : a.k_cache) + slot * kvd;
+  __half* v = reinterpret_cast<__half*>(per_seq ? a.seqs.v_cache[i] : a.v_cache) + slot * kvd;
+  int32_t* kpos = per_seq ? a.seqs.kpos[i] : a.kpos;
   const int n_pairs = (a.n_heads + a.n_kv_heads) * half_hd;
   const int t0 = blockIdx.y * blockDim.x + threadIdx.x, step = gridDim.y * blockDim.x;
   for (int p = t0; p < n_pairs; p += step) {
@@ -81,7 +83,7 @@ __global__ void qkv_finish_kernel(QkvFinishArgs a) {
     if (a.bias) x += a.bias[qd + kvd + c];
     v[c] = __float2half(x);
   }
-  if (t0 == 0) a.kpos[slot] = pos;
+  if (t0 == 0) kpos[slot] = pos;
 }
 
 __global__ void swiglu_kernel(const __nv_bfloat16* gu, int ff, __nv_bfloat16* out) {

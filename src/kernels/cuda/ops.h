@@ -22,9 +22,21 @@ void embed_rows(const bf16_t* table, const int32_t* tokens, int n, int d, float*
 // out[i] = bf16(x[i] / rms(x[i]) * w) for m rows of d.
 void rmsnorm_bf16(const float* x, const float* w, int m, int d, float eps, bf16_t* out, cudaStream_t stream);
 
+// Rows of several sequences in one launch (a decode batch): for row i, its sequence's K/V cache
+// and key positions at this layer, the slot its new K/V go to, and how many keys it attends to
+// (slots [0, n_keys[i])). Device arrays of one entry per row; unused where k_cache is null.
+struct SequenceRows {
+  half_t* const* k_cache = nullptr;
+  half_t* const* v_cache = nullptr;
+  int32_t* const* kpos = nullptr;
+  const int32_t* slot = nullptr;
+  const int32_t* n_keys = nullptr;
+};
+
 // Finishes the fused QKV projection (rows of [q | k | v] in float): adds biases (may be null),
 // rotates q and k by each row's position (tables cos/sin[pos * half + i]), writes q (half) and
-// stores k, v (half) in cache slots slot0.. with their positions in kpos.
+// stores k, v (half) in cache slots slot0.. with their positions in kpos (or, with seqs, in each
+// row's own cache and slot).
 struct QkvFinishArgs {
   const float* qkv;
   int m;
@@ -40,6 +52,7 @@ struct QkvFinishArgs {
   int32_t* kpos;
   int slot0;
   const int32_t* slot0_dev = nullptr;  // when set, the first slot is read from here (decode graphs)
+  SequenceRows seqs{};
 };
 void qkv_finish(const QkvFinishArgs& a, cudaStream_t stream);
 
@@ -83,6 +96,9 @@ struct AttentionArgs {
   // or gathered (gather_kv; key_slots null, every slot [0, n_keys) a key), never the prefill's
   // layout: every tile is masked by position.
   const int32_t* row_key_end = nullptr;
+  // When set (decode batches of several sequences; the decode kernel, head sizes 16-128): each
+  // row's own caches and key count, k_cache, v_cache and kpos unused, n_keys the largest count.
+  SequenceRows seqs{};
 };
 // Scratch floats attention() needs for its split-key partial results.
 size_t attention_scratch_floats(const AttentionArgs& a);

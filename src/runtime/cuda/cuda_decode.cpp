@@ -1,6 +1,7 @@
 // The CUDA decode paths: the baseline's graph, the steady LazyLLM step's graph (selection on the
 // GPU, prune/lazy_plan.h's SteadyDecodePlan), and the host-planned step (DecodeStep).
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -52,7 +53,7 @@ cudaGraphExec_t CudaForward::decode_graph(int capacity) {
 // GPU in one small copy; the chain of kernels is replayed from a graph (or launched directly
 // with LAZYLLM_CUDA_GRAPHS=0: the same kernels, the same results).
 void CudaForward::decode_baseline(int32_t token) {
-  const int p = n_past_, n_layers = c_.n_layers;
+  const int p = n_past_;
   ensure_rows(1);
   step_h_[0] = token, step_h_[1] = p, step_h_[2] = p + 1;
   check(cudaMemcpyAsync(step_d_.get(), step_h_.get(), 3 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
@@ -64,6 +65,12 @@ void CudaForward::decode_baseline(int32_t token) {
     decode_chain(capacity);
   }
   fetch_logits();  // also: step_h_ may be written again
+  book_baseline_decode(p);
+}
+
+void CudaForward::book_baseline_decode(int p) {
+  const int n_layers = c_.n_layers;
+  mirror_dirty_ = true;
   index_.mark_prompt(p, false);
   for (int l = 0; l < n_layers; ++l) {
     if (index_.store(l, p) != p) throw std::logic_error("CUDA baseline decode: slot is not the position");
@@ -72,6 +79,79 @@ void CudaForward::decode_baseline(int32_t token) {
   }
   counters_.token_layers += n_layers;
   ++n_past_;
+}
+
+bool CudaForward::graph_kernels_apply() const {
+  return cuda::attention_reads_key_count(c_.head_dim) && cuda::gemv_applies(1, c_.n_embd) &&
+         cuda::gemv_applies(1, c_.n_ff) && cuda::gemv_applies(1, c_.n_heads * c_.head_dim);
+}
+
+bool CudaForward::baseline_decode_applies(const LayerSchedule& s) const {
+  return !s.any() && index_.all_full() && index_.tokens() == n_past_ && graph_kernels_apply();
+}
+
+// The sequences' rows are stacked in one sequence's activation buffers (the one with the longest
+// context, whose RoPE tables cover every row's position); each row's K/V go to its own cache at
+// its position, and its attention reads only its own keys, one launch per layer for all rows
+// (tables of each row's cache pointers per layer). Launched directly, not from a graph: the
+// batch's make-up and key counts change from step to step.
+void CudaForward::decode_together(std::span<CudaForward* const> seqs, std::span<const int32_t> tokens) {
+  CudaForward& host = **std::max_element(
+      seqs.begin(), seqs.end(), [](const CudaForward* a, const CudaForward* b) { return a->n_ctx_ < b->n_ctx_; });
+  const ModelConfig& c = host.c_;
+  const int b = static_cast<int>(seqs.size()), n_layers = c.n_layers;
+  const cuda::PdlScope pdl(host.pdl_);
+  std::vector<int32_t> pos(b), n_keys(b);
+  std::vector<uint64_t> caches(static_cast<size_t>(3) * n_layers * b);
+  auto address = [](const void* p) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)); };
+  for (int i = 0; i < b; ++i) {
+    CudaForward& s = *seqs[i];
+    if (&s.c_ != &c || !s.shares_weights_with(host) || s.n_past_ >= s.n_ctx_)
+      throw std::logic_error("decode_together: sequences of another model, or a full context");
+    pos[i] = s.n_past_;
+    n_keys[i] = s.n_past_ + 1;
+    if (s.record_selection_) s.selection_.assign(n_layers, {});
+    for (int l = 0; l < n_layers; ++l) {
+      const size_t at = static_cast<size_t>(3) * l * b;
+      caches[at + i] = address(s.k_cache_at(l));
+      caches[at + b + i] = address(s.v_cache_at(l));
+      caches[at + 2 * b + i] = address(s.kpos_at(l));
+    }
+  }
+  host.ensure_rows(b);
+  host.upload(host.tokens_d_, std::vector<int32_t>(tokens.begin(), tokens.end()));
+  host.upload(host.pos_d_, pos);  // also each row's slot: slot = position without pruning
+  host.upload(host.row_keys_d_, n_keys);
+  host.upload(host.row_caches_d_, caches);
+  const int max_keys = *std::max_element(n_keys.begin(), n_keys.end());
+  float* h = host.h_[0].get();
+  cuda::embed_rows_any(host.w_->token_embd.ref, host.tokens_d_.get(), b, c.n_embd, h, host.stream_);
+  for (int l = 0; l < n_layers; ++l) {
+    auto* table = reinterpret_cast<void* const*>(host.row_caches_d_.get() + static_cast<size_t>(3) * l * b);
+    cuda::SequenceRows rows;
+    rows.k_cache = reinterpret_cast<half_t* const*>(table);
+    rows.v_cache = reinterpret_cast<half_t* const*>(table + b);
+    rows.kpos = reinterpret_cast<int32_t* const*>(table + 2 * b);
+    rows.slot = host.pos_d_.get();
+    rows.n_keys = host.row_keys_d_.get();
+    const bool fused = host.fused_layer(l, b);
+    host.layer_qkv(l, h, b, fused);
+    host.layer_attention_rows(l, b, rows, max_keys);
+    host.layer_output(l, h, b, fused);
+  }
+  host.logits_kernels(h, b);
+  const size_t v = c.n_vocab;
+  host.logits_h_.ensure(b * v);
+  check(cudaMemcpyAsync(host.logits_h_.get(), host.logits_d_.get(), b * v * sizeof(float), cudaMemcpyDeviceToHost,
+                        host.stream_),
+        "logits to host");
+  host.sync_stream();
+  for (int i = 0; i < b; ++i) {
+    CudaForward& s = *seqs[i];
+    s.logits_.assign(host.logits_h_.get() + i * v, host.logits_h_.get() + (i + 1) * v);
+    s.book_baseline_decode(pos[i]);
+    ++s.path_stats_.shared_steps;
+  }
 }
 
 // ------------------------------------------------------------------ steady lazy decode
@@ -192,7 +272,7 @@ bool CudaForward::decode_steady(int32_t token, const LayerSchedule& sched) {
 
 void CudaForward::decode(int32_t token, const LayerSchedule& sched) {
   const cuda::PdlScope pdl(pdl_);
-  const int d = c_.n_embd, n_layers = c_.n_layers;
+  const int n_layers = c_.n_layers;
   const int p = n_past_;
   if (p >= n_ctx_) throw Error("context is full (" + std::to_string(n_ctx_) + " tokens)");
   if (token < 0 || token >= c_.n_vocab) throw Error("token id " + std::to_string(token) + " is out of the vocabulary");
@@ -200,16 +280,11 @@ void CudaForward::decode(int32_t token, const LayerSchedule& sched) {
 
   // Baseline fast path: nothing pruned now or before, so every earlier token has K/V at every
   // layer (in slot = position) and the new token attends to all slots; no per-layer host work.
-  const bool graph_kernels = cuda::attention_reads_key_count(c_.head_dim) && cuda::gemv_applies(1, d) &&
-                             cuda::gemv_applies(1, c_.n_ff) && cuda::gemv_applies(1, c_.n_heads * c_.head_dim);
-  if (!sched.any() && index_.all_full() && index_.tokens() == p && graph_kernels) {
-    mirror_dirty_ = true;
-    return decode_baseline(token);
-  }
+  if (baseline_decode_applies(sched)) return decode_baseline(token);
 
   // A re-selecting step: first as a graph, unless host steps are reviving tokens now or a recent
   // attempt missed (each miss doubles the wait, each success halves it).
-  if (use_steady_ && graph_kernels && sched.any() && !last_revived_ && steady_skip_ == 0) {
+  if (use_steady_ && graph_kernels_apply() && sched.any() && !last_revived_ && steady_skip_ == 0) {
     if (decode_steady(token, sched)) {
       steady_backoff_ /= 2;
       return;

@@ -10,6 +10,7 @@
 
 #include "format/dtype.h"
 #include "lazyllm/lazyllm.h"
+#include "runtime/batch_forward.h"
 #include "runtime/forward_backend.h"
 
 namespace lazyllm {
@@ -27,6 +28,9 @@ bool cuda_weights_resident(const Model& model, GpuWeights mode);
 // The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU once per
 // model and form (shared by its sessions; see GpuWeights). Throws Error when no GPU is usable.
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights);
+// The batch step of a SessionBatch on the GPU (runtime/batch_forward.h): the baseline decodes of
+// a step share their weight products; prefills and LazyLLM decodes run each on its own.
+std::unique_ptr<BatchForward> make_cuda_batch(const Model& model);
 // Test hook: the GPU's LazyLLM selection (cuda::select_top) over `scores` keeping k, one more row
 // (index n, the last token) always kept. Returns dest: each row's index among the kept rows, or -1.
 std::vector<int32_t> cuda_select_top_dest(std::span<const float> scores, int k);

@@ -177,25 +177,30 @@ void CudaForward::ensure_aux() {
 // ------------------------------------------------------------------ one layer
 
 void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
-  const cuda::CudaLayerWeights& L = w_->layers[l];
-  const int d = c_.n_embd, hd = c_.head_dim, qd = c_.n_heads * hd, kvd = c_.n_kv_heads * hd, ff = c_.n_ff;
-  const int m = c.m;
-  const size_t layer_off = static_cast<size_t>(l) * n_ctx_;
-  half_t* kc = k_cache_.get() + layer_off * kvd;
-  half_t* vc = v_cache_.get() + layer_off * kvd;
-  int32_t* kpos = kpos_.get() + layer_off;
-  // Decode-sized batches: RMSNorm fused into the products after it, SwiGLU into gate|up.
-  bool small = cuda::gemv_applies(m, d) && cuda::gemv_applies(m, ff) && cuda::gemv_applies(m, qd) &&
-               cuda::gemv_applies(L.wgu.ref.format, m, d);
-  for (const cuda::MatrixPart& part : L.wqkv.parts) small = small && cuda::gemv_applies(part.ref.format, m, d);
+  const bool fused = fused_layer(l, c.m);
+  layer_qkv(l, h, c.m, fused);
+  layer_attention(l, c);
+  layer_output(l, h, c.m, fused);
+}
 
+bool CudaForward::fused_layer(int l, int m) const {
+  const cuda::CudaLayerWeights& L = w_->layers[l];
+  const int d = c_.n_embd, qd = c_.n_heads * c_.head_dim;
+  bool fused = cuda::gemv_applies(m, d) && cuda::gemv_applies(m, c_.n_ff) && cuda::gemv_applies(m, qd) &&
+               cuda::gemv_applies(L.wgu.ref.format, m, d);
+  for (const cuda::MatrixPart& part : L.wqkv.parts) fused = fused && cuda::gemv_applies(part.ref.format, m, d);
+  return fused;
+}
+
+void CudaForward::layer_qkv(int l, const float* h, int m, bool fused) {
+  const cuda::CudaLayerWeights& L = w_->layers[l];
+  const int d = c_.n_embd, qkv_n = c_.n_heads * c_.head_dim + 2 * c_.n_kv_heads * c_.head_dim;
   // Q|K|V is one matrix, or its parts one at a time where their types differ (each a slice of
   // the qkv rows).
-  const int qkv_n = qd + 2 * kvd;
-  if (!small) cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
+  if (!fused) cuda::rmsnorm_bf16(h, L.attn_norm.get(), m, d, c_.rms_eps, xn_.get(), stream_);
   for (const cuda::MatrixPart& part : L.wqkv.parts) {
     float* y = qkv_.get() + part.row0;
-    if (small) {
+    if (fused) {
       cuda::GemvArgs g;
       set_weight(g, part.ref);
       g.n_out = static_cast<int>(part.rows), g.k = d, g.m = m;
@@ -206,9 +211,25 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
       gemm(part.ref, static_cast<int>(part.rows), d, xn_.get(), m, y, CUDA_R_32F, 0.0f, qkv_n);
     }
   }
-  cuda::QkvFinishArgs qa{qkv_.get(), m,  c.d_pos, L.bqkv.empty() ? nullptr : L.bqkv.get(),
-                         rope_cos_.get(), rope_sin_.get(), c_.n_heads, c_.n_kv_heads, hd, c_.rope_neox,
-                         q_.get(), kc, vc, kpos, c.slot0};
+}
+
+cuda::QkvFinishArgs CudaForward::qkv_finish_args(int l, int m, const int32_t* pos) const {
+  const cuda::CudaLayerWeights& L = w_->layers[l];
+  cuda::QkvFinishArgs a{};
+  a.qkv = qkv_.get(), a.m = m, a.pos = pos, a.bias = L.bqkv.empty() ? nullptr : L.bqkv.get();
+  a.rope_cos = rope_cos_.get(), a.rope_sin = rope_sin_.get();
+  a.n_heads = c_.n_heads, a.n_kv_heads = c_.n_kv_heads, a.head_dim = c_.head_dim, a.neox = c_.rope_neox;
+  a.q = q_.get();
+  return a;
+}
+
+void CudaForward::layer_attention(int l, const LayerCall& c) {
+  const int hd = c_.head_dim, kvd = c_.n_kv_heads * hd;
+  half_t* kc = k_cache_at(l);
+  half_t* vc = v_cache_at(l);
+  int32_t* kpos = kpos_at(l);
+  cuda::QkvFinishArgs qa = qkv_finish_args(l, c.m, c.d_pos);
+  qa.k_cache = kc, qa.v_cache = vc, qa.kpos = kpos, qa.slot0 = c.slot0;
   qa.slot0_dev = c.slot0_dev;
   cuda::qkv_finish(qa, stream_);
 
@@ -226,8 +247,20 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
                     stream_);
     k_att = k_gather_.get(), v_att = v_gather_.get(), kpos_att = pos_gather_.get(), key_slots = nullptr;
   }
-  cuda::AttentionArgs aa{q_.get(), m, c.d_pos, k_att, v_att, kpos_att, key_slots, c.n_keys, c.slot0,
-                         c_.n_heads, c_.n_kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd)), att_.get()};
+  cuda::AttentionArgs aa{q_.get(),
+                         c.m,
+                         c.d_pos,
+                         k_att,
+                         v_att,
+                         kpos_att,
+                         key_slots,
+                         c.n_keys,
+                         c.slot0,
+                         c_.n_heads,
+                         c_.n_kv_heads,
+                         hd,
+                         1.0f / std::sqrt(static_cast<float>(hd)),
+                         att_.get()};
   aa.n_keys_dev = c.n_keys_dev;
   aa.row_key_end = c.row_key_end;
   const size_t scratch = cuda::attention_scratch_floats(aa);
@@ -236,11 +269,28 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
   if (c.want_importance) {
     grow(imp_scratch_, cuda::importance_scratch_floats(aa));
     grow(importance_d_, static_cast<size_t>(aa.n_keys));
-    cuda::last_row_importance(aa, m - 1, imp_scratch_.get(), importance_d_.get(), stream_);
+    cuda::last_row_importance(aa, c.m - 1, imp_scratch_.get(), importance_d_.get(), stream_);
   }
-  gemm(L.wo.ref, d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
+}
 
-  if (small) {
+void CudaForward::layer_attention_rows(int l, int m, const cuda::SequenceRows& rows, int max_keys) {
+  cuda::QkvFinishArgs qa = qkv_finish_args(l, m, pos_d_.get());
+  qa.seqs = rows;
+  cuda::qkv_finish(qa, stream_);
+  cuda::AttentionArgs aa{};
+  aa.q = q_.get(), aa.m = m, aa.qpos = pos_d_.get(), aa.n_keys = max_keys;
+  aa.n_heads = c_.n_heads, aa.n_kv_heads = c_.n_kv_heads, aa.head_dim = c_.head_dim;
+  aa.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim)), aa.out = att_.get();
+  aa.seqs = rows;
+  grow(att_scratch_, cuda::attention_scratch_floats(aa));
+  cuda::attention(aa, att_scratch_.get(), stream_);
+}
+
+void CudaForward::layer_output(int l, float* h, int m, bool fused) {
+  const cuda::CudaLayerWeights& L = w_->layers[l];
+  const int d = c_.n_embd, qd = c_.n_heads * c_.head_dim, ff = c_.n_ff;
+  gemm(L.wo.ref, d, qd, att_.get(), m, h, CUDA_R_32F, 1.0f);
+  if (fused) {
     cuda::GemvArgs g;
     set_weight(g, L.wgu.ref);
     g.n_out = ff, g.k = d, g.m = m;
@@ -260,17 +310,18 @@ void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
   }
 }
 
-void CudaForward::logits_kernels(const float* h_row) {
-  if (cuda::gemv_applies(1, c_.n_embd)) {
+void CudaForward::logits_kernels(const float* h_rows, int m) {
+  grow(logits_d_, static_cast<size_t>(m) * c_.n_vocab);
+  if (cuda::gemv_applies(w_->output.format, m, c_.n_embd)) {
     cuda::GemvArgs g;
     set_weight(g, w_->output);
-    g.n_out = c_.n_vocab, g.k = c_.n_embd, g.m = 1;
-    g.norm_in = h_row, g.norm_w = w_->output_norm.get(), g.eps = c_.rms_eps;
+    g.n_out = c_.n_vocab, g.k = c_.n_embd, g.m = m;
+    g.norm_in = h_rows, g.norm_w = w_->output_norm.get(), g.eps = c_.rms_eps;
     g.y = logits_d_.get(), g.y_f32 = true;
     return cuda::gemv(g, stream_);
   }
-  cuda::rmsnorm_bf16(h_row, w_->output_norm.get(), 1, c_.n_embd, c_.rms_eps, xn_.get(), stream_);
-  gemm(w_->output, c_.n_vocab, c_.n_embd, xn_.get(), 1, logits_d_.get(), CUDA_R_32F, 0.0f);
+  cuda::rmsnorm_bf16(h_rows, w_->output_norm.get(), m, c_.n_embd, c_.rms_eps, xn_.get(), stream_);
+  gemm(w_->output, c_.n_vocab, c_.n_embd, xn_.get(), m, logits_d_.get(), CUDA_R_32F, 0.0f);
 }
 
 void CudaForward::fetch_logits() {

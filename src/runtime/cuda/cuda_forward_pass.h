@@ -108,6 +108,22 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   DecodePathStats decode_path_stats() const override { return path_stats_; }
   Session::DeviceMemory device_memory() const override;
 
+  const ModelConfig& config() const { return c_; }
+  // Whether decode() would take the baseline path for this schedule (nothing pruned now or
+  // before, every product and the attention of a kind a graph can run).
+  bool baseline_decode_applies(const LayerSchedule& s) const;
+  bool shares_weights_with(const CudaForward& o) const { return w_ == o.w_; }
+  // Baseline decode of one token for each of several sequences (each baseline_decode_applies,
+  // all sharing one copy of the weights, none listed twice) in one pass: every weight product
+  // runs once over all their rows, on the first sequence's stream and buffers; the attention
+  // runs per sequence over its own caches. Afterwards each sequence is as after decode(), with
+  // logits equal up to the products' batch invariance (docs/lazyllm.md).
+  static void decode_together(std::span<CudaForward* const> seqs, std::span<const int32_t> tokens);
+  // This sequence's K/V cache and key positions at layer l (slot 0).
+  half_t* k_cache_at(int l) { return k_cache_.get() + static_cast<size_t>(l) * n_ctx_ * c_.n_kv_heads * c_.head_dim; }
+  half_t* v_cache_at(int l) { return v_cache_.get() + static_cast<size_t>(l) * n_ctx_ * c_.n_kv_heads * c_.head_dim; }
+  int32_t* kpos_at(int l) { return kpos_.get() + static_cast<size_t>(l) * n_ctx_; }
+
  private:
   // PrefillDevice: the device half of run_prefill().
   void prefill_embed(std::span<const int32_t> tokens, std::span<const int32_t> pos, const PrefillPlan& plan) override;
@@ -115,11 +131,27 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void prefill_layer(int l, int n_rows, int slot0, bool want_importance) override;
   std::span<const int32_t> prefill_finish(const PrefillPlan& plan, int n) override;
   // The GPU work of layer l on c.m rows of h (in place); no host bookkeeping, no synchronization.
+  // In three parts, so a batch of sequences can share the weight products (decode_together):
   void layer_kernels(int l, float* h, const LayerCall& c);
-  // Final RMSNorm and output product of one row into logits_d_ (asynchronous).
-  void logits_kernels(const float* h_row);
-  // Copies logits_d_ to logits_ (waits for the stream).
+  // Decode-sized batches: RMSNorm fused into the products after it, SwiGLU into gate|up.
+  bool fused_layer(int l, int m) const;
+  // RMSNorm and the Q|K|V product of m rows of h into qkv_.
+  void layer_qkv(int l, const float* h, int m, bool fused);
+  // qkv_finish's arguments for m rows of qkv_ at positions pos into q_, caches not set.
+  cuda::QkvFinishArgs qkv_finish_args(int l, int m, const int32_t* pos) const;
+  // Bias, RoPE and the K/V store of the c.m rows in qkv_, then their attention into att_.
+  void layer_attention(int l, const LayerCall& c);
+  // The same for rows of several sequences, each over its own caches (decode_together).
+  void layer_attention_rows(int l, int m, const cuda::SequenceRows& rows, int max_keys);
+  // The output product of att_ into the residual h, then the feed-forward block, on m rows.
+  void layer_output(int l, float* h, int m, bool fused);
+  // Final RMSNorm and output product of m rows (the last ones of their sequences) into logits_d_
+  // (asynchronous).
+  void logits_kernels(const float* h_rows, int m = 1);
+  // Copies the first row of logits_d_ to logits_ (waits for the stream).
   void fetch_logits();
+  // After a baseline decode step at position p whose logits are in logits_: the host's books.
+  void book_baseline_decode(int p);
   // Baseline decode of one token whose id, position and key count are in step_d_: the launch
   // chain a graph captures. `capacity` sizes the attention launch (keys read from step_d_[2]).
   void decode_chain(int capacity);
@@ -127,6 +159,8 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   cudaGraphExec_t capture(const std::function<void()>& chain);
   void drop_graphs();
   void decode_baseline(int32_t token);
+  // Whether every product and the attention of a decode step are kernels a graph can run.
+  bool graph_kernels_apply() const;
   // Steady lazy decode: the launch chain (keys selected on the GPU, counts and slots from
   // steady_d_), its graph per key capacity, and the attempt (false: redo through DecodeStep).
   void steady_chain(int capacity, const SteadyDecodePlan& plan);
@@ -179,6 +213,8 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   DeviceBuffer<half_t> k_gather_, v_gather_;
   DeviceBuffer<int32_t> pos_gather_;
   DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_, row_keys_d_;
+  // decode_together: per layer, each row's K cache, V cache and key positions (device pointers).
+  DeviceBuffer<uint64_t> row_caches_d_;
   // Prefill's alive positions per pruning step (list e at e * n) and the selection's output; the
   // prompt's length, the current list, which of h_ holds the rows, and the first slot of the last
   // layer computed (its importance starts there).
