@@ -659,9 +659,11 @@ std::vector<float> reference_product(const CudaProductCase& c, const std::vector
 // ones too) and the dequantize-then-cuBLAS path (batches 100 and 300, the latter on the smaller
 // shapes; 64 rows of scratch so the larger matrices go in several chunks). Shapes: rows
 // not a multiple of a block's rows, rows of 3 to 344 blocks (chunks past the pipeline's step, k
-// not a multiple of the tensor-core kernel's 128-element slices), and enough rows that the
-// kernels take four rows a warp. Activations go to 8 bits per block in the matrix-vector kernels
-// and weights to bf16 elsewhere, hence the bound (a misread block or scale costs far more).
+// not a multiple of the tensor-core kernel's 128-element slices), enough rows that the
+// kernels take four rows a warp, and rows too long for the matrix-vector kernels to copy the
+// activation rows into shared memory (32768: they read them from global memory instead); at 1-2
+// rows also an activation row that is not 16-byte aligned. Activations go to 8 bits per block in the matrix-vector
+// kernels and weights to bf16 elsewhere, hence the bound (a misread block or scale costs far more).
 TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
   LAZYLLM_REQUIRE_GPU();
   constexpr double kProductTol = 2e-2;
@@ -670,12 +672,14 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
     int n_out, k;
     bool swiglu;
   };
-  const std::vector<Shape> shapes = {{300, 96, false},   {77, 2080, false}, {1000, 1024, false}, {64, 11008, false},
-                                     {8500, 256, false}, {300, 96, true},   {77, 2080, true},    {4300, 128, true}};
+  const std::vector<Shape> shapes = {{300, 96, false},   {77, 2080, false},  {1000, 1024, false},
+                                     {64, 11008, false}, {8500, 256, false}, {16, 32768, false},
+                                     {300, 96, true},    {77, 2080, true},   {4300, 128, true}};
   // K-quant rows are whole 256-element super-blocks: 1 to 43 of them (more than a warp's four
   // super-blocks a step, and not a multiple of them).
-  const std::vector<Shape> k_shapes = {{300, 256, false},  {77, 2304, false}, {1000, 1024, false}, {64, 11008, false},
-                                       {8500, 256, false}, {301, 256, true},  {77, 2304, true},    {4300, 512, true}};
+  const std::vector<Shape> k_shapes = {{300, 256, false},  {77, 2304, false},  {1000, 1024, false},
+                                       {64, 11008, false}, {8500, 256, false}, {16, 32768, false},
+                                       {301, 256, true},   {77, 2304, true},   {4300, 512, true}};
   for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     double worst_gemv = 0, worst_qgemm = 0, worst_prefill = 0;
     uint64_t seed = 1;
@@ -687,15 +691,17 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
         if (m == 300 && static_cast<int64_t>(sh.n_out) * sh.k > 300000) continue;
         const std::vector<float> x = random_floats(static_cast<size_t>(m) * sh.k, seed++, -2.0f, 2.0f);
         const std::vector<float> y0 = random_floats(static_cast<size_t>(m) * sh.n_out, seed++, -1.0f, 1.0f);
-        enum Variant { kPlain, kNorm, kAccumulate, kSwiglu };
+        enum Variant { kPlain, kNorm, kAccumulate, kSwiglu, kUnaligned };
         std::vector<Variant> variants =
             sh.swiglu ? std::vector<Variant>{kSwiglu} : std::vector<Variant>{kPlain, kNorm, kAccumulate};
+        if (!sh.swiglu && m <= 2) variants.push_back(kUnaligned);
         for (Variant v : variants) {
           CudaProductCase c;
           c.type = type, c.w = w.bytes.data(), c.n_out = sh.n_out, c.k = sh.k, c.m = m, c.x = x;
           if (v == kNorm || v == kSwiglu) c.norm_w = norm_w;
           if (v == kAccumulate) c.y0 = y0;
           c.swiglu = v == kSwiglu;
+          if (v == kUnaligned) c.x_offset = 4;  // 8 bytes past a 16-byte boundary
           SCOPED_TRACE(std::string(dtype_name(type)) + " " + std::to_string(sh.n_out) + "x" + std::to_string(sh.k) +
                        " m=" + std::to_string(m) + " variant " + std::to_string(v));
           const std::vector<float> gpu = cuda_weight_product(c);

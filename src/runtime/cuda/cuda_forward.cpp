@@ -65,11 +65,12 @@ std::vector<float> cuda_weight_product(const CudaProductCase& c) {
   std::vector<uint16_t> xb(c.x.size());
   for (size_t i = 0; i < xb.size(); ++i) xb[i] = fp32_to_bf16(c.x[i]);
   DeviceBuffer<float> xf_d(c.x.size()), nw_d(std::max(1, k)), y_d(static_cast<size_t>(m) * n_out);
-  DeviceBuffer<bf16_t> xb_d(c.x.size()), gu_d(static_cast<size_t>(m) * 2 * n_out),
+  DeviceBuffer<bf16_t> xb_d(c.x.size() + c.x_offset), gu_d(static_cast<size_t>(m) * 2 * n_out),
       act_d(static_cast<size_t>(m) * n_out);
   DeviceBuffer<bf16_t> scratch(static_cast<size_t>(std::max(1, c.scratch_rows)) * k);
   check(cudaMemcpy(xf_d.get(), c.x.data(), c.x.size() * sizeof(float), cudaMemcpyHostToDevice), "x to device");
-  check(cudaMemcpy(xb_d.get(), xb.data(), xb.size() * sizeof(uint16_t), cudaMemcpyHostToDevice), "x to device");
+  check(cudaMemcpy(xb_d.get() + c.x_offset, xb.data(), xb.size() * sizeof(uint16_t), cudaMemcpyHostToDevice),
+        "x to device");
   if (norm) check(cudaMemcpy(nw_d.get(), c.norm_w.data(), k * sizeof(float), cudaMemcpyHostToDevice), "norm to device");
   if (!c.y0.empty())
     check(cudaMemcpy(y_d.get(), c.y0.data(), c.y0.size() * sizeof(float), cudaMemcpyHostToDevice), "y to device");
@@ -82,11 +83,12 @@ std::vector<float> cuda_weight_product(const CudaProductCase& c) {
       set_weight(g, W.ref);
       g.n_out = n_out, g.k = k, g.m = m;
       if (norm) g.norm_in = xf_d.get(), g.norm_w = nw_d.get(), g.eps = c.eps;
-      else g.x = xb_d.get();
+      else g.x = xb_d.get() + c.x_offset;
       if (c.swiglu) g.swiglu = true, g.y = act_d.get(), g.y_f32 = false;
       else g.y = y_d.get(), g.y_f32 = true, g.beta = beta;
       cuda::gemv(g, nullptr);
     } else {  // as its prefill
+      if (c.x_offset != 0) throw Error("cuda_weight_product: an offset X only for the matrix-vector kernels");
       if (norm) cuda::rmsnorm_bf16(xf_d.get(), nw_d.get(), m, k, c.eps, xb_d.get(), nullptr);
       if (c.swiglu) {
         weight_gemm(blas, nullptr, W.ref, 2 * n_out, k, xb_d.get(), m, gu_d.get(), CUDA_R_16BF, 0.0f, scratch.get(),

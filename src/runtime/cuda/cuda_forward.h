@@ -50,6 +50,7 @@ struct CudaProductCase {
   bool swiglu = false;        // Y = bf16(silu(gate) * up), as the gate|up product
   std::span<const float> y0;  // non-empty: Y = y0 + X W^T (the residual's accumulation)
   int scratch_rows = 64;
+  int x_offset = 0;  // the bf16 X starts this many elements into its buffer (unaligned rows)
 };
 std::vector<float> cuda_weight_product(const CudaProductCase& c);
 
