@@ -660,9 +660,9 @@ std::vector<float> reference_product(const CudaProductCase& c, const std::vector
 // shapes; 64 rows of scratch so the larger matrices go in several chunks). Shapes: rows
 // not a multiple of a block's rows, rows of 3 to 344 blocks (chunks past the pipeline's step, k
 // not a multiple of the tensor-core kernel's 128-element slices), enough rows that the
-// kernels take four rows a warp, and rows too long for the matrix-vector kernels to copy the
-// activation rows into shared memory (32768: they read them from global memory instead); at 1-2
-// rows also an activation row that is not 16-byte aligned. Activations go to 8 bits per block in the matrix-vector
+// kernels take four rows a warp, and rows of 32768 (two quantized activation rows of that length
+// still fit the matrix-vector kernels' shared memory); at 1-2 rows also an activation row that is
+// not 16-byte aligned. Activations go to 8 bits per block in the matrix-vector
 // kernels and weights to bf16 elsewhere, hence the bound (a misread block or scale costs far more).
 TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
   LAZYLLM_REQUIRE_GPU();
