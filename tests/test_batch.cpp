@@ -271,7 +271,11 @@ TEST(SessionBatch, ChunkedPrefillEqualsWholePrefill) {
 }
 
 // A serial batch (how CUDA sessions step together) runs each sequence's step exactly as the
-// sequence alone: bitwise the same logits and counters, whatever the mix.
+// sequence alone: bitwise the same logits and counters, whatever the mix. The exception is the
+// prompt prefilled in chunks, whose products run at other row counts than the whole prompt's
+// (alone it is prefilled whole): bitwise only where every product is row-count invariant, which
+// OpenBLAS's attention products are not with every core type (OPENBLAS_CORETYPE=Haswell on a
+// Zen 4: 6.2e-5 of the largest logit), so it is held to the batch tolerance.
 TEST(SessionBatch, SerialStepsAreBitwiseEachSequenceAlone) {
   auto model = eval_model();
   SessionOptions o = options();
@@ -281,7 +285,9 @@ TEST(SessionBatch, SerialStepsAreBitwiseEachSequenceAlone) {
   const auto serial = run_batched(model, o, plans, &sizes, {.n_threads = 2, .serial = true});
   const auto alone = run_each_alone(model, o, plans);
   EXPECT_GE(*std::max_element(sizes.begin(), sizes.end()), 3);
-  for (size_t i = 0; i < plans.size(); ++i) EXPECT_TRUE(bitwise_equal(serial[i], alone[i])) << "sequence " << i;
+  ASSERT_GT(plans.back().chunk, 0);
+  for (size_t i = 0; i < plans.size(); ++i)
+    if (plans[i].chunk == 0) EXPECT_TRUE(bitwise_equal(serial[i], alone[i])) << "sequence " << i;
   expect_matches_alone(serial, alone);
   EXPECT_LT(alone[0].stats.computed_fraction, 1.0);
 }
