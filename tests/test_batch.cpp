@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "cache/kv_pool.h"
 #include "lazyllm/lazyllm.h"
 #include "lazyllm/tokenizer.h"
 #include "runtime/batch.h"
@@ -348,6 +349,46 @@ TEST(SessionBatch, CudaBaselineDecodesShareTheirProducts) {
       EXPECT_LE(diff, kGpuBatchTolerance) << "sequence " << i;
       EXPECT_EQ(batched[i].stats.shared_decode_steps, 9) << "sequence " << i;  // every decode step had a partner
       EXPECT_EQ(batched[i].stats.token_layers_computed, alone[i].stats.token_layers_computed);
+    }
+  }
+}
+
+// Sessions taking their K/V from a KV pool compute bitwise what sessions with their own caches
+// compute, on the CPU (the pool only counts pages) and on a GPU (pool pages mapped into each
+// session's address range as it grows: rows of 2 KiB, so a 2 MiB page holds 1024 of them and
+// these sequences cross page boundaries in prefill, in prefill chunks and in decode), LazyLLM
+// and baseline sequences batched together; every page is back in the pool afterwards.
+TEST(SessionBatch, PooledKvIsBitwiseTheSessionsOwnCache) {
+  auto model = test::make_model(
+      {.name = "kv_pages", .embd = 1024, .layers = 2, .heads = 8, .kv_heads = 8, .ff = 256, .ctx = 2048}, DType::F16,
+      13);
+  const int v = model->config().n_vocab;
+  const PruneSchedule lazy = PruneSchedule::parse("0.5:0.5", 2);
+  const PruneSchedule complete = PruneSchedule::parse("complete:0.5:0.4", 2);
+  const std::vector<Plan> plans = {{random_tokens(880, v, 21), {}, 0, 40},
+                                   {random_tokens(1000, v, 22), lazy, 0, 12},
+                                   {random_tokens(300, v, 23), complete, 1, 10},
+                                   {random_tokens(950, v, 24), {}, 2, 12, 256}};
+  for (const Device device : {Device::Cpu, Device::Cuda}) {
+    if (device == Device::Cuda && !cuda_available()) {
+      std::cout << "[ skipped  ] the GPU half: no CUDA device (or a build without CUDA)\n";
+      continue;
+    }
+    SCOPED_TRACE(std::string(device_name(device)));
+    SessionOptions plain = options();
+    plain.n_ctx = 1100;
+    plain.device = device;
+    plain.prune_policy = PrunePolicy::kAlways;
+    SessionOptions pooled = plain;
+    pooled.kv_pool = KvPool::create(*model, device, 4 * KvPool::session_bytes(*model, device, plain.n_ctx));
+    for (const bool serial : {true, false}) {
+      const auto a = run_batched(model, plain, plans, nullptr, {.n_threads = 2, .serial = serial});
+      const auto b = run_batched(model, pooled, plans, nullptr, {.n_threads = 2, .serial = serial});
+      for (size_t i = 0; i < plans.size(); ++i) {
+        EXPECT_TRUE(bitwise_equal(a[i], b[i])) << "sequence " << i << (serial ? ", serial" : ", batched");
+        EXPECT_EQ(a[i].stats.revived, b[i].stats.revived);
+      }
+      EXPECT_EQ(pooled.kv_pool->free_pages(), pooled.kv_pool->pages());
     }
   }
 }

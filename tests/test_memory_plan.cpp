@@ -180,6 +180,8 @@ TEST(MemoryPlan, FitCheckOffersNativeWeights) {
 TEST(MemoryPlan, FormatsGib) {
   EXPECT_EQ(format_gib(int64_t{3} << 29), "1.5 GiB");
   EXPECT_EQ(format_gib(0), "0.0 GiB");
+  EXPECT_EQ(format_size(int64_t{3} << 29), "1.5 GiB");
+  EXPECT_EQ(format_size(int64_t{20} << 20), "20.0 MiB");
 }
 
 }  // namespace

@@ -4,11 +4,12 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
-#include <nlohmann/json.hpp>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
 
+#include "lazyllm/error.h"
 #include "lazyllm/tokenizer.h"
 #include "server/job.h"
 #include "server/scheduler.h"
@@ -160,7 +161,7 @@ TEST(ServerBatch, ConcurrentGreedyRequestsMatchAloneOverHttp) {
     EXPECT_EQ(wait_text(j), alone[0]);
     k->cancel();
     wait_text(k);
-    EXPECT_GE(multi_sequence_steps(metrics.render(0, 2, 0)), 1);
+    EXPECT_GE(multi_sequence_steps(metrics.render({.slots_total = 2})), 1);
   }
 }
 
@@ -188,7 +189,7 @@ TEST(ServerBatch, ChunkedPrefillMatchesWholePrompt) {
     }
     k->cancel();
     wait_text(k);
-    const std::string m = metrics.render(0, 4, 0);
+    const std::string m = metrics.render({.slots_total = 4});
     EXPECT_GE(multi_sequence_steps(m), 1) << m;
     // The longest prompt (about 50 tokens) takes several steps in chunks of 7.
     if (chunk == 7) {
@@ -234,7 +235,7 @@ void lazy_and_baseline_together(Device device) {
   }
   k->cancel();
   wait_text(k);
-  EXPECT_GE(multi_sequence_steps(metrics.render(0, 5, 0)), 1);
+  EXPECT_GE(multi_sequence_steps(metrics.render({.slots_total = 5})), 1);
 }
 
 TEST(ServerBatch, LazyAndBaselineRequestsTogether) {
@@ -271,7 +272,7 @@ TEST(ServerBatch, CancellingOneRequestLeavesTheOthers) {
     EXPECT_EQ(j->result().finish_reason, "length");
     EXPECT_EQ(text, run_alone(*j, 8).text);
   }
-  const std::string m = metrics.render(0, 3, 0);
+  const std::string m = metrics.render({.slots_total = 3});
   EXPECT_EQ(metric(m, "lazyllm_requests_cancelled_total"), 1) << m;
   EXPECT_GE(multi_sequence_steps(m), 1) << m;
   // The batch serves the next request as a fresh one.
@@ -311,7 +312,7 @@ TEST(ServerPrefix, ReusesThePromptPrefixAnIdleSlotHolds) {
   Alone alone = run_alone(*follow, 8);  // a scheduler of its own: nothing cached
   EXPECT_EQ(alone.result.cached_tokens, 0);
   EXPECT_EQ(text, alone.text);
-  const std::string m = metrics.render(0, 2, 0);
+  const std::string m = metrics.render({.slots_total = 2});
   EXPECT_EQ(metric(m, "lazyllm_prefix_cache_lookups_total"), 2);
   EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), 1);
   EXPECT_EQ(metric(m, "lazyllm_prefix_cache_tokens_total"), r.cached_tokens);
@@ -342,9 +343,79 @@ TEST(ServerPrefix, NoReuseUnderPruningOrWithTheCacheOff) {
     const std::string again_text = wait_text(again);
     EXPECT_EQ(again->result().cached_tokens, 0);
     EXPECT_EQ(again_text, run_alone(*again, 8).text);
-    const std::string m = metrics.render(0, 1, 0);
+    const std::string m = metrics.render({.slots_total = 1});
     EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), 0);
     EXPECT_EQ(metric(m, "lazyllm_prefix_cache_lookups_total"), cache_on ? 2 : 0);
+  }
+}
+
+}  // namespace
+}  // namespace lazyllm::server
+
+namespace lazyllm::server {
+namespace {
+
+// A KV pool that holds one request at a time (stories260K: a page per layer's K and V holds any
+// context here): of two requests submitted together the second waits in the queue until the
+// first is done, then takes the pages the first one's idle slot held (the prefix cache off, so
+// it takes the other slot); both give the texts they give alone, and no step ran both.
+TEST(ServerKvPool, RequestsWaitForPagesAndMatchAlone) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  std::vector<std::shared_ptr<Job>> jobs = {greedy_job(kPrompts[0], 24), greedy_job(kPrompts[1], 24)};
+  std::vector<std::string> alone;
+  for (const auto& j : jobs) alone.push_back(run_alone(*j, 512).text);
+  SchedulerOptions so = batch_options(2, 512);
+  so.prefix_cache = false;
+  so.kv_memory = KvPool::session_bytes(*stories(), Device::Cpu, so.n_ctx);
+  Metrics metrics;
+  {
+    Scheduler sched(stories(), so, metrics);
+    EXPECT_EQ(sched.kv_pool().pages(), sched.kv_pool().pages_for(so.n_ctx));
+    for (const auto& j : jobs) ASSERT_EQ(sched.submit(j), Scheduler::Admission::Accepted);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      EXPECT_EQ(wait_text(jobs[i]), alone[i]) << "request " << i;
+      EXPECT_TRUE(jobs[i]->result().error.empty()) << jobs[i]->result().error;
+    }
+    for (const auto t0 = std::chrono::steady_clock::now(); sched.busy() > 0;) {  // finished before it left the batch
+      ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    const Metrics::Gauges g = sched.gauges();
+    EXPECT_EQ(g.kv_pages_total, sched.kv_pool().pages());
+    EXPECT_EQ(g.kv_pages_running, 0);
+    EXPECT_EQ(g.kv_pages_idle + g.kv_pages_free, g.kv_pages_total);
+  }
+  const std::string m = metrics.render({});
+  EXPECT_EQ(metric(m, "lazyllm_kv_pool_waits_total"), 1);
+  EXPECT_EQ(metric(m, "lazyllm_kv_pool_evictions_total"), 1);
+  EXPECT_EQ(multi_sequence_steps(m), 0);
+}
+
+// Two requests that fit the pool together run together; a pool smaller than one context is
+// refused when the server starts.
+TEST(ServerKvPool, PoolSizedForTwoRunsTwoAndTooSmallIsRefused) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  SchedulerOptions so = batch_options(2, 512);
+  so.kv_memory = 2 * KvPool::session_bytes(*stories(), Device::Cpu, so.n_ctx);
+  Metrics metrics;
+  {
+    Scheduler sched(stories(), so, metrics);
+    auto a = keeper(), b = greedy_job(kPrompts[2], 16);
+    ASSERT_EQ(sched.submit(a), Scheduler::Admission::Accepted);
+    ASSERT_EQ(sched.submit(b), Scheduler::Admission::Accepted);
+    wait_text(b);
+    a->cancel();
+    wait_text(a);
+  }
+  const std::string m = metrics.render({});
+  EXPECT_EQ(metric(m, "lazyllm_kv_pool_waits_total"), 0);
+  EXPECT_GE(multi_sequence_steps(m), 1);
+  so.kv_memory = KvPool::session_bytes(*stories(), Device::Cpu, so.n_ctx) - 1;
+  try {
+    Scheduler sched(stories(), so, metrics);
+    FAIL() << "a pool smaller than one context was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--kv-memory"), std::string::npos) << e.what();
   }
 }
 

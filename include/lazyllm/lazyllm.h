@@ -32,6 +32,7 @@ struct LayerSchedule;
 struct SessionInternals;
 class SessionBatch;
 struct SessionOptions;
+class KvPool;
 
 // ---------------------------------------------------------------- devices
 
@@ -261,6 +262,10 @@ struct SessionOptions {
   bool force_selection = false;
   // Called during prefill after each layer (layer index, number of layers).
   std::function<void(int, int)> on_prefill_progress;
+  // K/V memory shared with other sessions (a server's; src/cache/kv_pool.h), made for this model
+  // and device: the session takes pages as its context grows and holds none before, instead of
+  // allocating K/V for the whole context. A step that finds no free pages throws Error.
+  std::shared_ptr<KvPool> kv_pool;
 };
 
 struct SessionStats {
@@ -321,6 +326,14 @@ class Session {
   // Forgets the context and runs `prune` from now on (the caches are kept: nothing is
   // reallocated). Throws Error for a schedule outside the model's layers, changing nothing.
   void reset(const PruneSchedule& prune);
+  // With a KV pool (SessionOptions::kv_pool): makes room for `tokens` tokens of context (at most
+  // n_ctx()), taking the pages missing, so the steps up to there take none; false, changing
+  // nothing, when the pool has too few free. Always true without a pool.
+  bool reserve_kv(int tokens);
+  // Forgets the context and gives every K/V page back to the pool (reset() without a pool).
+  void release_kv();
+  // Pages of the pool this session holds.
+  int64_t kv_pages() const;
   int n_past() const;
   int n_ctx() const { return n_ctx_; }
   const std::vector<int32_t>& history() const { return history_; }
@@ -351,6 +364,8 @@ class Session {
   void book_prefill(std::span<const int32_t> tokens, const LayerSchedule& ran, int64_t prompt_layers_before, double ms);
   const LayerSchedule& decode_schedule();
   void book_decode(int32_t token, double ms);
+  // With a KV pool: room for n_tokens more tokens of context, or Error.
+  void take_kv(int n_tokens);
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   int n_ctx_ = 0;

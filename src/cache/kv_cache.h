@@ -72,6 +72,12 @@ class LayerKV {
     k16_.clear(), v16_.clear(), k32_.clear(), v32_.clear();
     pos_.clear();
   }
+  // Clears and frees the storage.
+  void release() {
+    std::vector<uint16_t>().swap(k16_), std::vector<uint16_t>().swap(v16_);
+    std::vector<float>().swap(k32_), std::vector<float>().swap(v32_);
+    std::vector<int32_t>().swap(pos_);
+  }
   // Keeps the first n slots (n <= size()).
   void truncate(int n) {
     const size_t elems = static_cast<size_t>(n) * kv_dim_;
@@ -127,6 +133,15 @@ class KVCache {
   }
   void clear() {
     for (auto& l : layers_) l.clear();
+    index_.clear();
+  }
+  // Room for `tokens` slots at every layer (storage from a KvPool's reservation).
+  void reserve(int tokens) {
+    for (auto& l : layers_) l.reserve_more(tokens - l.size());
+  }
+  // Clears and frees every layer's storage.
+  void release() {
+    for (auto& l : layers_) l.release();
     index_.clear();
   }
   // Keeps tokens [0, n) and forgets the rest, where the index allows it (KVIndex::keep_prefix).

@@ -13,7 +13,11 @@ int cuda_device_count() { return 0; }
 std::string cuda_device_description() { return "none (built without CUDA)"; }
 int64_t cuda_free_memory() { return 0; }
 bool cuda_weights_resident(const Model&, GpuWeights) { return false; }
-std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights) {
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights, KvPool*) {
+  throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
+}
+int64_t cuda_kv_page_bytes() { throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)"); }
+std::shared_ptr<void> make_cuda_kv_pages(int64_t) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
 std::unique_ptr<BatchForward> make_cuda_batch(const Model&) {

@@ -53,6 +53,13 @@ class ForwardBackend {
   virtual DecodePathStats decode_path_stats() const { return {}; }
   // GPU memory in use (a GPU backend; zero elsewhere).
   virtual Session::DeviceMemory device_memory() const { return {}; }
+  // K/V from a KvPool (cache/kv_pool.h), for backends made with one: room for `tokens` tokens
+  // (at most the context), taking the pages missing; false, changing nothing, when the pool has
+  // too few free. release_kv() forgets the context and gives every page back; kv_pages() counts
+  // the pages held. Without a pool: always true, clear(), 0.
+  virtual bool reserve_kv(int tokens) { return true; }
+  virtual void release_kv() { clear(); }
+  virtual int64_t kv_pages() const { return 0; }
 };
 
 }  // namespace lazyllm

@@ -42,7 +42,7 @@ MemoryEstimate estimate_cpu(const Model& model, const SessionOptions& o, const D
   MemoryEstimate e;
   for (const GGUFTensor& t : model.file().tensors()) e.weights += t.n_bytes;
   const int64_t kv_elem = o.kv_f16 ? kHalf : kF32;
-  e.kv_cache = s.layers * s.ctx * (2 * s.kvd * kv_elem + kI32);
+  e.kv_cache = o.kv_pool ? 0 : s.layers * s.ctx * (2 * s.kvd * kv_elem + kI32);  // a pool's pages are its own
   const bool pruning = !o.prune.empty();
   if (pruning) e.aux_cache = s.ctx * s.d * kF32;
   const int64_t threads = o.n_threads > 0 ? o.n_threads : ThreadPool::default_threads();
@@ -76,7 +76,8 @@ MemoryEstimate estimate_cuda(const Model& model, const SessionOptions& o, const 
   MemoryEstimate e;
   const GpuWeightPlan plan = plan_gpu_weights(model.config(), model.weights(), o.gpu_weights);
   e.weights = plan.weight_bytes;
-  e.kv_cache = s.layers * s.ctx * (2 * s.kvd * kHalf + kI32);
+  // K/V rows from a pool are the pool's (allocated when it was made); the positions stay here.
+  e.kv_cache = s.layers * s.ctx * ((o.kv_pool ? 0 : 2 * s.kvd * kHalf) + kI32);
   const bool pruning = !o.prune.empty();
   if (pruning) e.aux_cache = s.ctx * s.d * kF32;
   const int64_t m = s.ctx + 1, ffn_rows = std::min<int64_t>(m, 8192), n = s.ctx;
@@ -112,6 +113,13 @@ MemoryEstimate estimate_memory(const Model& model, const SessionOptions& options
 std::string format_gib(int64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / double(int64_t{1} << 30));
+  return buf;
+}
+
+std::string format_size(int64_t bytes) {
+  if (bytes >= (int64_t{1} << 30)) return format_gib(bytes);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / double(int64_t{1} << 20));
   return buf;
 }
 

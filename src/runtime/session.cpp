@@ -1,6 +1,7 @@
 #include <chrono>
 #include <string>
 
+#include "cache/kv_pool.h"
 #include "format/gguf.h"
 #include "lazyllm/tokenizer.h"
 #include "model/weights.h"
@@ -38,6 +39,9 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
   if (n_ctx_ > (1 << 22)) throw Error("context size " + std::to_string(n_ctx_) + " is too large");
   if (options_.n_threads < 0) throw Error("thread count must be positive");
   check_schedule_layers(options_.prune, c.n_layers);
+  if (options_.kv_pool && options_.kv_pool->device() != options_.device)
+    throw Error("the KV pool was made for " + std::string(device_name(options_.kv_pool->device())) + ", not " +
+                std::string(device_name(options_.device)));
   schedule_ = std::make_unique<LayerSchedule>(LayerSchedule::from(options_.prune, c.n_layers, options_.force_selection));
   baseline_ = std::make_unique<LayerSchedule>(LayerSchedule::baseline(c.n_layers));
   pool_ = pool ? std::move(pool)
@@ -50,7 +54,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
                                                                      cuda_weights_resident(*model_, options_.gpu_weights))
                                                   : "";
     if (!short_of.empty()) throw Error("CUDA backend: the model at this context " + short_of);
-    backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights);
+    backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights, options_.kv_pool.get());
   } else {
     // The CPU computes from the mapped weights: map them all now, not page by page in the first
     // prefill (1.1B f32 model, 16-token first prefill of a fresh process: ~1.49 s before, ~1.24 s
@@ -58,6 +62,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
     model_->file().populate();
     auto cpu = std::make_unique<CpuForward>(*model_, n_ctx_, options_.kv_f16, *pool_);
     cpu->set_matmul_precision(options_.fast_math ? MatmulPrecision::kFast : MatmulPrecision::kF32);
+    cpu->set_kv_pool(options_.kv_pool.get());
     cpu_state_ = cpu.get();
     backend_ = std::move(cpu);
   }
@@ -98,6 +103,23 @@ bool Session::keep_prefix(int n) {
   return true;
 }
 
+bool Session::reserve_kv(int tokens) { return backend_->reserve_kv(tokens); }
+
+void Session::release_kv() {
+  reset();
+  backend_->release_kv();
+}
+
+int64_t Session::kv_pages() const { return backend_->kv_pages(); }
+
+void Session::take_kv(int n_tokens) {
+  const int need = backend_->n_past() + n_tokens;
+  if (options_.kv_pool && !backend_->reserve_kv(need))
+    throw Error("the KV pool has no free pages for a context of " + std::to_string(need) + " tokens (" +
+                std::to_string(options_.kv_pool->free_pages()) + " of " + std::to_string(options_.kv_pool->pages()) +
+                " free)");
+}
+
 void Session::reset(const PruneSchedule& prune) {
   const int n_layers = model_->config().n_layers;
   check_schedule_layers(prune, n_layers);
@@ -108,6 +130,7 @@ void Session::reset(const PruneSchedule& prune) {
 }
 
 const LayerSchedule& Session::prefill_schedule(int n_tokens) {
+  take_kv(n_tokens);
   // The cost model may leave this prompt unpruned; a forced schedule (a test hook) always runs.
   const LayerSchedule* sched = schedule_.get();
   pending_reselect_ = reselects(backend_->n_past(), n_tokens);
@@ -151,6 +174,7 @@ void Session::prefill(std::span<const int32_t> tokens) {
 }
 
 const LayerSchedule& Session::decode_schedule() {
+  take_kv(1);
   // After a pruned prefill, LazyLLM decodes by its rule: re-selecting every step, or computing
   // every deferred pair in the first step (a decode step with nothing pruned revives all of them
   // in one batch; every later step finds the full cache and is a baseline step).

@@ -38,6 +38,7 @@ class Job {
   Clock::time_point arrival = Clock::now();
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point submitted;  // set by Scheduler::submit (queue wait is measured from it)
+  bool waited_for_kv = false;   // set by the step loop when the KV pool could not hold it yet
 
   // Producer side (the scheduler's step loop).
   void push_text(const std::string& text);

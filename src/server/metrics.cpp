@@ -69,7 +69,7 @@ void Metrics::count_tokens(int64_t prompt, int64_t completion) {
   completion_tokens_ += completion;
 }
 
-std::string Metrics::render(int slots_busy, int slots_total, int queued) const {
+std::string Metrics::render(const Gauges& g) const {
   std::string out;
   header(out, "lazyllm_requests_total", "HTTP requests by path and status code.", "counter");
   {
@@ -91,9 +91,21 @@ std::string Metrics::render(int slots_busy, int slots_total, int queued) const {
   single(out, "lazyllm_prefix_cache_lookups_total", "Requests that looked for a cached prompt prefix.", "counter", prefix_lookups_.load());
   single(out, "lazyllm_prefix_cache_hits_total", "Requests that reused a cached prompt prefix.", "counter", prefix_hits_.load());
   single(out, "lazyllm_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache, not computed.", "counter", prefix_cached_tokens_.load());
-  single(out, "lazyllm_slots_busy", "Requests running in the batch now.", "gauge", slots_busy);
-  single(out, "lazyllm_slots_total", "Requests that may run in the batch at once (--parallel).", "gauge", slots_total);
-  single(out, "lazyllm_queue_length", "Requests waiting to join the batch.", "gauge", queued);
+  single(out, "lazyllm_slots_busy", "Requests running in the batch now.", "gauge", g.slots_busy);
+  single(out, "lazyllm_slots_total", "Requests that may run in the batch at once (--parallel).", "gauge",
+         g.slots_total);
+  single(out, "lazyllm_queue_length", "Requests waiting to join the batch.", "gauge", g.queued);
+  single(out, "lazyllm_kv_pool_page_bytes", "Bytes of one page of the KV pool.", "gauge", g.kv_page_bytes);
+  single(out, "lazyllm_kv_pool_pages_total", "Pages of the KV pool (--kv-memory).", "gauge", g.kv_pages_total);
+  header(out, "lazyllm_kv_pool_pages", "KV pool pages by use: running requests, idle slots keeping a prefix, free.",
+         "gauge");
+  out += "lazyllm_kv_pool_pages{state=\"running\"} " + std::to_string(g.kv_pages_running) + "\n";
+  out += "lazyllm_kv_pool_pages{state=\"idle\"} " + std::to_string(g.kv_pages_idle) + "\n";
+  out += "lazyllm_kv_pool_pages{state=\"free\"} " + std::to_string(g.kv_pages_free) + "\n";
+  single(out, "lazyllm_kv_pool_waits_total", "Requests that waited in the queue for KV pages.", "counter",
+         kv_waits_.load());
+  single(out, "lazyllm_kv_pool_evictions_total", "Idle slots' cached K/V given back to the pool for another request.",
+         "counter", kv_evictions_.load());
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Server metrics in the Prometheus text format: requests by path and status, tokens in and out,
 // histograms of time to first token, time per output token and the prompt fraction computed;
-// the batch's steps (sequences per step) and each request's wait from submission to its first step.
+// the batch's steps (sequences per step) and each request's wait from submission to its first step;
+// the KV pool's pages (in use by running requests, held by idle ones for the prefix cache, free).
 #pragma once
 
 #include <atomic>
@@ -41,15 +42,24 @@ class Metrics {
     ++prefix_lookups_;
     if (cached_tokens > 0) ++prefix_hits_, prefix_cached_tokens_ += cached_tokens;
   }
+  // A request that had to wait in the queue for KV pages; an idle request's K/V given back to the
+  // pool for another's.
+  void count_kv_wait() { ++kv_waits_; }
+  void count_kv_eviction() { ++kv_evictions_; }
   Histogram ttft_seconds, time_per_token_seconds, prompt_computed_fraction, queue_wait_seconds;
-  // Gauges are read at render time from the scheduler.
-  std::string render(int slots_busy, int slots_total, int queued) const;
+  // Gauges read at render time from the scheduler.
+  struct Gauges {
+    int slots_busy = 0, slots_total = 0, queued = 0;
+    int64_t kv_page_bytes = 0, kv_pages_total = 0, kv_pages_running = 0, kv_pages_idle = 0, kv_pages_free = 0;
+  };
+  std::string render(const Gauges& g) const;
 
  private:
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::atomic<int64_t> prompt_tokens_{0}, completion_tokens_{0}, cancelled_{0}, steps_{0};
   std::atomic<int64_t> prefix_lookups_{0}, prefix_hits_{0}, prefix_cached_tokens_{0};
+  std::atomic<int64_t> kv_waits_{0}, kv_evictions_{0};
   Histogram batch_size_;
 };
 

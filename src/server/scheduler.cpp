@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "runtime/memory_plan.h"
 #include "runtime/prefill.h"
 #include "server/generation.h"
 
@@ -27,8 +28,17 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions option
   if (options_.parallel < 1) throw Error("--parallel must be at least 1");
   if (options_.queue < 0) throw Error("--queue must not be negative");
   if (options_.prefill_chunk < 0) throw Error("--prefill-chunk must not be negative");
+  if (options_.kv_memory < 0) throw Error("--kv-memory must not be negative");
+  const int ctx = options_.n_ctx > 0 ? options_.n_ctx : model_->config().n_ctx_train;
+  const int64_t full = KvPool::session_bytes(*model_, options_.device, ctx);
+  const int64_t kv_bytes = options_.kv_memory > 0 ? options_.kv_memory : options_.parallel * full;
+  if (kv_bytes < full)
+    throw Error("--kv-memory " + format_size(kv_bytes) + " holds less than one request's context of " +
+                std::to_string(ctx) + " tokens (" + format_size(full) + "): raise --kv-memory or lower --ctx");
+  kv_pool_ = KvPool::create(*model_, options_.device, kv_bytes);
   SessionOptions o;
   o.n_ctx = options_.n_ctx;
+  o.kv_pool = kv_pool_;
   o.prune = options_.default_prune;
   o.prune_policy = options_.prune_policy;
   o.device = options_.device;
@@ -142,7 +152,17 @@ void Scheduler::loop() {
       }
       if (active.empty() && joining.empty()) return;  // stopping, nothing left
     }
-    for (auto& job : joining) start(std::move(job), active);
+    for (size_t i = 0; i < joining.size(); ++i) {
+      if (start(joining[i], active)) continue;
+      // No KV pages for it yet: it and those after it go back to the head of the queue, in order,
+      // until running requests finish.
+      std::lock_guard lock(mu_);
+      for (size_t j = joining.size(); j-- > i;) {
+        running_.erase(std::find(running_.begin(), running_.end(), joining[j]));
+        queue_.push_front(std::move(joining[j]));
+      }
+      break;
+    }
     step(active);
     // Finished requests leave; their sessions wait for the next ones.
     for (auto it = active.begin(); it != active.end();) {
@@ -151,10 +171,48 @@ void Scheduler::loop() {
         continue;
       }
       free_sessions_.push_back(it->session);
+      count_idle_pages();  // before retire(): once a job is no longer running, the gauges say so
       retire(it->job);
       it = active.erase(it);
     }
   }
+}
+
+void Scheduler::count_idle_pages() {
+  int64_t idle = 0;
+  for (int i : free_sessions_) idle += sessions_[i]->kv_pages();
+  idle_pages_ = idle;
+}
+
+Metrics::Gauges Scheduler::gauges() const {
+  Metrics::Gauges g;
+  {
+    std::lock_guard lock(mu_);
+    g.slots_busy = static_cast<int>(running_.size());
+    g.queued = static_cast<int>(queue_.size());
+  }
+  g.slots_total = options_.parallel;
+  g.kv_page_bytes = kv_pool_->page_bytes();
+  g.kv_pages_total = kv_pool_->pages();
+  g.kv_pages_free = kv_pool_->free_pages();
+  g.kv_pages_idle = std::min(idle_pages_.load(), g.kv_pages_total - g.kv_pages_free);
+  g.kv_pages_running = g.kv_pages_total - g.kv_pages_free - g.kv_pages_idle;
+  return g;
+}
+
+bool Scheduler::make_room(int index, int tokens) {
+  const int64_t want = kv_pool_->pages_for(tokens) - sessions_[index]->kv_pages();
+  int64_t idle = 0;
+  for (int other : free_sessions_)
+    if (other != index) idle += sessions_[other]->kv_pages();
+  if (kv_pool_->free_pages() + idle < want) return false;  // running requests hold the rest: keep the caches
+  for (int other : free_sessions_) {                       // least recently freed first
+    if (kv_pool_->free_pages() >= want) break;
+    if (other == index || sessions_[other]->kv_pages() == 0) continue;
+    sessions_[other]->release_kv();
+    metrics_.count_kv_eviction();
+  }
+  return kv_pool_->free_pages() >= want;
 }
 
 std::pair<size_t, size_t> Scheduler::pick_session(const Job& job) const {
@@ -172,7 +230,7 @@ std::pair<size_t, size_t> Scheduler::pick_session(const Job& job) const {
   return {pick, best};
 }
 
-void Scheduler::start(std::shared_ptr<Job> job, std::vector<Running>& active) {
+bool Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& active) {
   GenerationResult r;
   if (job->cancelled()) {
     r.finish_reason = "cancelled";
@@ -185,26 +243,37 @@ void Scheduler::start(std::shared_ptr<Job> job, std::vector<Running>& active) {
     const auto [pick, cached] = pick_session(*job);
     const int index = free_sessions_[pick];
     Session& session = *sessions_[index];
+    // K/V for the prompt and every token it may generate, taken now so no step runs out.
+    const int kv_tokens = static_cast<int>(
+        std::min<int64_t>(static_cast<int64_t>(job->prompt.size()) + std::max(job->max_tokens, 1), session.n_ctx()));
+    if (!make_room(index, kv_tokens)) {
+      if (!job->waited_for_kv) metrics_.count_kv_wait();
+      job->waited_for_kv = true;
+      return false;
+    }
     size_t kept = 0;
     try {
       // Refused here, not by the step, so that one bad request cannot fail the others'.
       check_prefill(job->prompt, 0, session.n_ctx(), model_->config().n_vocab);
       if (cached > 0 && session.keep_prefix(static_cast<int>(cached))) kept = cached;
       else session.reset(job->prune);  // this request's schedule; the caches stay
+      if (!session.reserve_kv(kv_tokens)) throw Error("the KV pool has no pages for this request");
     } catch (const std::exception& e) {
       r.error = e.what();
       job->finish(std::move(r));
       retire(job);
-      return;
+      return true;
     }
     if (options_.prefix_cache && job->prune.empty()) metrics_.count_prefix_lookup(static_cast<int64_t>(kept));
     free_sessions_.erase(free_sessions_.begin() + static_cast<ptrdiff_t>(pick));
+    count_idle_pages();
     auto gen = std::make_unique<Generation>(*job, session, metrics_, kept);
-    active.push_back({std::move(job), index, std::move(gen)});
-    return;
+    active.push_back({job, index, std::move(gen)});
+    return true;
   }
   job->finish(std::move(r));
   retire(job);
+  return true;
 }
 
 void Scheduler::step(std::vector<Running>& active) {

@@ -8,6 +8,7 @@
 // (reserve) before it is prepared, so a full queue costs a request no tokenization.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "cache/kv_pool.h"
 #include "lazyllm/lazyllm.h"
 #include "runtime/batch.h"
 #include "server/job.h"
@@ -39,6 +41,11 @@ struct SchedulerOptions {
   // the one sharing the longest prompt prefix, computing only the rest (see pick_session).
   bool prefix_cache = true;
   GpuWeights gpu_weights = GpuWeights::kNative;
+  // Bytes of the KV pool every session takes its K/V pages from (0: room for `parallel` full
+  // contexts). A request joins the batch only when the pool has pages for its prompt and its
+  // max_tokens (taking them from idle sessions' cached prefixes, least recently used first);
+  // until then it waits in the queue.
+  int64_t kv_memory = 0;
 };
 
 class Scheduler {
@@ -81,13 +88,20 @@ class Scheduler {
   int queued() const;
   int slots() const { return options_.parallel; }
   int n_ctx() const { return n_ctx_; }
+  const KvPool& kv_pool() const { return *kv_pool_; }
+  // Slots, queue and KV pool now, for /metrics.
+  Metrics::Gauges gauges() const;
 
  private:
   struct Running;
   void loop();
   // Takes a job from the queue into the batch, or finishes it at once (cancelled, timed out,
-  // a prompt or schedule its session cannot take).
-  void start(std::shared_ptr<Job> job, std::vector<Running>& active);
+  // a prompt or schedule its session cannot take); false, changing nothing but idle sessions'
+  // caches, when the KV pool cannot hold it yet.
+  bool start(const std::shared_ptr<Job>& job, std::vector<Running>& active);
+  // Frees KV pages until session `index` can grow to `tokens` tokens of context, giving back
+  // idle sessions' cached K/V from the least recently used; false when it cannot.
+  bool make_room(int index, int tokens);
   // The prefix cache: which idle Session the job takes (an index into free_sessions_) and how
   // many of its prompt tokens that Session already holds (its longest common prefix with the
   // Session's last context, all but the last prompt token at most; 0 for a job with a pruning
@@ -97,12 +111,15 @@ class Scheduler {
   // that must run alone.
   void step(std::vector<Running>& active);
   void retire(const std::shared_ptr<Job>& job);
+  void count_idle_pages();  // idle_pages_ from the free sessions
 
   std::shared_ptr<const Model> model_;
   SchedulerOptions options_;
   Metrics& metrics_;
   int n_ctx_ = 0;
   SessionBatch batch_;
+  std::shared_ptr<KvPool> kv_pool_;
+  std::atomic<int64_t> idle_pages_{0};  // pages idle sessions hold (set by the step loop)
   std::vector<std::unique_ptr<Session>> sessions_;
   std::vector<int> free_sessions_;  // the loop's own, from the least to the most recently freed
   const Job* alone_ = nullptr;      // the job prefilling alone (read by the progress check, on the loop's thread)

@@ -120,6 +120,7 @@ struct Server::Impl {
     so.device = opt.device;
     so.prefix_cache = opt.prefix_cache;
     so.gpu_weights = opt.gpu_weights;
+    so.kv_memory = opt.kv_memory;
     scheduler = std::make_unique<Scheduler>(model, so, metrics);
     const int n_ctx = scheduler->n_ctx();
     limits.max_tokens = n_ctx;
@@ -436,12 +437,15 @@ struct Server::Impl {
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       const bool up = !stopping;
       send_json(res, up ? 200 : 503,
-                {{"status", up ? "ok" : "shutting_down"}, {"slots_total", scheduler->slots()},
-                 {"slots_busy", scheduler->busy()}, {"queued", scheduler->queued()}});
+                {{"status", up ? "ok" : "shutting_down"},
+                 {"slots_total", scheduler->slots()},
+                 {"slots_busy", scheduler->busy()},
+                 {"queued", scheduler->queued()},
+                 {"kv_pool_pages", scheduler->kv_pool().pages()},
+                 {"kv_pool_pages_free", scheduler->kv_pool().free_pages()}});
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.render(scheduler->busy(), scheduler->slots(), scheduler->queued()),
-                      "text/plain; version=0.0.4");
+      res.set_content(metrics.render(scheduler->gauges()), "text/plain; version=0.0.4");
     });
   }
 };
@@ -450,6 +454,8 @@ Server::Server(std::shared_ptr<const Model> model, ServerOptions options)
     : impl_(std::make_unique<Impl>(std::move(model), std::move(options))) {}
 
 Server::~Server() { stop(); }
+
+const KvPool& Server::kv_pool() const { return impl_->scheduler->kv_pool(); }
 
 int Server::bind() {
   auto& o = impl_->opt;

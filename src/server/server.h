@@ -27,6 +27,7 @@ struct ServerOptions {
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   Device device = Device::Cpu;  // where every request computes (one copy of the weights)
   bool prefix_cache = true;     // reuse the K/V of a prompt prefix an idle Session holds
+  int64_t kv_memory = 0;        // bytes of the KV pool (0: room for `parallel` full contexts)
   GpuWeights gpu_weights = GpuWeights::kNative;
   ChatFamily chat_family = ChatFamily::ChatML;
   // Parse special tokens in chat messages' content too (by default only the template's own
@@ -50,6 +51,8 @@ class Server {
   // Throws Error for options out of range (--parallel, --queue, timeouts).
   Server(std::shared_ptr<const Model> model, ServerOptions options);
   ~Server();
+  // The pool every request's K/V comes from (--kv-memory).
+  const KvPool& kv_pool() const;
   // Binds the listening socket; returns the port (the chosen one when port is 0).
   // Throws Error when the address cannot be bound.
   int bind();

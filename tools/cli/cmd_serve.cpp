@@ -9,17 +9,20 @@
 #include <filesystem>
 #include <thread>
 
+#include "cache/kv_pool.h"
 #include "commands.h"
 #include "common.h"
+#include "runtime/memory_plan.h"
 #include "server/api_key.h"
 #include "server/server.h"
+#include "util/byte_size.h"
 
 namespace lazyllm::cli {
 namespace {
 
 struct ServeArgs {
   std::string model, chat_template, alias;
-  std::string api_key_flag, api_key_file;
+  std::string api_key_flag, api_key_file, kv_memory;
   CLI::Option* api_key_opt = nullptr;
   CLI::Option* api_key_file_opt = nullptr;
   server::ServerOptions opt;
@@ -89,6 +92,7 @@ int serve(ServeArgs& a) {
   a.opt.default_prune = a.prune.resolve(model->config().n_layers, a.model, &prune_source);
   a.opt.prune_policy = a.prune.policy();
   a.opt.device = a.device.resolve();
+  if (!a.kv_memory.empty()) a.opt.kv_memory = parse_byte_size(a.kv_memory, "--kv-memory");
   a.opt.gpu_weights = a.device.weights();
   a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
   if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
@@ -104,6 +108,9 @@ int serve(ServeArgs& a) {
   std::fprintf(stderr, "device: %s; chat template: %s; batch: %d requests, prefill chunk %d; pruning: %s\n",
                device.c_str(), std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel,
                a.opt.prefill_chunk, pruning.c_str());
+  const KvPool& pool = srv.kv_pool();
+  std::fprintf(stderr, "KV pool: %s in %lld pages, %d tokens for one request at most\n",
+               format_size(pool.bytes()).c_str(), static_cast<long long>(pool.pages()), pool.max_tokens());
   std::fprintf(stderr, "listening on http://%s:%d\n", a.opt.host.c_str(), port);
   std::fflush(stderr);
   {
@@ -154,6 +161,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--shutdown-grace", o.shutdown_grace_s, "Seconds in-flight requests may run on after SIGINT/SIGTERM")->check(CLI::Range(0.0, 3600.0))->capture_default_str();
   a->prune.add_to(cmd);
   a->device.add_to(cmd);
+  cmd->add_option("--kv-memory", a->kv_memory,
+                  "Memory for every request's K/V together, e.g. 40G: one pool of pages that requests take as they "
+                  "run and idle slots keep for the prefix cache; a request waits in the queue until the pool holds "
+                  "its prompt and max_tokens (default: --parallel full contexts)");
   cmd->add_flag("!--no-prefix-cache", o.prefix_cache,
                 "Compute every prompt whole (by default a request reuses the K/V of the longest prompt prefix an "
                 "idle request slot holds)");

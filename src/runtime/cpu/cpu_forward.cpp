@@ -44,7 +44,9 @@ CpuForward::CpuForward(const Model& model, int n_ctx, bool kv_f16, ThreadPool& p
   s_->per_thread.resize(pool.size());
 }
 
-CpuForward::~CpuForward() = default;
+CpuForward::~CpuForward() {
+  if (kv_pool_) kv_pool_->give(kv_pool_->pages_for(kv_reserved_));
+}
 
 Session::DeviceMemory CpuForward::held_memory() const {
   Session::DeviceMemory m;
@@ -65,6 +67,22 @@ void CpuForward::clear() {
   counters_ = {};
   logits_.clear();
   selection_.clear();
+}
+
+bool CpuForward::reserve_kv(int tokens) {
+  tokens = std::min(tokens, n_ctx_);
+  if (!kv_pool_ || tokens <= kv_reserved_) return true;
+  if (!kv_pool_->take(kv_pool_->pages_for(tokens) - kv_pool_->pages_for(kv_reserved_))) return false;
+  kv_.reserve(tokens);
+  kv_reserved_ = tokens;
+  return true;
+}
+
+void CpuForward::release_kv() {
+  clear();
+  kv_.release();
+  if (kv_pool_) kv_pool_->give(kv_pool_->pages_for(kv_reserved_));
+  kv_reserved_ = 0;
 }
 
 bool CpuForward::keep_prefix(int n) {

@@ -22,12 +22,13 @@
 
 #include "cache/aux_cache.h"
 #include "cache/kv_cache.h"
+#include "cache/kv_pool.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rope.h"
 #include "lazyllm/lazyllm.h"
 #include "prune/lazy_plan.h"
-#include "runtime/forward_backend.h"
 #include "runtime/cpu/cpu_layer.h"
+#include "runtime/forward_backend.h"
 #include "runtime/prefill.h"
 
 namespace lazyllm {
@@ -50,6 +51,11 @@ class CpuForward final : public ForwardBackend, private PrefillDevice {
   int n_ctx() const override { return n_ctx_; }
   void clear() override;
   bool keep_prefix(int n) override;
+  // K/V pages counted against `pool` from now on (the rows stay in the layers' vectors).
+  void set_kv_pool(KvPool* pool) { kv_pool_ = pool; }
+  bool reserve_kv(int tokens) override;
+  void release_kv() override;
+  int64_t kv_pages() const override { return kv_pool_ ? kv_pool_->pages_for(kv_reserved_) : 0; }
 
   const ForwardCounters& counters() const override { return counters_; }
   int64_t aux_bytes() const override { return aux_.bytes(); }
@@ -129,6 +135,8 @@ class CpuForward final : public ForwardBackend, private PrefillDevice {
   int n_past_ = 0;
   CpuLayerOps ops_;
   KVCache kv_;
+  KvPool* kv_pool_ = nullptr;
+  int kv_reserved_ = 0;  // tokens of K/V the pool's pages count
   AuxCache aux_;
   std::unique_ptr<Scratch> s_;
   // Attention probabilities of the last query row at the last layer run, averaged over heads,

@@ -16,6 +16,7 @@
 namespace lazyllm {
 
 class Model;
+class KvPool;
 
 // Number of usable CUDA devices (0 when the driver or the GPU is missing).
 int cuda_device_count();
@@ -26,8 +27,14 @@ int64_t cuda_free_memory();
 // Whether `model`'s weights are already on the GPU in `mode` (a session of the model made them).
 bool cuda_weights_resident(const Model& model, GpuWeights mode);
 // The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU once per
-// model and form (shared by its sessions; see GpuWeights). Throws Error when no GPU is usable.
-std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights);
+// model and form (shared by its sessions; see GpuWeights). K/V: n_ctx slots per layer allocated
+// now, or pages of kv_pool mapped as the context grows. Throws Error when no GPU is usable.
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights,
+                                                  KvPool* kv_pool = nullptr);
+// A KvPool's pages on the GPU (cache/kv_pool.h; runtime/cuda/kv_pages.h): the page size, and
+// `pages` of them allocated now (Error when they do not fit).
+int64_t cuda_kv_page_bytes();
+std::shared_ptr<void> make_cuda_kv_pages(int64_t pages);
 // The batch step of a SessionBatch on the GPU (runtime/batch_forward.h): the baseline decodes of
 // a step share their weight products; prefills and LazyLLM decodes run each on its own.
 std::unique_ptr<BatchForward> make_cuda_batch(const Model& model);

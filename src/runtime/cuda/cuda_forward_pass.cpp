@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "cache/kv_pool.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/qgemm.h"
 #include "lazyllm/lazyllm.h"
@@ -22,8 +23,8 @@ bool env_off(const char* name) {
 
 }  // namespace
 
-CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights)
-    : c_(model.config()), n_ctx_(n_ctx), index_(model.config().n_layers, n_ctx) {
+CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, KvPool* kv_pool)
+    : c_(model.config()), n_ctx_(n_ctx), kv_pool_(kv_pool), index_(model.config().n_layers, n_ctx) {
   if (c_.head_dim % 2 != 0) throw Error("CUDA backend: odd head size");
   check(cudaSetDevice(0), "cudaSetDevice");
   w_ = cuda::cuda_weights_for(model, gpu_weights);
@@ -33,8 +34,12 @@ CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights)
   check(cublasSetStream(blas_, stream_), "cublasSetStream");
   const size_t kvd = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim;
   const size_t per_layer = static_cast<size_t>(n_ctx) * kvd;
-  k_cache_.ensure(per_layer * c_.n_layers);
-  v_cache_.ensure(per_layer * c_.n_layers);
+  if (kv_pool_) {
+    paged_kv_ = std::make_unique<cuda::MappedKv>(*kv_pool_, kv_pool_->regions(), kv_pool_->region_pages(n_ctx));
+  } else {
+    k_cache_.ensure(per_layer * c_.n_layers);
+    v_cache_.ensure(per_layer * c_.n_layers);
+  }
   kpos_.ensure(static_cast<size_t>(n_ctx) * c_.n_layers);
 
   // RoPE tables from the CPU's per-pair angles, evaluated in double as the CPU does.
@@ -83,13 +88,23 @@ Session::DeviceMemory CudaForward::device_memory() const {
   Session::DeviceMemory m;
   m.weights = w_->bytes;
   m.dequant_scratch = bytes(dequant_);
-  m.kv_cache = bytes(k_cache_, v_cache_, kpos_);
+  m.kv_cache = bytes(k_cache_, v_cache_, kpos_) + kv_pages() * (kv_pool_ ? kv_pool_->page_bytes() : 0);
   m.aux_cache = bytes(aux_);
   m.scratch = bytes(rope_cos_, rope_sin_, h_[0], h_[1], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_, xn_,
                     att_, gu_, act_, q_, k_gather_, v_gather_, pos_gather_, tokens_d_, pos_d_, src_idx_d_, dst_idx_d_,
                     key_slots_d_, row_keys_d_, alive_pos_d_, dest_d_, step_d_, steady_d_, steady_keys_d_, slot_table_d_,
                     depth_d_);
   return m;
+}
+
+bool CudaForward::reserve_kv(int tokens) {
+  if (!paged_kv_) return true;
+  return paged_kv_->grow_to(kv_pool_->region_pages(std::min(tokens, n_ctx_)));
+}
+
+void CudaForward::release_kv() {
+  clear();
+  if (paged_kv_) paged_kv_->release();
 }
 
 void CudaForward::drop_graphs() {

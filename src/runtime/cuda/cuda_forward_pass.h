@@ -24,8 +24,6 @@
 // accumulation; Q, K, V and the attention probabilities are half, as the CPU's f16 KV cache.
 #pragma once
 
-#include "runtime/cuda/cuda_forward.h"
-
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -35,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -51,7 +50,9 @@
 #include "model/weights.h"
 #include "prune/lazy_plan.h"
 #include "prune/select.h"
+#include "runtime/cuda/cuda_forward.h"
 #include "runtime/cuda/cuda_weights.h"
+#include "runtime/cuda/kv_pages.h"
 #include "runtime/cuda/weight_gemm.h"
 #include "runtime/prefill.h"
 
@@ -88,7 +89,7 @@ struct LayerCall {
 
 class CudaForward final : public ForwardBackend, private PrefillDevice {
  public:
-  CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights);
+  CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, KvPool* kv_pool = nullptr);
   ~CudaForward() override;
 
   void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
@@ -107,6 +108,9 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   const std::vector<std::vector<int>>& last_selection() const override { return selection_; }
   DecodePathStats decode_path_stats() const override { return path_stats_; }
   Session::DeviceMemory device_memory() const override;
+  bool reserve_kv(int tokens) override;
+  void release_kv() override;
+  int64_t kv_pages() const override { return paged_kv_ ? paged_kv_->mapped() * 2 * c_.n_layers : 0; }
 
   const ModelConfig& config() const { return c_; }
   // Whether decode() would take the baseline path for this schedule (nothing pruned now or
@@ -120,8 +124,14 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   // logits equal up to the products' batch invariance (docs/lazyllm.md).
   static void decode_together(std::span<CudaForward* const> seqs, std::span<const int32_t> tokens);
   // This sequence's K/V cache and key positions at layer l (slot 0).
-  half_t* k_cache_at(int l) { return k_cache_.get() + static_cast<size_t>(l) * n_ctx_ * c_.n_kv_heads * c_.head_dim; }
-  half_t* v_cache_at(int l) { return v_cache_.get() + static_cast<size_t>(l) * n_ctx_ * c_.n_kv_heads * c_.head_dim; }
+  half_t* k_cache_at(int l) {
+    if (paged_kv_) return static_cast<half_t*>(paged_kv_->region(2 * l));
+    return k_cache_.get() + static_cast<size_t>(l) * n_ctx_ * c_.n_kv_heads * c_.head_dim;
+  }
+  half_t* v_cache_at(int l) {
+    if (paged_kv_) return static_cast<half_t*>(paged_kv_->region(2 * l + 1));
+    return v_cache_.get() + static_cast<size_t>(l) * n_ctx_ * c_.n_kv_heads * c_.head_dim;
+  }
   int32_t* kpos_at(int l) { return kpos_.get() + static_cast<size_t>(l) * n_ctx_; }
 
  private:
@@ -191,7 +201,10 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
 
-  // KV cache: per layer n_ctx slots of kv_dim halves, with each slot's position.
+  // KV cache: per layer n_ctx slots of kv_dim halves, with each slot's position. With a KvPool
+  // the K and V rows are pool pages mapped into paged_kv_'s regions as the context grows.
+  KvPool* kv_pool_ = nullptr;
+  std::unique_ptr<cuda::MappedKv> paged_kv_;
   DeviceBuffer<half_t> k_cache_, v_cache_;
   DeviceBuffer<int32_t> kpos_;
   KVIndex index_;  // slots, depths, Aux Cache membership (shared bookkeeping)
