@@ -172,7 +172,9 @@ TEST(ServerBatch, ChunkedPrefillMatchesWholePrompt) {
   for (int chunk : {0, 7}) {
     SCOPED_TRACE("chunk " + std::to_string(chunk));
     Metrics metrics;
-    Scheduler sched(stories(), batch_options(4, chunk), metrics);
+    SchedulerOptions so = batch_options(4, chunk);
+    so.step_prompt_tokens = 10;
+    Scheduler sched(stories(), so, metrics);
     auto k = keeper();
     ASSERT_EQ(sched.submit(k), Scheduler::Admission::Accepted);
     std::vector<std::shared_ptr<Job>> jobs;
@@ -194,6 +196,10 @@ TEST(ServerBatch, ChunkedPrefillMatchesWholePrompt) {
     // The longest prompt (about 50 tokens) takes several steps in chunks of 7.
     if (chunk == 7) {
       EXPECT_GE(metric(m, "lazyllm_steps_total"), 20 + 50 / 7) << m;
+      // The three prompts share 10 tokens a step (three chunks of 7 would make 21).
+      EXPECT_GT(metric(m, "lazyllm_step_prompt_tokens_count"), 0);
+      EXPECT_EQ(metric(m, "lazyllm_step_prompt_tokens_bucket{le=\"16\"}"),
+                metric(m, "lazyllm_step_prompt_tokens_count"));
     }
   }
 }

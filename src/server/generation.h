@@ -52,6 +52,11 @@ class Generation {
   // a pruned prompt whole) or its decode token. Then call stepped() once the step has run.
   SequenceStep next_step(int chunk);
   void stepped();
+  // Prompt tokens still to prefill (0 once decoding), and whether they must go in one step.
+  size_t prompt_left() const { return job_.prompt.size() - fed_; }
+  bool prompt_whole() const { return !job_.prune.empty(); }
+  // Steps this request's prefill has waited for a share of the step's prompt budget.
+  int waited = 0;
   // Prefills the whole prompt with Session::prefill (its progress callback may throw
   // PrefillInterrupted), then samples.
   void prefill_alone();

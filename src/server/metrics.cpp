@@ -52,6 +52,7 @@ Metrics::Metrics()
       time_per_token_seconds({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}),
       prompt_computed_fraction({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0}),
       queue_wait_seconds({0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
+      step_prompt_tokens({16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}),
       batch_size_({1, 2, 4, 8, 16, 32, 64, 128, 256}) {}
 
 void Metrics::count_step(int sequences) {
@@ -88,6 +89,9 @@ std::string Metrics::render(const Gauges& g) const {
   queue_wait_seconds.render(out, "lazyllm_queue_wait_seconds", "Time from submission to a request's first step.");
   single(out, "lazyllm_steps_total", "Forward passes of the step loop (batch steps and prefills run alone).", "counter", steps_.load());
   batch_size_.render(out, "lazyllm_batch_size", "Requests (sequences) in each step.");
+  step_prompt_tokens.render(
+      out, "lazyllm_step_prompt_tokens",
+      "Prompt tokens in each batch step that carried any (shared by the prefilling requests, --prefill-chunk).");
   single(out, "lazyllm_prefix_cache_lookups_total", "Requests that looked for a cached prompt prefix.", "counter", prefix_lookups_.load());
   single(out, "lazyllm_prefix_cache_hits_total", "Requests that reused a cached prompt prefix.", "counter", prefix_hits_.load());
   single(out, "lazyllm_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache, not computed.", "counter", prefix_cached_tokens_.load());

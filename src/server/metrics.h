@@ -47,6 +47,8 @@ class Metrics {
   void count_kv_wait() { ++kv_waits_; }
   void count_kv_eviction() { ++kv_evictions_; }
   Histogram ttft_seconds, time_per_token_seconds, prompt_computed_fraction, queue_wait_seconds;
+  // Prompt tokens in each batch step that carried any (a whole prompt prefilled alone not included).
+  Histogram step_prompt_tokens;
   // Gauges read at render time from the scheduler.
   struct Gauges {
     int slots_busy = 0, slots_total = 0, queued = 0;

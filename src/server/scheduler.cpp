@@ -28,6 +28,10 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions option
   if (options_.parallel < 1) throw Error("--parallel must be at least 1");
   if (options_.queue < 0) throw Error("--queue must not be negative");
   if (options_.prefill_chunk < 0) throw Error("--prefill-chunk must not be negative");
+  if (options_.step_prompt_tokens == 0) options_.step_prompt_tokens = 4 * options_.prefill_chunk;
+  if (options_.step_prompt_tokens < options_.prefill_chunk)
+    throw Error("--step-prompt-tokens " + std::to_string(options_.step_prompt_tokens) +
+                " is less than --prefill-chunk " + std::to_string(options_.prefill_chunk));
   if (options_.kv_memory < 0) throw Error("--kv-memory must not be negative");
   const int ctx = options_.n_ctx > 0 ? options_.n_ctx : model_->config().n_ctx_train;
   const int64_t full = KvPool::session_bytes(*model_, options_.device, ctx);
@@ -283,7 +287,7 @@ void Scheduler::step(std::vector<Running>& active) {
     a.stepped = true;
   };
   std::vector<SequenceStep> work;
-  std::vector<Running*> in_step;
+  std::vector<Running*> in_step, prefilling;
   Running* alone = nullptr;
   for (Running& a : active) {
     if (!a.gen->before_step()) continue;  // cancelled or timed out between prefill chunks
@@ -291,12 +295,42 @@ void Scheduler::step(std::vector<Running>& active) {
       if (!alone) alone = &a;  // the others wait for a later step
       continue;
     }
+    if (a.gen->prompt_left() > 0) {
+      prefilling.push_back(&a);
+      continue;
+    }
     work.push_back(a.gen->next_step(chunk));
     in_step.push_back(&a);
+  }
+  // Prompts share step_prompt_tokens a step (each at most a chunk), so a step's cost stays
+  // bounded however many requests prefill: the shortest rest first (a prefix-cache hit's few
+  // tokens are not held behind cold prompts), a prompt's place moving up by a chunk for each step
+  // it waited (a long prompt is never starved). A pruned prompt goes whole or waits.
+  auto key = [&](const Running* a) {
+    return static_cast<int64_t>(a->gen->prompt_left()) - static_cast<int64_t>(a->gen->waited) * chunk;
+  };
+  std::stable_sort(prefilling.begin(), prefilling.end(),
+                   [&](const Running* a, const Running* b) { return key(a) < key(b); });
+  int64_t budget = options_.step_prompt_tokens;
+  int64_t prompt_tokens = 0;
+  for (Running* a : prefilling) {
+    const int64_t left = static_cast<int64_t>(a->gen->prompt_left());
+    const int64_t take =
+        a->gen->prompt_whole() ? (left <= budget ? left : 0) : std::min({left, budget, static_cast<int64_t>(chunk)});
+    if (take == 0) {
+      ++a->gen->waited;
+      continue;
+    }
+    budget -= take;
+    prompt_tokens += take;
+    a->gen->waited = 0;
+    work.push_back(a->gen->next_step(static_cast<int>(take)));
+    in_step.push_back(a);
   }
   if (!work.empty()) {
     for (Running* a : in_step) first_step(*a);
     metrics_.count_step(static_cast<int>(work.size()));
+    if (prompt_tokens > 0) metrics_.step_prompt_tokens.observe(static_cast<double>(prompt_tokens));
     try {
       batch_.step(work);
     } catch (const std::exception& e) {  // the sessions were reset or left unchanged

@@ -34,6 +34,9 @@ struct SchedulerOptions {
   int n_ctx = 0;          // context of each session (0 = the model's)
   int threads = 1;        // compute threads of the one SessionBatch
   int prefill_chunk = 512;  // prompt tokens per step for unpruned prompts (0 = whole prompts)
+  // Prompt tokens of all the prefilling requests together in one step (0: 4 x prefill_chunk);
+  // at least prefill_chunk.
+  int step_prompt_tokens = 0;
   PruneSchedule default_prune;
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   Device device = Device::Cpu;  // CUDA: one copy of the weights on the GPU for every request

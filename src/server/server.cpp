@@ -77,6 +77,7 @@ void check_options(const ServerOptions& o) {
   range("--parallel", o.parallel, 1, ServerOptions::kMaxParallel);
   range("--queue", o.queue, 0, ServerOptions::kMaxQueue);
   range("--prefill-chunk", o.prefill_chunk, 0, 1 << 22);
+  range("--step-prompt-tokens", o.step_prompt_tokens, 0, 1 << 24);
   range("--timeout", o.request_timeout_s, 0.001, 86400);
   range("--read-timeout", o.read_timeout_s, 0.001, 3600);
   range("--shutdown-grace", o.shutdown_grace_s, 0, 3600);
@@ -115,6 +116,7 @@ struct Server::Impl {
     so.n_ctx = opt.n_ctx;
     so.threads = cores;  // all of them to the one batch
     so.prefill_chunk = opt.prefill_chunk;
+    so.step_prompt_tokens = opt.step_prompt_tokens;
     so.default_prune = opt.default_prune;
     so.prune_policy = opt.prune_policy;
     so.device = opt.device;

@@ -22,6 +22,7 @@ struct ServerOptions {
   int n_ctx = 0;               // context per request (0 = the model's trained context)
   int threads = 0;             // compute threads of the one batch (0 = all cores)
   int prefill_chunk = 512;     // prompt tokens per step for unpruned prompts (0 = whole prompts)
+  int step_prompt_tokens = 0;  // prompt tokens of all requests in one step (0: 4 x prefill_chunk)
   std::string api_key;         // non-empty: /v1/* needs "Authorization: Bearer KEY" (never logged)
   PruneSchedule default_prune; // empty: no pruning unless a request asks
   PrunePolicy prune_policy = PrunePolicy::kAuto;

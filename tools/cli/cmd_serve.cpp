@@ -139,6 +139,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                   "(0 = whole prompts, each prefilled as a step of its own)")
       ->check(CLI::Range(0, 1 << 22))
       ->capture_default_str();
+  cmd->add_option("--step-prompt-tokens", o.step_prompt_tokens,
+                  "Prompt tokens of all prefilling requests together in one step, each at most --prefill-chunk, "
+                  "shortest rest first (default: 4 x --prefill-chunk)")
+      ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("-t,--threads", o.threads, "Compute threads of the one batch that every request's step runs on (default: all cores)")->check(CLI::Range(1, 1024));
   a->api_key_opt = cmd->add_option("--api-key", a->api_key_flag,
                                    "Require 'Authorization: Bearer KEY' on /v1/* (other users can see it in the "
