@@ -318,7 +318,7 @@ TEST(SessionBatch, CudaSequencesMatchEachAloneOnTheGpu) {
 }
 
 // Baseline sequences of different lengths joining at different steps decode together on the GPU:
-// 2 to 6 rows a step, so every product path runs (bf16: the fused matrix-vector kernels up to 4
+// 2 to 6 rows a step, so every product path runs (bf16: the fused matrix-vector kernels up to 3
 // rows, cuBLAS beyond; quantized: matrix-vector up to 2 rows, the tensor-core kernel beyond; the
 // Q/K/V bias of qwen2), and each sequence's attention reads only its own cache. The batch decodes
 // the tokens each sequence chose alone: the quantized paths differ by design (8-bit activations in

@@ -161,8 +161,17 @@ void prepare_m() {
 
 }  // namespace
 
+int gemv_max_rows() {
+  static const int rows = [] {
+    const char* e = std::getenv("LAZYLLM_CUDA_GEMV_ROWS");
+    const int v = e ? std::atoi(e) : 0;
+    return v >= 1 && v <= kGemvMaxRows ? v : kGemvDefaultRows;
+  }();
+  return rows;
+}
+
 bool gemv_applies(int m, int k) {
-  return m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && static_cast<size_t>(m) * k * sizeof(uint16_t) <= kMaxSmem;
+  return m >= 1 && m <= gemv_max_rows() && k % 8 == 0 && static_cast<size_t>(m) * k * sizeof(uint16_t) <= kMaxSmem;
 }
 
 bool gemv_applies(WeightFormat f, int m, int k) {

@@ -14,6 +14,12 @@
 namespace lazyllm::cuda {
 
 constexpr int kGemvMaxRows = 4;
+// Rows up to which the forward pass takes these kernels for bf16 weights (cuBLAS beyond). On an
+// H200 (llama2-7b shape) a 4-row step took 7.04-7.09 ms here and 6.31-6.34 ms through cuBLAS,
+// a 3-row one 5.71-5.78 ms here and 5.98-6.00 through cuBLAS. LAZYLLM_CUDA_GEMV_ROWS=1..4
+// overrides it (read once), to measure the crossing on other GPUs.
+constexpr int kGemvDefaultRows = 3;
+int gemv_max_rows();
 // Quantized W: from 3 rows on the tensor-core kernel (qgemm.h) is faster, also unfused.
 constexpr int kGemvQuantMaxRows = 2;
 
