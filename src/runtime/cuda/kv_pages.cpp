@@ -6,6 +6,8 @@
 
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cache/kv_pool.h"
 #include "kernels/cuda/cuda_check.h"
@@ -109,6 +111,7 @@ class PhysicalPages {
   }
   uint64_t take() {
     std::lock_guard lock(mu_);
+    if (free_.empty()) throw Error("CUDA KV pool: no free page left (the pool's count is out of step)");
     const uint64_t h = free_.back();
     free_.pop_back();
     return h;
@@ -157,14 +160,27 @@ bool MappedKv::grow_to(int64_t pages) {
   access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
   access.location.id = 0;
   access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-  for (int r = 0; r < regions_; ++r) {
-    const CUdeviceptr at = reinterpret_cast<CUdeviceptr>(region(r)) + mapped_ * page;
-    for (int64_t i = 0; i < more; ++i) {
-      uint64_t& h = handles_[static_cast<size_t>(r * region_pages_ + mapped_ + i)];
-      h = pages_.take();
-      drive(driver().map(at + i * page, page, 0, h, 0), "cuMemMap");
+  // What this call took, so that a driver failure part way gives it all back.
+  std::vector<std::pair<CUdeviceptr, uint64_t>> taken;  // address (0: not mapped yet), page
+  try {
+    for (int r = 0; r < regions_; ++r) {
+      const CUdeviceptr at = reinterpret_cast<CUdeviceptr>(region(r)) + mapped_ * page;
+      for (int64_t i = 0; i < more; ++i) {
+        uint64_t& h = handles_[static_cast<size_t>(r * region_pages_ + mapped_ + i)];
+        h = pages_.take();
+        taken.emplace_back(0, h);
+        drive(driver().map(at + i * page, page, 0, h, 0), "cuMemMap");
+        taken.back().first = at + i * page;
+      }
+      drive(driver().set_access(at, more * page, &access, 1), "cuMemSetAccess");
     }
-    drive(driver().set_access(at, more * page, &access, 1), "cuMemSetAccess");
+  } catch (...) {
+    for (const auto& [addr, h] : taken) {
+      if (addr != 0) driver().unmap(addr, page);
+      pages_.give(h);
+    }
+    pool_.give(more * regions_);
+    throw;
   }
   mapped_ = pages;
   return true;
