@@ -332,7 +332,7 @@ class Session {
   bool reserve_kv(int tokens);
   // Forgets the context and gives every K/V page back to the pool (reset() without a pool).
   void release_kv();
-  // Pages of the pool this session holds.
+  // Pages of the pool held by this Session object.
   int64_t kv_pages() const;
   int n_past() const;
   int n_ctx() const { return n_ctx_; }
