@@ -762,7 +762,8 @@ TEST(CudaQuant, WeightBytesPlannedForEachForm) {
 // A matrix whose parts differ in type goes to bf16 as one matrix (a native type beside an
 // unquantized one, or quantized types the matrix may not split), or, for Q|K|V of different
 // quantized types (V in Q6_K and Q, K in Q4_K, as Q4_K_M files have), as parts in their own
-// blocks: a Q4_K_M model's planned bytes are then its file's matrices' bytes. No GPU needed.
+// blocks, neighbours of one type together (Q|K, then V): a Q4_K_M model's planned bytes are then
+// its file's matrices' bytes. No GPU needed.
 TEST(CudaQuant, MixedPartsSplitOrGoToBf16) {
   auto view = [](DType t) {
     WeightView v;
@@ -779,6 +780,12 @@ TEST(CudaQuant, MixedPartsSplitOrGoToBf16) {
   EXPECT_FALSE(gpu_split_parts({&q4k, &q4k, &q6k}, GpuWeights::kBf16));
   EXPECT_FALSE(gpu_split_parts({&q4k, &q4k, &q4k}, GpuWeights::kNative));
   EXPECT_FALSE(gpu_split_parts({&q4k, &f16}, GpuWeights::kNative));
+  // Q|K stay one matrix beside V; parts that all differ go one by one.
+  EXPECT_EQ(gpu_split_groups({&q4k, &q4k, &q6k}, GpuWeights::kNative), (std::vector<int>{2, 1}));
+  EXPECT_EQ(gpu_split_groups({&q6k, &q4k, &q4k}, GpuWeights::kNative), (std::vector<int>{1, 2}));
+  EXPECT_EQ(gpu_split_groups({&q4k, &q6k, &q4k}, GpuWeights::kNative), (std::vector<int>{1, 1, 1}));
+  EXPECT_TRUE(gpu_split_groups({&q4k, &q4k, &q4k}, GpuWeights::kNative).empty());
+  EXPECT_TRUE(gpu_split_groups({&q4k, &q4k, &q6k}, GpuWeights::kBf16).empty());
 
   // 8 layers: Q6_K V and down in layers 0, 3, 6 and 7 (the first and last eighth, every third between).
   test::ArchSpec spec{.name = "q4km", .embd = 256, .layers = 8, .heads = 4, .kv_heads = 2, .ff = 512};
@@ -820,7 +827,7 @@ TEST(CudaQuant, NativeModelsFollowTheCpu) {
     spec.embd = 256, spec.ff = 512, spec.layers = 2, spec.name += "_256";
     for (DType dt : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) cases.emplace_back(spec, dt);
   }
-  // And the Q4_K_M mix (Q|K|V in parts of their own types in 4 of 8 layers).
+  // And the Q4_K_M mix (Q|K and V in their own types, two products, in 4 of 8 layers).
   test::ArchSpec mix = test::arch_variants()[0];
   mix.embd = 256, mix.ff = 512, mix.layers = 8, mix.name = "llama_gqa_q4_K_M";
   cases.emplace_back(mix, DType::Q4_K);

@@ -29,6 +29,15 @@ bool gpu_split_parts(std::initializer_list<const WeightView*> parts, GpuWeights 
   return mixed;
 }
 
+std::vector<int> gpu_split_groups(std::initializer_list<const WeightView*> parts, GpuWeights mode) {
+  std::vector<int> groups;
+  if (!gpu_split_parts(parts, mode)) return groups;
+  const std::vector<const WeightView*> v(parts);
+  for (size_t i = 0; i < v.size(); i += groups.back())
+    groups.push_back(i + 1 < v.size() && v[i + 1]->type == v[i]->type ? 2 : 1);
+  return groups;
+}
+
 int64_t gpu_matrix_bytes(DType t, int64_t rows, int64_t cols) {
   if (t == DType::BF16) return rows * cols * 2;
   return rows * row_bytes(t, cols);  // the same bytes as the file's blocks, arranged differently

@@ -23,6 +23,11 @@ DType gpu_matrix_type(std::initializer_list<const WeightView*> parts, GpuWeights
 // own blocks (native mode, every part's type native, not all one type): Q|K|V of Q4_K_M files.
 bool gpu_split_parts(std::initializer_list<const WeightView*> parts, GpuWeights mode);
 
+// How a split matrix's parts are uploaded: the number of neighbouring parts each upload takes,
+// two where two neighbours have one type (Q|K beside a V of another type: one product launch and
+// one fused norm instead of two), else one; empty when the matrix does not split.
+std::vector<int> gpu_split_groups(std::initializer_list<const WeightView*> parts, GpuWeights mode);
+
 // Whether the CUDA backend reads matrices of type t in their blocks.
 bool gpu_native_type(DType t);
 

@@ -107,11 +107,14 @@ CudaMatrix upload_matrix(std::initializer_list<const WeightView*> parts, GpuWeig
   m.cols = (*parts.begin())->cols;
   for (const WeightView* p : parts) m.rows += p->rows;
   if (split_types && gpu_split_parts(parts, mode)) {
+    const std::vector<const WeightView*> v(parts);
     int64_t row0 = 0;
-    for (const WeightView* p : parts) {
-      m.split.push_back(upload_matrix({p}, mode, bytes));
-      m.parts.push_back({m.split.back().ref, row0, p->rows});
-      row0 += p->rows;
+    size_t i = 0;
+    for (const int n : gpu_split_groups(parts, mode)) {
+      m.split.push_back(n == 2 ? upload_matrix({v[i], v[i + 1]}, mode, bytes) : upload_matrix({v[i]}, mode, bytes));
+      m.parts.push_back({m.split.back().ref, row0, m.split.back().rows});
+      row0 += m.split.back().rows;
+      i += n;
     }
     return m;
   }
