@@ -397,6 +397,33 @@ TEST(ServerKvPool, RequestsWaitForPagesAndMatchAlone) {
   EXPECT_EQ(multi_sequence_steps(m), 0);
 }
 
+// A request its context refuses (here a token past the vocabulary) is refused at once, also
+// while a running request holds every page of the pool, instead of waiting for pages it would
+// be refused after.
+TEST(ServerKvPool, RefusedPromptDoesNotWaitForPages) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  SchedulerOptions so = batch_options(2, 512);
+  so.kv_memory = KvPool::session_bytes(*stories(), Device::Cpu, so.n_ctx);
+  Metrics metrics;
+  {
+    Scheduler sched(stories(), so, metrics);
+    auto k = keeper();
+    ASSERT_EQ(sched.submit(k), Scheduler::Admission::Accepted);
+    for (const auto t0 = std::chrono::steady_clock::now(); sched.gauges().kv_pages_running == 0;) {
+      ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    auto bad = greedy_job(kPrompts[0], 8);
+    bad->prompt.back() = stories()->config().n_vocab + 5;
+    ASSERT_EQ(sched.submit(bad), Scheduler::Admission::Accepted);
+    wait_text(bad);
+    EXPECT_NE(bad->result().error.find("vocabulary"), std::string::npos) << bad->result().error;
+    k->cancel();
+    wait_text(k);
+  }
+  EXPECT_EQ(metric(metrics.render({}), "lazyllm_kv_pool_waits_total"), 0);
+}
+
 // Two requests that fit the pool together run together; a pool smaller than one context is
 // refused when the server starts.
 TEST(ServerKvPool, PoolSizedForTwoRunsTwoAndTooSmallIsRefused) {

@@ -182,10 +182,11 @@ void Scheduler::loop() {
   }
 }
 
-void Scheduler::count_idle_pages() {
+int64_t Scheduler::idle_kv_pages(int except) const {
   int64_t idle = 0;
-  for (int i : free_sessions_) idle += sessions_[i]->kv_pages();
-  idle_pages_ = idle;
+  for (int i : free_sessions_)
+    if (i != except) idle += sessions_[i]->kv_pages();
+  return idle;
 }
 
 Metrics::Gauges Scheduler::gauges() const {
@@ -206,10 +207,8 @@ Metrics::Gauges Scheduler::gauges() const {
 
 bool Scheduler::make_room(int index, int tokens) {
   const int64_t want = kv_pool_->pages_for(tokens) - sessions_[index]->kv_pages();
-  int64_t idle = 0;
-  for (int other : free_sessions_)
-    if (other != index) idle += sessions_[other]->kv_pages();
-  if (kv_pool_->free_pages() + idle < want) return false;  // running requests hold the rest: keep the caches
+  if (kv_pool_->free_pages() + idle_kv_pages(index) < want)
+    return false;                                          // running requests hold the rest: keep the caches
   for (int other : free_sessions_) {                       // least recently freed first
     if (kv_pool_->free_pages() >= want) break;
     if (other == index || sessions_[other]->kv_pages() == 0) continue;
@@ -247,6 +246,19 @@ bool Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& act
     const auto [pick, cached] = pick_session(*job);
     const int index = free_sessions_[pick];
     Session& session = *sessions_[index];
+    auto refuse = [&](const char* why) {
+      r.error = why;
+      job->finish(std::move(r));
+      retire(job);
+      return true;
+    };
+    // Refused here, not by the step, so that one bad request cannot fail the others'; and
+    // before waiting for pages, which such a request would wait for in vain.
+    try {
+      check_prefill(job->prompt, 0, session.n_ctx(), model_->config().n_vocab);
+    } catch (const std::exception& e) {
+      return refuse(e.what());
+    }
     // K/V for the prompt and every token it may generate, taken now so no step runs out.
     const int kv_tokens = static_cast<int>(
         std::min<int64_t>(static_cast<int64_t>(job->prompt.size()) + std::max(job->max_tokens, 1), session.n_ctx()));
@@ -257,16 +269,11 @@ bool Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& act
     }
     size_t kept = 0;
     try {
-      // Refused here, not by the step, so that one bad request cannot fail the others'.
-      check_prefill(job->prompt, 0, session.n_ctx(), model_->config().n_vocab);
       if (cached > 0 && session.keep_prefix(static_cast<int>(cached))) kept = cached;
       else session.reset(job->prune);  // this request's schedule; the caches stay
       if (!session.reserve_kv(kv_tokens)) throw Error("the KV pool has no pages for this request");
     } catch (const std::exception& e) {
-      r.error = e.what();
-      job->finish(std::move(r));
-      retire(job);
-      return true;
+      return refuse(e.what());
     }
     if (options_.prefix_cache && job->prune.empty()) metrics_.count_prefix_lookup(static_cast<int64_t>(kept));
     free_sessions_.erase(free_sessions_.begin() + static_cast<ptrdiff_t>(pick));

@@ -114,7 +114,9 @@ class Scheduler {
   // that must run alone.
   void step(std::vector<Running>& active);
   void retire(const std::shared_ptr<Job>& job);
-  void count_idle_pages();  // idle_pages_ from the free sessions
+  // KV pages the idle sessions hold (their cached prefixes), but for session `except`.
+  int64_t idle_kv_pages(int except = -1) const;
+  void count_idle_pages() { idle_pages_ = idle_kv_pages(); }
 
   std::shared_ptr<const Model> model_;
   SchedulerOptions options_;
