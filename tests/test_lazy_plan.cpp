@@ -435,16 +435,16 @@ TEST(LazyComplete, AutoReselectsOnTheCpu) {
   auto eval_model = Model::load(std::string(LAZYLLM_SOURCE_DIR) + "/eval/models/synth-llama-6l-256d.gguf");
   SessionOptions ao;
   ao.n_threads = 2;
-  ao.n_ctx = 2048;
+  ao.n_ctx = 4096;
   ao.prune_policy = PrunePolicy::kAuto;
   ao.prune = PruneSchedule::default_for(eval_model->config().n_layers);
-  static_assert(512 < kReselectMinContext && 2000 >= kReselectMinContext);
-  for (int n : {512, 2000}) {
+  static_assert(512 < kReselectMinContext && 3200 >= kReselectMinContext);
+  for (int n : {512, 3200}) {
     Session a(eval_model, ao);
     a.prefill(random_tokens(n, eval_model->config().n_vocab, 2));
     ASSERT_EQ(a.stats().pruning, "on") << n;
     a.decode(argmax(a.logits()));
-    EXPECT_EQ(a.stats().lazy_decode, n == 2000 ? "reselect" : "complete") << n;
+    EXPECT_EQ(a.stats().lazy_decode, n == 3200 ? "reselect" : "complete") << n;
   }
 }
 

@@ -163,7 +163,7 @@ enum class PruneSelection {
 // How LazyLLM decodes after a pruned prefill (kLazy selection only; the ablations never revive).
 enum class LazyDecode {
   kAuto,      // kComplete on the GPU (where a re-selecting step still costs more than a baseline
-              // step); on the CPU kReselect, or under PrunePolicy::kAuto kReselect from 1536
+              // step); on the CPU kReselect, or under PrunePolicy::kAuto kReselect from 3072
               // context tokens on and kComplete below (prune/cost_model.h; docs/lazyllm.md)
   kReselect,  // the paper's: every step re-selects from the new token's attention and revives
   kComplete,  // the first decode step computes every deferred (token, layer) pair in one batch,

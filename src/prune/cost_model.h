@@ -37,12 +37,15 @@ inline constexpr double kPruneMargin = 1.5;
 
 // The CPU's automatic decode rule (under PrunePolicy::kAuto): re-select from this many context
 // tokens on, complete the deferred pairs below it. Measured end to end on 2 Zen 4 cores (q8_0,
-// random weights; docs/benchmarks.md): at 1K prompts re-selection ended 1.09x (smollm-135m) and
-// 1.20x (tinyllama-1.1b) the baseline at 64 tokens against 0.97x and 0.94x completing; at 2K it
-// ended 0.85x and 1.01x (0.97x at 256 tokens) against 1.02x-1.07x completing for tinyllama; the
-// trained eval model at 4K, 0.55x against 0.93x. An empirical threshold, not a model: what
-// decides it (revived rows per step against the keys a step no longer reads) is not yet modelled.
-inline constexpr int kReselectMinContext = 1536;
+// random weights; docs/benchmarks.md), LazyLLM / baseline at 64 tokens: at 1K re-selection ended
+// 1.09x (smollm-135m) and 1.20x (tinyllama-1.1b) against 0.97x and 0.94x completing; at 2K
+// 0.99x-1.05x (smollm) and 1.01x-1.10x (tinyllama) against 1.00x completing for both; at 3K
+// 0.85x (smollm) and 0.98x (tinyllama) re-selecting; the trained eval model at 4K, 0.55x against
+// 0.93x. An empirical threshold, not a model: re-selection pays where the prefill's saving is
+// large against what the first steps' revivals cost, and where the keys a step no longer reads
+// are a large share of it (smollm's K/V per token is 16% of its weights per 1K of context,
+// tinyllama's 4%), which this threshold does not yet weigh.
+inline constexpr int kReselectMinContext = 3072;
 
 // The verdict for a prefill of `plan.count[0]` tokens after n_past cached ones. `completes`: the
 // first decode step will compute the deferred pairs (LazyDecode::kComplete), whose fixed cost
