@@ -114,7 +114,7 @@ class Scheduler {
   // that must run alone.
   void step(std::vector<Running>& active);
   void retire(const std::shared_ptr<Job>& job);
-  // KV pages the idle sessions hold (their cached prefixes), but for session `except`.
+  // KV pages the idle Sessions hold (their cached prefixes), but for Session `except`.
   int64_t idle_kv_pages(int except = -1) const;
   void count_idle_pages() { idle_pages_ = idle_kv_pages(); }
 
