@@ -46,6 +46,14 @@ void quantize_row_q8(const float* x, int64_t k, int8_t* q, float* d, int32_t* su
   }
 }
 
+void sum_codes16(const int8_t* q, int64_t k, int16_t* sum16) {
+  for (int64_t g = 0; g < k / 16; ++g) {
+    int s = 0;
+    for (int i = 0; i < 16; ++i) s += q[16 * g + i];
+    sum16[g] = static_cast<int16_t>(s);  // |s| <= 16 * 127
+  }
+}
+
 int64_t q4_0_group_values(int64_t k) { return (k / qblock::kQK + 7) / 8 * 8; }
 
 void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64_t k, int8_t* q4, float* dg,
@@ -335,38 +343,55 @@ LAZYLLM_TARGET_AVX2 inline float dot_affine_k(const Block* w, int64_t nsb, const
   return hsum(_mm256_add_ps(acc_lo, acc_hi)) - hsum(mins);
 }
 
-// Q6_K: per 32-value block (two groups of 16), vpmaddubsw of the codes 0..63 less that of 32
-// gives the pair sums of (q - 32) x exactly in int16 (at most 2 * 32 * 127), and vpmaddwd by
-// the two groups' scales the int32 block dot; then d dx scales it.
+// Byte shuffle for block p of a Q6_K half: from the half's 8 int16 scales (in both 128-bit
+// lanes), scale 2p across the low lane (the block's values 0-15) and 2p + 1 across the high.
+LAZYLLM_TARGET_AVX2 inline __m256i q6_k_scale_pick(int p) {
+  const auto lo0 = static_cast<char>(4 * p), lo1 = static_cast<char>(4 * p + 1), hi0 = static_cast<char>(4 * p + 2),
+             hi1 = static_cast<char>(4 * p + 3);
+  return _mm256_setr_epi8(lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, hi0, hi1, hi0,
+                          hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1);
+}
+
+// Q6_K: sum over 32-value blocks of d dx sum_g sc[g] sum((q - 32) x), g the block's two groups
+// of 16. The -32 offset is taken out once per super-block through the activations' sums over
+// 16 values (QuantizedRow::sum16): 32 sum_g sc[g] sum16[g] is one vpmaddwd for all 8 blocks.
+// Per block, vpmaddubsw gives the pair sums of q x (codes 0..63: at most 2 * 63 * 127, exact in
+// int16) and vpmaddwd by the groups' scales (one byte shuffle from the half's 8 scales) the
+// block's int32 lanes, scaled in f32 by d dx.
 LAZYLLM_TARGET_AVX2 float dot_q6_k(const qblock::Q6_K* w, int64_t nsb, const QuantizedRow& x) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), m03 = _mm256_set1_epi8(0x03), m0c = _mm256_set1_epi8(0x0C),
-                m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+                m30 = _mm256_set1_epi8(0x30);
+  const __m256i pick[4] = {q6_k_scale_pick(0), q6_k_scale_pick(1), q6_k_scale_pick(2), q6_k_scale_pick(3)};
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 offset = _mm256_setzero_ps();
   for (int64_t i = 0; i < nsb; ++i) {
-    const float d = half_to_float(w[i].d);
+    const __m256 f = _mm256_mul_ps(_mm256_set1_ps(half_to_float(w[i].d)), _mm256_loadu_ps(x.d + i * 8));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].scales)));
+    const __m256i xs = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum16 + i * 16)));
+    offset = _mm256_fmadd_ps(_mm256_cvtepi32_ps(xs), f, offset);
     for (int h = 0; h < 2; ++h) {
       const uint8_t* ql = w[i].ql + 64 * h;
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
       const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
       const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qh + 32 * h));
+      const __m256i sch =
+          _mm256_broadcastsi128_si256(h == 0 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1));
       // Elements 32p .. 32p + 31 of this half (see qblock::Q6_K).
       const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(a, low4), _mm256_slli_epi16(_mm256_and_si256(hb, m03), 4)),
                             _mm256_or_si256(_mm256_and_si256(b, low4), _mm256_slli_epi16(_mm256_and_si256(hb, m0c), 2)),
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(hb, m30)),
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low4),
                                             _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30))};
-      const int8_t* sc = w[i].scales + 8 * h;
       for (int p = 0; p < 4; ++p) {
         const int64_t bx = i * 8 + 4 * h + p;
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + bx * qblock::kQK));
-        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[p], xv), _mm256_maddubs_epi16(k32, xv));
-        const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * p + 1]), _mm_set1_epi16(sc[2 * p]));
-        const __m256i dot = _mm256_madd_epi16(p16, scales);
-        acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * x.d[bx]), acc[p]);
+        const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(q[p], xv), _mm256_shuffle_epi8(sch, pick[p]));
+        const __m256 fb = _mm256_permutevar8x32_ps(f, _mm256_set1_epi32(4 * h + p));
+        acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), fb, acc[p]);
       }
     }
   }
-  return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) - 32.0f * hsum(offset);
 }
 
 }  // namespace avx2
@@ -395,6 +420,8 @@ void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int6
                    int nx, float* y, int64_t ldy) {
   if (!int8_dot_supported(t)) throw std::logic_error("dot_rows_int8: no integer kernel for this type/CPU");
   if (t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K) {
+    for (int j = 0; j < nx && t == DType::Q6_K; ++j)
+      if (x[j].sum16 == nullptr) throw std::logic_error("dot_rows_int8: Q6_K needs the activations' sum16");
     const int64_t nsb = k / qblock::kQKK;
     for (int64_t i = 0; i < rows; ++i) {
       const uint8_t* row = w + i * stride;

@@ -6,7 +6,8 @@
 // (vpdpbusd) and AVX2 (+FMA, F16C: vpmaddubsw and vpmaddwd), chosen at run time within the cap
 // of cpu_features.h. Q4_K, Q5_K and Q6_K weights take one AVX2 kernel on both kinds of CPU (their
 // decode is bound by unpacking the codes), with the same activations: each 32-value block's
-// int32 dot scaled by its weight group scale. Internal to kernels/cpu.
+// int32 dot scaled by its weight group scale (Q6_K's offset of 32 through the activations' sums
+// over 16 values, once per super-block). Internal to kernels/cpu.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,8 @@ struct QuantizedRow {
   const int8_t* q4 = nullptr;
   const float* dg = nullptr;
   const int32_t* offg = nullptr;
+  // Q6_K only (from sum_codes16): the sum of q over each 16 values (Q6_K's scale groups).
+  const int16_t* sum16 = nullptr;
 };
 
 // Block g + kQ4GroupOrder[j] of a group of 8 is lane j of the Q4_0 kernels' sums.
@@ -48,6 +51,9 @@ int64_t q4_0_group_values(int64_t k);
 // from a row made by quantize_row_q8.
 void prepare_q4_0_row(const int8_t* q, const float* d, const int32_t* sum, int64_t k, int8_t* q4, float* dg,
                       int32_t* offg);
+
+// sum16[g] = sum of q[16 g .. 16 g + 15] for g < k / 16 (QuantizedRow::sum16).
+void sum_codes16(const int8_t* q, int64_t k, int16_t* sum16);
 
 // Quantizes k values (k a multiple of 32): d = max|x| / 127, q = round-to-nearest-even(x / d).
 void quantize_row_q8(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum);

@@ -117,9 +117,13 @@ void matmul_fused(std::span<const MatmulTarget> targets, const float* x, int64_t
 // targets' rows split across threads in one parallel loop as in matmul_fused.
 void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t ldx, ThreadPool& pool) {
   const int64_t k = targets[0].w.cols, nb = k / 32;
-  bool q4 = false;
-  for (const auto& t : targets) q4 = q4 || t.w.type == DType::Q4_0;
+  bool q4 = false, q6k = false;
+  for (const auto& t : targets) {
+    q4 = q4 || t.w.type == DType::Q4_0;
+    q6k = q6k || t.w.type == DType::Q6_K;
+  }
   thread_local std::vector<int8_t> q_buf, q4_buf;
+  thread_local std::vector<int16_t> sum16_buf;
   thread_local std::vector<float> d_buf, dg_buf;
   thread_local std::vector<int32_t> s_buf, offg_buf;
   const int64_t ng = kernels::q4_0_group_values(k);
@@ -131,6 +135,7 @@ void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t 
     dg_buf.resize(static_cast<size_t>(n * ng));
     offg_buf.resize(static_cast<size_t>(n * ng));
   }
+  if (q6k) sum16_buf.resize(static_cast<size_t>(n * (k / 16)));
   std::vector<kernels::QuantizedRow> xq(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t) {
     int8_t* q = q_buf.data() + t * k;
@@ -138,6 +143,10 @@ void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t 
     int32_t* s = s_buf.data() + t * nb;
     kernels::quantize_row_q8(x + t * ldx, k, q, d, s);
     xq[t] = {q, d, s};
+    if (q6k) {
+      xq[t].sum16 = sum16_buf.data() + t * (k / 16);
+      kernels::sum_codes16(q, k, sum16_buf.data() + t * (k / 16));
+    }
     if (q4) {
       xq[t].q4 = q4_buf.data() + t * k;
       xq[t].dg = dg_buf.data() + t * ng;
