@@ -675,8 +675,8 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
   const std::vector<Shape> shapes = {{300, 96, false},   {77, 2080, false},  {1000, 1024, false},
                                      {64, 11008, false}, {8500, 256, false}, {16, 32768, false},
                                      {300, 96, true},    {77, 2080, true},   {4300, 128, true}};
-  // K-quant rows are whole 256-element super-blocks: 1 to 43 of them (more than a warp's four
-  // super-blocks a step, and not a multiple of them).
+  // K-quant rows are whole 256-element super-blocks: 1 to 43 of them (more than the eight (Q4_K) or
+  // four super-blocks a warp takes a step, and not a multiple of them).
   const std::vector<Shape> k_shapes = {{300, 256, false},  {77, 2304, false},  {1000, 1024, false},
                                        {64, 11008, false}, {8500, 256, false}, {16, 32768, false},
                                        {301, 256, true},   {77, 2304, true},   {4300, 512, true}};

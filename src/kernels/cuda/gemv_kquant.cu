@@ -6,14 +6,14 @@
 // block in shared memory and each 32-element group's product is an exact int32 sum of 8-bit
 // products (dp4a), scaled once: Q4_K/Q5_K value = d sc q - dmin m (the min term takes the sum of
 // the activation block's quants, which the activation rows carry), Q6_K value = d sc (q - 32) with
-// q - 32 a signed byte. Eight lanes share a super-block, each reading 16 of its quant bytes (Q6_K: 24) and
-// the block's header or scales, which the eight read at once; a warp takes four super-blocks of
-// two weight rows (SwiGLU: a gate row and its up row) per step, the loads of two steps issued
-// before either is multiplied (the first before the activation rows are made), and unpacks each
-// super-block's share once for all activation rows. At most 128 registers a thread, so two
-// blocks share an SM: on an H200 a token's llama2-7b products took 9-14% less time so than with
-// four steps in flight at one block an SM, and less than with four rows a warp (one run of
-// lazyllm_bench_cuda --quant q4_k,q6_k).
+// q - 32 a signed byte. Lanes share a super-block (eight, each reading 16 of its quant bytes, Q6_K
+// 24; Q4_K with one activation row four, each a 64-element chunk's 32) and read the block's
+// header or scales at once; a warp takes 4 (or 8) super-blocks of two weight rows (SwiGLU: a
+// gate row and its up row) per step, the loads of two steps issued before either is multiplied
+// (the first before the activation rows are made), and unpacks each super-block's share once for
+// all activation rows. At most 128 registers a thread, so two blocks share an SM: on an H200 a
+// token's llama2-7b products took 9-14% less time so than with four steps in flight at one block
+// an SM, and less than with four rows a warp (one run of lazyllm_bench_cuda --quant q4_k,q6_k).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -34,27 +34,41 @@ constexpr int kQ6Body = 208;  // a Q6_K block without its d
 
 constexpr unsigned kLo4 = 0x0F0F0F0Fu;
 
+// Lanes that share a super-block: eight, each half of a 64-element chunk, or for Q4_K with one
+// activation row four ("wide"), each a whole chunk: its two groups, so each lane decodes its
+// groups' scales once and no two lanes decode the same ones (gate|up 9-11% faster on an H200; with
+// two activation rows the wide form ran a third slower, the registers it needs being the limit).
+template <WeightFormat F, int M>
+constexpr bool wide_lanes() {
+  return F == WeightFormat::kQ4_K && M == 1;
+}
+
 // What one lane reads of one super-block of one row.
 struct KLoad {
-  uint4 a, b, c;  // Q4_K: header, quants. Q5_K: header, qh, quants. Q6_K: ql (x2), qh, scales
+  uint4 a, b, c;  // Q4_K: header, quants (c; wide: b and c). Q5_K: header, qh, quants. Q6_K: ql (x2), qh, scales
   uint16_t d;     // Q6_K's d
 };
 
-__device__ inline int dot4(const unsigned (&w)[4], const int4& x) {
-  int s = __dp4a(static_cast<int>(w[0]), x.x, 0);
+__device__ inline int dot4(const unsigned* w, const int4& x, int s = 0) {
+  s = __dp4a(static_cast<int>(w[0]), x.x, s);
   s = __dp4a(static_cast<int>(w[1]), x.y, s);
   s = __dp4a(static_cast<int>(w[2]), x.z, s);
   return __dp4a(static_cast<int>(w[3]), x.w, s);
 }
 
-// Lane t's share (t = 0..7) of super-block s of a row.
-template <WeightFormat F>
+// Lane t's share (t < 4 wide, else 8) of super-block s of a row.
+template <WeightFormat F, bool WIDE>
 __device__ inline KLoad load_k(const uint8_t* row, const uint16_t* d_row, int s, int t) {
   KLoad l{};
   if constexpr (F == WeightFormat::kQ4_K) {
     const uint8_t* b = row + static_cast<size_t>(s) * 144;
     l.a = __ldg(reinterpret_cast<const uint4*>(b));
-    l.b = load_stream(reinterpret_cast<const uint4*>(b + 16 + 16 * t));
+    if constexpr (WIDE) {
+      l.b = load_stream(reinterpret_cast<const uint4*>(b + 16 + 32 * t));
+      l.c = load_stream(reinterpret_cast<const uint4*>(b + 32 + 32 * t));
+    } else {
+      l.c = load_stream(reinterpret_cast<const uint4*>(b + 16 + 16 * t));
+    }
   } else if constexpr (F == WeightFormat::kQ5_K) {
     const uint8_t* b = row + static_cast<size_t>(s) * 176;
     l.a = __ldg(reinterpret_cast<const uint4*>(b));
@@ -74,22 +88,36 @@ __device__ inline KLoad load_k(const uint8_t* row, const uint16_t* d_row, int s,
   return l;
 }
 
-// Lane t's weights of one super-block, unpacked once for all activation rows: eight words of
-// four 8-bit values and the float factors of the groups they belong to.
+// Lane t's weights of one super-block, unpacked once for all activation rows: words of four
+// 8-bit values (Q4_K sixteen, the others eight) and the float factors of their groups.
 struct KWeights {
-  unsigned q[8];
+  unsigned q[16];
   float f[4];  // Q4_K/Q5_K: d sc and dmin m of groups 2c and 2c + 1; Q6_K: d sc of groups j = 0..3
 };
 
-template <WeightFormat F>
+template <WeightFormat F, bool WIDE>
 __device__ inline KWeights unpack_k(const KLoad& l, int t) {
   KWeights w;
-  if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
+  if constexpr (F == WeightFormat::kQ4_K && WIDE) {
+    // Bytes [32 t, 32 t + 32) of the quants, chunk t of 64 elements: low nibbles are group 2t's
+    // 32 elements, high nibbles group 2t + 1's.
+    const unsigned qw[8] = {l.b.x, l.b.y, l.b.z, l.b.w, l.c.x, l.c.y, l.c.z, l.c.w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      w.q[i] = qw[i] & kLo4;
+      w.q[8 + i] = (qw[i] >> 4) & kLo4;
+    }
+    const float d = half_bits_to_float(static_cast<uint16_t>(l.a.x & 0xFFFF));
+    const float dmin = half_bits_to_float(static_cast<uint16_t>(l.a.x >> 16));
+    float sc0, m0, sc1, m1;
+    scale_min(l.a, 2 * t, &sc0, &m0);
+    scale_min(l.a, 2 * t + 1, &sc1, &m1);
+    w.f[0] = d * sc0, w.f[1] = dmin * m0, w.f[2] = d * sc1, w.f[3] = dmin * m1;
+  } else if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
     // Bytes [16 t, 16 t + 16) of the quants: chunk c = t / 2 of 64 elements, its half t % 2:
     // low nibbles are group 2c's elements 16 (t % 2) + i, high nibbles group 2c + 1's.
     const int c = t >> 1;
-    const uint4 q = F == WeightFormat::kQ4_K ? l.b : l.c;
-    const unsigned qw[4] = {q.x, q.y, q.z, q.w};
+    const unsigned qw[4] = {l.c.x, l.c.y, l.c.z, l.c.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       w.q[i] = qw[i] & kLo4;
@@ -131,18 +159,21 @@ __device__ inline KWeights unpack_k(const KLoad& l, int t) {
 
 // Lane t's part of super-block s's product with one activation row: xq (k int8), xd (each
 // 32-element block's scale), xo (8 x scale x the block's sum of quants).
-template <WeightFormat F>
+template <WeightFormat F, bool WIDE>
 __device__ inline float dot_k(const KWeights& w, const int8_t* xq, const float* xd, const float* xo, int s, int t) {
   const int8_t* xs = xq + static_cast<size_t>(s) * kQKBlock;
   const int b = s * kGroups;
-  if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
+  if constexpr (F == WeightFormat::kQ4_K && WIDE) {
+    const int4* x = reinterpret_cast<const int4*>(xs + 64 * t);  // group 2t, then group 2t + 1
+    const int lo = dot4(w.q + 4, x[1], dot4(w.q, x[0])), hi = dot4(w.q + 12, x[3], dot4(w.q + 8, x[2]));
+    return xd[b + 2 * t] * w.f[0] * static_cast<float>(lo) + xd[b + 2 * t + 1] * w.f[2] * static_cast<float>(hi) -
+           0.125f * (w.f[1] * xo[b + 2 * t] + w.f[3] * xo[b + 2 * t + 1]);
+  } else if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
     const int c = t >> 1, half = t & 1;
     const int4 x0 = *reinterpret_cast<const int4*>(xs + 64 * c + 16 * half);
     const int4 x1 = *reinterpret_cast<const int4*>(xs + 64 * c + 32 + 16 * half);
-    const unsigned(&lo)[4] = reinterpret_cast<const unsigned(&)[4]>(w.q[0]);
-    const unsigned(&hi)[4] = reinterpret_cast<const unsigned(&)[4]>(w.q[4]);
-    float v = xd[b + 2 * c] * w.f[0] * static_cast<float>(dot4(lo, x0)) +
-              xd[b + 2 * c + 1] * w.f[2] * static_cast<float>(dot4(hi, x1));
+    float v = xd[b + 2 * c] * w.f[0] * static_cast<float>(dot4(w.q, x0)) +
+              xd[b + 2 * c + 1] * w.f[2] * static_cast<float>(dot4(w.q + 4, x1));
     // The mins: the lane with the first half of the groups takes their whole sums (xo / 8).
     if (half == 0) v -= 0.125f * (w.f[1] * xo[b + 2 * c] + w.f[3] * xo[b + 2 * c + 1]);
     return v;
@@ -167,7 +198,9 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
   int8_t* xq = reinterpret_cast<int8_t*>(smem_raw);
   float* xd = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(M) * k);
   float* xo = xd + M * nb;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 7, sb_lane = lane >> 3;
+  constexpr bool WIDE = wide_lanes<F, M>();
+  constexpr int L = WIDE ? 4 : 8, S = 32 / L;  // lanes a super-block, super-blocks a warp at once
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane % L, sb_lane = lane / L;
   const size_t row_bytes = static_cast<size_t>(weight_row_bytes(F, k));
   const int row_scales = static_cast<int>(weight_row_scales(F, k));
   const int n_groups = SWIGLU ? a.n_out : (a.n_out + kRows - 1) / kRows;
@@ -193,10 +226,10 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
   auto load = [&](int s0) {
 #pragma unroll
     for (int u = 0; u < kSteps; ++u) {
-      const int s = s0 + 4 * u + sb_lane;
+      const int s = s0 + S * u + sb_lane;
 #pragma unroll
       for (int r = 0; r < kRows; ++r)
-        if (s < n_sb && g < n_groups) ld[u][r] = load_k<F>(wrow[r], drow[r], s, t);
+        if (s < n_sb && g < n_groups) ld[u][r] = load_k<F, WIDE>(wrow[r], drow[r], s, t);
     }
   };
   // Weights are constants: the first loads go out before the kernel before this one is done and
@@ -218,18 +251,18 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
 #pragma unroll
       for (int mi = 0; mi < M; ++mi) acc[r][mi] = 0.0f;
 
-    for (int s0 = 0; s0 < n_sb; s0 += 4 * kSteps) {
+    for (int s0 = 0; s0 < n_sb; s0 += S * kSteps) {
       if (s0 > 0) load(s0);
 #pragma unroll
       for (int u = 0; u < kSteps; ++u) {
-        const int s = s0 + 4 * u + sb_lane;
+        const int s = s0 + S * u + sb_lane;
         if (s >= n_sb) continue;
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {
-          const KWeights w = unpack_k<F>(ld[u][r], t);
+          const KWeights w = unpack_k<F, WIDE>(ld[u][r], t);
 #pragma unroll
           for (int mi = 0; mi < M; ++mi)
-            acc[r][mi] += dot_k<F>(w, xq + static_cast<size_t>(mi) * k, xd + mi * nb, xo + mi * nb, s, t);
+            acc[r][mi] += dot_k<F, WIDE>(w, xq + static_cast<size_t>(mi) * k, xd + mi * nb, xo + mi * nb, s, t);
         }
       }
     }
