@@ -659,9 +659,10 @@ void DotRows(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k,
     // When x no longer sits comfortably in L1, its reloads disturb the hardware prefetchers
     // and DRAM streaming of the weights drops by up to half (measured on Zen 4 for
     // k >= 4096); prefetching the weights into L2 well ahead restores it. F32 rows (4 bytes a
-    // value, the widest stream) gain from it at every k: TinyLlama f32 decode 5-10% faster in
-    // alternating runs, where q8_0 and q4_0 showed no gain.
-    const bool prefetch = t == DType::F32 || static_cast<int64_t>(k * sizeof(float)) > kPrefetchAboveXBytes;
+    // value, the widest stream) stream faster without it at every k: TinyLlama f32 decode on
+    // the AVX2 kernel 12.8-13.0 tok/s with it, 16.1-16.5 without (alternating runs, Zen 4 capped
+    // to AVX2; the AVX-512 kernel 13.2-13.3 against 12.9-13.7).
+    const bool prefetch = t != DType::F32 && static_cast<int64_t>(k * sizeof(float)) > kPrefetchAboveXBytes;
     const int64_t seg_bytes = kSegment / info.block_elems * info.block_bytes;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c0 = 0; c0 < k; c0 += kSegment) {
