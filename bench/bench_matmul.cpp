@@ -64,7 +64,7 @@ double time_best(F&& fn, double min_s = 0.25) {
 // STREAM's triad, a[i] = b[i] + s * c[i], over arrays far larger than the last-level cache,
 // split across the pool's threads in contiguous chunks. Counts 3 x 4 bytes per element (two
 // reads, one write; write-allocate traffic not counted, as STREAM does). Then a read-only pass
-// (integer sums of b's bits, 64 bits at a time), the traffic of decode, which only reads weights. Best of 10 passes.
+// (integer sums of b's bits), the traffic of decode, which only reads weights. Best of 10 passes.
 int run_triad(int threads) {
   constexpr int64_t kN = 64LL << 20;  // 256 MiB per array
   std::vector<float> a(kN), b(kN, 1.0f), c(kN, 2.0f);

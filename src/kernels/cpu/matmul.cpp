@@ -144,8 +144,9 @@ void matmul_int8(std::span<const MatmulTarget> targets, const float* x, int64_t 
     kernels::quantize_row_q8(x + t * ldx, k, q, d, s);
     xq[t] = {q, d, s};
     if (q6k) {
-      xq[t].sum16 = sum16_buf.data() + t * (k / 16);
-      kernels::sum_codes16(q, k, sum16_buf.data() + t * (k / 16));
+      int16_t* s16 = sum16_buf.data() + t * (k / 16);
+      kernels::sum_codes16(q, k, s16);
+      xq[t].sum16 = s16;
     }
     if (q4) {
       xq[t].q4 = q4_buf.data() + t * k;

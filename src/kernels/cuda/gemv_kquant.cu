@@ -95,6 +95,16 @@ struct KWeights {
   float f[4];  // Q4_K/Q5_K: d sc and dmin m of groups 2c and 2c + 1; Q6_K: d sc of groups j = 0..3
 };
 
+// Q4_K/Q5_K: d sc and dmin m of groups 2c and 2c + 1, from the super-block's header.
+__device__ inline void affine_factors(const uint4& hdr, int c, float (&f)[4]) {
+  const float d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
+  const float dmin = half_bits_to_float(static_cast<uint16_t>(hdr.x >> 16));
+  float sc0, m0, sc1, m1;
+  scale_min(hdr, 2 * c, &sc0, &m0);
+  scale_min(hdr, 2 * c + 1, &sc1, &m1);
+  f[0] = d * sc0, f[1] = dmin * m0, f[2] = d * sc1, f[3] = dmin * m1;
+}
+
 template <WeightFormat F, bool WIDE>
 __device__ inline KWeights unpack_k(const KLoad& l, int t) {
   KWeights w;
@@ -107,12 +117,7 @@ __device__ inline KWeights unpack_k(const KLoad& l, int t) {
       w.q[i] = qw[i] & kLo4;
       w.q[8 + i] = (qw[i] >> 4) & kLo4;
     }
-    const float d = half_bits_to_float(static_cast<uint16_t>(l.a.x & 0xFFFF));
-    const float dmin = half_bits_to_float(static_cast<uint16_t>(l.a.x >> 16));
-    float sc0, m0, sc1, m1;
-    scale_min(l.a, 2 * t, &sc0, &m0);
-    scale_min(l.a, 2 * t + 1, &sc1, &m1);
-    w.f[0] = d * sc0, w.f[1] = dmin * m0, w.f[2] = d * sc1, w.f[3] = dmin * m1;
+    affine_factors(l.a, t, w.f);
   } else if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
     // Bytes [16 t, 16 t + 16) of the quants: chunk c = t / 2 of 64 elements, its half t % 2:
     // low nibbles are group 2c's elements 16 (t % 2) + i, high nibbles group 2c + 1's.
@@ -131,12 +136,7 @@ __device__ inline KWeights unpack_k(const KLoad& l, int t) {
         w.q[4 + i] |= ((hw[i] >> (2 * c + 1)) & 0x01010101u) << 4;
       }
     }
-    const float d = half_bits_to_float(static_cast<uint16_t>(l.a.x & 0xFFFF));
-    const float dmin = half_bits_to_float(static_cast<uint16_t>(l.a.x >> 16));
-    float sc0, m0, sc1, m1;
-    scale_min(l.a, 2 * c, &sc0, &m0);
-    scale_min(l.a, 2 * c + 1, &sc1, &m1);
-    w.f[0] = d * sc0, w.f[1] = dmin * m0, w.f[2] = d * sc1, w.f[3] = dmin * m1;
+    affine_factors(l.a, c, w.f);
   } else {
     // Elements 128 h + 32 j + l0 + (0..7) for j = 0..3: ql_a's low nibbles (j 0), ql_b's (j 1),
     // ql_a's high (j 2), ql_b's high (j 3); qh's bits 2j, 2j + 1; scale 8 h + 2 j + l0 / 16.
