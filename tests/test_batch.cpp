@@ -460,6 +460,90 @@ TEST(SessionPrefix, RefusedWherePruningChoseTheContext) {
   EXPECT_EQ(lazy.n_past(), 10);
 }
 
+// A Session that copies the first tokens of another's context continues bitwise as that other
+// Session would after keeping them (the same K/V rows), and the other goes on unchanged; with a
+// KV pool the copy takes its own pages. On the CPU and, where there is one, on a GPU.
+TEST(SessionPrefix, CopiedPrefixIsBitwiseTheDonorsKeptPrefix) {
+  auto model = test::make_model(
+      {.name = "copy_prefix", .embd = 256, .layers = 3, .heads = 4, .kv_heads = 2, .ff = 512, .ctx = 512}, DType::F16,
+      17);
+  const int v = model->config().n_vocab;
+  const auto a = random_tokens(300, v, 31), b = random_tokens(20, v, 32), c = random_tokens(12, v, 33);
+  std::vector<int32_t> ab = a;
+  ab.insert(ab.end(), b.begin(), b.end());
+  for (const Device device : {Device::Cpu, Device::Cuda}) {
+    if (device == Device::Cuda && !cuda_available()) {
+      std::cout << "[ skipped  ] the GPU half: no CUDA device (or a build without CUDA)\n";
+      continue;
+    }
+    SCOPED_TRACE(std::string(device_name(device)));
+    SessionOptions o = options();
+    o.n_ctx = 400;
+    o.device = device;
+    o.kv_pool = KvPool::create(*model, device, 3 * KvPool::session_bytes(*model, device, o.n_ctx));
+    Session donor(model, o), twin(model, o), copy(model, o);
+    for (Session* s : {&donor, &twin}) {
+      ASSERT_TRUE(s->reserve_kv(static_cast<int>(ab.size()) + 1));
+      s->prefill(ab);
+      s->decode(argmax(s->logits()));
+    }
+    const std::vector<int32_t> donor_history = donor.history();
+    const int64_t free_before = o.kv_pool->free_pages();
+    ASSERT_TRUE(copy.copy_prefix(donor, static_cast<int>(a.size())));
+    EXPECT_EQ(copy.n_past(), static_cast<int>(a.size()));
+    EXPECT_EQ(copy.history(), a);
+    EXPECT_EQ(free_before - o.kv_pool->free_pages(), copy.kv_pages());
+    EXPECT_GT(copy.kv_pages(), 0);
+    EXPECT_EQ(donor.history(), donor_history);
+    ASSERT_TRUE(twin.keep_prefix(static_cast<int>(a.size())));
+    ASSERT_TRUE(copy.reserve_kv(static_cast<int>(a.size() + c.size()) + 6));
+    ASSERT_TRUE(twin.reserve_kv(static_cast<int>(a.size() + c.size()) + 6));
+    ASSERT_TRUE(donor.reserve_kv(static_cast<int>(ab.size()) + 6));
+    copy.prefill(c);
+    twin.prefill(c);
+    Trace t_copy, t_twin;
+    for (int i = 0; i < 5; ++i) {
+      take(t_copy, copy.logits());
+      take(t_twin, twin.logits());
+      copy.decode(t_copy.tokens.back());
+      twin.decode(t_twin.tokens.back());
+      donor.decode(t_copy.tokens.back());  // the donor goes on with its own context meanwhile
+    }
+    EXPECT_TRUE(bitwise_equal(t_copy, t_twin)) << "max relative difference " << max_rel_diff(t_copy, t_twin);
+    EXPECT_EQ(t_copy.tokens, t_twin.tokens);
+    EXPECT_EQ(donor.n_past(), static_cast<int>(ab.size()) + 6);
+  }
+}
+
+// Only a context computed without pruning is copied, into a Session without a schedule, of the
+// same model and device, and no more tokens than it holds; a refusal leaves the copy empty.
+TEST(SessionPrefix, CopyRefusedWherePruningChoseTheContext) {
+  auto model = eval_model();
+  const int v = model->config().n_vocab;
+  const auto prompt = random_tokens(60, v, 34);
+  SessionOptions o = options();
+  o.n_ctx = 128;
+  SessionOptions lazy_o = o;
+  lazy_o.prune = PruneSchedule::parse("0.3:0.5", model->config().n_layers);
+  lazy_o.prune_policy = PrunePolicy::kAlways;
+  Session lazy(model, lazy_o), plain(model, o), copy(model, o), lazy_copy(model, lazy_o);
+  lazy.prefill(prompt);
+  plain.prefill(prompt);
+  copy.prefill(random_tokens(5, v, 35));
+  EXPECT_FALSE(copy.copy_prefix(lazy, 10));  // pruned: its own last token chose what it holds
+  EXPECT_EQ(copy.n_past(), 0);
+  EXPECT_TRUE(copy.history().empty());
+  EXPECT_FALSE(lazy_copy.copy_prefix(plain, 10));  // a schedule would choose from its own prompt
+  EXPECT_FALSE(copy.copy_prefix(plain, 61));       // more than it holds
+  EXPECT_FALSE(copy.copy_prefix(copy, 0));
+  auto other = test::make_model(test::arch_variants()[0], DType::F32);
+  Session stranger(other, o);
+  EXPECT_FALSE(stranger.copy_prefix(plain, 10));  // another model
+  EXPECT_TRUE(copy.copy_prefix(plain, 60));
+  EXPECT_EQ(copy.history(), prompt);
+  EXPECT_EQ(plain.n_past(), 60);
+}
+
 // A bad step is refused before anything changes; sessions of another batch cannot join.
 TEST(SessionBatch, RefusesBadStepsAndChangesNothing) {
   auto model = test::make_model(test::arch_variants()[0], DType::F32);

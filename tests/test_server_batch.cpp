@@ -324,6 +324,73 @@ TEST(ServerPrefix, ReusesThePromptPrefixAnIdleSlotHolds) {
   EXPECT_EQ(metric(m, "lazyllm_prefix_cache_tokens_total"), r.cached_tokens);
 }
 
+// A request whose prompt starts with what a running request has computed copies that prefix
+// from the running request's context (requests arriving together with one document compute it
+// once), answers as it does alone, and the running request goes on undisturbed.
+TEST(ServerPrefix, CopiesThePrefixARunningRequestHolds) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  Metrics metrics;
+  Scheduler sched(stories(), batch_options(2, 8), metrics);
+  auto running = greedy_job(kPrompts[2], 2000);
+  ASSERT_GT(running->prompt.size(), Scheduler::kMinCopiedPrefix + 1);
+  ASSERT_EQ(sched.submit(running), Scheduler::Admission::Accepted);
+  std::string streamed;
+  for (const auto t0 = std::chrono::steady_clock::now(); streamed.empty();) {  // its prompt is computed
+    ASSERT_FALSE(running->wait(streamed, std::chrono::milliseconds(2))) << "finished early: " << streamed;
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+  }
+  auto asked = greedy_job(std::string(kPrompts[2]) + " The end. Then", 10);
+  ASSERT_EQ(sched.submit(asked), Scheduler::Admission::Accepted);
+  const std::string text = wait_text(asked);
+  const GenerationResult& r = asked->result();
+  EXPECT_EQ(r.error, "");
+  EXPECT_GE(r.cached_tokens, static_cast<int>(Scheduler::kMinCopiedPrefix));
+  EXPECT_LT(r.cached_tokens, static_cast<int>(asked->prompt.size()));
+  EXPECT_EQ(text, run_alone(*asked, 8).text);
+  EXPECT_FALSE(running->done());
+  running->cancel();
+  const std::string running_text = streamed + wait_text(running);
+  EXPECT_EQ(running->result().finish_reason, "cancelled");
+  // What the running request said up to the cancellation starts its answer alone.
+  ASSERT_GT(running->result().completion_tokens, 0);
+  const std::string alone = run_alone(*greedy_job(kPrompts[2], running->result().completion_tokens), 8).text;
+  EXPECT_EQ(alone.rfind(running_text, 0), 0u) << "'" << running_text << "' does not start '" << alone << "'";
+  const std::string m = metrics.render({.slots_total = 2});
+  EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), 1);
+  EXPECT_EQ(metric(m, "lazyllm_prefix_cache_copies_total"), 1);
+  EXPECT_EQ(metric(m, "lazyllm_prefix_cache_tokens_total"), r.cached_tokens);
+}
+
+// Requests that arrive together with one document compute it once: those after the first wait
+// for it to be computed (a prefill in chunks of 8 tokens takes several steps) and copy it, and
+// answer as each does alone.
+TEST(ServerPrefix, RequestsArrivingTogetherComputeTheirPrefixOnce) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  Metrics metrics;
+  Scheduler sched(stories(), batch_options(3, 8), metrics);
+  auto first = greedy_job(kPrompts[2], 2000);
+  std::vector<std::shared_ptr<Job>> asked = {greedy_job(std::string(kPrompts[2]) + " The end. Then", 6),
+                                             greedy_job(std::string(kPrompts[2]) + " Then she said", 6)};
+  ASSERT_EQ(sched.submit(first), Scheduler::Admission::Accepted);
+  for (const auto& j : asked) ASSERT_EQ(sched.submit(j), Scheduler::Admission::Accepted);
+  for (const auto& j : asked) {
+    const std::string text = wait_text(j);
+    EXPECT_EQ(j->result().error, "");
+    EXPECT_GE(j->result().cached_tokens, static_cast<int>(Scheduler::kMinCopiedPrefix));
+    EXPECT_EQ(text, run_alone(*j, 8).text);
+  }
+  EXPECT_FALSE(first->done());
+  first->cancel();
+  wait_text(first);
+  EXPECT_EQ(first->result().cached_tokens, 0);
+  const std::string m = metrics.render({.slots_total = 3});
+  EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), 2);
+  EXPECT_EQ(metric(m, "lazyllm_prefix_cache_copies_total"), 2);
+  const double waited = metric(m, "lazyllm_prefix_cache_waits_total");
+  std::cout << "[ prefix   ] requests that waited for the shared prefix: " << waited << "\n";
+  EXPECT_LE(waited, 2);
+}
+
 // A request with a pruning schedule neither reuses a prefix (its selection depends on its whole
 // prompt) nor leaves one (its slot's K/V was pruned); with the cache off nothing is reused.
 TEST(ServerPrefix, NoReuseUnderPruningOrWithTheCacheOff) {

@@ -323,6 +323,12 @@ class Session {
   // pruned prefix was selected by its own last token) on a backend that supports it (the CPU);
   // returns false, changing nothing, otherwise. Statistics restart as after reset().
   bool keep_prefix(int n);
+  // Forgets the context and takes a copy of the first n tokens of `from`'s context (their K/V,
+  // on the device that holds them), so a prompt that shares them is prefilled from token n on,
+  // as after keep_prefix(n) on `from`. For two Session objects of the same Model, device and
+  // K/V format, neither with a schedule; with a KV pool, the pages for the n tokens are taken
+  // here. Returns false, with the context forgotten, otherwise. `from` is not changed.
+  bool copy_prefix(const Session& from, int n);
   // Forgets the context and runs `prune` from now on (the caches are kept: nothing is
   // reallocated). Throws Error for a schedule outside the model's layers, changing nothing.
   void reset(const PruneSchedule& prune);

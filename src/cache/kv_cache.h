@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -78,6 +79,18 @@ class LayerKV {
     std::vector<float>().swap(k32_), std::vector<float>().swap(v32_);
     std::vector<int32_t>().swap(pos_);
   }
+  // Becomes a copy of src's first n slots (n <= src.size(), same shape and format).
+  void assign_prefix(const LayerKV& src, int n) {
+    const size_t elems = static_cast<size_t>(n) * kv_dim_;
+    if (f16_) {
+      k16_.assign(src.k16_.begin(), src.k16_.begin() + static_cast<ptrdiff_t>(elems));
+      v16_.assign(src.v16_.begin(), src.v16_.begin() + static_cast<ptrdiff_t>(elems));
+    } else {
+      k32_.assign(src.k32_.begin(), src.k32_.begin() + static_cast<ptrdiff_t>(elems));
+      v32_.assign(src.v32_.begin(), src.v32_.begin() + static_cast<ptrdiff_t>(elems));
+    }
+    pos_.assign(src.pos_.begin(), src.pos_.begin() + n);
+  }
   // Keeps the first n slots (n <= size()).
   void truncate(int n) {
     const size_t elems = static_cast<size_t>(n) * kv_dim_;
@@ -148,6 +161,18 @@ class KVCache {
   bool keep_prefix(int n) {
     if (!index_.keep_prefix(n)) return false;
     for (auto& l : layers_) l.truncate(n);
+    return true;
+  }
+  // Becomes a copy of src's tokens [0, n), where the index allows it (KVIndex::copy_prefix) and
+  // both store rows of the same shape and format; false, changing nothing, otherwise.
+  bool copy_prefix(const KVCache& src, int n) {
+    if (src.n_layers() != n_layers()) return false;
+    for (int l = 0; l < n_layers(); ++l)
+      if (src.layers_[l].kv_dim() != layers_[l].kv_dim() || src.layers_[l].is_f16() != layers_[l].is_f16() ||
+          src.layers_[l].size() < n)
+        return false;
+    if (!index_.copy_prefix(src.index_, n)) return false;
+    for (int l = 0; l < n_layers(); ++l) layers_[l].assign_prefix(src.layers_[l], n);
     return true;
   }
   // Storage held by every layer.

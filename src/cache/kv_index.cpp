@@ -66,4 +66,22 @@ bool KVIndex::keep_prefix(int n) {
   return true;
 }
 
+bool KVIndex::copy_prefix(const KVIndex& src, int n) {
+  if (&src == this || src.n_layers() != n_layers() || n < 0 || n > src.n_tokens_ || n > n_ctx() || !src.all_full() ||
+      src.aux_entries_ != 0)
+    return false;
+  for (int l = 0; l < n_layers(); ++l)
+    if (!src.slots_are_positions(l)) return false;
+  clear();
+  const size_t ctx = depth_.size();
+  for (int l = 0; l < n_layers(); ++l) {
+    for (int t = 0; t < n; ++t) slot_[l * ctx + t] = t;
+    size_[l] = n;
+  }
+  std::fill(depth_.begin(), depth_.begin() + n, n_layers());
+  std::copy(src.prompt_.begin(), src.prompt_.begin() + n, prompt_.begin());
+  n_full_ = n_tokens_ = n;
+  return true;
+}
+
 }  // namespace lazyllm

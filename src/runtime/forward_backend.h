@@ -41,6 +41,11 @@ class ForwardBackend {
   // baseline's state: every token at every layer) and the backend supports it; false changes
   // nothing. logits() mean nothing until the next prefill.
   virtual bool keep_prefix(int n) { return false; }
+  // Forgets the context and takes a copy of the K/V of src's tokens [0, n) (src: a backend of the
+  // same kind and model, in the baseline's state), reserving its K/V pages first; false, with
+  // the context forgotten and nothing copied, where that is not possible. logits() mean nothing
+  // until the next prefill.
+  virtual bool copy_prefix_from(const ForwardBackend& src, int n) { return false; }
   virtual const ForwardCounters& counters() const = 0;
   virtual int64_t aux_bytes() const = 0;
   virtual int64_t aux_entries() const = 0;

@@ -103,6 +103,17 @@ bool Session::keep_prefix(int n) {
   return true;
 }
 
+bool Session::copy_prefix(const Session& from, int n) {
+  reset();
+  if (&from == this || !options_.prune.empty() || !from.options_.prune.empty() || from.model_ != model_ ||
+      from.options_.device != options_.device || n < 0 || n > from.n_past() ||
+      n > static_cast<int>(from.history_.size()))
+    return false;
+  if (!backend_->copy_prefix_from(*from.backend_, n)) return false;
+  history_.assign(from.history_.begin(), from.history_.begin() + n);
+  return true;
+}
+
 bool Session::reserve_kv(int tokens) { return backend_->reserve_kv(tokens); }
 
 void Session::release_kv() {

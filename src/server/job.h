@@ -39,6 +39,7 @@ class Job {
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point submitted;  // set by Scheduler::submit (queue wait is measured from it)
   bool waited_for_kv = false;   // set by the step loop when the KV pool could not hold it yet
+  int prefix_waits = 0;         // steps it waited for a prefix another request was computing
 
   // Producer side (the scheduler's step loop).
   void push_text(const std::string& text);

@@ -95,6 +95,10 @@ std::string Metrics::render(const Gauges& g) const {
   single(out, "lazyllm_prefix_cache_lookups_total", "Requests that looked for a cached prompt prefix.", "counter", prefix_lookups_.load());
   single(out, "lazyllm_prefix_cache_hits_total", "Requests that reused a cached prompt prefix.", "counter", prefix_hits_.load());
   single(out, "lazyllm_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache, not computed.", "counter", prefix_cached_tokens_.load());
+  single(out, "lazyllm_prefix_cache_copies_total", "Prefix-cache hits copied from a running request's context.",
+         "counter", prefix_copies_.load());
+  single(out, "lazyllm_prefix_cache_waits_total",
+         "Requests that waited for a prompt prefix another request was computing.", "counter", prefix_waits_.load());
   single(out, "lazyllm_slots_busy", "Requests running in the batch now.", "gauge", g.slots_busy);
   single(out, "lazyllm_slots_total", "Requests that may run in the batch at once (--parallel).", "gauge",
          g.slots_total);

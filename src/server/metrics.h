@@ -37,11 +37,15 @@ class Metrics {
   void count_cancelled() { ++cancelled_; }
   // A forward pass of the step loop over `sequences` requests.
   void count_step(int sequences);
-  // A request that looked for a cached prefix, and the prompt tokens it reused (0: a miss).
-  void count_prefix_lookup(int64_t cached_tokens) {
+  // A request that looked for a cached prefix, and the prompt tokens it reused (0: a miss);
+  // `copied`: taken from a running request's context rather than kept by its own slot.
+  void count_prefix_lookup(int64_t cached_tokens, bool copied = false) {
     ++prefix_lookups_;
     if (cached_tokens > 0) ++prefix_hits_, prefix_cached_tokens_ += cached_tokens;
+    if (cached_tokens > 0 && copied) ++prefix_copies_;
   }
+  // A request that waited for a prompt prefix another request was computing.
+  void count_prefix_wait() { ++prefix_waits_; }
   // A request that had to wait in the queue for KV pages; an idle request's K/V given back to the
   // pool for another's.
   void count_kv_wait() { ++kv_waits_; }
@@ -60,7 +64,8 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::atomic<int64_t> prompt_tokens_{0}, completion_tokens_{0}, cancelled_{0}, steps_{0};
-  std::atomic<int64_t> prefix_lookups_{0}, prefix_hits_{0}, prefix_cached_tokens_{0};
+  std::atomic<int64_t> prefix_lookups_{0}, prefix_hits_{0}, prefix_cached_tokens_{0}, prefix_copies_{0},
+      prefix_waits_{0};
   std::atomic<int64_t> kv_waits_{0}, kv_evictions_{0};
   Histogram batch_size_;
 };

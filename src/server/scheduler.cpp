@@ -156,16 +156,27 @@ void Scheduler::loop() {
       }
       if (active.empty() && joining.empty()) return;  // stopping, nothing left
     }
+    // Jobs that go back to the head of the queue, in order: those waiting for a prefix another
+    // request is computing, and, once one finds no KV pages, it and those after it (until
+    // running requests finish).
+    std::vector<std::shared_ptr<Job>> back;
     for (size_t i = 0; i < joining.size(); ++i) {
-      if (start(joining[i], active)) continue;
-      // No KV pages for it yet: it and those after it go back to the head of the queue, in order,
-      // until running requests finish.
-      std::lock_guard lock(mu_);
-      for (size_t j = joining.size(); j-- > i;) {
-        running_.erase(std::find(running_.begin(), running_.end(), joining[j]));
-        queue_.push_front(std::move(joining[j]));
+      const Start s = start(joining[i], active);
+      if (s == Start::kStarted) continue;
+      if (s == Start::kDeferred) {
+        back.push_back(std::move(joining[i]));
+        continue;
       }
+      back.insert(back.end(), std::make_move_iterator(joining.begin() + static_cast<ptrdiff_t>(i)),
+                  std::make_move_iterator(joining.end()));
       break;
+    }
+    if (!back.empty()) {
+      std::lock_guard lock(mu_);
+      for (size_t j = back.size(); j-- > 0;) {
+        running_.erase(std::find(running_.begin(), running_.end(), back[j]));
+        queue_.push_front(std::move(back[j]));
+      }
     }
     step(active);
     // Finished requests leave; their sessions wait for the next ones.
@@ -218,22 +229,36 @@ bool Scheduler::make_room(int index, int tokens) {
   return kv_pool_->free_pages() >= want;
 }
 
-std::pair<size_t, size_t> Scheduler::pick_session(const Job& job) const {
+Scheduler::SessionPick Scheduler::pick_session(const Job& job, const std::vector<Running>& active) const {
   // free_sessions_ runs from the least to the most recently freed. A miss takes the least
   // recently used Session, so the caches of recent requests stay for the requests that follow.
-  size_t pick = 0, best = 0;
-  if (!options_.prefix_cache || !job.prune.empty() || job.prompt.empty()) return {pick, best};
-  for (size_t i = 0; i < free_sessions_.size(); ++i) {
-    const std::vector<int32_t>& held = sessions_[free_sessions_[i]]->history();
+  SessionPick p;
+  if (!options_.prefix_cache || !job.prune.empty() || job.prompt.empty()) return p;
+  auto common = [&](const std::vector<int32_t>& held) {
     const size_t limit = std::min(held.size(), job.prompt.size() - 1);  // the last token is computed
     size_t n = 0;
     while (n < limit && held[n] == job.prompt[n]) ++n;
-    if (n > best) best = n, pick = i;
+    return n;
+  };
+  for (size_t i = 0; i < free_sessions_.size(); ++i)
+    if (const size_t n = common(sessions_[free_sessions_[i]]->history()); n > p.cached) p.cached = n, p.pick = i;
+  // A running request's context (what it has computed so far) serves as well, by copy: requests
+  // that arrive together with one system prompt or document compute it once. Only a context
+  // computed without pruning qualifies (Session::copy_prefix checks).
+  size_t coming = 0;  // the longest prefix a running request's prompt shares, computed or not
+  for (const Running& a : active) {
+    if (!a.job->prune.empty()) continue;
+    if (const size_t n = common(sessions_[a.session]->history());
+        n >= kMinCopiedPrefix && n > std::max(p.cached, p.copied))
+      p.donor = a.session, p.copied = n;
+    coming = std::max(coming, common(a.job->prompt));
   }
-  return {pick, best};
+  p.wait = coming >= std::max(p.cached, p.copied) + kMinCopiedPrefix;
+  if (p.donor >= 0) p.pick = 0, p.cached = 0;
+  return p;
 }
 
-bool Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& active) {
+Scheduler::Start Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& active) {
   GenerationResult r;
   if (job->cancelled()) {
     r.finish_reason = "cancelled";
@@ -243,14 +268,14 @@ bool Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& act
     r.timed_out = true;
     r.prompt_tokens = static_cast<int>(job->prompt.size());
   } else {
-    const auto [pick, cached] = pick_session(*job);
+    const auto [pick, cached, donor, copied, wait] = pick_session(*job, active);
     const int index = free_sessions_[pick];
     Session& session = *sessions_[index];
     auto refuse = [&](const char* why) {
       r.error = why;
       job->finish(std::move(r));
       retire(job);
-      return true;
+      return Start::kStarted;
     };
     // Refused here, not by the step, so that one bad request cannot fail the others'; and
     // before waiting for pages, which such a request would wait for in vain.
@@ -259,32 +284,43 @@ bool Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& act
     } catch (const std::exception& e) {
       return refuse(e.what());
     }
+    // Bounded: a prefix that never comes (its request held back by others' prefills) stops
+    // being waited for.
+    if (wait && job->prefix_waits < kMaxPrefixWaits) {
+      if (job->prefix_waits++ == 0) metrics_.count_prefix_wait();
+      return Start::kDeferred;
+    }
     // K/V for the prompt and every token it may generate, taken now so no step runs out.
     const int kv_tokens = static_cast<int>(
         std::min<int64_t>(static_cast<int64_t>(job->prompt.size()) + std::max(job->max_tokens, 1), session.n_ctx()));
     if (!make_room(index, kv_tokens)) {
       if (!job->waited_for_kv) metrics_.count_kv_wait();
       job->waited_for_kv = true;
-      return false;
+      return Start::kNoKv;
     }
     size_t kept = 0;
     try {
-      if (cached > 0 && session.keep_prefix(static_cast<int>(cached))) kept = cached;
-      else session.reset(job->prune);  // this request's schedule; the caches stay
+      if (cached > 0 && session.keep_prefix(static_cast<int>(cached))) {
+        kept = cached;
+      } else {
+        session.reset(job->prune);  // this request's schedule; the caches stay
+        if (donor >= 0 && session.copy_prefix(*sessions_[donor], static_cast<int>(copied))) kept = copied;
+      }
       if (!session.reserve_kv(kv_tokens)) throw Error("the KV pool has no pages for this request");
     } catch (const std::exception& e) {
       return refuse(e.what());
     }
-    if (options_.prefix_cache && job->prune.empty()) metrics_.count_prefix_lookup(static_cast<int64_t>(kept));
+    if (options_.prefix_cache && job->prune.empty())
+      metrics_.count_prefix_lookup(static_cast<int64_t>(kept), kept > 0 && donor >= 0);
     free_sessions_.erase(free_sessions_.begin() + static_cast<ptrdiff_t>(pick));
     count_idle_pages();
     auto gen = std::make_unique<Generation>(*job, session, metrics_, kept);
     active.push_back({job, index, std::move(gen)});
-    return true;
+    return Start::kStarted;
   }
   job->finish(std::move(r));
   retire(job);
-  return true;
+  return Start::kStarted;
 }
 
 void Scheduler::step(std::vector<Running>& active) {

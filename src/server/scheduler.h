@@ -53,6 +53,11 @@ struct SchedulerOptions {
 
 class Scheduler {
  public:
+  // Shortest prefix copied from a running request's context (a shorter one costs more to look
+  // up and copy than it saves; see pick_session).
+  static constexpr size_t kMinCopiedPrefix = 32;
+  // Steps a request waits at most for a prefix another request is computing.
+  static constexpr int kMaxPrefixWaits = 256;
   Scheduler(std::shared_ptr<const Model> model, SchedulerOptions options, Metrics& metrics);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
@@ -99,17 +104,30 @@ class Scheduler {
   struct Running;
   void loop();
   // Takes a job from the queue into the batch, or finishes it at once (cancelled, timed out,
-  // a prompt or schedule its session cannot take); false, changing nothing but idle sessions'
-  // caches, when the KV pool cannot hold it yet.
-  bool start(const std::shared_ptr<Job>& job, std::vector<Running>& active);
+  // a prompt or schedule its session cannot take): kStarted. kNoKv, changing nothing but idle
+  // sessions' caches, when the KV pool cannot hold it yet; kDeferred, changing nothing, while a
+  // running request is still computing a prefix the job shares (pick_session).
+  enum class Start { kStarted, kNoKv, kDeferred };
+  Start start(const std::shared_ptr<Job>& job, std::vector<Running>& active);
   // Frees KV pages until session `index` can grow to `tokens` tokens of context, giving back
   // idle sessions' cached K/V from the least recently used; false when it cannot.
   bool make_room(int index, int tokens);
   // The prefix cache: which idle Session the job takes (an index into free_sessions_) and how
   // many of its prompt tokens that Session already holds (its longest common prefix with the
   // Session's last context, all but the last prompt token at most; 0 for a job with a pruning
-  // schedule, whose selection depends on its whole prompt, or with the cache off).
-  std::pair<size_t, size_t> pick_session(const Job& job) const;
+  // schedule, whose selection depends on its whole prompt, or with the cache off). When a
+  // running request's context shares a longer prefix (at least kMinCopiedPrefix tokens), the
+  // job takes the least recently used idle Session and a copy of that prefix (`donor`, an index
+  // into sessions_, and `copied` tokens). `wait`: a running request still prefilling shares at
+  // least kMinCopiedPrefix more prompt tokens than are available now, so the job waits for it
+  // (a burst of requests with one document computes the document once).
+  struct SessionPick {
+    size_t pick = 0, cached = 0;
+    int donor = -1;
+    size_t copied = 0;
+    bool wait = false;
+  };
+  SessionPick pick_session(const Job& job, const std::vector<Running>& active) const;
   // One batch step over every running request that can take part, then at most one prefill
   // that must run alone.
   void step(std::vector<Running>& active);

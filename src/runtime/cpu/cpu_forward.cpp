@@ -95,6 +95,15 @@ bool CpuForward::keep_prefix(int n) {
   return true;
 }
 
+bool CpuForward::copy_prefix_from(const ForwardBackend& src, int n) {
+  clear();
+  const auto* from = dynamic_cast<const CpuForward*>(&src);
+  if (!from || from == this || &from->model_ != &model_ || !reserve_kv(n) || !kv_.copy_prefix(from->kv_, n))
+    return false;
+  n_past_ = n;
+  return true;
+}
+
 void CpuForward::embed(int32_t token, float* out) const {
   const WeightView& e = w_.token_embd;
   dequantize_row(e.type, e.data + token * e.row_stride(), out, c_.n_embd);

@@ -51,6 +51,7 @@ class CpuForward final : public ForwardBackend, private PrefillDevice {
   int n_ctx() const override { return n_ctx_; }
   void clear() override;
   bool keep_prefix(int n) override;
+  bool copy_prefix_from(const ForwardBackend& src, int n) override;
   // K/V pages counted against `pool` from now on (the rows stay in the layers' vectors).
   void set_kv_pool(KvPool* pool) { kv_pool_ = pool; }
   bool reserve_kv(int tokens) override;

@@ -147,6 +147,30 @@ bool CudaForward::keep_prefix(int n) {
   return true;
 }
 
+// The rows of [0, n) are copied layer by layer. The source's K/V may have been written on any
+// sequence's stream (a batched step runs on the first sequence's), and the source may be
+// overwritten right after this returns, so the copy waits for the whole device before and its
+// own stream after.
+bool CudaForward::copy_prefix_from(const ForwardBackend& src, int n) {
+  clear();
+  const auto* from = dynamic_cast<const CudaForward*>(&src);
+  if (!from || from == this || !shares_weights_with(*from) || !reserve_kv(n) || !index_.copy_prefix(from->index_, n))
+    return false;
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  const size_t row_bytes = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim * sizeof(half_t);
+  for (int l = 0; l < c_.n_layers; ++l) {
+    check(cudaMemcpyAsync(k_cache_at(l), from->k_cache_at(l), n * row_bytes, cudaMemcpyDeviceToDevice, stream_),
+          "cudaMemcpyAsync");
+    check(cudaMemcpyAsync(v_cache_at(l), from->v_cache_at(l), n * row_bytes, cudaMemcpyDeviceToDevice, stream_),
+          "cudaMemcpyAsync");
+    check(cudaMemcpyAsync(kpos_at(l), from->kpos_at(l), n * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_),
+          "cudaMemcpyAsync");
+  }
+  sync_stream();
+  restart_at(n);
+  return true;
+}
+
 // Grows the activation buffers to hold m rows, by at least half again (capped at the context),
 // so a session whose batches grow a row at a time does not reallocate (and synchronise the
 // device) at every step.

@@ -100,6 +100,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   int n_ctx() const override { return n_ctx_; }
   void clear() override;
   bool keep_prefix(int n) override;
+  bool copy_prefix_from(const ForwardBackend& src, int n) override;
   const ForwardCounters& counters() const override { return counters_; }
   int64_t aux_bytes() const override { return aux_entries() * c_.n_embd * static_cast<int64_t>(sizeof(float)); }
   int64_t aux_entries() const override { return index_.aux_entries(); }
@@ -124,15 +125,15 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   // logits equal up to the products' batch invariance (docs/lazyllm.md).
   static void decode_together(std::span<CudaForward* const> seqs, std::span<const int32_t> tokens);
   // This sequence's K/V cache and key positions at layer l (slot 0).
-  half_t* k_cache_at(int l) {
+  half_t* k_cache_at(int l) const {
     if (paged_kv_) return static_cast<half_t*>(paged_kv_->region(2 * l));
     return k_cache_.get() + static_cast<size_t>(l) * n_ctx_ * c_.n_kv_heads * c_.head_dim;
   }
-  half_t* v_cache_at(int l) {
+  half_t* v_cache_at(int l) const {
     if (paged_kv_) return static_cast<half_t*>(paged_kv_->region(2 * l + 1));
     return v_cache_.get() + static_cast<size_t>(l) * n_ctx_ * c_.n_kv_heads * c_.head_dim;
   }
-  int32_t* kpos_at(int l) { return kpos_.get() + static_cast<size_t>(l) * n_ctx_; }
+  int32_t* kpos_at(int l) const { return kpos_.get() + static_cast<size_t>(l) * n_ctx_; }
 
  private:
   // PrefillDevice: the device half of run_prefill().
