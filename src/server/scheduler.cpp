@@ -241,8 +241,7 @@ Scheduler::SessionPick Scheduler::pick_session(const Job& job, const std::vector
     return n;
   };
   for (size_t i = 0; i < free_sessions_.size(); ++i)
-    if (const size_t n = common(sessions_[free_sessions_[i]]->history()); n >= kMinReusedPrefix && n > p.cached)
-      p.cached = n, p.pick = i;
+    if (const size_t n = common(sessions_[free_sessions_[i]]->history()); n > p.cached) p.cached = n, p.pick = i;
   // A running request's context (what it has computed so far) serves as well, by copy: requests
   // that arrive together with one system prompt or document compute it once. Only a context
   // computed without pruning qualifies (Session::copy_prefix checks).
@@ -250,11 +249,11 @@ Scheduler::SessionPick Scheduler::pick_session(const Job& job, const std::vector
   for (const Running& a : active) {
     if (!a.job->prune.empty()) continue;
     if (const size_t n = common(sessions_[a.session]->history());
-        n >= kMinReusedPrefix && n > std::max(p.cached, p.copied))
+        n >= kMinCopiedPrefix && n > std::max(p.cached, p.copied))
       p.donor = a.session, p.copied = n;
     coming = std::max(coming, common(a.job->prompt));
   }
-  p.wait = coming >= std::max(p.cached, p.copied) + kMinReusedPrefix;
+  p.wait = coming >= std::max(p.cached, p.copied) + kMinCopiedPrefix;
   if (p.donor >= 0) p.pick = 0, p.cached = 0;
   return p;
 }

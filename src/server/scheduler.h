@@ -53,10 +53,9 @@ struct SchedulerOptions {
 
 class Scheduler {
  public:
-  // Shortest prefix the prefix cache reuses (pick_session). A shorter match (every prompt
-  // shares its first token) is a miss: the request takes the least recently used slot, an unused
-  // one first, instead of the one holding some other request's longer context.
-  static constexpr size_t kMinReusedPrefix = 32;
+  // Shortest prefix copied from a running request's context (a shorter one costs more to look
+  // up and copy than it saves; see pick_session).
+  static constexpr size_t kMinCopiedPrefix = 32;
   // Steps a request waits at most for a prefix another request is computing.
   static constexpr int kMaxPrefixWaits = 256;
   Scheduler(std::shared_ptr<const Model> model, SchedulerOptions options, Metrics& metrics);
@@ -115,12 +114,12 @@ class Scheduler {
   bool make_room(int index, int tokens);
   // The prefix cache: which idle Session the job takes (an index into free_sessions_) and how
   // many of its prompt tokens that Session already holds (its longest common prefix with the
-  // Session's last context, all but the last prompt token at most; 0 below kMinReusedPrefix, for
-  // a job with a pruning schedule, whose selection depends on its whole prompt, or with the cache
-  // off). When a running request's context shares a longer prefix (at least kMinReusedPrefix
-  // tokens), the job takes the least recently used idle Session and a copy of that prefix (`donor`, an index
+  // Session's last context, all but the last prompt token at most; 0 for a job with a pruning
+  // schedule, whose selection depends on its whole prompt, or with the cache off). When a
+  // running request's context shares a longer prefix (at least kMinCopiedPrefix tokens), the
+  // job takes the least recently used idle Session and a copy of that prefix (`donor`, an index
   // into sessions_, and `copied` tokens). `wait`: a running request still prefilling shares at
-  // least kMinReusedPrefix more prompt tokens than are available now, so the job waits for it
+  // least kMinCopiedPrefix more prompt tokens than are available now, so the job waits for it
   // (a burst of requests with one document computes the document once).
   struct SessionPick {
     size_t pick = 0, cached = 0;
