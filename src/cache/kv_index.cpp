@@ -51,10 +51,15 @@ void KVIndex::clear() {
   n_full_ = n_tokens_ = 0;
 }
 
-bool KVIndex::keep_prefix(int n) {
-  if (n < 0 || n > n_tokens_ || !all_full() || aux_entries_ != 0) return false;
+bool KVIndex::baseline_state() const {
+  if (!all_full() || aux_entries_ != 0) return false;
   for (int l = 0; l < n_layers(); ++l)
     if (!slots_are_positions(l) || size_[l] != n_tokens_) return false;
+  return true;
+}
+
+bool KVIndex::keep_prefix(int n) {
+  if (n < 0 || n > n_tokens_ || !baseline_state()) return false;
   const size_t ctx = depth_.size();
   for (int l = 0; l < n_layers(); ++l) {
     std::fill(slot_.begin() + static_cast<ptrdiff_t>(l * ctx + n), slot_.begin() + static_cast<ptrdiff_t>(l * ctx + n_tokens_), -1);
@@ -67,11 +72,9 @@ bool KVIndex::keep_prefix(int n) {
 }
 
 bool KVIndex::copy_prefix(const KVIndex& src, int n) {
-  if (&src == this || src.n_layers() != n_layers() || n < 0 || n > src.n_tokens_ || n > n_ctx() || !src.all_full() ||
-      src.aux_entries_ != 0)
+  if (&src == this || src.n_layers() != n_layers() || n < 0 || n > src.n_tokens_ || n > n_ctx() ||
+      !src.baseline_state())
     return false;
-  for (int l = 0; l < n_layers(); ++l)
-    if (!src.slots_are_positions(l)) return false;
   clear();
   const size_t ctx = depth_.size();
   for (int l = 0; l < n_layers(); ++l) {

@@ -58,6 +58,8 @@ class KVIndex {
   // baseline's state (every token at every layer, slot = position, nothing in the Aux Cache),
   // where that is exact: returns false, changing nothing, otherwise or when n is out of range.
   bool keep_prefix(int n);
+  // Every token with K/V has it at every layer, slot = position, nothing in the Aux Cache.
+  bool baseline_state() const;
   // Becomes the state of src's tokens [0, n): every one at every layer, slot = position, as
   // src holds them. Only from the baseline's state (as keep_prefix); returns false, changing
   // nothing, otherwise or when the shapes differ or n is out of range.
