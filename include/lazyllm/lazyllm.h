@@ -103,15 +103,29 @@ struct ModelConfig {
   bool tied_embeddings = false;
 };
 
+// Where the CPU backend reads a model's weights from. kCopy: a private copy in anonymous memory
+// advised for huge pages, made when the first CPU session starts (decode streams every weight
+// each token, and streams them faster from 2 MiB pages than from the page cache's 4 KiB ones);
+// it falls back to the mapping when memory is short. kMapped: the file's memory mapping, shared
+// with other processes through the page cache (less memory when several processes serve one
+// file). The CUDA backend copies the weights to the GPU either way.
+enum class HostWeights { kCopy, kMapped };
+
 class Model {
  public:
   // Memory-maps and validates a GGUF file. Throws Error naming what is wrong.
-  static std::shared_ptr<Model> load(const std::string& path);
+  static std::shared_ptr<Model> load(const std::string& path, HostWeights host = HostWeights::kCopy);
   // Loads only the vocabulary (works on vocab-only GGUF files).
   static std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
   ~Model();
 
   const ModelConfig& config() const { return config_; }
+  // Brings the weights into host memory for the CPU backend as load() was asked to (once; later
+  // calls return the same) and says how they are held: "private copy (huge pages)", "file
+  // mapping", or "file mapping (<why not copied>)".
+  std::string make_host_resident() const;
+  // make_host_resident's answer, or empty before it.
+  std::string host_weights() const;
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   // The chat template the file carries (tokenizer.chat_template), if any.
   std::optional<std::string> chat_template() const;
@@ -139,6 +153,7 @@ class Model {
   mutable std::unique_ptr<BackendCache> backend_cache_;
   Model();
   ModelConfig config_;
+  HostWeights host_ = HostWeights::kCopy;
   std::unique_ptr<GGUFFile> file_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<ModelWeights> weights_;

@@ -114,9 +114,11 @@ int64_t GGUFTensor::n_elements() const {
   return n;
 }
 
-void GGUFFile::populate() const {
-  if (file_) file_->populate();
+std::string GGUFFile::make_resident(bool private_copy) const {
+  return file_ ? file_->make_resident(private_copy) : "in memory";
 }
+
+std::string GGUFFile::resident() const { return file_ ? file_->resident() : "in memory"; }
 
 std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   auto mapped = std::make_unique<MappedFile>(path);

@@ -61,9 +61,11 @@ class GGUFFile {
   uint32_t version() const { return version_; }
   const std::string& name() const { return name_; }
   size_t file_size() const { return size_; }
-  // Maps all of a file opened from disk into memory now (see MappedFile::populate); no-op for
-  // parsed bytes.
-  void populate() const;
+  // Brings all of a file opened from disk into memory now, as a private copy in huge pages or
+  // through its mapping (see MappedFile::make_resident), and says which; "in memory" for parsed bytes.
+  std::string make_resident(bool private_copy) const;
+  // make_resident's answer, or empty before it.
+  std::string resident() const;
   uint64_t alignment() const { return alignment_; }
 
   const std::map<std::string, GGUFValue, std::less<>>& metadata() const { return kv_; }

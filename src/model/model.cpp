@@ -36,14 +36,19 @@ bool Model::has_backend_cache(const std::string& key) const {
   return it != backend_cache_->entries.end() && it->second;
 }
 
-std::shared_ptr<Model> Model::load(const std::string& path) {
+std::shared_ptr<Model> Model::load(const std::string& path, HostWeights host) {
   std::shared_ptr<Model> m(new Model());
+  m->host_ = host;
   m->file_ = GGUFFile::open(path);
   m->tokenizer_ = Tokenizer::from_gguf(*m->file_);
   m->config_ = read_model_config(*m->file_, m->tokenizer_->n_vocab());
   m->weights_ = bind_weights(*m->file_, m->config_);
   return m;
 }
+
+std::string Model::make_host_resident() const { return file_->make_resident(host_ == HostWeights::kCopy); }
+
+std::string Model::host_weights() const { return file_->resident(); }
 
 std::unique_ptr<Tokenizer> Model::load_tokenizer(const std::string& path) {
   auto f = GGUFFile::open(path);

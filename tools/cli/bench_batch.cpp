@@ -27,7 +27,7 @@ int32_t argmax(std::span<const float> v) {
 // the decode steps' aggregate tokens/s (B tokens a step) and the time per step.
 int bench_batch(const BatchBenchArgs& a) {
   if (a.gen_len < 2) throw Error("--batch needs --gen-len of at least 2 (it measures decode steps)");
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.host_weights);
   const ModelConfig& c = model->config();
   SessionBatch batch(model,
                      SessionBatchOptions{
@@ -80,6 +80,7 @@ int bench_batch(const BatchBenchArgs& a) {
                             {"decode_tok_s_aggregate", to_json(ts)},
                             {"decode_step_ms", to_json(sm)},
                             {"cpu_kernels", to_json(cpu_kernels())},
+                            {"host_weights", a.device == Device::Cpu ? model->host_weights() : "none"},
                             {"device", device_name(a.device)},
                             {"gpu", a.device == Device::Cuda ? device_description(Device::Cuda) : "none"},
                             {"serial", a.serial}};

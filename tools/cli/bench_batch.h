@@ -23,6 +23,7 @@ struct BatchBenchArgs {
   uint64_t seed = 1;
   Device device = Device::Cpu;
   GpuWeights gpu_weights = GpuWeights::kNative;
+  HostWeights host_weights = HostWeights::kCopy;
   bool serial = false;  // step each sequence on its own (the reference a batched forward is held to)
 };
 

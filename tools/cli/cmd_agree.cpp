@@ -87,7 +87,7 @@ struct Result {
 };
 
 int agree(const AgreeArgs& a) {
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.device.host_weights());
   const ModelConfig& c = model->config();
   // Schedules first, so a bad --prune fails before any work.
   const auto schedules = a.prune.resolve_all(c.n_layers, a.model);

@@ -128,11 +128,11 @@ int bench(const BenchArgs& a) {
     if (a.prune.enabled() || a.cold || !a.e2e_at.empty())
       throw Error("--batch measures baseline decode: it takes no --lazy/--prune, --cold or --e2e-at");
     return bench_batch({a.model, a.prompt_lens, a.batches, a.gen_len, a.reps, a.warmup, a.threads, a.json, a.f32_math,
-                        a.seed, a.device.resolve(), a.device.weights(), a.batch_serial});
+                        a.seed, a.device.resolve(), a.device.weights(), a.device.host_weights(), a.batch_serial});
   }
   for (int k : a.e2e_at)
     if (k > a.gen_len) throw Error("--e2e-at " + std::to_string(k) + " is past --gen-len " + std::to_string(a.gen_len));
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.device.host_weights());
   const ModelConfig& c = model->config();
   const auto schedules = a.prune.resolve_all(c.n_layers, a.model);
   std::mt19937_64 rng(a.seed);
@@ -214,6 +214,7 @@ int bench(const BenchArgs& a) {
         {"mode", a.cold ? "cold" : "warm"},
         {"baseline", samples_json(sb)},
         {"memory_estimate", to_json(estimate_memory(*model, base_opt))}};
+    if (base_opt.device == Device::Cpu) common["host_weights"] = model->host_weights();
     if (base_opt.device == Device::Cuda) {
       // Bytes on the GPU: the model's weights (in their form on it) and the baseline session's own.
       common["gpu_weights"] = gpu_weights_name(base_opt.gpu_weights);

@@ -109,7 +109,7 @@ int calibrate(const CalibrateArgs& a) {
     r.configs = eval::DatasetConfigs::from_json_text(r.config_text, a.config);
   }
   const auto samples = eval::read_jsonl(a.data);
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.device.host_weights());
   const int n_layers = model->config().n_layers;
   if (n_layers < 2) throw Error("a model with one layer cannot be pruned: nothing to calibrate");
   o.out_dir = a.out;

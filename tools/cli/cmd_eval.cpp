@@ -69,7 +69,7 @@ int run_eval_command(const EvalArgs& a) {
     o.configs = eval::DatasetConfigs::from_json_text(o.config_text, a.config);
   }
   const auto samples = eval::read_jsonl(a.data);
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.device.host_weights());
   o.schedules.push_back({"baseline", {}});
   for (auto& [name, sched] : a.prune.resolve_all(model->config().n_layers, a.model)) o.schedules.push_back({name, sched});
   if (!a.out.empty()) {

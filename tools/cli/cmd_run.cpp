@@ -20,7 +20,7 @@ struct RunArgs {
   bool f32_math = false;
   bool special = false;
   PruneFlags prune;
-  DeviceFlag device;
+  DeviceFlag device{.mmap = true};  // one answer: the copy's start-up cost is not won back
 };
 
 nlohmann::json lazy_json(const SessionStats& s) {
@@ -34,7 +34,7 @@ nlohmann::json lazy_json(const SessionStats& s) {
 }
 
 int run(const RunArgs& a, bool have_prompt) {
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.device.host_weights());
   const ModelConfig& c = model->config();
   const Tokenizer& tok = model->tokenizer();
   if (a.ctx > c.n_ctx_train)

@@ -83,7 +83,7 @@ int serve(ServeArgs& a) {
   const server::ResolvedApiKey key = server::resolve_api_key(sources);
   a.opt.api_key = key.key;
 
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.device.host_weights());
   const std::optional<std::string> tmpl = model->chat_template();
   std::string warning;
   a.opt.chat_family = server::resolve_chat_family(tmpl, a.chat_template, warning);

@@ -38,6 +38,12 @@ void DeviceFlag::add_to(CLI::App* cmd) {
          "(every matrix converted at load)")
       ->check(CLI::IsMember({"native", "bf16"}))
       ->capture_default_str();
+  cmd->add_flag(
+      "--mmap,!--no-mmap", mmap,
+      std::string("On the CPU, compute from the model file's memory mapping (shared with other processes, "
+                  "ready at once), or with --no-mmap from a private copy in huge pages (decodes faster; "
+                  "takes up to about 2 s a GiB to make; the mapping is used where memory is short). Default: ") +
+          (mmap ? "--mmap" : "--no-mmap"));
 }
 
 PruneSchedule PruneFlags::resolve(int n_layers, const std::string& model_path, std::string* source) const {

@@ -43,9 +43,11 @@ LazySchedule lazy_schedule(const std::string& model_path, int n_layers);
 struct DeviceFlag {
   std::string name = "auto";
   std::string gpu_weights = "native";
+  bool mmap = false;  // `run` (one answer per process) maps; the long-lived commands copy
   void add_to(CLI::App* cmd);
   Device resolve() const { return parse_device(name); }
   GpuWeights weights() const { return parse_gpu_weights(gpu_weights); }
+  HostWeights host_weights() const { return mmap ? HostWeights::kMapped : HostWeights::kCopy; }
 };
 
 // Writes `text` to `path`, replacing it. Throws Error.
