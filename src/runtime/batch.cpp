@@ -22,6 +22,8 @@ SessionBatch::SessionBatch(std::shared_ptr<const Model> model, SessionBatchOptio
   if (options_.serial) forward_ = std::make_unique<SerialBatch>(*model_);
   else if (options_.device == Device::Cuda) forward_ = make_cuda_batch(*model_);
   else forward_ = std::make_unique<CpuBatch>(*model_, *pool_);
+  // The weights' copy (or mapping) is made now, not in the first request's time to first token.
+  if (options_.device == Device::Cpu) model_->make_host_resident();
 }
 
 SessionBatch::~SessionBatch() = default;

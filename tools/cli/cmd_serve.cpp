@@ -104,7 +104,8 @@ int serve(ServeArgs& a) {
   const int port = srv.bind();
   const std::string pruning =
       a.opt.default_prune.empty() ? "off" : a.opt.default_prune.to_string() + " (" + prune_source + ")";
-  const std::string device = a.opt.device == Device::Cuda ? "cuda (" + device_description(Device::Cuda) + ")" : "cpu";
+  const std::string device = a.opt.device == Device::Cuda ? "cuda (" + device_description(Device::Cuda) + ")"
+                                                          : "cpu (weights: " + model->host_weights() + ")";
   std::fprintf(stderr, "device: %s; chat template: %s; batch: %d requests, prefill chunk %d; pruning: %s\n",
                device.c_str(), std::string(server::chat_family_name(a.opt.chat_family)).c_str(), a.opt.parallel,
                a.opt.prefill_chunk, pruning.c_str());
