@@ -201,6 +201,44 @@ TEST(MatmulTargets, EveryCompiledTargetMatchesReference) {
   EXPECT_GE(seen.size(), 1u);
 }
 
+// F32 rows take the values before their first vector boundary apart from the vector loop, so a
+// row at every float offset within a cache line (and rows shorter than that head) must still
+// give the reference, on every target.
+TEST(MatmulTargets, F32RowAtEveryOffsetMatchesReference) {
+  kernels::init_cpu_dispatch();
+  std::vector<std::string> seen;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    seen.push_back(hwy::TargetName(target));
+    for (int64_t k : {1, 5, 17, 100, 1031, 2048}) {
+      std::vector<float> x(static_cast<size_t>(k));
+      std::vector<float> storage(static_cast<size_t>(k + 64));
+      std::mt19937 rng(static_cast<unsigned>(k));
+      std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+      for (float& v : x) v = u(rng);
+      for (float& v : storage) v = u(rng);
+      // The first float of storage at a 64-byte boundary, then each of the 16 offsets after it.
+      const auto base = reinterpret_cast<uintptr_t>(storage.data());
+      const int64_t first = static_cast<int64_t>((64 - base % 64) % 64 / sizeof(float));
+      for (int64_t off = 0; off < 16; ++off) {
+        const float* row = storage.data() + first + off;
+        double ref = 0, mag = 0;
+        for (int64_t c = 0; c < k; ++c) {
+          ref += static_cast<double>(row[c]) * x[c];
+          mag += std::fabs(static_cast<double>(row[c]) * x[c]);
+        }
+        const float d = dot_row(DType::F32, row, x.data(), k);
+        ASSERT_NEAR(d, ref, 1e-6 * mag + 1e-30) << seen.back() << " k=" << k << " offset=" << off;
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  std::string list;
+  for (const auto& t : seen) list += " " + t;
+  std::printf("checked SIMD targets:%s\n", list.c_str());
+  EXPECT_GE(seen.size(), 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(MatmulAllTypes, MatmulTypeTest, ::testing::ValuesIn(kAllTypes),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 INSTANTIATE_TEST_SUITE_P(MatmulExactTypes, MatmulExactTest,
