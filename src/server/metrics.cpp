@@ -93,7 +93,9 @@ std::string Metrics::render(const Gauges& g) const {
       out, "lazyllm_step_prompt_tokens",
       "Prompt tokens in each batch step that carried any (shared by the prefilling requests, --prefill-chunk).");
   single(out, "lazyllm_prefix_cache_lookups_total", "Requests that looked for a cached prompt prefix.", "counter", prefix_lookups_.load());
-  single(out, "lazyllm_prefix_cache_hits_total", "Requests that reused a cached prompt prefix.", "counter", prefix_hits_.load());
+  single(out, "lazyllm_prefix_cache_hits_total",
+         "Requests that reused a cached prompt prefix of at least " + std::to_string(kMinPrefixHit) + " tokens.",
+         "counter", prefix_hits_.load());
   single(out, "lazyllm_prefix_cache_tokens_total", "Prompt tokens reused from the prefix cache, not computed.", "counter", prefix_cached_tokens_.load());
   single(out, "lazyllm_prefix_cache_copies_total", "Prefix-cache hits copied from a running request's context.",
          "counter", prefix_copies_.load());

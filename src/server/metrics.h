@@ -37,12 +37,17 @@ class Metrics {
   void count_cancelled() { ++cancelled_; }
   // A forward pass of the step loop over `sequences` requests.
   void count_step(int sequences);
-  // A request that looked for a cached prefix, and the prompt tokens it reused (0: a miss);
-  // `copied`: taken from a running request's context rather than kept by its own slot.
+  // Fewest reused tokens that count as a hit. Every prompt shares its first token (BOS) with
+  // whatever a slot holds, so a one-token reuse would make nearly every lookup a "hit".
+  static constexpr int64_t kMinPrefixHit = 32;
+  // A request that looked for a cached prefix, and the prompt tokens it reused (every one counts
+  // in the tokens total; a hit needs kMinPrefixHit); `copied`: taken from a running request's
+  // context rather than kept by its own slot.
   void count_prefix_lookup(int64_t cached_tokens, bool copied = false) {
     ++prefix_lookups_;
-    if (cached_tokens > 0) ++prefix_hits_, prefix_cached_tokens_ += cached_tokens;
-    if (cached_tokens > 0 && copied) ++prefix_copies_;
+    prefix_cached_tokens_ += cached_tokens;
+    if (cached_tokens >= kMinPrefixHit) ++prefix_hits_;
+    if (cached_tokens >= kMinPrefixHit && copied) ++prefix_copies_;
   }
   // A request that waited for a prompt prefix another request was computing.
   void count_prefix_wait() { ++prefix_waits_; }

@@ -7,6 +7,7 @@
 #include "runtime/memory_plan.h"
 #include "runtime/prefill.h"
 #include "server/generation.h"
+#include "util/byte_size.h"
 
 namespace lazyllm::server {
 
