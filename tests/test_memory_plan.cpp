@@ -13,6 +13,7 @@
 #include "runtime/memory_plan.h"
 #include "runtime/session_internals.h"
 #include "test_models.h"
+#include "util/byte_size.h"
 
 namespace lazyllm {
 namespace {

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "lazyllm/error.h"
+#include "util/byte_size.h"
 
 namespace lazyllm {
 namespace {
@@ -21,12 +22,6 @@ namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
-
-std::string gib(uint64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / double(uint64_t{1} << 30));
-  return buf;
-}
 
 // `span` bytes of fresh anonymous memory at a huge-page boundary, with `prot`; nullptr on failure.
 uint8_t* map_aligned(size_t span, int prot, int extra_flags) {
@@ -105,7 +100,8 @@ bool MappedFile::copy_into_anonymous_memory(std::string* why_not) const {
   // Leave room for the session's own buffers: the copy must fit with an eighth to spare and 1 GiB.
   const uint64_t need = size_ + size_ / 8 + (uint64_t{1} << 30);
   if (const uint64_t avail = available_memory(); avail < need) {
-    *why_not = gib(avail) + " of memory available, a private copy needs " + gib(need);
+    *why_not = format_gib(static_cast<int64_t>(avail)) + " of memory available, a private copy needs " +
+               format_gib(static_cast<int64_t>(need));
     return false;
   }
   uint8_t* copy = map_aligned(span_, PROT_READ | PROT_WRITE, 0);

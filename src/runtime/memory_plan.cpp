@@ -8,6 +8,7 @@
 #include "format/gguf.h"
 #include "model/weights.h"
 #include "runtime/gpu_weight_plan.h"
+#include "util/byte_size.h"
 #include "util/thread_pool.h"
 
 namespace lazyllm {
@@ -108,19 +109,6 @@ MemoryEstimate estimate_memory(const Model& model, const SessionOptions& options
   const int n_ctx = options.n_ctx > 0 ? options.n_ctx : model.config().n_ctx_train;
   const Dims dims(model.config(), n_ctx, options.prune);
   return options.device == Device::Cuda ? estimate_cuda(model, options, dims) : estimate_cpu(model, options, dims);
-}
-
-std::string format_gib(int64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / double(int64_t{1} << 30));
-  return buf;
-}
-
-std::string format_size(int64_t bytes) {
-  if (bytes >= (int64_t{1} << 30)) return format_gib(bytes);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / double(int64_t{1} << 20));
-  return buf;
 }
 
 std::string memory_shortfall(const Model& model, const SessionOptions& options, int64_t free_bytes,

@@ -18,9 +18,4 @@ namespace lazyllm {
 std::string memory_shortfall(const Model& model, const SessionOptions& options, int64_t free_bytes,
                              bool weights_resident);
 
-// "12.3 GiB" (for messages and reports).
-std::string format_gib(int64_t bytes);
-// format_gib from 1 GiB up, "20.0 MiB" below.
-std::string format_size(int64_t bytes);
-
 }  // namespace lazyllm

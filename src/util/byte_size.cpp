@@ -3,6 +3,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "lazyllm/error.h"
@@ -31,6 +32,19 @@ int64_t parse_byte_size(std::string_view text, std::string_view what) {
   const double bytes = v * scale;
   if (bytes < 1 || bytes > std::ldexp(1.0, 60)) throw bad();
   return static_cast<int64_t>(bytes);
+}
+
+std::string format_gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / double(int64_t{1} << 30));
+  return buf;
+}
+
+std::string format_size(int64_t bytes) {
+  if (bytes >= (int64_t{1} << 30)) return format_gib(bytes);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / double(int64_t{1} << 20));
+  return buf;
 }
 
 }  // namespace lazyllm
