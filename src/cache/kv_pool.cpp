@@ -5,7 +5,6 @@
 
 #include "lazyllm/error.h"
 #include "runtime/cuda/cuda_forward.h"
-#include "runtime/memory_plan.h"
 #include "util/byte_size.h"
 
 namespace lazyllm {

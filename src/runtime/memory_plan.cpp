@@ -1,7 +1,6 @@
 #include "runtime/memory_plan.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 #include <vector>
 

@@ -4,7 +4,6 @@
 #include <stdexcept>
 #include <utility>
 
-#include "runtime/memory_plan.h"
 #include "runtime/prefill.h"
 #include "server/generation.h"
 #include "util/byte_size.h"

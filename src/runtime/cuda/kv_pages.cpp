@@ -13,7 +13,6 @@
 #include "kernels/cuda/cuda_check.h"
 #include "lazyllm/error.h"
 #include "runtime/cuda/cuda_forward.h"
-#include "runtime/memory_plan.h"
 #include "util/byte_size.h"
 
 namespace lazyllm::cuda {
