@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "format/dtype.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant.h"
 
@@ -26,6 +28,19 @@ inline void wr16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v & 0xFF);
   p[1] = static_cast<uint8_t>(v >> 8);
 }
+
+// Forces the bf16 prefill GEMM on or off for a scope (kernels::prefer_bf16_gemm), so its path is
+// tested on every CPU that runs it, also where it is not the default.
+class Bf16GemmScope {
+ public:
+  explicit Bf16GemmScope(bool on) : saved_(kernels::bf16_gemm_forced()) { kernels::prefer_bf16_gemm(on); }
+  ~Bf16GemmScope() { kernels::prefer_bf16_gemm(saved_); }
+  Bf16GemmScope(const Bf16GemmScope&) = delete;
+  Bf16GemmScope& operator=(const Bf16GemmScope&) = delete;
+
+ private:
+  std::optional<bool> saved_;
+};
 
 // IEEE binary16 decoded with plain arithmetic.
 inline double ref_half(uint16_t h) {

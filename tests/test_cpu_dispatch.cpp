@@ -86,11 +86,14 @@ bool takes_gemm(DType t, int64_t n) {
 }
 
 // Q8_0/Q4_0/Q4_K/Q5_K/Q6_K batches up to max_fused_batch (16) take the integer decode kernel in fast
-// math, and larger Q8_0/Q4_0 ones the integer GEMM where there is no bf16 GEMM.
+// math, and larger Q8_0/Q4_0 ones the integer GEMM where neither the bf16 GEMM nor the AVX-512
+// f32 kernel runs.
 bool takes_int8_kernel(DType t, int64_t n) {
   if ((t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K) && n <= 16) return kernels::int8_dot_supported(t);
   if (t != DType::Q8_0 && t != DType::Q4_0) return false;
-  return n <= 16 ? kernels::int8_dot_supported(t) : kernels::int8_gemm_supported(t) && !kernels::bf16_gemm_supported();
+  return n <= 16 ? kernels::int8_dot_supported(t)
+                 : kernels::int8_gemm_supported(t) && !kernels::bf16_gemm_preferred() &&
+                       !kernels::cpu_supports(kernels::CpuFeature::kAvx512f);
 }
 
 // Highway's target under each cap (its portable fallback is SCALAR or, in newer releases, EMU128).
@@ -145,6 +148,8 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
     if (kernels::cpu_detected_level() == CpuLevel::kAvx512) {
       EXPECT_EQ(k.vector.rfind("hwy-AVX3", 0), 0u) << k.vector;
       EXPECT_EQ(k.gemm_f32, "f32-avx512");
+      EXPECT_EQ(k.gemm_int8, "none");  // the 16-wide f32 kernel beats the 8-bit AVX2 one
+      EXPECT_EQ(k.gemm_bf16, kernels::bf16_gemm_preferred() ? "bf16-avx512" : "none");
     }
     // On arm64 Highway's best target follows the level: an SVE target (SVE, SVE2, SVE_256,
     // SVE2_128) or NEON.

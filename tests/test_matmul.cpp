@@ -268,6 +268,7 @@ class MatmulFastTest : public ::testing::TestWithParam<Case> {};
 // to f32 summation error, writes only its outputs, and is reproducible across thread counts.
 TEST_P(MatmulFastTest, Bf16PathMatchesRoundedReference) {
   if (!kernels::bf16_gemm_supported()) GTEST_SKIP() << "CPU has no AVX512_BF16; the f32 path is used instead";
+  const Bf16GemmScope bf16(true);
   const auto [type, n] = GetParam();
   const int64_t cols = dtype_info(type).block_elems == 1 ? 96 : test_cols(type);
   const Weights w = make_weights(type, 70, cols, 5);  // 70 rows: two full tiles and a partial one
@@ -307,6 +308,32 @@ std::vector<Case> fast_cases() {
 INSTANTIATE_TEST_SUITE_P(MatmulFast, MatmulFastTest, ::testing::ValuesIn(fast_cases()), [](const auto& info) {
   return std::string(dtype_name(info.param.type)) + "_n" + std::to_string(info.param.n);
 });
+
+// Fast-math prefill takes the bf16 GEMM only where it is preferred; elsewhere, on AVX-512 CPUs,
+// the f32 kernel, with the f32 path's bits (the 8-bit GEMM is for AVX2-only CPUs).
+TEST(MatmulFast, Bf16GemmOnlyWherePreferred) {
+  if (!kernels::cpu_supports(kernels::CpuFeature::kAvx512f)) GTEST_SKIP() << "CPU has no AVX-512";
+  ThreadPool pool(2);
+  for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    const Weights w = make_weights(type, 70, test_cols(type), 21);
+    const int64_t n = 45, ldx = w.cols + 3, ldy = w.rows;
+    const std::vector<float> x = make_x(n, ldx, 22);
+    std::vector<float> exact(n * ldy), fast(n * ldy);
+    matmul(w.view(), x.data(), n, ldx, exact.data(), ldy, pool, MatmulPrecision::kF32);
+    {
+      const Bf16GemmScope off(false);
+      EXPECT_FALSE(kernels::bf16_gemm_preferred());
+      matmul(w.view(), x.data(), n, ldx, fast.data(), ldy, pool, MatmulPrecision::kFast);
+      EXPECT_EQ(0, std::memcmp(exact.data(), fast.data(), exact.size() * sizeof(float))) << dtype_name(type);
+    }
+    if (kernels::bf16_gemm_supported()) {
+      const Bf16GemmScope on(true);
+      EXPECT_TRUE(kernels::bf16_gemm_preferred());
+      matmul(w.view(), x.data(), n, ldx, fast.data(), ldy, pool, MatmulPrecision::kFast);
+      EXPECT_NE(0, std::memcmp(exact.data(), fast.data(), exact.size() * sizeof(float))) << dtype_name(type) << " bf16";
+    }
+  }
+}
 
 // The f32 prefill kernel (AVX-512, or AVX2 on CPUs without it): a double reference within f32
 // summation error for every tail (partial 32-row tiles, row lengths off the 16-float vector,

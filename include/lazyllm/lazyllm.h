@@ -70,8 +70,11 @@ struct CpuKernels {
   // Q8_0/Q4_0 decode in fast math: "int8-vnni-avx512", "int8-avx2", or "none" (the vector kernels)
   std::string decode_int8;
   std::string gemm_f32;     // prefill matmul: "f32-avx512", "f32-avx2" or "openblas-sgemm"
-  std::string gemm_bf16;    // quantized prefill in fast math: "bf16-avx512", or "none" (gemm_f32)
-  // Q8_0/Q4_0 prefill in fast math where gemm_bf16 is "none": "int8-avx2", or "none" (gemm_f32)
+  // quantized prefill in fast math: "bf16-avx512" where it beats gemm_f32 (AMD's AVX512_BF16
+  // cores), or "none" (gemm_f32)
+  std::string gemm_bf16;
+  // Q8_0/Q4_0 prefill in fast math where gemm_bf16 is "none" and gemm_f32 is the AVX2 kernel:
+  // "int8-avx2", or "none" (gemm_f32)
   std::string gemm_int8;
   std::string openblas;     // OpenBLAS's kernels (attention's prefill products, openblas-sgemm): its core name
 };

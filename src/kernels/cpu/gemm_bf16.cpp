@@ -4,12 +4,18 @@
 // kernel compiles to a stub elsewhere).
 #include "kernels/cpu/gemm_bf16.h"
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 
 #include "kernels/cpu/cpu_features.h"
+#include "lazyllm/error.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define LAZYLLM_BF16_KERNEL 1
 #define LAZYLLM_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
@@ -18,6 +24,31 @@
 #endif
 
 namespace lazyllm::kernels {
+namespace {
+
+// The choice forced by prefer_bf16_gemm or LAZYLLM_BF16_GEMM: -1 none, 0 off, 1 on.
+std::atomic<int> g_bf16_override{-1};
+
+}  // namespace
+
+std::optional<bool> bf16_gemm_forced() {
+  [[maybe_unused]] static const bool env_read = [] {
+    const char* env = std::getenv("LAZYLLM_BF16_GEMM");
+    if (!env || !*env) return true;
+    const std::string_view v(env);
+    if (v != "on" && v != "off")
+      throw Error("LAZYLLM_BF16_GEMM: unknown value '" + std::string(v) + "' (expected on or off)");
+    g_bf16_override.store(v == "on" ? 1 : 0);
+    return true;
+  }();
+  const int o = g_bf16_override.load(std::memory_order_relaxed);
+  return o < 0 ? std::nullopt : std::optional<bool>(o == 1);
+}
+
+void prefer_bf16_gemm(std::optional<bool> prefer) {
+  bf16_gemm_forced();  // the environment first, so it never overrides this later
+  g_bf16_override.store(prefer ? (*prefer ? 1 : 0) : -1);
+}
 
 #if LAZYLLM_BF16_KERNEL
 
@@ -25,6 +56,29 @@ bool bf16_gemm_supported() {
   return cpu_supports(CpuFeature::kAvx512f) && cpu_supports(CpuFeature::kAvx512bw) &&
          cpu_supports(CpuFeature::kAvx512vl) && cpu_supports(CpuFeature::kAvx512dq) &&
          cpu_supports(CpuFeature::kAvx512bf16);
+}
+
+namespace {
+
+bool cpu_is_amd() {
+  static const bool amd = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    char vendor[12];
+    std::memcpy(vendor, &b, 4);
+    std::memcpy(vendor + 4, &d, 4);
+    std::memcpy(vendor + 8, &c, 4);
+    return std::memcmp(vendor, "AuthenticAMD", 12) == 0;
+  }();
+  return amd;
+}
+
+}  // namespace
+
+bool bf16_gemm_preferred() {
+  if (!bf16_gemm_supported()) return false;
+  const std::optional<bool> forced = bf16_gemm_forced();
+  return forced ? *forced : cpu_is_amd();
 }
 
 namespace {
@@ -132,6 +186,8 @@ void gemm_bf16_tile(const uint16_t* x, int64_t n, int64_t ldx, const uint16_t* p
 }
 
 #else  // no AVX512_BF16 kernel on this platform
+
+bool bf16_gemm_preferred() { return false; }
 
 bool bf16_gemm_supported() { return false; }
 void round_rows_to_bf16(const float*, int64_t, int64_t, int64_t, uint16_t*, int64_t) {

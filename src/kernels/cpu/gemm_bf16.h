@@ -1,10 +1,11 @@
 // A bf16 matrix-multiply micro-kernel for prefill with quantized (or bf16) weights, on CPUs with
-// AVX512_BF16 (vdpbf16ps: 32 multiply-adds per instruction, twice the f32 FMA rate).
+// AVX512_BF16 (vdpbf16ps: 32 multiply-adds per instruction, twice the f32 FMA's 16).
 // Weights are dequantized tile by tile and packed as bf16 pairs; activations are rounded to
 // bf16 once per product; every sum accumulates in f32. Internal to kernels/cpu.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 namespace lazyllm::kernels {
 
@@ -13,6 +14,20 @@ constexpr int64_t kBf16TileRows = 32;
 
 // True when this CPU runs the kernel (x86-64 with AVX512_BF16, within the cap of cpu_features.h).
 bool bf16_gemm_supported();
+
+// True when prefill should use it: supported, and the CPU issues vdpbf16ps fast enough to beat
+// the f32 kernel. AMD's cores with AVX512_BF16 (Zen 4, Zen 5) do. Intel's (Sapphire and Emerald
+// Rapids, whose fast bf16 path is AMX) issue one every other cycle against two FMAs a cycle, so
+// there bf16 runs at half the f32 kernel's FLOP rate (measured on an Emerald Rapids core: 1.4 G
+// vdpbf16ps/s, 5.6 G FMA/s) and the f32 kernel is the faster prefill. LAZYLLM_BF16_GEMM=on|off
+// (read once) or prefer_bf16_gemm (tests, tools) overrides the choice.
+bool bf16_gemm_preferred();
+
+// Replaces the choice of bf16_gemm_preferred (nullopt: by the CPU, as above; true still needs
+// the kernel to be supported). For tests and tools, called while no kernel runs.
+void prefer_bf16_gemm(std::optional<bool> prefer);
+// The choice in force from prefer_bf16_gemm or LAZYLLM_BF16_GEMM (nullopt: none).
+std::optional<bool> bf16_gemm_forced();
 
 // Rounds n rows of k floats (row t at x + t * ldx) to bf16, to nearest even, into out + t * ldo.
 // k must be even.

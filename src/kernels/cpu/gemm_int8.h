@@ -1,5 +1,5 @@
 // An integer matrix-multiply kernel for prefill with Q8_0 and Q4_0 weights on CPUs with AVX2 (+FMA,
-// F16C) but no AVX512_BF16, used in fast math only. The activations are quantized to 8 bits per
+// F16C) but no AVX-512, used in fast math only. The activations are quantized to 8 bits per
 // 32-value block (quantize_row_q8, as the decode kernels of dot_int8.h do), every block's products
 // are summed exactly in integers (vpmaddubsw, vpmaddwd), then scaled by both blocks' scales and
 // summed over the blocks in f32. On these CPUs the f32 kernel is bound by two 8-wide FMAs a cycle;

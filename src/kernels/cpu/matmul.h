@@ -20,10 +20,11 @@ struct WeightView {
 };
 
 // kF32: every product in f32. kFast, where the CPU supports it: prefill batches with quantized
-// or bf16 weights multiply in bf16 (activations rounded to bf16, f32 sums; AVX512_BF16), and
-// small batches with Q8_0/Q4_0/K-quant weights use 8-bit activations and exact int32 block
-// sums (AVX512_VNNI or AVX2, as llama.cpp), as do Q8_0/Q4_0 prefill batches on CPUs with AVX2
-// but no AVX512_BF16. f32 and f16 weights are never affected.
+// or bf16 weights multiply in bf16 (activations rounded to bf16, f32 sums) on CPUs whose
+// AVX512_BF16 beats their f32 kernel (kernels::bf16_gemm_preferred), and small batches with
+// Q8_0/Q4_0/K-quant weights use 8-bit activations and exact int32 block sums (AVX512_VNNI or
+// AVX2, as llama.cpp), as do Q8_0/Q4_0 prefill batches on CPUs with AVX2 but no AVX-512. f32
+// and f16 weights are never affected.
 enum class MatmulPrecision { kF32, kFast };
 
 // Y[t * ldy + r] = sum_c W[r, c] * X[t * ldx + c]   for t < n, r < W.rows.
