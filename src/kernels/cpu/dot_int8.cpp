@@ -414,6 +414,23 @@ LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const Quan
   return hsum(acc) + (paired < nb ? avx2::q4_0_last_block(w, paired, x) : 0.0f);
 }
 
+// Decode of one activation row streams every weight once; prefetching the weight row that starts
+// at least this many bytes ahead keeps more of the stream in flight than the hardware prefetchers
+// do. On 2 Emerald Rapids cores (2 threads, tinyllama-1.1b, alternating runs) decode went from
+// 14.8 to 19.4 tok/s (Q8_0), 25.7 to 38.0 (Q4_0), 22.6 to 30.3 (Q4_K), 17.0 to 22.6 (Q6_K); 2
+// KiB ahead read 2-8% lower and 8 KiB 1-3% lower.
+constexpr int64_t kPrefetchAhead = 4096;
+
+// Prefetches into L2 the weight row that starts at least kPrefetchAhead bytes past row i (rows of
+// `stride` bytes from w, `rows` of them). No target attribute: a call GCC cannot inline into the
+// untargeted caller counts as free of side effects, and is dropped.
+inline void prefetch_ahead(const uint8_t* w, int64_t stride, int64_t i, int64_t rows) {
+  const int64_t j = i + (kPrefetchAhead + stride - 1) / stride;
+  if (j >= rows) return;
+  const char* p = reinterpret_cast<const char*>(w + j * stride);
+  for (int64_t off = 0; off < stride; off += 64) _mm_prefetch(p + off, _MM_HINT_T1);
+}
+
 }  // namespace
 
 void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int64_t k, const QuantizedRow* x,
@@ -425,6 +442,7 @@ void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int6
     const int64_t nsb = k / qblock::kQKK;
     for (int64_t i = 0; i < rows; ++i) {
       const uint8_t* row = w + i * stride;
+      if (nx == 1) prefetch_ahead(w, stride, i, rows);
       for (int j = 0; j < nx; ++j) {
         float& out = y[j * ldy + i];
         if (t == DType::Q4_K) out = avx2::dot_affine_k(reinterpret_cast<const qblock::Q4_K*>(row), nsb, x[j]);
@@ -439,6 +457,7 @@ void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int6
   const bool q8 = t == DType::Q8_0;
   for (int64_t i = 0; i < rows; ++i) {
     const uint8_t* row = w + i * stride;
+    if (nx == 1) prefetch_ahead(w, stride, i, rows);
     const auto* r8 = reinterpret_cast<const qblock::Q8_0*>(row);
     const auto* r4 = reinterpret_cast<const qblock::Q4_0*>(row);
     for (int j = 0; j < nx; ++j) {
