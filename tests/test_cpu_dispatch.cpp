@@ -91,9 +91,7 @@ bool takes_gemm(DType t, int64_t n) {
 bool takes_int8_kernel(DType t, int64_t n) {
   if ((t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K) && n <= 16) return kernels::int8_dot_supported(t);
   if (t != DType::Q8_0 && t != DType::Q4_0) return false;
-  return n <= 16 ? kernels::int8_dot_supported(t)
-                 : kernels::int8_gemm_supported(t) && !kernels::bf16_gemm_preferred() &&
-                       !kernels::cpu_supports(kernels::CpuFeature::kAvx512f);
+  return n <= 16 ? kernels::int8_dot_supported(t) : kernels::int8_gemm_preferred(t) && !kernels::bf16_gemm_preferred();
 }
 
 // Highway's target under each cap (its portable fallback is SCALAR or, in newer releases, EMU128).

@@ -421,11 +421,13 @@ LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const Quan
 // KiB ahead read 2-8% lower and 8 KiB 1-3% lower.
 constexpr int64_t kPrefetchAhead = 4096;
 
-// Prefetches into L2 the weight row that starts at least kPrefetchAhead bytes past row i (rows of
-// `stride` bytes from w, `rows` of them). No target attribute: a call GCC cannot inline into the
-// untargeted caller counts as free of side effects, and is dropped.
-inline void prefetch_ahead(const uint8_t* w, int64_t stride, int64_t i, int64_t rows) {
-  const int64_t j = i + (kPrefetchAhead + stride - 1) / stride;
+// Rows of `stride` bytes to prefetch ahead: the first row at least kPrefetchAhead bytes on.
+int64_t prefetch_rows(int64_t stride) { return (kPrefetchAhead + stride - 1) / stride; }
+
+// Prefetches row j (of `rows`, `stride` bytes each from w) into L2. Always inlined: to GCC a
+// prefetch has no side effects, so a call left out of line is a call to a pure void function and
+// is dropped. No target attribute, which would keep it out of the untargeted caller.
+__attribute__((always_inline)) inline void prefetch_row(const uint8_t* w, int64_t stride, int64_t j, int64_t rows) {
   if (j >= rows) return;
   const char* p = reinterpret_cast<const char*>(w + j * stride);
   for (int64_t off = 0; off < stride; off += 64) _mm_prefetch(p + off, _MM_HINT_T1);
@@ -439,10 +441,10 @@ void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int6
   if (t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K) {
     for (int j = 0; j < nx && t == DType::Q6_K; ++j)
       if (x[j].sum16 == nullptr) throw std::logic_error("dot_rows_int8: Q6_K needs the activations' sum16");
-    const int64_t nsb = k / qblock::kQKK;
+    const int64_t nsb = k / qblock::kQKK, ahead = prefetch_rows(stride);
     for (int64_t i = 0; i < rows; ++i) {
       const uint8_t* row = w + i * stride;
-      if (nx == 1) prefetch_ahead(w, stride, i, rows);
+      if (nx == 1) prefetch_row(w, stride, i + ahead, rows);
       for (int j = 0; j < nx; ++j) {
         float& out = y[j * ldy + i];
         if (t == DType::Q4_K) out = avx2::dot_affine_k(reinterpret_cast<const qblock::Q4_K*>(row), nsb, x[j]);
@@ -455,9 +457,10 @@ void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int6
   const Int8Kernel kernel = int8_kernel();
   const int64_t nb = k / qblock::kQK;
   const bool q8 = t == DType::Q8_0;
+  const int64_t ahead = prefetch_rows(stride);
   for (int64_t i = 0; i < rows; ++i) {
     const uint8_t* row = w + i * stride;
-    if (nx == 1) prefetch_ahead(w, stride, i, rows);
+    if (nx == 1) prefetch_row(w, stride, i + ahead, rows);
     const auto* r8 = reinterpret_cast<const qblock::Q8_0*>(row);
     const auto* r4 = reinterpret_cast<const qblock::Q4_0*>(row);
     for (int j = 0; j < nx; ++j) {

@@ -80,6 +80,8 @@ bool int8_gemm_supported(DType t) {
          cpu_supports(CpuFeature::kF16c);
 }
 
+bool int8_gemm_preferred(DType t) { return int8_gemm_supported(t) && !cpu_supports(CpuFeature::kAvx512f); }
+
 std::string_view int8_gemm_kernel_name() { return int8_gemm_supported(DType::Q8_0) ? "int8-avx2" : "none"; }
 
 namespace {
@@ -189,6 +191,7 @@ void gemm_int8_tile(DType t, const Int8Activations& x, int64_t n, const uint8_t*
 #else  // no AVX2 kernel on this platform
 
 bool int8_gemm_supported(DType) { return false; }
+bool int8_gemm_preferred(DType) { return false; }
 std::string_view int8_gemm_kernel_name() { return "none"; }
 void gemm_int8_tile(DType, const Int8Activations&, int64_t, const uint8_t*, int64_t, int64_t, float*, int64_t) {
   throw std::logic_error("int8 GEMM not available");

@@ -293,15 +293,6 @@ bool use_bf16(const WeightView& w, MatmulPrecision precision) {
          kernels::bf16_gemm_preferred();
 }
 
-// The 8-bit GEMM does 32 multiply-adds an instruction against the AVX2 FMA's 8, but spends
-// several instructions a block on widening and scaling: it beats the 8-wide f32 kernel, not the
-// 16-wide one (on an Emerald Rapids core, tinyllama-1.1b Q8_0 at 512 tokens, 2 threads: 85 tok/s
-// against 138 with the AVX-512 f32 kernel).
-bool use_int8_gemm(const WeightView& w, MatmulPrecision precision) {
-  return precision == MatmulPrecision::kFast && kernels::int8_gemm_supported(w.type) &&
-         !kernels::cpu_supports(kernels::CpuFeature::kAvx512f);
-}
-
 }  // namespace
 
 void use_single_threaded_blas() {
@@ -329,7 +320,8 @@ void matmul(const WeightView& w, const float* x, int64_t n, int64_t ldx, float* 
   }
   else if (use_bf16(w, precision))
     matmul_bf16(w, x, n, ldx, y, ldy, pool);
-  else if (use_int8_gemm(w, precision)) matmul_int8_gemm(w, x, n, ldx, y, ldy, pool);
+  else if (precision == MatmulPrecision::kFast && kernels::int8_gemm_preferred(w.type))
+    matmul_int8_gemm(w, x, n, ldx, y, ldy, pool);
   else if (kernels::f32_gemm_supported())
     matmul_f32_tiles(w, x, n, ldx, y, ldy, pool);
   else
@@ -368,7 +360,7 @@ CpuKernels cpu_kernels() {
   k.decode_int8 = kernels::int8_dot_kernel_name();
   k.gemm_f32 = kernels::f32_gemm_supported() ? std::string(kernels::f32_gemm_kernel_name()) : "openblas-sgemm";
   k.gemm_bf16 = kernels::bf16_gemm_preferred() ? "bf16-avx512" : "none";
-  const bool int8_gemm = !kernels::bf16_gemm_preferred() && !kernels::cpu_supports(kernels::CpuFeature::kAvx512f);
+  const bool int8_gemm = !kernels::bf16_gemm_preferred() && kernels::int8_gemm_preferred(DType::Q8_0);
   k.gemm_int8 = int8_gemm ? std::string(kernels::int8_gemm_kernel_name()) : "none";
   const char* core = openblas_get_corename();
   k.openblas = core ? core : "unknown";
