@@ -146,6 +146,7 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
     if (kernels::cpu_detected_level() == CpuLevel::kAvx512) {
       EXPECT_EQ(k.vector.rfind("hwy-AVX3", 0), 0u) << k.vector;
       EXPECT_EQ(k.gemm_f32, "f32-avx512");
+      EXPECT_EQ(k.attention, "f32-avx512");
       EXPECT_EQ(k.gemm_int8, "none");  // the 16-wide f32 kernel beats the 8-bit AVX2 one
       EXPECT_EQ(k.gemm_bf16, kernels::bf16_gemm_preferred() ? "bf16-avx512" : "none");
     }
@@ -167,6 +168,7 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
     if (cap != CpuLevel::kAvx2) EXPECT_EQ(k.decode_int8, "none");
     EXPECT_EQ(k.gemm_f32, capped_f32_gemm());
     if (cap != CpuLevel::kAvx2) EXPECT_EQ(k.gemm_f32, "openblas-sgemm");
+    EXPECT_EQ(k.attention, k.gemm_f32);  // attention's products take the f32 kernel where prefill does
     EXPECT_EQ(k.gemm_bf16, "none");
     EXPECT_EQ(k.gemm_int8, capped_int8_kernel());
     EXPECT_FALSE(kernels::cpu_supports(kernels::CpuFeature::kAvx512f));

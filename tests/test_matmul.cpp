@@ -13,6 +13,7 @@
 #include "format/dtype.h"
 #include "hwy/targets.h"
 #include "kernel_reference.h"
+#include "kernels/cpu/attention_products.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dot_int8.h"
 #include "kernels/cpu/dot_kernels.h"
@@ -167,6 +168,63 @@ TEST_P(MatmulExactTest, ExactOnIntegerData) {
 
 // Every SIMD variant compiled into the binary that this CPU can run (e.g. AVX-512, AVX2,
 // SSE4, SSSE3 and the portable fallback on x86), not only the one dispatch picks.
+// Attention's products (kernels/cpu/attention_products.h) against sums in double: query rows and
+// keys of every count around the kernels' blocks (12 or 6 rows, 32 keys or values a tile), head
+// sizes that fill and that split a 32-wide tile, operands at strides wider than a head (rows of
+// several heads, as attention reads them). On the f32 kernels where the CPU has them, else OpenBLAS.
+TEST(MatmulAttention, ProductsMatchAReferenceSum) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> pack;
+  for (const int hd : {16, 64, 80, 128})
+    for (const int m : {1, 5, 12, 13, 64})
+      for (const int n : {1, 31, 33, 100}) {
+        SCOPED_TRACE("hd " + std::to_string(hd) + " m " + std::to_string(m) + " n " + std::to_string(n));
+        const int ldq = 3 * hd + 5, ldk = 2 * hd + 3, lds = n + 7, ldo = 2 * hd + 1;
+        std::vector<float> q(size_t(m) * ldq), k(size_t(n) * ldk), v(size_t(n) * ldk), p(size_t(m) * lds);
+        for (auto* x : {&q, &k, &v, &p})
+          for (float& e : *x) e = u(rng);
+        std::vector<float> s(size_t(m) * lds, -7.0f), o(size_t(m) * ldo, -7.0f);
+        kernels::attention_scores(q.data(), ldq, m, k.data(), ldk, n, hd, s.data(), lds, pack);
+        kernels::attention_values(p.data(), lds, m, v.data(), ldk, n, hd, o.data(), ldo, pack);
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < n; ++j) {
+            double ref = 0;
+            for (int d = 0; d < hd; ++d) ref += double(q[size_t(i) * ldq + d]) * k[size_t(j) * ldk + d];
+            ASSERT_NEAR(s[size_t(i) * lds + j], ref, 1e-4 * (1 + std::fabs(ref))) << "score " << i << ", " << j;
+          }
+          for (int j = n; j < lds; ++j) ASSERT_EQ(s[size_t(i) * lds + j], -7.0f) << "written past the keys";
+          for (int d = 0; d < hd; ++d) {
+            double ref = 0;
+            for (int j = 0; j < n; ++j) ref += double(p[size_t(i) * lds + j]) * v[size_t(j) * ldk + d];
+            ASSERT_NEAR(o[size_t(i) * ldo + d], ref, 1e-4 * (1 + std::fabs(ref))) << "value " << i << ", " << d;
+          }
+          for (int d = hd; d < ldo; ++d) ASSERT_EQ(o[size_t(i) * ldo + d], -7.0f) << "written past the head";
+        }
+      }
+}
+
+// On the f32 kernels each output is one sequential sum, so a query row alone gives the bits it
+// gets in a block of rows (what lets a batch step match each sequence alone bit for bit).
+TEST(MatmulAttention, RowAloneGivesTheBlocksBits) {
+  if (!kernels::attention_products_on_f32_kernels()) GTEST_SKIP() << "attention runs on OpenBLAS here";
+  std::mt19937 rng(8);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int hd = 64, m = 29, n = 77;
+  std::vector<float> q(size_t(m) * hd), k(size_t(n) * hd), p(size_t(m) * n), pack;
+  for (auto* x : {&q, &k, &p})
+    for (float& e : *x) e = u(rng);
+  std::vector<float> s(size_t(m) * n), o(size_t(m) * hd), s1(n), o1(hd);
+  kernels::attention_scores(q.data(), hd, m, k.data(), hd, n, hd, s.data(), n, pack);
+  kernels::attention_values(p.data(), n, m, k.data(), hd, n, hd, o.data(), hd, pack);
+  for (int i = 0; i < m; ++i) {
+    kernels::attention_scores(q.data() + size_t(i) * hd, hd, 1, k.data(), hd, n, hd, s1.data(), n, pack);
+    kernels::attention_values(p.data() + size_t(i) * n, n, 1, k.data(), hd, n, hd, o1.data(), hd, pack);
+    ASSERT_EQ(0, std::memcmp(s1.data(), s.data() + size_t(i) * n, n * sizeof(float))) << "row " << i;
+    ASSERT_EQ(0, std::memcmp(o1.data(), o.data() + size_t(i) * hd, hd * sizeof(float))) << "row " << i;
+  }
+}
+
 TEST(MatmulTargets, EveryCompiledTargetMatchesReference) {
   kernels::init_cpu_dispatch();  // a LAZYLLM_CPU_TARGET cap leaves the targets above it out of the list
   std::vector<std::string> seen;

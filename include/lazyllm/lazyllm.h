@@ -76,7 +76,9 @@ struct CpuKernels {
   // Q8_0/Q4_0 prefill in fast math where gemm_bf16 is "none" and gemm_f32 is the AVX2 kernel:
   // "int8-avx2", or "none" (gemm_f32)
   std::string gemm_int8;
-  std::string openblas;     // OpenBLAS's kernels (attention's prefill products, openblas-sgemm): its core name
+  // attention's matrix products (prefill, revival batches): the f32 kernel's name, or "openblas-sgemm"
+  std::string attention;
+  std::string openblas;  // OpenBLAS's kernels (where attention or gemm_f32 is openblas-sgemm): its core name
 };
 CpuKernels cpu_kernels();
 

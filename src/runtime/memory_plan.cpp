@@ -47,14 +47,15 @@ MemoryEstimate estimate_cpu(const Model& model, const SessionOptions& o, const D
   if (pruning) e.aux_cache = s.ctx * s.d * kF32;
   const int64_t threads = o.n_threads > 0 ? o.n_threads : ThreadPool::default_threads();
   const int64_t n = s.ctx, ffn_rows = std::min<int64_t>(n, 512), widest = std::max({s.d, s.qd, s.ff});
-  int64_t floats = n * s.d                   // hidden
-                   + n * s.d                 // xn
-                   + 2 * n * s.qd            // q, att
-                   + 2 * n * s.kvd           // k, v
-                   + 2 * ffn_rows * s.ff     // gate, up
-                   + ffn_rows * s.d          // ffn_out
-                   + threads * 64 * n        // attention score blocks
-                   + s.vocab + s.d;          // logits, the last row's norm
+  int64_t floats = n * s.d                             // hidden
+                   + n * s.d                           // xn
+                   + 2 * n * s.qd                      // q, att
+                   + 2 * n * s.kvd                     // k, v
+                   + 2 * ffn_rows * s.ff               // gate, up
+                   + ffn_rows * s.d                    // ffn_out
+                   + threads * 64 * n                  // attention score blocks
+                   + threads * 32 * std::max(n, s.hd)  // and their packed keys or values
+                   + s.vocab + s.d;                    // logits, the last row's norm
   // K and V widened to float for prefill's products (and gathered for decode batches that revive)
   if (o.kv_f16 || pruning) floats += 2 * n * s.kvd;
   if (pruning) floats += s.heads * n + n + n * s.d;  // importance per head, averaged; a revival batch

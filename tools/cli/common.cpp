@@ -134,13 +134,15 @@ nlohmann::json to_json(const Summary& s) { return {{"median", s.median}, {"min",
 nlohmann::json to_json(const CpuKernels& k) {
   return {{"level", k.level},         {"detected", k.detected},       {"cap", k.cap},
           {"vector", k.vector},       {"decode_int8", k.decode_int8}, {"gemm_f32", k.gemm_f32},
-          {"gemm_bf16", k.gemm_bf16}, {"gemm_int8", k.gemm_int8},     {"openblas", k.openblas}};
+          {"gemm_bf16", k.gemm_bf16}, {"gemm_int8", k.gemm_int8},     {"attention", k.attention},
+          {"openblas", k.openblas}};
 }
 
 std::string describe(const CpuKernels& k) {
   return "cpu level:     " + k.level + " (CPU " + k.detected + ", LAZYLLM_CPU_TARGET " + k.cap + ")\n" +
          "cpu kernels:   vector " + k.vector + ", int8 decode " + k.decode_int8 + ", gemm " + k.gemm_f32 +
-         ", bf16 gemm " + k.gemm_bf16 + ", int8 gemm " + k.gemm_int8 + ", openblas " + k.openblas + "\n";
+         ", bf16 gemm " + k.gemm_bf16 + ", int8 gemm " + k.gemm_int8 + ", attention " + k.attention + ", openblas " +
+         k.openblas + "\n";
 }
 
 nlohmann::json to_json(const MemoryEstimate& e) {

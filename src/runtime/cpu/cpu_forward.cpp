@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu/attention_products.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/vec_ops.h"
@@ -26,7 +27,8 @@ constexpr int kBatchedDecodeRows = 4;  // decode batches from this many rows att
 
 struct CpuForward::Scratch {
   std::vector<float> hidden, batch, prev, kf, vf;
-  std::vector<std::vector<float>> per_thread;  // attention score rows
+  std::vector<std::vector<float>> per_thread;       // attention score rows
+  std::vector<std::vector<float>> pack_per_thread;  // and the keys or values packed for their products
   std::vector<float> imp_heads;                // last row's probabilities, per head
 };
 
@@ -40,8 +42,9 @@ CpuForward::CpuForward(const Model& model, int n_ctx, bool kv_f16, ThreadPool& p
       kv_(c_.n_layers, c_.n_kv_heads * c_.head_dim, n_ctx, kv_f16),
       aux_(c_.n_embd, kv_.index()),
       s_(std::make_unique<Scratch>()) {
-  use_single_threaded_blas();  // attention's cblas calls run inside our pool's tasks
+  use_single_threaded_blas();  // attention's cblas calls (where no f32 kernel runs) run inside our pool's tasks
   s_->per_thread.resize(pool.size());
+  s_->pack_per_thread.resize(pool.size());
 }
 
 CpuForward::~CpuForward() {
@@ -56,6 +59,7 @@ Session::DeviceMemory CpuForward::held_memory() const {
   size_t floats = importance_.capacity() + logits_.capacity();
   for (const auto* v : {&s.hidden, &s.batch, &s.prev, &s.kf, &s.vf, &s.imp_heads}) floats += v->capacity();
   for (const auto& v : s.per_thread) floats += v.capacity();
+  for (const auto& v : s.pack_per_thread) floats += v.capacity();
   m.scratch = static_cast<int64_t>(floats * sizeof(float) + lists_.capacity() * sizeof(int32_t)) + ops_.held_bytes();
   return m;
 }
@@ -166,8 +170,8 @@ void CpuForward::attention_gemm(float* q, int m, const float* kf, const float* v
     const int kmax = visible[r0 + rm - 1];
     std::vector<float>& sc = s.per_thread[thread];
     if (sc.size() < static_cast<size_t>(rm) * kmax) sc.resize(static_cast<size_t>(rm) * kmax);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rm, kmax, hd, 1.0f, q + int64_t{r0} * qd + h * hd, qd,
-                kf + g * hd, kvd, 0.0f, sc.data(), kmax);
+    std::vector<float>& pack = s.pack_per_thread[thread];
+    kernels::attention_scores(q + int64_t{r0} * qd + h * hd, qd, rm, kf + g * hd, kvd, kmax, hd, sc.data(), kmax, pack);
     for (int r = 0; r < rm; ++r) {
       float* row = sc.data() + int64_t{r} * kmax;
       const int vis = visible[r0 + r];
@@ -178,8 +182,8 @@ void CpuForward::attention_gemm(float* q, int m, const float* kf, const float* v
         std::copy(row, row + kmax, s.imp_heads.data() + int64_t{h} * n_keys);
       if (f16) round_to_f16(row, vis);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rm, hd, kmax, 1.0f, sc.data(), kmax,
-                vf + g * hd, kvd, 0.0f, out + int64_t{r0} * qd + h * hd, qd);
+    kernels::attention_values(sc.data(), kmax, rm, vf + g * hd, kvd, kmax, hd, out + int64_t{r0} * qd + h * hd, qd,
+                              pack);
   });
   if (want_importance) average_importance(n_keys);
 }
