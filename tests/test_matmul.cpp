@@ -166,8 +166,6 @@ TEST_P(MatmulExactTest, ExactOnIntegerData) {
   }
 }
 
-// Every SIMD variant compiled into the binary that this CPU can run (e.g. AVX-512, AVX2,
-// SSE4, SSSE3 and the portable fallback on x86), not only the one dispatch picks.
 // Attention's products (kernels/cpu/attention_products.h) against sums in double: query rows and
 // keys of every count around the kernels' blocks (12 or 6 rows, 32 keys or values a tile), head
 // sizes that fill and that split a 32-wide tile, operands at strides wider than a head (rows of
@@ -225,6 +223,8 @@ TEST(MatmulAttention, RowAloneGivesTheBlocksBits) {
   }
 }
 
+// Every SIMD variant compiled into the binary that this CPU can run (e.g. AVX-512, AVX2,
+// SSE4, SSSE3 and the portable fallback on x86), not only the one dispatch picks.
 TEST(MatmulTargets, EveryCompiledTargetMatchesReference) {
   kernels::init_cpu_dispatch();  // a LAZYLLM_CPU_TARGET cap leaves the targets above it out of the list
   std::vector<std::string> seen;

@@ -363,8 +363,7 @@ CpuKernels cpu_kernels() {
   k.gemm_bf16 = kernels::bf16_gemm_preferred() ? "bf16-avx512" : "none";
   const bool int8_gemm = !kernels::bf16_gemm_preferred() && kernels::int8_gemm_preferred(DType::Q8_0);
   k.gemm_int8 = int8_gemm ? std::string(kernels::int8_gemm_kernel_name()) : "none";
-  k.attention =
-      kernels::attention_products_on_f32_kernels() ? std::string(kernels::f32_gemm_kernel_name()) : "openblas-sgemm";
+  k.attention = kernels::attention_products_on_f32_kernels() ? k.gemm_f32 : "openblas-sgemm";
   const char* core = openblas_get_corename();
   k.openblas = core ? core : "unknown";
   return k;

@@ -1,7 +1,5 @@
 #include "runtime/cpu/cpu_forward.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
