@@ -2,8 +2,9 @@
 // the device-to-device copy ceiling, decode's matrix-vector products (GB/s of weights: bf16, and
 // Q8_0 / Q4_0 / K-quant blocks with prefill's dequantization), decode attention (GB/s of K/V),
 // prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
-// and importance. Usage: lazyllm_bench_cuda [--quick | --quant [q8_0,q4_0,q4_k,q5_k,q6_k] |
-// --qgemm [formats]] (--quant: the copy and the quantized products only, of the formats listed or
+// and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --quant [q8_0,q4_0,q4_k,q5_k,q6_k] |
+// --qgemm [formats]] (--reads: the quantized matrix-vector kernels' load pattern alone against a
+// sequential read; --quant: the copy and the quantized products only, of the formats listed or
 // all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against
 // dequantizing into bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused)
 #include <cuda_runtime.h>
@@ -241,6 +242,96 @@ void bench_gemv_quant(const std::string& only) {
   }
 }
 
+// What the quantized matrix-vector kernels' loads alone stream, without their arithmetic: each
+// warp takes groups of R rows in turn (the grid at most `per_sm` blocks an SM), U 16-byte
+// L1-bypassing loads a row in flight a lane, then the next U, as gemv_q_kernel reads a Q4_0
+// matrix; against a plain sequential read of the same bytes. If the pattern alone is as slow as
+// the kernels, the loads are the limit; if it streams near the sequential read, the rest is.
+template <int R, int U>
+__global__ void __launch_bounds__(256) read_rows_kernel(const uint4* w, int n_rows, int n_vec, unsigned* out) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int n_groups = (n_rows + R - 1) / R;
+  unsigned acc = 0;
+  for (int g = blockIdx.x * 8 + warp; g < n_groups; g += gridDim.x * 8) {
+    for (int base = 0; base < n_vec; base += 32 * U) {
+      uint4 v[R][U];
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int idx = base + u * 32 + lane, row = min(g * R + r, n_rows - 1);
+          v[r][u] = make_uint4(0, 0, 0, 0);
+          if (idx < n_vec) {
+            const uint4* p = w + static_cast<int64_t>(row) * n_vec + idx;
+            asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                : "=r"(v[r][u].x), "=r"(v[r][u].y), "=r"(v[r][u].z), "=r"(v[r][u].w)
+                : "l"(p));
+          }
+        }
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int u = 0; u < U; ++u) acc ^= v[r][u].x ^ v[r][u].y ^ v[r][u].z ^ v[r][u].w;
+    }
+  }
+  if (acc == 0x9e3779b9u) out[0] = acc;  // keeps the loads
+}
+
+__global__ void __launch_bounds__(256) read_seq_kernel(const uint4* w, int64_t n, unsigned* out) {
+  unsigned acc = 0;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  for (; i + 3 * step < n; i += 4 * step) {
+    uint4 v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = __ldg(w + i + j * step);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+  }
+  for (; i < n; i += step) acc ^= __ldg(w + i).x;
+  if (acc == 0x9e3779b9u) out[0] = acc;
+}
+
+void bench_reads() {
+  int sms = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "SM count");
+  struct Shape {
+    const char* name;
+    int rows, row_bytes;
+  };
+  // Q4_0 llama2-7b matrices' quants: 2048 bytes a row of 4096, 5504 of 11008.
+  const Shape shapes[] = {{"wo 4096x4096", 4096, 2048},
+                          {"qkv 12288x4096", 12288, 2048},
+                          {"gate|up 22016x4096", 22016, 2048},
+                          {"down 4096x11008", 4096, 5504},
+                          {"output 32000x4096", 32000, 2048}};
+  DeviceBuffer<unsigned> out(1);
+  for (const Shape& s : shapes) {
+    const size_t bytes = static_cast<size_t>(s.rows) * s.row_bytes;
+    DeviceBuffer<uint8_t> w[kQuantCopies];
+    for (auto& b : w) {
+      b.ensure(bytes);
+      check(cudaMemset(b.get(), 1, bytes), "memset");
+    }
+    const int n_vec = s.row_bytes / 16;
+    int c = 0;
+    auto buf = [&] { return reinterpret_cast<const uint4*>(w[c++ % kQuantCopies].get()); };
+    const double seq = time_ms([&] { read_seq_kernel<<<4 * sms, 256>>>(buf(), bytes / 16, out.get()); });
+    auto rows = [&](auto kernel, int r, int per_sm) {
+      const int blocks = std::min((s.rows + 8 * r - 1) / (8 * r), per_sm * sms);
+      return time_ms([&] { kernel<<<blocks, 256>>>(buf(), s.rows, n_vec, out.get()); });
+    };
+    const double r4u2 = rows(read_rows_kernel<4, 2>, 4, 2), r2u4 = rows(read_rows_kernel<2, 4>, 2, 2);
+    const double r4u2x4 = rows(read_rows_kernel<4, 2>, 4, 4), r4u4 = rows(read_rows_kernel<4, 4>, 4, 2);
+    auto gbs = [&](double ms) { return bytes / ms / 1e6; };
+    std::printf(
+        "read %-20s %6.1f MB: sequential %6.1f us %5.0f GB/s | rows R4 U2 %6.1f us %5.0f | R2 U4 %6.1f us %5.0f | "
+        "R4 U2 4 blocks/SM %6.1f us %5.0f | R4 U4 %6.1f us %5.0f\n",
+        s.name, bytes / 1e6, seq * 1e3, gbs(seq), r4u2 * 1e3, gbs(r4u2), r2u4 * 1e3, gbs(r2u4), r4u2x4 * 1e3,
+        gbs(r4u2x4), r4u4 * 1e3, gbs(r4u4));
+  }
+}
+
 // Batches of m activation rows over quantized weights (prefill of short prompts, batched decode):
 // qgemm (the blocks read on the tensor cores) against the matrix dequantized into bf16 and
 // multiplied with cuBLAS, and the matrix-vector kernel (unfused; at most kGemvQuantMaxRows rows
@@ -397,6 +488,10 @@ int main(int argc, char** argv) {
     bench_copy();
     if (argc > 1 && std::string(argv[1]) == "--qgemm") {
       bench_qgemm(argc > 2 ? argv[2] : "");
+      return 0;
+    }
+    if (argc > 1 && std::string(argv[1]) == "--reads") {  // the matrix-vector kernels' loads alone
+      bench_reads();
       return 0;
     }
     if (argc > 1 && std::string(argv[1]) == "--quant") {  // the quantized products only
