@@ -24,6 +24,7 @@
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.h"
 #include "kernels/cuda/qgemm.h"
 #include "runtime/cuda/weight_gemm.h"
 
@@ -247,11 +248,14 @@ void bench_gemv_quant(const std::string& only) {
 // L1-bypassing loads a row in flight a lane, then the next U, as gemv_q_kernel reads a Q4_0
 // matrix; against a plain sequential read of the same bytes. If the pattern alone is as slow as
 // the kernels, the loads are the limit; if it streams near the sequential read, the rest is.
-template <int R, int U>
+// With PDL the first loads go out, then the kernel lets its successor start and waits for its
+// predecessor, as the products do in the decode graph.
+template <int R, int U, bool PDL = false>
 __global__ void __launch_bounds__(256) read_rows_kernel(const uint4* w, int n_rows, int n_vec, unsigned* out) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int n_groups = (n_rows + R - 1) / R;
   unsigned acc = 0;
+  bool waited = !PDL;
   for (int g = blockIdx.x * 8 + warp; g < n_groups; g += gridDim.x * 8) {
     for (int base = 0; base < n_vec; base += 32 * U) {
       uint4 v[R][U];
@@ -268,12 +272,18 @@ __global__ void __launch_bounds__(256) read_rows_kernel(const uint4* w, int n_ro
                 : "l"(p));
           }
         }
+      if (!waited) {
+        pdl_trigger();
+        pdl_wait();
+        waited = true;
+      }
 #pragma unroll
       for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int u = 0; u < U; ++u) acc ^= v[r][u].x ^ v[r][u].y ^ v[r][u].z ^ v[r][u].w;
     }
   }
+  if (!waited) pdl_trigger(), pdl_wait();
   if (acc == 0x9e3779b9u) out[0] = acc;  // keeps the loads
 }
 
@@ -330,6 +340,97 @@ void bench_reads() {
         s.name, bytes / 1e6, seq * 1e3, gbs(seq), r4u2 * 1e3, gbs(r4u2), r2u4 * 1e3, gbs(r2u4), r4u2x4 * 1e3,
         gbs(r4u2x4), r4u4 * 1e3, gbs(r4u4));
   }
+
+  // A token's quants (32 layers of the four matrices, then the output) back to back in one buffer:
+  // read by one sequential launch, and by one launch a matrix (each in the kernels' own R and U)
+  // captured in a CUDA graph, with and without programmatic dependent launch.
+  struct Mat {
+    size_t off;
+    int rows, row_bytes;
+  };
+  std::vector<Mat> mats;
+  size_t total = 0;
+  for (int l = 0; l <= 32; ++l)
+    for (const Shape& sh : shapes) {
+      const bool output = sh.rows == 32000;
+      if (output != (l == 32)) continue;
+      mats.push_back({total, sh.rows, sh.row_bytes});
+      total += static_cast<size_t>(sh.rows) * sh.row_bytes;
+    }
+  DeviceBuffer<uint8_t> all(total);
+  check(cudaMemset(all.get(), 1, total), "memset");
+  const uint4* base = reinterpret_cast<const uint4*>(all.get());
+  const double one = time_ms([&] { read_seq_kernel<<<4 * sms, 256>>>(base, total / 16, out.get()); }, 10, 2);
+  cudaStream_t st;
+  check(cudaStreamCreate(&st), "stream");  // synchronizes with the legacy stream time_ms records on
+  auto graph_ms = [&](bool pdl) {
+    const PdlScope scope(pdl);
+    cudaGraph_t g;
+    check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "capture");
+    for (const Mat& m : mats) {
+      const bool four = (m.rows + 31) / 32 >= 2 * sms;  // as launch_m: four rows a warp where they fill the GPU twice
+      const int r = four ? 4 : 2, blocks = std::min((m.rows + 8 * r - 1) / (8 * r), 2 * sms);
+      const uint4* w = base + m.off / 16;
+      if (four)
+        launch_pdl("read_rows", read_rows_kernel<4, 2, true>, dim3(blocks), dim3(256), 0, st, w, m.rows,
+                   m.row_bytes / 16, out.get());
+      else
+        launch_pdl("read_rows", read_rows_kernel<2, 4, true>, dim3(blocks), dim3(256), 0, st, w, m.rows,
+                   m.row_bytes / 16, out.get());
+    }
+    check(cudaStreamEndCapture(st, &g), "end capture");
+    cudaGraphExec_t ge;
+    check(cudaGraphInstantiate(&ge, g, 0), "instantiate");
+    const double ms = time_ms([&] { check(cudaGraphLaunch(ge, st), "graph launch"); }, 10, 2);
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    return ms;
+  };
+  const double serial = graph_ms(false), overlapped = graph_ms(true);
+  // The products themselves over the same quants (f16 scales of zero beside them), fused as in
+  // decode, one launch a matrix in a graph with programmatic dependent launch.
+  DeviceBuffer<uint16_t> scales(total / 16);  // Q4_0: 2 bytes of scale a 16 bytes of quants
+  check(cudaMemset(scales.get(), 0, scales.size() * sizeof(uint16_t)), "memset");
+  DeviceBuffer<float> h(11008), norm_w(11008), y(32000);
+  DeviceBuffer<uint16_t> xb(11008), act(11008);
+  check(cudaMemset(h.get(), 0, h.size() * sizeof(float)), "memset");
+  check(cudaMemset(norm_w.get(), 0, norm_w.size() * sizeof(float)), "memset");
+  check(cudaMemset(xb.get(), 0, xb.size() * sizeof(uint16_t)), "memset");
+  double products = 0;
+  {
+    const PdlScope scope(true);
+    cudaGraph_t g;
+    check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "capture");
+    for (const Mat& m : mats) {
+      GemvArgs a;
+      a.q = WeightRef{WeightFormat::kQ4_0, all.get() + m.off, scales.get() + m.off / 16};
+      a.k = m.row_bytes * 2, a.m = 1;
+      const bool swiglu = m.rows == 22016, normed = m.rows != 4096;  // Q|K|V, gate|up, output: RMSNorm fused
+      a.n_out = swiglu ? m.rows / 2 : m.rows;
+      if (normed) a.norm_in = h.get(), a.norm_w = norm_w.get(), a.eps = 1e-5f;
+      else a.x = reinterpret_cast<const bf16_t*>(xb.get());
+      if (swiglu) a.swiglu = true, a.y = act.get(), a.y_f32 = false;
+      else if (normed) a.y = y.get();
+      else a.y = h.get(), a.beta = 1.0f;  // Wo and down accumulate into the residual
+      gemv(a, st);
+    }
+    check(cudaStreamEndCapture(st, &g), "end capture");
+    cudaGraphExec_t ge;
+    check(cudaGraphInstantiate(&ge, g, 0), "instantiate");
+    products = time_ms([&] { check(cudaGraphLaunch(ge, st), "graph launch"); }, 10, 2);
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+  }
+  cudaStreamDestroy(st);
+  std::printf(
+      "the same quants' products (and their scales, %.2f GB in all) in a graph with programmatic dependent "
+      "launch: %.3f ms (%.0f GB/s)\n",
+      total * 1.125 / 1e9, products, total * 1.125 / products / 1e6);
+  std::printf(
+      "read a token's Q4_0 quants (%zu matrices, %.2f GB): one sequential launch %.3f ms (%.0f GB/s); a launch a "
+      "matrix in a graph %.3f ms (%.0f GB/s), with programmatic dependent launch %.3f ms (%.0f GB/s)\n",
+      mats.size(), total / 1e9, one, total / one / 1e6, serial, total / serial / 1e6, overlapped,
+      total / overlapped / 1e6);
 }
 
 // Batches of m activation rows over quantized weights (prefill of short prompts, batched decode):
