@@ -4,7 +4,8 @@
 // prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
 // and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --quant [q8_0,q4_0,q4_k,q5_k,q6_k] |
 // --qgemm [formats]] (--reads: the quantized matrix-vector kernels' load pattern alone against a
-// sequential read; --quant: the copy and the quantized products only, of the formats listed or
+// sequential read, per matrix and for a token's matrices in a CUDA graph beside the products
+// over them; --quant: the copy and the quantized products only, of the formats listed or
 // all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against
 // dequantizing into bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused)
 #include <cuda_runtime.h>
