@@ -112,21 +112,25 @@ void bench_copy() {
   std::printf("copy 2 GiB device-to-device: %.3f ms, %.0f GB/s (read + write)\n", ms, 2.0 * bytes / ms / 1e6);
 }
 
+// A decode step's products on llama2-7b, in their order: each layer's four, then the output once.
+struct DecodeProduct {
+  const char* name;
+  int n_out, k;
+  bool swiglu, norm;  // SwiGLU over gate|up (2 n_out weight rows); RMSNorm fused into the input
+  int per_token;      // launches a token
+  size_t rows() const { return static_cast<size_t>(swiglu ? 2 : 1) * n_out; }
+};
+constexpr DecodeProduct kDecodeProducts[] = {{"qkv 12288x4096 +norm", 12288, 4096, false, true, 32},
+                                             {"wo 4096x4096", 4096, 4096, false, false, 32},
+                                             {"gate|up 2x11008x4096 +norm+swiglu", 11008, 4096, true, true, 32},
+                                             {"down 4096x11008", 4096, 11008, false, false, 32},
+                                             {"output 32000x4096 +norm", 32000, 4096, false, true, 1}};
+
 void bench_gemv() {
-  struct Shape {
-    const char* name;
-    int n_out, k;
-    bool swiglu, norm;
-  };
-  const Shape shapes[] = {{"qkv 12288x4096 +norm", 12288, 4096, false, true},
-                          {"wo 4096x4096", 4096, 4096, false, false},
-                          {"gate|up 2x11008x4096 +norm+swiglu", 11008, 4096, true, true},
-                          {"down 4096x11008", 4096, 11008, false, false},
-                          {"output 32000x4096 +norm", 32000, 4096, false, true}};
   constexpr int kCopies = 4;  // rotate weights so that L2 (50 MB) does not hold them
   double total_new = 0, total_old = 0;
-  for (const Shape& s : shapes) {
-    const size_t rows = static_cast<size_t>(s.swiglu ? 2 : 1) * s.n_out;
+  for (const DecodeProduct& s : kDecodeProducts) {
+    const size_t rows = s.rows();
     DeviceBuffer<uint16_t> w[kCopies];
     for (int c = 0; c < kCopies; ++c) fill<uint16_t>(w[c], rows * s.k, [](std::mt19937& r) { return bf16(uni(r) * 0.05f); }, 10 + c);
     DeviceBuffer<uint16_t> x;
@@ -148,8 +152,7 @@ void bench_gemv() {
       old_gemv_kernel<<<(rows + 7) / 8, 256>>>(w[c++ % kCopies].get(), static_cast<int>(rows), s.k, x.get(), y.get());
     });
     const double bytes = 2.0 * rows * s.k;
-    const int times = s.n_out == 32000 ? 1 : 32;  // per token: each layer's products, the output once
-    total_new += times * ms, total_old += times * ms_old;
+    total_new += s.per_token * ms, total_old += s.per_token * ms_old;
     std::printf("gemv %-34s new %7.1f us %5.0f GB/s | old %7.1f us %5.0f GB/s\n", s.name, ms * 1e3, bytes / ms / 1e6,
                 ms_old * 1e3, bytes / ms_old / 1e6);
   }
@@ -190,24 +193,14 @@ struct QuantCopies {
 // The same products over Q8_0 / Q4_0 / K-quant blocks (gemv_quant.cu, gemv_kquant.cu), one and two activation rows,
 // GB/s of the blocks' bytes (quants and scales); and prefill's dequantization into bf16 (GB/s read + written).
 void bench_gemv_quant(const std::string& only) {
-  struct Shape {
-    const char* name;
-    int n_out, k;
-    bool swiglu, norm;
-  };
-  const Shape shapes[] = {{"qkv 12288x4096 +norm", 12288, 4096, false, true},
-                          {"wo 4096x4096", 4096, 4096, false, false},
-                          {"gate|up 2x11008x4096 +norm+swiglu", 11008, 4096, true, true},
-                          {"down 4096x11008", 4096, 11008, false, false},
-                          {"output 32000x4096 +norm", 32000, 4096, false, true}};
   for (const auto& fmt : kQuantFormats) {
     const WeightFormat f = fmt.first;
     const char* fname = fmt.second;
     if (!listed(only, fname)) continue;
     for (int m : {1, kGemvQuantMaxRows}) {
       double total = 0;
-      for (const Shape& s : shapes) {
-        const size_t rows = static_cast<size_t>(s.swiglu ? 2 : 1) * s.n_out;
+      for (const DecodeProduct& s : kDecodeProducts) {
+        const size_t rows = s.rows();
         const QuantCopies w(f, rows, s.k);
         DeviceBuffer<uint16_t> x;
         fill<uint16_t>(
@@ -229,7 +222,7 @@ void bench_gemv_quant(const std::string& only) {
           gemv(a, nullptr);
         });
         const double bytes = w.bytes;
-        total += (s.n_out == 32000 ? 1 : 32) * ms;
+        total += s.per_token * ms;
         std::printf("gemv %s m=%d %-34s %7.1f us %5.0f GB/s\n", fname, m, s.name, ms * 1e3, bytes / ms / 1e6);
         if (m == 1 && s.n_out == 12288) {
           DeviceBuffer<uint16_t> out(rows * s.k);
@@ -303,40 +296,49 @@ __global__ void __launch_bounds__(256) read_seq_kernel(const uint4* w, int64_t n
   if (acc == 0x9e3779b9u) out[0] = acc;
 }
 
+// Median time in ms of one launch of the CUDA graph that `record` captures on stream st (which
+// synchronizes with the legacy stream time_ms records its events on).
+double graph_ms(cudaStream_t st, const std::function<void()>& record) {
+  cudaGraph_t g;
+  check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "capture");
+  record();
+  check(cudaStreamEndCapture(st, &g), "end capture");
+  cudaGraphExec_t ge;
+  check(cudaGraphInstantiate(&ge, g, 0), "instantiate");
+  const double ms = time_ms([&] { check(cudaGraphLaunch(ge, st), "graph launch"); }, 10, 2);
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  return ms;
+}
+
 void bench_reads() {
   int sms = 0;
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "SM count");
-  struct Shape {
-    const char* name;
-    int rows, row_bytes;
+  // Each product's Q4_0 quants: rows of k / 2 bytes.
+  auto quant_bytes = [](const DecodeProduct& p) {
+    return p.rows() * static_cast<size_t>(weight_row_bytes(WeightFormat::kQ4_0, p.k));
   };
-  // Q4_0 llama2-7b matrices' quants: 2048 bytes a row of 4096, 5504 of 11008.
-  const Shape shapes[] = {{"wo 4096x4096", 4096, 2048},
-                          {"qkv 12288x4096", 12288, 2048},
-                          {"gate|up 22016x4096", 22016, 2048},
-                          {"down 4096x11008", 4096, 5504},
-                          {"output 32000x4096", 32000, 2048}};
   DeviceBuffer<unsigned> out(1);
-  for (const Shape& s : shapes) {
-    const size_t bytes = static_cast<size_t>(s.rows) * s.row_bytes;
+  for (const DecodeProduct& s : kDecodeProducts) {
+    const size_t bytes = quant_bytes(s);
+    const int n_rows = static_cast<int>(s.rows()), n_vec = static_cast<int>(bytes / 16 / n_rows);
     DeviceBuffer<uint8_t> w[kQuantCopies];
     for (auto& b : w) {
       b.ensure(bytes);
       check(cudaMemset(b.get(), 1, bytes), "memset");
     }
-    const int n_vec = s.row_bytes / 16;
     int c = 0;
     auto buf = [&] { return reinterpret_cast<const uint4*>(w[c++ % kQuantCopies].get()); };
     const double seq = time_ms([&] { read_seq_kernel<<<4 * sms, 256>>>(buf(), bytes / 16, out.get()); });
     auto rows = [&](auto kernel, int r, int per_sm) {
-      const int blocks = std::min((s.rows + 8 * r - 1) / (8 * r), per_sm * sms);
-      return time_ms([&] { kernel<<<blocks, 256>>>(buf(), s.rows, n_vec, out.get()); });
+      const int blocks = std::min((n_rows + 8 * r - 1) / (8 * r), per_sm * sms);
+      return time_ms([&] { kernel<<<blocks, 256>>>(buf(), n_rows, n_vec, out.get()); });
     };
     const double r4u2 = rows(read_rows_kernel<4, 2>, 4, 2), r2u4 = rows(read_rows_kernel<2, 4>, 2, 2);
     const double r4u2x4 = rows(read_rows_kernel<4, 2>, 4, 4), r4u4 = rows(read_rows_kernel<4, 4>, 4, 2);
     auto gbs = [&](double ms) { return bytes / ms / 1e6; };
     std::printf(
-        "read %-20s %6.1f MB: sequential %6.1f us %5.0f GB/s | rows R4 U2 %6.1f us %5.0f | R2 U4 %6.1f us %5.0f | "
+        "read %-34s %6.1f MB: sequential %6.1f us %5.0f GB/s | rows R4 U2 %6.1f us %5.0f | R2 U4 %6.1f us %5.0f | "
         "R4 U2 4 blocks/SM %6.1f us %5.0f | R4 U4 %6.1f us %5.0f\n",
         s.name, bytes / 1e6, seq * 1e3, gbs(seq), r4u2 * 1e3, gbs(r4u2), r2u4 * 1e3, gbs(r2u4), r4u2x4 * 1e3,
         gbs(r4u2x4), r4u4 * 1e3, gbs(r4u4));
@@ -346,48 +348,42 @@ void bench_reads() {
   // read by one sequential launch, and by one launch a matrix (each in the kernels' own R and U)
   // captured in a CUDA graph, with and without programmatic dependent launch.
   struct Mat {
+    const DecodeProduct* p;
     size_t off;
-    int rows, row_bytes;
   };
   std::vector<Mat> mats;
   size_t total = 0;
   for (int l = 0; l <= 32; ++l)
-    for (const Shape& sh : shapes) {
-      const bool output = sh.rows == 32000;
-      if (output != (l == 32)) continue;
-      mats.push_back({total, sh.rows, sh.row_bytes});
-      total += static_cast<size_t>(sh.rows) * sh.row_bytes;
-    }
+    for (const DecodeProduct& p : kDecodeProducts)
+      if ((p.per_token == 1) == (l == 32)) {
+        mats.push_back({&p, total});
+        total += quant_bytes(p);
+      }
   DeviceBuffer<uint8_t> all(total);
   check(cudaMemset(all.get(), 1, total), "memset");
   const uint4* base = reinterpret_cast<const uint4*>(all.get());
   const double one = time_ms([&] { read_seq_kernel<<<4 * sms, 256>>>(base, total / 16, out.get()); }, 10, 2);
   cudaStream_t st;
-  check(cudaStreamCreate(&st), "stream");  // synchronizes with the legacy stream time_ms records on
-  auto graph_ms = [&](bool pdl) {
+  check(cudaStreamCreate(&st), "stream");
+  auto reads_ms = [&](bool pdl) {
     const PdlScope scope(pdl);
-    cudaGraph_t g;
-    check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "capture");
-    for (const Mat& m : mats) {
-      const bool four = (m.rows + 31) / 32 >= 2 * sms;  // as launch_m: four rows a warp where they fill the GPU twice
-      const int r = four ? 4 : 2, blocks = std::min((m.rows + 8 * r - 1) / (8 * r), 2 * sms);
-      const uint4* w = base + m.off / 16;
-      if (four)
-        launch_pdl("read_rows", read_rows_kernel<4, 2, true>, dim3(blocks), dim3(256), 0, st, w, m.rows,
-                   m.row_bytes / 16, out.get());
-      else
-        launch_pdl("read_rows", read_rows_kernel<2, 4, true>, dim3(blocks), dim3(256), 0, st, w, m.rows,
-                   m.row_bytes / 16, out.get());
-    }
-    check(cudaStreamEndCapture(st, &g), "end capture");
-    cudaGraphExec_t ge;
-    check(cudaGraphInstantiate(&ge, g, 0), "instantiate");
-    const double ms = time_ms([&] { check(cudaGraphLaunch(ge, st), "graph launch"); }, 10, 2);
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    return ms;
+    return graph_ms(st, [&] {
+      for (const Mat& m : mats) {
+        const int n_rows = static_cast<int>(m.p->rows()), n_vec = static_cast<int>(quant_bytes(*m.p) / 16 / n_rows);
+        // As gemv_quant.cu's launch_m: four rows a warp where their groups fill the GPU twice.
+        const bool four = (n_rows + 31) / 32 >= 2 * sms;
+        const int r = four ? 4 : 2, blocks = std::min((n_rows + 8 * r - 1) / (8 * r), 2 * sms);
+        const uint4* w = base + m.off / 16;
+        if (four)
+          launch_pdl("read_rows", read_rows_kernel<4, 2, true>, dim3(blocks), dim3(256), 0, st, w, n_rows, n_vec,
+                     out.get());
+        else
+          launch_pdl("read_rows", read_rows_kernel<2, 4, true>, dim3(blocks), dim3(256), 0, st, w, n_rows, n_vec,
+                     out.get());
+      }
+    });
   };
-  const double serial = graph_ms(false), overlapped = graph_ms(true);
+  const double serial = reads_ms(false), overlapped = reads_ms(true);
   // The products themselves over the same quants (f16 scales of zero beside them), fused as in
   // decode, one launch a matrix in a graph with programmatic dependent launch.
   DeviceBuffer<uint16_t> scales(total / 16);  // Q4_0: 2 bytes of scale a 16 bytes of quants
@@ -397,31 +393,21 @@ void bench_reads() {
   check(cudaMemset(h.get(), 0, h.size() * sizeof(float)), "memset");
   check(cudaMemset(norm_w.get(), 0, norm_w.size() * sizeof(float)), "memset");
   check(cudaMemset(xb.get(), 0, xb.size() * sizeof(uint16_t)), "memset");
-  double products = 0;
-  {
-    const PdlScope scope(true);
-    cudaGraph_t g;
-    check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "capture");
+  const PdlScope scope(true);
+  const double products = graph_ms(st, [&] {
     for (const Mat& m : mats) {
+      const DecodeProduct& p = *m.p;
       GemvArgs a;
       a.q = WeightRef{WeightFormat::kQ4_0, all.get() + m.off, scales.get() + m.off / 16};
-      a.k = m.row_bytes * 2, a.m = 1;
-      const bool swiglu = m.rows == 22016, normed = m.rows != 4096;  // Q|K|V, gate|up, output: RMSNorm fused
-      a.n_out = swiglu ? m.rows / 2 : m.rows;
-      if (normed) a.norm_in = h.get(), a.norm_w = norm_w.get(), a.eps = 1e-5f;
+      a.n_out = p.n_out, a.k = p.k, a.m = 1;
+      if (p.norm) a.norm_in = h.get(), a.norm_w = norm_w.get(), a.eps = 1e-5f;
       else a.x = reinterpret_cast<const bf16_t*>(xb.get());
-      if (swiglu) a.swiglu = true, a.y = act.get(), a.y_f32 = false;
-      else if (normed) a.y = y.get();
+      if (p.swiglu) a.swiglu = true, a.y = act.get(), a.y_f32 = false;
+      else if (p.norm) a.y = y.get();
       else a.y = h.get(), a.beta = 1.0f;  // Wo and down accumulate into the residual
       gemv(a, st);
     }
-    check(cudaStreamEndCapture(st, &g), "end capture");
-    cudaGraphExec_t ge;
-    check(cudaGraphInstantiate(&ge, g, 0), "instantiate");
-    products = time_ms([&] { check(cudaGraphLaunch(ge, st), "graph launch"); }, 10, 2);
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-  }
+  });
   cudaStreamDestroy(st);
   std::printf(
       "the same quants' products (and their scales, %.2f GB in all) in a graph with programmatic dependent "
