@@ -85,58 +85,99 @@ inline size_t x_smem_bytes(int m, int k) { return static_cast<size_t>(m) * k + 2
 
 // Makes the M activation rows (from a.x, or RMSNorm of a.norm_in) into 8-bit blocks of 32 in
 // shared memory: xq (M rows of k), xd (each block's scale), xo (8 x scale x the block's sum).
-// Every thread of the block calls it; it ends with a barrier.
+// Every thread of the block calls it; it ends with a barrier. It runs after the wait for the
+// kernel before (the rows are its output) and before any product, so its memory round trips add
+// up over the ~130 products of a token: each thread issues all its loads of a round at once (P
+// blocks' worth; one round covers a 4096-element norm row or a 12288-element bf16 row), and the
+// RMSNorm's sums of squares are taken from the same loads where a single row fits one round.
+// The sums run a row at a time in one layout, so a row gets the same bits alone or beside another.
 template <int M, bool NORM>
 __device__ inline void quantize_x(const GemvArgs& a, int8_t* xq, float* xd, float* xo) {
-  const int k = a.k, nb = k / kQBlock;
+  constexpr int P = NORM ? 4 : 12, kGroups = kThreads / 8, kPerRound = P * kGroups;
+  const int k = a.k, nb = k / kQBlock, sub = threadIdx.x & 7, g8 = threadIdx.x >> 3;
+  // Eight threads a 32-element block, four elements each: block ib = base + j * kGroups + g8.
+  float4 hv[NORM ? P : 1], nw[NORM ? P : 1];
+  uint2 raw[NORM ? 1 : P];
+  auto load_round = [&](int mi, int base) {
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int ib = base + j * kGroups + g8;
+      const int64_t at = static_cast<int64_t>(mi) * k + ib * kQBlock + sub * 4;
+      if constexpr (NORM) {
+        hv[j] = ib < nb ? *reinterpret_cast<const float4*>(a.norm_in + at) : make_float4(0.f, 0.f, 0.f, 0.f);
+        nw[j] = ib < nb ? *reinterpret_cast<const float4*>(a.norm_w + ib * kQBlock + sub * 4)
+                        : make_float4(0.f, 0.f, 0.f, 0.f);
+      } else {
+        raw[j] = ib < nb ? *reinterpret_cast<const uint2*>(a.x + at) : make_uint2(0, 0);
+      }
+    }
+  };
   float scale[M];
 #pragma unroll
   for (int mi = 0; mi < M; ++mi) scale[mi] = 1.0f;
-  if constexpr (NORM) rms_scales<M>(a, scale);
-  // Eight threads a block, four elements each; every lane of a warp runs the same iterations
-  // (the shuffles need them all).
-  const int sub = threadIdx.x & 7, items = M * nb;
-  for (int base = 0; base < items; base += kThreads / 8) {
-    const int item = base + (threadIdx.x >> 3);
-    const bool ok = item < items;
-    const int mi = ok ? item / nb : 0;
-    const int c = (ok ? item % nb : 0) * kQBlock + sub * 4;
-    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (ok) {
-      if constexpr (NORM) {
-        const float4 h = *reinterpret_cast<const float4*>(a.norm_in + static_cast<int64_t>(mi) * k + c);
-        const float4 w = *reinterpret_cast<const float4*>(a.norm_w + c);
-        float s = 1.0f;
+  const bool held = NORM && M == 1 && nb <= kPerRound;  // the row stays in registers
+  if constexpr (NORM) {
+    __shared__ float red[kWarps][M];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
-        for (int i = 0; i < M; ++i)
-          if (i == mi) s = scale[i];
-        v[0] = h.x * s * w.x, v[1] = h.y * s * w.y, v[2] = h.z * s * w.z, v[3] = h.w * s * w.w;
-      } else {
-        const uint2 raw = *reinterpret_cast<const uint2*>(a.x + static_cast<int64_t>(mi) * k + c);
-        const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
-        const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
-        v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+    for (int mi = 0; mi < M; ++mi) {
+      float ss = 0.0f;
+      for (int base = 0; base < nb; base += kPerRound) {
+        load_round(mi, base);
+#pragma unroll
+        for (int j = 0; j < P; ++j) ss += hv[j].x * hv[j].x + hv[j].y * hv[j].y + hv[j].z * hv[j].z + hv[j].w * hv[j].w;
       }
+      ss = warp_sum(ss);
+      if (lane == 0) red[warp][mi] = ss;
     }
-    float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+    __syncthreads();
 #pragma unroll
-    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    int packed = 0, sum = 0;
+    for (int mi = 0; mi < M; ++mi) {
+      float t = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int q = __float2int_rn(v[i] * inv);
-      packed |= (q & 0xFF) << (8 * i);
-      sum += q;
+      for (int w = 0; w < kWarps; ++w) t += red[w][mi];
+      scale[mi] = rsqrtf(t / k + a.eps);
     }
+  }
 #pragma unroll
-    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (ok) {
-      *reinterpret_cast<int*>(xq + static_cast<size_t>(mi) * k + c) = packed;
-      if (sub == 0) {
-        const float d = amax / 127.0f;
-        xd[item] = d;
-        xo[item] = 8.0f * d * static_cast<float>(sum);
+  for (int mi = 0; mi < M; ++mi) {
+    for (int base = 0; base < nb; base += kPerRound) {
+      if (!held) load_round(mi, base);
+#pragma unroll
+      for (int j = 0; j < P; ++j) {
+        float v[4];
+        if constexpr (NORM) {
+          const float s = scale[mi];
+          v[0] = hv[j].x * s * nw[j].x, v[1] = hv[j].y * s * nw[j].y;
+          v[2] = hv[j].z * s * nw[j].z, v[3] = hv[j].w * s * nw[j].w;
+        } else {
+          const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].x));
+          const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].y));
+          v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+        }
+        // Every lane of a warp runs the shuffles (the eight of a block reduce together).
+        float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int packed = 0, sum = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int q = __float2int_rn(v[i] * inv);
+          packed |= (q & 0xFF) << (8 * i);
+          sum += q;
+        }
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        const int ib = base + j * kGroups + g8;
+        if (ib < nb) {
+          *reinterpret_cast<int*>(xq + static_cast<size_t>(mi) * k + ib * kQBlock + sub * 4) = packed;
+          if (sub == 0) {
+            const float d = amax / 127.0f;
+            xd[mi * nb + ib] = d;
+            xo[mi * nb + ib] = 8.0f * d * static_cast<float>(sum);
+          }
+        }
       }
     }
   }

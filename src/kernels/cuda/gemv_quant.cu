@@ -70,8 +70,9 @@ constexpr int chunk_elems() {
 }
 
 // Y = X W^T for M activation rows, R weight rows a warp (SwiGLU: R/2 gate rows and their up rows).
+// One row (decode) keeps two blocks an SM: at most 128 registers a thread.
 template <WeightFormat F, int M, int R, bool SWIGLU, bool NORM>
-__global__ void __launch_bounds__(kThreads) gemv_q_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_q_kernel(GemvArgs a) {
   constexpr int U = kLoads / R;  // loads per row in flight per lane
   constexpr int E = chunk_elems<F>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
