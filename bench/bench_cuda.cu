@@ -2,12 +2,13 @@
 // the device-to-device copy ceiling, decode's matrix-vector products (GB/s of weights: bf16, and
 // Q8_0 / Q4_0 / K-quant blocks with prefill's dequantization), decode attention (GB/s of K/V),
 // prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
-// and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --quant [q8_0,q4_0,q4_k,q5_k,q6_k] |
-// --qgemm [formats]] (--reads: the quantized matrix-vector kernels' load pattern alone against a
-// sequential read, per matrix and for a token's matrices in a CUDA graph beside the products
-// over them; --quant: the copy and the quantized products only, of the formats listed or
-// all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against
-// dequantizing into bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused)
+// and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --products |
+// --quant [q8_0,q4_0,q4_k,q5_k,q6_k] | --qgemm [formats]] (--reads: the quantized matrix-vector
+// kernels' load pattern alone against a sequential read, per matrix and for a token's matrices in
+// a CUDA graph beside the products over them, each kind of product alone and all together;
+// --products: the same without the per-matrix table; --quant: the copy and the quantized products only, of the formats
+// listed or all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against dequantizing into
+// bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -311,7 +312,7 @@ double graph_ms(cudaStream_t st, const std::function<void()>& record) {
   return ms;
 }
 
-void bench_reads() {
+void bench_reads(bool per_matrix_table) {
   int sms = 0;
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "SM count");
   // Each product's Q4_0 quants: rows of k / 2 bytes.
@@ -320,6 +321,7 @@ void bench_reads() {
   };
   DeviceBuffer<unsigned> out(1);
   for (const DecodeProduct& s : kDecodeProducts) {
+    if (!per_matrix_table) break;
     const size_t bytes = quant_bytes(s);
     const int n_rows = static_cast<int>(s.rows()), n_vec = static_cast<int>(bytes / 16 / n_rows);
     DeviceBuffer<uint8_t> w[kQuantCopies];
@@ -365,22 +367,24 @@ void bench_reads() {
   const double one = time_ms([&] { read_seq_kernel<<<4 * sms, 256>>>(base, total / 16, out.get()); }, 10, 2);
   cudaStream_t st;
   check(cudaStreamCreate(&st), "stream");
+  // One matrix's quants read in the kernels' own R and U (gemv_quant.cu's launch_m: four rows a
+  // warp where their groups fill the GPU twice).
+  auto read_matrix = [&](const Mat& m) {
+    const int n_rows = static_cast<int>(m.p->rows()), n_vec = static_cast<int>(quant_bytes(*m.p) / 16 / n_rows);
+    const bool four = (n_rows + 31) / 32 >= 2 * sms;
+    const int r = four ? 4 : 2, blocks = std::min((n_rows + 8 * r - 1) / (8 * r), 2 * sms);
+    const uint4* w = base + m.off / 16;
+    if (four)
+      launch_pdl("read_rows", read_rows_kernel<4, 2, true>, dim3(blocks), dim3(256), 0, st, w, n_rows, n_vec,
+                 out.get());
+    else
+      launch_pdl("read_rows", read_rows_kernel<2, 4, true>, dim3(blocks), dim3(256), 0, st, w, n_rows, n_vec,
+                 out.get());
+  };
   auto reads_ms = [&](bool pdl) {
     const PdlScope scope(pdl);
     return graph_ms(st, [&] {
-      for (const Mat& m : mats) {
-        const int n_rows = static_cast<int>(m.p->rows()), n_vec = static_cast<int>(quant_bytes(*m.p) / 16 / n_rows);
-        // As gemv_quant.cu's launch_m: four rows a warp where their groups fill the GPU twice.
-        const bool four = (n_rows + 31) / 32 >= 2 * sms;
-        const int r = four ? 4 : 2, blocks = std::min((n_rows + 8 * r - 1) / (8 * r), 2 * sms);
-        const uint4* w = base + m.off / 16;
-        if (four)
-          launch_pdl("read_rows", read_rows_kernel<4, 2, true>, dim3(blocks), dim3(256), 0, st, w, n_rows, n_vec,
-                     out.get());
-        else
-          launch_pdl("read_rows", read_rows_kernel<2, 4, true>, dim3(blocks), dim3(256), 0, st, w, n_rows, n_vec,
-                     out.get());
-      }
+      for (const Mat& m : mats) read_matrix(m);
     });
   };
   const double serial = reads_ms(false), overlapped = reads_ms(true);
@@ -393,20 +397,37 @@ void bench_reads() {
   check(cudaMemset(h.get(), 0, h.size() * sizeof(float)), "memset");
   check(cudaMemset(norm_w.get(), 0, norm_w.size() * sizeof(float)), "memset");
   check(cudaMemset(xb.get(), 0, xb.size() * sizeof(uint16_t)), "memset");
+  auto product = [&](const Mat& m) {
+    const DecodeProduct& p = *m.p;
+    GemvArgs a;
+    a.q = WeightRef{WeightFormat::kQ4_0, all.get() + m.off, scales.get() + m.off / 16};
+    a.n_out = p.n_out, a.k = p.k, a.m = 1;
+    if (p.norm) a.norm_in = h.get(), a.norm_w = norm_w.get(), a.eps = 1e-5f;
+    else a.x = reinterpret_cast<const bf16_t*>(xb.get());
+    if (p.swiglu) a.swiglu = true, a.y = act.get(), a.y_f32 = false;
+    else if (p.norm) a.y = y.get();
+    else a.y = h.get(), a.beta = 1.0f;  // Wo and down accumulate into the residual
+    gemv(a, st);
+  };
   const PdlScope scope(true);
+  // Each kind alone: its launches of a token (32, or the output's one) in a graph, products
+  // against the reads of the same quants.
+  for (const DecodeProduct& p : kDecodeProducts) {
+    std::vector<Mat> kind;
+    for (const Mat& m : mats)
+      if (m.p == &p) kind.push_back(m);
+    const double prod = graph_ms(st, [&] {
+      for (const Mat& m : kind) product(m);
+    });
+    const double read = graph_ms(st, [&] {
+      for (const Mat& m : kind) read_matrix(m);
+    });
+    const double bytes = static_cast<double>(quant_bytes(p)) * kind.size();
+    std::printf("%-34s x%-2zu products %7.1f us (%4.0f GB/s with scales) | reads %7.1f us (%4.0f GB/s)\n", p.name,
+                kind.size(), prod * 1e3, bytes * 1.125 / prod / 1e6, read * 1e3, bytes / read / 1e6);
+  }
   const double products = graph_ms(st, [&] {
-    for (const Mat& m : mats) {
-      const DecodeProduct& p = *m.p;
-      GemvArgs a;
-      a.q = WeightRef{WeightFormat::kQ4_0, all.get() + m.off, scales.get() + m.off / 16};
-      a.n_out = p.n_out, a.k = p.k, a.m = 1;
-      if (p.norm) a.norm_in = h.get(), a.norm_w = norm_w.get(), a.eps = 1e-5f;
-      else a.x = reinterpret_cast<const bf16_t*>(xb.get());
-      if (p.swiglu) a.swiglu = true, a.y = act.get(), a.y_f32 = false;
-      else if (p.norm) a.y = y.get();
-      else a.y = h.get(), a.beta = 1.0f;  // Wo and down accumulate into the residual
-      gemv(a, st);
-    }
+    for (const Mat& m : mats) product(m);
   });
   cudaStreamDestroy(st);
   std::printf(
@@ -579,7 +600,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (argc > 1 && std::string(argv[1]) == "--reads") {  // the matrix-vector kernels' loads alone
-      bench_reads();
+      bench_reads(true);
+      return 0;
+    }
+    if (argc > 1 && std::string(argv[1]) == "--products") {  // --reads without its per-matrix table
+      bench_reads(false);
       return 0;
     }
     if (argc > 1 && std::string(argv[1]) == "--quant") {  // the quantized products only
