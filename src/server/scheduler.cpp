@@ -6,6 +6,7 @@
 
 #include "runtime/prefill.h"
 #include "server/generation.h"
+#include "server/prompt_budget.h"
 #include "util/byte_size.h"
 
 namespace lazyllm::server {
@@ -346,28 +347,25 @@ void Scheduler::step(std::vector<Running>& active) {
     in_step.push_back(&a);
   }
   // Prompts share step_prompt_tokens a step (each at most a chunk), so a step's cost stays
-  // bounded however many requests prefill: the shortest rest first (a prefix-cache hit's few
-  // tokens are not held behind cold prompts), a prompt's place moving up by a chunk for each step
-  // it waited (a long prompt is never starved). A pruned prompt goes whole or waits.
-  auto key = [&](const Running* a) {
-    return static_cast<int64_t>(a->gen->prompt_left()) - static_cast<int64_t>(a->gen->waited) * chunk;
-  };
-  std::stable_sort(prefilling.begin(), prefilling.end(),
-                   [&](const Running* a, const Running* b) { return key(a) < key(b); });
-  int64_t budget = options_.step_prompt_tokens;
+  // bounded however many requests prefill (prompt_budget.h: who goes first, and why a step that
+  // answers a short prompt carries one chunk).
+  std::vector<PromptDemand> demands;
+  for (const Running* a : prefilling)
+    demands.push_back({.left = static_cast<int64_t>(a->gen->prompt_left()),
+                       .waited = a->gen->waited,
+                       .whole = a->gen->prompt_whole(),
+                       .fresh = !a->stepped});
+  const std::vector<int64_t> takes = share_prompt_budget(demands, chunk, options_.step_prompt_tokens);
   int64_t prompt_tokens = 0;
-  for (Running* a : prefilling) {
-    const int64_t left = static_cast<int64_t>(a->gen->prompt_left());
-    const int64_t take =
-        a->gen->prompt_whole() ? (left <= budget ? left : 0) : std::min({left, budget, static_cast<int64_t>(chunk)});
-    if (take == 0) {
+  for (size_t i = 0; i < prefilling.size(); ++i) {
+    Running* a = prefilling[i];
+    if (takes[i] == 0) {
       ++a->gen->waited;
       continue;
     }
-    budget -= take;
-    prompt_tokens += take;
+    prompt_tokens += takes[i];
     a->gen->waited = 0;
-    work.push_back(a->gen->next_step(static_cast<int>(take)));
+    work.push_back(a->gen->next_step(static_cast<int>(takes[i])));
     in_step.push_back(a);
   }
   if (!work.empty()) {
