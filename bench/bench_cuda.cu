@@ -312,16 +312,25 @@ double graph_ms(cudaStream_t st, const std::function<void()>& record) {
   return ms;
 }
 
-void bench_reads(bool per_matrix_table) {
+// Each product's Q4_0 quants: rows of k / 2 bytes; with their f16 scales (2 bytes beside every
+// 16 of quants) the products read kWithScales times as much.
+size_t quant_bytes(const DecodeProduct& p) {
+  return p.rows() * static_cast<size_t>(weight_row_bytes(WeightFormat::kQ4_0, p.k));
+}
+constexpr double kWithScales = 1.125;
+
+int sm_count() {
   int sms = 0;
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "SM count");
-  // Each product's Q4_0 quants: rows of k / 2 bytes.
-  auto quant_bytes = [](const DecodeProduct& p) {
-    return p.rows() * static_cast<size_t>(weight_row_bytes(WeightFormat::kQ4_0, p.k));
-  };
+  return sms;
+}
+
+// Per matrix, one launch at a time: a sequential read against the kernels' load pattern in
+// several R, U and blocks an SM.
+void bench_read_table() {
+  const int sms = sm_count();
   DeviceBuffer<unsigned> out(1);
   for (const DecodeProduct& s : kDecodeProducts) {
-    if (!per_matrix_table) break;
     const size_t bytes = quant_bytes(s);
     const int n_rows = static_cast<int>(s.rows()), n_vec = static_cast<int>(bytes / 16 / n_rows);
     DeviceBuffer<uint8_t> w[kQuantCopies];
@@ -345,7 +354,12 @@ void bench_reads(bool per_matrix_table) {
         s.name, bytes / 1e6, seq * 1e3, gbs(seq), r4u2 * 1e3, gbs(r4u2), r2u4 * 1e3, gbs(r2u4), r4u2x4 * 1e3,
         gbs(r4u2x4), r4u4 * 1e3, gbs(r4u4));
   }
+}
 
+void bench_reads(bool per_matrix_table) {
+  if (per_matrix_table) bench_read_table();
+  const int sms = sm_count();
+  DeviceBuffer<unsigned> out(1);
   // A token's quants (32 layers of the four matrices, then the output) back to back in one buffer:
   // read by one sequential launch, and by one launch a matrix (each in the kernels' own R and U)
   // captured in a CUDA graph, with and without programmatic dependent launch.
@@ -424,7 +438,7 @@ void bench_reads(bool per_matrix_table) {
     });
     const double bytes = static_cast<double>(quant_bytes(p)) * kind.size();
     std::printf("%-34s x%-2zu products %7.1f us (%4.0f GB/s with scales) | reads %7.1f us (%4.0f GB/s)\n", p.name,
-                kind.size(), prod * 1e3, bytes * 1.125 / prod / 1e6, read * 1e3, bytes / read / 1e6);
+                kind.size(), prod * 1e3, bytes * kWithScales / prod / 1e6, read * 1e3, bytes / read / 1e6);
   }
   const double products = graph_ms(st, [&] {
     for (const Mat& m : mats) product(m);
@@ -433,7 +447,7 @@ void bench_reads(bool per_matrix_table) {
   std::printf(
       "the same quants' products (and their scales, %.2f GB in all) in a graph with programmatic dependent "
       "launch: %.3f ms (%.0f GB/s)\n",
-      total * 1.125 / 1e9, products, total * 1.125 / products / 1e6);
+      total * kWithScales / 1e9, products, total * kWithScales / products / 1e6);
   std::printf(
       "read a token's Q4_0 quants (%zu matrices, %.2f GB): one sequential launch %.3f ms (%.0f GB/s); a launch a "
       "matrix in a graph %.3f ms (%.0f GB/s), with programmatic dependent launch %.3f ms (%.0f GB/s)\n",
