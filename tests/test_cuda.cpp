@@ -400,6 +400,40 @@ TEST(CudaLazy, SameScheduleAndAliveSetsAsCpu) {
   }
 }
 
+// A revival budget is the shared plan's (DecodeStep), which the GPU executes: no revivals at 0,
+// at most N tokens a step (each computed from where it stopped through the last layer at most),
+// and revivals on both devices where the budget allows them.
+TEST(CudaLazy, ReviveBudgetBoundsRevivalsAsOnTheCpu) {
+  LAZYLLM_REQUIRE_GPU();
+  auto model = test::make_model(test::arch_variants()[0], DType::BF16);
+  const int n_layers = model->config().n_layers;
+  auto prompt = random_tokens(200, model->config().n_vocab, 31);
+  for (const int budget : {0, 2}) {
+    SCOPED_TRACE("budget " + std::to_string(budget));
+    SessionOptions co = options(Device::Cpu, 256);
+    co.prune = PruneSchedule::parse("reselect@" + std::to_string(budget) + ":1:0.6,2:0.5,3:0.5", n_layers);
+    SessionOptions go = co;
+    go.device = Device::Cuda;
+    Session cpu(model, co), gpu(model, go);
+    cpu.prefill(prompt);
+    gpu.prefill(prompt);
+    for (int step = 0; step < 6; ++step) {
+      const int32_t next = argmax(cpu.logits());
+      const int64_t before = gpu.stats().revived;
+      cpu.decode(next);
+      gpu.decode(next);
+      EXPECT_LE(gpu.stats().revived - before, budget * (n_layers - 1)) << "step " << step;
+    }
+    if (budget == 0) {
+      EXPECT_EQ(gpu.stats().revived, 0);
+      EXPECT_EQ(cpu.stats().revived, 0);
+    } else {
+      EXPECT_GT(cpu.stats().revived, 0);
+      EXPECT_GT(gpu.stats().revived, 0);
+    }
+  }
+}
+
 // The GPU's selection against the shared select_top on the same scores: the same tokens, ties to
 // the lower index, kept rows numbered in order and the last row after them. Scores drawn from a
 // few distinct values make long runs of ties; -0 and +0 are equal, as on the CPU.

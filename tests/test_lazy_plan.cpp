@@ -5,10 +5,13 @@
 // plan (what a device runs without the host) against DecodeStep.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <random>
+#include <set>
 
 #include "cache/kv_index.h"
 #include "lazyllm/lazyllm.h"
@@ -272,6 +275,113 @@ TEST(SelectTop, NaNScoresRankLowestAndTheChoiceIsDeterministic) {
   EXPECT_EQ(select_top(s, 5), (std::vector<int>{0, 1, 2, 4, 6}));  // NaNs tie: the lower index wins
   std::vector<float> all_nan(1000, nan);
   EXPECT_EQ(select_top(all_nan, 2), (std::vector<int>{0, 1}));
+}
+
+// The choice under a revival budget: the ranking of select_top, not-ready candidates taken only
+// while the budget lasts; a budget that covers the top's not-ready ones changes nothing.
+TEST(SelectTop, WithinABudgetTakesNotReadyOnesInRankOrderWhileItLasts) {
+  const std::vector<float> s = {0.9f, 0.1f, 0.8f, 0.7f, 0.2f, 0.6f, 0.3f};
+  const std::vector<uint8_t> ready = {0, 1, 0, 1, 1, 0, 1};
+  EXPECT_EQ(select_top(s, 3), (std::vector<int>{0, 2, 3}));
+  EXPECT_EQ(select_top_within(s, 3, ready, 2), select_top(s, 3));
+  EXPECT_EQ(select_top_within(s, 3, ready, 0), (std::vector<int>{3, 4, 6}));     // the best ready ones
+  EXPECT_EQ(select_top_within(s, 3, ready, 1), (std::vector<int>{0, 3, 6}));     // 0 ranks first, 2 waits
+  EXPECT_EQ(select_top_within(s, 6, ready, 0), (std::vector<int>{1, 3, 4, 6}));  // fewer: 4 are ready
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(select_top_within(std::vector<float>{nan, 0.5f, nan, 0.1f}, 2, std::vector<uint8_t>{1, 0, 1, 0}, 0),
+            (std::vector<int>{0, 2}));
+}
+
+// The partial selections give what walking the whole ranking gives, on random scores with ties
+// and NaNs, every budget from 0 to past the not-ready count.
+TEST(SelectTop, WithinABudgetEqualsWalkingTheWholeRanking) {
+  std::mt19937 rng(11);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int trial = 0; trial < 300; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 60);
+    std::vector<float> s(n);
+    std::vector<uint8_t> ready(n);
+    for (int i = 0; i < n; ++i) {
+      const unsigned r = rng() % 10;
+      s[i] = r == 0 ? nan : static_cast<float>(rng() % 8);  // few values: many ties
+      ready[i] = rng() % 3 != 0;
+    }
+    const int n_keep = static_cast<int>(rng() % (n + 1));
+    for (int budget = 0; budget <= n; budget += 1 + budget / 4) {
+      std::vector<int> order(n);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+        const bool an = std::isnan(s[a]), bn = std::isnan(s[b]);
+        if (an != bn) return bn;
+        return !an && s[a] > s[b];
+      });
+      std::vector<int> want;
+      int left = budget;
+      for (int i : order) {
+        if (static_cast<int>(want.size()) == n_keep) break;
+        if (!ready[i] && left-- <= 0) continue;
+        want.push_back(i);
+      }
+      std::sort(want.begin(), want.end());
+      ASSERT_EQ(select_top_within(s, n_keep, ready, budget), want) << "trial " << trial << " budget " << budget;
+    }
+  }
+}
+
+// What one decode step on steady_test_index revives under scores that rank every token short of
+// the next pruning layer first: per selecting layer the kept keys, and the tokens computed besides
+// the new one.
+struct BudgetStep {
+  std::vector<std::vector<int32_t>> kept;  // at layers 2 and 4
+  std::set<int32_t> revived;
+  int64_t revived_pairs = 0;
+};
+BudgetStep step_with_budget(int budget) {
+  LayerSchedule s;
+  KVIndex index = steady_test_index(s);
+  s.revive_budget = budget;
+  ForwardCounters k;
+  DecodeStep step(index, k, s, 20);
+  BudgetStep out;
+  std::vector<float> imp;
+  for (int l = 0; l < 6; ++l) {
+    const DecodeLayerPlan& lp = step.next_layer(imp);
+    if (l == 2 || l == 4) out.kept.emplace_back(step.selected().begin(), step.selected().end());
+    out.revived.insert(lp.rows.begin(), lp.rows.end() - 1);
+    // Not-ready tokens (short of the next pruning layer's depth) first, later positions higher.
+    const int need = l < 3 ? 4 : 6;
+    imp.assign(lp.keys.size(), 0.0f);
+    for (size_t i = 0; i + 1 < lp.keys.size(); ++i)
+      imp[i] = (index.depth(lp.keys[i]) < need ? 100.0f : 0.0f) + static_cast<float>(lp.keys[i]);
+  }
+  out.revived_pairs = k.revived;
+  return out;
+}
+
+// A budget bounds the tokens a step revives and keeps the same number of keys (the next-ranked
+// tokens with K/V already); without a budget, or with one that does not bind, the step is the
+// paper's.
+TEST(ReviveBudget, BoundsTheTokensAStepRevivesAndKeepsTheKeyCount) {
+  const BudgetStep paper = step_with_budget(-1), loose = step_with_budget(100);
+  const BudgetStep none = step_with_budget(0), one = step_with_budget(1), three = step_with_budget(3);
+  EXPECT_GE(paper.revived.size(), 5u);
+  EXPECT_EQ(loose.kept, paper.kept);
+  EXPECT_EQ(loose.revived, paper.revived);
+  EXPECT_EQ(loose.revived_pairs, paper.revived_pairs);
+  EXPECT_TRUE(none.revived.empty());
+  EXPECT_EQ(none.revived_pairs, 0);
+  EXPECT_EQ(one.revived.size(), 1u);
+  EXPECT_EQ(three.revived.size(), 3u);
+  for (const BudgetStep* b : {&none, &one, &three})
+    for (size_t i = 0; i < paper.kept.size(); ++i) EXPECT_EQ(b->kept[i].size(), paper.kept[i].size());
+  // Budget 0 keeps the tokens prefill carried past each layer: even positions at layer 2, every
+  // fourth at layer 4 (and never the new token, which selected() leaves out).
+  EXPECT_EQ(none.kept[0], (std::vector<int32_t>{0, 2, 4, 6, 8, 10, 12, 14, 16, 19}));
+  EXPECT_EQ(none.kept[1], (std::vector<int32_t>{0, 4, 8, 12, 19}));
+  // Budget 1 revives the best-ranked short token at layer 2 (the latest position that stopped at
+  // layer 2, 18) and carries it on past layer 4 for free.
+  EXPECT_EQ(one.revived, (std::set<int32_t>{18}));
+  EXPECT_EQ(one.kept[1], (std::vector<int32_t>{4, 8, 12, 18, 19}));
 }
 
 // Long prompts under an aggressive schedule revive many tokens per layer in one decode step:

@@ -2,6 +2,7 @@
 // revived) and random (same counts, seeded random tokens), against LazyLLM's dynamic choice.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <set>
@@ -38,13 +39,15 @@ bool same_logits(Session& a, Session& b) {
 }
 
 TEST(PruneModesParse, PrefixesParseAndRoundTrip) {
-  for (const char* spec : {"static:1:0.5,3:0.25", "random:2:0.4", "random@42:1:0.7,2:0.3", "1:0.5,2:0.1"}) {
+  for (const char* spec :
+       {"static:1:0.5,3:0.25", "random:2:0.4", "random@42:1:0.7,2:0.3", "1:0.5,2:0.1", "reselect@4:1:0.5,3:0.5"}) {
     SCOPED_TRACE(spec);
     const PruneSchedule s = PruneSchedule::parse(spec, 4);
     EXPECT_EQ(s.to_string(), spec);
     const PruneSchedule back = PruneSchedule::parse(s.to_string(), 4);
     EXPECT_EQ(back.selection, s.selection);
     EXPECT_EQ(back.seed, s.seed);
+    EXPECT_EQ(back.revive_budget, s.revive_budget);
     ASSERT_EQ(back.points.size(), s.points.size());
     for (size_t i = 0; i < s.points.size(); ++i) {
       EXPECT_EQ(back.points[i].layer, s.points[i].layer);
@@ -54,12 +57,17 @@ TEST(PruneModesParse, PrefixesParseAndRoundTrip) {
   EXPECT_EQ(PruneSchedule::parse("static:1:0.5", 4).selection, PruneSelection::kStatic);
   EXPECT_EQ(PruneSchedule::parse("random@7:1:0.5", 4).seed, 7u);
   EXPECT_EQ(PruneSchedule::parse("lazy:1:0.5", 4).to_string(), "1:0.5");
+  EXPECT_EQ(PruneSchedule::parse("reselect@0:1:0.5", 4).revive_budget, 0);
+  EXPECT_EQ(PruneSchedule::parse("reselect@0:1:0.5", 4).decode, LazyDecode::kReselect);
+  EXPECT_EQ(PruneSchedule::parse("reselect:1:0.5", 4).revive_budget, -1);
   // Fractions of depth resolve to layers; a fraction that is not a short decimal survives exactly.
   EXPECT_EQ(PruneSchedule::parse("random:0.5:0.5", 4).to_string(), "random:2:0.5");
   EXPECT_EQ(PruneSchedule::parse(PruneSchedule::parse("1:0.3333333333333333", 4).to_string(), 4).points[0].keep,
             0.3333333333333333);
-  for (const char* bad : {"frob:1:0.5", "static", "static:", "static@3:1:0.5", "random@:1:0.5", "random@x:1:0.5",
-                          "random@-1:1:0.5", "Static:1:0.5", "static:static:1:0.5"})
+  for (const char* bad :
+       {"frob:1:0.5", "static", "static:", "static@3:1:0.5", "random@:1:0.5", "random@x:1:0.5", "random@-1:1:0.5",
+        "Static:1:0.5", "static:static:1:0.5", "reselect@:1:0.5", "reselect@-1:1:0.5", "reselect@x:1:0.5",
+        "reselect@2x:1:0.5", "complete@3:1:0.5", "lazy@2:1:0.5"})
     EXPECT_THROW(PruneSchedule::parse(bad, 4), Error) << bad;
 }
 
@@ -94,6 +102,33 @@ TEST(PruneModesStatic, SamePrefillAsLazyButNeverRevives) {
   EXPECT_EQ(stat->stats().aux_cache_entries, aux_entries);
   // The same decode steps make LazyLLM revive tokens, so the test tells the two apart.
   EXPECT_GT(lazy->stats().revived, 0);
+}
+
+// A revival budget (reselect@N) bounds the tokens each decode step revives: none at 0, at most N
+// per step (a revived token is computed from where it stopped through the last layer at most),
+// while the paper's rule revives more on the same steps; prefill is the paper's in every case.
+TEST(PruneModesReviveBudget, BoundsTheRevivalsOfEachStep) {
+  auto model = test::make_model(test::arch_variants()[0], DType::F32);
+  const int L = model->config().n_layers, n = 80, steps = 8;
+  auto prompt = random_tokens(n, model->config().n_vocab, 29);
+  auto paper = session(model, "reselect:1:0.5,2:0.5,3:0.5");
+  auto none = session(model, "reselect@0:1:0.5,2:0.5,3:0.5");
+  auto two = session(model, "reselect@2:1:0.5,2:0.5,3:0.5");
+  for (Session* s : {paper.get(), none.get(), two.get()}) s->prefill(prompt);
+  EXPECT_EQ(none->stats().alive_per_layer, paper->stats().alive_per_layer);
+  EXPECT_EQ(two->stats().alive_per_layer, paper->stats().alive_per_layer);
+  int64_t most_paper = 0, most_two = 0;
+  for (int step = 0; step < steps; ++step) {
+    const int32_t next = argmax(paper->logits());
+    const int64_t before_paper = paper->stats().revived, before_two = two->stats().revived;
+    for (Session* s : {paper.get(), none.get(), two.get()}) s->decode(next);
+    most_paper = std::max(most_paper, paper->stats().revived - before_paper);
+    most_two = std::max(most_two, two->stats().revived - before_two);
+  }
+  EXPECT_EQ(none->stats().revived, 0);
+  EXPECT_GT(two->stats().revived, 0);
+  EXPECT_LE(most_two, 2 * (L - 1));  // two tokens, each computed at most from layer 1 on
+  EXPECT_GT(most_paper, most_two);
 }
 
 TEST(PruneModesRandom, SameCountsOtherTokensReproducible) {

@@ -195,10 +195,15 @@ struct PruneSchedule {
   PruneSelection selection = PruneSelection::kLazy;
   LazyDecode decode = LazyDecode::kAuto;
   uint64_t seed = 0;  // kRandom only: the same seed and prompt give the same tokens
+  // kReselect only: at most this many pruned tokens revive in one decode step (the best-ranked
+  // ones; a pruning layer keeps the next-ranked tokens it already has K/V for instead of the
+  // rest); -1: no limit (the paper's rule). Changes the answers: see docs/lazyllm.md.
+  int revive_budget = -1;
   bool empty() const { return points.empty(); }
   // Parses "[MODE:]L:k,L:k,...": L a layer index, or a fraction of depth in (0,1) such as 0.3;
   // k the fraction kept. MODE is "lazy" (the default), "reselect" or "complete" (lazy with that
-  // decode rule; see LazyDecode), "static", "random" or "random@SEED".
+  // decode rule; see LazyDecode), "reselect@N" (at most N revivals a step), "static", "random" or
+  // "random@SEED".
   // Throws Error on malformed specs or out-of-range values. to_string() parses back to the same.
   static PruneSchedule parse(std::string_view spec, int n_layers);
   // The default schedule (see docs/lazyllm.md for how it was chosen).

@@ -16,6 +16,7 @@ LayerSchedule LayerSchedule::from(const PruneSchedule& s, int n_layers, bool for
   out.keep = s.keep_per_layer(n_layers);
   out.prunes.assign(n_layers, 0);
   out.selector = TokenSelector(s);
+  out.revive_budget = s.decode == LazyDecode::kReselect ? s.revive_budget : -1;
   for (int l = 1; l < n_layers; ++l) out.prunes[l] = out.keep[l] < 1.0;
   if (force_selection)
     for (const PrunePoint& p : s.points)
@@ -68,7 +69,7 @@ int record_prefill_layer(KVIndex& index, ForwardCounters& counters, int l, std::
 }
 
 DecodeStep::DecodeStep(KVIndex& index, ForwardCounters& counters, const LayerSchedule& s, int32_t new_pos)
-    : index_(index), counters_(counters), s_(s), p_(new_pos) {
+    : index_(index), counters_(counters), s_(s), p_(new_pos), budget_left_(s.revive_budget) {
   if (new_pos < 0 || new_pos >= index.n_ctx()) throw std::logic_error("DecodeStep: position outside the context");
   index_.mark_prompt(p_, false);
   // Every earlier token has K/V at layer 0 (layer 0 is never pruned): all are selected there.
@@ -90,7 +91,8 @@ const DecodeLayerPlan& DecodeStep::next_layer(std::span<const float> importance)
         throw std::logic_error("DecodeStep: a pruning layer needs the previous layer's importance");
       const int n_keep = keep_count(static_cast<int>(sel_.size()) + 1, s_.keep[l]) - 1;
       if (n_keep < static_cast<int>(sel_.size())) {
-        const std::vector<int> kept = select_top(importance.first(sel_.size()), n_keep);
+        const std::vector<int> kept = budget_left_ < 0 ? select_top(importance.first(sel_.size()), n_keep)
+                                                       : select_within_budget(importance, n_keep, l);
         for (size_t i = 0; i < kept.size(); ++i) sel_[i] = sel_[kept[i]];
         sel_.resize(kept.size());
       }
@@ -151,6 +153,20 @@ const DecodeLayerPlan& DecodeStep::next_layer(std::span<const float> importance)
   plan.want_importance = l + 1 < s_.n_layers() && s_.prunes[l + 1] && reselects;
   carry_.assign(plan.rows.begin(), plan.rows.end() - 1);
   return plan;
+}
+
+// A kept token is ready for the stretch of layers up to the next pruning layer when it has K/V
+// there already or was computed at the previous layer in this step (a revival already paid for);
+// any other would revive from the Aux Cache within the stretch, and counts against the budget.
+std::vector<int> DecodeStep::select_within_budget(std::span<const float> importance, int n_keep, int l) {
+  int need = l + 1;
+  while (need < s_.n_layers() && !s_.prunes[need]) ++need;
+  std::vector<uint8_t> ready(sel_.size());
+  for (size_t i = 0; i < sel_.size(); ++i)
+    ready[i] = index_.depth(sel_[i]) >= need || std::binary_search(carry_.begin(), carry_.end(), sel_[i]);
+  std::vector<int> kept = select_top_within(importance.first(sel_.size()), n_keep, ready, budget_left_);
+  for (int i : kept) budget_left_ -= !ready[i];
+  return kept;
 }
 
 std::optional<SteadyDecodePlan> plan_steady_decode(const KVIndex& index, const LayerSchedule& s) {

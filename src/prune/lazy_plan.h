@@ -30,6 +30,7 @@ struct LayerSchedule {
   std::vector<double> keep;     // keep fraction per layer (1.0 where nothing is pruned)
   std::vector<uint8_t> prunes;  // selection runs at this layer (keep < 1, or forced)
   TokenSelector selector;
+  int revive_budget = -1;  // PruneSchedule::revive_budget: revivals a decode step may make (-1: any)
 
   int n_layers() const { return static_cast<int>(keep.size()); }
   bool any() const;
@@ -91,11 +92,14 @@ class DecodeStep {
   std::span<const int32_t> selected() const { return {plan_.keys.data(), plan_.keys.size() - 1}; }
 
  private:
+  // The selection at pruning layer l under a revival budget (select_top_within).
+  std::vector<int> select_within_budget(std::span<const float> importance, int n_keep, int l);
   KVIndex& index_;
   ForwardCounters& counters_;
   const LayerSchedule& s_;
   int32_t p_;
   int next_ = 0;
+  int budget_left_ = -1;         // revivals this step may still make (-1: no limit)
   std::vector<int32_t> sel_;     // selected tokens (without the new one)
   std::vector<int32_t> carry_;   // rows of the previous layer without the new token
   DecodeLayerPlan plan_;

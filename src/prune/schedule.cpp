@@ -33,13 +33,21 @@ void parse_selection(std::string_view& rest, std::string_view spec, PruneSchedul
   else if (mode == "random") s.selection = PruneSelection::kRandom;
   else
     throw Error("invalid prune schedule '" + std::string(spec) + "': unknown selection '" + std::string(mode) +
-                "' (lazy, reselect, complete, static, random or random@SEED)");
+                "' (lazy, reselect, reselect@N, complete, static, random or random@SEED)");
   if (at != std::string_view::npos) {
-    const std::string_view seed = word.substr(at + 1);
-    auto [p, ec] = std::from_chars(seed.data(), seed.data() + seed.size(), s.seed);
-    if (s.selection != PruneSelection::kRandom || seed.empty() || ec != std::errc() || p != seed.data() + seed.size())
-      throw Error("invalid prune schedule '" + std::string(spec) + "': '" + std::string(word) +
-                  "' (only random takes a seed: random@SEED, SEED an unsigned integer)");
+    const std::string_view arg = word.substr(at + 1);
+    const char* end = arg.data() + arg.size();
+    if (s.decode == LazyDecode::kReselect) {
+      auto [p, ec] = std::from_chars(arg.data(), end, s.revive_budget);
+      if (arg.empty() || ec != std::errc() || p != end || s.revive_budget < 0)
+        throw Error("invalid prune schedule '" + std::string(spec) + "': '" + std::string(word) +
+                    "' (reselect@N: N the most tokens revived a step, an integer >= 0)");
+    } else {
+      auto [p, ec] = std::from_chars(arg.data(), end, s.seed);
+      if (s.selection != PruneSelection::kRandom || arg.empty() || ec != std::errc() || p != end)
+        throw Error("invalid prune schedule '" + std::string(spec) + "': '" + std::string(word) +
+                    "' (only random takes a seed, random@SEED, and reselect a budget, reselect@N)");
+    }
   }
   rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
 }
@@ -102,7 +110,8 @@ std::vector<double> PruneSchedule::keep_per_layer(int n_layers) const {
 
 std::string PruneSchedule::to_string() const {
   std::ostringstream o;
-  if (decode == LazyDecode::kReselect) o << "reselect:";
+  if (decode == LazyDecode::kReselect)
+    o << "reselect" << (revive_budget >= 0 ? "@" + std::to_string(revive_budget) : "") << ":";
   if (decode == LazyDecode::kComplete) o << "complete:";
   if (selection == PruneSelection::kStatic) o << "static:";
   if (selection == PruneSelection::kRandom) o << "random" << (seed ? "@" + std::to_string(seed) : "") << ":";

@@ -6,25 +6,58 @@
 
 namespace lazyllm {
 
+namespace {
+
+// A strict total order even with NaN scores (which rank below every number and tie among
+// themselves), so a NaN from a broken model cannot break the sort: larger first, then lower index.
+struct Better {
+  std::span<const float> scores;
+  bool operator()(int a, int b) const {
+    const float x = scores[a], y = scores[b];
+    const bool xn = std::isnan(x), yn = std::isnan(y);
+    if (xn != yn) return yn;
+    if (!xn && x != y) return x > y;
+    return a < b;
+  }
+};
+
+}  // namespace
+
 std::vector<int> select_top(std::span<const float> scores, int n_keep) {
   const int n = static_cast<int>(scores.size());
   std::vector<int> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
   if (n_keep >= n) return idx;
   if (n_keep <= 0) return {};
-  // A strict total order even with NaN scores (which rank below every number and tie among
-  // themselves), so a NaN from a broken model cannot break the sort: larger first, then lower index.
-  auto better = [&](int a, int b) {
-    const float x = scores[a], y = scores[b];
-    const bool xn = std::isnan(x), yn = std::isnan(y);
-    if (xn != yn) return yn;
-    if (!xn && x != y) return x > y;
-    return a < b;
-  };
-  std::nth_element(idx.begin(), idx.begin() + n_keep, idx.end(), better);
+  std::nth_element(idx.begin(), idx.begin() + n_keep, idx.end(), Better{scores});
   idx.resize(n_keep);
   std::sort(idx.begin(), idx.end());
   return idx;
+}
+
+std::vector<int> select_top_within(std::span<const float> scores, int n_keep, std::span<const uint8_t> ready,
+                                   int budget) {
+  std::vector<int> top = select_top(scores, n_keep);
+  const auto not_ready = std::count_if(top.begin(), top.end(), [&](int i) { return !ready[i]; });
+  if (not_ready <= budget) return top;  // the common case
+  // Walking the ranking and skipping not-ready candidates once the budget is spent keeps the
+  // top n_keep of (every ready candidate + the `budget` best not-ready ones): two partial
+  // selections instead of a full sort.
+  const int n = static_cast<int>(scores.size());
+  std::vector<int> pool, waiting;
+  for (int i = 0; i < n; ++i) (ready[i] ? pool : waiting).push_back(i);
+  const Better better{scores};
+  if (budget < static_cast<int>(waiting.size())) {
+    std::nth_element(waiting.begin(), waiting.begin() + budget, waiting.end(), better);
+    waiting.resize(budget);
+  }
+  pool.insert(pool.end(), waiting.begin(), waiting.end());
+  if (n_keep < static_cast<int>(pool.size())) {
+    std::nth_element(pool.begin(), pool.begin() + n_keep, pool.end(), better);
+    pool.resize(n_keep);
+  }
+  std::sort(pool.begin(), pool.end());
+  return pool;
 }
 
 }  // namespace lazyllm

@@ -21,4 +21,11 @@ inline int keep_count(int n_alive, double keep) {
 // scores rank below every number (-inf included).
 std::vector<int> select_top(std::span<const float> scores, int n_keep);
 
+// The same choice with at most `budget` of the kept indices i where ready[i] is false: the
+// candidates in that order (larger score, then lower index), each not-ready one taken only while
+// the budget lasts, until n_keep are kept or none are left (then fewer). With a budget that covers
+// the top n_keep's not-ready ones this is select_top.
+std::vector<int> select_top_within(std::span<const float> scores, int n_keep, std::span<const uint8_t> ready,
+                                   int budget);
+
 }  // namespace lazyllm

@@ -16,9 +16,11 @@ namespace lazyllm::cli {
 void PruneFlags::add_to(CLI::App* cmd, bool allow_many, bool with_policy) {
   cmd->add_flag("--lazy", lazy, std::string("Enable LazyLLM pruning with the default schedule (") +
                                     std::string(PruneSchedule::kDefaultSpec) + ")");
-  auto* opt = cmd->add_option("--prune", specs,
-                              "LazyLLM schedule '[MODE:]L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept; "
-                              "MODE reselect or complete for the decode rule after a pruned prompt, static or random[@SEED] for the ablations)");
+  auto* opt = cmd->add_option(
+      "--prune", specs,
+      "LazyLLM schedule '[MODE:]L:k,L:k,...' (L a layer index or a fraction of depth, k the fraction kept; "
+      "MODE reselect[@N] or complete for the decode rule after a pruned prompt, N the most tokens a step may revive; "
+      "static or random[@SEED] for the ablations)");
   if (!allow_many) opt->expected(1);
   if (!with_policy) {
     always = true;  // the schedule as given: these commands measure what it does to the answers
