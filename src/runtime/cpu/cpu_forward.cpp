@@ -19,7 +19,10 @@ namespace lazyllm {
 namespace {
 
 constexpr int kAttnBlockRows = 64;   // query rows per prefill attention task
-constexpr int kBatchedDecodeRows = 4;  // decode batches from this many rows attend by matrix products
+// Decode batches from this many rows attend by matrix products over keys converted to float once
+// per layer; smaller ones (a budgeted re-selection's steps carry 1-5 rows) read the half-precision
+// keys directly, per row and head, which costs less than converting every listed key.
+constexpr int kBatchedDecodeRows = 8;
 
 }  // namespace
 
