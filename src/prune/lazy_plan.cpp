@@ -24,6 +24,12 @@ LayerSchedule LayerSchedule::from(const PruneSchedule& s, int n_layers, bool for
   return out;
 }
 
+int LayerSchedule::next_pruning_layer(int l) const {
+  int next = l + 1;
+  while (next < n_layers() && !prunes[next]) ++next;
+  return next;
+}
+
 LayerSchedule LayerSchedule::baseline(int n_layers) {
   LayerSchedule out;
   out.keep.assign(n_layers, 1.0);
@@ -159,8 +165,7 @@ const DecodeLayerPlan& DecodeStep::next_layer(std::span<const float> importance)
 // there already or was computed at the previous layer in this step (a revival already paid for);
 // any other would revive from the Aux Cache within the stretch, and counts against the budget.
 std::vector<int> DecodeStep::select_within_budget(std::span<const float> importance, int n_keep, int l) {
-  int need = l + 1;
-  while (need < s_.n_layers() && !s_.prunes[need]) ++need;
+  const int need = s_.next_pruning_layer(l);
   std::vector<uint8_t> ready(sel_.size());
   for (size_t i = 0; i < sel_.size(); ++i)
     ready[i] = index_.depth(sel_[i]) >= need || std::binary_search(carry_.begin(), carry_.end(), sel_[i]);
@@ -190,9 +195,7 @@ std::optional<SteadyDecodePlan> plan_steady_decode(const KVIndex& index, const L
     if (l > 0 && s.prunes[l] && candidates > 0) {
       plan.selects[l] = 1;
       candidates = std::min(candidates, keep_count(candidates + 1, s.keep[l]) - 1);
-      int next = l + 1;
-      while (next < L && !s.prunes[next]) ++next;
-      plan.need_depth[l] = next;
+      plan.need_depth[l] = s.next_pruning_layer(l);
     }
     plan.slot[l] = index.size(l);
     plan.n_keys[l] = candidates + 1;

@@ -34,6 +34,8 @@ struct LayerSchedule {
 
   int n_layers() const { return static_cast<int>(keep.size()); }
   bool any() const;
+  // The first pruning layer after l, or n_layers(): the K/V depth a token kept at l needs.
+  int next_pruning_layer(int l) const;
   // `force_selection` makes every layer the schedule names a pruning layer even at keep 1.0, so
   // the whole selection, compaction and revival machinery runs while keeping every token (tests
   // compare that with the baseline).
