@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cpu/attention_heads.h"
 #include "kernels/cpu/attention_products.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant.h"
@@ -228,25 +229,37 @@ void CpuForward::attention_decode(int l, std::span<const int32_t> slots, const i
 
   if (want_importance) s.imp_heads.assign(static_cast<size_t>(c_.n_heads) * n_keys, 0.0f);
   if (f16) round_to_f16(q, int64_t{m} * qd);
-  pool_.parallel_for(int64_t{m} * c_.n_heads, [&](int64_t task, int thread) {
-    const int r = static_cast<int>(task / c_.n_heads), h = static_cast<int>(task % c_.n_heads);
-    const int g = h / group, nv = visible[r];
-    const float* qh = q + int64_t{r} * qd + h * hd;
+  // A task takes a block of the query heads of one K/V head, which share each key and value row's
+  // loading (attention_heads.h); blocks split a group only as far as keeps every thread busy.
+  const int n_kv = c_.n_kv_heads;
+  const int splits = std::clamp((2 * pool_.size() + m * n_kv - 1) / (m * n_kv), 1, group);
+  const int per = (group + splits - 1) / splits, blocks = (group + per - 1) / per;
+  pool_.parallel_for(int64_t{m} * n_kv * blocks, [&](int64_t task, int thread) {
+    const int r = static_cast<int>(task / (n_kv * blocks)), rest = static_cast<int>(task % (n_kv * blocks));
+    const int g = rest / blocks, h0 = g * group + (rest % blocks) * per;
+    const int nh = std::min(per, (g + 1) * group - h0), nv = visible[r];
+    const float* qh = q + int64_t{r} * qd + h0 * hd;
+    float* o = out + int64_t{r} * qd + h0 * hd;
     std::vector<float>& sc = s.per_thread[thread];
-    if (sc.size() < static_cast<size_t>(n_keys)) sc.resize(n_keys);
-    if (f16) dot_rows_f16(kv.k16(0) + g * hd, kvd, slots.data(), nv, qh, hd, sc.data());
-    else dot_rows_f32(kv.k32(0) + g * hd, kvd, slots.data(), nv, qh, hd, sc.data());
-    for (int j = 0; j < nv; ++j) sc[j] *= scale;
-    std::fill(sc.begin() + nv, sc.begin() + n_keys, 0.0f);
-    softmax_inplace(sc.data(), nv);
-    if (want_importance && r == m - 1) std::copy(sc.begin(), sc.begin() + n_keys, s.imp_heads.begin() + int64_t{h} * n_keys);
-    float* o = out + int64_t{r} * qd + h * hd;
-    if (f16) {
-      round_to_f16(sc.data(), nv);
-      weighted_sum_rows_f16(kv.v16(0) + g * hd, kvd, slots.data(), nv, sc.data(), hd, o);
-    } else {
-      weighted_sum_rows_f32(kv.v32(0) + g * hd, kvd, slots.data(), nv, sc.data(), hd, o);
+    if (sc.size() < static_cast<size_t>(nh) * n_keys) sc.resize(static_cast<size_t>(nh) * n_keys);
+    if (f16) kernels::dot_rows_f16_heads(kv.k16(0) + g * hd, kvd, slots.data(), nv, qh, hd, nh, hd, sc.data(), n_keys);
+    else
+      for (int i = 0; i < nh; ++i)
+        dot_rows_f32(kv.k32(0) + g * hd, kvd, slots.data(), nv, qh + i * hd, hd, sc.data() + int64_t{i} * n_keys);
+    for (int i = 0; i < nh; ++i) {
+      float* row = sc.data() + int64_t{i} * n_keys;
+      for (int j = 0; j < nv; ++j) row[j] *= scale;
+      std::fill(row + nv, row + n_keys, 0.0f);
+      softmax_inplace(row, nv);
+      if (want_importance && r == m - 1) std::copy(row, row + n_keys, s.imp_heads.begin() + int64_t{h0 + i} * n_keys);
+      if (f16) round_to_f16(row, nv);
     }
+    if (f16)
+      kernels::weighted_sum_rows_f16_heads(kv.v16(0) + g * hd, kvd, slots.data(), nv, sc.data(), n_keys, nh, hd, o, hd);
+    else
+      for (int i = 0; i < nh; ++i)
+        weighted_sum_rows_f32(kv.v32(0) + g * hd, kvd, slots.data(), nv, sc.data() + int64_t{i} * n_keys, hd,
+                              o + i * hd);
   });
   if (want_importance) average_importance(n_keys);
 }
