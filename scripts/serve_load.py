@@ -6,7 +6,7 @@ of their own) and max_tokens answers.
 Prints one JSON summary: aggregate output tokens/s (streamed text events over the whole run),
 median and p90 time to first token as the client sees it (request sent to first text event),
 split into the prompts that share the prefix and the others when a prefix is shared, and the count of requests that failed
-or came back malformed (any such request makes the exit status 1).
+(an error status, or an error event in the stream) or came back malformed (any such request makes the exit status 1).
 
 The same script drives lazyllm serve and any other OpenAI-compatible server, so two servers on
 the same model file are compared under one load. Python's standard library only.
@@ -77,7 +77,10 @@ def one(args, prompt, extra):
             if data == "[DONE]":
                 finished = True
                 break
-            choices = json.loads(data).get("choices") or []
+            event = json.loads(data)
+            if "error" in event:
+                raise RuntimeError(f"error event: {json.dumps(event['error'])[:200]}")
+            choices = event.get("choices") or []
             if choices and choices[0].get("text"):
                 events += 1
                 if ttft is None:

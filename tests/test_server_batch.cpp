@@ -204,6 +204,48 @@ TEST(ServerBatch, ChunkedPrefillMatchesWholePrompt) {
   }
 }
 
+// A request that arrives while a step runs its prompt chunks one after another, and whose prompt
+// fits one chunk, is admitted and answered before the step's next chunk (not after the whole
+// step), and answers as it does alone.
+TEST(ServerBatch, ARequestArrivingBetweenChunksIsAnsweredBeforeTheNextChunk) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  Metrics metrics;
+  SchedulerOptions so = batch_options(6, 12);  // the arriving prompt is 12 tokens at most
+  so.step_prompt_tokens = 48;                  // four chunks a step
+  so.prune_policy = PrunePolicy::kAuto;
+  std::shared_ptr<Job> arriving = greedy_job(kPrompts[1], 3);
+  int calls = 0;
+  bool answered_by_next_chunk = false;
+  std::string seen;
+  std::shared_ptr<Scheduler> sched;
+  so.between_forwards = [&] {
+    if (++calls == 1) EXPECT_EQ(sched->submit(arriving), Scheduler::Admission::Accepted);
+    if (calls == 2) {
+      arriving->wait(seen, std::chrono::milliseconds(0));  // its first token's text, if it came
+      answered_by_next_chunk = !seen.empty();
+    }
+  };
+  sched = std::make_shared<Scheduler>(stories(), so, metrics);
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (int i = 0; i < 4; ++i) {
+    jobs.push_back(greedy_job(std::string(i + 1, '!') + kPrompts[2], 3));  // no prefix in common
+    ASSERT_EQ(sched->submit(jobs.back()), Scheduler::Admission::Accepted);
+  }
+  for (auto& j : jobs) {
+    const std::string text = wait_text(j);
+    EXPECT_EQ(j->result().error, "");
+    EXPECT_EQ(text, run_alone(*j, 12).text);
+  }
+  ASSERT_GE(calls, 2);
+  EXPECT_TRUE(answered_by_next_chunk);
+  EXPECT_LE(arriving->prompt.size(), 12u);
+  seen += wait_text(arriving);
+  EXPECT_EQ(arriving->result().error, "");
+  EXPECT_EQ(arriving->result().completion_tokens, 3);
+  EXPECT_EQ(seen, run_alone(*arriving, 12).text);
+  sched->shutdown(std::chrono::milliseconds(0));
+}
+
 // LazyLLM requests (one short enough to join a step whole, one prefilled alone because it is
 // longer than a chunk) beside baseline requests: each gets what it gets alone, pruned for real.
 // Two LazyLLM requests (one whole in a batch step, one prefilled alone) and two baseline ones

@@ -7,8 +7,6 @@ namespace lazyllm::server {
 
 std::vector<int64_t> share_prompt_budget(std::span<const PromptDemand> demands, int chunk, int64_t budget) {
   const int64_t c = chunk;
-  for (const PromptDemand& d : demands)
-    if (d.fresh && d.left <= c) budget = std::min(budget, c);
   std::vector<size_t> order(demands.size());
   std::iota(order.begin(), order.end(), size_t{0});
   auto key = [&](size_t i) { return demands[i].left - static_cast<int64_t>(demands[i].waited) * c; };
@@ -20,6 +18,13 @@ std::vector<int64_t> share_prompt_budget(std::span<const PromptDemand> demands, 
     budget -= take[i];
   }
   return take;
+}
+
+StepOrder order_step(std::span<const PromptDemand> demands, std::span<const int64_t> takes) {
+  StepOrder o;
+  for (size_t i = 0; i < demands.size(); ++i)
+    if (takes[i] > 0) (demands[i].fresh && takes[i] == demands[i].left ? o.first : o.chunks).push_back(i);
+  return o;
 }
 
 }  // namespace lazyllm::server

@@ -1,6 +1,7 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -145,40 +146,14 @@ int Scheduler::queued() const {
 
 void Scheduler::loop() {
   std::vector<Running> active;
+  active.reserve(options_.parallel);  // never reallocated: a step keeps indices into it
   for (;;) {
-    std::vector<std::shared_ptr<Job>> joining;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
-      while (active.size() + joining.size() < static_cast<size_t>(options_.parallel) && !queue_.empty()) {
-        joining.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-        running_.push_back(joining.back());
-      }
-      if (active.empty() && joining.empty()) return;  // stopping, nothing left
+      if (active.empty() && queue_.empty()) return;  // stopping, nothing left
     }
-    // Jobs that go back to the head of the queue, in order: those waiting for a prefix another
-    // request is computing, and, once one finds no KV pages, it and those after it (until
-    // running requests finish).
-    std::vector<std::shared_ptr<Job>> back;
-    for (size_t i = 0; i < joining.size(); ++i) {
-      const Start s = start(joining[i], active);
-      if (s == Start::kStarted) continue;
-      if (s == Start::kDeferred) {
-        back.push_back(std::move(joining[i]));
-        continue;
-      }
-      back.insert(back.end(), std::make_move_iterator(joining.begin() + static_cast<ptrdiff_t>(i)),
-                  std::make_move_iterator(joining.end()));
-      break;
-    }
-    if (!back.empty()) {
-      std::lock_guard lock(mu_);
-      for (size_t j = back.size(); j-- > 0;) {
-        running_.erase(std::find(running_.begin(), running_.end(), back[j]));
-        queue_.push_front(std::move(back[j]));
-      }
-    }
+    admit(active, false);
     step(active);
     // Finished requests leave; their sessions wait for the next ones.
     for (auto it = active.begin(); it != active.end();) {
@@ -192,6 +167,42 @@ void Scheduler::loop() {
       it = active.erase(it);
     }
   }
+}
+
+size_t Scheduler::admit(std::vector<Running>& active, bool between_chunks) {
+  std::vector<std::shared_ptr<Job>> joining;
+  {
+    std::lock_guard lock(mu_);
+    while (active.size() + joining.size() < static_cast<size_t>(options_.parallel) && !queue_.empty()) {
+      joining.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+      running_.push_back(joining.back());
+    }
+  }
+  const size_t taken = joining.size();
+  // Jobs that go back to the head of the queue, in order: those waiting for a prefix another
+  // request is computing, and, once one finds no KV pages, it and those after it (until
+  // running requests finish).
+  std::vector<std::shared_ptr<Job>> back;
+  for (size_t i = 0; i < joining.size(); ++i) {
+    const Start s = start(joining[i], active, !between_chunks);
+    if (s == Start::kStarted) continue;
+    if (s == Start::kDeferred) {
+      back.push_back(std::move(joining[i]));
+      continue;
+    }
+    back.insert(back.end(), std::make_move_iterator(joining.begin() + static_cast<ptrdiff_t>(i)),
+                std::make_move_iterator(joining.end()));
+    break;
+  }
+  if (!back.empty()) {
+    std::lock_guard lock(mu_);
+    for (size_t j = back.size(); j-- > 0;) {
+      running_.erase(std::find(running_.begin(), running_.end(), back[j]));
+      queue_.push_front(std::move(back[j]));
+    }
+  }
+  return taken;
 }
 
 int64_t Scheduler::idle_kv_pages(int except) const {
@@ -259,7 +270,8 @@ Scheduler::SessionPick Scheduler::pick_session(const Job& job, const std::vector
   return p;
 }
 
-Scheduler::Start Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& active) {
+Scheduler::Start Scheduler::start(const std::shared_ptr<Job>& job, std::vector<Running>& active,
+                                  bool count_prefix_wait) {
   GenerationResult r;
   if (job->cancelled()) {
     r.finish_reason = "cancelled";
@@ -288,7 +300,8 @@ Scheduler::Start Scheduler::start(const std::shared_ptr<Job>& job, std::vector<R
     // Bounded: a prefix that never comes (its request held back by others' prefills) stops
     // being waited for.
     if (wait && job->prefix_waits < kMaxPrefixWaits) {
-      if (job->prefix_waits++ == 0) metrics_.count_prefix_wait();
+      if (job->prefix_waits == 0) metrics_.count_prefix_wait();
+      if (count_prefix_wait || job->prefix_waits == 0) ++job->prefix_waits;
       return Start::kDeferred;
     }
     // K/V for the prompt and every token it may generate, taken now so no step runs out.
@@ -326,67 +339,104 @@ Scheduler::Start Scheduler::start(const std::shared_ptr<Job>& job, std::vector<R
 
 void Scheduler::step(std::vector<Running>& active) {
   const int chunk = options_.prefill_chunk;
-  auto first_step = [&](Running& a) {
-    if (!a.stepped) metrics_.queue_wait_seconds.observe(std::chrono::duration<double>(Clock::now() - a.job->submitted).count());
-    a.stepped = true;
-  };
-  std::vector<SequenceStep> work;
-  std::vector<Running*> in_step, prefilling;
-  Running* alone = nullptr;
-  for (Running& a : active) {
+  std::vector<std::pair<size_t, int64_t>> decodes;
+  std::vector<size_t> prefilling;
+  std::optional<size_t> alone;
+  for (size_t i = 0; i < active.size(); ++i) {
+    Running& a = active[i];
     if (!a.gen->before_step()) continue;  // cancelled or timed out between prefill chunks
     if (a.gen->needs_prefill_alone(chunk)) {
-      if (!alone) alone = &a;  // the others wait for a later step
+      if (!alone) alone = i;  // the others wait for a later step
       continue;
     }
-    if (a.gen->prompt_left() > 0) {
-      prefilling.push_back(&a);
-      continue;
-    }
-    work.push_back(a.gen->next_step(chunk));
-    in_step.push_back(&a);
+    if (a.gen->prompt_left() > 0) prefilling.push_back(i);
+    else decodes.push_back({i, 0});
   }
   // Prompts share step_prompt_tokens a step (each at most a chunk), so a step's cost stays
-  // bounded however many requests prefill (prompt_budget.h: who goes first, and why a step that
-  // answers a short prompt carries one chunk).
+  // bounded however many requests prefill (prompt_budget.h: who goes first).
   std::vector<PromptDemand> demands;
-  for (const Running* a : prefilling)
-    demands.push_back({.left = static_cast<int64_t>(a->gen->prompt_left()),
-                       .waited = a->gen->waited,
-                       .whole = a->gen->prompt_whole(),
-                       .fresh = !a->stepped});
-  const std::vector<int64_t> takes = share_prompt_budget(demands, chunk, options_.step_prompt_tokens);
-  int64_t prompt_tokens = 0;
-  for (size_t i = 0; i < prefilling.size(); ++i) {
-    Running* a = prefilling[i];
-    if (takes[i] == 0) {
-      ++a->gen->waited;
-      continue;
-    }
-    prompt_tokens += takes[i];
-    a->gen->waited = 0;
-    work.push_back(a->gen->next_step(static_cast<int>(takes[i])));
-    in_step.push_back(a);
+  for (size_t i : prefilling) {
+    const Running& a = active[i];
+    demands.push_back({.left = static_cast<int64_t>(a.gen->prompt_left()),
+                       .waited = a.gen->waited,
+                       .whole = a.gen->prompt_whole(),
+                       .fresh = !a.stepped});
   }
-  if (!work.empty()) {
-    for (Running* a : in_step) first_step(*a);
-    metrics_.count_step(static_cast<int>(work.size()));
-    if (prompt_tokens > 0) metrics_.step_prompt_tokens.observe(static_cast<double>(prompt_tokens));
-    try {
-      batch_.step(work);
-    } catch (const std::exception& e) {  // the sessions were reset or left unchanged
-      for (Running* a : in_step) a->gen->fail(e.what());
-      in_step.clear();
+  const std::vector<int64_t> takes = share_prompt_budget(demands, chunk, options_.step_prompt_tokens);
+  for (size_t k = 0; k < prefilling.size(); ++k) {
+    Running& a = active[prefilling[k]];
+    if (takes[k] == 0) ++a.gen->waited;
+    else a.gen->waited = 0;
+  }
+  const StepOrder order = order_step(demands, takes);
+  std::vector<std::vector<std::pair<size_t, int64_t>>> parts(1);
+  for (size_t k : order.first) parts[0].push_back({prefilling[k], takes[k]});
+  parts.push_back(std::move(decodes));
+  for (size_t k : order.chunks) parts.push_back({{prefilling[k], takes[k]}});
+  bool ran = false;
+  for (const auto& part : parts) {
+    if (part.empty()) continue;
+    if (ran) {
+      if (options_.between_forwards) options_.between_forwards();
+      answer_arrivals(active);
     }
-    for (Running* a : in_step) a->gen->stepped();
+    run_part(active, part);
+    ran = true;
   }
   if (alone) {
-    first_step(*alone);
+    Running& a = active[*alone];
+    if (!a.stepped)
+      metrics_.queue_wait_seconds.observe(std::chrono::duration<double>(Clock::now() - a.job->submitted).count());
+    a.stepped = true;
     metrics_.count_step(1);
-    alone_ = &alone->gen->job();
-    alone->gen->prefill_alone();
+    alone_ = &a.gen->job();
+    a.gen->prefill_alone();
     alone_ = nullptr;
   }
+}
+
+void Scheduler::run_part(std::vector<Running>& active, const std::vector<std::pair<size_t, int64_t>>& part) {
+  if (part.empty()) return;
+  const int chunk = options_.prefill_chunk;
+  std::vector<SequenceStep> work;
+  int64_t prompt_tokens = 0;
+  for (const auto& [i, take] : part) {
+    Running& a = active[i];
+    if (!a.stepped)
+      metrics_.queue_wait_seconds.observe(std::chrono::duration<double>(Clock::now() - a.job->submitted).count());
+    a.stepped = true;
+    prompt_tokens += take;
+    work.push_back(a.gen->next_step(take > 0 ? static_cast<int>(take) : chunk));
+  }
+  metrics_.count_step(static_cast<int>(work.size()));
+  if (prompt_tokens > 0) metrics_.step_prompt_tokens.observe(static_cast<double>(prompt_tokens));
+  bool failed = false;
+  try {
+    batch_.step(work);
+  } catch (const std::exception& e) {  // the sessions were reset or left unchanged
+    for (const auto& [i, take] : part) active[i].gen->fail(e.what());
+    failed = true;
+  }
+  if (!failed)
+    for (const auto& [i, take] : part) active[i].gen->stepped();
+}
+
+void Scheduler::answer_arrivals(std::vector<Running>& active) {
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.empty() || active.size() >= static_cast<size_t>(options_.parallel)) return;
+  }
+  const size_t before = active.size();
+  if (admit(active, true) == 0) return;
+  const int chunk = options_.prefill_chunk;
+  std::vector<std::pair<size_t, int64_t>> part;
+  for (size_t i = before; i < active.size(); ++i) {
+    Generation& g = *active[i].gen;
+    if (g.prompt_left() > 0 && g.prompt_left() <= static_cast<size_t>(chunk) && !g.needs_prefill_alone(chunk) &&
+        g.before_step())
+      part.push_back({i, static_cast<int64_t>(g.prompt_left())});
+  }
+  run_part(active, part);
 }
 
 void Scheduler::retire(const std::shared_ptr<Job>& job) {

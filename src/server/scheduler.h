@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -49,6 +50,9 @@ struct SchedulerOptions {
   // max_tokens (taking them from idle sessions' cached prefixes, least recently used first);
   // until then it waits in the queue.
   int64_t kv_memory = 0;
+  // Tests: called on the step loop's thread between a step's forwards, before the requests that
+  // arrived meanwhile are admitted.
+  std::function<void()> between_forwards;
 };
 
 class Scheduler {
@@ -103,12 +107,16 @@ class Scheduler {
  private:
   struct Running;
   void loop();
+  // Moves queued jobs into the batch while it has free places (start()). `between_chunks`: polled
+  // within a step, where a job that waits for a prefix being computed keeps its count of waits.
+  // Returns the jobs taken from the queue (0 when none was waiting).
+  size_t admit(std::vector<Running>& active, bool between_chunks);
   // Takes a job from the queue into the batch, or finishes it at once (cancelled, timed out,
   // a prompt or schedule its session cannot take): kStarted. kNoKv, changing nothing but idle
   // sessions' caches, when the KV pool cannot hold it yet; kDeferred, changing nothing, while a
   // running request is still computing a prefix the job shares (pick_session).
   enum class Start { kStarted, kNoKv, kDeferred };
-  Start start(const std::shared_ptr<Job>& job, std::vector<Running>& active);
+  Start start(const std::shared_ptr<Job>& job, std::vector<Running>& active, bool count_prefix_wait = true);
   // Frees KV pages until session `index` can grow to `tokens` tokens of context, giving back
   // idle sessions' cached K/V from the least recently used; false when it cannot.
   bool make_room(int index, int tokens);
@@ -129,8 +137,15 @@ class Scheduler {
   };
   SessionPick pick_session(const Job& job, const std::vector<Running>& active) const;
   // One batch step over every running request that can take part, then at most one prefill
-  // that must run alone.
+  // that must run alone. The step's work runs as a few forwards in the order of order_step
+  // (prompt_budget.h); between them, requests that arrived and whose prompt rest fits one chunk
+  // (prefix-cache hits) are admitted and answered at once.
   void step(std::vector<Running>& active);
+  // One forward over active[i]'s next piece of work for each listed (i, prompt tokens; 0: decode).
+  void run_part(std::vector<Running>& active, const std::vector<std::pair<size_t, int64_t>>& part);
+  // Between a step's forwards: admits what arrived and runs the new requests whose prompt rest
+  // fits one chunk.
+  void answer_arrivals(std::vector<Running>& active);
   void retire(const std::shared_ptr<Job>& job);
   // KV pages the idle Sessions hold (their cached prefixes), but for Session `except`.
   int64_t idle_kv_pages(int except = -1) const;
