@@ -9,6 +9,7 @@ PACKAGES=(
   libhwy-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libicu-dev                        # Unicode regexes (byte-level BPE pre-tokenizers)
+  libboost-math-dev                 # Student's t quantiles (lazyllm calibrate's loss bound)
   clang libclang-rt-14-dev          # libFuzzer target
   gnuplot-nox                       # lazyllm eval's score-vs-speedup plot
   python3

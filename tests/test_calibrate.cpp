@@ -86,6 +86,52 @@ TEST(CalibrateChoice, PairedLossStandardError) {
   EXPECT_THROW(paired_loss_se(base, sched, {"a"}), Error);
 }
 
+// Samples that come in groups (packages) whose differences move together: the error counts
+// groups, so it is larger than the samples' error would say, and its bound takes Student's t.
+TEST(CalibrateChoice, GroupedLossStandardError) {
+  int df = -1;
+  // One dataset, every sample its own group: exactly the paired error, with n - 1 d.f.
+  const std::vector<double> base = {100, 50, 0, 80, 60}, sched = {90, 50, 10, 70, 55};
+  const std::vector<std::string> one(5, "a"), none(5, "");
+  EXPECT_NEAR(grouped_loss_se(base, sched, one, none, df), paired_loss_se(base, sched, one), 1e-12);
+  EXPECT_EQ(df, 4);
+  // Two groups of three: differences 2, 2, 2 and 0, 0, 0. Shares (d - 1) / 6, group sums +-0.5,
+  // variance 2 / 1 x 0.5 = 1; counting samples says sqrt(6 / 5 / 6) = 0.447.
+  const std::vector<double> b6(6, 50);
+  const std::vector<double> s6 = {48, 48, 48, 50, 50, 50};
+  const std::vector<std::string> d6(6, "a"), g6 = {"x", "x", "x", "y", "y", "y"};
+  EXPECT_NEAR(grouped_loss_se(b6, s6, d6, g6, df), 1.0, 1e-12);
+  EXPECT_EQ(df, 1);
+  EXPECT_NEAR(paired_loss_se(b6, s6, d6), std::sqrt(0.2), 1e-12);
+  // Groups across datasets: a's differences 4, 0 and b's 1, 3 (means 2, 2), shares over 2 x 2
+  // samples: 0.5, -0.5, -0.25, 0.25; groups x = {a0, b0}, y = {a1, b1} sum to 0.25, -0.25;
+  // variance 2 x 0.125 = 0.25.
+  EXPECT_NEAR(grouped_loss_se({10, 10, 10, 10}, {6, 10, 9, 7}, {"a", "a", "b", "b"}, {"x", "y", "x", "y"}, df), 0.5,
+              1e-12);
+  EXPECT_EQ(df, 1);
+  // Named groups and samples without one (each its own) together: x = {0, 1}, then 2 and 3.
+  grouped_loss_se(b6, s6, d6, {"x", "x", "", "", "y", "y"}, df);
+  EXPECT_EQ(df, 3);
+  // One group: nothing to estimate.
+  EXPECT_EQ(grouped_loss_se(b6, s6, d6, std::vector<std::string>(6, "x"), df), 0);
+  EXPECT_EQ(df, 0);
+  EXPECT_THROW(grouped_loss_se(b6, s6, d6, {"x"}, df), Error);
+
+  // The bound takes t with the measurement's degrees of freedom.
+  Goal g;
+  EXPECT_NEAR(g.quantile(4), 1.5332, 1e-4);
+  EXPECT_NEAR(g.quantile(1), 3.0777, 1e-4);
+  EXPECT_EQ(g.quantile(0), g.z());
+  Measurement grouped = m("grouped", 79.8, 2.0);
+  grouped.loss_se = 1.0;
+  grouped.loss_df = 4;
+  EXPECT_NEAR(g.loss_bound(kBase, grouped), 0.2 + 1.5332, 1e-4);
+  grouped.loss_df = 0;
+  EXPECT_NEAR(g.loss_bound(kBase, grouped), 0.2 + g.z(), 1e-9);
+  g.confidence = 0;
+  EXPECT_EQ(g.quantile(4), 0);
+}
+
 TEST(CalibrateChoice, NeverTheBaselineNorASlowerSchedule) {
   Goal g;
   g.max_loss = 100;

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "cli_runner.h"
+#include "eval/calibrate.h"
 #include "lazyllm/lazyllm.h"
 
 namespace lazyllm {
@@ -147,6 +148,64 @@ TEST_F(CalibrateCli, TimesOnAnotherDevice) {
   std::ifstream scored(fs::path(out) / "refine/run-1.jsonl");
   std::getline(scored, line);
   EXPECT_EQ(nlohmann::json::parse(line)["check"]["max_new_tokens"], 0);
+}
+
+// Samples with a `group` (their package or source): the refinement's loss errors count the
+// groups (here 2: one degree of freedom) and are grouped_loss_se of the logged scores; without
+// groups they count samples (df 0).
+TEST_F(CalibrateCli, LossErrorsCountTheSamplesGroups) {
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(data);
+    std::string line;
+    while (std::getline(in, line)) lines.push_back(line);
+  }
+  ASSERT_EQ(lines.size(), 4u);
+  const std::vector<std::string> groups = {"pkg-a", "pkg-a", "pkg-b", "pkg-b"};
+  {
+    std::ofstream out(data, std::ios::trunc);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      auto j = nlohmann::json::parse(lines[i]);
+      j["group"] = groups[i];
+      out << j.dump() << "\n";
+    }
+  }
+  const std::string out = (dir / "out").string();
+  auto r = run_cli(common + " --max-samples 4 --max-candidates 3 --max-loss 100 --json --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  std::map<std::string, std::vector<double>> scores;  // schedule -> score (0-100) by sample index
+  std::map<int, std::string> dataset;
+  std::ifstream log(fs::path(out) / "refine/run-1.jsonl");
+  std::string line;
+  std::getline(log, line);  // the header
+  while (std::getline(log, line)) {
+    const auto rec = nlohmann::json::parse(line);
+    auto& v = scores[rec["schedule"].get<std::string>()];
+    const int i = rec["index"].get<int>();
+    v.resize(std::max<size_t>(v.size(), i + 1));
+    v[i] = 100 * rec["score"].get<double>();
+    dataset[i] = rec["dataset"].get<std::string>();
+  }
+  std::vector<std::string> ds;
+  for (int i = 0; i < 4; ++i) ds.push_back(dataset[i]);
+  ASSERT_FALSE(j["refine"]["schedules"].empty());
+  for (const auto& m : j["refine"]["schedules"]) {
+    EXPECT_EQ(m["loss_df"], 1) << m.dump();
+    int df = 0;
+    const double se = eval::grouped_loss_se(scores["baseline"], scores[m["spec"].get<std::string>()], ds, groups, df);
+    EXPECT_NEAR(m["loss_se"].get<double>(), se, 1e-9) << m.dump();
+  }
+  EXPECT_NE(test::slurp((fs::path(out) / "results.md").string()).find("over the samples' 2 groups"), std::string::npos);
+
+  // The same data without groups: errors over samples.
+  {
+    std::ofstream plain(data, std::ios::trunc);
+    for (const auto& l : lines) plain << l << "\n";
+  }
+  r = run_cli(common + " --max-samples 4 --max-candidates 3 --max-loss 100 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& m : nlohmann::json::parse(r.out)["refine"]["schedules"]) EXPECT_EQ(m["loss_df"], 0) << m.dump();
 }
 
 TEST_F(CalibrateCli, BadFlagsAndNothingToSave) {

@@ -39,9 +39,17 @@ std::string data_text(int n) {
 }
 
 TEST(EvalJsonl, ReadsFieldsAndRejectsBadLines) {
-  const auto path = write_file("ok.jsonl", data_text(2) + "\n" + sample_line(2, "trec", "c", "LOC"));
+  const auto path =
+      write_file("ok.jsonl", data_text(2) + "\n" + sample_line(2, "trec", "c", "LOC") +
+                                 R"({"input":"q","context":"c","answers":["a"],"dataset":"d","_id":"g","group":"pkg"})"
+                                 "\n"
+                                 R"({"input":"q","context":"c","answers":["a"],"dataset":"d","_id":"n","group":null})"
+                                 "\n");
   const auto s = read_jsonl(path);
-  ASSERT_EQ(s.size(), 3u);
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[0].group, "");  // the optional group: absent, given, null
+  EXPECT_EQ(s[3].group, "pkg");
+  EXPECT_EQ(s[4].group, "");
   EXPECT_EQ(s[1].id, "s1");
   EXPECT_EQ(s[1].dataset, "kv_count");
   EXPECT_EQ(s[1].answers, std::vector<std::string>{"3"});
@@ -55,6 +63,7 @@ TEST(EvalJsonl, ReadsFieldsAndRejectsBadLines) {
       {R"({"input":"q","context":5,"answers":["a"],"dataset":"d","_id":"x"})", "'context' must be a string"},
       {R"({"input":"q","context":"c","answers":["a"],"dataset":"d","_id":"x","length":-3})", "'length'"},
       {R"({"input":"q","context":"c","answers":["a"],"dataset":"d","_id":"x","all_classes":[1]})", "all_classes"},
+      {R"({"input":"q","context":"c","answers":["a"],"dataset":"d","_id":"x","group":3})", "'group' must be a string"},
       {"[1, 2]", "expected a JSON object"},
   };
   for (const auto& [line, want] : bad) {

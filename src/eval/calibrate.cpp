@@ -1,6 +1,7 @@
 #include "eval/calibrate.h"
 
 #include <algorithm>
+#include <boost/math/distributions/students_t.hpp>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -66,8 +67,14 @@ double Goal::z() const {
   return 0.5 * (lo + hi);
 }
 
+double Goal::quantile(int df) const {
+  if (confidence <= 0) return 0;
+  if (df <= 0) return z();
+  return boost::math::quantile(boost::math::students_t(df), confidence);
+}
+
 double Goal::loss_bound(const Measurement& baseline, const Measurement& m) const {
-  return baseline.score - m.score + z() * m.loss_se;
+  return baseline.score - m.score + quantile(m.loss_df) * m.loss_se;
 }
 
 double paired_loss_se(const std::vector<double>& baseline, const std::vector<double>& schedule,
@@ -88,6 +95,36 @@ double paired_loss_se(const std::vector<double>& baseline, const std::vector<dou
     var += ss / double(d.size() - 1) / double(d.size());
   }
   return diffs.empty() ? 0 : std::sqrt(var) / double(diffs.size());
+}
+
+double grouped_loss_se(const std::vector<double>& baseline, const std::vector<double>& schedule,
+                       const std::vector<std::string>& datasets, const std::vector<std::string>& groups, int& df) {
+  df = 0;
+  if (baseline.size() != schedule.size() || baseline.size() != datasets.size() || baseline.size() != groups.size())
+    throw Error("grouped_loss_se: " + std::to_string(baseline.size()) + " baseline scores, " +
+                std::to_string(schedule.size()) + " schedule scores, " + std::to_string(datasets.size()) +
+                " dataset names, " + std::to_string(groups.size()) + " groups");
+  std::map<std::string, std::pair<double, int>> per_dataset;  // sum of differences, count
+  for (size_t i = 0; i < baseline.size(); ++i) {
+    auto& [sum, n] = per_dataset[datasets[i]];
+    sum += baseline[i] - schedule[i];
+    ++n;
+  }
+  // The group's summed shares of the loss; a sample without a group is a group of its own
+  // (keyed by its index, apart from the named ones).
+  std::map<std::pair<bool, std::string>, double> per_group;
+  const double d_count = double(per_dataset.size());
+  for (size_t i = 0; i < baseline.size(); ++i) {
+    const auto& [sum, n] = per_dataset[datasets[i]];
+    const double share = (baseline[i] - schedule[i] - sum / n) / (d_count * n);
+    per_group[groups[i].empty() ? std::make_pair(true, std::to_string(i)) : std::make_pair(false, groups[i])] += share;
+  }
+  const size_t g = per_group.size();
+  if (g < 2) return 0;
+  double ss = 0;
+  for (const auto& [name, u] : per_group) ss += u * u;
+  df = static_cast<int>(g) - 1;
+  return std::sqrt(double(g) / double(g - 1) * ss);
 }
 
 std::string Goal::describe() const {

@@ -28,6 +28,9 @@ struct Measurement {
   // Standard error of the loss (baseline score - this score), from the per-sample differences
   // on the same samples (paired_loss_se); 0 for the baseline or where unknown.
   double loss_se = 0;
+  // Its degrees of freedom when it counts groups of samples (groups - 1: the bound takes Student's
+  // t quantile); 0 when it counts samples (the normal quantile).
+  int loss_df = 0;
   bool is_baseline() const { return spec.empty(); }
 };
 
@@ -35,8 +38,9 @@ struct Measurement {
 // points of the baseline (and faster than it). With a target: the best score among schedules
 // reaching `target_speedup`, also within `max_loss` when `max_loss_given`.
 // "Within max_loss" is judged on a one-sided upper confidence bound of the loss at level
-// `confidence` (loss + z * loss_se), so a schedule that looks lossless on a few samples by luck
-// is not taken; confidence 0 judges the measured loss alone.
+// `confidence` (loss + q * loss_se, q the normal quantile, or Student's t with the
+// measurement's loss_df), so a schedule that looks lossless on a few samples by luck is not
+// taken; confidence 0 judges the measured loss alone.
 struct Goal {
   double max_loss = 1.0;
   bool max_loss_given = false;
@@ -45,7 +49,10 @@ struct Goal {
   void check() const;  // throws Error on a negative loss, a target not above 1, a level outside [0, 1)
   std::string describe() const;  // e.g. "fastest within 1 point of the baseline, judged at the 90% upper bound"
   double z() const;  // the standard normal quantile of `confidence`; 0 when confidence is 0
-  double loss_bound(const Measurement& baseline, const Measurement& m) const;  // loss + z * loss_se
+  // Student's t quantile of `confidence` with `df` degrees of freedom (df <= 0: z()); 0 when
+  // confidence is 0.
+  double quantile(int df) const;
+  double loss_bound(const Measurement& baseline, const Measurement& m) const;  // loss + quantile(loss_df) * loss_se
 };
 
 // The standard error of the overall loss of a schedule against the baseline from per-sample
@@ -55,6 +62,18 @@ struct Goal {
 // dataset with one sample contributes no variance. Throws Error on mismatched sizes.
 double paired_loss_se(const std::vector<double>& baseline, const std::vector<double>& schedule,
                       const std::vector<std::string>& datasets);
+
+// The same loss's standard error when samples come in groups (`groups[i]`: sample i's package,
+// repository or document source; empty: a group of its own) and the question is how the loss
+// carries over to groups not measured: samples of one group share their code, names and style,
+// so their differences move together, and the error must count groups rather than samples.
+// Cluster-robust: each sample's share of the loss, (difference - its dataset's mean difference)
+// / (datasets x the dataset's count), summed per group; the variance is G / (G - 1) times the
+// sum of the squared group sums. `df` is set to G - 1 (the bound then takes Student's t, as few
+// groups make the estimate itself uncertain). Fewer than two groups: 0, df 0. Throws Error on
+// mismatched sizes.
+double grouped_loss_se(const std::vector<double>& baseline, const std::vector<double>& schedule,
+                       const std::vector<std::string>& datasets, const std::vector<std::string>& groups, int& df);
 
 struct Choice {
   std::optional<Measurement> chosen;

@@ -1,5 +1,6 @@
 #include "eval/calibrate_report.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -22,6 +23,17 @@ nlohmann::json stage_json(const StageResult& s) {
   return {{"samples", s.samples}, {"baseline", to_json(s.baseline)}, {"schedules", list}};
 }
 
+// What the stage's loss errors count: the samples' groups (with the t quantile's degrees of
+// freedom) or the samples.
+std::string error_basis(const StageResult& s, const Goal& goal) {
+  int df = 0;
+  for (const auto& m : s.schedules) df = std::max(df, m.loss_df);
+  if (df == 0) return "standard errors over the samples";
+  return "standard errors over the samples' " + std::to_string(df + 1) +
+         " groups (what carries over to groups not measured; bounds at Student's t with " + std::to_string(df) +
+         " degrees of freedom, " + fixed(goal.quantile(df), 2) + " at " + fixed(100 * goal.confidence, 0) + "%)";
+}
+
 // One row per schedule, with its loss against the stage's baseline; `chosen` marked.
 void table(std::ostringstream& o, const std::vector<Measurement>& rows, const Measurement& baseline,
            const std::string& chosen, const Goal& goal) {
@@ -41,7 +53,7 @@ void table(std::ostringstream& o, const std::vector<Measurement>& rows, const Me
 nlohmann::json to_json(const Measurement& m) {
   return {{"schedule", name_of(m)}, {"spec", m.spec},       {"score", m.score},
           {"ttft_ms", m.ttft_ms},   {"speedup", m.speedup}, {"computed_fraction", m.computed_fraction},
-          {"loss_se", m.loss_se}};
+          {"loss_se", m.loss_se},   {"loss_df", m.loss_df}};
 }
 
 nlohmann::json to_json(const Calibration& c, const Goal& goal) {
@@ -85,7 +97,7 @@ std::string to_markdown(const Calibration& c, const Goal& goal) {
   o << "\n## Refinement: " << c.refine.schedules.size() << " schedules, " << c.refine.samples
     << " samples (seeds from the coarse grid: ";
   for (size_t i = 0; i < c.seeds.size(); ++i) o << (i ? ", " : "") << c.seeds[i];
-  o << ")\n\n";
+  o << "; " << error_basis(c.refine, goal) << ")\n\n";
   table(o, refined, c.refine.baseline, chosen, goal);
   std::vector<Measurement> coarse{c.coarse.baseline};
   coarse.insert(coarse.end(), c.coarse.schedules.begin(), c.coarse.schedules.end());

@@ -20,20 +20,27 @@ Measurement measurement(const std::string& spec, const Aggregate& a) {
   return m;
 }
 
-// The paired standard error of `schedule`'s loss against the baseline in one run's results.
-double loss_se(const std::vector<SampleResult>& results, const std::string& schedule) {
+// The standard error of `schedule`'s loss against the baseline in one run's results on
+// `subset`: counting groups when the samples carry them (grouped_loss_se, `df` = groups - 1),
+// else samples (paired_loss_se, `df` = 0).
+double loss_se(const std::vector<SampleResult>& results, const std::vector<Sample>& subset, const std::string& schedule,
+               int& df) {
   std::map<int, double> base;
   for (const auto& r : results)
     if (r.schedule == "baseline") base[r.index] = 100 * r.score;
   std::vector<double> b, s;
-  std::vector<std::string> datasets;
+  std::vector<std::string> datasets, groups;
+  bool grouped = false;
   for (const auto& r : results) {
     if (r.schedule != schedule || !base.count(r.index)) continue;
     b.push_back(base[r.index]);
     s.push_back(100 * r.score);
     datasets.push_back(r.dataset);
+    groups.push_back(r.index >= 0 && r.index < static_cast<int>(subset.size()) ? subset[r.index].group : "");
+    grouped = grouped || !groups.back().empty();
   }
-  return paired_loss_se(b, s, datasets);
+  df = 0;
+  return grouped ? grouped_loss_se(b, s, datasets, groups, df) : paired_loss_se(b, s, datasets);
 }
 
 // `n` of `all`, spread over it, renumbered from 0 as the harness's log counts.
@@ -96,7 +103,8 @@ StageResult run_stage(const std::shared_ptr<const Model>& model, const std::vect
                   ++runs;
                   for (size_t i = 1; i < rep.schedules.size(); ++i) {
                     r.schedules.push_back(measurement(rep.schedules[i].name, rep.schedules[i].overall));
-                    r.schedules.back().loss_se = loss_se(results, rep.schedules[i].name);
+                    r.schedules.back().loss_se =
+                        loss_se(results, subset, rep.schedules[i].name, r.schedules.back().loss_df);
                   }
                 });
   if (o.time_device) {

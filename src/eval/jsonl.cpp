@@ -51,6 +51,7 @@ Sample parse_sample(const std::string& line, const std::string& where) {
       throw Error(where + ": field 'length' must be a non-negative integer");
     s.length = j["length"].get<int>();
   }
+  if (j.contains("group") && !j["group"].is_null()) s.group = string_field(j, "group", where);
   return s;
 }
 

@@ -15,10 +15,14 @@ struct Sample {
   std::vector<std::string> answers;      // at least one
   std::vector<std::string> all_classes;  // classification datasets only (null elsewhere)
   int length = 0;  // LongBench's word count of the context (informational)
+  // Optional (not a LongBench field): the source the sample comes from (a package, a repository,
+  // a document collection). Samples of one group are alike, so calibration counts groups, not
+  // samples, when it judges how a loss carries over to new data. Empty when absent.
+  std::string group;
 };
 
 // Reads one JSON object a line with fields input, context, answers, all_classes, length,
-// dataset and _id (length and all_classes may be absent or null). Throws Error naming the file,
+// dataset, _id and group (length, all_classes and group may be absent or null). Throws Error naming the file,
 // line and field for malformed lines, missing or mistyped fields and an empty file.
 std::vector<Sample> read_jsonl(const std::string& path);
 

@@ -1,6 +1,6 @@
 """Checks a folder written by make_tasks.py against the shards and tokenizer it was built from.
 
-Per sample: LongBench fields and nothing else; `length` equals the tokens of the filled template
+Per sample: LongBench fields plus `group` (the package) and nothing else; `length` equals the tokens of the filled template
 and lies in the manifest's bounds; code sets: the prompt ends with the lines before the source
 line and the answer is that line; repobench: the answer uses the name, the context files hold
 its definition and the target file does not define it; header_define_qa: `#define NAME VALUE`
@@ -18,7 +18,7 @@ import docformat  # noqa: E402
 import gguf_vocab  # noqa: E402
 import task_builders as B  # noqa: E402
 
-FIELDS = {"input", "context", "answers", "all_classes", "length", "dataset", "_id"}
+FIELDS = {"input", "context", "answers", "all_classes", "length", "dataset", "_id", "group"}
 
 
 def main():
@@ -42,7 +42,8 @@ def main():
         for r, src, t in zip(rows, srcs, tails):
             bad = lambda why: failures.append(f"{r.get('_id')}: {why}")  # noqa: E731
             checked += 1
-            if set(r) != FIELDS or r["dataset"] != name or src["_id"] != r["_id"]:
+            if (set(r) != FIELDS or r["dataset"] != name or src["_id"] != r["_id"]
+                    or r["group"] != src["file"].split("/")[0]):
                 bad(f"fields {sorted(r)}")
                 continue
             prompt = B.TEMPLATES[name].format(context=r["context"], input=r["input"])

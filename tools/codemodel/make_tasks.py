@@ -193,6 +193,7 @@ def main():
                 open(os.path.join(out, name + f".last{args.tail_tokens}.jsonl"), "w") as tail:
             for s in rows:
                 info = s.pop("source")
+                s["group"] = info["file"].split("/")[0]  # the package: calibrate's unit of generalisation
                 f.write(json.dumps(s, ensure_ascii=False) + "\n")
                 src.write(json.dumps({"_id": s["_id"], **info}, ensure_ascii=False) + "\n")
                 tail.write(json.dumps(tail_variant(s, tok, args.tail_tokens), ensure_ascii=False) + "\n")
