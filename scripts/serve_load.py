@@ -7,6 +7,9 @@ Prints one JSON summary: aggregate output tokens/s (streamed text events over th
 median and p90 time to first token as the client sees it (request sent to first text event),
 split into the prompts that share the prefix and the others when a prefix is shared, and the count of requests that failed
 (an error status, or an error event in the stream) or came back malformed (any such request makes the exit status 1).
+With --usage the requests ask for the stream's usage chunk (stream_options.include_usage), and the
+summary adds the medians of the server's own usage.ttft_ms and usage.queue_ms (lazyllm's extensions:
+arrival to first token, and to the start of the request's first forward) where the server sends them.
 
 The same script drives lazyllm serve and any other OpenAI-compatible server, so two servers on
 the same model file are compared under one load. Python's standard library only.
@@ -53,9 +56,11 @@ def pct(v, p):
 
 
 def one(args, prompt, extra):
-    """One streamed completion: (ms to the first text event, text events)."""
+    """One streamed completion: (ms to the first text event, text events, the usage chunk or {})."""
     u = urllib.parse.urlparse(args.url)
     body = {"model": "m", "prompt": prompt, "max_tokens": args.max_tokens, "stream": True, "temperature": 0}
+    if args.usage:
+        body["stream_options"] = {"include_usage": True}
     body.update(extra)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=args.timeout)
     try:
@@ -65,7 +70,7 @@ def one(args, prompt, extra):
         r = conn.getresponse()
         if r.status != 200:
             raise RuntimeError(f"status {r.status}: {r.read()[:200]!r}")
-        ttft, events, finished = None, 0, False
+        ttft, events, finished, usage = None, 0, False, {}
         while True:
             line = r.readline()
             if not line:
@@ -80,6 +85,7 @@ def one(args, prompt, extra):
             event = json.loads(data)
             if "error" in event:
                 raise RuntimeError(f"error event: {json.dumps(event['error'])[:200]}")
+            usage = event.get("usage") or usage
             choices = event.get("choices") or []
             if choices and choices[0].get("text"):
                 events += 1
@@ -87,7 +93,7 @@ def one(args, prompt, extra):
                     ttft = (time.perf_counter() - t0) * 1000
         if not finished or ttft is None:
             raise RuntimeError("stream ended without [DONE] or without text")
-        return ttft, events
+        return ttft, events, usage
     finally:
         conn.close()
 
@@ -106,6 +112,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2, help="short requests sent alone before the measured run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600, help="seconds a request may take")
+    ap.add_argument("--usage", action="store_true", help="ask for usage; summarise the server's ttft_ms and queue_ms")
     args = ap.parse_args()
     extra = json.loads(args.extra)
     prompts = make_prompts(args)
@@ -115,6 +122,7 @@ def main():
     lock = threading.Lock()
     queue = list(prompts)
     ttft_hit, ttft_miss, errors = [], [], []
+    server = {True: {"ttft_ms": [], "queue_ms": []}, False: {"ttft_ms": [], "queue_ms": []}}
     tokens = 0
 
     def client():
@@ -125,10 +133,13 @@ def main():
                     return
                 prompt, hit = queue.pop(0)
             try:
-                t, n = one(args, prompt, extra)
+                t, n, usage = one(args, prompt, extra)
                 with lock:
                     (ttft_hit if hit else ttft_miss).append(t)
                     tokens += n
+                    for k, v in server[hit].items():
+                        if isinstance(usage.get(k), (int, float)):
+                            v.append(usage[k])
             except Exception as e:  # noqa: BLE001 - every failure is counted and reported
                 with lock:
                     errors.append(str(e)[:200])
@@ -150,6 +161,13 @@ def main():
     if args.shared_prefix > 0:
         out.update({"shared_prefix_requests": len(ttft_hit), "ttft_ms_median_shared": pct(ttft_hit, 50),
                     "ttft_ms_median_own_prefix": pct(ttft_miss, 50)})
+    for k in ("ttft_ms", "queue_ms"):
+        every_k = server[True][k] + server[False][k]
+        if every_k:
+            out[f"server_{k}_median"] = pct(every_k, 50)
+            if args.shared_prefix > 0:
+                out[f"server_{k}_median_shared"] = pct(server[True][k], 50)
+                out[f"server_{k}_median_own_prefix"] = pct(server[False][k], 50)
     print(json.dumps(out))
     return 0 if not errors and len(every) == args.requests else 1
 

@@ -219,7 +219,9 @@ TEST(ServerBatch, ARequestArrivingBetweenChunksIsAnsweredBeforeTheNextChunk) {
   std::string seen;
   std::shared_ptr<Scheduler> sched;
   so.between_forwards = [&] {
-    if (++calls == 1) EXPECT_EQ(sched->submit(arriving), Scheduler::Admission::Accepted);
+    if (++calls == 1) {
+      EXPECT_EQ(sched->submit(arriving), Scheduler::Admission::Accepted);
+    }
     if (calls == 2) {
       arriving->wait(seen, std::chrono::milliseconds(0));  // its first token's text, if it came
       answered_by_next_chunk = !seen.empty();

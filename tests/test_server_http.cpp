@@ -73,6 +73,9 @@ TEST(ServerHttp, CompletionChatModelsHealth) {
   EXPECT_EQ(j["usage"]["total_tokens"].get<int>(),
             j["usage"]["prompt_tokens"].get<int>() + j["usage"]["completion_tokens"].get<int>());
   EXPECT_GT(j["usage"]["ttft_ms"].get<double>(), 0.0);
+  // Queueing ends when its first forward starts, before that forward gives the first token.
+  EXPECT_GT(j["usage"]["queue_ms"].get<double>(), 0.0);
+  EXPECT_LT(j["usage"]["queue_ms"].get<double>(), j["usage"]["ttft_ms"].get<double>());
   EXPECT_EQ(j["usage"]["prompt_computed_fraction"].get<double>(), 1.0);
   // Greedy decoding is deterministic.
   json again = post(c, "/v1/completions", R"({"prompt":"Once upon a time","max_tokens":8,"temperature":0})", 200);

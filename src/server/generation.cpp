@@ -42,7 +42,16 @@ bool Generation::needs_prefill_alone(int chunk) const {
   return chunk == 0 || (!job_.prune.empty() && job_.prompt.size() > static_cast<size_t>(chunk));
 }
 
+void Generation::starting() {
+  if (started_) return;
+  started_ = true;
+  const auto now = Clock::now();
+  r_.queue_ms = ms_between(job_.arrival, now);
+  metrics_.queue_wait_seconds.observe(ms_between(job_.submitted, now) / 1000.0);
+}
+
 SequenceStep Generation::next_step(int chunk) {
+  starting();
   if (fed_ < job_.prompt.size()) {
     const size_t rest = job_.prompt.size() - fed_;
     pending_ = (chunk == 0 || !job_.prune.empty()) ? rest : std::min(rest, static_cast<size_t>(chunk));
@@ -66,6 +75,7 @@ void Generation::stepped() {
 }
 
 void Generation::prefill_alone() {
+  starting();
   try {
     session_.prefill(std::span<const int32_t>(job_.prompt).subspan(fed_));
     fed_ = job_.prompt.size();

@@ -64,6 +64,7 @@ class Generation {
   void fail(const std::string& error);
 
  private:
+  void starting();  // before the request's first forward: its queue wait (usage, metrics)
   void after_prompt();
   void on_logits();  // sample from the logits just computed, then stream, stop or go on
   void flush_and_end();
@@ -77,6 +78,7 @@ class Generation {
   StreamDecoder decoder_;
   StopMatcher stops_;
   GenerationResult r_;
+  bool started_ = false;  // starting() has run
   size_t fed_ = 0;      // prompt tokens prefilled
   size_t pending_ = 0;  // prompt tokens in the step under way
   int sampled_ = 0;     // tokens sampled so far (the old loop's index)

@@ -21,6 +21,9 @@ struct GenerationResult {
   int cached_tokens = 0;  // prompt tokens whose K/V came from the prefix cache (not computed)
   int completion_tokens = 0;
   double ttft_ms = 0;  // request arrival to first token (queueing included)
+  // Request arrival to the start of the first forward that computes it (its prompt's first chunk,
+  // or its prefill alone): the part of ttft_ms spent before any of its work ran.
+  double queue_ms = 0;
   double prompt_computed_fraction = 1.0;
   bool timed_out = false;  // stopped by the per-request time limit
   std::string error;       // set when generation failed

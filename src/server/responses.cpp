@@ -54,6 +54,7 @@ json usage_json(const GenerationResult& r) {
             {"completion_tokens", r.completion_tokens},
             {"total_tokens", r.prompt_tokens + r.completion_tokens},
             {"ttft_ms", r.ttft_ms},
+            {"queue_ms", r.queue_ms},
             {"prompt_computed_fraction", r.prompt_computed_fraction}};
   // As OpenAI reports prompt caching: the prompt tokens that were not computed again.
   u["prompt_tokens_details"] = {{"cached_tokens", r.cached_tokens}};

@@ -19,7 +19,7 @@ struct ResponseHead {
 };
 
 ResponseHead make_head(Endpoint endpoint, const std::string& model);
-// usage, with the LazyLLM extensions ttft_ms and prompt_computed_fraction.
+// usage, with the extensions ttft_ms, queue_ms and prompt_computed_fraction.
 nlohmann::json usage_json(const GenerationResult& r);
 nlohmann::json completion_json(const ResponseHead& h, const std::string& text, const GenerationResult& r);
 // One streamed chunk carrying `text` (first_chat_chunk: the chat delta also carries the role).

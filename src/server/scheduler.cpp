@@ -385,8 +385,6 @@ void Scheduler::step(std::vector<Running>& active) {
   }
   if (alone) {
     Running& a = active[*alone];
-    if (!a.stepped)
-      metrics_.queue_wait_seconds.observe(std::chrono::duration<double>(Clock::now() - a.job->submitted).count());
     a.stepped = true;
     metrics_.count_step(1);
     alone_ = &a.gen->job();
@@ -402,8 +400,6 @@ void Scheduler::run_part(std::vector<Running>& active, const std::vector<std::pa
   int64_t prompt_tokens = 0;
   for (const auto& [i, take] : part) {
     Running& a = active[i];
-    if (!a.stepped)
-      metrics_.queue_wait_seconds.observe(std::chrono::duration<double>(Clock::now() - a.job->submitted).count());
     a.stepped = true;
     prompt_tokens += take;
     work.push_back(a.gen->next_step(take > 0 ? static_cast<int>(take) : chunk));
