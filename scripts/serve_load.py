@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600, help="seconds a request may take")
     ap.add_argument("--usage", action="store_true", help="ask for usage; summarise the server's ttft_ms and queue_ms")
+    ap.add_argument("--per-request", help="write one JSON line per answered request here (shared, client ttft, usage)")
     args = ap.parse_args()
     extra = json.loads(args.extra)
     prompts = make_prompts(args)
@@ -123,6 +124,7 @@ def main():
     queue = list(prompts)
     ttft_hit, ttft_miss, errors = [], [], []
     server = {True: {"ttft_ms": [], "queue_ms": []}, False: {"ttft_ms": [], "queue_ms": []}}
+    records = []
     tokens = 0
 
     def client():
@@ -137,6 +139,8 @@ def main():
                 with lock:
                     (ttft_hit if hit else ttft_miss).append(t)
                     tokens += n
+                    records.append({"shared": hit, "ttft_ms": round(t, 2), "t_done_s": round(time.perf_counter() - t0, 3),
+                                    "usage": usage})
                     for k, v in server[hit].items():
                         if isinstance(usage.get(k), (int, float)):
                             v.append(usage[k])
@@ -161,6 +165,10 @@ def main():
     if args.shared_prefix > 0:
         out.update({"shared_prefix_requests": len(ttft_hit), "ttft_ms_median_shared": pct(ttft_hit, 50),
                     "ttft_ms_median_own_prefix": pct(ttft_miss, 50)})
+    if args.per_request:
+        with open(args.per_request, "w") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
     for k in ("ttft_ms", "queue_ms"):
         every_k = server[True][k] + server[False][k]
         if every_k:
