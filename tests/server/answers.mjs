@@ -19,6 +19,7 @@ function checkUsage(usage, maxTokens, finish) {
   // A 'length' finish means the budget was spent (or the request timed out, which it says).
   if (finish === 'length' && c !== maxTokens && usage.timed_out !== true) throw new Error(`'length' after ${c} of ${maxTokens} tokens`);
   if (!(usage.ttft_ms > 0)) throw new Error(`bad ttft_ms ${usage.ttft_ms}`);
+  if (!(usage.queue_ms >= 0 && usage.queue_ms < usage.ttft_ms)) throw new Error(`bad queue_ms ${usage.queue_ms}`);
   const f = usage.prompt_computed_fraction;
   if (!(f > 0 && f <= 1)) throw new Error(`bad prompt_computed_fraction ${f}`);
 }

@@ -16,6 +16,7 @@ function checkUsage(usage) {
   assert.ok(usage.prompt_tokens > 0);
   assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
   assert.ok(usage.ttft_ms > 0, 'usage.ttft_ms');
+  assert.ok(usage.queue_ms >= 0 && usage.queue_ms < usage.ttft_ms, `usage.queue_ms ${usage.queue_ms}`);
   assert.ok(usage.prompt_computed_fraction > 0 && usage.prompt_computed_fraction <= 1);
   const cached = usage.prompt_tokens_details.cached_tokens;
   assert.ok(Number.isInteger(cached) && cached >= 0 && cached < usage.prompt_tokens, `cached_tokens ${cached}`);
@@ -84,7 +85,7 @@ test('streaming chat gives the same text as non-streaming', async () => {
   checkUsage(usage);
   // The repeat finds the first request's prompt in the prefix cache: all but its last token.
   assert.equal(usage.prompt_tokens_details.cached_tokens, usage.prompt_tokens - 1);
-  const counts = (u) => ({ ...u, ttft_ms: 0, prompt_tokens_details: null });
+  const counts = (u) => ({ ...u, ttft_ms: 0, queue_ms: 0, prompt_tokens_details: null });
   assert.deepEqual(counts(usage), counts(whole.usage));
 });
 
