@@ -205,7 +205,8 @@ TEST_F(CalibrateCli, LossErrorsCountTheSamplesGroups) {
   }
   r = run_cli(common + " --max-samples 4 --max-candidates 3 --max-loss 100 --json");
   ASSERT_EQ(r.code, 0) << r.err;
-  for (const auto& m : nlohmann::json::parse(r.out)["refine"]["schedules"]) EXPECT_EQ(m["loss_df"], 0) << m.dump();
+  const auto plain_json = nlohmann::json::parse(r.out);
+  for (const auto& m : plain_json["refine"]["schedules"]) EXPECT_EQ(m["loss_df"], 0) << m.dump();
 }
 
 TEST_F(CalibrateCli, BadFlagsAndNothingToSave) {
