@@ -287,8 +287,11 @@ TEST(SessionBatch, SerialStepsAreBitwiseEachSequenceAlone) {
   const auto alone = run_each_alone(model, o, plans);
   EXPECT_GE(*std::max_element(sizes.begin(), sizes.end()), 3);
   ASSERT_GT(plans.back().chunk, 0);
-  for (size_t i = 0; i < plans.size(); ++i)
-    if (plans[i].chunk == 0) EXPECT_TRUE(bitwise_equal(serial[i], alone[i])) << "sequence " << i;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    if (plans[i].chunk == 0) {
+      EXPECT_TRUE(bitwise_equal(serial[i], alone[i])) << "sequence " << i;
+    }
+  }
   expect_matches_alone(serial, alone);
   EXPECT_LT(alone[0].stats.computed_fraction, 1.0);
 }

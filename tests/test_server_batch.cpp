@@ -248,6 +248,51 @@ TEST(ServerBatch, ARequestArrivingBetweenChunksIsAnsweredBeforeTheNextChunk) {
   sched->shutdown(std::chrono::milliseconds(0));
 }
 
+// Where a step's prompts run one after another anyway (the GPU; here a serial batch), fresh
+// prompts that a forward would finish run as one forward each, so the first one's first token is
+// sent before the second one's forward, not after both; each answers as alone. Two requests
+// arrive together between two other prompts' chunks.
+TEST(ServerBatch, PromptsThatRunAloneAnywayAreAnsweredOneByOne) {
+  LAZYLLM_REQUIRE_SHARED(kModel);
+  Metrics metrics;
+  SchedulerOptions so = batch_options(4, 16);
+  so.step_prompt_tokens = 32;  // the two long prompts take a chunk each a step
+  so.serial_batch = true;
+  std::vector<std::shared_ptr<Job>> arriving = {greedy_job(kPrompts[0], 3), greedy_job(kPrompts[1], 3)};
+  int calls = 0;
+  std::string first_seen, second_seen;
+  std::shared_ptr<Scheduler> sched;
+  so.between_forwards = [&] {
+    ++calls;
+    if (calls == 1) {
+      for (auto& j : arriving) EXPECT_EQ(sched->submit(j), Scheduler::Admission::Accepted);
+    } else if (calls == 2) {  // after the first arrival's forward
+      arriving[0]->wait(first_seen, std::chrono::milliseconds(0));
+      arriving[1]->wait(second_seen, std::chrono::milliseconds(0));
+    }
+  };
+  sched = std::make_shared<Scheduler>(stories(), so, metrics);
+  std::vector<std::shared_ptr<Job>> long_jobs;
+  for (int i = 0; i < 2; ++i) {
+    long_jobs.push_back(greedy_job(std::string(i + 1, '!') + kPrompts[2], 2));
+    ASSERT_GT(long_jobs.back()->prompt.size(), 32u);
+    ASSERT_EQ(sched->submit(long_jobs.back()), Scheduler::Admission::Accepted);
+  }
+  for (auto& j : arriving) ASSERT_LE(j->prompt.size(), 16u);
+  // The long jobs first: they outlast the hook's checks, which must be the first to read the
+  // arrivals' text.
+  for (auto& j : long_jobs) EXPECT_EQ(wait_text(j), run_alone(*j, 16).text);
+  const std::string first_rest = wait_text(arriving[0]), second_text = wait_text(arriving[1]);
+  ASSERT_GE(calls, 2);
+  EXPECT_FALSE(first_seen.empty()) << "the first arrival's token waited for the second one's forward";
+  EXPECT_TRUE(second_seen.empty());
+  EXPECT_EQ(arriving[0]->result().error, "");
+  EXPECT_EQ(arriving[1]->result().error, "");
+  EXPECT_EQ(first_seen + first_rest, run_alone(*arriving[0], 16).text);
+  EXPECT_EQ(second_text, run_alone(*arriving[1], 16).text);
+  sched->shutdown(std::chrono::milliseconds(0));
+}
+
 // LazyLLM requests (one short enough to join a step whole, one prefilled alone because it is
 // longer than a chunk) beside baseline requests: each gets what it gets alone, pruned for real.
 // Two LazyLLM requests (one whole in a batch step, one prefilled alone) and two baseline ones

@@ -28,6 +28,8 @@ SessionBatch::SessionBatch(std::shared_ptr<const Model> model, SessionBatchOptio
 
 SessionBatch::~SessionBatch() = default;
 
+bool SessionBatch::prompts_share_products() const { return forward_->prompts_share_products(); }
+
 int SessionBatch::threads() const { return pool_->size(); }
 
 std::unique_ptr<Session> SessionBatch::new_session(SessionOptions options) {

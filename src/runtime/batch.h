@@ -63,6 +63,9 @@ class SessionBatch {
   void step(std::span<const SequenceStep> steps);
   int threads() const;
   Device device() const { return options_.device; }
+  // Whether prompts listed in one step() share its weight products (BatchForward): on the CPU
+  // they do; on the GPU, and with options.serial, each runs on its own.
+  bool prompts_share_products() const;
 
  private:
   std::shared_ptr<const Model> model_;

@@ -33,6 +33,10 @@ class BatchForward {
   // if its step had run alone up to the kernels' batch invariance (docs/lazyllm.md). Call check()
   // first; after an exception the step's sequences must be cleared.
   virtual void run(std::span<const BackendStep> steps) = 0;
+  // Whether prompts listed in one step share its weight products (one forward over all their
+  // rows). Where they do not (each runs as it would alone), a caller loses nothing by giving each
+  // prompt a step of its own, and its first token comes without waiting for the others'.
+  virtual bool prompts_share_products() const { return true; }
 };
 
 }  // namespace lazyllm

@@ -15,6 +15,7 @@ class SerialBatch final : public BatchForward {
   explicit SerialBatch(const Model& model) : model_(model) {}
   void check(std::span<const BackendStep> steps) const override;
   void run(std::span<const BackendStep> steps) override;
+  bool prompts_share_products() const override { return false; }
 
  private:
   const Model& model_;

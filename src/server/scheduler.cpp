@@ -26,7 +26,8 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions option
       metrics_(metrics),
       batch_(model_, SessionBatchOptions{.n_threads = options_.threads > 0 ? options_.threads : 1,
                                          .device = options_.device,
-                                         .gpu_weights = options_.gpu_weights}) {
+                                         .gpu_weights = options_.gpu_weights,
+                                         .serial = options_.serial_batch}) {
   if (options_.parallel < 1) throw Error("--parallel must be at least 1");
   if (options_.queue < 0) throw Error("--queue must not be negative");
   if (options_.prefill_chunk < 0) throw Error("--prefill-chunk must not be negative");
@@ -339,7 +340,7 @@ Scheduler::Start Scheduler::start(const std::shared_ptr<Job>& job, std::vector<R
 
 void Scheduler::step(std::vector<Running>& active) {
   const int chunk = options_.prefill_chunk;
-  std::vector<std::pair<size_t, int64_t>> decodes;
+  Part decodes;
   std::vector<size_t> prefilling;
   std::optional<size_t> alone;
   for (size_t i = 0; i < active.size(); ++i) {
@@ -369,8 +370,9 @@ void Scheduler::step(std::vector<Running>& active) {
     else a.gen->waited = 0;
   }
   const StepOrder order = order_step(demands, takes);
-  std::vector<std::vector<std::pair<size_t, int64_t>>> parts(1);
-  for (size_t k : order.first) parts[0].push_back({prefilling[k], takes[k]});
+  Part first;
+  for (size_t k : order.first) first.push_back({prefilling[k], takes[k]});
+  std::vector<Part> parts = fresh_prompt_parts(std::move(first));
   parts.push_back(std::move(decodes));
   for (size_t k : order.chunks) parts.push_back({{prefilling[k], takes[k]}});
   bool ran = false;
@@ -393,7 +395,14 @@ void Scheduler::step(std::vector<Running>& active) {
   }
 }
 
-void Scheduler::run_part(std::vector<Running>& active, const std::vector<std::pair<size_t, int64_t>>& part) {
+std::vector<Scheduler::Part> Scheduler::fresh_prompt_parts(Part prompts) const {
+  if (batch_.prompts_share_products()) return {std::move(prompts)};
+  std::vector<Part> parts;
+  for (const auto& p : prompts) parts.push_back({p});
+  return parts;
+}
+
+void Scheduler::run_part(std::vector<Running>& active, const Part& part) {
   if (part.empty()) return;
   const int chunk = options_.prefill_chunk;
   std::vector<SequenceStep> work;
@@ -425,14 +434,18 @@ void Scheduler::answer_arrivals(std::vector<Running>& active) {
   const size_t before = active.size();
   if (admit(active, true) == 0) return;
   const int chunk = options_.prefill_chunk;
-  std::vector<std::pair<size_t, int64_t>> part;
+  Part prompts;
   for (size_t i = before; i < active.size(); ++i) {
     Generation& g = *active[i].gen;
     if (g.prompt_left() > 0 && g.prompt_left() <= static_cast<size_t>(chunk) && !g.needs_prefill_alone(chunk) &&
         g.before_step())
-      part.push_back({i, static_cast<int64_t>(g.prompt_left())});
+      prompts.push_back({i, static_cast<int64_t>(g.prompt_left())});
   }
-  run_part(active, part);
+  const std::vector<Part> parts = fresh_prompt_parts(std::move(prompts));
+  for (size_t k = 0; k < parts.size(); ++k) {
+    if (k > 0 && options_.between_forwards) options_.between_forwards();
+    run_part(active, parts[k]);
+  }
 }
 
 void Scheduler::retire(const std::shared_ptr<Job>& job) {

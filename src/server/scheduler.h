@@ -53,6 +53,9 @@ struct SchedulerOptions {
   // Tests: called on the step loop's thread between a step's forwards, before the requests that
   // arrived meanwhile are admitted.
   std::function<void()> between_forwards;
+  // Tests: a batch whose sequences run one after another (SessionBatchOptions::serial), as the
+  // GPU runs prompts, on the CPU.
+  bool serial_batch = false;
 };
 
 class Scheduler {
@@ -141,8 +144,13 @@ class Scheduler {
   // (prompt_budget.h); between them, requests that arrived and whose prompt rest fits one chunk
   // (prefix-cache hits) are admitted and answered at once.
   void step(std::vector<Running>& active);
+  // Work for one forward: (index into active, prompt tokens; 0: its decode token) each.
+  using Part = std::vector<std::pair<size_t, int64_t>>;
   // One forward over active[i]'s next piece of work for each listed (i, prompt tokens; 0: decode).
-  void run_part(std::vector<Running>& active, const std::vector<std::pair<size_t, int64_t>>& part);
+  void run_part(std::vector<Running>& active, const Part& part);
+  // Fresh prompts a forward would finish: that one forward where the batch shares prompts'
+  // products, else one forward each, so each first token is sent once computed.
+  std::vector<Part> fresh_prompt_parts(Part prompts) const;
   // Between a step's forwards: admits what arrived and runs the new requests whose prompt rest
   // fits one chunk.
   void answer_arrivals(std::vector<Running>& active);

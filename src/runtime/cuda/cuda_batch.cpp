@@ -28,6 +28,8 @@ class CudaBatch final : public BatchForward {
     }
   }
 
+  bool prompts_share_products() const override { return false; }
+
   void run(std::span<const BackendStep> steps) override {
     together_.clear();
     tokens_.clear();
