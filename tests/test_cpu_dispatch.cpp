@@ -152,8 +152,12 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
     }
     // On arm64 Highway's best target follows the level: an SVE target (SVE, SVE2, SVE_256,
     // SVE2_128) or NEON.
-    if (kernels::cpu_detected_level() == CpuLevel::kSve) EXPECT_EQ(k.vector.rfind("hwy-SVE", 0), 0u) << k.vector;
-    if (kernels::cpu_detected_level() == CpuLevel::kNeon) EXPECT_EQ(k.vector, "hwy-NEON");
+    if (kernels::cpu_detected_level() == CpuLevel::kSve) {
+      EXPECT_EQ(k.vector.rfind("hwy-SVE", 0), 0u) << k.vector;
+    }
+    if (kernels::cpu_detected_level() == CpuLevel::kNeon) {
+      EXPECT_EQ(k.vector, "hwy-NEON");
+    }
     std::printf("uncapped: level %s, vector %s, int8 decode %s, gemm %s, bf16 gemm %s, openblas %s\n", k.level.c_str(),
                 k.vector.c_str(), k.decode_int8.c_str(), k.gemm_f32.c_str(), k.gemm_bf16.c_str(), k.openblas.c_str());
   }
@@ -165,9 +169,13 @@ TEST(CpuDispatch, KernelNamesFollowTheCap) {
     EXPECT_EQ(k.vector, "hwy-" + std::string(kernels::simd_target_name()));
     EXPECT_TRUE(is_vector_kernel_for(cap, k.vector)) << name(cap) << ": " << k.vector;
     EXPECT_EQ(k.decode_int8, capped_int8_kernel());
-    if (cap != CpuLevel::kAvx2) EXPECT_EQ(k.decode_int8, "none");
+    if (cap != CpuLevel::kAvx2) {
+      EXPECT_EQ(k.decode_int8, "none");
+    }
     EXPECT_EQ(k.gemm_f32, capped_f32_gemm());
-    if (cap != CpuLevel::kAvx2) EXPECT_EQ(k.gemm_f32, "openblas-sgemm");
+    if (cap != CpuLevel::kAvx2) {
+      EXPECT_EQ(k.gemm_f32, "openblas-sgemm");
+    }
     EXPECT_EQ(k.attention, k.gemm_f32);  // attention's products take the f32 kernel where prefill does
     EXPECT_EQ(k.gemm_bf16, "none");
     EXPECT_EQ(k.gemm_int8, capped_int8_kernel());
@@ -213,15 +221,17 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
         matmul(w.view(), x.data(), n, cols, y.data(), w.rows, pool);
         matmul(w.view(), x.data(), n, cols, y_fast.data(), w.rows, pool, MatmulPrecision::kFast);
         expect_matches_reference(w, x, n, cols, y, w.rows, what);
-        if (takes_gemm(type, n) && capped_f32_gemm() == "f32-avx2" && uncapped_f32_gemm == "f32-avx512")
+        if (takes_gemm(type, n) && capped_f32_gemm() == "f32-avx2" && uncapped_f32_gemm == "f32-avx512") {
           ASSERT_EQ(0, std::memcmp(base.data(), y.data(), y.size() * sizeof(float))) << what << ": f32 GEMM";
+        }
         if (takes_int8_kernel(type, n)) {
           // The 8-bit activations make it differ from the f32 path, not from the uncapped decode
           // kernel.
           ASSERT_NE(0, std::memcmp(y.data(), y_fast.data(), y.size() * sizeof(float))) << what << ": fast math";
-          if (base_int8)
+          if (base_int8) {
             ASSERT_EQ(0, std::memcmp(base_fast.data(), y_fast.data(), y.size() * sizeof(float)))
                 << what << ": integer kernel";
+          }
         } else {
           ASSERT_EQ(0, std::memcmp(y.data(), y_fast.data(), y.size() * sizeof(float))) << what << ": fast math";
         }

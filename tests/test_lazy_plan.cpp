@@ -208,7 +208,9 @@ TEST(SteadyDecode, PlanAndBookingMatchDecodeStepWhenNothingRevives) {
     EXPECT_EQ(lp.rows, std::vector<int32_t>{20}) << "layer " << l;
     EXPECT_EQ(lp.slot0, plan->slot[l]) << "layer " << l;
     EXPECT_EQ(static_cast<int>(lp.keys.size()), plan->n_keys[l]) << "layer " << l;
-    if (l < plan->first_listed) EXPECT_TRUE(lp.all_keys) << "layer " << l;
+    if (l < plan->first_listed) {
+      EXPECT_TRUE(lp.all_keys) << "layer " << l;
+    }
     imp.assign(lp.keys.size(), 0.0f);
     for (size_t i = 0; i + 1 < lp.keys.size(); ++i) imp[i] = host.depth(lp.keys[i]) >= (l < 3 ? 4 : 6) ? 1.0f : 0.0f;
   }
