@@ -26,7 +26,8 @@ struct Measurement {
   double speedup = 0;  // the baseline's mean TTFT / this one's, on the same samples
   double computed_fraction = 1;
   // Standard error of the loss (baseline score - this score), from the per-sample differences
-  // on the same samples (paired_loss_se); 0 for the baseline or where unknown.
+  // on the same samples (paired_loss_se, or grouped_loss_se where the samples name their
+  // groups); 0 for the baseline or where unknown.
   double loss_se = 0;
   // Its degrees of freedom when it counts groups of samples (groups - 1: the bound takes Student's
   // t quantile); 0 when it counts samples (the normal quantile).

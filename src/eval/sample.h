@@ -22,8 +22,9 @@ struct Sample {
 };
 
 // Reads one JSON object a line with fields input, context, answers, all_classes, length,
-// dataset, _id and group (length, all_classes and group may be absent or null). Throws Error naming the file,
-// line and field for malformed lines, missing or mistyped fields and an empty file.
+// dataset, _id and group (length, all_classes and group may be absent or null). Throws Error
+// naming the file, line and field for malformed lines, missing or mistyped fields and an empty
+// file.
 std::vector<Sample> read_jsonl(const std::string& path);
 
 }  // namespace lazyllm::eval
