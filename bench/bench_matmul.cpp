@@ -4,7 +4,8 @@
 // Run: build/lazyllm_bench_matmul [threads=2] [types=all, e.g. q4_0,f32]
 //      build/lazyllm_bench_matmul triad [threads=2]   (memory bandwidth, one JSON line)
 //
-// Decode (n = 1..8) cycles through enough copies of each matrix to exceed the last-level
+// Decode (n = 1..16; the Fast columns take the 8-bit path where the type has one, as `run` and
+// `bench` do) cycles through enough copies of each matrix to exceed the last-level
 // cache, so GB/s is the rate weights stream from DRAM, as in a real forward pass.
 #include <algorithm>
 #include <chrono>
@@ -130,8 +131,8 @@ int main(int argc, char** argv) {
   ThreadPool pool(threads);
   std::mt19937 rng(1);
   std::printf("threads %d, SIMD target %s\n", threads, kernels::simd_target_name());
-  std::printf("%-5s %-11s %9s %9s %9s %9s %9s %9s %9s %9s\n", "type", "rows x cols", "pf GF/s", "pfFast", "n1 GB/s", "n1Fast", "n1 GF/s", "n4 GF/s",
-              "n8 GF/s", "n16 GF/s");
+  std::printf("%-5s %-11s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "type", "rows x cols", "pf GF/s", "pfFast",
+              "n1 GB/s", "n1Fast", "n1 GF/s", "n4 GF/s", "n8 GF/s", "n16 GF/s", "n2Fast GB", "n4Fast GB", "n8Fast GB");
   for (DType t : types) {
     double tot_flops_pf = 0, tot_t_pf = 0, tot_bytes = 0, tot_t_dec = 0;
     for (const Shape& s : shapes) {
@@ -158,15 +159,19 @@ int main(int argc, char** argv) {
       const double t_4 = time_best([&] { run(4); });
       const double t_8 = time_best([&] { run(8); });
       const double t_16 = time_best([&] { run(16); });
+      // Decode steps of a few rows (batched requests, LazyLLM's revived rows) on the fast path.
+      const double t_2f = time_best([&] { run(2, MatmulPrecision::kFast); });
+      const double t_4f = time_best([&] { run(4, MatmulPrecision::kFast); });
+      const double t_8f = time_best([&] { run(8, MatmulPrecision::kFast); });
       tot_flops_pf += 512 * flops1;
       tot_t_pf += t_pf;
       tot_bytes += bytes;
       tot_t_dec += t_1;
-      std::printf("%-5s %5lldx%-5lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", dtype_name(t).data(),
-                  static_cast<long long>(s.rows), static_cast<long long>(s.cols), 512 * flops1 / t_pf / 1e9,
-                  512 * flops1 / t_pf_fast / 1e9,
-                  bytes / t_1 / 1e9, bytes / t_1_fast / 1e9, flops1 / t_1 / 1e9, 4 * flops1 / t_4 / 1e9, 8 * flops1 / t_8 / 1e9,
-                  16 * flops1 / t_16 / 1e9);
+      std::printf("%-5s %5lldx%-5lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n",
+                  dtype_name(t).data(), static_cast<long long>(s.rows), static_cast<long long>(s.cols),
+                  512 * flops1 / t_pf / 1e9, 512 * flops1 / t_pf_fast / 1e9, bytes / t_1 / 1e9, bytes / t_1_fast / 1e9,
+                  flops1 / t_1 / 1e9, 4 * flops1 / t_4 / 1e9, 8 * flops1 / t_8 / 1e9, 16 * flops1 / t_16 / 1e9,
+                  bytes / t_2f / 1e9, bytes / t_4f / 1e9, bytes / t_8f / 1e9);
     }
     std::printf("%-5s %-11s %9.1f %9.1f   (all three shapes)\n", dtype_name(t).data(), "total", tot_flops_pf / tot_t_pf / 1e9,
                 tot_bytes / tot_t_dec / 1e9);

@@ -270,8 +270,9 @@ TEST(CpuDispatch, CappedMatmulMatchesUncapped) {
 // uncapped kernel), for every thread count, and where this CPU has AVX512_VNNI, that kernel's
 // bits. Raw random blocks (every code, Q8_0's -128 included), block counts that reach each step
 // of the kernels (1: the odd last block alone; 2: one pair; 7: three pairs and the odd block; 8:
-// one whole Q4_0 group of 8; 9 and 19: groups, then pairs and the odd block; 33), batches 1, 3
-// and 16 (the largest that takes the kernel), an all-zero block.
+// one whole Q4_0 group of 8; 9 and 19: groups, then pairs and the odd block; 33), batches 1, 2,
+// 3, 5 and 16 (the VNNI kernel takes up to 4 rows a pass: 2, 3, 4 + 1, four passes of 4; 16 is
+// the largest batch that takes the kernel), an all-zero block.
 TEST(CpuDispatch, CappedInt8DecodeMatchesVnniKernel) {
   if (!can_run(CpuLevel::kAvx2)) GTEST_SKIP() << "CPU below AVX2 (or not x86-64)";
   std::string uncapped;
@@ -286,7 +287,7 @@ TEST(CpuDispatch, CappedInt8DecodeMatchesVnniKernel) {
   std::mt19937 rng(31);
   for (DType type : {DType::Q8_0, DType::Q4_0})
     for (int64_t nb : {1, 2, 7, 8, 9, 19, 33})
-      for (int64_t n : {1, 3, 16}) {
+      for (int64_t n : {1, 2, 3, 5, 16}) {
         const int64_t cols = nb * 32, rows = 19, ldx = cols + 3, ldy = rows + 2;
         Weights w{type, rows, cols, random_blocks(type, rows * cols, rng), std::vector<float>(rows * cols)};
         for (int64_t r = 0; r < rows; ++r)
