@@ -52,6 +52,8 @@ class Generation {
   // a pruned prompt whole) or its decode token. Then call stepped() once the step has run.
   SequenceStep next_step(int chunk);
   void stepped();
+  // Whether a forward has computed any of this request yet (its queue wait is over).
+  bool started() const { return started_; }
   // Prompt tokens still to prefill (0 once decoding), and whether they must go in one step.
   size_t prompt_left() const { return job_.prompt.size() - fed_; }
   bool prompt_whole() const { return !job_.prune.empty(); }

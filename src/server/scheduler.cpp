@@ -17,7 +17,6 @@ struct Scheduler::Running {
   std::shared_ptr<Job> job;
   int session = -1;
   std::unique_ptr<Generation> gen;
-  bool stepped = false;  // has taken part in a step (queue wait observed)
 };
 
 Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions options, Metrics& metrics)
@@ -361,7 +360,7 @@ void Scheduler::step(std::vector<Running>& active) {
     demands.push_back({.left = static_cast<int64_t>(a.gen->prompt_left()),
                        .waited = a.gen->waited,
                        .whole = a.gen->prompt_whole(),
-                       .fresh = !a.stepped});
+                       .fresh = !a.gen->started()});
   }
   const std::vector<int64_t> takes = share_prompt_budget(demands, chunk, options_.step_prompt_tokens);
   for (size_t k = 0; k < prefilling.size(); ++k) {
@@ -387,7 +386,6 @@ void Scheduler::step(std::vector<Running>& active) {
   }
   if (alone) {
     Running& a = active[*alone];
-    a.stepped = true;
     metrics_.count_step(1);
     alone_ = &a.gen->job();
     a.gen->prefill_alone();
@@ -409,7 +407,6 @@ void Scheduler::run_part(std::vector<Running>& active, const Part& part) {
   int64_t prompt_tokens = 0;
   for (const auto& [i, take] : part) {
     Running& a = active[i];
-    a.stepped = true;
     prompt_tokens += take;
     work.push_back(a.gen->next_step(take > 0 ? static_cast<int>(take) : chunk));
   }

@@ -138,46 +138,6 @@ LAZYLLM_TARGET_VNNI inline __m512 two_scales(float s0, float s1) {
                                              _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
 }
 
-LAZYLLM_TARGET_VNNI float dot_q8_0(const qblock::Q8_0* w, int64_t nb, const QuantizedRow& x) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    const __m512i wv = _mm512_inserti64x4(
-        _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs))),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b + 1].qs)), 1);
-    __m512i xv = _mm512_loadu_si512(x.q + b * qblock::kQK);
-    // vpdpbusd multiplies unsigned by signed bytes: |w| times x with w's sign.
-    xv = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
-    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xv);
-    const __m512 s = two_scales(half_to_float(w[b].d) * x.d[b], half_to_float(w[b + 1].d) * x.d[b + 1]);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc);
-  }
-  float tail = 0;
-  if (b < nb) {
-    const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * qblock::kQK));
-    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
-    tail = hsum(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(w[b].d) * x.d[b])));
-  }
-  return hsum512(acc) + tail;
-}
-
-// Q4_0 codes are 0..15 with an offset of 8: sum((c - 8) x) = sum(c x) - 8 sum(x). Two blocks
-// per step: their 32 packed bytes split into low and high nibbles meet activations prepared in
-// that order (no byte shuffles), and two 256-bit vpdpbusd sum block b into lanes 0-3 and block
-// b + 1 into lanes 4-7. (One 512-bit vpdpbusd instead needs an insert, an extract and an add
-// per step, which measured slower on Zen 4.) Four such steps make a group of 8 blocks, finished
-// by avx2::q4_0_group, which both kernels share.
-LAZYLLM_TARGET_VNNI inline __m256i q4_0_pair_sums(const qblock::Q4_0* w, int64_t b, const int8_t* q4) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[b + 1].qs),
-                                             reinterpret_cast<const __m128i*>(w[b].qs));
-  const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-  const auto* xq = reinterpret_cast<const __m256i*>(q4 + b * qblock::kQK);
-  const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256(xq));
-  return _mm256_dpbusd_epi32(p, hi, _mm256_loadu_si256(xq + 1));
-}
-
 // The AVX2 kernels: the VNNI kernels' int32 lanes and float operations, step for step. Each
 // vpdpbusd lane (the sum of 4 adjacent byte products) becomes vpmaddubsw (pairs, int16) and
 // vpmaddwd by ones (pairs of pairs, int32). Neither saturates: a byte product is at most
@@ -228,7 +188,7 @@ LAZYLLM_TARGET_AVX2 float dot_q8_0(const qblock::Q8_0* w, int64_t nb, const Quan
   return hsum(_mm256_add_ps(acc0, acc1)) + tail;
 }
 
-// See the VNNI q4_0_pair_sums: the nibble products of the two halves are added as int16 (at
+// See the VNNI dot_q4_0_rows: the nibble products of the two halves are added as int16 (at
 // most 4 * 15 * 128 in magnitude) before the one widening vpmaddwd.
 LAZYLLM_TARGET_AVX2 inline __m256i q4_0_pair_sums(const qblock::Q4_0* w, int64_t b, const int8_t* q4) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -396,29 +356,12 @@ LAZYLLM_TARGET_AVX2 float dot_q6_k(const qblock::Q6_K* w, int64_t nsb, const Qua
 
 }  // namespace avx2
 
-// The VNNI kernel for Q4_0: its own pair sums, the AVX2 kernel's groups (the same bits).
-LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const QuantizedRow& x) {
-  const int64_t paired = nb / 2 * 2;
-  __m256 acc = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 8 <= paired; b += 8) {
-    const __m256i s[4] = {q4_0_pair_sums(w, b, x.q4), q4_0_pair_sums(w, b + 2, x.q4), q4_0_pair_sums(w, b + 4, x.q4),
-                          q4_0_pair_sums(w, b + 6, x.q4)};
-    acc = avx2::q4_0_group(s, w, b, paired, x, acc);
-  }
-  if (b < paired) {
-    __m256i s[4];
-    for (int j = 0; j < 4; ++j) s[j] = b + 2 * j < paired ? q4_0_pair_sums(w, b + 2 * j, x.q4) : _mm256_setzero_si256();
-    acc = avx2::q4_0_group(s, w, b, paired, x, acc);
-  }
-  return hsum(acc) + (paired < nb ? avx2::q4_0_last_block(w, paired, x) : 0.0f);
-}
-
-// J activation rows against one weight row: each row's result is dot_q8_0's / dot_q4_0's to the
-// bit (the same operations in the same order), but the weight-side work of a step (loading the
-// blocks, Q8_0's absolute values and sign mask, Q4_0's nibble unpacking, the weights' scales) is
-// done once for all J rows. A step of a few rows (batched decode, LazyLLM's revived rows) is
-// bound by that arithmetic, not by reading the weights.
+// The VNNI kernels take J activation rows against one weight row: each row's result comes from
+// the same operations in the same order whatever J (and is the AVX2 kernels' to the bit), while
+// the weight-side work of a step (loading the blocks, Q8_0's absolute values and sign mask, Q4_0's
+// nibble unpacking, the weights' scales) is done once for all J rows. A step of a few rows
+// (batched decode, LazyLLM's revived rows) is bound by that arithmetic, not by reading the
+// weights.
 template <int J>
 LAZYLLM_TARGET_VNNI void dot_q8_0_rows(const qblock::Q8_0* w, int64_t nb, const QuantizedRow* x, float* out) {
   __m512 acc[J];
@@ -451,50 +394,91 @@ LAZYLLM_TARGET_VNNI void dot_q8_0_rows(const qblock::Q8_0* w, int64_t nb, const 
   }
 }
 
+// Q4_0 codes are 0..15 with an offset of 8: sum((c - 8) x) = sum(c x) - 8 sum(x). Two blocks
+// per step: their 32 packed bytes split into low and high nibbles meet activations prepared in
+// that order (no byte shuffles), and two 256-bit vpdpbusd sum block b into lanes 0-3 and block
+// b + 1 into lanes 4-7. (One 512-bit vpdpbusd instead needs an insert, an extract and an add
+// per step, which measured slower on Zen 4.) Four such steps make a group of 8 blocks, finished
+// by avx2::q4_0_group, which both kernels share.
+LAZYLLM_TARGET_VNNI inline __m256i q4_0_pair_sums(const qblock::Q4_0* w, int64_t b, const int8_t* q4) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i packed =
+      _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[b + 1].qs), reinterpret_cast<const __m128i*>(w[b].qs));
+  const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+  const auto* xq = reinterpret_cast<const __m256i*>(q4 + b * qblock::kQK);
+  const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256(xq));
+  return _mm256_dpbusd_epi32(p, hi, _mm256_loadu_si256(xq + 1));
+}
+
+// One row (the decode of one token), called directly: the pairs' unpacking and sums interleaved
+// measured a few percent faster for one row than the multi-row kernel below at J = 1 through
+// dot_rows_vnni (lazyllm_bench_matmul).
+LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const QuantizedRow& x) {
+  const int64_t paired = nb / 2 * 2;
+  __m256 acc = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= paired; b += 8) {
+    const __m256i s[4] = {q4_0_pair_sums(w, b, x.q4), q4_0_pair_sums(w, b + 2, x.q4), q4_0_pair_sums(w, b + 4, x.q4),
+                          q4_0_pair_sums(w, b + 6, x.q4)};
+    acc = avx2::q4_0_group(s, w, b, paired, x, acc);
+  }
+  if (b < paired) {
+    __m256i s[4];
+    for (int j = 0; j < 4; ++j) s[j] = b + 2 * j < paired ? q4_0_pair_sums(w, b + 2 * j, x.q4) : _mm256_setzero_si256();
+    acc = avx2::q4_0_group(s, w, b, paired, x, acc);
+  }
+  return hsum(acc) + (paired < nb ? avx2::q4_0_last_block(w, paired, x) : 0.0f);
+}
+
+// One group of up to 8 blocks (`pairs` pairs from b; the sums of missing pairs are 0) for J rows.
+template <int J>
+LAZYLLM_TARGET_VNNI inline void q4_0_group_rows(const qblock::Q4_0* w, int64_t b, int pairs, int64_t paired,
+                                                const QuantizedRow* x, __m256* acc) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256i lo[4], hi[4];  // the group's nibbles, unpacked once for all J rows
+  for (int i = 0; i < pairs; ++i) {
+    const int64_t c = b + 2 * i;
+    const __m256i packed =
+        _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[c + 1].qs), reinterpret_cast<const __m128i*>(w[c].qs));
+    lo[i] = _mm256_and_si256(packed, low4);
+    hi[i] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+  }
+  for (int j = 0; j < J; ++j) {
+    __m256i s[4];
+    for (int i = 0; i < 4; ++i) {
+      if (i >= pairs) {
+        s[i] = _mm256_setzero_si256();
+        continue;
+      }
+      const auto* xq = reinterpret_cast<const __m256i*>(x[j].q4 + (b + 2 * i) * qblock::kQK);
+      const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[i], _mm256_loadu_si256(xq));
+      s[i] = _mm256_dpbusd_epi32(p, hi[i], _mm256_loadu_si256(xq + 1));
+    }
+    acc[j] = avx2::q4_0_group(s, w, b, paired, x[j], acc[j]);
+  }
+}
+
 template <int J>
 LAZYLLM_TARGET_VNNI void dot_q4_0_rows(const qblock::Q4_0* w, int64_t nb, const QuantizedRow* x, float* out) {
   const int64_t paired = nb / 2 * 2;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc[J];
   for (int j = 0; j < J; ++j) acc[j] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < paired; b += 8) {
-    // The group's pairs of blocks unpacked once (pairs past the row's end: none, sums 0).
-    __m256i lo[4], hi[4];
-    int pairs = 0;
-    for (; pairs < 4 && b + 2 * pairs < paired; ++pairs) {
-      const int64_t c = b + 2 * pairs;
-      const __m256i packed =
-          _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[c + 1].qs), reinterpret_cast<const __m128i*>(w[c].qs));
-      lo[pairs] = _mm256_and_si256(packed, low4);
-      hi[pairs] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-    }
-    for (int j = 0; j < J; ++j) {
-      __m256i s[4];
-      for (int i = 0; i < 4; ++i) {
-        if (i >= pairs) {
-          s[i] = _mm256_setzero_si256();
-          continue;
-        }
-        const auto* xq = reinterpret_cast<const __m256i*>(x[j].q4 + (b + 2 * i) * qblock::kQK);
-        const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[i], _mm256_loadu_si256(xq));
-        s[i] = _mm256_dpbusd_epi32(p, hi[i], _mm256_loadu_si256(xq + 1));
-      }
-      acc[j] = avx2::q4_0_group(s, w, b, paired, x[j], acc[j]);
-    }
-  }
+  int64_t b = 0;
+  for (; b + 8 <= paired; b += 8) q4_0_group_rows<J>(w, b, 4, paired, x, acc);  // whole groups: 4 pairs
+  if (b < paired) q4_0_group_rows<J>(w, b, static_cast<int>((paired - b) / 2), paired, x, acc);
   for (int j = 0; j < J; ++j) out[j] = hsum(acc[j]) + (paired < nb ? avx2::q4_0_last_block(w, paired, x[j]) : 0.0f);
 }
 
 // Up to 4 activation rows at a time against weight row `row` (Q8_0 or Q4_0), into y[j * ldy].
 LAZYLLM_TARGET_VNNI void dot_rows_vnni(bool q8, const uint8_t* row, int64_t nb, const QuantizedRow* x, int nx, float* y,
                                        int64_t ldy) {
+  const auto* r8 = reinterpret_cast<const qblock::Q8_0*>(row);
+  const auto* r4 = reinterpret_cast<const qblock::Q4_0*>(row);
   float out[4];
   for (int j0 = 0; j0 < nx; j0 += 4) {
     const int n = std::min(4, nx - j0);
-    const auto* r8 = reinterpret_cast<const qblock::Q8_0*>(row);
-    const auto* r4 = reinterpret_cast<const qblock::Q4_0*>(row);
     switch (n) {
-      case 1: q8 ? dot_q8_0_rows<1>(r8, nb, x + j0, out) : dot_q4_0_rows<1>(r4, nb, x + j0, out); break;
+      case 1: q8 ? dot_q8_0_rows<1>(r8, nb, x + j0, out) : void(out[0] = dot_q4_0(r4, nb, x[j0])); break;
       case 2: q8 ? dot_q8_0_rows<2>(r8, nb, x + j0, out) : dot_q4_0_rows<2>(r4, nb, x + j0, out); break;
       case 3: q8 ? dot_q8_0_rows<3>(r8, nb, x + j0, out) : dot_q4_0_rows<3>(r4, nb, x + j0, out); break;
       default: q8 ? dot_q8_0_rows<4>(r8, nb, x + j0, out) : dot_q4_0_rows<4>(r4, nb, x + j0, out); break;
@@ -551,17 +535,14 @@ void dot_rows_int8(DType t, const uint8_t* w, int64_t stride, int64_t rows, int6
   for (int64_t i = 0; i < rows; ++i) {
     const uint8_t* row = w + i * stride;
     prefetch_row(w, stride, i + ahead, rows);
-    const auto* r8 = reinterpret_cast<const qblock::Q8_0*>(row);
-    const auto* r4 = reinterpret_cast<const qblock::Q4_0*>(row);
-    if (kernel == Int8Kernel::kVnni512 && nx > 1) {
-      dot_rows_vnni(q8, row, nb, x, nx, y + i, ldy);
+    if (kernel == Int8Kernel::kVnni512) {
+      if (nx == 1 && !q8) y[i] = dot_q4_0(reinterpret_cast<const qblock::Q4_0*>(row), nb, x[0]);
+      else dot_rows_vnni(q8, row, nb, x, nx, y + i, ldy);
       continue;
     }
-    for (int j = 0; j < nx; ++j) {
-      float& out = y[j * ldy + i];
-      if (kernel == Int8Kernel::kVnni512) out = q8 ? dot_q8_0(r8, nb, x[j]) : dot_q4_0(r4, nb, x[j]);
-      else out = q8 ? avx2::dot_q8_0(r8, nb, x[j]) : avx2::dot_q4_0(r4, nb, x[j]);
-    }
+    const auto* r8 = reinterpret_cast<const qblock::Q8_0*>(row);
+    const auto* r4 = reinterpret_cast<const qblock::Q4_0*>(row);
+    for (int j = 0; j < nx; ++j) y[j * ldy + i] = q8 ? avx2::dot_q8_0(r8, nb, x[j]) : avx2::dot_q4_0(r4, nb, x[j]);
   }
 }
 
