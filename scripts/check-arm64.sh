@@ -151,7 +151,7 @@ TIMEOUT=${ARM64_TEST_TIMEOUT:-1800}
 # The build set of scripts/setup.sh (its -dev libraries), plus the run-time C and C++ libraries
 # that qemu's loader takes from the sysroot.
 PACKAGES=(libhwy-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
-          libgtest-dev libgmock-dev libicu-dev libboost-math-dev libc6 libgcc-s1 libstdc++6)
+          libgtest-dev libgmock-dev libicu-dev libboost-math-dev libabsl-dev libc6 libgcc-s1 libstdc++6)
 # Downloaded as dependencies, not unpacked: the cross compiler brings its own C library headers
 # and startup files, and a second copy of them ahead of its C++ headers breaks <cmath> & co.
 SKIP_UNPACK='^(libc6-dev|linux-libc-dev|libc-dev-bin|libcrypt-dev|libtirpc-dev|libnsl-dev|rpcsvc-proto)_'

@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libicu-dev                        # Unicode regexes (byte-level BPE pre-tokenizers)
   libboost-math-dev                 # Student's t quantiles (lazyllm calibrate's loss bound)
+  libabsl-dev                       # flat_hash_map (the tokenizer's vocabulary index)
   clang libclang-rt-14-dev          # libFuzzer target
   gnuplot-nox                       # lazyllm eval's score-vs-speedup plot
   python3

@@ -1,8 +1,10 @@
 // What a byte-level BPE tokenizer takes from GGUF metadata, on small hand-made vocabularies:
 // merge ranks, ignore_merges (Llama 3), BOS/EOT/EOM ids and add_bos_token, and clear errors for
-// malformed or unsupported vocabularies.
+// malformed or unsupported vocabularies. Also SentencePiece merging word by word, and its
+// whole-text fallback for vocabularies with a "▁" inside a token.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <functional>
 
 #include "format/gguf.h"
@@ -155,6 +157,56 @@ TEST(TokenizerMetadata, MissingCharacterWithoutUnknownTokenIsAnError) {
   EXPECT_EQ(t->encode("ab", false, false), (Ids{0, 1}));
   EXPECT_NE(error_of([&] { t->encode("abz", false, false); }).find("no token for 'z'"), std::string::npos);
 }
+
+// A SentencePiece vocabulary: <unk>, <s>, </s>, the 256 byte tokens, then `pieces` by score.
+constexpr int32_t kSpmByte0 = 3, kSpmPiece0 = 3 + 256;
+std::unique_ptr<Tokenizer> make_spm(const std::string& name, const std::vector<std::pair<std::string, float>>& pieces) {
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  std::vector<int32_t> types = {2, 3, 3};
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    tokens.push_back(buf);
+    types.push_back(6);
+  }
+  std::vector<float> scores(tokens.size(), 0.f);
+  for (const auto& [text, score] : pieces) {
+    tokens.push_back(text);
+    types.push_back(1);
+    scores.push_back(score);
+  }
+  GGUFWriter w;
+  w.set_string("general.architecture", "llama");
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_float32_array("tokenizer.ggml.scores", scores);
+  w.set_int32_array("tokenizer.ggml.token_type", types);
+  const auto path = test::temp_path(name + ".gguf").string();
+  w.write(path);
+  return Tokenizer::from_gguf(*GGUFFile::open(path));
+}
+
+#define SP "\xE2\x96\x81"  // "▁"
+
+TEST(TokenizerMetadata, SpmMergesWordByWordLikeTheWholeText) {
+  enum : int32_t { kSp = kSpmPiece0, kA, kB, kX, kSpA, kSpB, kAB, kSpAB };
+  auto t = make_spm("spm_words",
+                    {{SP, -5}, {"a", -5}, {"b", -5}, {"x", -5}, {SP "a", -1}, {SP "b", -1}, {"ab", -2}, {SP "ab", -3}});
+  EXPECT_EQ(t->encode("ab ab b ab", false, false), (Ids{kSpAB, kSpAB, kSpB, kSpAB}));  // repeated words too
+  EXPECT_EQ(t->encode("a  b", false, false), (Ids{kSpA, kSp, kSpB}));
+  // A stray lead byte takes the escaped space after it into its character, so no word starts there.
+  EXPECT_EQ(t->encode("\xF0 x", false, false),
+            (Ids{kSp, kSpmByte0 + 0xF0, kSpmByte0 + 0xE2, kSpmByte0 + 0x96, kSpmByte0 + 0x81, kX}));
+}
+
+TEST(TokenizerMetadata, SpmTokenWithASpaceInsideMergesAcrossWords) {
+  enum : int32_t { kSp = kSpmPiece0, kA, kB, kSpA, kSpB, kASp };
+  auto t = make_spm("spm_across", {{SP, -5}, {"a", -5}, {"b", -5}, {SP "a", -1}, {SP "b", -1}, {"a" SP, 0}});
+  EXPECT_EQ(t->encode("a b", false, false), (Ids{kSp, kASp, kB}));
+  EXPECT_EQ(t->encode("b a b", false, false), (Ids{kSpB, kSp, kASp, kB}));
+}
+
+#undef SP
 
 }  // namespace
 }  // namespace lazyllm

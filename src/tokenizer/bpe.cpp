@@ -15,6 +15,25 @@ std::string BpeMerges::key(std::string_view left, std::string_view right) {
   return k;
 }
 
+namespace {
+
+// FNV-1a, which can hash a key from its parts: the hash of left + '\xFF' + right, piece by piece.
+constexpr size_t kFnvBasis = 14695981039346656037ULL, kFnvPrime = 1099511628211ULL;
+size_t fnv(size_t h, std::string_view s) {
+  for (unsigned char c : s) h = (h ^ c) * kFnvPrime;
+  return h;
+}
+
+}  // namespace
+
+size_t BpeMerges::PairHash::operator()(std::string_view key) const { return fnv(kFnvBasis, key); }
+size_t BpeMerges::PairHash::operator()(Pair p) const { return fnv(fnv(fnv(kFnvBasis, p.left), "\xFF"), p.right); }
+
+bool BpeMerges::PairEq::operator()(Pair p, std::string_view key) const {
+  return key.size() == p.left.size() + 1 + p.right.size() && key.starts_with(p.left) && key[p.left.size()] == '\xFF' &&
+         key.ends_with(p.right);
+}
+
 BpeMerges::BpeMerges(const std::vector<std::string_view>& merges) {
   ranks_.reserve(merges.size());
   for (size_t i = 0; i < merges.size(); ++i) {
@@ -27,7 +46,7 @@ BpeMerges::BpeMerges(const std::vector<std::string_view>& merges) {
 }
 
 int BpeMerges::rank(std::string_view left, std::string_view right) const {
-  auto it = ranks_.find(key(left, right));
+  auto it = ranks_.find(Pair{left, right});
   return it == ranks_.end() ? -1 : it->second;
 }
 
@@ -44,6 +63,7 @@ void BpeMerges::encode_word(const std::string& word, const Vocab& v, bool ignore
   // Symbols are byte ranges of the word, linked left to right; a merged-away symbol has len 0.
   struct Sym { size_t start, len; int prev, next; };
   std::vector<Sym> sym;
+  sym.reserve(word.size());
   for (size_t i = 0; i < word.size();) {
     int len = utf8::check_char(std::string_view(word).substr(i));
     if (len <= 0) len = 1;  // the word is our own byte-level spelling; stay safe all the same
@@ -81,20 +101,20 @@ void BpeMerges::encode_word(const std::string& word, const Vocab& v, bool ignore
   }
 
   for (int i = 0; i != -1; i = sym[i].next) {
-    const std::string piece = word.substr(sym[i].start, sym[i].len);
+    const std::string_view piece = w.substr(sym[i].start, sym[i].len);
     const int32_t id = v.find(piece);
     if (id >= 0) {
       out.push_back(id);
       continue;
     }
     for (size_t j = 0; j < piece.size();) {
-      int len = utf8::check_char(std::string_view(piece).substr(j));
+      int len = utf8::check_char(piece.substr(j));
       if (len <= 0) len = 1;
-      const std::string ch = piece.substr(j, len);
+      const std::string_view ch = piece.substr(j, len);
       const int32_t cid = v.find(ch);
       if (cid >= 0) out.push_back(cid);
       else if (unk >= 0) out.push_back(unk);
-      else throw Error("the vocabulary has no token for '" + ch + "' and no unknown token");
+      else throw Error("the vocabulary has no token for '" + std::string(ch) + "' and no unknown token");
       j += len;
     }
   }

@@ -29,8 +29,23 @@ class BpeMerges {
                    std::vector<int32_t>& out) const;
 
  private:
+  // Keys are "LEFT\xFFRIGHT"; lookups pass the two halves, so no key string is built per pair.
+  struct Pair {
+    std::string_view left, right;
+  };
+  struct PairHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const;
+    size_t operator()(Pair p) const;
+  };
+  struct PairEq {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+    bool operator()(Pair p, std::string_view key) const;
+    bool operator()(std::string_view key, Pair p) const { return (*this)(p, key); }
+  };
   static std::string key(std::string_view left, std::string_view right);
-  std::unordered_map<std::string, int> ranks_;
+  std::unordered_map<std::string, int, PairHash, PairEq> ranks_;
 };
 
 }  // namespace lazyllm

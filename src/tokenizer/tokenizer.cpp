@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <unordered_map>
 
 #include "format/gguf.h"
 #include "lazyllm/error.h"
@@ -55,7 +56,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
     v.types.assign(v.tokens.size(), TokenType::Normal);
   if (v.scores.size() != v.tokens.size() || v.types.size() != v.tokens.size())
     throw Error(f.name() + ": vocabulary arrays differ in length");
-  for (size_t i = 0; i < v.tokens.size(); ++i) v.index[v.tokens[i]] = static_cast<int32_t>(i);
+  v.build_index();
 
   if (t->kind_ == Kind::SentencePiece) {
     t->pre_ = f.get_string_or("tokenizer.ggml.pre", "");  // informational only: no pre-tokenizer
@@ -88,7 +89,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
   t->load_special_ids(f);
   t->add_bos_ = f.get_bool_or("tokenizer.ggml.add_bos_token", t->add_bos_);
   if (t->add_bos_ && t->bos_ < 0) throw Error(f.name() + ": the tokenizer adds BOS but has no BOS token");
-  if (t->kind_ == Kind::SentencePiece) t->byte_tokens_ = spm_byte_tokens(v, t->unk_);
+  if (t->kind_ == Kind::SentencePiece) {
+    t->byte_tokens_ = spm_byte_tokens(v, t->unk_);
+    v.words_merge_alone = spm_words_merge_alone(v);
+  }
   t->special_order_ = special_token_order(v);
   return t;
 }
@@ -116,13 +120,13 @@ void Tokenizer::load_special_ids(const GGUFFile& f) {
   if (eos_ >= n_vocab()) eos_ = -1;
   for (auto text : kEotTexts) {
     if (eot_ >= 0) break;
-    eot_ = vocab_->find(std::string(text));
+    eot_ = vocab_->find(text);
   }
   if (eom_ < 0) eom_ = vocab_->find("<|eom_id|>");
   for (int32_t id : {eos_, eot_, eom_})
     if (id >= 0) eog_.push_back(id);
   for (auto text : kEogTexts)
-    if (int32_t id = vocab_->find(std::string(text)); id >= 0) eog_.push_back(id);
+    if (int32_t id = vocab_->find(text); id >= 0) eog_.push_back(id);
   std::sort(eog_.begin(), eog_.end());
   eog_.erase(std::unique(eog_.begin(), eog_.end()), eog_.end());
 }
@@ -134,8 +138,18 @@ void Tokenizer::encode_text(std::string_view text, bool space_prefix, std::vecto
     spm_encode(text, space_prefix, *vocab_, byte_tokens_, out);
     return;
   }
-  for (const std::string& word : pre_tokenizer_->split(text))
+  // Prompts repeat words: a word seen before in this text gets the tokens it got then.
+  const std::vector<std::string> words = pre_tokenizer_->split(text);
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> its range of out
+  for (const std::string& word : words) {
+    if (auto it = seen.find(word); it != seen.end()) {
+      for (size_t i = it->second.first; i < it->second.second; ++i) out.push_back(out[i]);
+      continue;
+    }
+    const size_t from = out.size();
     merges_->encode_word(byte_unicode::encode(word), *vocab_, pre_tokenizer_->ignore_merges(), unk_, out);
+    seen.emplace(word, std::pair{from, out.size()});
+  }
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
