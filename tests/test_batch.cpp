@@ -320,15 +320,16 @@ TEST(SessionBatch, CudaSequencesMatchEachAloneOnTheGpu) {
   expect_matches_alone(run_batched(model, o, plans), alone, /*compare_counters=*/true, kGpuBatchTolerance);
 }
 
-// Baseline sequences of different lengths joining at different steps decode together on the GPU:
-// 2 to 6 rows a step, so every product path runs (bf16: the fused matrix-vector kernels up to 3
+// Baseline sequences of different lengths joining at different steps share one forward on the GPU,
+// their prompts with one another and with the decode tokens of those that joined before:
+// 2 to 6 decode rows a step, so every product path runs (bf16: the fused matrix-vector kernels up to 3
 // rows, cuBLAS beyond; quantized: matrix-vector up to 2 rows, the tensor-core kernel beyond; the
 // Q/K/V bias of qwen2), and each sequence's attention reads only its own cache. The batch decodes
 // the tokens each sequence chose alone: the quantized paths differ by design (8-bit activations in
 // the matrix-vector kernels, bf16 in the tensor-core one; measured on an H200: up to 2.5e-2 of the
 // largest logit on these random models, whose near-ties then flip a greedy token), while a
 // sequence attending to another's keys would differ on the logits' own scale.
-TEST(SessionBatch, CudaBaselineDecodesShareTheirProducts) {
+TEST(SessionBatch, CudaBaselineStepsShareTheirProducts) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
   const std::vector<std::pair<std::string, std::shared_ptr<Model>>> models = {
       {"eval model (f16)", eval_model()},
@@ -351,6 +352,8 @@ TEST(SessionBatch, CudaBaselineDecodesShareTheirProducts) {
       std::cout << "[ batch    ] " << name << ", sequence " << i << ": max relative logit difference " << diff << "\n";
       EXPECT_LE(diff, kGpuBatchTolerance) << "sequence " << i;
       EXPECT_EQ(batched[i].stats.shared_decode_steps, 9) << "sequence " << i;  // every decode step had a partner
+      EXPECT_EQ(batched[i].stats.shared_prefill_steps, 1) << "sequence " << i;  // so did every prompt
+      EXPECT_EQ(alone[i].stats.shared_prefill_steps, 0) << "sequence " << i;
       EXPECT_EQ(batched[i].stats.token_layers_computed, alone[i].stats.token_layers_computed);
     }
   }

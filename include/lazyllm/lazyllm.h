@@ -320,6 +320,9 @@ struct SessionStats {
   // Decode steps of a SessionBatch on a GPU whose weight products ran once for this sequence and
   // others of the step together.
   int64_t shared_decode_steps = 0;
+  // Prefills (prompts or chunks of one) of a SessionBatch on a GPU that shared one forward with
+  // other sequences' rows.
+  int64_t shared_prefill_steps = 0;
 };
 
 class Session {

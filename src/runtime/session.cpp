@@ -174,6 +174,7 @@ void Session::book_prefill(std::span<const int32_t> tokens, const LayerSchedule&
   stats_.computed_fraction = static_cast<double>(k.prompt_token_layers) / (double(stats_.prompt_tokens) * n_layers);
   stats_.aux_cache_bytes = backend_->aux_bytes();
   stats_.aux_cache_entries = backend_->aux_entries();
+  stats_.shared_prefill_steps = backend_->decode_path_stats().shared_prefills;
 }
 
 void Session::prefill(std::span<const int32_t> tokens) {
@@ -212,6 +213,7 @@ void Session::book_decode(int32_t token, double ms) {
   stats_.device_decode_steps = path.device_steps;
   stats_.device_decode_misses = path.device_misses;
   stats_.shared_decode_steps = path.shared_steps;
+  stats_.shared_prefill_steps = path.shared_prefills;
 }
 
 void Session::decode(int32_t token) {

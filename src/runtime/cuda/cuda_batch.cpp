@@ -1,8 +1,9 @@
-// The CUDA backend's batch step (runtime/batch_forward.h). Baseline decodes (nothing pruned) of
-// the step's sequences run together: their weight products once over all their rows, which on a
-// GPU cost about what one row's do, since decode reads every weight once per step whatever the
-// row count. Prefills and LazyLLM decodes run each on its own, as the sequence alone runs them
-// (their host-planned layers and graphs are per sequence).
+// The CUDA backend's batch step (runtime/batch_forward.h). The step's baseline rows run in one
+// forward (CudaForward::step_together): the decode tokens and the prompts (or chunks) of every
+// sequence that prunes nothing now or before, their weight products once over all their rows,
+// which on a GPU cost about what the largest part's alone would (decode reads every weight once
+// per step whatever the row count). Prompts under a pruning schedule and LazyLLM decode steps run
+// each on its own, as the sequence alone runs them (their layers are planned per sequence).
 #include <string>
 #include <vector>
 
@@ -28,32 +29,27 @@ class CudaBatch final : public BatchForward {
     }
   }
 
-  bool prompts_share_products() const override { return false; }
-
   void run(std::span<const BackendStep> steps) override {
-    together_.clear();
-    tokens_.clear();
+    shared_.clear();
     const BackendStep* first = nullptr;
     for (const BackendStep& st : steps) {
       auto* f = static_cast<CudaForward*>(st.sequence);
-      if (!st.prefill && f->baseline_decode_applies(*st.schedule) &&
-          (together_.empty() || f->shares_weights_with(*together_.front()))) {
-        if (together_.empty()) first = &st;
-        together_.push_back(f);
-        tokens_.push_back(st.tokens[0]);
+      if (f->joins_shared_step(st.prefill, *st.schedule) &&
+          (shared_.empty() || f->shares_weights_with(*shared_.front().seq))) {
+        if (shared_.empty()) first = &st;
+        shared_.push_back({f, st.tokens, st.prefill});
       } else {
         serial_.run({&st, 1});
       }
     }
-    if (together_.size() == 1) serial_.run({first, 1});  // alone: the sequence's own graph
-    else if (!together_.empty()) CudaForward::decode_together(together_, tokens_);
+    if (shared_.size() == 1) serial_.run({first, 1});  // alone: the sequence's own path (a decode's graph)
+    else if (!shared_.empty()) CudaForward::step_together(shared_);
   }
 
  private:
   const Model& model_;
   SerialBatch serial_;
-  std::vector<CudaForward*> together_;
-  std::vector<int32_t> tokens_;
+  std::vector<CudaForward::SharedRows> shared_;
 };
 
 }  // namespace

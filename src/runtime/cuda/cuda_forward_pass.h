@@ -118,12 +118,22 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   // before, every product and the attention of a kind a graph can run).
   bool baseline_decode_applies(const LayerSchedule& s) const;
   bool shares_weights_with(const CudaForward& o) const { return w_ == o.w_; }
-  // Baseline decode of one token for each of several sequences (each baseline_decode_applies,
-  // all sharing one copy of the weights, none listed twice) in one pass: every weight product
-  // runs once over all their rows, on the first sequence's stream and buffers; the attention
-  // runs per sequence over its own caches. Afterwards each sequence is as after decode(), with
+  // Whether a step of this sequence can share a forward with others (step_together): a baseline
+  // decode (baseline_decode_applies), or a prompt or a chunk of one without pruning after a
+  // context whose every token reached every layer (slot = position).
+  bool joins_shared_step(bool prefill, const LayerSchedule& s) const;
+  // One sequence's part of a shared step: a decode token, or a prompt (chunk) to prefill.
+  struct SharedRows {
+    CudaForward* seq = nullptr;
+    std::span<const int32_t> tokens;
+    bool prefill = false;
+  };
+  // The steps of several sequences (each joins_shared_step, all sharing one copy of the weights,
+  // none listed twice, each fitting its context) in one forward: every weight product runs once
+  // over all their rows, on one sequence's stream and buffers; the attention runs per sequence
+  // over its own caches. Afterwards each sequence is as after its own decode() or prefill(), with
   // logits equal up to the products' batch invariance (docs/lazyllm.md).
-  static void decode_together(std::span<CudaForward* const> seqs, std::span<const int32_t> tokens);
+  static void step_together(std::span<const SharedRows> parts);
   // This sequence's K/V cache and key positions at layer l (slot 0).
   half_t* k_cache_at(int l) const {
     if (paged_kv_) return static_cast<half_t*>(paged_kv_->region(2 * l));
@@ -142,7 +152,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void prefill_layer(int l, int n_rows, int slot0, bool want_importance) override;
   std::span<const int32_t> prefill_finish(const PrefillPlan& plan, int n) override;
   // The GPU work of layer l on c.m rows of h (in place); no host bookkeeping, no synchronization.
-  // In three parts, so a batch of sequences can share the weight products (decode_together):
+  // In three parts, so a batch of sequences can share the weight products (step_together):
   void layer_kernels(int l, float* h, const LayerCall& c);
   // Decode-sized batches: RMSNorm fused into the products after it, SwiGLU into gate|up.
   bool fused_layer(int l, int m) const;
@@ -152,8 +162,11 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   cuda::QkvFinishArgs qkv_finish_args(int l, int m, const int32_t* pos) const;
   // Bias, RoPE and the K/V store of the c.m rows in qkv_, then their attention into att_.
   void layer_attention(int l, const LayerCall& c);
-  // The same for rows of several sequences, each over its own caches (decode_together).
+  // The same for rows of several sequences, each over its own caches (step_together's decode rows).
   void layer_attention_rows(int l, int m, const cuda::SequenceRows& rows, int max_keys);
+  // The same for rows [row0, row0 + m) of qkv_: a prompt (chunk) of `seq` after its context,
+  // stored in seq's caches, attending causally to seq's keys (step_together's prompts).
+  void layer_attention_of(int l, const CudaForward& seq, int row0, int m);
   // The output product of att_ into the residual h, then the feed-forward block, on m rows.
   void layer_output(int l, float* h, int m, bool fused);
   // Final RMSNorm and output product of m rows (the last ones of their sequences) into logits_d_
@@ -227,7 +240,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   DeviceBuffer<half_t> k_gather_, v_gather_;
   DeviceBuffer<int32_t> pos_gather_;
   DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_, row_keys_d_;
-  // decode_together: per layer, each row's K cache, V cache and key positions (device pointers).
+  // step_together: per layer, each decode row's K cache, V cache and key positions (device pointers).
   DeviceBuffer<uint64_t> row_caches_d_;
   // Prefill's alive positions per pruning step (list e at e * n) and the selection's output; the
   // prompt's length, the current list, which of h_ holds the rows, and the first slot of the last
