@@ -102,12 +102,12 @@ void CudaForward::step_together(std::span<const SharedRows> parts) {
   // decode rows' caches are listed per layer.
   std::vector<std::unique_ptr<StackedPrompt>> prompt_dev(n);
   std::vector<std::optional<PrefillWalk>> walk(n);
+  const LayerSchedule baseline = LayerSchedule::baseline(n_layers);
   for (int i = 0; i < n; ++i) {
     if (!parts[i].prefill) continue;
     CudaForward& s = *parts[i].seq;
     prompt_dev[i] = std::make_unique<StackedPrompt>();
-    walk[i].emplace(*prompt_dev[i], s.index_, s.counters_, parts[i].tokens, s.n_past_, c.n_vocab,
-                    LayerSchedule::baseline(n_layers));
+    walk[i].emplace(*prompt_dev[i], s.index_, s.counters_, parts[i].tokens, s.n_past_, c.n_vocab, baseline);
   }
   std::vector<uint64_t> caches(static_cast<size_t>(3) * n_layers * n_decode);
   for (int k = 0; k < n_decode; ++k) {
