@@ -248,10 +248,10 @@ TEST(ServerBatch, ARequestArrivingBetweenChunksIsAnsweredBeforeTheNextChunk) {
   sched->shutdown(std::chrono::milliseconds(0));
 }
 
-// Where a step's prompts run one after another anyway (the GPU; here a serial batch), fresh
-// prompts that a forward would finish run as one forward each, so the first one's first token is
-// sent before the second one's forward, not after both; each answers as alone. Two requests
-// arrive together between two other prompts' chunks.
+// Where a step's prompts run one after another anyway (a batch that does not share prompts'
+// products; here a serial batch), fresh prompts that a forward would finish run as one forward
+// each, so the first one's first token is sent before the second one's forward, not after both;
+// each answers as alone. Two requests arrive together between two other prompts' chunks.
 TEST(ServerBatch, PromptsThatRunAloneAnywayAreAnsweredOneByOne) {
   LAZYLLM_REQUIRE_SHARED(kModel);
   Metrics metrics;

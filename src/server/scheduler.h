@@ -53,8 +53,8 @@ struct SchedulerOptions {
   // Tests: called on the step loop's thread between a step's forwards, before the requests that
   // arrived meanwhile are admitted.
   std::function<void()> between_forwards;
-  // Tests: a batch whose sequences run one after another (SessionBatchOptions::serial), as the
-  // GPU runs prompts, on the CPU.
+  // Tests: a batch whose sequences run one after another (SessionBatchOptions::serial), whose
+  // prompts therefore share no products.
   bool serial_batch = false;
 };
 

@@ -4,7 +4,8 @@
 #include <cstdio>
 #include <optional>
 #include <string>
-#include <unordered_map>
+
+#include "tokenizer/word_memo.h"
 
 namespace lazyllm {
 namespace {
@@ -92,16 +93,12 @@ void spm_encode(std::string_view text, bool space_prefix, const Vocab& v,
     return Bigram{v.scores[id], l, r, len};
   };
   std::vector<Bigram> heap;
-  // Prompts repeat words: a word seen before in this text gets the tokens it got then.
-  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> its range of out
+  WordMemo memo;
   for (size_t w = 0; w + 1 < word_starts.size(); ++w) {
     const int first = word_starts[w], last = word_starts[w + 1];
     const std::string_view word =
         sv.substr(sym[first].start, sym[last - 1].start + sym[last - 1].len - sym[first].start);
-    if (auto it = seen.find(word); it != seen.end()) {
-      for (size_t i = it->second.first; i < it->second.second; ++i) out.push_back(out[i]);
-      continue;
-    }
+    if (memo.replay(word, out)) continue;
     heap.clear();
     for (int i = first + 1; i < last; ++i)
       if (auto b = bigram(i - 1, i)) heap.push_back(*b);
@@ -133,7 +130,7 @@ void spm_encode(std::string_view text, bool space_prefix, const Vocab& v,
       else
         for (unsigned char c : piece) out.push_back(byte_tokens[c]);
     }
-    seen.emplace(word, std::pair{from, out.size()});
+    memo.record(word, from, out);
   }
 }
 

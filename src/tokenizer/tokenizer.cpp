@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <unordered_map>
 
 #include "format/gguf.h"
 #include "lazyllm/error.h"
@@ -12,6 +11,7 @@
 #include "tokenizer/special_tokens.h"
 #include "tokenizer/spm.h"
 #include "tokenizer/vocab.h"
+#include "tokenizer/word_memo.h"
 
 namespace lazyllm {
 namespace {
@@ -138,17 +138,13 @@ void Tokenizer::encode_text(std::string_view text, bool space_prefix, std::vecto
     spm_encode(text, space_prefix, *vocab_, byte_tokens_, out);
     return;
   }
-  // Prompts repeat words: a word seen before in this text gets the tokens it got then.
   const std::vector<std::string> words = pre_tokenizer_->split(text);
-  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> its range of out
+  WordMemo memo;
   for (const std::string& word : words) {
-    if (auto it = seen.find(word); it != seen.end()) {
-      for (size_t i = it->second.first; i < it->second.second; ++i) out.push_back(out[i]);
-      continue;
-    }
+    if (memo.replay(word, out)) continue;
     const size_t from = out.size();
     merges_->encode_word(byte_unicode::encode(word), *vocab_, pre_tokenizer_->ignore_merges(), unk_, out);
-    seen.emplace(word, std::pair{from, out.size()});
+    memo.record(word, from, out);
   }
 }
 

@@ -190,11 +190,20 @@ LAZYLLM_TARGET_AVX2 float dot_q8_0(const qblock::Q8_0* w, int64_t nb, const Quan
 
 // See the VNNI dot_q4_0_rows: the nibble products of the two halves are added as int16 (at
 // most 4 * 15 * 128 in magnitude) before the one widening vpmaddwd.
-LAZYLLM_TARGET_AVX2 inline __m256i q4_0_pair_sums(const qblock::Q4_0* w, int64_t b, const int8_t* q4) {
+// Blocks b and b + 1's 32 packed bytes as their low nibbles (elements 0-15 of each block) and
+// their high nibbles (16-31), the order the activations were prepared in; both kernels use it.
+struct Q4Nibbles {
+  __m256i lo, hi;
+};
+LAZYLLM_TARGET_AVX2 inline Q4Nibbles q4_0_pair_nibbles(const qblock::Q4_0* w, int64_t b) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i packed =
       _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[b + 1].qs), reinterpret_cast<const __m128i*>(w[b].qs));
-  const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+  return {_mm256_and_si256(packed, low4), _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4)};
+}
+
+LAZYLLM_TARGET_AVX2 inline __m256i q4_0_pair_sums(const qblock::Q4_0* w, int64_t b, const int8_t* q4) {
+  const auto [lo, hi] = q4_0_pair_nibbles(w, b);
   const auto* xq = reinterpret_cast<const __m256i*>(q4 + b * qblock::kQK);
   const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq)),
                                        _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq + 1)));
@@ -400,14 +409,13 @@ LAZYLLM_TARGET_VNNI void dot_q8_0_rows(const qblock::Q8_0* w, int64_t nb, const 
 // b + 1 into lanes 4-7. (One 512-bit vpdpbusd instead needs an insert, an extract and an add
 // per step, which measured slower on Zen 4.) Four such steps make a group of 8 blocks, finished
 // by avx2::q4_0_group, which both kernels share.
+LAZYLLM_TARGET_VNNI inline __m256i q4_0_nibble_sums(const avx2::Q4Nibbles& n, const int8_t* pair_x) {
+  const auto* xq = reinterpret_cast<const __m256i*>(pair_x);
+  const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), n.lo, _mm256_loadu_si256(xq));
+  return _mm256_dpbusd_epi32(p, n.hi, _mm256_loadu_si256(xq + 1));
+}
 LAZYLLM_TARGET_VNNI inline __m256i q4_0_pair_sums(const qblock::Q4_0* w, int64_t b, const int8_t* q4) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i packed =
-      _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[b + 1].qs), reinterpret_cast<const __m128i*>(w[b].qs));
-  const __m256i lo = _mm256_and_si256(packed, low4), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-  const auto* xq = reinterpret_cast<const __m256i*>(q4 + b * qblock::kQK);
-  const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256(xq));
-  return _mm256_dpbusd_epi32(p, hi, _mm256_loadu_si256(xq + 1));
+  return q4_0_nibble_sums(avx2::q4_0_pair_nibbles(w, b), q4 + b * qblock::kQK);
 }
 
 // One row (the decode of one token), called directly: the pairs' unpacking and sums interleaved
@@ -434,26 +442,12 @@ LAZYLLM_TARGET_VNNI float dot_q4_0(const qblock::Q4_0* w, int64_t nb, const Quan
 template <int J>
 LAZYLLM_TARGET_VNNI inline void q4_0_group_rows(const qblock::Q4_0* w, int64_t b, int pairs, int64_t paired,
                                                 const QuantizedRow* x, __m256* acc) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256i lo[4], hi[4];  // the group's nibbles, unpacked once for all J rows
-  for (int i = 0; i < pairs; ++i) {
-    const int64_t c = b + 2 * i;
-    const __m256i packed =
-        _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w[c + 1].qs), reinterpret_cast<const __m128i*>(w[c].qs));
-    lo[i] = _mm256_and_si256(packed, low4);
-    hi[i] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-  }
+  avx2::Q4Nibbles n[4];  // the group's nibbles, unpacked once for all J rows
+  for (int i = 0; i < pairs; ++i) n[i] = avx2::q4_0_pair_nibbles(w, b + 2 * i);
   for (int j = 0; j < J; ++j) {
     __m256i s[4];
-    for (int i = 0; i < 4; ++i) {
-      if (i >= pairs) {
-        s[i] = _mm256_setzero_si256();
-        continue;
-      }
-      const auto* xq = reinterpret_cast<const __m256i*>(x[j].q4 + (b + 2 * i) * qblock::kQK);
-      const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[i], _mm256_loadu_si256(xq));
-      s[i] = _mm256_dpbusd_epi32(p, hi[i], _mm256_loadu_si256(xq + 1));
-    }
+    for (int i = 0; i < 4; ++i)
+      s[i] = i < pairs ? q4_0_nibble_sums(n[i], x[j].q4 + (b + 2 * i) * qblock::kQK) : _mm256_setzero_si256();
     acc[j] = avx2::q4_0_group(s, w, b, paired, x[j], acc[j]);
   }
 }

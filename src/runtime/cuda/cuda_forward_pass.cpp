@@ -263,11 +263,14 @@ cuda::QkvFinishArgs CudaForward::qkv_finish_args(int l, int m, const int32_t* po
 }
 
 void CudaForward::layer_attention(int l, const LayerCall& c) {
-  const int hd = c_.head_dim, kvd = c_.n_kv_heads * hd;
-  half_t* kc = k_cache_at(l);
-  half_t* vc = v_cache_at(l);
-  int32_t* kpos = kpos_at(l);
+  const int hd = c_.head_dim, kvd = c_.n_kv_heads * hd, qd = c_.n_heads * hd;
+  const CudaForward& kv = c.kv ? *c.kv : *this;
+  half_t* kc = kv.k_cache_at(l);
+  half_t* vc = kv.v_cache_at(l);
+  int32_t* kpos = kv.kpos_at(l);
+  const size_t row0 = c.row0;
   cuda::QkvFinishArgs qa = qkv_finish_args(l, c.m, c.d_pos);
+  qa.qkv += row0 * (qd + 2 * kvd), qa.q += row0 * qd;
   qa.k_cache = kc, qa.v_cache = vc, qa.kpos = kpos, qa.slot0 = c.slot0;
   qa.slot0_dev = c.slot0_dev;
   cuda::qkv_finish(qa, stream_);
@@ -286,7 +289,7 @@ void CudaForward::layer_attention(int l, const LayerCall& c) {
                     stream_);
     k_att = k_gather_.get(), v_att = v_gather_.get(), kpos_att = pos_gather_.get(), key_slots = nullptr;
   }
-  cuda::AttentionArgs aa{q_.get(),
+  cuda::AttentionArgs aa{q_.get() + row0 * qd,
                          c.m,
                          c.d_pos,
                          k_att,
@@ -299,7 +302,7 @@ void CudaForward::layer_attention(int l, const LayerCall& c) {
                          c_.n_kv_heads,
                          hd,
                          1.0f / std::sqrt(static_cast<float>(hd)),
-                         att_.get()};
+                         att_.get() + row0 * qd};
   aa.n_keys_dev = c.n_keys_dev;
   aa.row_key_end = c.row_key_end;
   const size_t scratch = cuda::attention_scratch_floats(aa);

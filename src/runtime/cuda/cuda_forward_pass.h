@@ -71,6 +71,8 @@ constexpr int kGraphBucket = 1024;   // decode graphs are captured per this many
 // and write of the keys; the attention it speeds up reads them once per block of rows).
 constexpr int kGatherRows = 128;
 
+class CudaForward;
+
 // What one layer computes: m rows at positions d_pos, stored from slot slot0 (or the slot in
 // device memory at slot0_dev), attending to every slot [0, n_keys) (or n_keys from n_keys_dev,
 // n_keys then the capacity) or to the listed key_slots.
@@ -85,6 +87,10 @@ struct LayerCall {
   const int32_t* row_key_end = nullptr;  // listed keys: keys visible to each row (optional)
   bool gather_keys = false;  // copy the listed keys together first, so the prefill's fastest kernel runs
   bool want_importance = false;  // the last row's head-averaged probabilities into importance_d_
+  // A shared step's prompt (step_together): its rows start at row0 of the activations and its K/V
+  // are another sequence's (null: this one's).
+  int row0 = 0;
+  const CudaForward* kv = nullptr;
 };
 
 class CudaForward final : public ForwardBackend, private PrefillDevice {
@@ -164,9 +170,6 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void layer_attention(int l, const LayerCall& c);
   // The same for rows of several sequences, each over its own caches (step_together's decode rows).
   void layer_attention_rows(int l, int m, const cuda::SequenceRows& rows, int max_keys);
-  // The same for rows [row0, row0 + m) of qkv_: a prompt (chunk) of `seq` after its context,
-  // stored in seq's caches, attending causally to seq's keys (step_together's prompts).
-  void layer_attention_of(int l, const CudaForward& seq, int row0, int m);
   // The output product of att_ into the residual h, then the feed-forward block, on m rows.
   void layer_output(int l, float* h, int m, bool fused);
   // Final RMSNorm and output product of m rows (the last ones of their sequences) into logits_d_

@@ -41,26 +41,6 @@ bool CudaForward::joins_shared_step(bool prefill, const LayerSchedule& s) const 
   return !s.any() && index_.all_full() && index_.tokens() == n_past_;
 }
 
-void CudaForward::layer_attention_of(int l, const CudaForward& seq, int row0, int m) {
-  const int qd = c_.n_heads * c_.head_dim, qkv_n = qd + 2 * c_.n_kv_heads * c_.head_dim;
-  const int32_t* pos = pos_d_.get() + row0;
-  cuda::QkvFinishArgs qa = qkv_finish_args(l, m, pos);
-  qa.qkv += static_cast<size_t>(row0) * qkv_n;
-  qa.q += static_cast<size_t>(row0) * qd;
-  qa.k_cache = seq.k_cache_at(l), qa.v_cache = seq.v_cache_at(l), qa.kpos = seq.kpos_at(l), qa.slot0 = seq.n_past_;
-  cuda::qkv_finish(qa, stream_);
-  cuda::AttentionArgs aa{};
-  aa.q = q_.get() + static_cast<size_t>(row0) * qd, aa.m = m, aa.qpos = pos;
-  aa.k_cache = qa.k_cache, aa.v_cache = qa.v_cache, aa.kpos = qa.kpos;
-  aa.n_keys = seq.n_past_ + m, aa.n_old = seq.n_past_;
-  aa.n_heads = c_.n_heads, aa.n_kv_heads = c_.n_kv_heads, aa.head_dim = c_.head_dim;
-  aa.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
-  aa.out = att_.get() + static_cast<size_t>(row0) * qd;
-  const size_t scratch = cuda::attention_scratch_floats(aa);
-  if (scratch) grow(att_scratch_, scratch);
-  cuda::attention(aa, att_scratch_.get(), stream_);
-}
-
 void CudaForward::step_together(std::span<const SharedRows> parts) {
   // The host: the longest context (its RoPE tables cover every row's position), and among those
   // the one whose buffers have grown the most, so that few sequences keep large buffers.
@@ -148,7 +128,10 @@ void CudaForward::step_together(std::span<const SharedRows> parts) {
       if (!parts[i].prefill) continue;
       CudaForward& s = *parts[i].seq;
       if (walk[i]->begin_layer(l).slot0 != s.n_past_) throw std::logic_error("step_together: a prompt's slots moved");
-      host.layer_attention_of(l, s, row0[i], static_cast<int>(parts[i].tokens.size()));
+      LayerCall call;  // causal over the sequence's own keys, the prefill's layout
+      call.m = static_cast<int>(parts[i].tokens.size()), call.d_pos = host.pos_d_.get() + row0[i];
+      call.slot0 = s.n_past_, call.n_keys = s.n_past_ + call.m, call.row0 = row0[i], call.kv = &s;
+      host.layer_attention(l, call);
     }
     host.layer_output(l, h, m, fused);
   }
