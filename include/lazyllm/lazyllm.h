@@ -226,6 +226,10 @@ struct SamplingParams {
   uint64_t seed = 0xC0FFEE;
 };
 
+// The greedy choice: the first index of the largest logit. NaN logits are never chosen; 0 when
+// every logit is NaN or -inf (or there are none).
+int32_t greedy_token(std::span<const float> logits);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
@@ -236,6 +240,7 @@ class Sampler {
  private:
   SamplingParams params_;
   uint64_t rng_state_;
+  std::vector<float> penalized_;  // the logits after the repeat penalty, when it applies
   std::vector<std::pair<float, int32_t>> scratch_;
 };
 

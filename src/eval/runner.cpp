@@ -18,10 +18,6 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-int32_t argmax(std::span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
 // Greedy generation after prefill; the model's first token is already chosen.
 std::vector<int32_t> generate_greedy(Session& s, int32_t first, const DatasetConfig& cfg) {
   const Tokenizer& tok = s.model().tokenizer();
@@ -34,7 +30,7 @@ std::vector<int32_t> generate_greedy(Session& s, int32_t first, const DatasetCon
     if (cfg.first_line_only && lstrip(tok.decode(out), '\n').find('\n') != std::string_view::npos) break;
     if (i + 1 == cfg.max_new_tokens || s.n_past() >= s.n_ctx()) break;
     s.decode(next);
-    next = argmax(s.logits());
+    next = greedy_token(s.logits());
   }
   return out;
 }
@@ -52,7 +48,7 @@ SampleResult run_one(Session& s, const Sample& sample, const std::vector<int32_t
   s.reset();
   const auto t0 = Clock::now();
   s.prefill(prompt);
-  const int32_t first = argmax(s.logits());
+  const int32_t first = greedy_token(s.logits());
   SampleResult r;
   r.ttft_ms = ms_since(t0);
   r.computed_fraction = s.stats().prefill_computed_fraction;

@@ -16,10 +16,6 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int32_t argmax(std::span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
 }  // namespace
 
 // Per prompt length and batch size B: B sessions of one SessionBatch prefill their own random
@@ -58,7 +54,7 @@ int bench_batch(const BatchBenchArgs& a) {
         const auto t0 = std::chrono::steady_clock::now();
         for (int k = 1; k < a.gen_len; ++k) {
           for (int i = 0; i < b; ++i) {
-            next[i] = argmax(sessions[i]->logits());
+            next[i] = greedy_token(sessions[i]->logits());
             steps[i] = {sessions[i].get(), std::span(&next[i], 1), false};
           }
           batch.step(steps);

@@ -35,10 +35,6 @@ struct Prompt {
   std::vector<int32_t> tokens;
 };
 
-int32_t argmax(std::span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
 // Greedy continuation of n tokens from a fresh context (never stops early).
 std::vector<int32_t> greedy(Session& s, const std::vector<int32_t>& prompt, int n) {
   s.reset();
@@ -46,7 +42,7 @@ std::vector<int32_t> greedy(Session& s, const std::vector<int32_t>& prompt, int 
   std::vector<int32_t> out;
   out.reserve(n);
   for (int i = 0; i < n; ++i) {
-    out.push_back(argmax(s.logits()));
+    out.push_back(greedy_token(s.logits()));
     if (i + 1 < n) s.decode(out.back());
   }
   return out;
@@ -134,7 +130,7 @@ int agree(const AgreeArgs& a) {
       r.prefill_ms += lazy.stats().prefill_ms;
       r.prefill_computed_fraction += lazy.stats().prefill_computed_fraction;
       for (int t = 0; t < a.n; ++t) {
-        const bool same = argmax(lazy.logits()) == ref[t];
+        const bool same = greedy_token(lazy.logits()) == ref[t];
         r.agree_pos += same;
         if (t == 0) r.first_agree += same;
         ++r.total_pos;

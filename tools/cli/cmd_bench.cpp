@@ -47,20 +47,13 @@ struct Samples {
   Session::DeviceMemory memory;  // after the last run
 };
 
-int32_t argmax(std::span<const float> v) {
-  int32_t best = 0;
-  for (size_t i = 1; i < v.size(); ++i)
-    if (v[i] > v[best]) best = static_cast<int32_t>(i);
-  return best;
-}
-
 // One measured run: prefill the prompt, pick the first token (TTFT), then decode gen_len-1 more.
 void run_once(Session& s, std::span<const int32_t> prompt, int gen_len, const std::vector<int>& e2e_at,
               Samples& out) {
   s.reset();
   auto t0 = std::chrono::steady_clock::now();
   s.prefill(prompt);
-  int32_t next = argmax(s.logits());
+  int32_t next = greedy_token(s.logits());
   const double ttft = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const double prefill_ms = s.stats().prefill_ms;
   out.prefill_computed_fraction.push_back(s.stats().prefill_computed_fraction);
@@ -76,7 +69,7 @@ void run_once(Session& s, std::span<const int32_t> prompt, int gen_len, const st
     const int64_t on_device = s.stats().device_decode_steps;
     const auto ts = std::chrono::steady_clock::now();
     s.decode(next);
-    next = argmax(s.logits());
+    next = greedy_token(s.logits());
     if (s.stats().device_decode_steps != on_device)
       out.device_step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ts).count());
     checkpoint(i + 1);
