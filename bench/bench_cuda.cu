@@ -2,11 +2,12 @@
 // the device-to-device copy ceiling, decode's matrix-vector products (GB/s of weights: bf16, and
 // Q8_0 / Q4_0 / K-quant blocks with prefill's dequantization), decode attention (GB/s of K/V),
 // prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
-// and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --products |
+// and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --products | --chain |
 // --quant [q8_0,q4_0,q4_k,q5_k,q6_k] | --qgemm [formats]] (--reads: the quantized matrix-vector
 // kernels' load pattern alone against a sequential read, per matrix and for a token's matrices in
 // a CUDA graph beside the products over them, each kind of product alone and all together;
-// --products: the same without the per-matrix table; --quant: the copy and the quantized products only, of the formats
+// --products: the same without the per-matrix table; --chain: a decode token's kernel chain whole and with parts left
+// out; --quant: the copy and the quantized products only, of the formats
 // listed or all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against dequantizing into
 // bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused)
 #include <cuda_runtime.h>
@@ -455,6 +456,91 @@ void bench_reads(bool per_matrix_table) {
       total / overlapped / 1e6);
 }
 
+// A decode token's kernel chain on llama2-7b Q4_0 in one CUDA graph with programmatic dependent
+// launch, as the decode graph runs it: per layer the Q|K|V product, the QKV finish (RoPE, K/V
+// stored), decode attention (split-key blocks and their merge) over `keys` keys, Wo, gate|up,
+// down; then the output product. Timed whole, with the QKV finish fused into the Q|K|V product,
+// without the QKV finish, and as the products alone, so what each small kernel adds shows.
+void bench_chain(int keys) {
+  constexpr int kLayers = 32, kD = 4096, kHeads = 32, kHd = 128, kCtx = 4096;
+  std::vector<size_t> off;
+  size_t total = 0;
+  for (int l = 0; l <= kLayers; ++l)
+    for (const DecodeProduct& p : kDecodeProducts)
+      if ((p.per_token == 1) == (l == kLayers)) {
+        off.push_back(total);
+        total += quant_bytes(p);
+      }
+  DeviceBuffer<uint8_t> all(total);
+  check(cudaMemset(all.get(), 1, total), "memset");
+  DeviceBuffer<uint16_t> scales(total / 16);
+  check(cudaMemset(scales.get(), 0, scales.size() * sizeof(uint16_t)), "memset");
+  DeviceBuffer<float> h, norm_w, qkv(3 * kD), y(32000), cosb, sinb;
+  fill<float>(
+      h, 11008, [](std::mt19937& r) { return uni(r); }, 1);
+  fill<float>(
+      norm_w, 11008, [](std::mt19937& r) { return 1.0f + 0.1f * uni(r); }, 2);
+  fill<float>(
+      cosb, static_cast<size_t>(kCtx) * kHd / 2, [](std::mt19937& r) { return uni(r); }, 3);
+  fill<float>(
+      sinb, static_cast<size_t>(kCtx) * kHd / 2, [](std::mt19937& r) { return uni(r); }, 4);
+  DeviceBuffer<uint16_t> kc, vc, q(kD), att(kD), act(11008);
+  fill<uint16_t>(
+      kc, static_cast<size_t>(kCtx) * kD, [](std::mt19937& r) { return f16(0.1f * uni(r)); }, 5);
+  fill<uint16_t>(
+      vc, static_cast<size_t>(kCtx) * kD, [](std::mt19937& r) { return f16(0.1f * uni(r)); }, 6);
+  check(cudaMemset(att.get(), 0, att.size() * sizeof(uint16_t)), "memset");
+  std::vector<int32_t> kpos_h(kCtx);
+  for (int i = 0; i < kCtx; ++i) kpos_h[i] = i;
+  DeviceBuffer<int32_t> kpos(kCtx), dev_ints(3);  // pos, slot, key count
+  check(cudaMemcpy(kpos.get(), kpos_h.data(), kCtx * sizeof(int32_t), cudaMemcpyHostToDevice), "upload");
+  const int32_t ints[3] = {keys - 1, keys - 1, keys};
+  check(cudaMemcpy(dev_ints.get(), ints, sizeof(ints), cudaMemcpyHostToDevice), "upload");
+  const int capacity = (keys + 1023) / 1024 * 1024;
+  AttentionArgs aa{};
+  aa.q = q.get(), aa.m = 1, aa.qpos = dev_ints.get(), aa.k_cache = kc.get(), aa.v_cache = vc.get();
+  aa.kpos = kpos.get(), aa.n_keys = capacity, aa.n_heads = kHeads, aa.n_kv_heads = kHeads, aa.head_dim = kHd;
+  aa.scale = 1.0f / std::sqrt(static_cast<float>(kHd)), aa.out = att.get(), aa.n_keys_dev = dev_ints.get() + 2;
+  DeviceBuffer<float> att_scratch(attention_scratch_floats(aa));
+  QkvFinishArgs qa{};
+  qa.qkv = qkv.get(), qa.m = 1, qa.pos = dev_ints.get(), qa.rope_cos = cosb.get(), qa.rope_sin = sinb.get();
+  qa.n_heads = kHeads, qa.n_kv_heads = kHeads, qa.head_dim = kHd, qa.q = q.get(), qa.k_cache = kc.get();
+  qa.v_cache = vc.get(), qa.kpos = kpos.get(), qa.slot0_dev = dev_ints.get() + 1;
+  cudaStream_t st;
+  check(cudaStreamCreate(&st), "stream");
+  auto product = [&](const DecodeProduct& p, size_t at, bool finish = false) {
+    GemvArgs a;
+    if (finish) a.finish = qa;
+    a.q = WeightRef{WeightFormat::kQ4_0, all.get() + at, scales.get() + at / 16};
+    a.n_out = p.n_out, a.k = p.k, a.m = 1;
+    if (p.norm) a.norm_in = h.get(), a.norm_w = norm_w.get(), a.eps = 1e-5f;
+    else a.x = reinterpret_cast<const bf16_t*>(p.n_out == kD && p.k == kD ? att.get() : act.get());
+    if (p.swiglu) a.swiglu = true, a.y = act.get(), a.y_f32 = false;
+    else if (p.norm) a.y = p.n_out == 3 * kD ? qkv.get() : y.get();
+    else a.y = h.get(), a.beta = 1.0f;
+    gemv(a, st);
+  };
+  auto token = [&](bool finish, bool fused, bool attention) {
+    size_t i = 0;
+    for (int l = 0; l < kLayers; ++l) {
+      product(kDecodeProducts[0], off[i++], fused);
+      if (finish && !fused) qkv_finish(qa, st);
+      if (attention) cuda::attention(aa, att_scratch.get(), st);
+      for (int j = 1; j < 4; ++j) product(kDecodeProducts[j], off[i++]);
+    }
+    product(kDecodeProducts[4], off[i]);
+  };
+  const PdlScope scope(true);
+  double t[4][2];
+  for (int rep = 0; rep < 2; ++rep)
+    for (int v = 0; v < 4; ++v) t[v][rep] = graph_ms(st, [&] { token(v == 0 || v == 2, v == 2, v != 1); });
+  cudaStreamDestroy(st);
+  std::printf(
+      "decode chain, Q4_0 llama2-7b, %d keys (two runs, ms a token): whole %.3f %.3f | products only %.3f %.3f | "
+      "whole, the QKV finish in the Q|K|V product %.3f %.3f | without the QKV finish %.3f %.3f\n",
+      keys, t[0][0], t[0][1], t[1][0], t[1][1], t[2][0], t[2][1], t[3][0], t[3][1]);
+}
+
 // Batches of m activation rows over quantized weights (prefill of short prompts, batched decode):
 // qgemm (the blocks read on the tensor cores) against the matrix dequantized into bf16 and
 // multiplied with cuBLAS, and the matrix-vector kernel (unfused; at most kGemvQuantMaxRows rows
@@ -619,6 +705,10 @@ int main(int argc, char** argv) {
     }
     if (argc > 1 && std::string(argv[1]) == "--products") {  // --reads without its per-matrix table
       bench_reads(false);
+      return 0;
+    }
+    if (argc > 1 && std::string(argv[1]) == "--chain") {  // a decode token's kernels, with parts left out
+      for (int keys : {1, 4096}) bench_chain(keys);
       return 0;
     }
     if (argc > 1 && std::string(argv[1]) == "--quant") {  // the quantized products only

@@ -729,22 +729,29 @@ TEST(CudaQuant, ProductsMatchTheCpuDequantized) {
         std::vector<Variant> variants =
             sh.swiglu ? std::vector<Variant>{kSwiglu} : std::vector<Variant>{kPlain, kNorm, kAccumulate};
         if (!sh.swiglu && m <= 2) variants.push_back(kUnaligned);
-        for (Variant v : variants) {
-          CudaProductCase c;
-          c.type = type, c.w = w.bytes.data(), c.n_out = sh.n_out, c.k = sh.k, c.m = m, c.x = x;
-          if (v == kNorm || v == kSwiglu) c.norm_w = norm_w;
-          if (v == kAccumulate) c.y0 = y0;
-          c.swiglu = v == kSwiglu;
-          if (v == kUnaligned) c.x_offset = 4;  // 8 bytes past a 16-byte boundary
-          SCOPED_TRACE(std::string(dtype_name(type)) + " " + std::to_string(sh.n_out) + "x" + std::to_string(sh.k) +
-                       " m=" + std::to_string(m) + " variant " + std::to_string(v));
-          const std::vector<float> gpu = cuda_weight_product(c);
-          const std::vector<float> ref = reference_product(c, w.values);
-          const double r = rel_diff(gpu, ref);
-          EXPECT_LT(r, kProductTol);
-          double& worst = m <= 2 ? worst_gemv : m < kPastTensorCores ? worst_qgemm : worst_prefill;
-          worst = std::max(worst, r);
-        }
+        // The matrix-vector kernels also with each block making the activation rows itself (1)
+        // and with clusters of 8 sharing them, beside the default.
+        std::vector<int> clusters = {0};
+        if (m <= 2 && cuda_gemv_cluster() > 1) clusters = {0, 1, 8};
+        for (Variant v : variants)
+          for (int cluster : clusters) {
+            CudaProductCase c;
+            c.gemv_cluster = cluster;
+            c.type = type, c.w = w.bytes.data(), c.n_out = sh.n_out, c.k = sh.k, c.m = m, c.x = x;
+            if (v == kNorm || v == kSwiglu) c.norm_w = norm_w;
+            if (v == kAccumulate) c.y0 = y0;
+            c.swiglu = v == kSwiglu;
+            if (v == kUnaligned) c.x_offset = 4;  // 8 bytes past a 16-byte boundary
+            SCOPED_TRACE(std::string(dtype_name(type)) + " " + std::to_string(sh.n_out) + "x" + std::to_string(sh.k) +
+                         " m=" + std::to_string(m) + " variant " + std::to_string(v) + " cluster " +
+                         std::to_string(cluster));
+            const std::vector<float> gpu = cuda_weight_product(c);
+            const std::vector<float> ref = reference_product(c, w.values);
+            const double r = rel_diff(gpu, ref);
+            EXPECT_LT(r, kProductTol);
+            double& worst = m <= 2 ? worst_gemv : m < kPastTensorCores ? worst_qgemm : worst_prefill;
+            worst = std::max(worst, r);
+          }
       }
     }
     std::cout << "[ cuda ] " << dtype_name(type) << " products: worst relative difference " << worst_gemv

@@ -29,6 +29,7 @@ std::vector<int32_t> cuda_select_top_dest(std::span<const float>, int) {
 std::vector<float> cuda_weight_product(const CudaProductCase&) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
+int cuda_gemv_cluster() { throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)"); }
 #endif
 
 bool cuda_available() {

@@ -127,6 +127,8 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
     if (lane != 0) continue;
     if constexpr (SWIGLU) {
       static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, row0)] = swiglu_out(v0, v1);
+    } else if (a.finish.q) {
+      finish_pair(a, mi, a.finish_row0 + row0, v0, v1);
     } else {
       store(a, y_index(a, mi, row0), v0);
       if (has1) store(a, y_index(a, mi, row0 + 1), v1);

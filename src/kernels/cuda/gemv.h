@@ -41,7 +41,24 @@ struct GemvArgs {
   // Quantized weights: when q.format is not kBf16, W is q (n_out rows, or 2 n_out for SwiGLU)
   // and w is unused; X, made from x or norm_in, is then quantized to 8 bits per 32-element block.
   WeightRef q;
+  // The Q|K|V product with the QKV finish fused (when finish.q is set; see qkv_finish_fuses):
+  // output rows (finish_row0 + o in the Q|K|V layout) are not stored in y but biased, rotated and
+  // stored as Q and K/V as qkv_finish() would store them (finish.qkv unused). Non-NeoX rotary
+  // pairs only, so each pair is two neighbouring rows that one warp computes.
+  QkvFinishArgs finish{};
+  int finish_row0 = 0;
 };
+
+// Whether a Q|K|V product over rows [row0, row0 + n_out) can finish the rows itself.
+bool qkv_finish_fuses(const QkvFinishArgs& f, int row0, int n_out);
+
+// Quantized weights: the blocks of a thread-block cluster share making the activation rows (each
+// makes 1/C of them into every block's shared memory) instead of each making all of them. 2 by
+// default on compute capability 9.0+ (H100, Llama 2 7B Q4_0: a token's products 1.77 -> 1.67 ms;
+// 4 and 8 were slower), else 1; LAZYLLM_CUDA_GEMV_CLUSTER=1|2|4|8 (read once) overrides it and
+// set_gemv_cluster changes it for later launches (graphs keep what they captured).
+int gemv_cluster();
+void set_gemv_cluster(int c);
 
 bool gemv_applies(int m, int k);
 // The same for weights of format f (bf16: gemv_applies).

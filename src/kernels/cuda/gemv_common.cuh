@@ -1,12 +1,18 @@
 // What the matrix-vector kernels share (gemv.cu: bf16; gemv_quant.cu: Q8_0 and Q4_0;
 // gemv_kquant.cu: the K-quants): streaming loads, the fused RMSNorm's scales, the activation rows
-// made into 8-bit blocks in shared memory, the output store, and the grid size.
+// made into 8-bit blocks in shared memory (by each block, or shared by a thread-block cluster's
+// blocks), the fused QKV finish, the output store, and the grid size and launch.
 #pragma once
 
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/pdl.h"
 
 namespace lazyllm::cuda::gemv_detail {
 
@@ -45,6 +51,36 @@ __device__ inline void store(const GemvArgs& a, int64_t idx, float v) {
   }
 }
 
+// Rows o and o + 1 (o even, the Q|K|V layout) of activation row mi through the QKV finish, as
+// qkv_finish_kernel does for a non-NeoX rotary pair (the same operations, so the same bits).
+__device__ inline void finish_pair(const GemvArgs& a, int mi, int o, float x0, float x1) {
+  const QkvFinishArgs& f = a.finish;
+  const int hd = f.head_dim, qd = f.n_heads * hd, kvd = f.n_kv_heads * hd;
+  if (f.bias) x0 += f.bias[o], x1 += f.bias[o + 1];
+  const bool per_seq = f.seqs.k_cache != nullptr;
+  const int pos = f.pos[mi];
+  const int64_t slot = per_seq ? f.seqs.slot[mi] : (f.slot0_dev ? *f.slot0_dev : f.slot0) + mi;
+  if (o >= qd + kvd) {
+    __half* v = reinterpret_cast<__half*>(per_seq ? f.seqs.v_cache[mi] : f.v_cache) + slot * kvd + (o - qd - kvd);
+    v[0] = __float2half(x0);
+    v[1] = __float2half(x1);
+    return;
+  }
+  const int j = (o % hd) / 2;
+  const float cs = f.rope_cos[static_cast<int64_t>(pos) * (hd / 2) + j];
+  const float sn = f.rope_sin[static_cast<int64_t>(pos) * (hd / 2) + j];
+  const float r0 = x0 * cs - x1 * sn, r1 = x0 * sn + x1 * cs;
+  __half* dst;
+  if (o < qd) {
+    dst = reinterpret_cast<__half*>(f.q) + static_cast<int64_t>(mi) * qd + o;
+  } else {
+    dst = reinterpret_cast<__half*>(per_seq ? f.seqs.k_cache[mi] : f.k_cache) + slot * kvd + (o - qd);
+    if (o == qd) (per_seq ? f.seqs.kpos[mi] : f.kpos)[slot] = pos;
+  }
+  dst[0] = __float2half(r0);
+  dst[1] = __float2half(r1);
+}
+
 // SwiGLU's output for gate and up sums, as the unfused path: both rounded to bf16 (the GEMM's
 // output type) first.
 __device__ inline __nv_bfloat16 swiglu_out(float gate, float up) {
@@ -77,6 +113,30 @@ __device__ inline void rms_scales(const GemvArgs& a, float (&scale)[M]) {
     for (int w = 0; w < kWarps; ++w) ss += red[w][mi];
     scale[mi] = rsqrtf(ss / k + a.eps);
   }
+}
+
+// One 32-element block of the activation made into 8 bits by its eight threads (four elements
+// each; every lane of the warp runs the shuffles): the packed quants, the block's sum of quants,
+// and its largest magnitude (scale = amax / 127).
+struct QuantizedFour {
+  int packed, sum;
+  float amax;
+};
+__device__ inline QuantizedFour quantize_four(const float (&v)[4]) {
+  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  int packed = 0, sum = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int q = __float2int_rn(v[i] * inv);
+    packed |= (q & 0xFF) << (8 * i);
+    sum += q;
+  }
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  return {packed, sum, amax};
 }
 
 // Shared memory of the activation rows: m rows of k int8 quants, then per 32-element block of
@@ -155,33 +215,129 @@ __device__ inline void quantize_x(const GemvArgs& a, int8_t* xq, float* xd, floa
           const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].y));
           v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
         }
-        // Every lane of a warp runs the shuffles (the eight of a block reduce together).
-        float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-#pragma unroll
-        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        int packed = 0, sum = 0;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int q = __float2int_rn(v[i] * inv);
-          packed |= (q & 0xFF) << (8 * i);
-          sum += q;
-        }
-#pragma unroll
-        for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        const QuantizedFour q = quantize_four(v);
         const int ib = base + j * kGroups + g8;
         if (ib < nb) {
-          *reinterpret_cast<int*>(xq + static_cast<size_t>(mi) * k + ib * kQBlock + sub * 4) = packed;
+          *reinterpret_cast<int*>(xq + static_cast<size_t>(mi) * k + ib * kQBlock + sub * 4) = q.packed;
           if (sub == 0) {
-            const float d = amax / 127.0f;
+            const float d = q.amax / 127.0f;
             xd[mi * nb + ib] = d;
-            xo[mi * nb + ib] = 8.0f * d * static_cast<float>(sum);
+            xo[mi * nb + ib] = 8.0f * d * static_cast<float>(q.sum);
           }
         }
       }
     }
   }
   __syncthreads();
+}
+
+// Thread-block clusters (sm_90): the blocks of a cluster share the activation rows' 8-bit blocks.
+constexpr int kMaxCluster = 8;
+constexpr int kDefaultCluster = 2;
+
+__device__ inline unsigned cluster_blocks() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  unsigned n;
+  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
+  return n;
+#else
+  return 1;
+#endif
+}
+
+// Split cluster barrier: arrive (release: this block's shared-memory stores are seen by the
+// others after their wait) and wait.
+__device__ inline void cluster_arrive() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+#endif
+}
+__device__ inline void cluster_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+
+// The cluster form of quantize_x: each of the cluster's C blocks makes 1/C of the activation
+// rows' 32-element blocks and stores them into the shared memory of every block of the cluster,
+// so a block reads 1/C of the rows from L2 and quantizes 1/C of them (each of a product's ~260
+// blocks reading whole rows, right after the wait for the kernel that wrote them, is what kept
+// the weight streams idle). The fused RMSNorm's 1 / rms is not applied to X: the blocks are made
+// from norm_in x norm_w (8-bit quantization is scale-invariant) and scale[mi] multiplies the
+// product's sums instead, so one cluster barrier suffices. The caller must have called
+// cluster_arrive() once before (at entry: no block writes into another before all have started);
+// this waits for it, and ends with the cluster barrier after which every block has all rows.
+template <int M, bool NORM>
+__device__ inline void quantize_x_cluster(const GemvArgs& a, int8_t* xq, float* xd, float* xo, float (&scale)[M]) {
+  namespace cg = cooperative_groups;
+  constexpr int P = 2, kGroups = kThreads / 8, kPerRound = P * kGroups;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int C = static_cast<int>(cluster.num_blocks()), rank = static_cast<int>(cluster.block_rank());
+  const int k = a.k, nb = k / kQBlock, per = (nb + C - 1) / C, b0 = min(nb, rank * per), b1 = min(nb, b0 + per);
+  const int sub = threadIdx.x & 7, g8 = threadIdx.x >> 3, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __shared__ float ss_part[M][kMaxCluster * kWarps];  // each block's warps' sums of squares
+  cluster_wait();                                     // every block of the cluster has started
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) {
+    float ss = 0.0f;
+    for (int base = b0; base < b1; base += kPerRound) {
+      float4 hv[P], nw[P];
+      uint2 raw[P];
+#pragma unroll
+      for (int j = 0; j < P; ++j) {
+        const int ib = base + j * kGroups + g8;
+        const int64_t at = static_cast<int64_t>(mi) * k + ib * kQBlock + sub * 4;
+        if constexpr (NORM) {
+          hv[j] = ib < b1 ? *reinterpret_cast<const float4*>(a.norm_in + at) : make_float4(0.f, 0.f, 0.f, 0.f);
+          nw[j] = ib < b1 ? *reinterpret_cast<const float4*>(a.norm_w + ib * kQBlock + sub * 4)
+                          : make_float4(0.f, 0.f, 0.f, 0.f);
+        } else {
+          raw[j] = ib < b1 ? *reinterpret_cast<const uint2*>(a.x + at) : make_uint2(0, 0);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < P; ++j) {
+        float v[4];
+        if constexpr (NORM) {
+          ss += hv[j].x * hv[j].x + hv[j].y * hv[j].y + hv[j].z * hv[j].z + hv[j].w * hv[j].w;
+          v[0] = hv[j].x * nw[j].x, v[1] = hv[j].y * nw[j].y, v[2] = hv[j].z * nw[j].z, v[3] = hv[j].w * nw[j].w;
+        } else {
+          const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].x));
+          const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].y));
+          v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+        }
+        const QuantizedFour q = quantize_four(v);
+        const int ib = base + j * kGroups + g8;
+        if (ib < b1) {
+          int* dq = reinterpret_cast<int*>(xq + static_cast<size_t>(mi) * k + ib * kQBlock + sub * 4);
+          const float d = q.amax / 127.0f, o = 8.0f * d * static_cast<float>(q.sum);
+          for (int c = 0; c < C; ++c) {
+            *cluster.map_shared_rank(dq, c) = q.packed;
+            if (sub == 0) {
+              *cluster.map_shared_rank(xd + mi * nb + ib, c) = d;
+              *cluster.map_shared_rank(xo + mi * nb + ib, c) = o;
+            }
+          }
+        }
+      }
+    }
+    if constexpr (NORM) {
+      ss = warp_sum(ss);
+      if (lane == 0)
+        for (int c = 0; c < C; ++c) *cluster.map_shared_rank(&ss_part[mi][rank * kWarps + warp], c) = ss;
+    }
+  }
+  cluster_arrive();
+  cluster_wait();
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) {
+    scale[mi] = 1.0f;
+    if constexpr (NORM) {
+      float t = 0.0f;  // the same order in every block and for a row alone or beside another
+      for (int i = 0; i < C * kWarps; ++i) t += ss_part[mi][i];
+      scale[mi] = rsqrtf(t / k + a.eps);
+    }
+  }
 }
 
 __device__ inline unsigned byte_of(const uint4& v, int i) {
@@ -211,6 +367,38 @@ int sm_count();
 // Blocks of `kernel` resident on the whole GPU with `smem` bytes of shared memory each (at least
 // one an SM); cached per kernel and size.
 int resident_blocks(const void* kernel, size_t smem);
+// Blocks a cluster of the quantized products (1: none, each block makes the whole activation rows).
+int product_cluster();
+// Clusters of c blocks of `kernel` resident at once; cached.
+int resident_clusters(const void* kernel, size_t smem, int c);
+
+#ifdef __CUDACC__
+// Launches a quantized product over at most `want` blocks (as many as fit on the GPU at once), in
+// clusters of product_cluster() blocks, with programmatic dependent launch where it is on.
+template <typename... KArgs>
+void launch_product(const char* name, void (*kernel)(KArgs...), int want, size_t smem, cudaStream_t stream,
+                    const GemvArgs& a) {
+  const int c = product_cluster();
+  const void* k = reinterpret_cast<const void*>(kernel);
+  if (c == 1)
+    return launch_pdl(name, kernel, dim3(std::min(want, resident_blocks(k, smem))), dim3(kThreads), smem, stream, a);
+  const int blocks = std::min((want + c - 1) / c, resident_clusters(k, smem, c)) * c;
+  cudaLaunchAttribute attr[2] = {};
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(c);
+  attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 2 : 1;
+  check(cudaLaunchKernelEx(&cfg, kernel, a), name);
+}
+#endif
 
 // gemv_kquant.cu: the K-quant formats' products, shared-memory limits, dequantization and
 // embedding rows (called by gemv_quant.cu's entry points).

@@ -234,11 +234,20 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
   };
   // Weights are constants: the first loads go out before the kernel before this one is done and
   // while the activation rows are made.
+  const bool clustered = cluster_blocks() > 1;
+  if (clustered) cluster_arrive();
   take_group();
   load(0);
   pdl_trigger();
   pdl_wait();
-  quantize_x<M, NORM>(a, xq, xd, xo);
+  float xs[M];  // what multiplies the sums (the cluster form's RMSNorm scale)
+  if (clustered) {
+    quantize_x_cluster<M, NORM>(a, xq, xd, xo, xs);
+  } else {
+    quantize_x<M, NORM>(a, xq, xd, xo);
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) xs[mi] = 1.0f;
+  }
 
   for (bool first = true; g < n_groups; g += gridDim.x * kWarps, first = false) {
     if (!first) {
@@ -271,10 +280,12 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
     for (int mi = 0; mi < M; ++mi) {
       float v[kRows];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) v[r] = warp_sum(acc[r][mi]);
+      for (int r = 0; r < kRows; ++r) v[r] = warp_sum(acc[r][mi]) * xs[mi];
       if (lane != 0) continue;
       if constexpr (SWIGLU) {
         static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, g)] = swiglu_out(v[0], v[1]);
+      } else if (a.finish.q) {
+        if (valid[0]) finish_pair(a, mi, a.finish_row0 + rows[0], v[0], v[1]);
       } else {
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
@@ -288,10 +299,7 @@ template <WeightFormat F, int M, bool SWIGLU, bool NORM>
 void launch(const GemvArgs& a, cudaStream_t s) {
   const int per_block = kWarps * (SWIGLU ? 1 : kRows);
   const size_t smem = x_smem_bytes(M, a.k);
-  auto* kernel = gemv_k_kernel<F, M, SWIGLU, NORM>;
-  const int blocks =
-      std::min((a.n_out + per_block - 1) / per_block, resident_blocks(reinterpret_cast<const void*>(kernel), smem));
-  launch_pdl("gemv_k_kernel", kernel, dim3(blocks), dim3(kThreads), smem, s, a);
+  launch_product("gemv_k_kernel", gemv_k_kernel<F, M, SWIGLU, NORM>, (a.n_out + per_block - 1) / per_block, smem, s, a);
 }
 
 template <WeightFormat F, int M>

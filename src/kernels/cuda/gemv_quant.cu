@@ -9,16 +9,21 @@
 // the weight's and the activation's scales. Each warp takes groups of four weight rows (two
 // where that leaves too few groups to fill the GPU) in turn, the grid no larger than what fits
 // on the GPU at once, so each block makes the activation rows once (they are re-read from L2 by
-// every block); each lane keeps eight 16-byte weight loads in flight (L1-bypassing,
+// every block; on compute capability 9.0+ the two blocks of a cluster each make half of them
+// into both blocks' shared memory, and the fused RMSNorm's scale multiplies the sums instead of
+// the rows); each lane keeps eight 16-byte weight loads in flight (L1-bypassing,
 // software-pipelined, the first issued before the activation rows are made). The fusions are the
 // bf16 kernel's: RMSNorm making X from float rows, SwiGLU over gate|up (gate and up rows of the
-// same outputs in one warp), beta accumulating into float Y.
+// same outputs in one warp), beta accumulating into float Y, and the QKV finish (finish_pair).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <utility>
 
 #include "kernels/cuda/cuda_check.h"
@@ -53,6 +58,51 @@ int resident_blocks(const void* kernel, size_t smem) {
     per_sm = 1;
   }
   return cache[{kernel, smem}] = std::max(1, per_sm) * sm_count();
+}
+
+namespace {
+// Thread-block clusters: compute capability 9.0 or later.
+bool clusters_supported() {
+  int dev = 0, major = 0;
+  return cudaGetDevice(&dev) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+}
+
+std::atomic<int>& cluster_setting() {
+  static std::atomic<int> c = [] {
+    if (!clusters_supported()) return 1;
+    const char* e = std::getenv("LAZYLLM_CUDA_GEMV_CLUSTER");
+    const int v = e ? std::atoi(e) : 0;
+    return v == 1 || v == 2 || v == 4 || v == 8 ? v : kDefaultCluster;
+  }();
+  return c;
+}
+}  // namespace
+
+int product_cluster() { return cluster_setting().load(std::memory_order_relaxed); }
+
+int resident_clusters(const void* kernel, size_t smem, int c) {
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, size_t, int>, int> cache;
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find({kernel, smem, c});
+  if (it != cache.end()) return it->second;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(c);
+  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(c * sm_count()));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  int n = 0;
+  if (cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) != cudaSuccess) {
+    cudaGetLastError();
+    n = 0;
+  }
+  return cache[{kernel, smem, c}] = std::max(1, n);
 }
 
 }  // namespace gemv_detail
@@ -138,12 +188,21 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_q_kernel(GemvAr
       }
     }
   };
+  const bool clustered = cluster_blocks() > 1;
+  if (clustered) cluster_arrive();
   load(0, wv, ws);
   // Weights are constants: their first loads go out before the kernel before this one is done.
   pdl_trigger();
   pdl_wait();
 
-  quantize_x<M, NORM>(a, xq, xd, xo);
+  float xs[M];  // what multiplies the sums (the cluster form's RMSNorm scale)
+  if (clustered) {
+    quantize_x_cluster<M, NORM>(a, xq, xd, xo, xs);
+  } else {
+    quantize_x<M, NORM>(a, xq, xd, xo);
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) xs[mi] = 1.0f;
+  }
 
   for (bool first = true; g < n_groups; g += group_step, first = false) {
     if (!first) {  // a later group: its first chunk's loads (the first group's went out above)
@@ -215,7 +274,7 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_q_kernel(GemvAr
     for (int mi = 0; mi < M; ++mi) {
       float v[R];
 #pragma unroll
-      for (int r = 0; r < R; ++r) v[r] = warp_sum(acc[r][mi]);
+      for (int r = 0; r < R; ++r) v[r] = warp_sum(acc[r][mi]) * xs[mi];
       if (lane != 0) continue;
       if constexpr (SWIGLU) {
         constexpr int O = R / 2;
@@ -224,6 +283,10 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_q_kernel(GemvAr
           if (!valid[j]) continue;
           static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, rows[j])] = swiglu_out(v[j], v[O + j]);
         }
+      } else if (a.finish.q) {
+#pragma unroll
+        for (int r = 0; r < R; r += 2)
+          if (valid[r]) finish_pair(a, mi, a.finish_row0 + rows[r], v[r], v[r + 1]);
       } else {
 #pragma unroll
         for (int r = 0; r < R; ++r)
@@ -239,10 +302,8 @@ void launch(const GemvArgs& a, cudaStream_t s) {
   // GPU at once: each block then makes the activation rows once and takes several groups.
   const int per_block = kWarps * (SWIGLU ? R / 2 : R);
   const size_t smem = x_smem_bytes(M, a.k);
-  auto* kernel = gemv_q_kernel<F, M, R, SWIGLU, NORM>;
-  const int blocks =
-      std::min((a.n_out + per_block - 1) / per_block, resident_blocks(reinterpret_cast<const void*>(kernel), smem));
-  launch_pdl("gemv_q_kernel", kernel, dim3(blocks), dim3(kThreads), smem, s, a);
+  launch_product("gemv_q_kernel", gemv_q_kernel<F, M, R, SWIGLU, NORM>, (a.n_out + per_block - 1) / per_block, smem, s,
+                 a);
 }
 
 template <WeightFormat F, int M, int R>
@@ -351,6 +412,18 @@ __global__ void embed_q_kernel(WeightRef t, const int32_t* tokens, int d, float*
 }
 
 }  // namespace
+
+int gemv_cluster() { return product_cluster(); }
+
+void set_gemv_cluster(int c) {
+  if (c != 1 && c != 2 && c != 4 && c != 8) throw Error("gemv cluster size must be 1, 2, 4 or 8");
+  if (c > 1 && !clusters_supported()) throw Error("thread-block clusters need compute capability 9.0 or later");
+  cluster_setting().store(c, std::memory_order_relaxed);
+}
+
+bool qkv_finish_fuses(const QkvFinishArgs& f, int row0, int n_out) {
+  return !f.neox && f.head_dim % 2 == 0 && row0 % 2 == 0 && n_out % 2 == 0;
+}
 
 bool gemv_quant_applies(WeightFormat f, int m, int k) {
   return f != WeightFormat::kBf16 && m >= 1 && m <= kGemvQuantMaxRows && k % weight_block_elems(f) == 0 &&

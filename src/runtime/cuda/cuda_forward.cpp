@@ -47,6 +47,12 @@ std::vector<int32_t> cuda_select_top_dest(std::span<const float> scores, int k) 
   return out;
 }
 
+int cuda_gemv_cluster() {
+  if (cuda_device_count() == 0) throw Error("CUDA backend: no usable GPU");
+  check(cudaSetDevice(0), "cudaSetDevice");
+  return cuda::gemv_cluster();
+}
+
 std::vector<float> cuda_weight_product(const CudaProductCase& c) {
   if (cuda_device_count() == 0) throw Error("CUDA backend: no usable GPU");
   check(cudaSetDevice(0), "cudaSetDevice");
@@ -79,6 +85,12 @@ std::vector<float> cuda_weight_product(const CudaProductCase& c) {
   const float beta = c.y0.empty() ? 0.0f : 1.0f;
   try {
     if (cuda::gemv_applies(W.ref.format, m, k)) {  // as layer_kernels' decode-sized batches
+      const int cluster = cuda::gemv_cluster();
+      if (c.gemv_cluster) cuda::set_gemv_cluster(c.gemv_cluster);
+      struct Restore {
+        int c;
+        ~Restore() { cuda::set_gemv_cluster(c); }
+      } restore{cluster};
       cuda::GemvArgs g;
       set_weight(g, W.ref);
       g.n_out = n_out, g.k = k, g.m = m;

@@ -58,7 +58,12 @@ struct CudaProductCase {
   std::span<const float> y0;  // non-empty: Y = y0 + X W^T (the residual's accumulation)
   int scratch_rows = 64;
   int x_offset = 0;  // the bf16 X starts this many elements into its buffer (unaligned rows)
+  // Quantized matrix-vector products: blocks a cluster sharing the activation rows (0: the
+  // default; see cuda::gemv_cluster). Sizes over 1 need compute capability 9.0+.
+  int gemv_cluster = 0;
 };
+// The default of CudaProductCase::gemv_cluster on this GPU.
+int cuda_gemv_cluster();
 std::vector<float> cuda_weight_product(const CudaProductCase& c);
 
 }  // namespace lazyllm

@@ -217,9 +217,19 @@ void CudaForward::ensure_aux() {
 
 void CudaForward::layer_kernels(int l, float* h, const LayerCall& c) {
   const bool fused = fused_layer(l, c.m);
-  layer_qkv(l, h, c.m, fused);
-  layer_attention(l, c);
+  // Decode-sized rows: the Q|K|V product finishes its rows itself (one kernel fewer a layer).
+  const cuda::QkvFinishArgs finish = qkv_finish_args(l, c);
+  const bool finished = fused && c.row0 == 0 && qkv_finish_fuses(l, finish);
+  layer_qkv(l, h, c.m, fused, finished ? &finish : nullptr);
+  layer_attention(l, c, finished);
   layer_output(l, h, c.m, fused);
+}
+
+bool CudaForward::qkv_finish_fuses(int l, const cuda::QkvFinishArgs& f) const {
+  bool fuses = true;
+  for (const cuda::MatrixPart& part : w_->layers[l].wqkv.parts)
+    fuses = fuses && cuda::qkv_finish_fuses(f, static_cast<int>(part.row0), static_cast<int>(part.rows));
+  return fuses;
 }
 
 bool CudaForward::fused_layer(int l, int m) const {
@@ -231,7 +241,7 @@ bool CudaForward::fused_layer(int l, int m) const {
   return fused;
 }
 
-void CudaForward::layer_qkv(int l, const float* h, int m, bool fused) {
+void CudaForward::layer_qkv(int l, const float* h, int m, bool fused, const cuda::QkvFinishArgs* finish) {
   const cuda::CudaLayerWeights& L = w_->layers[l];
   const int d = c_.n_embd, qkv_n = c_.n_heads * c_.head_dim + 2 * c_.n_kv_heads * c_.head_dim;
   // Q|K|V is one matrix, or its parts one at a time where their types differ (each a slice of
@@ -245,6 +255,7 @@ void CudaForward::layer_qkv(int l, const float* h, int m, bool fused) {
       g.n_out = static_cast<int>(part.rows), g.k = d, g.m = m;
       g.norm_in = h, g.norm_w = L.attn_norm.get(), g.eps = c_.rms_eps;
       g.y = y, g.ldy = qkv_n, g.y_f32 = true;
+      if (finish) g.finish = *finish, g.finish_row0 = static_cast<int>(part.row0);
       cuda::gemv(g, stream_);
     } else {
       gemm(part.ref, static_cast<int>(part.rows), d, xn_.get(), m, y, CUDA_R_32F, 0.0f, qkv_n);
@@ -262,18 +273,25 @@ cuda::QkvFinishArgs CudaForward::qkv_finish_args(int l, int m, const int32_t* po
   return a;
 }
 
-void CudaForward::layer_attention(int l, const LayerCall& c) {
+cuda::QkvFinishArgs CudaForward::qkv_finish_args(int l, const LayerCall& c) const {
+  const int hd = c_.head_dim, kvd = c_.n_kv_heads * hd, qd = c_.n_heads * hd;
+  const CudaForward& kv = c.kv ? *c.kv : *this;
+  const size_t row0 = c.row0;
+  cuda::QkvFinishArgs qa = qkv_finish_args(l, c.m, c.d_pos);
+  qa.qkv += row0 * (qd + 2 * kvd), qa.q += row0 * qd;
+  qa.k_cache = kv.k_cache_at(l), qa.v_cache = kv.v_cache_at(l), qa.kpos = kv.kpos_at(l), qa.slot0 = c.slot0;
+  qa.slot0_dev = c.slot0_dev;
+  return qa;
+}
+
+void CudaForward::layer_attention(int l, const LayerCall& c, bool finished) {
   const int hd = c_.head_dim, kvd = c_.n_kv_heads * hd, qd = c_.n_heads * hd;
   const CudaForward& kv = c.kv ? *c.kv : *this;
   half_t* kc = kv.k_cache_at(l);
   half_t* vc = kv.v_cache_at(l);
   int32_t* kpos = kv.kpos_at(l);
   const size_t row0 = c.row0;
-  cuda::QkvFinishArgs qa = qkv_finish_args(l, c.m, c.d_pos);
-  qa.qkv += row0 * (qd + 2 * kvd), qa.q += row0 * qd;
-  qa.k_cache = kc, qa.v_cache = vc, qa.kpos = kpos, qa.slot0 = c.slot0;
-  qa.slot0_dev = c.slot0_dev;
-  cuda::qkv_finish(qa, stream_);
+  if (!finished) cuda::qkv_finish(qkv_finish_args(l, c), stream_);
 
   const half_t *k_att = kc, *v_att = vc;
   const int32_t *kpos_att = kpos, *key_slots = c.key_slots;

@@ -162,12 +162,17 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void layer_kernels(int l, float* h, const LayerCall& c);
   // Decode-sized batches: RMSNorm fused into the products after it, SwiGLU into gate|up.
   bool fused_layer(int l, int m) const;
-  // RMSNorm and the Q|K|V product of m rows of h into qkv_.
-  void layer_qkv(int l, const float* h, int m, bool fused);
+  // RMSNorm and the Q|K|V product of m rows of h into qkv_, or, with `finish` (fused products
+  // whose parts all allow it: cuda::qkv_finish_fuses), finished by the products themselves.
+  void layer_qkv(int l, const float* h, int m, bool fused, const cuda::QkvFinishArgs* finish = nullptr);
+  bool qkv_finish_fuses(int l, const cuda::QkvFinishArgs& f) const;
   // qkv_finish's arguments for m rows of qkv_ at positions pos into q_, caches not set.
   cuda::QkvFinishArgs qkv_finish_args(int l, int m, const int32_t* pos) const;
-  // Bias, RoPE and the K/V store of the c.m rows in qkv_, then their attention into att_.
-  void layer_attention(int l, const LayerCall& c);
+  // The same for c's rows, with c's caches and slots.
+  cuda::QkvFinishArgs qkv_finish_args(int l, const LayerCall& c) const;
+  // Bias, RoPE and the K/V store of the c.m rows in qkv_ (unless `finished` by the products), then
+  // their attention into att_.
+  void layer_attention(int l, const LayerCall& c, bool finished = false);
   // The same for rows of several sequences, each over its own caches (step_together's decode rows).
   void layer_attention_rows(int l, int m, const cuda::SequenceRows& rows, int max_keys);
   // The output product of att_ into the residual h, then the feed-forward block, on m rows.
