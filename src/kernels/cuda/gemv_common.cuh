@@ -143,6 +143,28 @@ __device__ inline QuantizedFour quantize_four(const float (&v)[4]) {
 // each row its scale and 8 x scale x the sum of its quants (Q4_0's offset), as floats.
 inline size_t x_smem_bytes(int m, int k) { return static_cast<size_t>(m) * k + 2 * sizeof(float) * m * (k / kQBlock); }
 
+// Thread `sub`'s four elements of 32-element block ib of activation row mi, zeros from block
+// `end` on: the float row and the norm weights for the fused RMSNorm (NORM), else the bf16 row.
+template <bool NORM>
+__device__ inline void load_x_four(const GemvArgs& a, int mi, int ib, int end, int sub, float4& hv, float4& nw,
+                                   uint2& raw) {
+  const int64_t at = static_cast<int64_t>(mi) * a.k + ib * kQBlock + sub * 4;
+  if constexpr (NORM) {
+    hv = ib < end ? *reinterpret_cast<const float4*>(a.norm_in + at) : make_float4(0.f, 0.f, 0.f, 0.f);
+    nw = ib < end ? *reinterpret_cast<const float4*>(a.norm_w + ib * kQBlock + sub * 4)
+                  : make_float4(0.f, 0.f, 0.f, 0.f);
+  } else {
+    raw = ib < end ? *reinterpret_cast<const uint2*>(a.x + at) : make_uint2(0, 0);
+  }
+}
+
+// The bf16 row's four elements of load_x_four.
+__device__ inline void bf16_four(const uint2& raw, float (&v)[4]) {
+  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+  v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+}
+
 // Makes the M activation rows (from a.x, or RMSNorm of a.norm_in) into 8-bit blocks of 32 in
 // shared memory: xq (M rows of k), xd (each block's scale), xo (8 x scale x the block's sum).
 // Every thread of the block calls it; it ends with a barrier. It runs after the wait for the
@@ -156,21 +178,11 @@ __device__ inline void quantize_x(const GemvArgs& a, int8_t* xq, float* xd, floa
   constexpr int P = NORM ? 4 : 12, kGroups = kThreads / 8, kPerRound = P * kGroups;
   const int k = a.k, nb = k / kQBlock, sub = threadIdx.x & 7, g8 = threadIdx.x >> 3;
   // Eight threads a 32-element block, four elements each: block ib = base + j * kGroups + g8.
-  float4 hv[NORM ? P : 1], nw[NORM ? P : 1];
-  uint2 raw[NORM ? 1 : P];
+  float4 hv[P], nw[P];
+  uint2 raw[P];
   auto load_round = [&](int mi, int base) {
 #pragma unroll
-    for (int j = 0; j < P; ++j) {
-      const int ib = base + j * kGroups + g8;
-      const int64_t at = static_cast<int64_t>(mi) * k + ib * kQBlock + sub * 4;
-      if constexpr (NORM) {
-        hv[j] = ib < nb ? *reinterpret_cast<const float4*>(a.norm_in + at) : make_float4(0.f, 0.f, 0.f, 0.f);
-        nw[j] = ib < nb ? *reinterpret_cast<const float4*>(a.norm_w + ib * kQBlock + sub * 4)
-                        : make_float4(0.f, 0.f, 0.f, 0.f);
-      } else {
-        raw[j] = ib < nb ? *reinterpret_cast<const uint2*>(a.x + at) : make_uint2(0, 0);
-      }
-    }
+    for (int j = 0; j < P; ++j) load_x_four<NORM>(a, mi, base + j * kGroups + g8, nb, sub, hv[j], nw[j], raw[j]);
   };
   float scale[M];
 #pragma unroll
@@ -211,9 +223,7 @@ __device__ inline void quantize_x(const GemvArgs& a, int8_t* xq, float* xd, floa
           v[0] = hv[j].x * s * nw[j].x, v[1] = hv[j].y * s * nw[j].y;
           v[2] = hv[j].z * s * nw[j].z, v[3] = hv[j].w * s * nw[j].w;
         } else {
-          const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].x));
-          const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].y));
-          v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+          bf16_four(raw[j], v);
         }
         const QuantizedFour q = quantize_four(v);
         const int ib = base + j * kGroups + g8;
@@ -284,17 +294,7 @@ __device__ inline void quantize_x_cluster(const GemvArgs& a, int8_t* xq, float* 
       float4 hv[P], nw[P];
       uint2 raw[P];
 #pragma unroll
-      for (int j = 0; j < P; ++j) {
-        const int ib = base + j * kGroups + g8;
-        const int64_t at = static_cast<int64_t>(mi) * k + ib * kQBlock + sub * 4;
-        if constexpr (NORM) {
-          hv[j] = ib < b1 ? *reinterpret_cast<const float4*>(a.norm_in + at) : make_float4(0.f, 0.f, 0.f, 0.f);
-          nw[j] = ib < b1 ? *reinterpret_cast<const float4*>(a.norm_w + ib * kQBlock + sub * 4)
-                          : make_float4(0.f, 0.f, 0.f, 0.f);
-        } else {
-          raw[j] = ib < b1 ? *reinterpret_cast<const uint2*>(a.x + at) : make_uint2(0, 0);
-        }
-      }
+      for (int j = 0; j < P; ++j) load_x_four<NORM>(a, mi, base + j * kGroups + g8, b1, sub, hv[j], nw[j], raw[j]);
 #pragma unroll
       for (int j = 0; j < P; ++j) {
         float v[4];
@@ -302,9 +302,7 @@ __device__ inline void quantize_x_cluster(const GemvArgs& a, int8_t* xq, float* 
           ss += hv[j].x * hv[j].x + hv[j].y * hv[j].y + hv[j].z * hv[j].z + hv[j].w * hv[j].w;
           v[0] = hv[j].x * nw[j].x, v[1] = hv[j].y * nw[j].y, v[2] = hv[j].z * nw[j].z, v[3] = hv[j].w * nw[j].w;
         } else {
-          const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].x));
-          const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw[j].y));
-          v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+          bf16_four(raw[j], v);
         }
         const QuantizedFour q = quantize_four(v);
         const int ib = base + j * kGroups + g8;
@@ -338,6 +336,16 @@ __device__ inline void quantize_x_cluster(const GemvArgs& a, int8_t* xq, float* 
       scale[mi] = rsqrtf(t / k + a.eps);
     }
   }
+}
+
+// The activation rows made for a product: by the cluster's blocks together where the kernel runs
+// in clusters (its sums then multiplied by xs, the RMSNorm's scale), else by this block (xs 1).
+template <int M, bool NORM>
+__device__ inline void make_x(const GemvArgs& a, bool clustered, int8_t* xq, float* xd, float* xo, float (&xs)[M]) {
+  if (clustered) return quantize_x_cluster<M, NORM>(a, xq, xd, xo, xs);
+  quantize_x<M, NORM>(a, xq, xd, xo);
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi) xs[mi] = 1.0f;
 }
 
 __device__ inline unsigned byte_of(const uint4& v, int i) {

@@ -240,14 +240,8 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
   load(0);
   pdl_trigger();
   pdl_wait();
-  float xs[M];  // what multiplies the sums (the cluster form's RMSNorm scale)
-  if (clustered) {
-    quantize_x_cluster<M, NORM>(a, xq, xd, xo, xs);
-  } else {
-    quantize_x<M, NORM>(a, xq, xd, xo);
-#pragma unroll
-    for (int mi = 0; mi < M; ++mi) xs[mi] = 1.0f;
-  }
+  float xs[M];  // what multiplies the sums
+  make_x<M, NORM>(a, clustered, xq, xd, xo, xs);
 
   for (bool first = true; g < n_groups; g += gridDim.x * kWarps, first = false) {
     if (!first) {

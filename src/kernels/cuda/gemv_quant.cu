@@ -195,14 +195,8 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_q_kernel(GemvAr
   pdl_trigger();
   pdl_wait();
 
-  float xs[M];  // what multiplies the sums (the cluster form's RMSNorm scale)
-  if (clustered) {
-    quantize_x_cluster<M, NORM>(a, xq, xd, xo, xs);
-  } else {
-    quantize_x<M, NORM>(a, xq, xd, xo);
-#pragma unroll
-    for (int mi = 0; mi < M; ++mi) xs[mi] = 1.0f;
-  }
+  float xs[M];  // what multiplies the sums
+  make_x<M, NORM>(a, clustered, xq, xd, xo, xs);
 
   for (bool first = true; g < n_groups; g += group_step, first = false) {
     if (!first) {  // a later group: its first chunk's loads (the first group's went out above)
