@@ -54,7 +54,7 @@ bool qkv_finish_fuses(const QkvFinishArgs& f, int row0, int n_out);
 
 // Quantized weights: the blocks of a thread-block cluster share making the activation rows (each
 // makes 1/C of them into every block's shared memory) instead of each making all of them. 2 by
-// default on compute capability 9.0+ (H100, Llama 2 7B Q4_0: a token's products 1.77 -> 1.67 ms;
+// default on compute capability 9.0+ (H100, Llama 2 7B Q4_0: a token's products 1.80 -> 1.70 ms;
 // 4 and 8 were slower), else 1; LAZYLLM_CUDA_GEMV_CLUSTER=1|2|4|8 (read once) overrides it and
 // set_gemv_cluster changes it for later launches (graphs keep what they captured).
 int gemv_cluster();
