@@ -1,5 +1,6 @@
-// Token choice: greedy_token against a plain scan, and the sampler's top-k selection against the
-// straightforward form (every candidate sorted), draw for draw.
+// Token choice: greedy_token against a plain scan; the sampler's top-k selection against the
+// straightforward form (every candidate sorted), draw for draw, and without top-k against the
+// distribution it draws from.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -94,9 +95,10 @@ int32_t reference_sample(const SamplingParams& p, uint64_t& rng, std::vector<flo
 TEST(Sampler, SameDrawsAsSortingEveryCandidate) {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal;
+  // With top-k the candidates are sorted as before, so the draws are the same draw for draw.
   for (const SamplingParams& base :
        {SamplingParams{}, SamplingParams{1.0f, 3, 1.0f, 0.0f, 1.0f, 64, 5},
-        SamplingParams{0.7f, 0, 0.9f, 0.0f, 1.3f, 16, 9}, SamplingParams{0.0f, 40, 0.95f, 0.05f, 1.2f, 8, 1}}) {
+        SamplingParams{0.7f, 30, 0.9f, 0.0f, 1.3f, 16, 9}, SamplingParams{0.0f, 40, 0.95f, 0.05f, 1.2f, 8, 1}}) {
     Sampler sampler(base);
     uint64_t ref_rng = base.seed;
     std::vector<int32_t> history;
@@ -107,6 +109,50 @@ TEST(Sampler, SameDrawsAsSortingEveryCandidate) {
       ASSERT_EQ(got, reference_sample(base, ref_rng, logits, history)) << "draw " << draw;
       history.push_back(got % 37);
     }
+  }
+}
+
+// Without top-k (the server's default: temperature 1, nothing truncated) the candidates are not
+// sorted: each token is drawn as often as its probability, only tokens of the nucleus and above
+// min-p are drawn, and a seed gives the same draws.
+TEST(Sampler, WithoutTopKDrawsFollowTheDistribution) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  std::vector<float> logits(300);
+  for (float& x : logits) x = normal(rng);
+  for (int i = 0; i < 6; ++i) logits[i * 37] = 3.0f + 0.25f * static_cast<float>(i);  // a few likely tokens
+  for (const SamplingParams& p :
+       {SamplingParams{1.0f, 0, 1.0f, 0.0f, 1.0f, 64, 5}, SamplingParams{0.8f, 0, 0.5f, 0.0f, 1.0f, 64, 6},
+        SamplingParams{1.0f, 0, 1.0f, 0.02f, 1.0f, 64, 7}}) {
+    // The reference distribution: softmax, then the nucleus and min-p over the sorted tokens.
+    std::vector<std::pair<double, int>> sorted;
+    const float mx = *std::max_element(logits.begin(), logits.end());
+    double sum = 0;
+    for (int i = 0; i < static_cast<int>(logits.size()); ++i) {
+      sorted.push_back({std::exp((logits[i] - mx) / p.temperature), i});
+      sum += sorted.back().first;
+    }
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<double> expect(logits.size(), 0.0);
+    double cum = 0, kept = 0;
+    for (const auto& [w, id] : sorted) {
+      if (cum >= p.top_p || w < sorted[0].first * p.min_p) break;
+      cum += w / sum;
+      expect[id] = w / sum;
+      kept += w / sum;
+    }
+    for (double& e : expect) e /= kept;
+    Sampler a(p), b(p);
+    constexpr int kDraws = 20000;
+    std::vector<int> seen(logits.size(), 0);
+    for (int d = 0; d < kDraws; ++d) {
+      const int32_t t = a.sample(logits, {});
+      ASSERT_EQ(t, b.sample(logits, {}));
+      ASSERT_GT(expect[t], 0.0) << "token " << t << " is outside the nucleus";
+      ++seen[t];
+    }
+    for (size_t t = 0; t < logits.size(); ++t)
+      EXPECT_NEAR(static_cast<double>(seen[t]) / kDraws, expect[t], 0.015) << "token " << t;
   }
 }
 

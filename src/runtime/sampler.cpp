@@ -38,6 +38,7 @@ int32_t greedy_token(std::span<const float> logits) {
 
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
   const int n = static_cast<int>(logits.size());
+  if (n == 0) throw Error("sampling: no logits");
   if (params_.repeat_penalty != 1.0f && params_.repeat_last_n != 0) {
     penalized_.assign(logits.begin(), logits.end());
     size_t start = params_.repeat_last_n < 0 || history.size() < size_t(params_.repeat_last_n)
@@ -52,26 +53,33 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   }
   if (params_.temperature == 0.0f) return greedy_token(logits);
 
-  // The k best (logit, id) pairs, larger logit first and the lower id first among equals: a heap
-  // of k whose front is the least of them, which most logits do not beat (one comparison each).
+  // Candidates: with top-k, the k best (logit, id) pairs, larger logit first and the lower id
+  // first among equals, from a heap of k whose front is the least of them, which most logits do
+  // not beat (one comparison each); without, every token in id order, sorted below only as far
+  // as top-p needs (a full sort of a 32000-token vocabulary took ~1-2 ms a token).
   auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   const int k = params_.top_k > 0 ? std::min(params_.top_k, n) : n;
   scratch_.clear();
   scratch_.reserve(k);
   for (int i = 0; i < k; ++i) scratch_.emplace_back(logits[i], i);
-  std::make_heap(scratch_.begin(), scratch_.end(), by_logit);
-  float least = scratch_.front().first;  // a later id beats the front only with a larger logit
-  for (int i = k; i < n; ++i) {
-    if (!(logits[i] > least)) continue;
-    std::pop_heap(scratch_.begin(), scratch_.end(), by_logit);
-    scratch_.back() = {logits[i], i};
-    std::push_heap(scratch_.begin(), scratch_.end(), by_logit);
-    least = scratch_.front().first;
+  float mx = 0.0f;
+  if (k < n) {
+    std::make_heap(scratch_.begin(), scratch_.end(), by_logit);
+    float least = scratch_.front().first;  // a later id beats the front only with a larger logit
+    for (int i = k; i < n; ++i) {
+      if (!(logits[i] > least)) continue;
+      std::pop_heap(scratch_.begin(), scratch_.end(), by_logit);
+      scratch_.back() = {logits[i], i};
+      std::push_heap(scratch_.begin(), scratch_.end(), by_logit);
+      least = scratch_.front().first;
+    }
+    std::sort(scratch_.begin(), scratch_.end(), by_logit);
+    mx = scratch_[0].first;
+  } else {
+    mx = logits[greedy_token(logits)];
   }
-  std::sort(scratch_.begin(), scratch_.end(), by_logit);
 
-  // Softmax with temperature over the candidates (sorted, largest first).
-  const float mx = scratch_[0].first;
+  // Softmax with temperature over the candidates.
   double sum = 0;
   for (auto& [l, id] : scratch_) {
     l = std::exp((l - mx) / params_.temperature);
@@ -80,6 +88,16 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   for (auto& c : scratch_) c.first = static_cast<float>(c.first / sum);
 
   if (params_.top_p < 1.0f) {
+    // The most probable first, far enough to hold top_p of the mass (all of them with top-k).
+    size_t sorted = k < n ? scratch_.size() : 0;
+    for (size_t m = 256; sorted < scratch_.size(); m *= 4) {
+      m = std::min(m, scratch_.size());
+      std::nth_element(scratch_.begin(), scratch_.begin() + static_cast<ptrdiff_t>(m) - 1, scratch_.end(), by_logit);
+      std::sort(scratch_.begin(), scratch_.begin() + static_cast<ptrdiff_t>(m), by_logit);
+      double mass = 0;
+      for (size_t i = 0; i < m; ++i) mass += scratch_[i].first;
+      sorted = mass >= params_.top_p ? scratch_.size() : m;
+    }
     double cum = 0;
     size_t keep = scratch_.size();
     for (size_t i = 0; i < scratch_.size(); ++i) {
@@ -91,11 +109,12 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     }
     scratch_.resize(keep);
   }
-  if (params_.min_p > 0.0f) {
-    const float floor = scratch_[0].first * params_.min_p;
-    size_t keep = 1;
-    while (keep < scratch_.size() && scratch_[keep].first >= floor) ++keep;
-    scratch_.resize(keep);
+  if (params_.min_p > 0.0f) {  // keeps the candidates' order
+    float top = 0.0f;
+    for (const auto& c : scratch_) top = std::max(top, c.first);
+    const float floor = top * params_.min_p;
+    scratch_.erase(std::remove_if(scratch_.begin(), scratch_.end(), [&](const auto& c) { return !(c.first >= floor); }),
+                   scratch_.end());
   }
 
   double total = 0;
