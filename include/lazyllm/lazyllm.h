@@ -240,7 +240,10 @@ class Sampler {
  private:
   SamplingParams params_;
   uint64_t rng_state_;
+  // Every token's probability, drawn in id order (no top-k and no top-p).
+  int32_t sample_all(std::span<const float> logits);
   std::vector<float> penalized_;  // the logits after the repeat penalty, when it applies
+  std::vector<float> probs_;      // sample_all's probabilities
   std::vector<std::pair<float, int32_t>> scratch_;
 };
 

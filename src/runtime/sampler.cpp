@@ -5,6 +5,7 @@
 #include <limits>
 #include <unordered_set>
 
+#include "kernels/cpu/vec_ops.h"
 #include "lazyllm/lazyllm.h"
 #include "util/splitmix.h"
 
@@ -36,6 +37,30 @@ int32_t greedy_token(std::span<const float> logits) {
   return 0;
 }
 
+int32_t Sampler::sample_all(std::span<const float> logits) {
+  const size_t n = logits.size();
+  const float inv_t = 1.0f / params_.temperature;
+  probs_.resize(n);
+  for (size_t i = 0; i < n; ++i) probs_[i] = logits[i] * inv_t;
+  softmax_inplace(probs_.data(), static_cast<int64_t>(n));  // vectorized exp
+  if (params_.min_p > 0.0f) {
+    const float floor = probs_[greedy_token(probs_)] * params_.min_p;
+    for (float& p : probs_) p = p >= floor ? p : 0.0f;
+  }
+  double total = 0;
+  for (float p : probs_) total += p;
+  const double u = static_cast<double>(splitmix64(rng_state_) >> 11) * 0x1.0p-53 * total;
+  double cum = 0;
+  size_t last = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (probs_[i] == 0.0f) continue;
+    cum += probs_[i];
+    last = i;
+    if (u < cum) return static_cast<int32_t>(i);
+  }
+  return static_cast<int32_t>(last);
+}
+
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
   const int n = static_cast<int>(logits.size());
   if (n == 0) throw Error("sampling: no logits");
@@ -53,12 +78,14 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
   }
   if (params_.temperature == 0.0f) return greedy_token(logits);
 
+  const int k = params_.top_k > 0 ? std::min(params_.top_k, n) : n;
+  if (k == n && params_.top_p >= 1.0f) return sample_all(logits);
+
   // Candidates: with top-k, the k best (logit, id) pairs, larger logit first and the lower id
   // first among equals, from a heap of k whose front is the least of them, which most logits do
   // not beat (one comparison each); without, every token in id order, sorted below only as far
   // as top-p needs (a full sort of a 32000-token vocabulary took ~1-2 ms a token).
   auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  const int k = params_.top_k > 0 ? std::min(params_.top_k, n) : n;
   scratch_.clear();
   scratch_.reserve(k);
   for (int i = 0; i < k; ++i) scratch_.emplace_back(logits[i], i);
