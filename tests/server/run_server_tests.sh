@@ -43,6 +43,9 @@ KEY=test-key-$RANDOM
 start_server() {
   local log=$1
   shift
+  # Emptied here, not only by the background redirection: the wait below could otherwise find an
+  # earlier server's "listening on" before the new process has truncated the file.
+  : > "$log"
   "$LAZYLLM" serve -m "$MODEL" --port 0 "$@" 2> "$log" &
   SERVER_PID=$!
   # Up to 60 s (180 s under ASan, whose start is slow on a loaded machine).
