@@ -3,6 +3,7 @@
 #include <queue>
 
 #include "lazyllm/error.h"
+#include "tokenizer/symbol_merge.h"
 #include "tokenizer/utf8.h"
 
 namespace lazyllm {
@@ -92,10 +93,7 @@ void BpeMerges::encode_word(const std::string& word, const Vocab& v, bool ignore
     Sym& L = sym[p.left];
     Sym& R = sym[p.right];
     if (L.next != p.right || L.len != p.left_len || R.len != p.right_len) continue;
-    L.len += R.len;
-    R.len = 0;
-    L.next = R.next;
-    if (R.next >= 0) sym[R.next].prev = p.left;
+    merge_symbols(sym, p.left, p.right);
     add_pair(L.prev, p.left);
     add_pair(p.left, L.next);
   }

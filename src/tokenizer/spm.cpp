@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "tokenizer/symbol_merge.h"
 #include "tokenizer/word_memo.h"
 
 namespace lazyllm {
@@ -115,10 +116,7 @@ void spm_encode(std::string_view text, bool space_prefix, const Vocab& v,
       heap.pop_back();
       Sym &L = sym[b.left], &R = sym[b.right];
       if (L.len == 0 || R.len == 0 || L.len + R.len != b.len) continue;  // stale: a side merged since
-      L.len += R.len;
-      R.len = 0;
-      L.next = R.next;
-      if (R.next >= 0) sym[R.next].prev = b.left;
+      merge_symbols(sym, b.left, b.right);
       push(L.prev, b.left);
       push(b.left, L.next);
     }

@@ -388,23 +388,9 @@ void launch_product(const char* name, void (*kernel)(KArgs...), int want, size_t
                     const GemvArgs& a) {
   const int c = product_cluster();
   const void* k = reinterpret_cast<const void*>(kernel);
-  if (c == 1)
-    return launch_pdl(name, kernel, dim3(std::min(want, resident_blocks(k, smem))), dim3(kThreads), smem, stream, a);
-  const int blocks = std::min((want + c - 1) / c, resident_clusters(k, smem, c)) * c;
-  cudaLaunchAttribute attr[2] = {};
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(c);
-  attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(blocks);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 2 : 1;
-  check(cudaLaunchKernelEx(&cfg, kernel, a), name);
+  const int blocks = c == 1 ? std::min(want, resident_blocks(k, smem))
+                            : std::min((want + c - 1) / c, resident_clusters(k, smem, c)) * c;
+  launch_pdl_clustered(name, kernel, dim3(blocks), dim3(kThreads), smem, stream, c, a);
 }
 #endif
 

@@ -48,24 +48,40 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+// Launches `kernel` in thread-block clusters of `cluster` blocks along x (1: no clusters; the
+// grid a multiple of it), with programmatic dependent launch where it is on.
 template <typename... KArgs, typename... Args>
-void launch_pdl(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                Args&&... args) {
-  if (!pdl_enabled()) {
+void launch_pdl_clustered(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                          cudaStream_t stream, int cluster, Args&&... args) {
+  const bool pdl = pdl_enabled();
+  if (!pdl && cluster == 1) {
     kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
     return check_launch(name);
   }
-  cudaLaunchAttribute attr[1] = {};
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2] = {};
+  unsigned n = 0;
+  if (pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n++].val.clusterDim = {static_cast<unsigned>(cluster), 1, 1};
+  }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = n;
   check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), name);
+}
+
+template <typename... KArgs, typename... Args>
+void launch_pdl(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                Args&&... args) {
+  launch_pdl_clustered(name, kernel, grid, block, smem, stream, 1, std::forward<Args>(args)...);
 }
 
 #endif  // __CUDACC__
