@@ -20,6 +20,7 @@
 #include "prune/select.h"
 #include "reference_forward.h"
 #include "runtime/cpu/cpu_forward.h"
+#include "runtime/gpu_weight_plan.h"
 #include "runtime/session_internals.h"
 #include "test_models.h"
 #include "test_util.h"
@@ -448,6 +449,52 @@ TEST(CostModel, TinyModelShortPromptsStayUnprunedOnGpuOnly) {
   // The saving grows with the prompt.
   EXPECT_LT(judge_prefill(*model, plan_prefill(1000, s), 0, gpu).saved_ms,
             judge_prefill(*model, plan_prefill(2000, s), 0, gpu).saved_ms);
+}
+
+// Quantized weights on a GPU: the completing step copies each layer it completes into bf16 a
+// second time (batches over 64 rows), which the verdict counts: only when the step completes,
+// only at layers with more than 64 deferred rows, and by the bytes each layer moves.
+TEST(CostModel, CompletingStepCountsTheSecondDequantization) {
+  auto model = Model::load(eval_model_path());
+  const int L = model->config().n_layers;
+  const LayerSchedule s = LayerSchedule::from(PruneSchedule::default_for(L), L);
+  const DeviceCost plain = device_cost(Device::Cuda, *model, 1);
+  DeviceCost quant = plain;
+  quant.dequant_bytes.assign(L, 0);
+  for (int l = 0; l < L; ++l) quant.dequant_bytes[l] = 1e9 * (l + 1);  // distinct per layer
+  for (int n : {64, 4000}) {
+    SCOPED_TRACE(n);
+    const PrefillPlan plan = plan_prefill(n, s);
+    double expect_ms = 0;
+    for (int l = 0; l < L; ++l)
+      if (n - plan.count[l] > 64) expect_ms += 1e3 * quant.dequant_bytes[l] / quant.dequant_bytes_per_s;
+    if (n == 4000) {
+      EXPECT_GT(expect_ms, 0);
+    } else {
+      EXPECT_EQ(expect_ms, 0);  // at most 56 deferred rows at a layer: the products read the blocks
+    }
+    const PruneVerdict base = judge_prefill(*model, plan, 0, plain, true);
+    EXPECT_NEAR(judge_prefill(*model, plan, 0, quant, true).overhead_ms - base.overhead_ms, expect_ms, 1e-9);
+    EXPECT_EQ(judge_prefill(*model, plan, 0, quant, false).overhead_ms,
+              judge_prefill(*model, plan, 0, plain, false).overhead_ms);
+    EXPECT_EQ(judge_prefill(*model, plan, 0, quant, true).saved_ms, base.saved_ms);
+  }
+}
+
+// The bytes per layer behind it: the blocks read and 2 bytes an element written, for the layer
+// matrices that stay quantized; none in bf16 mode or for unquantized weights.
+TEST(CostModel, DequantizationBytesFollowTheGpuWeightPlan) {
+  const test::ArchSpec spec{.name = "dq", .embd = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ff = 128};
+  auto q8 = test::make_model(spec, DType::Q8_0);
+  const ModelConfig& c = q8->config();
+  const double qd = double(c.n_heads) * c.head_dim, kvd = double(c.n_kv_heads) * c.head_dim;
+  const double elems = c.n_embd * (qd + 2 * kvd) + qd * c.n_embd + 3.0 * c.n_ff * c.n_embd;
+  const std::vector<double> native = gpu_dequant_bytes_per_layer(q8->weights(), GpuWeights::kNative);
+  ASSERT_EQ(native.size(), static_cast<size_t>(c.n_layers));
+  for (double b : native) EXPECT_EQ(b, elems * (34.0 / 32 + 2));  // Q8_0: 34 bytes per 32 values
+  for (double b : gpu_dequant_bytes_per_layer(q8->weights(), GpuWeights::kBf16)) EXPECT_EQ(b, 0);
+  auto f32 = test::make_model(spec, DType::F32);
+  for (double b : gpu_dequant_bytes_per_layer(f32->weights(), GpuWeights::kNative)) EXPECT_EQ(b, 0);
 }
 
 // A session whose cost model turns pruning off computes the baseline, prefill and decode, and

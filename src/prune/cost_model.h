@@ -9,6 +9,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "lazyllm/lazyllm.h"
 #include "prune/lazy_plan.h"
@@ -23,6 +24,13 @@ struct DeviceCost {
   double completion_layer_s = 0; // fixed cost per layer of the decode step that completes the
                                  // deferred pairs (LazyDecode::kComplete): its launches and copies
   double bytes_per_param = 0;    // weights as the device holds them (0: as stored in the file)
+  // Quantized weights on a GPU: a batch of more than dequant_above_rows rows first copies each
+  // such matrix into bf16, moving dequant_bytes[l] at layer l at dequant_bytes_per_s. The
+  // completing step is such a batch at every layer it completes, so it pays that copy a second
+  // time (the prefill paid it once, as the baseline's does). Empty: no copies.
+  std::vector<double> dequant_bytes;
+  double dequant_bytes_per_s = 0;
+  int dequant_above_rows = 0;
 };
 DeviceCost device_cost(Device d, const Model& model, int n_threads);
 
@@ -49,7 +57,8 @@ inline constexpr int kReselectMinContext = 3072;
 
 // The verdict for a prefill of `plan.count[0]` tokens after n_past cached ones. `completes`: the
 // first decode step will compute the deferred pairs (LazyDecode::kComplete), whose fixed cost
-// then counts against the saving too (the deferred work itself is the saving paid back).
+// and second dequantization of quantized weights then count against the saving too (the deferred
+// work itself is the saving paid back).
 PruneVerdict judge_prefill(const Model& model, const PrefillPlan& plan, int n_past, const DeviceCost& cost,
                            bool completes = false);
 

@@ -86,6 +86,24 @@ GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuW
   return p;
 }
 
+std::vector<double> gpu_dequant_bytes_per_layer(const ModelWeights& w, GpuWeights mode) {
+  std::vector<double> out;
+  for (const LayerWeights& L : w.layers) {
+    double bytes = 0;
+    auto matrix = [&](std::initializer_list<const WeightView*> parts, bool split_types = false) {
+      const bool split = split_types && gpu_split_parts(parts, mode);
+      if (!split && gpu_matrix_type(parts, mode) == DType::BF16) return;
+      for (const WeightView* v : parts) bytes += double(v->rows) * (v->row_stride() + 2.0 * v->cols);
+    };
+    matrix({&L.wq, &L.wk, &L.wv}, /*split_types=*/true);
+    matrix({&L.wo});
+    matrix({&L.w_gate, &L.w_up});
+    matrix({&L.w_down});
+    out.push_back(bytes);
+  }
+  return out;
+}
+
 Model::GpuWeightBytes Model::gpu_weight_bytes(GpuWeights mode) const {
   const GpuWeightPlan p = plan_gpu_weights(config(), weights(), mode);
   return {p.weight_bytes, p.scratch_elems * 2};

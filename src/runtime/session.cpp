@@ -9,6 +9,7 @@
 #include "prune/lazy_plan.h"
 #include "runtime/cpu/cpu_forward.h"
 #include "runtime/cuda/cuda_forward.h"
+#include "runtime/gpu_weight_plan.h"
 #include "runtime/memory_plan.h"
 #include "runtime/session_internals.h"
 #include "util/thread_pool.h"
@@ -148,8 +149,11 @@ const LayerSchedule& Session::prefill_schedule(int n_tokens) {
   if (schedule_->any()) {
     stats_.pruning = "on";
     if (options_.prune_policy == PrunePolicy::kAuto && !options_.force_selection) {
-      const PruneVerdict v = judge_prefill(*model_, plan_prefill(n_tokens, *schedule_), backend_->n_past(),
-                                           device_cost(options_.device, *model_, pool_->size()), !pending_reselect_);
+      DeviceCost cost = device_cost(options_.device, *model_, pool_->size());
+      if (options_.device == Device::Cuda)
+        cost.dequant_bytes = gpu_dequant_bytes_per_layer(model_->weights(), options_.gpu_weights);
+      const PruneVerdict v =
+          judge_prefill(*model_, plan_prefill(n_tokens, *schedule_), backend_->n_past(), cost, !pending_reselect_);
       stats_.pruning = v.why;
       if (!v.prune) sched = baseline_.get();
     }
