@@ -489,12 +489,12 @@ TEST(CostModel, DequantizationBytesFollowTheGpuWeightPlan) {
   const ModelConfig& c = q8->config();
   const double qd = double(c.n_heads) * c.head_dim, kvd = double(c.n_kv_heads) * c.head_dim;
   const double elems = c.n_embd * (qd + 2 * kvd) + qd * c.n_embd + 3.0 * c.n_ff * c.n_embd;
-  const std::vector<double> native = gpu_dequant_bytes_per_layer(q8->weights(), GpuWeights::kNative);
+  const std::vector<double> native = plan_gpu_weights(c, q8->weights(), GpuWeights::kNative).dequant_bytes;
   ASSERT_EQ(native.size(), static_cast<size_t>(c.n_layers));
   for (double b : native) EXPECT_EQ(b, elems * (34.0 / 32 + 2));  // Q8_0: 34 bytes per 32 values
-  for (double b : gpu_dequant_bytes_per_layer(q8->weights(), GpuWeights::kBf16)) EXPECT_EQ(b, 0);
+  for (double b : plan_gpu_weights(c, q8->weights(), GpuWeights::kBf16).dequant_bytes) EXPECT_EQ(b, 0);
   auto f32 = test::make_model(spec, DType::F32);
-  for (double b : gpu_dequant_bytes_per_layer(f32->weights(), GpuWeights::kNative)) EXPECT_EQ(b, 0);
+  for (double b : plan_gpu_weights(f32->config(), f32->weights(), GpuWeights::kNative).dequant_bytes) EXPECT_EQ(b, 0);
 }
 
 // A session whose cost model turns pruning off computes the baseline, prefill and decode, and

@@ -55,19 +55,27 @@ GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuW
     }
   };
   // A matrix of `parts`; `staged` rows at a time go through the bf16 scratch in prefill.
+  // Bytes a layer's dequantization moves for a matrix kept quantized.
+  auto dequantized = [&](std::initializer_list<const WeightView*> parts) {
+    for (const WeightView* v : parts) p.dequant_bytes.back() += double(v->rows) * (v->row_stride() + 2.0 * v->cols);
+  };
   auto matrix = [&](std::initializer_list<const WeightView*> parts, bool layer, int64_t staged_rows,
                     bool split_types = false) {
     const int64_t cols = (*parts.begin())->cols;
     if (split_types && gpu_split_parts(parts, mode)) {  // each part in its own blocks
       for (const WeightView* v : parts) p.weight_bytes += gpu_matrix_bytes(v->type, v->rows, cols);
       if (layer) p.scratch_elems = std::max(p.scratch_elems, staged_rows * cols);
+      if (layer) dequantized(parts);
       return;
     }
     const DType t = gpu_matrix_type(parts, mode);
     int64_t rows = 0;
     for (const WeightView* v : parts) rows += v->rows;
     p.weight_bytes += gpu_matrix_bytes(t, rows, cols);
-    if (layer && t != DType::BF16) p.scratch_elems = std::max(p.scratch_elems, staged_rows * cols);
+    if (layer && t != DType::BF16) {
+      p.scratch_elems = std::max(p.scratch_elems, staged_rows * cols);
+      dequantized(parts);
+    }
     note(parts, t);
   };
   const int64_t f = sizeof(float);
@@ -76,6 +84,7 @@ GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuW
   p.weight_bytes += c.n_embd * f;  // output norm
   const int64_t qd = int64_t{c.n_heads} * c.head_dim, kvd = int64_t{c.n_kv_heads} * c.head_dim;
   for (const LayerWeights& L : w.layers) {
+    p.dequant_bytes.push_back(0);
     p.weight_bytes += 2 * c.n_embd * f;  // norms
     matrix({&L.wq, &L.wk, &L.wv}, true, qd + 2 * kvd, /*split_types=*/true);
     if (L.bq) p.weight_bytes += (qd + 2 * kvd) * f;
@@ -84,24 +93,6 @@ GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuW
     matrix({&L.w_down}, true, L.w_down.rows);
   }
   return p;
-}
-
-std::vector<double> gpu_dequant_bytes_per_layer(const ModelWeights& w, GpuWeights mode) {
-  std::vector<double> out;
-  for (const LayerWeights& L : w.layers) {
-    double bytes = 0;
-    auto matrix = [&](std::initializer_list<const WeightView*> parts, bool split_types = false) {
-      const bool split = split_types && gpu_split_parts(parts, mode);
-      if (!split && gpu_matrix_type(parts, mode) == DType::BF16) return;
-      for (const WeightView* v : parts) bytes += double(v->rows) * (v->row_stride() + 2.0 * v->cols);
-    };
-    matrix({&L.wq, &L.wk, &L.wv}, /*split_types=*/true);
-    matrix({&L.wo});
-    matrix({&L.w_gate, &L.w_up});
-    matrix({&L.w_down});
-    out.push_back(bytes);
-  }
-  return out;
 }
 
 Model::GpuWeightBytes Model::gpu_weight_bytes(GpuWeights mode) const {

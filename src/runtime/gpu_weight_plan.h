@@ -42,12 +42,11 @@ struct GpuWeightPlan {
   // Stored types that are quantized but go to the GPU as bf16 (in a matrix whose parts differ in
   // type and do not split, e.g. gate|up), by name.
   std::vector<std::string> converted;
+  // Per layer, the bytes a prefill-sized batch moves to dequantize the layer's matrices that stay
+  // quantized into bf16 before their products: the blocks read and 2 bytes an element written
+  // (all zero in bf16 mode or without quantized layer matrices).
+  std::vector<double> dequant_bytes;
 };
 GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuWeights mode);
-
-// Per layer, the bytes a prefill-sized batch moves to dequantize that layer's matrices that stay
-// quantized on the GPU into bf16 before their products: the blocks read and 2 bytes an element
-// written (all zero in bf16 mode or for a model without quantized layer matrices).
-std::vector<double> gpu_dequant_bytes_per_layer(const ModelWeights& w, GpuWeights mode);
 
 }  // namespace lazyllm

@@ -151,7 +151,7 @@ const LayerSchedule& Session::prefill_schedule(int n_tokens) {
     if (options_.prune_policy == PrunePolicy::kAuto && !options_.force_selection) {
       DeviceCost cost = device_cost(options_.device, *model_, pool_->size());
       if (options_.device == Device::Cuda)
-        cost.dequant_bytes = gpu_dequant_bytes_per_layer(model_->weights(), options_.gpu_weights);
+        cost.dequant_bytes = plan_gpu_weights(model_->config(), model_->weights(), options_.gpu_weights).dequant_bytes;
       const PruneVerdict v =
           judge_prefill(*model_, plan_prefill(n_tokens, *schedule_), backend_->n_past(), cost, !pending_reselect_);
       stats_.pruning = v.why;
