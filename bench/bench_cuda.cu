@@ -3,16 +3,19 @@
 // Q8_0 / Q4_0 / K-quant blocks with prefill's dequantization), decode attention (GB/s of K/V),
 // prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
 // and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --products | --chain |
-// --quant [q8_0,q4_0,q4_k,q5_k,q6_k] | --qgemm [formats]] (--reads: the quantized matrix-vector
-// kernels' load pattern alone against a sequential read, per matrix and for a token's matrices in
-// a CUDA graph beside the products over them, each kind of product alone and all together;
+// --quant [q8_0,q4_0,q4_k,q5_k,q6_k] | --qgemm [formats] | --prefill-products [formats] | --first-shapes] (--reads: the
+// quantized matrix-vector kernels' load pattern alone against a sequential read, per matrix and for a token's matrices
+// in a CUDA graph beside the products over them, each kind of product alone and all together;
 // --products: the same without the per-matrix table; --chain: a decode token's kernel chain whole and with parts left
 // out; --quant: the copy and the quantized products only, of the formats
 // listed or all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against dequantizing into
-// bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused)
+// bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused; --prefill-products: prefill-sized
+// products over quantized weights, dequantization and cuBLAS apart and together; --first-shapes: what cuBLAS costs
+// the first time a process meets a product shape)
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -684,6 +687,85 @@ void bench_lazy(int n) {
               ms * 1e3, ms_imp * 1e3);
 }
 
+// Prefill-sized products over quantized weights, one llama2-7b layer's four products at m rows:
+// the dequantization into bf16 alone (its rate counts the blocks read and the bf16 written, against
+// the copy rate above), cuBLAS alone over bf16 weights, and weight_gemm (the two in turn, a scratch
+// of gate's rows as the forward has).
+void bench_prefill_products(const std::string& only) {
+  struct Shape {
+    const char* name;
+    int n_out, k;
+  };
+  const Shape shapes[] = {{"qkv", 12288, 4096}, {"wo", 4096, 4096}, {"gate|up", 22016, 4096}, {"down", 4096, 11008}};
+  const size_t scratch = size_t{11008} * 4096;
+  cublasHandle_t blas = nullptr;
+  check(cublasCreate(&blas), "cublasCreate");
+  const int max_m = 4096;
+  DeviceBuffer<uint16_t> x, deq(size_t{22016} * 4096);
+  fill<uint16_t>(
+      x, static_cast<size_t>(max_m) * 11008, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
+  DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m) * 22016);
+  for (const auto& fmt : kQuantFormats) {
+    const WeightFormat f = fmt.first;
+    if (!listed(only, fmt.second)) continue;
+    for (int m : {256, 1024, 4096}) {
+      double t_deq = 0, t_blas = 0, t_wg = 0, bytes = 0;
+      for (const Shape& s : shapes) {
+        const QuantCopies w(f, s.n_out, s.k);
+        int c = 0;
+        const double d = time_ms([&] { dequantize_bf16(w.ref(c++), s.n_out, s.k, deq.get(), nullptr); }, 10, 2);
+        const double b = time_ms(
+            [&] {
+              cuda_pass::cublas_gemm(blas, deq.get(), s.n_out, s.k, x.get(), m, y.get(), s.n_out, CUDA_R_16BF, 0.0f);
+            },
+            10, 2);
+        const double g = time_ms(
+            [&] {
+              cuda_pass::weight_gemm(blas, nullptr, w.ref(c++), s.n_out, s.k, x.get(), m, y.get(), CUDA_R_16BF, 0.0f,
+                                     deq.get(), scratch);
+            },
+            10, 2);
+        const double moved = w.bytes + 2.0 * s.n_out * s.k;
+        std::printf("prefill %s m=%-4d %-8s dequantize %7.1f us (%5.0f GB/s) cuBLAS %8.1f us weight_gemm %8.1f us\n",
+                    fmt.second, m, s.name, d * 1e3, moved / d / 1e6, b * 1e3, g * 1e3);
+        t_deq += d, t_blas += b, t_wg += g, bytes += moved;
+      }
+      std::printf("prefill %s m=%-4d one layer: dequantize %.3f ms (%.0f GB/s), cuBLAS %.3f, weight_gemm %.3f\n",
+                  fmt.second, m, t_deq, bytes / t_deq / 1e6, t_blas, t_wg);
+    }
+  }
+  cublasDestroy(blas);
+}
+
+// What a process pays the first time cuBLAS meets a product shape: one llama2-7b layer's four
+// products at each m in turn, the first call timed on the host (synchronised) against a second.
+void bench_first_shapes() {
+  cublasHandle_t blas = nullptr;
+  check(cublasCreate(&blas), "cublasCreate");
+  const int max_m = 4160;
+  DeviceBuffer<uint16_t> x, w;
+  fill<uint16_t>(
+      x, static_cast<size_t>(max_m) * 11008, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
+  fill<uint16_t>(
+      w, size_t{22016} * 4096, [](std::mt19937& r) { return bf16(uni(r) * 0.05f); }, 4);
+  DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m) * 22016);
+  const int shapes[][2] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, {4096, 11008}};
+  auto once = [&](int m) {
+    check(cudaDeviceSynchronize(), "sync");
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const auto& s : shapes)
+      cuda_pass::cublas_gemm(blas, w.get(), s[0], s[1], x.get(), m, y.get(), s[0], CUDA_R_16BF, 0.0f);
+    check(cudaDeviceSynchronize(), "sync");
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (int m :
+       {4096, 2048, 1024, 512, 256, 2049, 2050, 2112, 2176, 3073, 3074, 3136, 3585, 4097, 4160, 513, 576, 1025, 1088}) {
+    const double first = once(m), second = once(m);
+    std::printf("first shapes m=%-5d first %8.3f ms second %8.3f ms\n", m, first, second);
+  }
+  cublasDestroy(blas);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -697,6 +779,14 @@ int main(int argc, char** argv) {
     bench_copy();
     if (argc > 1 && std::string(argv[1]) == "--qgemm") {
       bench_qgemm(argc > 2 ? argv[2] : "");
+      return 0;
+    }
+    if (argc > 1 && std::string(argv[1]) == "--first-shapes") {
+      bench_first_shapes();
+      return 0;
+    }
+    if (argc > 1 && std::string(argv[1]) == "--prefill-products") {
+      bench_prefill_products(argc > 2 ? argv[2] : "");
       return 0;
     }
     if (argc > 1 && std::string(argv[1]) == "--reads") {  // the matrix-vector kernels' loads alone

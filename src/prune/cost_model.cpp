@@ -22,10 +22,10 @@ DeviceCost device_cost(Device d, const Model& model, int n_threads) {
     k.pruning_layer_s = 130e-6;
     k.completion_layer_s = 100e-6;  // measured: ~0.7 ms of launches and copies on the 6-layer model
     k.bytes_per_param = 2;          // prefill's products read bf16 (quantized matrices through a bf16 copy)
-    // Measured (H200): a llama2-7b Q4_0 prefill of 4096 tokens took 102.2 ms with the blocks on
-    // the GPU against 94.6 ms with bf16 weights, 7.6 ms for 16.6 GB of copies: about 2.2 TB/s.
-    // Above 64 rows (cuda::kQgemmMaxRows) the products copy; up to it they read the blocks.
-    k.dequant_bytes_per_s = 2.2e12;
+    // Measured (H100, lazyllm_bench_cuda --prefill-products): Q8_0 and Q4_0 copy at 2.5 TB/s of
+    // blocks read and bf16 written, Q4_K 2.1, Q6_K 1.9. Above 64 rows (cuda::kQgemmMaxRows) the
+    // products copy; up to it they read the blocks.
+    k.dequant_bytes_per_s = 2.5e12;
     k.dequant_above_rows = 64;
   } else {
     k.flops_per_s = 60e9 * std::max(1, n_threads);

@@ -370,6 +370,24 @@ __device__ inline uint32_t pack_bf16(float a, float b) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+// Dequantization writes P 16-byte pieces a thread (its chunk of the output, chunk tile0 + threadIdx.x).
+// Stored directly, a warp's store would touch 32 pieces P * 16 bytes apart, and the scattered
+// partial sectors held a dequantization to 43% of the copy rate; through shared memory (a block of
+// T threads, T * P pieces) every warp store covers 512 contiguous bytes. The XOR swizzle keeps both
+// the per-thread writes and the per-warp reads free of bank conflicts. Call from every thread
+// of the block (it synchronises); `valid` of the tile's chunks exist.
+template <int P>
+__device__ inline void store_staged(const uint4 (&v)[P], uint4* smem, uint4* out_tile, int valid) {
+  static_assert(P == 1 || P == 2 || P == 4 || P == 8, "pieces a thread");
+  auto phys = [](int i) { return i ^ ((i >> 3) & (P - 1)); };
+#pragma unroll
+  for (int j = 0; j < P; ++j) smem[phys(static_cast<int>(threadIdx.x) * P + j)] = v[j];
+  __syncthreads();
+  const int n = valid * P;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) out_tile[i] = smem[phys(i)];
+  __syncthreads();
+}
+
 // Host side (gemv_quant.cu).
 int sm_count();
 // Blocks of `kernel` resident on the whole GPU with `smem` bytes of shared memory each (at least

@@ -364,6 +364,8 @@ __device__ inline void group_values(const uint8_t* b, uint16_t d6, int j, float 
   }
 }
 
+constexpr int kDequantKThreads = 256;
+
 template <WeightFormat F>
 __device__ inline void group_at(const WeightRef& w, int64_t sb, int j, float (&v)[32]) {
   const uint8_t* b = static_cast<const uint8_t*>(w.w) + sb * (weight_row_bytes(F, kQKBlock));
@@ -371,17 +373,26 @@ __device__ inline void group_at(const WeightRef& w, int64_t sb, int j, float (&v
 }
 
 // One 32-element group a thread; rows are contiguous and k a multiple of 256, so the super-blocks
-// of all rows are one sequence.
+// of all rows are one sequence. A block's tile of groups is stored through shared memory
+// (store_staged).
 template <WeightFormat F>
-__global__ void dequant_k_kernel(WeightRef w, int64_t n_groups, __nv_bfloat16* out) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n_groups; i += int64_t{gridDim.x} * blockDim.x) {
-    float v[32];
-    group_at<F>(w, i / kGroups, static_cast<int>(i % kGroups), v);
-    uint4* dst = reinterpret_cast<uint4*>(out + i * 32);
+__global__ void __launch_bounds__(kDequantKThreads)
+    dequant_k_kernel(WeightRef w, int64_t n_groups, __nv_bfloat16* out) {
+  __shared__ uint4 stage[kDequantKThreads * 4];
+  for (int64_t tile = blockIdx.x * int64_t{kDequantKThreads}; tile < n_groups;
+       tile += int64_t{gridDim.x} * kDequantKThreads) {
+    const int valid = static_cast<int>(std::min<int64_t>(kDequantKThreads, n_groups - tile));
+    uint4 p[4] = {};
+    if (static_cast<int>(threadIdx.x) < valid) {
+      const int64_t i = tile + threadIdx.x;
+      float v[32];
+      group_at<F>(w, i / kGroups, static_cast<int>(i % kGroups), v);
 #pragma unroll
-    for (int q = 0; q < 4; ++q)
-      dst[q] = make_uint4(pack_bf16(v[8 * q], v[8 * q + 1]), pack_bf16(v[8 * q + 2], v[8 * q + 3]),
+      for (int q = 0; q < 4; ++q)
+        p[q] = make_uint4(pack_bf16(v[8 * q], v[8 * q + 1]), pack_bf16(v[8 * q + 2], v[8 * q + 3]),
                           pack_bf16(v[8 * q + 4], v[8 * q + 5]), pack_bf16(v[8 * q + 6], v[8 * q + 7]));
+    }
+    store_staged<4>(p, stage, reinterpret_cast<uint4*>(out) + tile * 4, valid);
   }
 }
 
@@ -401,10 +412,10 @@ __global__ void embed_k_kernel(WeightRef t, const int32_t* tokens, int d, float*
 
 template <WeightFormat F>
 void dequant_f(const WeightRef& w, int64_t rows, int k, __nv_bfloat16* out, cudaStream_t stream) {
-  const int threads = 256;
   const int64_t n = rows * k / 32;
-  const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 16 * sm_count()));
-  dequant_k_kernel<F><<<blocks, threads, 0, stream>>>(w, n, out);
+  const int blocks =
+      static_cast<int>(std::min<int64_t>((n + kDequantKThreads - 1) / kDequantKThreads, 16 * sm_count()));
+  dequant_k_kernel<F><<<blocks, kDequantKThreads, 0, stream>>>(w, n, out);
   check_launch("dequant_k_kernel");
 }
 

@@ -24,6 +24,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "kernels/cuda/cuda_check.h"
@@ -347,45 +348,62 @@ void prepare_f() {
 
 // ---------------------------------------------------------------- conversions
 
-// One 16-byte chunk of quants a thread: Q8_0 16 elements (two 16-byte stores), Q4_0 32 (four).
-// Rows are contiguous and k a multiple of 32, so the chunks of all rows are one sequence and
-// chunk i's block is i * E / 32 of the scales.
+// Pieces (16 bytes of bf16 output) per 16-byte chunk of quants: Q8_0 16 elements, Q4_0 32.
 template <WeightFormat F>
-__global__ void dequant_kernel(WeightRef w, int64_t n_chunks, __nv_bfloat16* out) {
+constexpr int chunk_pieces() {
+  return chunk_elems<F>() / 8;
+}
+
+// Chunk i of the quants as bf16. Rows are contiguous and k a multiple of 32, so the chunks of all
+// rows are one sequence and chunk i's block is i * E / 32 of the scales.
+template <WeightFormat F>
+__device__ inline void dequant_chunk(const WeightRef& w, int64_t i, uint4 (&out)[chunk_pieces<F>()]) {
   constexpr int E = chunk_elems<F>();
-  const uint4* q = static_cast<const uint4*>(w.w);
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n_chunks; i += int64_t{gridDim.x} * blockDim.x) {
-    const uint4 v = load_stream(q + i);
-    const float d = half_bits_to_float(__ldg(w.scales + i * E / kQBlock));
-    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-    uint4* dst = reinterpret_cast<uint4*>(out + i * E);
-    if constexpr (F == WeightFormat::kQ8_0) {
-      uint32_t o[8];
+  const uint4 v = load_stream(static_cast<const uint4*>(w.w) + i);
+  const float d = half_bits_to_float(__ldg(w.scales + i * E / kQBlock));
+  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+  if constexpr (F == WeightFormat::kQ8_0) {
+    uint32_t o[8];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int32_t x = static_cast<int32_t>(words[j]);
-        o[2 * j] = pack_bf16(static_cast<float>(static_cast<int8_t>(x)) * d,
-                             static_cast<float>(static_cast<int8_t>(x >> 8)) * d);
-        o[2 * j + 1] = pack_bf16(static_cast<float>(static_cast<int8_t>(x >> 16)) * d, static_cast<float>(x >> 24) * d);
-      }
-      dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
-      dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
-    } else {
-      uint32_t lo[8], hi[8];  // elements 0-15 (low nibbles), 16-31 (high nibbles)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t x = words[j];
-        auto val = [&](int shift) { return (static_cast<float>((x >> shift) & 0xF) - 8.0f) * d; };
-        lo[2 * j] = pack_bf16(val(0), val(8));
-        lo[2 * j + 1] = pack_bf16(val(16), val(24));
-        hi[2 * j] = pack_bf16(val(4), val(12));
-        hi[2 * j + 1] = pack_bf16(val(20), val(28));
-      }
-      dst[0] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
-      dst[1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
-      dst[2] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-      dst[3] = make_uint4(hi[4], hi[5], hi[6], hi[7]);
+    for (int j = 0; j < 4; ++j) {
+      const int32_t x = static_cast<int32_t>(words[j]);
+      o[2 * j] = pack_bf16(static_cast<float>(static_cast<int8_t>(x)) * d,
+                           static_cast<float>(static_cast<int8_t>(x >> 8)) * d);
+      o[2 * j + 1] = pack_bf16(static_cast<float>(static_cast<int8_t>(x >> 16)) * d, static_cast<float>(x >> 24) * d);
     }
+    out[0] = make_uint4(o[0], o[1], o[2], o[3]);
+    out[1] = make_uint4(o[4], o[5], o[6], o[7]);
+  } else {
+    uint32_t lo[8], hi[8];  // elements 0-15 (low nibbles), 16-31 (high nibbles)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t x = words[j];
+      auto val = [&](int shift) { return (static_cast<float>((x >> shift) & 0xF) - 8.0f) * d; };
+      lo[2 * j] = pack_bf16(val(0), val(8));
+      lo[2 * j + 1] = pack_bf16(val(16), val(24));
+      hi[2 * j] = pack_bf16(val(4), val(12));
+      hi[2 * j + 1] = pack_bf16(val(20), val(28));
+    }
+    out[0] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+    out[1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
+    out[2] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+    out[3] = make_uint4(hi[4], hi[5], hi[6], hi[7]);
+  }
+}
+
+constexpr int kDequantThreads = 256;
+
+// One chunk a thread, a tile of kDequantThreads chunks a block at a time, stored through shared memory.
+template <WeightFormat F>
+__global__ void __launch_bounds__(kDequantThreads) dequant_kernel(WeightRef w, int64_t n_chunks, __nv_bfloat16* out) {
+  constexpr int P = chunk_pieces<F>();
+  __shared__ uint4 stage[kDequantThreads * P];
+  for (int64_t tile = blockIdx.x * int64_t{kDequantThreads}; tile < n_chunks;
+       tile += int64_t{gridDim.x} * kDequantThreads) {
+    const int valid = static_cast<int>(std::min<int64_t>(kDequantThreads, n_chunks - tile));
+    uint4 v[P] = {};
+    if (static_cast<int>(threadIdx.x) < valid) dequant_chunk<F>(w, tile + threadIdx.x, v);
+    store_staged<P>(v, stage, reinterpret_cast<uint4*>(out) + tile * P, valid);
   }
 }
 
@@ -444,18 +462,16 @@ void dequantize_bf16(const WeightRef& w, int64_t rows, int k, bf16_t* out, cudaS
   if (k % weight_block_elems(w.format) != 0) throw Error("dequantize_bf16: row length is not a multiple of the block");
   if (is_k_quant(w.format)) return dequantize_kquant_bf16(w, rows, k, out, stream);
   auto* o = reinterpret_cast<__nv_bfloat16*>(out);
-  const int threads = 256;
-  if (w.format == WeightFormat::kQ8_0) {
-    const int64_t n = rows * k / chunk_elems<WeightFormat::kQ8_0>();
-    const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 16 * sm_count()));
-    dequant_kernel<WeightFormat::kQ8_0><<<blocks, threads, 0, stream>>>(w, n, o);
-  } else if (w.format == WeightFormat::kQ4_0) {
-    const int64_t n = rows * k / chunk_elems<WeightFormat::kQ4_0>();
-    const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 16 * sm_count()));
-    dequant_kernel<WeightFormat::kQ4_0><<<blocks, threads, 0, stream>>>(w, n, o);
-  } else {
-    throw Error("dequantize_bf16: not a quantized format");
-  }
+  auto launch = [&](auto f_tag) {
+    constexpr WeightFormat F = decltype(f_tag)::value;
+    const int64_t n = rows * k / chunk_elems<F>();
+    const int blocks =
+        static_cast<int>(std::min<int64_t>((n + kDequantThreads - 1) / kDequantThreads, 16 * sm_count()));
+    dequant_kernel<F><<<blocks, kDequantThreads, 0, stream>>>(w, n, o);
+  };
+  if (w.format == WeightFormat::kQ8_0) launch(std::integral_constant<WeightFormat, WeightFormat::kQ8_0>{});
+  else if (w.format == WeightFormat::kQ4_0) launch(std::integral_constant<WeightFormat, WeightFormat::kQ4_0>{});
+  else throw Error("dequantize_bf16: not a quantized format");
   check_launch("dequant_kernel");
 }
 
