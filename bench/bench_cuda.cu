@@ -3,15 +3,16 @@
 // Q8_0 / Q4_0 / K-quant blocks with prefill's dequantization), decode attention (GB/s of K/V),
 // prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
 // and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --products | --chain |
-// --quant [q8_0,q4_0,q4_k,q5_k,q6_k] | --qgemm [formats] | --prefill-products [formats] | --first-shapes] (--reads: the
-// quantized matrix-vector kernels' load pattern alone against a sequential read, per matrix and for a token's matrices
-// in a CUDA graph beside the products over them, each kind of product alone and all together;
+// --quant [q8_0,q4_0,q4_k,q5_k,q6_k] | --qgemm [formats] | --prefill-products [formats] | --first-shapes | --lt-reuse]
+// (--reads: the quantized matrix-vector kernels' load pattern alone against a sequential read, per matrix and for a
+// token's matrices in a CUDA graph beside the products over them, each kind of product alone and all together;
 // --products: the same without the per-matrix table; --chain: a decode token's kernel chain whole and with parts left
 // out; --quant: the copy and the quantized products only, of the formats
 // listed or all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against dequantizing into
 // bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused; --prefill-products: prefill-sized
 // products over quantized weights, dequantization and cuBLAS apart and together; --first-shapes: what cuBLAS costs
-// the first time a process meets a product shape)
+// the first time a process meets a product shape; --lt-reuse: one cuBLASLt algorithm reused for a bucket of row counts)
+#include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -766,6 +768,96 @@ void bench_first_shapes() {
   cublasDestroy(blas);
 }
 
+// The alternative to a kernel choice per exact shape: cuBLASLt with the algorithm chosen once for
+// the top of a bucket of rows (T/2, T] and reused for every m in it. Per m: the first call (host,
+// synchronised), then the steady time of that reuse against cublasGemmEx's own choice.
+void bench_lt_reuse() {
+  cublasHandle_t blas = nullptr;
+  check(cublasCreate(&blas), "cublasCreate");
+  cublasLtHandle_t lt = nullptr;
+  check(cublasLtCreate(&lt), "cublasLtCreate");
+  const size_t ws_bytes = size_t{32} << 20;
+  DeviceBuffer<uint8_t> ws(ws_bytes);
+  const int max_m = 4096;
+  DeviceBuffer<uint16_t> x, w;
+  fill<uint16_t>(
+      x, static_cast<size_t>(max_m) * 11008, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
+  fill<uint16_t>(
+      w, size_t{22016} * 4096, [](std::mt19937& r) { return bf16(uni(r) * 0.05f); }, 4);
+  DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m) * 22016);
+  const int shapes[][2] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, {4096, 11008}};
+  cublasLtMatmulDesc_t desc;
+  check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+  const cublasOperation_t ta = CUBLAS_OP_T;
+  check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "transa");
+  cublasLtMatmulPreference_t pref;
+  check(cublasLtMatmulPreferenceCreate(&pref), "pref");
+  check(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof(ws_bytes)),
+      "pref ws");
+  auto layouts = [](int n, int k, int m, cublasLtMatrixLayout_t(&l)[3]) {
+    check(cublasLtMatrixLayoutCreate(&l[0], CUDA_R_16BF, k, n, k), "la");
+    check(cublasLtMatrixLayoutCreate(&l[1], CUDA_R_16BF, k, m, k), "lb");
+    check(cublasLtMatrixLayoutCreate(&l[2], CUDA_R_16BF, n, m, n), "lc");
+  };
+  auto lt_run = [&](const cublasLtMatmulAlgo_t& algo, int n, int k, int m) {
+    cublasLtMatrixLayout_t l[3];
+    layouts(n, k, m, l);
+    const float alpha = 1.0f, beta = 0.0f;
+    check(cublasLtMatmul(lt, desc, &alpha, w.get(), l[0], x.get(), l[1], &beta, y.get(), l[2], y.get(), l[2], &algo,
+                         ws.get(), ws_bytes, nullptr),
+          "cublasLtMatmul");
+    for (auto& li : l) cublasLtMatrixLayoutDestroy(li);
+  };
+  auto host_ms = [&](const std::function<void()>& fn) {
+    check(cudaDeviceSynchronize(), "sync");
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    check(cudaDeviceSynchronize(), "sync");
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (int top : {4096, 2048, 1024, 512}) {
+    cublasLtMatmulAlgo_t algo[4];
+    const double setup = host_ms([&] {
+      for (int i = 0; i < 4; ++i) {
+        cublasLtMatrixLayout_t l[3];
+        layouts(shapes[i][0], shapes[i][1], top, l);
+        cublasLtMatmulHeuristicResult_t r{};
+        int found = 0;
+        check(cublasLtMatmulAlgoGetHeuristic(lt, desc, l[0], l[1], l[2], l[2], pref, 1, &r, &found), "heuristic");
+        if (found < 1) throw std::runtime_error("no cuBLASLt algorithm");
+        algo[i] = r.algo;
+        for (auto& li : l) cublasLtMatrixLayoutDestroy(li);
+        lt_run(algo[i], shapes[i][0], shapes[i][1], top);
+      }
+    });
+    std::printf("lt reuse bucket %d: heuristics and first launch %.3f ms\n", top, setup);
+    for (int m : {top / 2 + 1, top / 2 + 64, (3 * top) / 4 + 1, top - 1}) {
+      const double first = host_ms([&] {
+        for (int i = 0; i < 4; ++i) lt_run(algo[i], shapes[i][0], shapes[i][1], m);
+      });
+      const double reuse = time_ms(
+          [&] {
+            for (int i = 0; i < 4; ++i) lt_run(algo[i], shapes[i][0], shapes[i][1], m);
+          },
+          10, 2);
+      const double own = time_ms(
+          [&] {
+            for (const auto& sh : shapes)
+              cuda_pass::cublas_gemm(blas, w.get(), sh[0], sh[1], x.get(), m, y.get(), sh[0], CUDA_R_16BF, 0.0f);
+          },
+          10, 2);
+      std::printf(
+          "lt reuse m=%-5d first call %7.3f ms, steady %7.3f ms against cublasGemmEx's own choice %7.3f ms (%.3fx)\n",
+          m, first, reuse, own, reuse / own);
+    }
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatmulDescDestroy(desc);
+  cublasLtDestroy(lt);
+  cublasDestroy(blas);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -779,6 +871,10 @@ int main(int argc, char** argv) {
     bench_copy();
     if (argc > 1 && std::string(argv[1]) == "--qgemm") {
       bench_qgemm(argc > 2 ? argv[2] : "");
+      return 0;
+    }
+    if (argc > 1 && std::string(argv[1]) == "--lt-reuse") {
+      bench_lt_reuse();
       return 0;
     }
     if (argc > 1 && std::string(argv[1]) == "--first-shapes") {
