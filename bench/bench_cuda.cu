@@ -739,26 +739,38 @@ void bench_prefill_products(const std::string& only) {
   cublasDestroy(blas);
 }
 
+// One llama2-7b layer's four products over bf16 weights (random), activations for up to max_m rows.
+struct Bf16Layer {
+  static constexpr int kShapes[4][2] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, {4096, 11008}};
+  DeviceBuffer<uint16_t> x, w, y;
+  explicit Bf16Layer(int max_m) : y(static_cast<size_t>(max_m) * 22016) {
+    fill<uint16_t>(
+        x, static_cast<size_t>(max_m) * 11008, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
+    fill<uint16_t>(
+        w, size_t{22016} * 4096, [](std::mt19937& r) { return bf16(uni(r) * 0.05f); }, 4);
+  }
+};
+
+// Host time of fn, synchronised before and after (what a first call costs, loading included).
+double host_ms(const std::function<void()>& fn) {
+  check(cudaDeviceSynchronize(), "sync");
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  check(cudaDeviceSynchronize(), "sync");
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 // What a process pays the first time cuBLAS meets a product shape: one llama2-7b layer's four
 // products at each m in turn, the first call timed on the host (synchronised) against a second.
 void bench_first_shapes() {
   cublasHandle_t blas = nullptr;
   check(cublasCreate(&blas), "cublasCreate");
-  const int max_m = 4160;
-  DeviceBuffer<uint16_t> x, w;
-  fill<uint16_t>(
-      x, static_cast<size_t>(max_m) * 11008, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
-  fill<uint16_t>(
-      w, size_t{22016} * 4096, [](std::mt19937& r) { return bf16(uni(r) * 0.05f); }, 4);
-  DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m) * 22016);
-  const int shapes[][2] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, {4096, 11008}};
+  Bf16Layer b(4160);
   auto once = [&](int m) {
-    check(cudaDeviceSynchronize(), "sync");
-    const auto t0 = std::chrono::steady_clock::now();
-    for (const auto& s : shapes)
-      cuda_pass::cublas_gemm(blas, w.get(), s[0], s[1], x.get(), m, y.get(), s[0], CUDA_R_16BF, 0.0f);
-    check(cudaDeviceSynchronize(), "sync");
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return host_ms([&] {
+      for (const auto& s : Bf16Layer::kShapes)
+        cuda_pass::cublas_gemm(blas, b.w.get(), s[0], s[1], b.x.get(), m, b.y.get(), s[0], CUDA_R_16BF, 0.0f);
+    });
   };
   for (int m :
        {4096, 2048, 1024, 512, 256, 2049, 2050, 2112, 2176, 3073, 3074, 3136, 3585, 4097, 4160, 513, 576, 1025, 1088}) {
@@ -778,14 +790,8 @@ void bench_lt_reuse() {
   check(cublasLtCreate(&lt), "cublasLtCreate");
   const size_t ws_bytes = size_t{32} << 20;
   DeviceBuffer<uint8_t> ws(ws_bytes);
-  const int max_m = 4096;
-  DeviceBuffer<uint16_t> x, w;
-  fill<uint16_t>(
-      x, static_cast<size_t>(max_m) * 11008, [](std::mt19937& r) { return bf16(uni(r)); }, 3);
-  fill<uint16_t>(
-      w, size_t{22016} * 4096, [](std::mt19937& r) { return bf16(uni(r) * 0.05f); }, 4);
-  DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m) * 22016);
-  const int shapes[][2] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, {4096, 11008}};
+  Bf16Layer b(4096);
+  const auto& shapes = Bf16Layer::kShapes;
   cublasLtMatmulDesc_t desc;
   check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
   const cublasOperation_t ta = CUBLAS_OP_T;
@@ -804,17 +810,10 @@ void bench_lt_reuse() {
     cublasLtMatrixLayout_t l[3];
     layouts(n, k, m, l);
     const float alpha = 1.0f, beta = 0.0f;
-    check(cublasLtMatmul(lt, desc, &alpha, w.get(), l[0], x.get(), l[1], &beta, y.get(), l[2], y.get(), l[2], &algo,
-                         ws.get(), ws_bytes, nullptr),
+    check(cublasLtMatmul(lt, desc, &alpha, b.w.get(), l[0], b.x.get(), l[1], &beta, b.y.get(), l[2], b.y.get(), l[2],
+                         &algo, ws.get(), ws_bytes, nullptr),
           "cublasLtMatmul");
     for (auto& li : l) cublasLtMatrixLayoutDestroy(li);
-  };
-  auto host_ms = [&](const std::function<void()>& fn) {
-    check(cudaDeviceSynchronize(), "sync");
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    check(cudaDeviceSynchronize(), "sync");
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   };
   for (int top : {4096, 2048, 1024, 512}) {
     cublasLtMatmulAlgo_t algo[4];
@@ -844,7 +843,7 @@ void bench_lt_reuse() {
       const double own = time_ms(
           [&] {
             for (const auto& sh : shapes)
-              cuda_pass::cublas_gemm(blas, w.get(), sh[0], sh[1], x.get(), m, y.get(), sh[0], CUDA_R_16BF, 0.0f);
+              cuda_pass::cublas_gemm(blas, b.w.get(), sh[0], sh[1], b.x.get(), m, b.y.get(), sh[0], CUDA_R_16BF, 0.0f);
           },
           10, 2);
       std::printf(
