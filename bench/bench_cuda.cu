@@ -689,16 +689,19 @@ void bench_lazy(int n) {
               ms * 1e3, ms_imp * 1e3);
 }
 
+// One llama2-7b layer's weight products (Q|K|V and gate|up concatenated, as the forward runs them).
+struct LayerProduct {
+  const char* name;
+  int n_out, k;
+};
+constexpr LayerProduct kLayerProducts[] = {
+    {"qkv", 12288, 4096}, {"wo", 4096, 4096}, {"gate|up", 22016, 4096}, {"down", 4096, 11008}};
+
 // Prefill-sized products over quantized weights, one llama2-7b layer's four products at m rows:
 // the dequantization into bf16 alone (its rate counts the blocks read and the bf16 written, against
 // the copy rate above), cuBLAS alone over bf16 weights, and weight_gemm (the two in turn, a scratch
 // of gate's rows as the forward has).
 void bench_prefill_products(const std::string& only) {
-  struct Shape {
-    const char* name;
-    int n_out, k;
-  };
-  const Shape shapes[] = {{"qkv", 12288, 4096}, {"wo", 4096, 4096}, {"gate|up", 22016, 4096}, {"down", 4096, 11008}};
   const size_t scratch = size_t{11008} * 4096;
   cublasHandle_t blas = nullptr;
   check(cublasCreate(&blas), "cublasCreate");
@@ -712,7 +715,7 @@ void bench_prefill_products(const std::string& only) {
     if (!listed(only, fmt.second)) continue;
     for (int m : {256, 1024, 4096}) {
       double t_deq = 0, t_blas = 0, t_wg = 0, bytes = 0;
-      for (const Shape& s : shapes) {
+      for (const LayerProduct& s : kLayerProducts) {
         const QuantCopies w(f, s.n_out, s.k);
         int c = 0;
         const double d = time_ms([&] { dequantize_bf16(w.ref(c++), s.n_out, s.k, deq.get(), nullptr); }, 10, 2);
@@ -741,7 +744,6 @@ void bench_prefill_products(const std::string& only) {
 
 // One llama2-7b layer's four products over bf16 weights (random), activations for up to max_m rows.
 struct Bf16Layer {
-  static constexpr int kShapes[4][2] = {{12288, 4096}, {4096, 4096}, {22016, 4096}, {4096, 11008}};
   DeviceBuffer<uint16_t> x, w, y;
   explicit Bf16Layer(int max_m) : y(static_cast<size_t>(max_m) * 22016) {
     fill<uint16_t>(
@@ -768,8 +770,8 @@ void bench_first_shapes() {
   Bf16Layer b(4160);
   auto once = [&](int m) {
     return host_ms([&] {
-      for (const auto& s : Bf16Layer::kShapes)
-        cuda_pass::cublas_gemm(blas, b.w.get(), s[0], s[1], b.x.get(), m, b.y.get(), s[0], CUDA_R_16BF, 0.0f);
+      for (const LayerProduct& s : kLayerProducts)
+        cuda_pass::cublas_gemm(blas, b.w.get(), s.n_out, s.k, b.x.get(), m, b.y.get(), s.n_out, CUDA_R_16BF, 0.0f);
     });
   };
   for (int m :
@@ -791,7 +793,7 @@ void bench_lt_reuse() {
   const size_t ws_bytes = size_t{32} << 20;
   DeviceBuffer<uint8_t> ws(ws_bytes);
   Bf16Layer b(4096);
-  const auto& shapes = Bf16Layer::kShapes;
+  const auto& shapes = kLayerProducts;
   cublasLtMatmulDesc_t desc;
   check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
   const cublasOperation_t ta = CUBLAS_OP_T;
@@ -820,30 +822,31 @@ void bench_lt_reuse() {
     const double setup = host_ms([&] {
       for (int i = 0; i < 4; ++i) {
         cublasLtMatrixLayout_t l[3];
-        layouts(shapes[i][0], shapes[i][1], top, l);
+        layouts(shapes[i].n_out, shapes[i].k, top, l);
         cublasLtMatmulHeuristicResult_t r{};
         int found = 0;
         check(cublasLtMatmulAlgoGetHeuristic(lt, desc, l[0], l[1], l[2], l[2], pref, 1, &r, &found), "heuristic");
         if (found < 1) throw std::runtime_error("no cuBLASLt algorithm");
         algo[i] = r.algo;
         for (auto& li : l) cublasLtMatrixLayoutDestroy(li);
-        lt_run(algo[i], shapes[i][0], shapes[i][1], top);
+        lt_run(algo[i], shapes[i].n_out, shapes[i].k, top);
       }
     });
     std::printf("lt reuse bucket %d: heuristics and first launch %.3f ms\n", top, setup);
     for (int m : {top / 2 + 1, top / 2 + 64, (3 * top) / 4 + 1, top - 1}) {
       const double first = host_ms([&] {
-        for (int i = 0; i < 4; ++i) lt_run(algo[i], shapes[i][0], shapes[i][1], m);
+        for (int i = 0; i < 4; ++i) lt_run(algo[i], shapes[i].n_out, shapes[i].k, m);
       });
       const double reuse = time_ms(
           [&] {
-            for (int i = 0; i < 4; ++i) lt_run(algo[i], shapes[i][0], shapes[i][1], m);
+            for (int i = 0; i < 4; ++i) lt_run(algo[i], shapes[i].n_out, shapes[i].k, m);
           },
           10, 2);
       const double own = time_ms(
           [&] {
             for (const auto& sh : shapes)
-              cuda_pass::cublas_gemm(blas, b.w.get(), sh[0], sh[1], b.x.get(), m, b.y.get(), sh[0], CUDA_R_16BF, 0.0f);
+              cuda_pass::cublas_gemm(blas, b.w.get(), sh.n_out, sh.k, b.x.get(), m, b.y.get(), sh.n_out, CUDA_R_16BF,
+                                     0.0f);
           },
           10, 2);
       std::printf(

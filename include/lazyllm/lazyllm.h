@@ -419,6 +419,9 @@ class Session {
   bool reselect_ = false;  // the rule chosen at the last pruned prefill
   bool pending_reselect_ = false;  // the rule for the prefill under way
   std::unique_ptr<LayerSchedule> schedule_, baseline_;
+  // On a GPU: per layer, the bytes a prefill-sized batch moves to copy quantized weights into
+  // bf16 (plan_gpu_weights), which the cost model weighs; fixed for the session's weights.
+  std::vector<double> gpu_dequant_bytes_;
   bool pruned_ = false;  // a prefill of this context ran the schedule: decode follows it
   CpuForward* cpu_state_ = nullptr;  // backend_ when it is the CPU one
   std::vector<int32_t> history_;

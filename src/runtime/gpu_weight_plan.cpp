@@ -54,18 +54,20 @@ GpuWeightPlan plan_gpu_weights(const ModelConfig& c, const ModelWeights& w, GpuW
         p.converted.push_back(name);
     }
   };
-  // A matrix of `parts`; `staged` rows at a time go through the bf16 scratch in prefill.
-  // Bytes a layer's dequantization moves for a matrix kept quantized.
+  // Bytes a layer's dequantization moves for a matrix kept quantized: blocks read, bf16 written.
   auto dequantized = [&](std::initializer_list<const WeightView*> parts) {
     for (const WeightView* v : parts) p.dequant_bytes.back() += double(v->rows) * (v->row_stride() + 2.0 * v->cols);
   };
+  // A matrix of `parts`; `staged` rows at a time go through the bf16 scratch in prefill.
   auto matrix = [&](std::initializer_list<const WeightView*> parts, bool layer, int64_t staged_rows,
                     bool split_types = false) {
     const int64_t cols = (*parts.begin())->cols;
     if (split_types && gpu_split_parts(parts, mode)) {  // each part in its own blocks
       for (const WeightView* v : parts) p.weight_bytes += gpu_matrix_bytes(v->type, v->rows, cols);
-      if (layer) p.scratch_elems = std::max(p.scratch_elems, staged_rows * cols);
-      if (layer) dequantized(parts);
+      if (layer) {
+        p.scratch_elems = std::max(p.scratch_elems, staged_rows * cols);
+        dequantized(parts);
+      }
       return;
     }
     const DType t = gpu_matrix_type(parts, mode);

@@ -56,6 +56,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
                                                   : "";
     if (!short_of.empty()) throw Error("CUDA backend: the model at this context " + short_of);
     backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights, options_.kv_pool.get());
+    gpu_dequant_bytes_ = plan_gpu_weights(c, model_->weights(), options_.gpu_weights).dequant_bytes;
   } else {
     // The CPU computes from the weights in host memory: bring them all in now, not page by page
     // in the first prefill (1.1B f32 model, 16-token first prefill of a fresh process: ~1.49 s
@@ -150,8 +151,7 @@ const LayerSchedule& Session::prefill_schedule(int n_tokens) {
     stats_.pruning = "on";
     if (options_.prune_policy == PrunePolicy::kAuto && !options_.force_selection) {
       DeviceCost cost = device_cost(options_.device, *model_, pool_->size());
-      if (options_.device == Device::Cuda)
-        cost.dequant_bytes = plan_gpu_weights(model_->config(), model_->weights(), options_.gpu_weights).dequant_bytes;
+      cost.dequant_bytes = gpu_dequant_bytes_;
       const PruneVerdict v =
           judge_prefill(*model_, plan_prefill(n_tokens, *schedule_), backend_->n_past(), cost, !pending_reselect_);
       stats_.pruning = v.why;
