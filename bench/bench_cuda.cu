@@ -3,7 +3,8 @@
 // Q8_0 / Q4_0 / K-quant blocks with prefill's dequantization), decode attention (GB/s of K/V),
 // prefill attention (TFLOP/s of causal attention) per kernel variant, and LazyLLM's GPU selection
 // and importance. Usage: lazyllm_bench_cuda [--quick | --reads | --products | --chain |
-// --quant [q8_0,q4_0,q4_k,q5_k,q6_k] | --qgemm [formats] | --prefill-products [formats] | --first-shapes | --lt-reuse]
+// --quant [q8_0,q4_0,q4_k,q5_k,q6_k] | --qgemm [formats] | --prefill-products [formats] | --first-shapes | --lt-reuse |
+// --warm-grid [none|library]]
 // (--reads: the quantized matrix-vector kernels' load pattern alone against a sequential read, per matrix and for a
 // token's matrices in a CUDA graph beside the products over them, each kind of product alone and all together;
 // --products: the same without the per-matrix table; --chain: a decode token's kernel chain whole and with parts left
@@ -11,7 +12,8 @@
 // listed or all; --qgemm: batches of 1-64 rows over quantized weights, the tensor-core kernel against dequantizing into
 // bf16 for cuBLAS and, where it applies, the matrix-vector kernel unfused; --prefill-products: prefill-sized
 // products over quantized weights, dequantization and cuBLAS apart and together; --first-shapes: what cuBLAS costs
-// the first time a process meets a product shape; --lt-reuse: one cuBLASLt algorithm reused for a bucket of row counts)
+// the first time a process meets a product shape; --lt-reuse: one cuBLASLt algorithm reused for a bucket of row counts;
+// --warm-grid: those first calls after the load-time warm-up of SessionOptions::gpu_warmup, or without it)
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -34,6 +36,7 @@
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/qgemm.h"
+#include "runtime/cuda/product_warmup.h"
 #include "runtime/cuda/weight_gemm.h"
 
 using namespace lazyllm;
@@ -860,6 +863,58 @@ void bench_lt_reuse() {
   cublasDestroy(blas);
 }
 
+// SessionOptions::gpu_warmup's effect: cuda_pass::warm_up_products over a llama2-7b layer's four
+// products up to 4160 rows ("library"; "none": the control without it), then cublasGemmEx's
+// first call at row counts LazyLLM makes and at 40 random ones (host, synchronised) against a
+// second.
+void bench_warm_grid(const std::string& mode) {
+  cublasHandle_t blas = nullptr;
+  check(cublasCreate(&blas), "cublasCreate");
+  Bf16Layer b(4160);
+  const double start = host_ms([&] {
+    cuda_pass::cublas_gemm(blas, b.w.get(), 4096, 4096, b.x.get(), 4096, b.y.get(), 4096, CUDA_R_16BF, 0.0f);
+  });
+  std::printf("warm grid (%s): first cublasGemmEx call of the process %.1f ms\n", mode.c_str(), start);
+  if (mode == "library") {
+    std::vector<cuda_pass::ProductShape> shapes;
+    for (const LayerProduct& p : kLayerProducts)
+      shapes.push_back({p.n_out, p.k, p.n_out, CUDA_R_16BF, cuda::WeightFormat::kBf16});
+    const cuda_pass::WarmupStats st = cuda_pass::warm_up_products(blas, nullptr, shapes, 4160);
+    std::printf("warm grid (library): %d shapes, %d kernel choices asked (%.1f ms), %d launches, %.1f ms in all\n",
+                st.shapes, st.queries, st.query_ms, st.launches, st.ms);
+  }
+  for (int m : {2049, 1025, 513, 3073, 3585, 4097, 2050, 1537, 777, 3333, 4096, 2048, 100, 300}) {
+    auto once = [&] {
+      return host_ms([&] {
+        for (const LayerProduct& p : kLayerProducts)
+          cuda_pass::cublas_gemm(blas, b.w.get(), p.n_out, p.k, b.x.get(), m, b.y.get(), p.n_out, CUDA_R_16BF, 0.0f);
+      });
+    };
+    const double first = once(), second = once();
+    std::printf("warm grid (%s) m=%-5d first %8.3f ms second %8.3f ms\n", mode.c_str(), m, first, second);
+  }
+  // Row counts no grid names: how many first calls still pay, and how much in all.
+  std::mt19937 rng(7);
+  int paid = 0;
+  double excess = 0;
+  for (int i = 0; i < 40; ++i) {
+    const int m = 65 + static_cast<int>(rng() % 4096);
+    auto once = [&] {
+      return host_ms([&] {
+        for (const LayerProduct& p : kLayerProducts)
+          cuda_pass::cublas_gemm(blas, b.w.get(), p.n_out, p.k, b.x.get(), m, b.y.get(), p.n_out, CUDA_R_16BF, 0.0f);
+      });
+    };
+    const double first = once(), second = once();
+    paid += first - second > 0.5;
+    excess += first - second;
+  }
+  std::printf(
+      "warm grid (%s): 40 random row counts, %d first calls over 0.5 ms more than the second, %.1f ms more in all\n",
+      mode.c_str(), paid, excess);
+  cublasDestroy(blas);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -873,6 +928,10 @@ int main(int argc, char** argv) {
     bench_copy();
     if (argc > 1 && std::string(argv[1]) == "--qgemm") {
       bench_qgemm(argc > 2 ? argv[2] : "");
+      return 0;
+    }
+    if (argc > 1 && std::string(argv[1]) == "--warm-grid") {
+      bench_warm_grid(argc > 2 ? argv[2] : "library");
       return 0;
     }
     if (argc > 1 && std::string(argv[1]) == "--lt-reuse") {

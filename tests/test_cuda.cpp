@@ -231,6 +231,35 @@ TEST(CudaLazy, KeepOneIsBitwiseCudaBaseline) {
   }
 }
 
+// SessionOptions::gpu_warmup: the first session of a product shape loads its kernels, once a
+// process (a second session of the shape loads none), and no result changes with it.
+TEST(CudaWarmup, LoadsEachShapeOnceAndChangesNoResult) {
+  LAZYLLM_REQUIRE_GPU();
+  const test::ArchSpec spec{.name = "warmup_shape", .ff = 120};  // gate|up and down new to the process
+  auto model = test::make_model(spec, DType::BF16);
+  auto prompt = random_tokens(200, model->config().n_vocab, 5);
+  SessionOptions off = options(Device::Cuda, 256), on = off;
+  off.gpu_warmup = false;
+  Session plain(model, off);
+  const GpuWarmupTotals before = cuda_warmup_totals();
+  Session warmed(model, on);
+  const GpuWarmupTotals after = cuda_warmup_totals();
+  EXPECT_GE(after.shapes - before.shapes, 2);
+  EXPECT_GT(after.launches, before.launches);
+  Session again(model, on);
+  EXPECT_EQ(cuda_warmup_totals().shapes, after.shapes);
+  EXPECT_EQ(cuda_warmup_totals().launches, after.launches);
+  plain.prefill(prompt);
+  warmed.prefill(prompt);
+  for (int step = 0; step < 4; ++step) {
+    ASSERT_EQ(0, std::memcmp(plain.logits().data(), warmed.logits().data(), plain.logits().size() * sizeof(float)))
+        << "step " << step;
+    const int32_t next = argmax(plain.logits());
+    plain.decode(next);
+    warmed.decode(next);
+  }
+}
+
 // The whole LazyLLM machinery on the GPU (selection and compaction in prefill, the decode plan
 // with listed keys) while keeping every token, against the GPU baseline: the same logits within
 // float rounding (the listed-key attention sums in another order than the baseline's kernel).

@@ -290,6 +290,12 @@ struct SessionOptions {
   Device device = Device::Cpu;
   // CUDA only: the weights' form on the GPU (see GpuWeights).
   GpuWeights gpu_weights = GpuWeights::kNative;
+  // CUDA only: load, when the session is made, the cuBLAS kernels its prefill products can use at
+  // any row count up to min(n_ctx, 8192), once a process per product shape (a few hundred ms for a
+  // 7B model). Without it the first request that meets a kernel pays its loading (milliseconds
+  // each), and LazyLLM's pruned layers meet several per new prompt length. Off pays off only for a
+  // process that answers once (`lazyllm run`).
+  bool gpu_warmup = true;
   // Test hook: layers the schedule names select, compact and revive even at keep 1.0, so the
   // whole LazyLLM machinery runs while keeping every token (compared with the baseline in tests).
   bool force_selection = false;

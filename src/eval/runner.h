@@ -35,6 +35,7 @@ struct RunOptions {
   int n_threads = 0;  // 0: all cores
   Device device = Device::Cpu;
   GpuWeights gpu_weights = GpuWeights::kNative;
+  bool gpu_warmup = true;                           // SessionOptions::gpu_warmup
   PrunePolicy prune_policy = PrunePolicy::kAlways;  // a schedule's quality is measured as given
   int limit = 0;      // 0: every sample; else the first `limit`
   std::optional<Metric> metric;         // overrides every dataset's metric

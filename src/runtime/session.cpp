@@ -55,7 +55,7 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
                                                                      cuda_weights_resident(*model_, options_.gpu_weights))
                                                   : "";
     if (!short_of.empty()) throw Error("CUDA backend: the model at this context " + short_of);
-    backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights, options_.kv_pool.get());
+    backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights, options_.gpu_warmup, options_.kv_pool.get());
     gpu_dequant_bytes_ = plan_gpu_weights(c, model_->weights(), options_.gpu_weights).dequant_bytes;
   } else {
     // The CPU computes from the weights in host memory: bring them all in now, not page by page

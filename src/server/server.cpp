@@ -122,6 +122,7 @@ struct Server::Impl {
     so.device = opt.device;
     so.prefix_cache = opt.prefix_cache;
     so.gpu_weights = opt.gpu_weights;
+    so.gpu_warmup = opt.gpu_warmup;
     so.kv_memory = opt.kv_memory;
     scheduler = std::make_unique<Scheduler>(model, so, metrics);
     const int n_ctx = scheduler->n_ctx();

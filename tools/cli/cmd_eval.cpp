@@ -55,6 +55,7 @@ int run_eval_command(const EvalArgs& a) {
   o.n_threads = a.threads;
   o.device = a.device.resolve();
   o.gpu_weights = a.device.weights();
+  o.gpu_warmup = a.device.gpu_warmup;
   o.prune_policy = a.prune.policy();
   o.limit = a.limit;
   if (!a.metric.empty()) {

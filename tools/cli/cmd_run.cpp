@@ -20,7 +20,7 @@ struct RunArgs {
   bool f32_math = false;
   bool special = false;
   PruneFlags prune;
-  DeviceFlag device{.mmap = true};  // one answer: the copy's start-up cost is not won back
+  DeviceFlag device{.mmap = true, .gpu_warmup = false};  // one answer: start-up costs are not won back
 };
 
 nlohmann::json lazy_json(const SessionStats& s) {
@@ -49,6 +49,7 @@ int run(const RunArgs& a, bool have_prompt) {
   opt.n_threads = a.threads;
   opt.device = a.device.resolve();
   opt.gpu_weights = a.device.weights();
+  opt.gpu_warmup = a.device.gpu_warmup;
   std::string prune_source;
   opt.prune = a.prune.resolve(c.n_layers, a.model, &prune_source);
   opt.prune_policy = a.prune.policy();

@@ -94,6 +94,7 @@ int serve(ServeArgs& a) {
   a.opt.device = a.device.resolve();
   if (!a.kv_memory.empty()) a.opt.kv_memory = parse_byte_size(a.kv_memory, "--kv-memory");
   a.opt.gpu_weights = a.device.weights();
+  a.opt.gpu_warmup = a.device.gpu_warmup;
   a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
   if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
     std::fprintf(stderr, "warning: listening on %s without an API key (--api-key-file, %s or --api-key)\n",

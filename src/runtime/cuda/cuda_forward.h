@@ -26,10 +26,18 @@ std::string cuda_device_description();
 int64_t cuda_free_memory();
 // Whether `model`'s weights are already on the GPU in `mode` (a session of the model made them).
 bool cuda_weights_resident(const Model& model, GpuWeights mode);
+// What SessionOptions::gpu_warmup has done in this process so far, summed (product shapes warmed,
+// kernels launched to load them, host time).
+struct GpuWarmupTotals {
+  int shapes = 0, launches = 0;
+  double ms = 0;
+};
+GpuWarmupTotals cuda_warmup_totals();
 // The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU once per
 // model and form (shared by its sessions; see GpuWeights). K/V: n_ctx slots per layer allocated
-// now, or pages of kv_pool mapped as the context grows. Throws Error when no GPU is usable.
-std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights,
+// now, or pages of kv_pool mapped as the context grows. warm_up: SessionOptions::gpu_warmup.
+// Throws Error when no GPU is usable.
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up,
                                                   KvPool* kv_pool = nullptr);
 // A KvPool's pages on the GPU (cache/kv_pool.h; runtime/cuda/kv_pages.h): the page size, and
 // `pages` of them allocated now (Error when they do not fit).

@@ -2,6 +2,7 @@
 // (the device half of runtime/prefill.cpp's walk). Decode: cuda_decode.cpp.
 #include "runtime/cuda/cuda_forward_pass.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <stdexcept>
@@ -23,7 +24,7 @@ bool env_off(const char* name) {
 
 }  // namespace
 
-CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, KvPool* kv_pool)
+CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up, KvPool* kv_pool)
     : c_(model.config()), n_ctx_(n_ctx), kv_pool_(kv_pool), index_(model.config().n_layers, n_ctx) {
   if (c_.head_dim % 2 != 0) throw Error("CUDA backend: odd head size");
   check(cudaSetDevice(0), "cudaSetDevice");
@@ -32,6 +33,8 @@ CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, 
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cublasCreate(&blas_), "cublasCreate");
   check(cublasSetStream(blas_, stream_), "cublasSetStream");
+  // Before this session's own buffers, so the warm-up's operands come and go in free memory.
+  if (warm_up) warm_up_products(blas_, stream_, cublas_products(), std::min(n_ctx, kFfnChunkRows));
   const size_t kvd = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim;
   const size_t per_layer = static_cast<size_t>(n_ctx) * kvd;
   if (kv_pool_) {
@@ -201,6 +204,29 @@ void CudaForward::ensure_dequant_scratch(int k) {
   check(cudaStreamIsCapturing(stream_, &st), "cudaStreamIsCapturing");
   if (st != cudaStreamCaptureStatusNone) throw std::logic_error("CUDA forward: dequantization scratch under capture");
   grow(dequant_, std::max<size_t>(w_->scratch_elems, static_cast<size_t>(k) * 256));
+}
+
+std::vector<ProductShape> CudaForward::cublas_products() const {
+  const int d = c_.n_embd, qd = c_.n_heads * c_.head_dim, ff = c_.n_ff;
+  const int qkv_n = qd + 2 * c_.n_kv_heads * c_.head_dim;
+  std::vector<ProductShape> out;
+  // A quantized matrix is dequantized and multiplied a chunk of rows at a time (weight_gemm), in
+  // the scratch ensure_dequant_scratch makes once a prefill has run every product.
+  const size_t scratch = std::max<size_t>(w_->scratch_elems, static_cast<size_t>(std::max({d, qd, ff})) * 256);
+  auto add = [&](const cuda::WeightRef& w, int n_out, int k, int ldy, cudaDataType y_type) {
+    const int chunk = w.format == cuda::WeightFormat::kBf16 ? n_out : dequant_chunk_rows(n_out, k, scratch);
+    for (int rows : {chunk, n_out % chunk}) {
+      const ProductShape s{rows, k, ldy, y_type, w.format};
+      if (rows > 0 && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+    }
+  };
+  for (const cuda::CudaLayerWeights& L : w_->layers) {
+    for (const cuda::MatrixPart& part : L.wqkv.parts) add(part.ref, static_cast<int>(part.rows), d, qkv_n, CUDA_R_32F);
+    add(L.wo.ref, d, qd, d, CUDA_R_32F);
+    add(L.wgu.ref, 2 * ff, d, 2 * ff, CUDA_R_16BF);
+    add(L.wdown.ref, d, ff, d, CUDA_R_32F);
+  }
+  return out;
 }
 
 void CudaForward::gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,

@@ -53,6 +53,7 @@
 #include "runtime/cuda/cuda_forward.h"
 #include "runtime/cuda/cuda_weights.h"
 #include "runtime/cuda/kv_pages.h"
+#include "runtime/cuda/product_warmup.h"
 #include "runtime/cuda/weight_gemm.h"
 #include "runtime/prefill.h"
 
@@ -95,7 +96,7 @@ struct LayerCall {
 
 class CudaForward final : public ForwardBackend, private PrefillDevice {
  public:
-  CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, KvPool* kv_pool = nullptr);
+  CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up, KvPool* kv_pool = nullptr);
   ~CudaForward() override;
 
   void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
@@ -215,6 +216,8 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
             float beta, int ldy = 0);
   void ensure_dequant_scratch(int k);
+  // The products prefill hands to cuBLAS (for product_warmup.h), one entry per distinct shape.
+  std::vector<ProductShape> cublas_products() const;
 
   const ModelConfig& c_;
   std::shared_ptr<const cuda::CudaWeights> w_;

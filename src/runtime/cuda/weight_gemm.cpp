@@ -29,6 +29,10 @@ bool needs_dequant(const cuda::WeightRef& w, int m, int k) {
          !cuda::qgemm_applies(w.format, m, k);
 }
 
+int dequant_chunk_rows(int n_out, int k, size_t scratch_elems) {
+  return static_cast<int>(std::min<size_t>(n_out, scratch_elems / k));
+}
+
 void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k, const bf16_t* x,
                  int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems, int ldy) {
   if (ldy <= 0) ldy = n_out;
@@ -42,7 +46,7 @@ void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w
   if (w.format == cuda::WeightFormat::kBf16)
     return cublas_gemm(h, static_cast<const bf16_t*>(w.w), n_out, k, x, m, y, ldy, y_type, beta);
   if (scratch_elems < static_cast<size_t>(k)) throw std::logic_error("CUDA forward: no dequantization scratch");
-  const int chunk = static_cast<int>(std::min<size_t>(n_out, scratch_elems / k));
+  const int chunk = dequant_chunk_rows(n_out, k, scratch_elems);
   const size_t y_elem = y_type == CUDA_R_32F ? sizeof(float) : sizeof(bf16_t);
   for (int r0 = 0; r0 < n_out; r0 += chunk) {
     const int rows = std::min(chunk, n_out - r0);

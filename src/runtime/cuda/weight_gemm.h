@@ -26,6 +26,10 @@ void set_weight(cuda::GemvArgs& g, const cuda::WeightRef& w);
 // Whether weight_gemm needs the dequantization scratch for this product.
 bool needs_dequant(const cuda::WeightRef& w, int m, int k);
 
+// Rows of a quantized W that weight_gemm dequantizes and multiplies at a time, with `scratch_elems`
+// of scratch (the last chunk holds the rest).
+int dequant_chunk_rows(int n_out, int k, size_t scratch_elems);
+
 // Y (m rows of n_out, float or bf16) = X (m rows of k, bf16) W^T, W n_out rows of k; beta = 1
 // accumulates into Y (the residual add). Decode-sized m uses the matrix-vector kernels; larger
 // batches cuBLAS, or for a quantized W qgemm up to kQgemmMaxRows and beyond that W dequantized
