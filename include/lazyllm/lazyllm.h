@@ -291,7 +291,7 @@ struct SessionOptions {
   // CUDA only: the weights' form on the GPU (see GpuWeights).
   GpuWeights gpu_weights = GpuWeights::kNative;
   // CUDA only: load, when the session is made, the cuBLAS kernels its prefill products can use at
-  // any row count up to min(n_ctx, 8192), once a process per product shape (a few hundred ms for a
+  // any row count up to min(n_ctx, 8192), once a process per product shape (0.7-1.2 s for a
   // 7B model). Without it the first request that meets a kernel pays its loading (milliseconds
   // each), and LazyLLM's pruned layers meet several per new prompt length. Off pays off only for a
   // process that answers once (`lazyllm run`).
