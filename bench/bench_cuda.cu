@@ -767,16 +767,19 @@ double host_ms(const std::function<void()>& fn) {
 
 // What a process pays the first time cuBLAS meets a product shape: one llama2-7b layer's four
 // products at each m in turn, the first call timed on the host (synchronised) against a second.
+// Host time of the layer's four products at m rows through cublasGemmEx (first calls included).
+double layer_products_ms(cublasHandle_t blas, const Bf16Layer& b, int m) {
+  return host_ms([&] {
+    for (const LayerProduct& s : kLayerProducts)
+      cuda_pass::cublas_gemm(blas, b.w.get(), s.n_out, s.k, b.x.get(), m, b.y.get(), s.n_out, CUDA_R_16BF, 0.0f);
+  });
+}
+
 void bench_first_shapes() {
   cublasHandle_t blas = nullptr;
   check(cublasCreate(&blas), "cublasCreate");
   Bf16Layer b(4160);
-  auto once = [&](int m) {
-    return host_ms([&] {
-      for (const LayerProduct& s : kLayerProducts)
-        cuda_pass::cublas_gemm(blas, b.w.get(), s.n_out, s.k, b.x.get(), m, b.y.get(), s.n_out, CUDA_R_16BF, 0.0f);
-    });
-  };
+  auto once = [&](int m) { return layer_products_ms(blas, b, m); };
   for (int m :
        {4096, 2048, 1024, 512, 256, 2049, 2050, 2112, 2176, 3073, 3074, 3136, 3585, 4097, 4160, 513, 576, 1025, 1088}) {
     const double first = once(m), second = once(m);
@@ -884,13 +887,7 @@ void bench_warm_grid(const std::string& mode) {
                 st.shapes, st.queries, st.query_ms, st.launches, st.ms);
   }
   for (int m : {2049, 1025, 513, 3073, 3585, 4097, 2050, 1537, 777, 3333, 4096, 2048, 100, 300}) {
-    auto once = [&] {
-      return host_ms([&] {
-        for (const LayerProduct& p : kLayerProducts)
-          cuda_pass::cublas_gemm(blas, b.w.get(), p.n_out, p.k, b.x.get(), m, b.y.get(), p.n_out, CUDA_R_16BF, 0.0f);
-      });
-    };
-    const double first = once(), second = once();
+    const double first = layer_products_ms(blas, b, m), second = layer_products_ms(blas, b, m);
     std::printf("warm grid (%s) m=%-5d first %8.3f ms second %8.3f ms\n", mode.c_str(), m, first, second);
   }
   // Row counts no grid names: how many first calls still pay, and how much in all.
@@ -899,13 +896,7 @@ void bench_warm_grid(const std::string& mode) {
   double excess = 0;
   for (int i = 0; i < 40; ++i) {
     const int m = 65 + static_cast<int>(rng() % 4096);
-    auto once = [&] {
-      return host_ms([&] {
-        for (const LayerProduct& p : kLayerProducts)
-          cuda_pass::cublas_gemm(blas, b.w.get(), p.n_out, p.k, b.x.get(), m, b.y.get(), p.n_out, CUDA_R_16BF, 0.0f);
-      });
-    };
-    const double first = once(), second = once();
+    const double first = layer_products_ms(blas, b, m), second = layer_products_ms(blas, b, m);
     paid += first - second > 0.5;
     excess += first - second;
   }

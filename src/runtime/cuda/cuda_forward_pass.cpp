@@ -211,8 +211,8 @@ std::vector<ProductShape> CudaForward::cublas_products() const {
   const int qkv_n = qd + 2 * c_.n_kv_heads * c_.head_dim;
   std::vector<ProductShape> out;
   // A quantized matrix is dequantized and multiplied a chunk of rows at a time (weight_gemm), in
-  // the scratch ensure_dequant_scratch makes once a prefill has run every product.
-  const size_t scratch = std::max<size_t>(w_->scratch_elems, static_cast<size_t>(std::max({d, qd, ff})) * 256);
+  // the scratch ensure_rows makes.
+  const auto scratch = static_cast<size_t>(w_->scratch_elems);
   auto add = [&](const cuda::WeightRef& w, int n_out, int k, int ldy, cudaDataType y_type) {
     const int chunk = w.format == cuda::WeightFormat::kBf16 ? n_out : dequant_chunk_rows(n_out, k, scratch);
     for (int rows : {chunk, n_out % chunk}) {

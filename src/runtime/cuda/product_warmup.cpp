@@ -110,10 +110,9 @@ WarmupStats warm_up_products(cublasHandle_t h, cudaStream_t stream, const std::v
   check(cudaMemsetAsync(w.get(), 0, w_elems * sizeof(cuda::bf16_t), stream), "warm-up operands");
   check(cudaMemsetAsync(x.get(), 0, x_elems * sizeof(cuda::bf16_t), stream), "warm-up operands");
 
-  cublasLtHandle_t lt_raw = nullptr;
-  check(cublasLtCreate(&lt_raw), "cublasLtCreate");
-  const std::unique_ptr<cublasLtContext, decltype(&cublasLtDestroy)> lt_owner(lt_raw, cublasLtDestroy);
-  cublasLtHandle_t lt = lt_raw;
+  cublasLtHandle_t lt = nullptr;
+  check(cublasLtCreate(&lt), "cublasLtCreate");
+  const std::unique_ptr<cublasLtContext, decltype(&cublasLtDestroy)> lt_owner(lt, cublasLtDestroy);
   cublasLtMatmulPreference_t pref = nullptr;
   check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, decltype(&cublasLtMatmulPreferenceDestroy)> pref_owner(
