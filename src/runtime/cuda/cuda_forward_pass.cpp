@@ -33,7 +33,7 @@ CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, 
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cublasCreate(&blas_), "cublasCreate");
   check(cublasSetStream(blas_, stream_), "cublasSetStream");
-  // Before this session's own buffers, so the warm-up's operands come and go in free memory.
+  // Before this forward pass's own buffers, so the warm-up's operands come and go in free memory.
   if (warm_up) warm_up_products(blas_, stream_, cublas_products(), std::min(n_ctx, kFfnChunkRows));
   const size_t kvd = static_cast<size_t>(c_.n_kv_heads) * c_.head_dim;
   const size_t per_layer = static_cast<size_t>(n_ctx) * kvd;
