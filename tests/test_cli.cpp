@@ -191,6 +191,24 @@ TEST(Cli, InfoAndGenModel) {
     ++n;
   }
   EXPECT_EQ(n, 2);
+  // Several sequences stepped together, each under the schedule (the cost model bypassed: these
+  // prompts are short).
+  r = run_cli("bench -m " + path + " --batch 3 --prompt-len 40 --gen-len 3 --reps 1 --warmup 0 -t 2 --json --prune " +
+              "reselect:0.5:0.5 --prune-always");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["batch"], 3);
+  EXPECT_EQ(j["schedule"], "reselect:0.5:0.5");
+  EXPECT_EQ(j["pruning"], "on");
+  EXPECT_GT(j["decode_tok_s_aggregate"]["median"].get<double>(), 0);
+  r = run_cli("bench -m " + path + " --batch 2 --prompt-len 40 --gen-len 3 --reps 1 --warmup 0 -t 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["schedule"], "baseline");
+  EXPECT_EQ(j["pruning"], "");
+  r = run_cli("bench -m " + path + " --batch 2 --prompt-len 40 --gen-len 3 --prune 0.5:0.5 --prune 0.5:0.3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("one schedule"), std::string::npos) << r.err;
   r = run_cli("gen-model --shape no-such-shape -o " + path);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("unknown shape"), std::string::npos);

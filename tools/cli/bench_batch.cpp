@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 #include <random>
+#include <tuple>
 
 #include "common.h"
 #include "runtime/batch.h"
@@ -19,8 +20,9 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 // Per prompt length and batch size B: B sessions of one SessionBatch prefill their own random
-// prompts in one step, then decode gen_len - 1 greedy tokens each, all B in every step. Reports
-// the decode steps' aggregate tokens/s (B tokens a step) and the time per step.
+// prompts in one step, then decode gen_len - 1 greedy tokens each, all B in every step, each
+// under the schedule (LazyLLM's decode steps re-select and revive per sequence). Reports the
+// decode steps' aggregate tokens/s (B tokens a step) and the time per step.
 int bench_batch(const BatchBenchArgs& a) {
   if (a.gen_len < 2) throw Error("--batch needs --gen-len of at least 2 (it measures decode steps)");
   auto model = Model::load(a.model, a.host_weights);
@@ -28,6 +30,14 @@ int bench_batch(const BatchBenchArgs& a) {
   SessionBatch batch(model,
                      SessionBatchOptions{
                          .n_threads = a.threads, .device = a.device, .gpu_weights = a.gpu_weights, .serial = a.serial});
+  std::string schedule_name = "baseline";
+  PruneSchedule prune;
+  if (a.prune.enabled()) {
+    const auto schedules = a.prune.resolve_all(c.n_layers, a.model);
+    if (schedules.size() != 1)
+      throw Error("--batch runs every sequence under one schedule: give --lazy or one --prune");
+    std::tie(schedule_name, prune) = schedules[0];
+  }
   std::mt19937_64 rng(a.seed);
   std::uniform_int_distribution<int32_t> dist(0, c.n_vocab - 1);
   for (int n : a.prompt_lens) {
@@ -36,6 +46,8 @@ int bench_batch(const BatchBenchArgs& a) {
       o.n_ctx = n + a.gen_len;
       o.fast_math = !a.f32_math;
       o.device = a.device;
+      o.prune = prune;
+      o.prune_policy = a.prune.policy();
       std::vector<std::unique_ptr<Session>> sessions;
       std::vector<std::vector<int32_t>> prompts(b, std::vector<int32_t>(n));
       for (int i = 0; i < b; ++i) {
@@ -79,11 +91,14 @@ int bench_batch(const BatchBenchArgs& a) {
                             {"host_weights", a.device == Device::Cpu ? model->host_weights() : "none"},
                             {"device", device_name(a.device)},
                             {"gpu", a.device == Device::Cuda ? device_description(Device::Cuda) : "none"},
-                            {"serial", a.serial}};
+                            {"serial", a.serial},
+                            {"schedule", schedule_name},
+                            {"spec", prune.to_string()},
+                            {"pruning", sessions[0]->stats().pruning}};
         std::cout << j.dump() << std::endl;
       } else {
-        std::printf("prompt %6d | batch %3d%s | decode %9.2f tok/s aggregate (%.2f per sequence), %8.2f ms/step\n", n,
-                    b, a.serial ? " (serial)" : "", ts.median, ts.median / b, sm.median);
+        std::printf("prompt %6d | batch %3d%s | %s | decode %9.2f tok/s aggregate (%.2f per sequence), %8.2f ms/step\n",
+                    n, b, a.serial ? " (serial)" : "", schedule_name.c_str(), ts.median, ts.median / b, sm.median);
       }
     }
   }

@@ -1,11 +1,12 @@
 // lazyllm bench --batch: aggregate decode throughput of B sequences stepped together
-// (runtime/batch.h), on the CPU or the GPU.
+// (runtime/batch.h), on the CPU or the GPU, without pruning or all under one schedule.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "common.h"
 #include "lazyllm/lazyllm.h"
 
 namespace lazyllm::cli {
@@ -25,6 +26,7 @@ struct BatchBenchArgs {
   GpuWeights gpu_weights = GpuWeights::kNative;
   HostWeights host_weights = HostWeights::kCopy;
   bool serial = false;  // step each sequence on its own (the reference a batched forward is held to)
+  PruneFlags prune;     // every sequence's schedule: --lazy or one --prune spec (none: the baseline)
 };
 
 int bench_batch(const BatchBenchArgs& a);
