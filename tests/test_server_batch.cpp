@@ -13,6 +13,7 @@
 #include "lazyllm/tokenizer.h"
 #include "server/job.h"
 #include "server/scheduler.h"
+#include "test_models.h"
 #include "test_server_util.h"
 #include "test_util.h"
 
@@ -502,34 +503,65 @@ TEST(ServerPrefix, AFirstTokenInCommonIsNoHit) {
   EXPECT_EQ(metric(m, "lazyllm_prefix_cache_tokens_total"), cached);
 }
 
-// A request with a pruning schedule neither reuses a prefix (its selection depends on its whole
-// prompt) nor leaves one (its slot's K/V was pruned); with the cache off nothing is reused.
-TEST(ServerPrefix, NoReuseUnderPruningOrWithTheCacheOff) {
+// A request with a pruning schedule reuses a prefix computed without pruning: the prefix stays
+// computed at every layer and the schedule prunes among the tokens after it, so it answers as a
+// session that keeps that prefix and prefills the rest under the schedule. It leaves no prefix
+// (its slot's K/V was pruned), and with the cache off nothing is reused.
+TEST(ServerPrefix, PrunedRequestsReuseOnlyUnprunedPrefixes) {
   LAZYLLM_REQUIRE_SHARED(kModel);
   const PruneSchedule lazy = PruneSchedule::parse("1:0.5", stories()->config().n_layers);
+  const std::string document = kPrompts[2];
   for (bool cache_on : {true, false}) {
     SCOPED_TRACE(cache_on ? "cache on" : "cache off");
     Metrics metrics;
     SchedulerOptions so = batch_options(1, 8);
     so.prefix_cache = cache_on;
     Scheduler sched(stories(), so, metrics);
-    auto base = greedy_job(kPrompts[2], 4);
+    auto base = greedy_job(document, 4);
     ASSERT_EQ(sched.submit(base), Scheduler::Admission::Accepted);
     wait_text(base);
-    auto pruned = greedy_job(kPrompts[2], 4, lazy);  // the same prompt, pruned: computed whole
+    // The document again with a question after it, pruned.
+    auto pruned = greedy_job(document + " Then Tom asked his dad where the ball came from, and his dad", 6, lazy);
     ASSERT_EQ(sched.submit(pruned), Scheduler::Admission::Accepted);
     const std::string pruned_text = wait_text(pruned);
-    EXPECT_EQ(pruned->result().cached_tokens, 0);
-    EXPECT_LT(pruned->result().prompt_computed_fraction, 1.0);
-    EXPECT_EQ(pruned_text, run_alone(*pruned, 8).text);
-    auto again = greedy_job(kPrompts[2], 4);  // the only slot holds a pruned context
+    const GenerationResult& r = pruned->result();
+    EXPECT_EQ(r.error, "");
+    EXPECT_LT(r.prompt_computed_fraction, 1.0);  // the rest was pruned
+    if (cache_on) {
+      EXPECT_GE(r.cached_tokens, static_cast<int>(base->prompt.size()) - 1);
+      // The reference: the same prefix kept by a session of its own, the rest pruned.
+      const int kept = r.cached_tokens;
+      SessionOptions o;
+      o.n_ctx = so.n_ctx;
+      o.n_threads = 2;
+      o.prune_policy = so.prune_policy;
+      Session s(stories(), o);
+      const std::span<const int32_t> prompt(pruned->prompt);
+      s.prefill(prompt.first(kept));
+      ASSERT_TRUE(s.keep_prefix(kept, lazy));
+      s.prefill(prompt.subspan(kept));
+      EXPECT_LT(s.stats().prefill_computed_fraction, 1.0);
+      std::vector<int32_t> tokens;
+      for (int k = 0; k < pruned->max_tokens; ++k) {
+        tokens.push_back(test::argmax(s.logits()));
+        if (k + 1 < pruned->max_tokens) s.decode(tokens.back());
+      }
+      EXPECT_EQ(pruned_text, stories()->tokenizer().decode(tokens));
+      // Of the rest's (token, layer) pairs, as the reference's; the whole prompt pruned differs.
+      EXPECT_DOUBLE_EQ(r.prompt_computed_fraction, s.stats().prefill_computed_fraction);
+      EXPECT_NE(r.prompt_computed_fraction, run_alone(*pruned, 8).result.prompt_computed_fraction);
+    } else {
+      EXPECT_EQ(r.cached_tokens, 0);
+      EXPECT_EQ(pruned_text, run_alone(*pruned, 8).text);
+    }
+    auto again = greedy_job(document, 4);  // the only slot holds a pruned context
     ASSERT_EQ(sched.submit(again), Scheduler::Admission::Accepted);
     const std::string again_text = wait_text(again);
     EXPECT_EQ(again->result().cached_tokens, 0);
     EXPECT_EQ(again_text, run_alone(*again, 8).text);
     const std::string m = metrics.render({.slots_total = 1});
-    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), 0);
-    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_lookups_total"), cache_on ? 2 : 0);
+    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), cache_on ? 1 : 0);
+    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_lookups_total"), cache_on ? 3 : 0);
   }
 }
 

@@ -101,8 +101,10 @@ TEST(ServerHttp, CompletionChatModelsHealth) {
 
 TEST(ServerHttp, LazyPerRequestOverride) {
   // The tiny model's short prompt is below what pruning pays for: run the schedule as given.
+  // Every request computes its whole prompt (a pruned one would reuse the baseline's prefix).
   ServerOptions o = options();
   o.prune_policy = PrunePolicy::kAlways;
+  o.prefix_cache = false;
   RunningServer s(o);
   auto c = s.client();
   std::string prompt;

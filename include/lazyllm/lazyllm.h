@@ -362,9 +362,13 @@ class Session {
   // Keeps the first n tokens of the context (their K/V) and forgets the rest, so a prompt that
   // shares them is prefilled from token n on: the result equals prefilling the whole prompt in
   // chunks. Only for a context computed without pruning by a Session without a schedule (a
-  // pruned prefix was selected by its own last token) on a backend that supports it (the CPU);
-  // returns false, changing nothing, otherwise. Statistics restart as after reset().
+  // pruned prefix was selected by its own last token) on a backend that supports it; returns
+  // false, changing nothing, otherwise. Statistics restart as after reset().
   bool keep_prefix(int n);
+  // The same, then runs `prune` from now on: the kept tokens stay computed at every layer and a
+  // schedule prunes among the tokens prefilled after them (as a second prefill() does). Throws
+  // Error for a schedule outside the model's layers, changing nothing.
+  bool keep_prefix(int n, const PruneSchedule& prune);
   // Forgets the context and takes a copy of the first n tokens of `from`'s context (their K/V,
   // on the device that holds them), so a prompt that shares them is prefilled from token n on,
   // as after keep_prefix(n) on `from`. For two Session objects of the same Model, device and

@@ -105,6 +105,16 @@ bool Session::keep_prefix(int n) {
   return true;
 }
 
+bool Session::keep_prefix(int n, const PruneSchedule& prune) {
+  const int n_layers = model_->config().n_layers;
+  check_schedule_layers(prune, n_layers);
+  auto schedule = std::make_unique<LayerSchedule>(LayerSchedule::from(prune, n_layers, options_.force_selection));
+  if (!keep_prefix(n)) return false;
+  options_.prune = prune;
+  schedule_ = std::move(schedule);
+  return true;
+}
+
 bool Session::copy_prefix(const Session& from, int n) {
   reset();
   if (&from == this || !options_.prune.empty() || !from.options_.prune.empty() || from.model_ != model_ ||

@@ -39,7 +39,7 @@ bool Generation::before_step() {
 
 bool Generation::needs_prefill_alone(int chunk) const {
   if (fed_ == job_.prompt.size()) return false;
-  return chunk == 0 || (!job_.prune.empty() && job_.prompt.size() > static_cast<size_t>(chunk));
+  return chunk == 0 || (!job_.prune.empty() && job_.prompt.size() - fed_ > static_cast<size_t>(chunk));
 }
 
 void Generation::starting() {

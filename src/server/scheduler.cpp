@@ -246,15 +246,20 @@ Scheduler::SessionPick Scheduler::pick_session(const Job& job, const std::vector
   // free_sessions_ runs from the least to the most recently freed. A miss takes the least
   // recently used Session, so the caches of recent requests stay for the requests that follow.
   SessionPick p;
-  if (!options_.prefix_cache || !job.prune.empty() || job.prompt.empty()) return p;
+  if (!options_.prefix_cache || job.prompt.empty()) return p;
   auto common = [&](const std::vector<int32_t>& held) {
     const size_t limit = std::min(held.size(), job.prompt.size() - 1);  // the last token is computed
     size_t n = 0;
     while (n < limit && held[n] == job.prompt[n]) ++n;
     return n;
   };
-  for (size_t i = 0; i < free_sessions_.size(); ++i)
-    if (const size_t n = common(sessions_[free_sessions_[i]]->history()); n > p.cached) p.cached = n, p.pick = i;
+  // Only a context computed without pruning serves (Session::keep_prefix checks), a request with
+  // a schedule too: it prunes among the tokens it computes after the prefix.
+  for (size_t i = 0; i < free_sessions_.size(); ++i) {
+    const Session& held = *sessions_[free_sessions_[i]];
+    if (!held.options().prune.empty()) continue;
+    if (const size_t n = common(held.history()); n > p.cached) p.cached = n, p.pick = i;
+  }
   // A running request's context (what it has computed so far) serves as well, by copy: requests
   // that arrive together with one system prompt or document compute it once. Only a context
   // computed without pruning qualifies (Session::copy_prefix checks).
@@ -315,18 +320,23 @@ Scheduler::Start Scheduler::start(const std::shared_ptr<Job>& job, std::vector<R
     }
     size_t kept = 0;
     try {
-      if (cached > 0 && session.keep_prefix(static_cast<int>(cached))) {
+      if (cached > 0 && session.keep_prefix(static_cast<int>(cached), job->prune)) {
         kept = cached;
       } else {
-        session.reset(job->prune);  // this request's schedule; the caches stay
-        if (donor >= 0 && session.copy_prefix(*sessions_[donor], static_cast<int>(copied))) kept = copied;
+        // A copy goes between sessions without a schedule; then this request's (the caches stay).
+        if (donor >= 0) {
+          session.reset(PruneSchedule{});
+          if (session.copy_prefix(*sessions_[donor], static_cast<int>(copied)) &&
+              session.keep_prefix(static_cast<int>(copied), job->prune))
+            kept = copied;
+        }
+        if (kept == 0) session.reset(job->prune);
       }
       if (!session.reserve_kv(kv_tokens)) throw Error("the KV pool has no pages for this request");
     } catch (const std::exception& e) {
       return refuse(e.what());
     }
-    if (options_.prefix_cache && job->prune.empty())
-      metrics_.count_prefix_lookup(static_cast<int64_t>(kept), kept > 0 && donor >= 0);
+    if (options_.prefix_cache) metrics_.count_prefix_lookup(static_cast<int64_t>(kept), kept > 0 && donor >= 0);
     free_sessions_.erase(free_sessions_.begin() + static_cast<ptrdiff_t>(pick));
     count_idle_pages();
     auto gen = std::make_unique<Generation>(*job, session, metrics_, kept);
