@@ -41,8 +41,8 @@ struct SchedulerOptions {
   PruneSchedule default_prune;
   PrunePolicy prune_policy = PrunePolicy::kAuto;
   Device device = Device::Cpu;  // CUDA: one copy of the weights on the GPU for every request
-  // Idle Sessions keep their last request's K/V, and a request without a pruning schedule takes
-  // the one sharing the longest prompt prefix, computing only the rest (see pick_session).
+  // Idle Sessions keep their last request's K/V, and a request takes the one (computed without
+  // pruning) sharing the longest prompt prefix, computing only the rest (see pick_session).
   bool prefix_cache = true;
   GpuWeights gpu_weights = GpuWeights::kNative;
   bool gpu_warmup = true;  // SessionOptions::gpu_warmup
@@ -126,8 +126,9 @@ class Scheduler {
   bool make_room(int index, int tokens);
   // The prefix cache: which idle Session the job takes (an index into free_sessions_) and how
   // many of its prompt tokens that Session already holds (its longest common prefix with the
-  // Session's last context, all but the last prompt token at most; 0 for a job with a pruning
-  // schedule, whose selection depends on its whole prompt, or with the cache off). When a
+  // Session's last context, all but the last prompt token at most; only contexts computed
+  // without pruning count, since a pruned one was selected by its own prompt; 0 with the cache
+  // off). A job with a schedule prunes among the tokens after the prefix. When a
   // running request's context shares a longer prefix (at least kMinCopiedPrefix tokens), the
   // job takes the least recently used idle Session and a copy of that prefix (`donor`, an index
   // into sessions_, and `copied` tokens). `wait`: a running request still prefilling shares at
