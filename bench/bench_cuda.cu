@@ -765,8 +765,6 @@ double host_ms(const std::function<void()>& fn) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// What a process pays the first time cuBLAS meets a product shape: one llama2-7b layer's four
-// products at each m in turn, the first call timed on the host (synchronised) against a second.
 // Host time of the layer's four products at m rows through cublasGemmEx (first calls included).
 double layer_products_ms(cublasHandle_t blas, const Bf16Layer& b, int m) {
   return host_ms([&] {
@@ -775,14 +773,15 @@ double layer_products_ms(cublasHandle_t blas, const Bf16Layer& b, int m) {
   });
 }
 
+// What a process pays the first time cuBLAS meets a product shape: one llama2-7b layer's four
+// products at each m in turn, the first call timed on the host (synchronised) against a second.
 void bench_first_shapes() {
   cublasHandle_t blas = nullptr;
   check(cublasCreate(&blas), "cublasCreate");
   Bf16Layer b(4160);
-  auto once = [&](int m) { return layer_products_ms(blas, b, m); };
   for (int m :
        {4096, 2048, 1024, 512, 256, 2049, 2050, 2112, 2176, 3073, 3074, 3136, 3585, 4097, 4160, 513, 576, 1025, 1088}) {
-    const double first = once(m), second = once(m);
+    const double first = layer_products_ms(blas, b, m), second = layer_products_ms(blas, b, m);
     std::printf("first shapes m=%-5d first %8.3f ms second %8.3f ms\n", m, first, second);
   }
   cublasDestroy(blas);

@@ -28,6 +28,12 @@ void check_schedule_layers(const PruneSchedule& prune, int n_layers) {
                   "]");
 }
 
+// The schedule as the forward pass runs it, after checking its layers (Error).
+std::unique_ptr<LayerSchedule> layer_schedule(const PruneSchedule& prune, int n_layers, bool force_selection) {
+  check_schedule_layers(prune, n_layers);
+  return std::make_unique<LayerSchedule>(LayerSchedule::from(prune, n_layers, force_selection));
+}
+
 }  // namespace
 
 Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
@@ -39,11 +45,10 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
   n_ctx_ = options_.n_ctx > 0 ? options_.n_ctx : c.n_ctx_train;
   if (n_ctx_ > (1 << 22)) throw Error("context size " + std::to_string(n_ctx_) + " is too large");
   if (options_.n_threads < 0) throw Error("thread count must be positive");
-  check_schedule_layers(options_.prune, c.n_layers);
+  schedule_ = layer_schedule(options_.prune, c.n_layers, options_.force_selection);
   if (options_.kv_pool && options_.kv_pool->device() != options_.device)
     throw Error("the KV pool was made for " + std::string(device_name(options_.kv_pool->device())) + ", not " +
                 std::string(device_name(options_.device)));
-  schedule_ = std::make_unique<LayerSchedule>(LayerSchedule::from(options_.prune, c.n_layers, options_.force_selection));
   baseline_ = std::make_unique<LayerSchedule>(LayerSchedule::baseline(c.n_layers));
   pool_ = pool ? std::move(pool)
                : std::make_shared<ThreadPool>(options_.n_threads > 0 ? options_.n_threads : ThreadPool::default_threads());
@@ -106,9 +111,7 @@ bool Session::keep_prefix(int n) {
 }
 
 bool Session::keep_prefix(int n, const PruneSchedule& prune) {
-  const int n_layers = model_->config().n_layers;
-  check_schedule_layers(prune, n_layers);
-  auto schedule = std::make_unique<LayerSchedule>(LayerSchedule::from(prune, n_layers, options_.force_selection));
+  auto schedule = layer_schedule(prune, model_->config().n_layers, options_.force_selection);
   if (!keep_prefix(n)) return false;
   options_.prune = prune;
   schedule_ = std::move(schedule);
@@ -144,9 +147,7 @@ void Session::take_kv(int n_tokens) {
 }
 
 void Session::reset(const PruneSchedule& prune) {
-  const int n_layers = model_->config().n_layers;
-  check_schedule_layers(prune, n_layers);
-  auto schedule = std::make_unique<LayerSchedule>(LayerSchedule::from(prune, n_layers, options_.force_selection));
+  auto schedule = layer_schedule(prune, model_->config().n_layers, options_.force_selection);
   reset();
   options_.prune = prune;
   schedule_ = std::move(schedule);
