@@ -359,6 +359,41 @@ TEST(SessionBatch, CudaBaselineStepsShareTheirProducts) {
   }
 }
 
+// LazyLLM decode steps share the step's forward on the GPU too: each sequence's DecodeStep plans
+// its rows layer by layer (the new token, revived tokens resuming from the Aux Cache, tokens that
+// stop) and its keys and slots, the rows of every sequence stack into one forward, and each
+// attends over its own listed keys. Re-selecting sequences (the paper's rule) and one completing
+// its deferred tokens (more than kGatherRows rows at once, so the gathered-key attention runs)
+// beside baseline sequences: every decode step shares, and each sequence gets its own LazyLLM
+// counters and, within the GPU's batch tolerance, its own logits.
+TEST(SessionBatch, CudaLazyDecodeStepsShareTheForward) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+  auto model = eval_model();
+  const int v = model->config().n_vocab, L = model->config().n_layers;
+  const PruneSchedule reselect = PruneSchedule::parse("reselect:0.3:0.5,0.6:0.5", L);
+  const PruneSchedule complete = PruneSchedule::parse("complete:0.3:0.4", L);
+  const std::vector<Plan> plans = {{random_tokens(96, v, 21), reselect, 0, 8},
+                                   {random_tokens(40, v, 22), {}, 0, 8},
+                                   {random_tokens(330, v, 23), complete, 0, 6},
+                                   {random_tokens(70, v, 24), reselect, 1, 7}};
+  SessionOptions o = options();
+  o.n_ctx = 400;
+  o.device = Device::Cuda;
+  const auto alone = run_each_alone(model, o, plans);
+  const auto batched = run_batched(model, o, plans, nullptr, {.n_threads = 2}, &alone);
+  expect_matches_alone(batched, alone, /*compare_counters=*/true, kGpuBatchTolerance);
+  for (size_t i = 0; i < plans.size(); ++i) {
+    SCOPED_TRACE("sequence " + std::to_string(i));
+    EXPECT_EQ(batched[i].stats.shared_decode_steps, plans[i].n_gen - 1);  // every step had a partner
+    EXPECT_EQ(alone[i].stats.shared_decode_steps, 0);
+    if (!plans[i].prune.points.empty()) {
+      EXPECT_EQ(batched[i].stats.pruning, "on");
+    }
+  }
+  EXPECT_GT(alone[0].stats.revived + alone[3].stats.revived, 0);  // re-selection revived tokens
+  EXPECT_GT(alone[2].stats.revived, 128);                         // the completion's batch of rows
+}
+
 // Sessions taking their K/V from a KV pool compute bitwise what sessions with their own caches
 // compute, on the CPU (the pool only counts pages) and on a GPU (pool pages mapped into each
 // session's address range as it grows: rows of 2 KiB, so a 2 MiB page holds 1024 of them and

@@ -1,9 +1,8 @@
 // Continuous batching in the library: several sessions stepped by one forward pass.
 //
 // A SessionBatch makes sessions that share its threads (on the CPU) or its GPU weights (on CUDA,
-// where the step's baseline decodes and prompts share one forward and prefills under a pruning
-// schedule and LazyLLM decodes run each on its own: runtime/cuda/cuda_batch.cpp); step() runs one
-// step of any of them together: each contributes a decode
+// where a prefill under a pruning schedule runs on its own within the step:
+// runtime/cuda/cuda_batch.cpp); step() runs one step of any of them together: each contributes a decode
 // token or a prefill (a whole prompt or a chunk of one), with its own KV cache, Aux Cache and LazyLLM schedule. Each
 // layer's weight products (Q/K/V, output, feed-forward, norms, logits) run once over the rows of every sequence in the
 // step, and each sequence attends over its own keys and selection, so sequences of any lengths and schedules mix;

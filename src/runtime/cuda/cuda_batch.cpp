@@ -1,9 +1,10 @@
-// The CUDA backend's batch step (runtime/batch_forward.h). The step's baseline rows run in one
-// forward (CudaForward::step_together): the decode tokens and the prompts (or chunks) of every
-// sequence that prunes nothing now or before, their weight products once over all their rows,
-// which on a GPU cost about what the largest part's alone would (decode reads every weight once
-// per step whatever the row count). Prompts under a pruning schedule and LazyLLM decode steps run
-// each on its own, as the sequence alone runs them (their layers are planned per sequence).
+// The CUDA backend's batch step (runtime/batch_forward.h). The step's decode tokens (with, under
+// LazyLLM, the rows each one's DecodeStep revives) and the prompts (or chunks) of every sequence
+// that prunes nothing now or before run in one forward (CudaForward::step_together), their weight
+// products once over all their rows, which on a GPU cost about what the largest part's alone would
+// (decode reads every weight once per step whatever the row count). A prompt under a pruning
+// schedule runs on its own, as the sequence alone runs it (its selection is made among its own
+// rows, layer by layer on the GPU); so does a step with no partner (a decode alone keeps its graph).
 #include <string>
 #include <vector>
 
@@ -37,7 +38,7 @@ class CudaBatch final : public BatchForward {
       if (f->joins_shared_step(st.prefill, *st.schedule) &&
           (shared_.empty() || f->shares_weights_with(*shared_.front().seq))) {
         if (shared_.empty()) first = &st;
-        shared_.push_back({f, st.tokens, st.prefill});
+        shared_.push_back({f, st.tokens, st.prefill, st.schedule});
       } else {
         serial_.run({&st, 1});
       }

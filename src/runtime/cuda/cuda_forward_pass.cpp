@@ -60,7 +60,7 @@ CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, 
   logits_d_.ensure(c_.n_vocab);
   logits_h_.ensure(c_.n_vocab);
   // Index buffers at full size once, so no reallocation happens under queued kernels.
-  for (auto* b : {&tokens_d_, &pos_d_, &src_idx_d_, &dst_idx_d_, &key_slots_d_, &row_keys_d_, &dest_d_})
+  for (auto* b : {&tokens_d_, &pos_d_, &src_idx_d_, &dst_idx_d_, &key_slots_d_, &row_keys_d_, &part_keys_d_, &dest_d_})
     b->ensure(n_ctx + 1);
   step_d_.ensure(4);
   step_h_.ensure(4);
@@ -95,8 +95,8 @@ Session::DeviceMemory CudaForward::device_memory() const {
   m.aux_cache = bytes(aux_);
   m.scratch = bytes(rope_cos_, rope_sin_, h_[0], h_[1], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_, xn_,
                     att_, gu_, act_, q_, k_gather_, v_gather_, pos_gather_, tokens_d_, pos_d_, src_idx_d_, dst_idx_d_,
-                    key_slots_d_, row_keys_d_, alive_pos_d_, dest_d_, step_d_, steady_d_, steady_keys_d_, slot_table_d_,
-                    depth_d_);
+                    key_slots_d_, row_keys_d_, part_keys_d_, alive_pos_d_, dest_d_, step_d_, steady_d_, steady_keys_d_,
+                    slot_table_d_, depth_d_);
   return m;
 }
 

@@ -125,15 +125,18 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   // before, every product and the attention of a kind a graph can run).
   bool baseline_decode_applies(const LayerSchedule& s) const;
   bool shares_weights_with(const CudaForward& o) const { return w_ == o.w_; }
-  // Whether a step of this sequence can share a forward with others (step_together): a baseline
-  // decode (baseline_decode_applies), or a prompt or a chunk of one without pruning after a
-  // context whose every token reached every layer (slot = position).
+  // Whether a step of this sequence can share a forward with others (step_together): any decode
+  // (the baseline's one row, or a LazyLLM step's rows planned layer by layer), or a prompt or a
+  // chunk of one without pruning after a context whose every token reached every layer (slot =
+  // position).
   bool joins_shared_step(bool prefill, const LayerSchedule& s) const;
-  // One sequence's part of a shared step: a decode token, or a prompt (chunk) to prefill.
+  // One sequence's part of a shared step: a decode token, or a prompt (chunk) to prefill, under
+  // the sequence's schedule.
   struct SharedRows {
     CudaForward* seq = nullptr;
     std::span<const int32_t> tokens;
     bool prefill = false;
+    const LayerSchedule* schedule = nullptr;
   };
   // The steps of several sequences (each joins_shared_step, all sharing one copy of the weights,
   // none listed twice, each fitting its context) in one forward: every weight product runs once
@@ -203,6 +206,10 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void decode_planned(int32_t token, const LayerSchedule& s);
   template <typename T>
   void upload(DeviceBuffer<T>& dst, const std::vector<T>& src);
+  // The same into dst from element `at` on, which must already have room (no growing: the
+  // elements before `at` are in use).
+  template <typename T>
+  void upload_at(DeviceBuffer<T>& dst, size_t at, const std::vector<T>& src);
   void sync_stream();
   void restart_at(int n);
   template <typename T>
@@ -251,8 +258,10 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   DeviceBuffer<half_t> k_gather_, v_gather_;
   DeviceBuffer<int32_t> pos_gather_;
   DeviceBuffer<int32_t> tokens_d_, pos_d_, src_idx_d_, dst_idx_d_, key_slots_d_, row_keys_d_;
-  // step_together: per layer, each decode row's K cache, V cache and key positions (device pointers).
+  // step_together: per layer, each decode row's K cache, V cache and key positions (device
+  // pointers); a LazyLLM step's keys per row (row_keys_d_ holds the decode rows' key counts).
   DeviceBuffer<uint64_t> row_caches_d_;
+  DeviceBuffer<int32_t> part_keys_d_;
   // Prefill's alive positions per pruning step (list e at e * n) and the selection's output; the
   // prompt's length, the current list, which of h_ holds the rows, and the first slot of the last
   // layer computed (its importance starts there).
@@ -294,6 +303,12 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
 template <typename T>
 void CudaForward::upload(DeviceBuffer<T>& dst, const std::vector<T>& src) {
   grow(dst, std::max<size_t>(src.size(), 1));
+  upload_at(dst, 0, src);
+}
+
+template <typename T>
+void CudaForward::upload_at(DeviceBuffer<T>& dst, size_t dst_at, const std::vector<T>& src) {
+  if (dst_at + src.size() > dst.size()) throw std::logic_error("CUDA forward: upload past a buffer's end");
   if (src.empty()) return;
   const size_t bytes = src.size() * sizeof(T);
   size_t at = (staging_used_ + 15) & ~size_t{15};
@@ -306,7 +321,7 @@ void CudaForward::upload(DeviceBuffer<T>& dst, const std::vector<T>& src) {
     staging_.ensure(std::max(want, 2 * staging_.size()));
   }
   std::memcpy(staging_.get() + at, src.data(), bytes);
-  check(cudaMemcpyAsync(dst.get(), staging_.get() + at, bytes, cudaMemcpyHostToDevice, stream_),
+  check(cudaMemcpyAsync(dst.get() + dst_at, staging_.get() + at, bytes, cudaMemcpyHostToDevice, stream_),
         "cudaMemcpyAsync to device");
   staging_used_ = at + bytes;
 }
