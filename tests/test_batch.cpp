@@ -501,6 +501,63 @@ TEST(SessionPrefix, RefusedWherePruningChoseTheContext) {
   EXPECT_EQ(lazy.n_past(), 10);
 }
 
+// After a pruned rest and decode steps that re-select, the unpruned prefix still serves: kept
+// (the pruned tokens, their K/V and Aux Cache entries forgotten) or copied, it continues as a
+// session that computed only that prefix. The pruned steps never extend it. On the CPU and,
+// where there is one, on a GPU.
+TEST(SessionPrefix, UnprunedPrefixServesAfterAPrunedRest) {
+  auto model = eval_model();
+  const int v = model->config().n_vocab;
+  const auto a = random_tokens(40, v, 41), b = random_tokens(50, v, 42), c = random_tokens(9, v, 43);
+  // Re-selecting on both devices, so tokens stay in the Aux Cache through decode.
+  const PruneSchedule lazy = PruneSchedule::parse("reselect:0.3:0.5", model->config().n_layers);
+  for (const Device device : {Device::Cpu, Device::Cuda}) {
+    if (device == Device::Cuda && !cuda_available()) {
+      std::cout << "[ skipped  ] the GPU half: no CUDA device (or a build without CUDA)\n";
+      continue;
+    }
+    SCOPED_TRACE(std::string(device_name(device)));
+    SessionOptions o = options();
+    o.n_ctx = 128;
+    o.device = device;
+    o.prune_policy = PrunePolicy::kAlways;
+    Session s(model, o), fresh(model, o), copy(model, o);
+    s.prefill(a);
+    s.decode(argmax(s.logits()));
+    EXPECT_EQ(s.unpruned_prefix(), static_cast<int>(a.size()) + 1);
+    ASSERT_TRUE(s.keep_prefix(static_cast<int>(a.size()), lazy));
+    s.prefill(b);
+    ASSERT_LT(s.stats().prefill_computed_fraction, 1.0);
+    s.decode(argmax(s.logits()));
+    s.decode(argmax(s.logits()));
+    ASSERT_GT(s.stats().aux_cache_entries, 0);
+    EXPECT_EQ(s.unpruned_prefix(), static_cast<int>(a.size()));
+    EXPECT_FALSE(s.keep_prefix(static_cast<int>(a.size()) + 1));  // a pruned token's
+    EXPECT_FALSE(copy.copy_prefix(s, static_cast<int>(a.size()) + 1));
+    ASSERT_TRUE(copy.copy_prefix(s, static_cast<int>(a.size())));
+    ASSERT_TRUE(s.keep_prefix(static_cast<int>(a.size()), PruneSchedule{}));
+    EXPECT_EQ(s.stats().aux_cache_entries, 0);
+    EXPECT_EQ(s.history(), a);
+    for (Session* x : {&s, &copy}) x->prefill(c);
+    fresh.prefill(a);
+    fresh.prefill(c);
+    EXPECT_EQ(s.unpruned_prefix(), static_cast<int>(a.size() + c.size()));
+    Trace t_kept, t_copy, t_fresh;
+    for (int i = 0; i < 6; ++i) {
+      take(t_kept, s.logits());
+      take(t_copy, copy.logits());
+      take(t_fresh, fresh.logits());
+      s.decode(t_kept.tokens.back());
+      copy.decode(t_copy.tokens.back());
+      fresh.decode(t_fresh.tokens.back());
+    }
+    EXPECT_TRUE(bitwise_equal(t_kept, t_copy)) << "max relative difference " << max_rel_diff(t_kept, t_copy);
+    EXPECT_EQ(t_kept.tokens, t_fresh.tokens);
+    EXPECT_LE(max_rel_diff(t_kept, t_fresh), device == Device::Cuda ? kGpuBatchTolerance : kBatchTolerance);
+    EXPECT_EQ(s.stats().revived, 0);
+  }
+}
+
 // A Session that copies the first tokens of another's context continues bitwise as that other
 // Session would after keeping them (the same K/V rows), and the other goes on unchanged; with a
 // KV pool the copy takes its own pages. On the CPU and, where there is one, on a GPU.

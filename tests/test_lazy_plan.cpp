@@ -111,10 +111,10 @@ TEST(KVIndex, StoresEachTokenLayerPairOnceInLayerOrder) {
   EXPECT_EQ(idx.store(0, 5), 0);
 }
 
-// Keeping a prefix is exact only in the baseline's state (every token at every layer, slot =
-// position): there it forgets the rest, and the next tokens take the next slots; anything else
-// is refused without a change.
-TEST(KVIndex, KeepsAPrefixOnlyOfAFullContext) {
+// Keeping a prefix is exact where its tokens are at every layer in slot = position: it forgets
+// every later token (its K/V at every layer, its Aux Cache entry), and the next tokens take the
+// next slots; anything else is refused without a change.
+TEST(KVIndex, KeepsOnlyAPrefixInPlace) {
   KVCache kv(2, 4, 8, false);
   const float k[4] = {1, 2, 3, 4}, v[4] = {4, 3, 2, 1};
   for (int t = 0; t < 5; ++t)
@@ -132,13 +132,46 @@ TEST(KVIndex, KeepsAPrefixOnlyOfAFullContext) {
   EXPECT_EQ(kv.index().depth(4), 0);
   EXPECT_EQ(kv.index().store(0, 3), 3);  // token 3 again, computed anew, in the next slot
   kv.write(0, 3, 3, k, v);
-  // Token 3 has K/V at layer 0 only: no longer the baseline's state.
-  EXPECT_FALSE(kv.keep_prefix(2));
+  // Token 3 has K/V at layer 0 only (pruned at layer 1): tokens [0, 3) are still in place.
+  EXPECT_FALSE(kv.keep_prefix(4));
   EXPECT_EQ(kv.index().tokens(), 4);
+  EXPECT_TRUE(kv.keep_prefix(3));
+  EXPECT_TRUE(kv.index().baseline_state());
+
+  // Token 1 pruned at layer 1 (in the Aux Cache), token 2 after it in slot 1 there, then token 1
+  // revived into slot 2: only token 0 is in place.
   KVIndex pruned(2, 8);
   pruned.store(0, 0), pruned.store(1, 0), pruned.store(0, 1), pruned.aux_put(1);
-  EXPECT_FALSE(pruned.keep_prefix(1));
+  pruned.store(0, 2), pruned.store(1, 2);
+  EXPECT_FALSE(pruned.prefix_in_place(2));
+  EXPECT_FALSE(pruned.keep_prefix(2));
   EXPECT_EQ(pruned.aux_entries(), 1);
+  pruned.aux_erase(1), pruned.store(1, 1);
+  EXPECT_EQ(pruned.slot(1, 1), 2);
+  EXPECT_FALSE(pruned.keep_prefix(3));  // every token at every layer, but out of place
+  EXPECT_FALSE(pruned.baseline_state());
+  pruned.store(0, 3), pruned.aux_put(3);
+  ASSERT_TRUE(pruned.keep_prefix(1));
+  EXPECT_EQ(pruned.aux_entries(), 0);
+  EXPECT_TRUE(pruned.baseline_state());
+  EXPECT_EQ(pruned.tokens(), 1);
+  for (int l = 0; l < 2; ++l) EXPECT_EQ(pruned.size(l), 1);
+  EXPECT_THROW(pruned.store(1, 1), std::logic_error);  // token 1 is forgotten: no layer 0 to resume after
+  EXPECT_EQ(pruned.store(0, 1), 1);
+}
+
+// A copy takes only a prefix in place, from a source of the same shape.
+TEST(KVIndex, CopiesOnlyAPrefixInPlace) {
+  KVIndex src(2, 8), dst(2, 8), other(3, 8);
+  src.store(0, 0), src.store(1, 0), src.store(0, 1), src.aux_put(1);
+  src.store(0, 2), src.store(1, 2);
+  EXPECT_FALSE(dst.copy_prefix(src, 2));
+  EXPECT_FALSE(other.copy_prefix(src, 1));
+  ASSERT_TRUE(dst.copy_prefix(src, 1));
+  EXPECT_TRUE(dst.baseline_state());
+  EXPECT_EQ(dst.tokens(), 1);
+  EXPECT_EQ(dst.aux_entries(), 0);
+  EXPECT_EQ(src.aux_entries(), 1);
 }
 
 // A plan that computes a (token, layer) pair the KV cache already holds is refused by the

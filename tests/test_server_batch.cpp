@@ -505,12 +505,32 @@ TEST(ServerPrefix, AFirstTokenInCommonIsNoHit) {
 
 // A request with a pruning schedule reuses a prefix computed without pruning: the prefix stays
 // computed at every layer and the schedule prunes among the tokens after it, so it answers as a
-// session that keeps that prefix and prefills the rest under the schedule. It leaves no prefix
-// (its slot's K/V was pruned), and with the cache off nothing is reused.
+// session that keeps that prefix and prefills the rest under the schedule. Its slot still holds
+// that prefix unpruned (the pruned rest is cut away when it is reused), so a second pruned
+// question and a baseline request reuse it again. With the cache off nothing is reused.
 TEST(ServerPrefix, PrunedRequestsReuseOnlyUnprunedPrefixes) {
   LAZYLLM_REQUIRE_SHARED(kModel);
   const PruneSchedule lazy = PruneSchedule::parse("1:0.5", stories()->config().n_layers);
   const std::string document = kPrompts[2];
+  // The reference: the same prefix kept by a session of its own, the rest pruned.
+  auto kept_then_pruned = [&](const Job& job, int kept, double* computed_fraction) {
+    SessionOptions o;
+    o.n_ctx = 512;
+    o.n_threads = 2;
+    o.prune_policy = batch_options(1, 8).prune_policy;
+    Session s(stories(), o);
+    const std::span<const int32_t> prompt(job.prompt);
+    s.prefill(prompt.first(kept));
+    EXPECT_TRUE(s.keep_prefix(kept, lazy));
+    s.prefill(prompt.subspan(kept));
+    *computed_fraction = s.stats().prefill_computed_fraction;
+    std::vector<int32_t> tokens;
+    for (int k = 0; k < job.max_tokens; ++k) {
+      tokens.push_back(test::argmax(s.logits()));
+      if (k + 1 < job.max_tokens) s.decode(tokens.back());
+    }
+    return stories()->tokenizer().decode(tokens);
+  };
   for (bool cache_on : {true, false}) {
     SCOPED_TRACE(cache_on ? "cache on" : "cache off");
     Metrics metrics;
@@ -520,48 +540,40 @@ TEST(ServerPrefix, PrunedRequestsReuseOnlyUnprunedPrefixes) {
     auto base = greedy_job(document, 4);
     ASSERT_EQ(sched.submit(base), Scheduler::Admission::Accepted);
     wait_text(base);
-    // The document again with a question after it, pruned.
-    auto pruned = greedy_job(document + " Then Tom asked his dad where the ball came from, and his dad", 6, lazy);
-    ASSERT_EQ(sched.submit(pruned), Scheduler::Admission::Accepted);
-    const std::string pruned_text = wait_text(pruned);
-    const GenerationResult& r = pruned->result();
-    EXPECT_EQ(r.error, "");
-    EXPECT_LT(r.prompt_computed_fraction, 1.0);  // the rest was pruned
-    if (cache_on) {
-      EXPECT_GE(r.cached_tokens, static_cast<int>(base->prompt.size()) - 1);
-      // The reference: the same prefix kept by a session of its own, the rest pruned.
-      const int kept = r.cached_tokens;
-      SessionOptions o;
-      o.n_ctx = so.n_ctx;
-      o.n_threads = 2;
-      o.prune_policy = so.prune_policy;
-      Session s(stories(), o);
-      const std::span<const int32_t> prompt(pruned->prompt);
-      s.prefill(prompt.first(kept));
-      ASSERT_TRUE(s.keep_prefix(kept, lazy));
-      s.prefill(prompt.subspan(kept));
-      EXPECT_LT(s.stats().prefill_computed_fraction, 1.0);
-      std::vector<int32_t> tokens;
-      for (int k = 0; k < pruned->max_tokens; ++k) {
-        tokens.push_back(test::argmax(s.logits()));
-        if (k + 1 < pruned->max_tokens) s.decode(tokens.back());
+    // The document again with a question after it, pruned; then another question.
+    int kept = 0;
+    for (const char* question : {" Then Tom asked his dad where the ball came from, and his dad",
+                                 " Then Tom ran to the park with the ball and a dog"}) {
+      auto pruned = greedy_job(document + question, 6, lazy);
+      ASSERT_EQ(sched.submit(pruned), Scheduler::Admission::Accepted);
+      const std::string pruned_text = wait_text(pruned);
+      const GenerationResult& r = pruned->result();
+      EXPECT_EQ(r.error, "");
+      EXPECT_LT(r.prompt_computed_fraction, 1.0);  // the rest was pruned
+      if (!cache_on) {
+        EXPECT_EQ(r.cached_tokens, 0);
+        EXPECT_EQ(pruned_text, run_alone(*pruned, 8).text);
+        continue;
       }
-      EXPECT_EQ(pruned_text, stories()->tokenizer().decode(tokens));
+      EXPECT_GE(r.cached_tokens, static_cast<int>(base->prompt.size()) - 1);
+      if (kept > 0) {
+        EXPECT_EQ(r.cached_tokens, kept);  // the first question's pruned tokens never serve
+      }
+      kept = r.cached_tokens;
+      double reference_fraction = 0;
+      EXPECT_EQ(pruned_text, kept_then_pruned(*pruned, kept, &reference_fraction));
       // Of the rest's (token, layer) pairs, as the reference's; the whole prompt pruned differs.
-      EXPECT_DOUBLE_EQ(r.prompt_computed_fraction, s.stats().prefill_computed_fraction);
+      EXPECT_DOUBLE_EQ(r.prompt_computed_fraction, reference_fraction);
       EXPECT_NE(r.prompt_computed_fraction, run_alone(*pruned, 8).result.prompt_computed_fraction);
-    } else {
-      EXPECT_EQ(r.cached_tokens, 0);
-      EXPECT_EQ(pruned_text, run_alone(*pruned, 8).text);
     }
-    auto again = greedy_job(document, 4);  // the only slot holds a pruned context
+    auto again = greedy_job(document, 4);  // the only slot holds the document, then a pruned rest
     ASSERT_EQ(sched.submit(again), Scheduler::Admission::Accepted);
     const std::string again_text = wait_text(again);
-    EXPECT_EQ(again->result().cached_tokens, 0);
+    EXPECT_EQ(again->result().cached_tokens, cache_on ? static_cast<int>(again->prompt.size()) - 1 : 0);
     EXPECT_EQ(again_text, run_alone(*again, 8).text);
     const std::string m = metrics.render({.slots_total = 1});
-    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), cache_on ? 1 : 0);
-    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_lookups_total"), cache_on ? 3 : 0);
+    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_hits_total"), cache_on ? 3 : 0);
+    EXPECT_EQ(metric(m, "lazyllm_prefix_cache_lookups_total"), cache_on ? 4 : 0);
   }
 }
 

@@ -361,9 +361,9 @@ class Session {
   void reset();  // forget the context (keeps allocations)
   // Keeps the first n tokens of the context (their K/V) and forgets the rest, so a prompt that
   // shares them is prefilled from token n on: the result equals prefilling the whole prompt in
-  // chunks. Only for a context computed without pruning by a Session without a schedule (a
-  // pruned prefix was selected by its own last token) on a backend that supports it; returns
-  // false, changing nothing, otherwise. Statistics restart as after reset().
+  // chunks. Only for n up to unpruned_prefix() (a pruned token was chosen by a later token) on a
+  // backend that supports it; returns false, changing nothing, otherwise. The schedule stays.
+  // Statistics restart as after reset().
   bool keep_prefix(int n);
   // The same, then runs `prune` from now on: the kept tokens stay computed at every layer and a
   // schedule prunes among the tokens prefilled after them (as a second prefill() does). Throws
@@ -372,9 +372,15 @@ class Session {
   // Forgets the context and takes a copy of the first n tokens of `from`'s context (their K/V,
   // on the device that holds them), so a prompt that shares them is prefilled from token n on,
   // as after keep_prefix(n) on `from`. For two Session objects of the same Model, device and
-  // K/V format, neither with a schedule; with a KV pool, the pages for the n tokens are taken
-  // here. Returns false, with the context forgotten, otherwise. `from` is not changed.
+  // K/V format, this one without a schedule, and n up to from.unpruned_prefix(); with a KV
+  // pool, the pages for the n tokens are taken here. Returns false, with the context
+  // forgotten, otherwise. `from` is not changed.
   bool copy_prefix(const Session& from, int n);
+  // The leading tokens of the context computed as without pruning: every token until the
+  // first prefill that ran a schedule (a prefill the cost model left unpruned counts as none),
+  // so a kept or copied prefix keeps counting after a pruned rest. Decode steps after a pruned
+  // prefill never count (they attend to a selection).
+  int unpruned_prefix() const { return unpruned_; }
   // Forgets the context and runs `prune` from now on (the caches are kept: nothing is
   // reallocated). Throws Error for a schedule outside the model's layers, changing nothing.
   void reset(const PruneSchedule& prune);
@@ -433,6 +439,7 @@ class Session {
   // bf16 (plan_gpu_weights), which the cost model weighs; fixed for the session's weights.
   std::vector<double> gpu_dequant_bytes_;
   bool pruned_ = false;  // a prefill of this context ran the schedule: decode follows it
+  int unpruned_ = 0;     // unpruned_prefix()
   CpuForward* cpu_state_ = nullptr;  // backend_ when it is the CPU one
   std::vector<int32_t> history_;
   SessionStats stats_;

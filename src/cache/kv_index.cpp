@@ -58,13 +58,29 @@ bool KVIndex::baseline_state() const {
   return true;
 }
 
+bool KVIndex::prefix_in_place(int n) const {
+  if (n < 0 || n > n_tokens_) return false;
+  const size_t ctx = depth_.size();
+  for (int l = 0; l < n_layers(); ++l) {
+    if (slots_are_positions(l) && size_[l] >= n) continue;  // slots 0.. hold tokens 0.. in order
+    const int32_t* slots = slot_.data() + l * ctx;
+    for (int t = 0; t < n; ++t)
+      if (slots[t] != t) return false;
+  }
+  return true;
+}
+
+// Tokens [0, n) hold slots [0, n) at every layer, so every other token's slots come after them:
+// cutting each layer at n forgets exactly the tokens from n on.
 bool KVIndex::keep_prefix(int n) {
-  if (n < 0 || n > n_tokens_ || !baseline_state()) return false;
+  if (!prefix_in_place(n)) return false;
   const size_t ctx = depth_.size();
   for (int l = 0; l < n_layers(); ++l) {
     std::fill(slot_.begin() + static_cast<ptrdiff_t>(l * ctx + n), slot_.begin() + static_cast<ptrdiff_t>(l * ctx + n_tokens_), -1);
     size_[l] = n;
+    in_order_[l] = 1;
   }
+  for (int t = n; t < n_tokens_; ++t) aux_erase(t);
   std::fill(depth_.begin() + n, depth_.begin() + n_tokens_, 0);
   std::fill(prompt_.begin() + n, prompt_.begin() + n_tokens_, 0);
   n_full_ = n_tokens_ = n;
@@ -72,9 +88,7 @@ bool KVIndex::keep_prefix(int n) {
 }
 
 bool KVIndex::copy_prefix(const KVIndex& src, int n) {
-  if (&src == this || src.n_layers() != n_layers() || n < 0 || n > src.n_tokens_ || n > n_ctx() ||
-      !src.baseline_state())
-    return false;
+  if (&src == this || src.n_layers() != n_layers() || n > n_ctx() || !src.prefix_in_place(n)) return false;
   clear();
   const size_t ctx = depth_.size();
   for (int l = 0; l < n_layers(); ++l) {

@@ -54,14 +54,17 @@ class KVIndex {
   bool is_prompt(int t) const { return prompt_[t] != 0; }
 
   void clear();
-  // Forgets every token from position n on, keeping tokens [0, n) as they are. Only for the
-  // baseline's state (every token at every layer, slot = position, nothing in the Aux Cache),
-  // where that is exact: returns false, changing nothing, otherwise or when n is out of range.
+  // True when tokens [0, n) have K/V at every layer in slot = position (none of them, nor any
+  // token before them, was pruned or revived): such a prefix does not depend on what came after.
+  bool prefix_in_place(int n) const;
+  // Forgets every token from position n on (their K/V at every layer, their Aux Cache entries),
+  // keeping tokens [0, n) as they are. Only where prefix_in_place(n): returns false, changing
+  // nothing, otherwise or when n is out of range.
   bool keep_prefix(int n);
   // Every token with K/V has it at every layer, slot = position, nothing in the Aux Cache.
   bool baseline_state() const;
   // Becomes the state of src's tokens [0, n): every one at every layer, slot = position, as
-  // src holds them. Only from the baseline's state (as keep_prefix); returns false, changing
+  // src holds them. Only where src.prefix_in_place(n) (as keep_prefix); returns false, changing
   // nothing, otherwise or when the shapes differ or n is out of range.
   bool copy_prefix(const KVIndex& src, int n);
 

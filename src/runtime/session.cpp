@@ -95,16 +95,16 @@ std::span<const float> Session::logits() const { return backend_->logits(); }
 void Session::reset() {
   backend_->clear();
   pruned_ = reselect_ = false;
+  unpruned_ = 0;
   history_.clear();
   stats_ = {};
 }
 
 bool Session::keep_prefix(int n) {
-  // A schedule changes only through reset(), which forgets the context: without one now, the
-  // whole context was computed without pruning.
-  if (!options_.prune.empty() || n < 0 || n > n_past()) return false;
+  if (n < 0 || n > unpruned_ || n > n_past()) return false;
   if (!backend_->keep_prefix(n)) return false;
   pruned_ = reselect_ = false;
+  unpruned_ = n;
   history_.resize(static_cast<size_t>(n));
   stats_ = {};
   return true;
@@ -120,12 +120,12 @@ bool Session::keep_prefix(int n, const PruneSchedule& prune) {
 
 bool Session::copy_prefix(const Session& from, int n) {
   reset();
-  if (&from == this || !options_.prune.empty() || !from.options_.prune.empty() || from.model_ != model_ ||
-      from.options_.device != options_.device || n < 0 || n > from.n_past() ||
-      n > static_cast<int>(from.history_.size()))
+  if (&from == this || !options_.prune.empty() || from.model_ != model_ || from.options_.device != options_.device ||
+      n < 0 || n > from.unpruned_ || n > from.n_past() || n > static_cast<int>(from.history_.size()))
     return false;
   if (!backend_->copy_prefix_from(*from.backend_, n)) return false;
   history_.assign(from.history_.begin(), from.history_.begin() + n);
+  unpruned_ = n;
   return true;
 }
 
@@ -177,7 +177,10 @@ void Session::book_prefill(std::span<const int32_t> tokens, const LayerSchedule&
   const int n_layers = model_->config().n_layers;
   if (&ran == schedule_.get()) pruned_ = true, reselect_ = pending_reselect_;
   stats_.prefill_ms = ms;
+  // A prefill that pruned nothing after an unpruned context is computed as the baseline's.
+  const bool unpruned = !ran.any() && unpruned_ == static_cast<int>(history_.size());
   history_.insert(history_.end(), tokens.begin(), tokens.end());
+  if (unpruned) unpruned_ = static_cast<int>(history_.size());
   stats_.prompt_tokens += static_cast<int>(tokens.size());
   const ForwardCounters& k = backend_->counters();
   stats_.alive_per_layer = k.alive_per_layer;
@@ -213,7 +216,12 @@ const LayerSchedule& Session::decode_schedule() {
 void Session::book_decode(int32_t token, double ms) {
   const int n_layers = model_->config().n_layers;
   stats_.decode_ms += ms;
+  // A step that re-selects attends to a selection (decode_schedule()); any other step after an
+  // unpruned context is the baseline's.
+  const bool selects = pruned_ && reselect_ && schedule_->any();
+  const bool unpruned = !selects && unpruned_ == static_cast<int>(history_.size());
   history_.push_back(token);
+  if (unpruned) unpruned_ = static_cast<int>(history_.size());
   ++stats_.generated_tokens;
   const ForwardCounters& k = backend_->counters();
   stats_.token_layers_computed = k.token_layers;

@@ -253,23 +253,21 @@ Scheduler::SessionPick Scheduler::pick_session(const Job& job, const std::vector
     while (n < limit && held[n] == job.prompt[n]) ++n;
     return n;
   };
-  // Only a context computed without pruning serves (Session::keep_prefix checks), a request with
-  // a schedule too: it prunes among the tokens it computes after the prefix.
-  for (size_t i = 0; i < free_sessions_.size(); ++i) {
-    const Session& held = *sessions_[free_sessions_[i]];
-    if (!held.options().prune.empty()) continue;
-    if (const size_t n = common(held.history()); n > p.cached) p.cached = n, p.pick = i;
-  }
+  // Only tokens computed without pruning serve (Session::unpruned_prefix: a pruned token was
+  // chosen by a later one), to a request with a schedule too: it prunes among the tokens it
+  // computes after the prefix.
+  auto reusable = [&](const Session& held) {
+    return std::min(common(held.history()), static_cast<size_t>(held.unpruned_prefix()));
+  };
+  for (size_t i = 0; i < free_sessions_.size(); ++i)
+    if (const size_t n = reusable(*sessions_[free_sessions_[i]]); n > p.cached) p.cached = n, p.pick = i;
   // A running request's context (what it has computed so far) serves as well, by copy: requests
-  // that arrive together with one system prompt or document compute it once. Only a context
-  // computed without pruning qualifies (Session::copy_prefix checks).
-  size_t coming = 0;  // the longest prefix a running request's prompt shares, computed or not
+  // that arrive together with one system prompt or document compute it once.
+  size_t coming = 0;  // the longest prefix a running request without a schedule will have computed
   for (const Running& a : active) {
-    if (!a.job->prune.empty()) continue;
-    if (const size_t n = common(sessions_[a.session]->history());
-        n >= kMinCopiedPrefix && n > std::max(p.cached, p.copied))
+    if (const size_t n = reusable(*sessions_[a.session]); n >= kMinCopiedPrefix && n > std::max(p.cached, p.copied))
       p.donor = a.session, p.copied = n;
-    coming = std::max(coming, common(a.job->prompt));
+    if (a.job->prune.empty()) coming = std::max(coming, common(a.job->prompt));
   }
   p.wait = coming >= std::max(p.cached, p.copied) + kMinCopiedPrefix;
   if (p.donor >= 0) p.pick = 0, p.cached = 0;

@@ -141,9 +141,9 @@ void CudaForward::clear() {
   restart_at(0);
 }
 
-// The K/V of [0, n) stay where they are (slot = position while every token reached every
-// layer); the slots from n on are written again before anything reads them, as the next prefill
-// or decode stores its rows' K/V before its attention.
+// The K/V of [0, n) stay where they are (slot = position at every layer: KVIndex::keep_prefix
+// checks); the slots from n on, and the Aux Cache rows of the tokens forgotten, are written again
+// before anything reads them, as the next prefill or decode stores its rows before its attention.
 bool CudaForward::keep_prefix(int n) {
   if (!index_.keep_prefix(n)) return false;
   restart_at(n);
