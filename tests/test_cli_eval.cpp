@@ -66,6 +66,29 @@ TEST_F(EvalCli, JsonReportsEverySchedule) {
   EXPECT_EQ(j["results"][3]["spec"], "static:2:0.5");
 }
 
+// --cached-context runs only each prompt's rest under the schedule (its computed fraction is the
+// rest's); --cost-model lets the cost model leave prompts unpruned, which only adds work.
+TEST_F(EvalCli, CachedContextAndCostModelFlags) {
+  const std::string base = "eval -m " + model + " --data " + data + " --lazy --limit 3 --max-new-tokens 4 -t 1 --json";
+  auto whole = run_cli(base);
+  auto cached = run_cli(base + " --cached-context");
+  auto served = run_cli(base + " --cached-context --cost-model");
+  for (const auto* r : {&whole, &cached, &served}) ASSERT_EQ(r->code, 0) << r->err;
+  const auto jw = nlohmann::json::parse(whole.out), jc = nlohmann::json::parse(cached.out),
+             js = nlohmann::json::parse(served.out);
+  EXPECT_EQ(jw["cached_context"], false);
+  EXPECT_EQ(jc["cached_context"], true);
+  EXPECT_EQ(jc["cost_model"], false);
+  EXPECT_EQ(js["cost_model"], true);
+  const double fw = jw["results"][1]["computed_fraction"], fc = jc["results"][1]["computed_fraction"],
+               fs = js["results"][1]["computed_fraction"];
+  EXPECT_LT(fc, 1.0);
+  EXPECT_NE(fc, fw);
+  EXPECT_GE(fs, fc);
+  EXPECT_LE(fs, 1.0);
+  EXPECT_DOUBLE_EQ(jc["results"][0]["computed_fraction"].get<double>(), 1.0);
+}
+
 TEST_F(EvalCli, OutDirResumesAndScoresThroughTheBinary) {
   const auto out = test::temp_path("eval-out");
   std::filesystem::remove_all(out);

@@ -179,6 +179,30 @@ TEST(EvalTemplates, RenderLikePythonFormat) {
   EXPECT_THROW(render_prompt("a } b", s), Error);
 }
 
+// The prompt through its document: what a server's prefix cache would hold of it.
+TEST(EvalTemplates, RenderThroughTheDocument) {
+  Sample s;
+  s.dataset = "d";
+  s.context = "CTX";
+  s.input = "Q?";
+  EXPECT_EQ(render_through_context(kGenericTemplate, s), "CTX");
+  EXPECT_EQ(render_through_context("Read: {context}. Again: {context}\n{input}", s), "Read: CTX. Again: CTX");
+  EXPECT_EQ(render_through_context("{input} {context}", s), "");  // the question first: no shared document
+  EXPECT_EQ(render_through_context("just {input}", s), "");
+  EXPECT_THROW(render_through_context("{_id}", s), Error);
+}
+
+// The first k tokens of an uncut prompt of 10 after a cut to 6: [0, 3) and [7, 10) stay.
+TEST(EvalTruncate, APrefixThroughTheCut) {
+  EXPECT_EQ(prefix_after_cut(2, 10, 10), 2u);  // not cut
+  EXPECT_EQ(prefix_after_cut(2, 10, 6), 2u);
+  EXPECT_EQ(prefix_after_cut(3, 10, 6), 3u);
+  EXPECT_EQ(prefix_after_cut(5, 10, 6), 3u);  // ends in the dropped middle
+  EXPECT_EQ(prefix_after_cut(7, 10, 6), 3u);
+  EXPECT_EQ(prefix_after_cut(8, 10, 6), 4u);
+  EXPECT_EQ(prefix_after_cut(10, 10, 6), 6u);
+}
+
 TEST(EvalTruncate, KeepsFirstAndLastHalf) {
   std::vector<int32_t> t(10);
   for (int i = 0; i < 10; ++i) t[i] = i;

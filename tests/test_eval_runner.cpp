@@ -2,11 +2,14 @@
 // schedules on the same prompts, truncation), and resuming from the per-sample log.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <span>
 
 #include "eval/report.h"
 #include "eval/runner.h"
 #include "eval/sample.h"
+#include "lazyllm/tokenizer.h"
 #include "test_models.h"
 
 namespace lazyllm::eval {
@@ -145,6 +148,58 @@ TEST(EvalRunner, OverLongPromptsAreCutInTheMiddleToFit) {
   EXPECT_EQ(results[0].prompt_tokens, 36);  // 40 - 4 new tokens, 18 from each end
   o.n_ctx = 5;  // no room for a prompt next to 4 new tokens
   EXPECT_THROW(run_eval(f.model, read_jsonl(data), o), Error);
+}
+
+// With the document cached, each prompt's document is computed without pruning first and only
+// the rest runs under each schedule: the baseline answers as from the whole prompt, a schedule's
+// computed fraction is its rest's, as a session that keeps the document and prefills the rest.
+TEST(EvalRunner, CachedContextRunsOnlyTheRestUnderEachSchedule) {
+  Fixture f;
+  const auto data = write_file("cached.jsonl", data_text(3));
+  const auto samples = read_jsonl(data);
+  RunOptions o = f.options(data, "");
+  const auto whole = run_eval(f.model, samples, o);
+  o.cached_context = true;
+  const auto cached = run_eval(f.model, samples, o);
+  ASSERT_EQ(cached.size(), whole.size());
+  const Tokenizer& tok = f.model->tokenizer();
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("sample " + std::to_string(i));
+    EXPECT_EQ(cached[3 * i].prediction, whole[3 * i].prediction);  // the baseline, in two chunks
+    EXPECT_DOUBLE_EQ(cached[3 * i].computed_fraction, 1.0);
+    // The reference: the document kept, the question and the rest pruned by "1:0.5".
+    const std::vector<int32_t> prompt = tok.encode(render_prompt(kGenericTemplate, samples[i]), tok.add_bos(), false);
+    const std::vector<int32_t> doc =
+        tok.encode(render_through_context(kGenericTemplate, samples[i]), tok.add_bos(), false);
+    size_t k = 0;
+    while (k < doc.size() && prompt[k] == doc[k]) ++k;
+    ASSERT_GT(k, 8u);
+    ASSERT_LT(k + 4, prompt.size());
+    SessionOptions so;
+    so.n_threads = 1;
+    so.prune_policy = PrunePolicy::kAlways;
+    Session s(f.model, so);
+    s.prefill(std::span<const int32_t>(prompt).first(k));
+    ASSERT_TRUE(s.keep_prefix(static_cast<int>(k), o.schedules[1].schedule));
+    s.prefill(std::span<const int32_t>(prompt).subspan(k));
+    EXPECT_DOUBLE_EQ(cached[3 * i + 1].computed_fraction, s.stats().prefill_computed_fraction);
+    EXPECT_NE(cached[3 * i + 1].computed_fraction, whole[3 * i + 1].computed_fraction);
+    EXPECT_EQ(cached[3 * i + 1].prompt_tokens, whole[3 * i + 1].prompt_tokens);
+  }
+  // Cut in the middle, the document's end moves with the cut and the run still computes a rest.
+  o.n_ctx = 20;
+  for (const SampleResult& r : run_eval(f.model, samples, o)) {
+    EXPECT_TRUE(r.truncated);
+    EXPECT_GT(r.generated_tokens, 0);
+  }
+  // A log of whole prompts does not resume a run with the document cached.
+  const auto log = test::temp_path("cached-samples.jsonl").string();
+  std::filesystem::remove(log);
+  o = f.options(data, log);
+  o.limit = 1;
+  run_eval(f.model, samples, o);
+  o.cached_context = true;
+  EXPECT_THROW(run_eval(f.model, samples, o), Error);
 }
 
 TEST(EvalRunner, RejectsSamplesTheMetricCannotScore) {

@@ -63,6 +63,26 @@ std::string render_prompt(std::string_view t, const Sample& s) {
   return out;
 }
 
+std::string render_through_context(std::string_view t, const Sample& s) {
+  std::string out;
+  size_t end = 0;
+  bool input_first = false;
+  walk_template(
+      t, "dataset '" + s.dataset + "'", [&](std::string_view text) { out += text; },
+      [&](std::string_view name) {
+        if (name == "context") {
+          out += s.context;
+          end = out.size();
+        } else {
+          input_first = input_first || end == 0;
+          out += s.input;
+        }
+      });
+  if (input_first) return {};
+  out.resize(end);
+  return out;
+}
+
 DatasetConfigs DatasetConfigs::from_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read dataset config '" + path + "'");

@@ -4,12 +4,13 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <span>
 
 #include "eval/sample_log.h"
 #include "eval/text.h"
 #include "eval/truncate.h"
-#include "util/file_identity.h"
 #include "lazyllm/tokenizer.h"
+#include "util/file_identity.h"
 
 namespace lazyllm::eval {
 namespace {
@@ -43,11 +44,29 @@ std::string prediction_text(const Tokenizer& tok, const std::vector<int32_t>& id
   return to_utf8(to_code_points(text));
 }
 
-SampleResult run_one(Session& s, const Sample& sample, const std::vector<int32_t>& prompt, bool truncated,
+// Where the document ends in a prompt: the tokens it shares with the prompt cut after its
+// document, through truncate_middle's cut; at least the last token is left to compute.
+int document_end(const std::vector<int32_t>& full, const std::vector<int32_t>& through_context, size_t cut) {
+  size_t k = 0;
+  while (k < full.size() && k < through_context.size() && full[k] == through_context[k]) ++k;
+  return static_cast<int>(std::min(prefix_after_cut(k, full.size(), cut), cut == 0 ? 0 : cut - 1));
+}
+
+// `cached` > 0: tokens [0, cached) are computed without pruning first and kept, untimed, as a
+// prefix cache holds them; the rest runs under the session's schedule.
+SampleResult run_one(Session& s, const Sample& sample, const std::vector<int32_t>& prompt, int cached, bool truncated,
                      const DatasetConfig& cfg, const std::string& schedule) {
-  s.reset();
+  const std::span<const int32_t> tokens(prompt);
+  if (cached > 0) {
+    const PruneSchedule own = s.options().prune;
+    s.reset(PruneSchedule{});
+    s.prefill(tokens.first(static_cast<size_t>(cached)));
+    if (!s.keep_prefix(cached, own)) throw Error("evaluation: a document computed without pruning was not kept");
+  } else {
+    s.reset();
+  }
   const auto t0 = Clock::now();
-  s.prefill(prompt);
+  s.prefill(tokens.subspan(static_cast<size_t>(cached)));
   const int32_t first = greedy_token(s.logits());
   SampleResult r;
   r.ttft_ms = ms_since(t0);
@@ -113,6 +132,8 @@ nlohmann::json run_header(const Model& model, const RunOptions& o, int n_ctx, si
       {"config", hex64(fnv1a(o.config_text.data(), o.config_text.size()))},
   };
   if (!o.subset.empty()) check["subset"] = o.subset;
+  if (o.cached_context) check["cached_context"] = true;
+  if (o.prune_policy != PrunePolicy::kAlways) check["cost_model"] = true;
   return {{"format", "lazyllm-eval-log/1"},
           {"model_path", o.model_path},
           {"data_path", o.data_path},
@@ -139,10 +160,15 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
   for (int i = 0; i < n; ++i) p.resumed += complete(i);
   p.done = p.resumed;
   const Tokenizer& tok = model->tokenizer();
-  auto prompt_of = [&](const Sample& sample, const DatasetConfig& cfg, bool* truncated) {
+  auto prompt_of = [&](const Sample& sample, const DatasetConfig& cfg, bool* truncated, int* cached) {
     const std::vector<int32_t> full = tok.encode(render_prompt(cfg.prompt_template, sample), tok.add_bos(), false);
     std::vector<int32_t> prompt = truncate_middle(full, n_ctx - cfg.max_new_tokens);
     *truncated = prompt.size() < full.size();
+    *cached = 0;
+    if (o.cached_context) {
+      const std::string document = render_through_context(cfg.prompt_template, sample);
+      if (!document.empty()) *cached = document_end(full, tok.encode(document, tok.add_bos(), false), prompt.size());
+    }
     return prompt;
   };
   // One untimed run of every schedule first, on the longest prompt to come: the first prefill of
@@ -153,11 +179,12 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
   // to run are tokenized once, here, for that choice and for the run.
   std::vector<std::vector<int32_t>> prompts(n);
   std::vector<char> truncated(n, 0);
+  std::vector<int> cached(n, 0);
   int longest = -1;
   for (int i = 0; i < n; ++i) {
     if (complete(i)) continue;
     bool cut = false;
-    prompts[i] = prompt_of(samples[i], settings_for(samples[i], o), &cut);
+    prompts[i] = prompt_of(samples[i], settings_for(samples[i], o), &cut, &cached[i]);
     truncated[i] = cut;
     if (longest < 0 || prompts[i].size() > prompts[longest].size()) longest = i;
   }
@@ -178,7 +205,8 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
     }
     const DatasetConfig cfg = settings_for(samples[longest], o);
     for (size_t k = 0; k < o.schedules.size(); ++k)
-      run_one(*sessions[k], samples[longest], prompts[longest], truncated[longest], cfg, o.schedules[k].name);
+      run_one(*sessions[k], samples[longest], prompts[longest], cached[longest], truncated[longest], cfg,
+              o.schedules[k].name);
   }
   const auto start = Clock::now();
   std::vector<SampleResult> results;
@@ -197,7 +225,7 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
     }
     for (size_t k = 0; k < o.schedules.size(); ++k) {
       if (log && log->has(i, o.schedules[k].name)) continue;
-      SampleResult r = run_one(*sessions[k], sample, prompt, truncated[i], cfg, o.schedules[k].name);
+      SampleResult r = run_one(*sessions[k], sample, prompt, cached[i], truncated[i], cfg, o.schedules[k].name);
       if (log) log->append(r);
       else results.push_back(std::move(r));
     }

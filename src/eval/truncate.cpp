@@ -1,5 +1,6 @@
 #include "eval/truncate.h"
 
+#include <algorithm>
 #include <string>
 
 #include "lazyllm/error.h"
@@ -15,6 +16,13 @@ std::vector<int32_t> truncate_middle(const std::vector<int32_t>& tokens, int max
   std::vector<int32_t> out(tokens.begin(), tokens.begin() + half);
   out.insert(out.end(), tokens.end() - half, tokens.end());
   return out;
+}
+
+size_t prefix_after_cut(size_t k, size_t full, size_t cut) {
+  const size_t half = cut / 2;
+  if (cut >= full || k <= half) return std::min(k, cut);
+  const size_t dropped = full - cut;  // the middle: tokens [half, half + dropped) of the uncut prompt
+  return k <= half + dropped ? half : std::min(k - dropped, cut);
 }
 
 }  // namespace lazyllm::eval

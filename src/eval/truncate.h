@@ -2,6 +2,7 @@
 // halves (instructions sit at both ends; the middle of the document goes).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -12,5 +13,9 @@ namespace lazyllm::eval {
 // ids directly, where LongBench decodes both halves to text and tokenizes again, so the result
 // always fits. Throws Error when max_tokens < 2.
 std::vector<int32_t> truncate_middle(const std::vector<int32_t>& tokens, int max_tokens);
+
+// How many tokens of a prompt cut by truncate_middle from `full` to `cut` tokens come from the
+// uncut prompt's first k: k where the cut is after them, the first half when it falls among them.
+size_t prefix_after_cut(size_t k, size_t full, size_t cut);
 
 }  // namespace lazyllm::eval

@@ -19,7 +19,7 @@ namespace {
 struct EvalArgs {
   std::string model, data, config, metric, out;
   int ctx = 0, threads = 0, limit = 0, max_new_tokens = 0;
-  bool json = false;
+  bool json = false, cached_context = false, cost_model = false;
   PruneFlags prune;
   DeviceFlag device;
 };
@@ -56,8 +56,9 @@ int run_eval_command(const EvalArgs& a) {
   o.device = a.device.resolve();
   o.gpu_weights = a.device.weights();
   o.gpu_warmup = a.device.gpu_warmup;
-  o.prune_policy = a.prune.policy();
+  o.prune_policy = a.cost_model ? PrunePolicy::kAuto : a.prune.policy();
   o.limit = a.limit;
+  o.cached_context = a.cached_context;
   if (!a.metric.empty()) {
     o.metric = eval::metric_from_name(a.metric);
     if (!o.metric) throw Error("unknown metric '" + a.metric + "' (" + eval::metric_names() + ")");
@@ -92,6 +93,8 @@ int run_eval_command(const EvalArgs& a) {
   j["device"] = device_name(o.device);
   if (o.device == Device::Cuda) j["gpu"] = device_description(Device::Cuda);
   j["samples"] = results.size() / o.schedules.size();
+  j["cached_context"] = o.cached_context;
+  j["cost_model"] = a.cost_model;
   for (size_t i = 0; i < o.schedules.size(); ++i) j["results"][i]["spec"] = o.schedules[i].schedule.to_string();
   const std::string markdown = eval::to_markdown(report);
   if (!a.out.empty()) {
@@ -126,6 +129,12 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--limit", a->limit, "Evaluate only the first N samples")->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--out", a->out, "Directory for results.json/.md, plot.png and the resumable samples.jsonl");
+  cmd->add_flag("--cached-context", a->cached_context,
+                "Compute each document without pruning first, untimed (as a server's prefix cache holds it), "
+                "then the rest under each schedule");
+  cmd->add_flag("--cost-model", a->cost_model,
+                "Let the cost model leave unpruned the prompts where pruning cannot pay, as run and serve do "
+                "(default: every schedule prunes every prompt it can)");
   cmd->add_flag("--json", a->json, "Print one JSON object instead of Markdown tables");
   a->prune.add_to(cmd, /*allow_many=*/true, /*with_policy=*/false);
   a->device.add_to(cmd);
