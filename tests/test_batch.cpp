@@ -179,6 +179,13 @@ std::shared_ptr<Model> eval_model() {
   return Model::load(std::string(LAZYLLM_SOURCE_DIR) + "/eval/models/synth-llama-6l-256d.gguf");
 }
 
+// The CPU, and the GPU where there is one (saying so where there is none).
+std::vector<Device> test_devices() {
+  if (cuda_available()) return {Device::Cpu, Device::Cuda};
+  std::cout << "[ skipped  ] the GPU half: no CUDA device (or a build without CUDA)\n";
+  return {Device::Cpu};
+}
+
 SessionOptions options() {
   SessionOptions o;
   o.n_threads = 2;
@@ -410,11 +417,7 @@ TEST(SessionBatch, PooledKvIsBitwiseTheSessionsOwnCache) {
                                    {random_tokens(1000, v, 22), lazy, 0, 12},
                                    {random_tokens(300, v, 23), complete, 1, 10},
                                    {random_tokens(950, v, 24), {}, 2, 12, 256}};
-  for (const Device device : {Device::Cpu, Device::Cuda}) {
-    if (device == Device::Cuda && !cuda_available()) {
-      std::cout << "[ skipped  ] the GPU half: no CUDA device (or a build without CUDA)\n";
-      continue;
-    }
+  for (const Device device : test_devices()) {
     SCOPED_TRACE(std::string(device_name(device)));
     SessionOptions plain = options();
     plain.n_ctx = 1100;
@@ -511,11 +514,7 @@ TEST(SessionPrefix, UnprunedPrefixServesAfterAPrunedRest) {
   const auto a = random_tokens(40, v, 41), b = random_tokens(50, v, 42), c = random_tokens(9, v, 43);
   // Re-selecting on both devices, so tokens stay in the Aux Cache through decode.
   const PruneSchedule lazy = PruneSchedule::parse("reselect:0.3:0.5", model->config().n_layers);
-  for (const Device device : {Device::Cpu, Device::Cuda}) {
-    if (device == Device::Cuda && !cuda_available()) {
-      std::cout << "[ skipped  ] the GPU half: no CUDA device (or a build without CUDA)\n";
-      continue;
-    }
+  for (const Device device : test_devices()) {
     SCOPED_TRACE(std::string(device_name(device)));
     SessionOptions o = options();
     o.n_ctx = 128;
@@ -569,11 +568,7 @@ TEST(SessionPrefix, CopiedPrefixIsBitwiseTheDonorsKeptPrefix) {
   const auto a = random_tokens(300, v, 31), b = random_tokens(20, v, 32), c = random_tokens(12, v, 33);
   std::vector<int32_t> ab = a;
   ab.insert(ab.end(), b.begin(), b.end());
-  for (const Device device : {Device::Cpu, Device::Cuda}) {
-    if (device == Device::Cuda && !cuda_available()) {
-      std::cout << "[ skipped  ] the GPU half: no CUDA device (or a build without CUDA)\n";
-      continue;
-    }
+  for (const Device device : test_devices()) {
     SCOPED_TRACE(std::string(device_name(device)));
     SessionOptions o = options();
     o.n_ctx = 400;

@@ -189,6 +189,7 @@ TEST(EvalTemplates, RenderThroughTheDocument) {
   EXPECT_EQ(render_through_context("Read: {context}. Again: {context}\n{input}", s), "Read: CTX. Again: CTX");
   EXPECT_EQ(render_through_context("{input} {context}", s), "");  // the question first: no shared document
   EXPECT_EQ(render_through_context("just {input}", s), "");
+  EXPECT_EQ(render_through_context("{context}|{input}|{context}", s), "CTX");  // the question is not shared
   EXPECT_THROW(render_through_context("{_id}", s), Error);
 }
 

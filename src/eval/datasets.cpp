@@ -66,19 +66,14 @@ std::string render_prompt(std::string_view t, const Sample& s) {
 std::string render_through_context(std::string_view t, const Sample& s) {
   std::string out;
   size_t end = 0;
-  bool input_first = false;
+  bool input_seen = false;
   walk_template(
       t, "dataset '" + s.dataset + "'", [&](std::string_view text) { out += text; },
       [&](std::string_view name) {
-        if (name == "context") {
-          out += s.context;
-          end = out.size();
-        } else {
-          input_first = input_first || end == 0;
-          out += s.input;
-        }
+        input_seen = input_seen || name != "context";
+        out += name == "context" ? s.context : s.input;
+        if (!input_seen) end = out.size();
       });
-  if (input_first) return {};
   out.resize(end);
   return out;
 }

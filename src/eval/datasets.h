@@ -56,9 +56,9 @@ class DatasetConfigs {
 // Fills the template's {context} and {input} (as Python's str.format with those two fields).
 // Throws Error on any other placeholder or an unmatched brace.
 std::string render_prompt(std::string_view prompt_template, const Sample& s);
-// The prompt up to the end of its document: the template rendered through its last {context}.
-// Empty when the template has no {context} or puts {input} before it (the prompt then starts
-// with no document that several questions share).
+// The prompt up to the end of its document: the template rendered through its last {context}
+// before any {input}. Empty when there is none (the prompt then starts with no document that
+// several questions share).
 std::string render_through_context(std::string_view prompt_template, const Sample& s);
 // Throws Error if the template is not renderable (checked when a config is loaded).
 void check_template(std::string_view prompt_template, const std::string& where);

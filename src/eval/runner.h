@@ -37,9 +37,10 @@ struct RunOptions {
   GpuWeights gpu_weights = GpuWeights::kNative;
   bool gpu_warmup = true;                           // SessionOptions::gpu_warmup
   PrunePolicy prune_policy = PrunePolicy::kAlways;  // a schedule's quality is measured as given
-  // Each prompt's document (the template through {context}) computed without pruning first, then
-  // the rest under each schedule, as the server's prefix cache serves a question about a
-  // document it holds (Session::keep_prefix); TTFT and computed fraction are the rest's.
+  // Each prompt's document (the template through its last {context} before {input}) computed
+  // without pruning first, then the rest under each schedule, as the server's prefix cache serves
+  // a question about a document it holds (Session::keep_prefix); TTFT and computed fraction are
+  // the rest's.
   bool cached_context = false;
   int limit = 0;      // 0: every sample; else the first `limit`
   std::optional<Metric> metric;         // overrides every dataset's metric
