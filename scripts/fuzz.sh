@@ -6,6 +6,7 @@
 #   chat_template_fuzz  chat template detection and rendering         (seeds: fuzz/corpus/chat_template_fuzz)
 #   tokenizer_fuzz      both tokenizers on real vocabularies           (seeds: fuzz/corpus/tokenizer_fuzz)
 #   config_fuzz         GGUF metadata to tokenizer, config and weights (seeds: fuzz/corpus/config_fuzz)
+#   schedule_fuzz       the LazyLLM schedule spec (--prune, a request's lazy.prune) (seeds: fuzz/corpus/schedule_fuzz)
 # tokenizer_fuzz reads the vocabularies of the shared test data (../shared beside the repository,
 # or $LAZYLLM_SHARED_DIR); without them it is skipped with a message.
 #
@@ -22,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=${1:-45}
 shift || true
-ALL_TARGETS="gguf_fuzz request_fuzz chat_template_fuzz tokenizer_fuzz config_fuzz"
+ALL_TARGETS="gguf_fuzz request_fuzz chat_template_fuzz tokenizer_fuzz config_fuzz schedule_fuzz"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 NPROC=$(nproc)
 JOBS=${FUZZ_JOBS:-$((NPROC < 2 ? NPROC : 2))}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit/integration tests (Release), the same suite under
 # AddressSanitizer + UndefinedBehaviorSanitizer, and bounded libFuzzer runs of every fuzz target
-# (scripts/fuzz.sh: the GGUF reader, request parser, chat templates, tokenizers, model config).
+# (scripts/fuzz.sh: the GGUF reader, request parser, chat templates, tokenizers, model config,
+# schedule specs).
 # Usage: bash scripts/test.sh     (after scripts/setup.sh; LAZYLLM_SHARED_DIR overrides ../shared)
 # Set LAZYLLM_SKIP_ASAN=1 or LAZYLLM_SKIP_FUZZ=1 to leave out a stage locally; FUZZ_SECONDS is
 # the fuzz budget of each target (default 45). In CI (CI=1) an arm64 stage follows

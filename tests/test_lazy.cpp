@@ -198,6 +198,9 @@ TEST(PruneScheduleParse, AcceptsIndicesAndFractionsRejectsJunk) {
   ASSERT_EQ(shallow.points.size(), 1u);
   EXPECT_EQ(shallow.points[0].layer, 1);
   EXPECT_DOUBLE_EQ(shallow.points[0].keep, 0.25);
+  // ... unless their product is no longer a fraction above 0 (found by schedule_fuzz: it was
+  // accepted as "2:0", which keeps no token and does not parse back).
+  EXPECT_THROW(PruneSchedule::parse("0.3:1e-200,0.31:1e-200", 6), Error);
   for (int depth = 2; depth <= 40; ++depth) EXPECT_NO_THROW(PruneSchedule::default_for(depth)) << depth;
 }
 

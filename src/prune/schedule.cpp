@@ -90,6 +90,9 @@ PruneSchedule PruneSchedule::parse(std::string_view spec, int n_layers) {
     } else if (fractional) {
       // On a shallow model two fractions of depth can land on one layer: prune there by both.
       it->keep *= keep;
+      if (!(it->keep > 0))
+        throw Error("invalid prune schedule '" + std::string(spec) + "': the keep fractions that land on layer " +
+                    std::to_string(l) + " multiply to 0");
     } else {
       throw Error("invalid prune schedule '" + std::string(spec) + "': layer " + std::to_string(l) + " appears twice");
     }
