@@ -237,6 +237,38 @@ void CudaForward::decode(int32_t token, const LayerSchedule& sched) {
   mirror_dirty_ = true;
 }
 
+void CudaForward::stash_stopped_rows(const DecodeLayerPlan& plan, const float* rows, float* aux) {
+  if (plan.stop_rows.empty()) return;
+  upload(src_idx_d_, plan.stop_rows);
+  upload(dst_idx_d_, plan.stop_tokens);
+  cuda::copy_rows(rows, nullptr, src_idx_d_.get(), dst_idx_d_.get(), static_cast<int>(plan.stop_rows.size()), c_.n_embd,
+                  aux, stream_);
+}
+
+void CudaForward::gather_planned_rows(const DecodeLayerPlan& plan, const float* rows, const float* aux, float* out) {
+  const int m = static_cast<int>(plan.rows.size());
+  std::vector<int32_t> src(m);  // copy_rows' encoding: a carried row's index, or -(position + 1) from aux
+  for (int i = 0; i < m; ++i) src[i] = plan.row_src[i] >= 0 ? plan.row_src[i] : -plan.rows[i] - 1;
+  upload(src_idx_d_, src);
+  cuda::copy_rows(rows, aux, src_idx_d_.get(), nullptr, m, c_.n_embd, out, stream_);
+}
+
+LayerCall CudaForward::planned_call(const DecodeLayerPlan& plan, DeviceBuffer<int32_t>& row_keys) {
+  LayerCall c;
+  c.m = static_cast<int>(plan.rows.size()), c.slot0 = plan.slot0, c.n_keys = static_cast<int>(plan.keys.size());
+  if (!plan.all_keys) {
+    upload(key_slots_d_, plan.key_slots);
+    c.key_slots = key_slots_d_.get();
+    if (c.m > 16) {  // batches the flash kernels take: each block of rows stops at its own keys
+      upload(row_keys, plan.row_keys);
+      c.row_key_end = row_keys.get();
+      c.gather_keys = c.m >= kGatherRows;
+    }
+  }
+  c.want_importance = plan.want_importance;
+  return c;
+}
+
 void CudaForward::decode_planned(int32_t token, const LayerSchedule& sched) {
   const int d = c_.n_embd, n_layers = c_.n_layers;
   const int p = n_past_;
@@ -251,41 +283,22 @@ void CudaForward::decode_planned(int32_t token, const LayerSchedule& sched) {
 
   DecodeStep step(index_, counters_, sched, p);
   std::span<const float> importance;
-  std::vector<int32_t> src;
   int prev_rows = 1;
   for (int l = 0; l < n_layers; ++l) {
     const DecodeLayerPlan& plan = step.next_layer(importance);
     const int m = static_cast<int>(plan.rows.size());
-    if (!plan.stop_rows.empty()) {
-      upload(src_idx_d_, plan.stop_rows);
-      upload(dst_idx_d_, plan.stop_tokens);
-      cuda::copy_rows(h_[cur].get(), nullptr, src_idx_d_.get(), dst_idx_d_.get(), static_cast<int>(plan.stop_rows.size()),
-                      d, aux_.get(), stream_);
-    }
+    stash_stopped_rows(plan, h_[cur].get(), aux_.get());
     // The rows move only when the batch changes (a revival, a stop); the new token alone stays.
     bool same_rows = m == prev_rows;
     for (int i = 0; i < m && same_rows; ++i) same_rows = plan.row_src[i] == i;
     if (!same_rows) {
-      src.resize(m);
-      for (int i = 0; i < m; ++i) src[i] = plan.row_src[i] >= 0 ? plan.row_src[i] : -plan.rows[i] - 1;
-      upload(src_idx_d_, src);
-      cuda::copy_rows(h_[cur].get(), aux_.get(), src_idx_d_.get(), nullptr, m, d, h_[1 - cur].get(), stream_);
+      gather_planned_rows(plan, h_[cur].get(), aux_.get(), h_[1 - cur].get());
       cur = 1 - cur;
     }
     prev_rows = m;
     upload(pos_d_, plan.rows);
-    LayerCall c;
-    c.m = m, c.d_pos = pos_d_.get(), c.slot0 = plan.slot0, c.n_keys = static_cast<int>(plan.keys.size());
-    if (!plan.all_keys) {
-      upload(key_slots_d_, plan.key_slots);
-      c.key_slots = key_slots_d_.get();
-      if (m > 16) {  // batches the flash kernels take: each block of rows stops at its own keys
-        upload(row_keys_d_, plan.row_keys);
-        c.row_key_end = row_keys_d_.get();
-        c.gather_keys = m >= kGatherRows;
-      }
-    }
-    c.want_importance = plan.want_importance;
+    LayerCall c = planned_call(plan, row_keys_d_);
+    c.d_pos = pos_d_.get();
     layer_kernels(l, h_[cur].get(), c);
     if (c.want_importance) {
       importance_h_.ensure(std::max(c.n_keys, 1));

@@ -204,6 +204,14 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   void upload_index_mirror(int n_tokens);
   // The host path of a decode step: DecodeStep's plan, layer by layer.
   void decode_planned(int32_t token, const LayerSchedule& s);
+  // A planned decode layer's parts, launched on this object's stream with its index buffers
+  // (decode_planned, or step_together for each LazyLLM part): the rows that stop go from `rows`
+  // (the previous layer's) to `aux`; the layer's rows gathered from `rows` (carried) and `aux`
+  // (revived) into `out`; the attention call over the plan's keys and slots, each row's key
+  // count in `row_keys` where the flash kernels need it.
+  void stash_stopped_rows(const DecodeLayerPlan& plan, const float* rows, float* aux);
+  void gather_planned_rows(const DecodeLayerPlan& plan, const float* rows, const float* aux, float* out);
+  LayerCall planned_call(const DecodeLayerPlan& plan, DeviceBuffer<int32_t>& row_keys);
   template <typename T>
   void upload(DeviceBuffer<T>& dst, const std::vector<T>& src);
   // The same into dst from element `at` on, which must already have room (no growing: the

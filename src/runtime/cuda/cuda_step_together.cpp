@@ -152,7 +152,7 @@ void CudaForward::step_together(std::span<const SharedRows> parts) {
   std::vector<int> off(n), rows(n, 1);  // a planned decode's rows in the stack at the layer
   std::vector<std::span<const float>> importance(n);
   std::vector<size_t> imp_at(n);
-  std::vector<int32_t> planned_pos, src;
+  std::vector<int32_t> planned_pos;
   int m = n_fixed;
   for (int l = 0; l < n_layers; ++l) {
     // The planned decodes' rows at this layer, gathered into the stack after the fixed rows.
@@ -164,18 +164,9 @@ void CudaForward::step_together(std::span<const SharedRows> parts) {
       if (kind[i] != kPlanned) continue;
       CudaForward& s = *parts[i].seq;
       const DecodeLayerPlan& pl = *(plan[i] = &step[i]->next_layer(importance[i]));
-      if (!pl.stop_rows.empty()) {
-        host.upload(host.src_idx_d_, pl.stop_rows);
-        host.upload(host.dst_idx_d_, pl.stop_tokens);
-        cuda::copy_rows(s.h_[1].get(), nullptr, host.src_idx_d_.get(), host.dst_idx_d_.get(),
-                        static_cast<int>(pl.stop_rows.size()), d, s.aux_.get(), host.stream_);
-      }
+      host.stash_stopped_rows(pl, s.h_[1].get(), s.aux_.get());
       rows[i] = static_cast<int>(pl.rows.size());
-      src.resize(rows[i]);
-      for (int r = 0; r < rows[i]; ++r) src[r] = pl.row_src[r] >= 0 ? pl.row_src[r] : -pl.rows[r] - 1;
-      host.upload(host.src_idx_d_, src);
-      cuda::copy_rows(s.h_[1].get(), s.aux_.get(), host.src_idx_d_.get(), nullptr, rows[i], d,
-                      h + static_cast<size_t>(m) * d, host.stream_);
+      host.gather_planned_rows(pl, s.h_[1].get(), s.aux_.get(), h + static_cast<size_t>(m) * d);
       off[i] = m;
       m += rows[i];
       planned_pos.insert(planned_pos.end(), pl.rows.begin(), pl.rows.end());
@@ -203,20 +194,9 @@ void CudaForward::step_together(std::span<const SharedRows> parts) {
         if (walk[i]->begin_layer(l).slot0 != s.n_past_) throw std::logic_error("step_together: a prompt's slots moved");
         call.m = static_cast<int>(parts[i].tokens.size()), call.d_pos = host.pos_d_.get() + row0[i];
         call.slot0 = s.n_past_, call.n_keys = s.n_past_ + call.m, call.row0 = row0[i], call.kv = &s;
-      } else if (kind[i] == kPlanned) {  // as decode_planned() calls it
-        const DecodeLayerPlan& pl = *plan[i];
-        call.m = rows[i], call.d_pos = host.pos_d_.get() + off[i], call.slot0 = pl.slot0;
-        call.n_keys = static_cast<int>(pl.keys.size()), call.row0 = off[i], call.kv = &s;
-        if (!pl.all_keys) {
-          host.upload(host.key_slots_d_, pl.key_slots);
-          call.key_slots = host.key_slots_d_.get();
-          if (call.m > 16) {
-            host.upload(host.part_keys_d_, pl.row_keys);
-            call.row_key_end = host.part_keys_d_.get();
-            call.gather_keys = call.m >= kGatherRows;
-          }
-        }
-        call.want_importance = pl.want_importance;
+      } else if (kind[i] == kPlanned) {  // as decode_planned() calls it; row_keys_d_ holds the decode rows' counts
+        call = host.planned_call(*plan[i], host.part_keys_d_);
+        call.d_pos = host.pos_d_.get() + off[i], call.row0 = off[i], call.kv = &s;
       } else {
         continue;
       }
