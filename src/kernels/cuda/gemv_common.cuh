@@ -348,21 +348,29 @@ __device__ inline void make_x(const GemvArgs& a, bool clustered, int8_t* xq, flo
   for (int mi = 0; mi < M; ++mi) xs[mi] = 1.0f;
 }
 
-__device__ inline unsigned byte_of(const uint4& v, int i) {
-  const unsigned w = i < 4 ? v.x : i < 8 ? v.y : i < 12 ? v.z : v.w;
-  return (w >> (8 * (i & 3))) & 0xFFu;
+// Q4_K/Q5_K: the 6-bit scales and mins of a super-block's eight groups, a byte each, four groups
+// a word (groups 0-3, then 4-7), from the header (d, dmin, then scales[12] in bytes 4-15): a few
+// word operations for all eight, where a byte lookup per value cost a chain of selects and, with
+// the group a lane's index, a branch that split the warp.
+struct KScaleWords {
+  unsigned sc[2], m[2];
+};
+
+__device__ inline KScaleWords scale_min_words(const uint4& hdr) {
+  KScaleWords w;
+  w.sc[0] = hdr.y & 0x3F3F3F3Fu;
+  w.m[0] = hdr.z & 0x3F3F3F3Fu;
+  w.sc[1] = (hdr.w & 0x0F0F0F0Fu) | ((hdr.y >> 2) & 0x30303030u);
+  w.m[1] = ((hdr.w >> 4) & 0x0F0F0F0Fu) | ((hdr.z >> 2) & 0x30303030u);
+  return w;
 }
 
-// Q4_K/Q5_K: group j's 6-bit scale and min from a Q4_K/Q5_K header (d, dmin, then scales[12] in bytes 4-15).
+// Q4_K/Q5_K: group j's 6-bit scale and min.
 __device__ inline void scale_min(const uint4& hdr, int j, float* sc, float* m) {
-  auto s = [&](int i) { return byte_of(hdr, 4 + i); };
-  if (j < 4) {
-    *sc = static_cast<float>(s(j) & 63);
-    *m = static_cast<float>(s(j + 4) & 63);
-  } else {
-    *sc = static_cast<float>((s(j + 4) & 0xF) | ((s(j - 4) >> 6) << 4));
-    *m = static_cast<float>((s(j + 4) >> 4) | ((s(j) >> 6) << 4));
-  }
+  const KScaleWords w = scale_min_words(hdr);
+  const int shift = 8 * (j & 3);
+  *sc = static_cast<float>(((j < 4 ? w.sc[0] : w.sc[1]) >> shift) & 0xFFu);
+  *m = static_cast<float>(((j < 4 ? w.m[0] : w.m[1]) >> shift) & 0xFFu);
 }
 
 __device__ inline uint32_t pack_bf16(float a, float b) {

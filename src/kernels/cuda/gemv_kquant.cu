@@ -7,8 +7,8 @@
 // products (dp4a), scaled once: Q4_K/Q5_K value = d sc q - dmin m (the min term takes the sum of
 // the activation block's quants, which the activation rows carry), Q6_K value = d sc (q - 32) with
 // q - 32 a signed byte. Lanes share a super-block (eight, each reading 16 of its quant bytes, Q6_K
-// 24; Q4_K with one activation row four, each a 64-element chunk's 32) and read the block's
-// header or scales at once; a warp takes 4 (or 8) super-blocks of two weight rows (SwiGLU: a
+// 24; Q4_K with one activation row four, each 32: see KLanes) and read the block's header or
+// scales at once; a warp takes 4 (or 8) super-blocks of two weight rows (SwiGLU: a
 // gate row and its up row) per step, the loads of two steps issued before either is multiplied
 // (the first before the activation rows are made), and unpacks each super-block's share once for
 // all activation rows. At most 128 registers a thread, so two blocks share an SM: on an H200 a
@@ -34,18 +34,24 @@ constexpr int kQ6Body = 208;  // a Q6_K block without its d
 
 constexpr unsigned kLo4 = 0x0F0F0F0Fu;
 
-// Lanes that share a super-block: eight, each half of a 64-element chunk, or for Q4_K with one
-// activation row four ("wide"), each a whole chunk: its two groups, so each lane decodes its
-// groups' scales once and no two lanes decode the same ones (gate|up 9-11% faster on an H200; with
-// two activation rows the wide form ran a third slower, the registers it needs being the limit).
+// How lanes share a super-block: eight, each half of a 64-element chunk (kHalves), or for Q4_K
+// with one activation row four (kSpread), each the same half of chunks t / 2 and t / 2 + 2, so
+// each of its two 16-byte loads covers whole 32-byte sectors and each lane decodes the scales of
+// four groups. On an H100 a token's Q4_K products took 2.64 ms so, 2.69-2.72 with each lane a
+// whole chunk (the same bytes, but each load touching every sector by half) and 2.88 with that
+// and the scales looked up a byte at a time (lazyllm_bench_cuda --quant q4_k). Four lanes with
+// two activation rows ran a third slower on an H200 (the registers being the limit), and Q6_K
+// with four lanes 3.44 ms against 3.29 with eight.
+enum class KLanes { kHalves, kSpread };
+
 template <WeightFormat F, int M>
-constexpr bool wide_lanes() {
-  return F == WeightFormat::kQ4_K && M == 1;
+constexpr KLanes lanes_for() {
+  return F == WeightFormat::kQ4_K && M == 1 ? KLanes::kSpread : KLanes::kHalves;
 }
 
 // What one lane reads of one super-block of one row.
 struct KLoad {
-  uint4 a, b, c;  // Q4_K: header, quants (c; wide: b and c). Q5_K: header, qh, quants. Q6_K: ql (x2), qh, scales
+  uint4 a, b, c;  // Q4_K: header, quants (c; kSpread: b and c). Q5_K: header, qh, quants. Q6_K: ql (x2), qh, scales
   uint16_t d;     // Q6_K's d
 };
 
@@ -56,16 +62,16 @@ __device__ inline int dot4(const unsigned* w, const int4& x, int s = 0) {
   return __dp4a(static_cast<int>(w[3]), x.w, s);
 }
 
-// Lane t's share (t < 4 wide, else 8) of super-block s of a row.
-template <WeightFormat F, bool WIDE>
+// Lane t's share (t < 4 with kSpread, else 8) of super-block s of a row.
+template <WeightFormat F, KLanes LN>
 __device__ inline KLoad load_k(const uint8_t* row, const uint16_t* d_row, int s, int t) {
   KLoad l{};
   if constexpr (F == WeightFormat::kQ4_K) {
     const uint8_t* b = row + static_cast<size_t>(s) * 144;
     l.a = __ldg(reinterpret_cast<const uint4*>(b));
-    if constexpr (WIDE) {
-      l.b = load_stream(reinterpret_cast<const uint4*>(b + 16 + 32 * t));
-      l.c = load_stream(reinterpret_cast<const uint4*>(b + 32 + 32 * t));
+    if constexpr (LN == KLanes::kSpread) {
+      l.b = load_stream(reinterpret_cast<const uint4*>(b + 16 + 16 * t));
+      l.c = load_stream(reinterpret_cast<const uint4*>(b + 80 + 16 * t));
     } else {
       l.c = load_stream(reinterpret_cast<const uint4*>(b + 16 + 16 * t));
     }
@@ -92,32 +98,60 @@ __device__ inline KLoad load_k(const uint8_t* row, const uint16_t* d_row, int s,
 // 8-bit values (Q4_K sixteen, the others eight) and the float factors of their groups.
 struct KWeights {
   unsigned q[16];
-  float f[4];  // Q4_K/Q5_K: d sc and dmin m of groups 2c and 2c + 1; Q6_K: d sc of groups j = 0..3
+  float
+      f[8];  // Q4_K/Q5_K: d sc and dmin m of groups 2c, 2c + 1 (kSpread: and 2c + 4, 2c + 5); Q6_K: d sc of groups 0..3
 };
 
-// Q4_K/Q5_K: d sc and dmin m of groups 2c and 2c + 1, from the super-block's header.
-__device__ inline void affine_factors(const uint4& hdr, int c, float (&f)[4]) {
+// Q4_K/Q5_K: d sc and dmin m of groups 2c and 2c + 1 (bytes 2 (c % 2) and 2 (c % 2) + 1 of the
+// scale and min words of groups 0-3 or 4-7), from the super-block's header.
+__device__ inline void affine_factors(const uint4& hdr, int c, float (&f)[8]) {
   const float d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
   const float dmin = half_bits_to_float(static_cast<uint16_t>(hdr.x >> 16));
-  float sc0, m0, sc1, m1;
-  scale_min(hdr, 2 * c, &sc0, &m0);
-  scale_min(hdr, 2 * c + 1, &sc1, &m1);
-  f[0] = d * sc0, f[1] = dmin * m0, f[2] = d * sc1, f[3] = dmin * m1;
+  const KScaleWords w = scale_min_words(hdr);
+  const int shift = 16 * (c & 1);
+  const unsigned sc = (c < 2 ? w.sc[0] : w.sc[1]) >> shift, m = (c < 2 ? w.m[0] : w.m[1]) >> shift;
+  f[0] = d * static_cast<float>(sc & 0xFFu), f[1] = dmin * static_cast<float>(m & 0xFFu);
+  f[2] = d * static_cast<float>((sc >> 8) & 0xFFu), f[3] = dmin * static_cast<float>((m >> 8) & 0xFFu);
 }
 
-template <WeightFormat F, bool WIDE>
+// kSpread: the factors of groups 2c, 2c + 1 (f[0..3]) and 2c + 4, 2c + 5 (f[4..7]) for c < 2:
+// the same bytes of the words of groups 0-3 and 4-7.
+__device__ inline void affine_factors_spread(const uint4& hdr, int c, float (&f)[8]) {
+  const float d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
+  const float dmin = half_bits_to_float(static_cast<uint16_t>(hdr.x >> 16));
+  const KScaleWords w = scale_min_words(hdr);
+  const int shift = 16 * c;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const unsigned sc = w.sc[h] >> shift, m = w.m[h] >> shift;
+    f[4 * h] = d * static_cast<float>(sc & 0xFFu), f[4 * h + 1] = dmin * static_cast<float>(m & 0xFFu);
+    f[4 * h + 2] = d * static_cast<float>((sc >> 8) & 0xFFu),
+              f[4 * h + 3] = dmin * static_cast<float>((m >> 8) & 0xFFu);
+  }
+}
+
+// Four 6-bit Q6_K quants q (a byte each) as the signed bytes q - 32: flipping bit 5 gives q - 32
+// in six bits, and bits 6 and 7 copy its sign (bit 5 times 6 sets both; no byte carries).
+__device__ inline unsigned q6_minus_32(unsigned q) {
+  const unsigned y = q ^ 0x20202020u;
+  return y | ((y & 0x20202020u) * 6u);
+}
+
+template <WeightFormat F, KLanes LN>
 __device__ inline KWeights unpack_k(const KLoad& l, int t) {
   KWeights w;
-  if constexpr (F == WeightFormat::kQ4_K && WIDE) {
-    // Bytes [32 t, 32 t + 32) of the quants, chunk t of 64 elements: low nibbles are group 2t's
-    // 32 elements, high nibbles group 2t + 1's.
+  if constexpr (LN == KLanes::kSpread) {
+    // b: bytes [16 t, 16 t + 16) of the quants, half t % 2 of chunk t / 2; c: the same half of
+    // chunk t / 2 + 2. Low nibbles are the chunk's even group, high nibbles its odd one.
     const unsigned qw[8] = {l.b.x, l.b.y, l.b.z, l.b.w, l.c.x, l.c.y, l.c.z, l.c.w};
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      w.q[i] = qw[i] & kLo4;
-      w.q[8 + i] = (qw[i] >> 4) & kLo4;
-    }
-    affine_factors(l.a, t, w.f);
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        w.q[8 * h + i] = qw[4 * h + i] & kLo4;
+        w.q[8 * h + 4 + i] = (qw[4 * h + i] >> 4) & kLo4;
+      }
+    affine_factors_spread(l.a, t >> 1, w.f);
   } else if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
     // Bytes [16 t, 16 t + 16) of the quants: chunk c = t / 2 of 64 elements, its half t % 2:
     // low nibbles are group 2c's elements 16 (t % 2) + i, high nibbles group 2c + 1's.
@@ -139,8 +173,10 @@ __device__ inline KWeights unpack_k(const KLoad& l, int t) {
     affine_factors(l.a, c, w.f);
   } else {
     // Elements 128 h + 32 j + l0 + (0..7) for j = 0..3: ql_a's low nibbles (j 0), ql_b's (j 1),
-    // ql_a's high (j 2), ql_b's high (j 3); qh's bits 2j, 2j + 1; scale 8 h + 2 j + l0 / 16.
-    const int h = t >> 2, l0 = 8 * (t & 3);
+    // ql_a's high (j 2), ql_b's high (j 3); qh's bits 2j, 2j + 1; scale 8 h + 2 j + l0 / 16, which
+    // is byte l0 / 16 (j even) or 2 + l0 / 16 (j odd) of word 2 h + j / 2.
+    const int h = t >> 2, l0 = 8 * (t & 3), s_shift = 8 * (l0 >> 4);
+    const unsigned s01 = h ? l.c.z : l.c.x, s23 = h ? l.c.w : l.c.y;
     const float d = half_bits_to_float(l.d);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -149,9 +185,10 @@ __device__ inline KWeights unpack_k(const KLoad& l, int t) {
         const unsigned ql = j & 1 ? (wi ? l.a.w : l.a.z) : (wi ? l.a.y : l.a.x);
         const unsigned qh = wi ? l.b.y : l.b.x;
         const unsigned low = (j < 2 ? ql : ql >> 4) & kLo4;
-        w.q[2 * j + wi] = __vsub4(low | (((qh >> (2 * j)) & 0x03030303u) << 4), 0x20202020u);  // q - 32
+        w.q[2 * j + wi] = q6_minus_32(low | (((qh >> (2 * j)) & 0x03030303u) << 4));
       }
-      w.f[j] = d * static_cast<float>(static_cast<int8_t>(byte_of(l.c, 8 * h + 2 * j + (l0 >> 4))));
+      const unsigned sw = j < 2 ? s01 : s23;
+      w.f[j] = d * static_cast<float>(static_cast<int8_t>(sw >> (s_shift + 16 * (j & 1))));
     }
   }
   return w;
@@ -159,15 +196,24 @@ __device__ inline KWeights unpack_k(const KLoad& l, int t) {
 
 // Lane t's part of super-block s's product with one activation row: xq (k int8), xd (each
 // 32-element block's scale), xo (8 x scale x the block's sum of quants).
-template <WeightFormat F, bool WIDE>
+template <WeightFormat F, KLanes LN>
 __device__ inline float dot_k(const KWeights& w, const int8_t* xq, const float* xd, const float* xo, int s, int t) {
   const int8_t* xs = xq + static_cast<size_t>(s) * kQKBlock;
   const int b = s * kGroups;
-  if constexpr (F == WeightFormat::kQ4_K && WIDE) {
-    const int4* x = reinterpret_cast<const int4*>(xs + 64 * t);  // group 2t, then group 2t + 1
-    const int lo = dot4(w.q + 4, x[1], dot4(w.q, x[0])), hi = dot4(w.q + 12, x[3], dot4(w.q + 8, x[2]));
-    return xd[b + 2 * t] * w.f[0] * static_cast<float>(lo) + xd[b + 2 * t + 1] * w.f[2] * static_cast<float>(hi) -
-           0.125f * (w.f[1] * xo[b + 2 * t] + w.f[3] * xo[b + 2 * t + 1]);
+  if constexpr (LN == KLanes::kSpread) {
+    const int c = t >> 1, half = t & 1;
+    float v = 0.0f, mins = 0.0f;
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int grp = 4 * h + 2 * c + e;
+        const int4 x = *reinterpret_cast<const int4*>(xs + 32 * grp + 16 * half);
+        v += xd[b + grp] * w.f[4 * h + 2 * e] * static_cast<float>(dot4(w.q + 8 * h + 4 * e, x));
+        mins += w.f[4 * h + 2 * e + 1] * xo[b + grp];
+      }
+    // The mins: the lane with the first half of the groups takes their whole sums (xo / 8).
+    return half == 0 ? v - 0.125f * mins : v;
   } else if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
     const int c = t >> 1, half = t & 1;
     const int4 x0 = *reinterpret_cast<const int4*>(xs + 64 * c + 16 * half);
@@ -198,8 +244,8 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
   int8_t* xq = reinterpret_cast<int8_t*>(smem_raw);
   float* xd = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(M) * k);
   float* xo = xd + M * nb;
-  constexpr bool WIDE = wide_lanes<F, M>();
-  constexpr int L = WIDE ? 4 : 8, S = 32 / L;  // lanes a super-block, super-blocks a warp at once
+  constexpr KLanes LN = lanes_for<F, M>();
+  constexpr int L = LN == KLanes::kHalves ? 8 : 4, S = 32 / L;  // lanes a super-block, super-blocks a warp at once
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane % L, sb_lane = lane / L;
   const size_t row_bytes = static_cast<size_t>(weight_row_bytes(F, k));
   const int row_scales = static_cast<int>(weight_row_scales(F, k));
@@ -229,7 +275,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
       const int s = s0 + S * u + sb_lane;
 #pragma unroll
       for (int r = 0; r < kRows; ++r)
-        if (s < n_sb && g < n_groups) ld[u][r] = load_k<F, WIDE>(wrow[r], drow[r], s, t);
+        if (s < n_sb && g < n_groups) ld[u][r] = load_k<F, LN>(wrow[r], drow[r], s, t);
     }
   };
   // Weights are constants: the first loads go out before the kernel before this one is done and
@@ -262,10 +308,10 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
         if (s >= n_sb) continue;
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {
-          const KWeights w = unpack_k<F, WIDE>(ld[u][r], t);
+          const KWeights w = unpack_k<F, LN>(ld[u][r], t);
 #pragma unroll
           for (int mi = 0; mi < M; ++mi)
-            acc[r][mi] += dot_k<F, WIDE>(w, xq + static_cast<size_t>(mi) * k, xd + mi * nb, xo + mi * nb, s, t);
+            acc[r][mi] += dot_k<F, LN>(w, xq + static_cast<size_t>(mi) * k, xd + mi * nb, xo + mi * nb, s, t);
         }
       }
     }
@@ -331,9 +377,15 @@ void prepare_f() {
 
 // ---------------------------------------------------------------- conversions
 
-// The 32 values of group j of super-block `b` (its bytes in the layout of weight_ref.h; d for Q6_K).
+// The 32 values of group j of super-block `b` (its bytes in the layout of weight_ref.h; d for Q6_K),
+// its quants read as 16-byte words (super-blocks and their quant arrays start 16-byte aligned).
 template <WeightFormat F>
 __device__ inline void group_values(const uint8_t* b, uint16_t d6, int j, float (&v)[32]) {
+  auto words = [](const uint8_t* p, unsigned(&w)[8]) {
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(p)), c = __ldg(reinterpret_cast<const uint4*>(p) + 1);
+    w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = c.x, w[5] = c.y, w[6] = c.z, w[7] = c.w;
+  };
+  auto byte = [](const unsigned(&w)[8], int l) { return (w[l >> 2] >> (8 * (l & 3))) & 0xFFu; };
   if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
     const uint4 hdr = __ldg(reinterpret_cast<const uint4*>(b));
     const float d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
@@ -342,24 +394,28 @@ __device__ inline void group_values(const uint8_t* b, uint16_t d6, int j, float 
     scale_min(hdr, j, &sc, &m);
     const float mul = d * sc, sub = dmin * m;
     const int c = j >> 1, shift = 4 * (j & 1);
-    const uint8_t* qs = b + (F == WeightFormat::kQ4_K ? 16 : 48) + 32 * c;
+    unsigned qs[8], qh[8] = {};
+    words(b + (F == WeightFormat::kQ4_K ? 16 : 48) + 32 * c, qs);
+    if constexpr (F == WeightFormat::kQ5_K) words(b + 16, qh);
 #pragma unroll
     for (int l = 0; l < 32; ++l) {
-      int q = (__ldg(qs + l) >> shift) & 0xF;
-      if constexpr (F == WeightFormat::kQ5_K) q |= ((__ldg(b + 16 + l) >> j) & 1) << 4;
+      unsigned q = (byte(qs, l) >> shift) & 0xFu;
+      if constexpr (F == WeightFormat::kQ5_K) q |= ((byte(qh, l) >> j) & 1u) << 4;
       v[l] = mul * static_cast<float>(q) - sub;
     }
   } else {
     const int h = j >> 2, jj = j & 3;
     const float d = half_bits_to_float(d6);
-    const uint8_t* ql = b + 64 * h + (jj & 1 ? 32 : 0);
-    const uint8_t* qh = b + 128 + 32 * h;
+    unsigned ql[8], qh[8];
+    words(b + 64 * h + (jj & 1 ? 32 : 0), ql);
+    words(b + 128 + 32 * h, qh);
     const auto* sc = reinterpret_cast<const int8_t*>(b + 192) + 8 * h + 2 * jj;
+    const float f0 = d * static_cast<float>(__ldg(sc)), f1 = d * static_cast<float>(__ldg(sc + 1));
 #pragma unroll
     for (int l = 0; l < 32; ++l) {
-      const int low = jj < 2 ? __ldg(ql + l) & 0xF : __ldg(ql + l) >> 4;
-      const int q = low | (((__ldg(qh + l) >> (2 * jj)) & 3) << 4);
-      v[l] = d * static_cast<float>(__ldg(sc + (l >> 4))) * static_cast<float>(q - 32);
+      const unsigned low = (jj < 2 ? byte(ql, l) : byte(ql, l) >> 4) & 0xFu;
+      const int q = static_cast<int>(low | (((byte(qh, l) >> (2 * jj)) & 3u) << 4));
+      v[l] = (l < 16 ? f0 : f1) * static_cast<float>(q - 32);
     }
   }
 }
