@@ -124,9 +124,10 @@ __device__ inline void affine_factors_spread(const uint4& hdr, int c, float (&f)
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const unsigned sc = w.sc[h] >> shift, m = w.m[h] >> shift;
-    f[4 * h] = d * static_cast<float>(sc & 0xFFu), f[4 * h + 1] = dmin * static_cast<float>(m & 0xFFu);
-    f[4 * h + 2] = d * static_cast<float>((sc >> 8) & 0xFFu),
-              f[4 * h + 3] = dmin * static_cast<float>((m >> 8) & 0xFFu);
+    f[4 * h] = d * static_cast<float>(sc & 0xFFu);
+    f[4 * h + 1] = dmin * static_cast<float>(m & 0xFFu);
+    f[4 * h + 2] = d * static_cast<float>((sc >> 8) & 0xFFu);
+    f[4 * h + 3] = dmin * static_cast<float>((m >> 8) & 0xFFu);
   }
 }
 
