@@ -365,6 +365,12 @@ __device__ inline KScaleWords scale_min_words(const uint4& hdr) {
   return w;
 }
 
+// Q4_K/Q5_K: the super-block's d and dmin, the header's first two halves.
+__device__ inline void super_block_d(const uint4& hdr, float* d, float* dmin) {
+  *d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
+  *dmin = half_bits_to_float(static_cast<uint16_t>(hdr.x >> 16));
+}
+
 // Q4_K/Q5_K: group j's 6-bit scale and min.
 __device__ inline void scale_min(const uint4& hdr, int j, float* sc, float* m) {
   const KScaleWords w = scale_min_words(hdr);

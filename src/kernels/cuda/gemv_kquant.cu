@@ -98,15 +98,15 @@ __device__ inline KLoad load_k(const uint8_t* row, const uint16_t* d_row, int s,
 // 8-bit values (Q4_K sixteen, the others eight) and the float factors of their groups.
 struct KWeights {
   unsigned q[16];
-  float
-      f[8];  // Q4_K/Q5_K: d sc and dmin m of groups 2c, 2c + 1 (kSpread: and 2c + 4, 2c + 5); Q6_K: d sc of groups 0..3
+  // Q4_K/Q5_K: d sc and dmin m of groups 2c, 2c + 1 (kSpread: and 2c + 4, 2c + 5); Q6_K: d sc of groups 0..3.
+  float f[8];
 };
 
 // Q4_K/Q5_K: d sc and dmin m of groups 2c and 2c + 1 (bytes 2 (c % 2) and 2 (c % 2) + 1 of the
 // scale and min words of groups 0-3 or 4-7), from the super-block's header.
 __device__ inline void affine_factors(const uint4& hdr, int c, float (&f)[8]) {
-  const float d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
-  const float dmin = half_bits_to_float(static_cast<uint16_t>(hdr.x >> 16));
+  float d, dmin;
+  super_block_d(hdr, &d, &dmin);
   const KScaleWords w = scale_min_words(hdr);
   const int shift = 16 * (c & 1);
   const unsigned sc = (c < 2 ? w.sc[0] : w.sc[1]) >> shift, m = (c < 2 ? w.m[0] : w.m[1]) >> shift;
@@ -117,8 +117,8 @@ __device__ inline void affine_factors(const uint4& hdr, int c, float (&f)[8]) {
 // kSpread: the factors of groups 2c, 2c + 1 (f[0..3]) and 2c + 4, 2c + 5 (f[4..7]) for c < 2:
 // the same bytes of the words of groups 0-3 and 4-7.
 __device__ inline void affine_factors_spread(const uint4& hdr, int c, float (&f)[8]) {
-  const float d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
-  const float dmin = half_bits_to_float(static_cast<uint16_t>(hdr.x >> 16));
+  float d, dmin;
+  super_block_d(hdr, &d, &dmin);
   const KScaleWords w = scale_min_words(hdr);
   const int shift = 16 * c;
 #pragma unroll
@@ -389,8 +389,8 @@ __device__ inline void group_values(const uint8_t* b, uint16_t d6, int j, float 
   auto byte = [](const unsigned(&w)[8], int l) { return (w[l >> 2] >> (8 * (l & 3))) & 0xFFu; };
   if constexpr (F == WeightFormat::kQ4_K || F == WeightFormat::kQ5_K) {
     const uint4 hdr = __ldg(reinterpret_cast<const uint4*>(b));
-    const float d = half_bits_to_float(static_cast<uint16_t>(hdr.x & 0xFFFF));
-    const float dmin = half_bits_to_float(static_cast<uint16_t>(hdr.x >> 16));
+    float d, dmin;
+    super_block_d(hdr, &d, &dmin);
     float sc, m;
     scale_min(hdr, j, &sc, &m);
     const float mul = d * sc, sub = dmin * m;

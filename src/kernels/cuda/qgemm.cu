@@ -126,8 +126,8 @@ __device__ inline Factors factors(const Raw& r, int ci) {
     f.s1 = splat(d * static_cast<float>(static_cast<int8_t>(r.s >> 24)));
   } else {
     const int j = (ci & 7) >> 1;  // the chunk's runs are groups 2j and 2j + 1
-    const float d = half_bits_to_float(static_cast<uint16_t>(r.a.x & 0xFFFF));
-    const float dmin = half_bits_to_float(static_cast<uint16_t>(r.a.x >> 16));
+    float d, dmin;
+    super_block_d(r.a, &d, &dmin);
     float sc, m;
     scale_min(r.a, 2 * j, &sc, &m);
     f.s0 = splat(d * sc), f.m0 = splat(-dmin * m);
