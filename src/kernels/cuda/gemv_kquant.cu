@@ -8,12 +8,15 @@
 // the activation block's quants, which the activation rows carry), Q6_K value = d sc (q - 32) with
 // q - 32 a signed byte. Lanes share a super-block (eight, each reading 16 of its quant bytes, Q6_K
 // 24; Q4_K with one activation row four, each 32: see KLanes) and read the block's header or
-// scales at once; a warp takes 4 (or 8) super-blocks of two weight rows (SwiGLU: a
-// gate row and its up row) per step, the loads of two steps issued before either is multiplied
-// (the first before the activation rows are made), and unpacks each super-block's share once for
-// all activation rows. At most 128 registers a thread, so two blocks share an SM: on an H200 a
-// token's llama2-7b products took 9-14% less time so than with four steps in flight at one block
-// an SM, and less than with four rows a warp (one run of lazyllm_bench_cuda --quant q4_k,q6_k).
+// scales at once; a warp takes units of 4 (or 8) super-blocks of two weight rows (SwiGLU: a
+// gate row and its up row), unpacks each super-block's share once for all activation rows, and
+// keeps the loads of the next two units in flight while it multiplies one, from one group of rows
+// into the next too (the first two before the activation rows are made). On an H100 that made
+// llama2-7b decode 2-3% faster (Q4_K 455-457 -> 467-468 tok/s, Q4_K_M 418-420 -> 427-428) than
+// issuing two units' loads and multiplying both before the next loads, which left a warp nothing
+// in flight between its groups; one unit ahead was slower (451-452). At most 128 registers a
+// thread, so two blocks share an SM: on an H200 a token's products took 9-14% less time so than
+// with four units in flight at one block an SM, and less than with four rows a warp.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -28,7 +31,7 @@ namespace lazyllm::cuda::gemv_detail {
 namespace {
 
 constexpr int kRows = 2;      // weight rows a warp
-constexpr int kSteps = 2;     // super-block steps whose loads are in flight together
+constexpr int kAhead = 2;     // units (S super-blocks of the rows) whose loads are in flight ahead
 constexpr int kGroups = 8;    // 32-element groups a super-block
 constexpr int kQ6Body = 208;  // a Q6_K block without its d
 
@@ -238,6 +241,9 @@ __device__ inline float dot_k(const KWeights& w, const int8_t* xq, const float* 
 }
 
 // Y = X W^T for M activation rows, two weight rows a warp (SwiGLU: a gate row and its up row).
+// A warp's work is a sequence of units, S super-blocks of its group's rows, the groups taken in
+// turn; the loads of the next kAhead units are in flight while a unit is multiplied, across
+// groups too (with k = 4096 a group is two units with kSpread lanes, four with kHalves).
 template <WeightFormat F, int M, bool SWIGLU, bool NORM>
 __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -246,77 +252,47 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
   float* xd = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(M) * k);
   float* xo = xd + M * nb;
   constexpr KLanes LN = lanes_for<F, M>();
-  constexpr int L = LN == KLanes::kHalves ? 8 : 4, S = 32 / L;  // lanes a super-block, super-blocks a warp at once
+  constexpr int L = LN == KLanes::kHalves ? 8 : 4, S = 32 / L;  // lanes a super-block, super-blocks a unit
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane % L, sb_lane = lane / L;
   const size_t row_bytes = static_cast<size_t>(weight_row_bytes(F, k));
   const int row_scales = static_cast<int>(weight_row_scales(F, k));
   const int n_groups = SWIGLU ? a.n_out : (a.n_out + kRows - 1) / kRows;
+  const int group_step = gridDim.x * kWarps;
+  float xs[M];  // what multiplies the sums
+  float acc[kRows][M];
 
-  // The warp's group of rows (SwiGLU: output g's gate and up rows); rows past the matrix read
-  // row 0 and store nothing.
-  int g = blockIdx.x * kWarps + warp;
-  int rows[kRows];
-  bool valid[kRows];
-  const uint8_t* wrow[kRows];
-  const uint16_t* drow[kRows];
-  auto take_group = [&] {
+  // Weight row r of group gg (SwiGLU: output gg's gate and up rows), -1 past the matrix.
+  auto row_of = [&](int gg, int r) {
+    const int row = SWIGLU ? (r == 0 ? gg : a.n_out + gg) : gg * kRows + r;
+    return gg < n_groups && (SWIGLU || row < a.n_out) ? row : -1;
+  };
+  // The unit of group gg from super-block s0 (rows past the matrix read row 0).
+  auto load_unit = [&](int gg, int s0, KLoad(&dst)[kRows]) {
+    const int s = s0 + sb_lane;
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      const int row = SWIGLU ? (r == 0 ? g : a.n_out + g) : g * kRows + r;
-      valid[r] = g < n_groups && (SWIGLU || row < a.n_out);
-      rows[r] = valid[r] ? row : 0;
-      wrow[r] = static_cast<const uint8_t*>(a.q.w) + rows[r] * row_bytes;
-      drow[r] = a.q.scales ? a.q.scales + static_cast<size_t>(rows[r]) * row_scales : nullptr;
+      const int row = max(row_of(gg, r), 0);
+      const uint8_t* wr = static_cast<const uint8_t*>(a.q.w) + row * row_bytes;
+      const uint16_t* dr = a.q.scales ? a.q.scales + static_cast<size_t>(row) * row_scales : nullptr;
+      if (s < n_sb && gg < n_groups) dst[r] = load_k<F, LN>(wr, dr, s, t);
     }
   };
-  KLoad ld[kSteps][kRows];
-  auto load = [&](int s0) {
+  auto multiply = [&](const KLoad(&ld)[kRows], int s) {
 #pragma unroll
-    for (int u = 0; u < kSteps; ++u) {
-      const int s = s0 + S * u + sb_lane;
+    for (int r = 0; r < kRows; ++r) {
+      const KWeights w = unpack_k<F, LN>(ld[r], t);
 #pragma unroll
-      for (int r = 0; r < kRows; ++r)
-        if (s < n_sb && g < n_groups) ld[u][r] = load_k<F, LN>(wrow[r], drow[r], s, t);
+      for (int mi = 0; mi < M; ++mi)
+        acc[r][mi] += dot_k<F, LN>(w, xq + static_cast<size_t>(mi) * k, xd + mi * nb, xo + mi * nb, s, t);
     }
   };
-  // Weights are constants: the first loads go out before the kernel before this one is done and
-  // while the activation rows are made.
-  const bool clustered = cluster_blocks() > 1;
-  if (clustered) cluster_arrive();
-  take_group();
-  load(0);
-  pdl_trigger();
-  pdl_wait();
-  float xs[M];  // what multiplies the sums
-  make_x<M, NORM>(a, clustered, xq, xd, xo, xs);
-
-  for (bool first = true; g < n_groups; g += gridDim.x * kWarps, first = false) {
-    if (!first) {
-      take_group();
-      load(0);
-    }
-    float acc[kRows][M];
+  auto zero = [&] {
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
 #pragma unroll
       for (int mi = 0; mi < M; ++mi) acc[r][mi] = 0.0f;
-
-    for (int s0 = 0; s0 < n_sb; s0 += S * kSteps) {
-      if (s0 > 0) load(s0);
-#pragma unroll
-      for (int u = 0; u < kSteps; ++u) {
-        const int s = s0 + S * u + sb_lane;
-        if (s >= n_sb) continue;
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) {
-          const KWeights w = unpack_k<F, LN>(ld[u][r], t);
-#pragma unroll
-          for (int mi = 0; mi < M; ++mi)
-            acc[r][mi] += dot_k<F, LN>(w, xq + static_cast<size_t>(mi) * k, xd + mi * nb, xo + mi * nb, s, t);
-        }
-      }
-    }
-
+  };
+  auto finish_group = [&](int gg) {
 #pragma unroll
     for (int mi = 0; mi < M; ++mi) {
       float v[kRows];
@@ -324,14 +300,47 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_k_kernel(GemvArgs a) {
       for (int r = 0; r < kRows; ++r) v[r] = warp_sum(acc[r][mi]) * xs[mi];
       if (lane != 0) continue;
       if constexpr (SWIGLU) {
-        static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, g)] = swiglu_out(v[0], v[1]);
+        static_cast<__nv_bfloat16*>(a.y)[y_index(a, mi, gg)] = swiglu_out(v[0], v[1]);
       } else if (a.finish.q) {
-        if (valid[0]) finish_pair(a, mi, a.finish_row0 + rows[0], v[0], v[1]);
+        if (row_of(gg, 0) >= 0) finish_pair(a, mi, a.finish_row0 + row_of(gg, 0), v[0], v[1]);
       } else {
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
-          if (valid[r]) store(a, y_index(a, mi, rows[r]), v[r]);
+          if (row_of(gg, r) >= 0) store(a, y_index(a, mi, row_of(gg, r)), v[r]);
       }
+    }
+  };
+
+  KLoad buf[kAhead + 1][kRows];
+  int g = blockIdx.x * kWarps + warp;  // the group multiplied
+  int lg = g, ls = 0;                  // the next unit to load
+  auto advance = [&] {
+    ls += S;
+    if (ls >= n_sb) ls = 0, lg += group_step;
+  };
+  // Weights are constants: the first units' loads go out before the kernel before this one is
+  // done and while the activation rows are made.
+  const bool clustered = cluster_blocks() > 1;
+  if (clustered) cluster_arrive();
+#pragma unroll
+  for (int u = 0; u < kAhead; ++u) load_unit(lg, ls, buf[u]), advance();
+  pdl_trigger();
+  pdl_wait();
+  make_x<M, NORM>(a, clustered, xq, xd, xo, xs);
+  zero();
+  for (int s0 = 0; g < n_groups;) {
+    load_unit(lg, ls, buf[kAhead]);
+    advance();
+    if (s0 + sb_lane < n_sb) multiply(buf[0], s0 + sb_lane);
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u)
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) buf[u][r] = buf[u + 1][r];
+    s0 += S;
+    if (s0 >= n_sb) {
+      finish_group(g);
+      zero();
+      s0 = 0, g += group_step;
     }
   }
 }
