@@ -994,6 +994,40 @@ TEST(CudaQuant, NativeFollowsBf16Form) {
   }
 }
 
+// SessionOptions::gpu_weight_copies: a pruned prefill over quantized weights keeps bf16 copies of
+// the matrices of the layers where it deferred rows, and the completing step (more than 64 rows at
+// those layers) multiplies the copies instead of dequantizing again. The copies hold the values
+// the scratch would and are multiplied in the same chunks, so every logit is bit for bit the same
+// as without them; the step must have read them (copy_products), and off must hold none.
+TEST(CudaQuant, WeightCopiesServeTheCompletingStepBitwise) {
+  LAZYLLM_REQUIRE_GPU();
+  test::ArchSpec k_spec{.name = "kq", .embd = 256, .layers = 4, .heads = 4, .kv_heads = 2, .ff = 512};
+  for (DType dt : {DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    SCOPED_TRACE(dtype_name(dt));
+    auto model = test::make_model(dt == DType::Q4_0 ? test::arch_variants()[0] : k_spec, dt);
+    const int L = model->config().n_layers;
+    auto prompt = random_tokens(400, model->config().n_vocab, 21);
+    SessionOptions on = options(Device::Cuda, 512), off = on;
+    on.prune = off.prune = PruneSchedule::parse("complete:1:0.5,2:0.5", L);
+    off.gpu_weight_copies = false;
+    Session with(model, on), without(model, off);
+    with.prefill(prompt);
+    without.prefill(prompt);
+    ASSERT_LT(with.stats().prefill_computed_fraction, 1.0) << "the prefill must defer rows";
+    for (int step = 0; step < 4; ++step) {
+      ASSERT_EQ(0, std::memcmp(with.logits().data(), without.logits().data(), with.logits().size() * sizeof(float)))
+          << "step " << step;
+      const int32_t next = argmax(with.logits());
+      with.decode(next);
+      without.decode(next);
+    }
+    EXPECT_GT(with.device_memory().weight_copies, 0);
+    EXPECT_EQ(without.device_memory().weight_copies, 0);
+    EXPECT_GT(SessionInternals::backend(with).decode_path_stats().copy_products, 0);
+    EXPECT_EQ(SessionInternals::backend(without).decode_path_stats().copy_products, 0);
+  }
+}
+
 // The host's estimate (estimate_memory) against what a session holds on the GPU after a prefill
 // of its whole context: the weights and the K/V cache to the byte, the Aux Cache at its bound once
 // pruning runs, everything else within the estimate's scratch.

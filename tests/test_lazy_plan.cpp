@@ -486,7 +486,8 @@ TEST(CostModel, TinyModelShortPromptsStayUnprunedOnGpuOnly) {
 
 // Quantized weights on a GPU: the completing step copies each layer it completes into bf16 a
 // second time (batches over 64 rows), which the verdict counts: only when the step completes,
-// only at layers with more than 64 deferred rows, and by the bytes each layer moves.
+// only at layers with more than 64 deferred rows, by the bytes each layer moves, and not when the
+// prefill's copies are kept for it.
 TEST(CostModel, CompletingStepCountsTheSecondDequantization) {
   auto model = Model::load(eval_model_path());
   const int L = model->config().n_layers;
@@ -511,6 +512,10 @@ TEST(CostModel, CompletingStepCountsTheSecondDequantization) {
     EXPECT_EQ(judge_prefill(*model, plan, 0, quant, false).overhead_ms,
               judge_prefill(*model, plan, 0, plain, false).overhead_ms);
     EXPECT_EQ(judge_prefill(*model, plan, 0, quant, true).saved_ms, base.saved_ms);
+    // With the prefill's copies kept for it, the completing step pays no second copy.
+    DeviceCost copies = quant;
+    copies.completion_reads_copies = true;
+    EXPECT_EQ(judge_prefill(*model, plan, 0, copies, true).overhead_ms, base.overhead_ms);
   }
 }
 

@@ -296,6 +296,12 @@ struct SessionOptions {
   // each), and LazyLLM's pruned layers meet several per new prompt length. Off pays off only for a
   // process that answers once (`lazyllm run`).
   bool gpu_warmup = true;
+  // CUDA only, LazyLLM over quantized weights: a pruned prefill dequantizes the matrices of the
+  // layers where it defers rows into bf16 copies it keeps (where free memory stays above 5% of the
+  // GPU's, at least 1 GiB), so the decode step that completes those rows reads them instead of
+  // dequantizing the same matrices a second time. Costs their bf16 bytes (8.9 GB for llama2-7b's
+  // last 22 layers), held by the session from its first pruned prefill (DeviceMemory::weight_copies).
+  bool gpu_weight_copies = true;
   // Test hook: layers the schedule names select, compact and revive even at keep 1.0, so the
   // whole LazyLLM machinery runs while keeping every token (compared with the baseline in tests).
   bool force_selection = false;
@@ -398,11 +404,12 @@ class Session {
   const SessionStats& stats() const { return stats_; }
   // GPU memory on the CUDA backend (all zero on the CPU): the model's weights (one copy per
   // Model, however many Session objects use it), and what this object alone holds: the
-  // bf16 dequantization scratch, the KV cache (with each slot's position), the Aux Cache once
+  // bf16 dequantization scratch and weight copies, the KV cache (with each slot's position), the Aux Cache once
   // allocated, and the other buffers (activations, attention and selection scratch, tables).
   struct DeviceMemory {
     int64_t weights = 0;
     int64_t dequant_scratch = 0;
+    int64_t weight_copies = 0;  // SessionOptions::gpu_weight_copies
     int64_t kv_cache = 0;
     int64_t aux_cache = 0;
     int64_t scratch = 0;

@@ -65,7 +65,7 @@ PruneVerdict judge_prefill(const Model& model, const PrefillPlan& plan, int n_pa
     saved_s += layer_s(n) - layer_s(plan.count[l]);
   }
   double dequant_s = 0;
-  if (completes && k.dequant_bytes_per_s > 0)
+  if (completes && k.dequant_bytes_per_s > 0 && !k.completion_reads_copies)
     for (int l = 0; l < L && l < static_cast<int>(k.dequant_bytes.size()); ++l)
       if (n - plan.count[l] > k.dequant_above_rows) dequant_s += k.dequant_bytes[l] / k.dequant_bytes_per_s;
   v.saved_ms = 1e3 * saved_s;

@@ -31,6 +31,9 @@ struct DeviceCost {
   std::vector<double> dequant_bytes;
   double dequant_bytes_per_s = 0;
   int dequant_above_rows = 0;
+  // The prefill keeps its bf16 copies for the completing step (SessionOptions::gpu_weight_copies;
+  // assumed to fit), which then pays no second copy.
+  bool completion_reads_copies = false;
 };
 DeviceCost device_cost(Device d, const Model& model, int n_threads);
 

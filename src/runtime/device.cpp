@@ -14,7 +14,7 @@ std::string cuda_device_description() { return "none (built without CUDA)"; }
 int64_t cuda_free_memory() { return 0; }
 GpuWarmupTotals cuda_warmup_totals() { return {}; }
 bool cuda_weights_resident(const Model&, GpuWeights) { return false; }
-std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights, bool, KvPool*) {
+std::unique_ptr<ForwardBackend> make_cuda_forward(const Model&, int, GpuWeights, bool, KvPool*, bool) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
 int64_t cuda_kv_page_bytes() { throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)"); }

@@ -60,7 +60,8 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options, std
                                                                      cuda_weights_resident(*model_, options_.gpu_weights))
                                                   : "";
     if (!short_of.empty()) throw Error("CUDA backend: the model at this context " + short_of);
-    backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights, options_.gpu_warmup, options_.kv_pool.get());
+    backend_ = make_cuda_forward(*model_, n_ctx_, options_.gpu_weights, options_.gpu_warmup, options_.kv_pool.get(),
+                                 options_.gpu_weight_copies);
     gpu_dequant_bytes_ = plan_gpu_weights(c, model_->weights(), options_.gpu_weights).dequant_bytes;
   } else {
     // The CPU computes from the weights in host memory: bring them all in now, not page by page
@@ -163,6 +164,7 @@ const LayerSchedule& Session::prefill_schedule(int n_tokens) {
     if (options_.prune_policy == PrunePolicy::kAuto && !options_.force_selection) {
       DeviceCost cost = device_cost(options_.device, *model_, pool_->size());
       cost.dequant_bytes = gpu_dequant_bytes_;
+      cost.completion_reads_copies = options_.gpu_weight_copies;
       const PruneVerdict v =
           judge_prefill(*model_, plan_prefill(n_tokens, *schedule_), backend_->n_past(), cost, !pending_reselect_);
       stats_.pruning = v.why;

@@ -98,6 +98,7 @@ int agree(const AgreeArgs& a) {
   base_opt.device = a.device.resolve();
   base_opt.gpu_weights = a.device.weights();
   base_opt.gpu_warmup = a.device.gpu_warmup;
+  base_opt.gpu_weight_copies = a.device.gpu_weight_copies;
   ProgressBar progress("agree");
   const int total_steps = static_cast<int>(prompts.size() * (1 + schedules.size()));
   int step = 0;

@@ -89,6 +89,16 @@ void run_once(Session& s, std::span<const int32_t> prompt, int gen_len, const st
   out.memory = s.device_memory();
 }
 
+// Bytes a session holds on the GPU after its last run.
+nlohmann::json gpu_memory_json(const Session::DeviceMemory& m) {
+  return {{"weights", m.weights},
+          {"dequant_scratch", m.dequant_scratch},
+          {"weight_copies", m.weight_copies},
+          {"kv_cache", m.kv_cache},
+          {"aux_cache", m.aux_cache},
+          {"scratch", m.scratch}};
+}
+
 nlohmann::json samples_json(const Samples& s) {
   nlohmann::json j = {{"ttft_ms", to_json(summarize(s.ttft_ms))},
                        {"prefill_tok_s", to_json(summarize(s.prefill_tok_s))},
@@ -157,6 +167,7 @@ int bench(const BenchArgs& a) {
     base_opt.device = a.device.resolve();
     base_opt.gpu_weights = a.device.weights();
     base_opt.gpu_warmup = a.device.gpu_warmup;
+    base_opt.gpu_weight_copies = a.device.gpu_weight_copies;
     std::vector<SessionOptions> opts{base_opt};
     for (const auto& [name, sched] : schedules) {
       SessionOptions lo = base_opt;
@@ -223,9 +234,7 @@ int bench(const BenchArgs& a) {
     if (base_opt.device == Device::Cuda) {
       // Bytes on the GPU: the model's weights (in their form on it) and the baseline session's own.
       common["gpu_weights"] = gpu_weights_name(base_opt.gpu_weights);
-      common["gpu_memory"] = {{"weights", sb.memory.weights},         {"dequant_scratch", sb.memory.dequant_scratch},
-                              {"kv_cache", sb.memory.kv_cache},       {"aux_cache", sb.memory.aux_cache},
-                              {"scratch", sb.memory.scratch}};
+      common["gpu_memory"] = gpu_memory_json(sb.memory);
     }
     const Summary tb = summarize(sb.ttft_ms);
     common["ttft_ms"] = tb.median;
@@ -251,6 +260,7 @@ int bench(const BenchArgs& a) {
       j["schedule"] = schedules[i].second.to_string();
       j["lazy"] = samples_json(sl[i]);
       j["lazy"]["memory_estimate"] = to_json(estimate_memory(*model, opts[i + 1]));
+      if (base_opt.device == Device::Cuda) j["lazy"]["gpu_memory"] = gpu_memory_json(sl[i].memory);
       j["ttft_ms_baseline"] = tb.median;
       j["ttft_ms_lazy"] = tl.median;
       j["speedup"] = tb.median / tl.median;

@@ -50,6 +50,7 @@ int run(const RunArgs& a, bool have_prompt) {
   opt.device = a.device.resolve();
   opt.gpu_weights = a.device.weights();
   opt.gpu_warmup = a.device.gpu_warmup;
+  opt.gpu_weight_copies = a.device.gpu_weight_copies;
   std::string prune_source;
   opt.prune = a.prune.resolve(c.n_layers, a.model, &prune_source);
   opt.prune_policy = a.prune.policy();

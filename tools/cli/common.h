@@ -39,12 +39,13 @@ struct LazySchedule {
 LazySchedule lazy_schedule(const std::string& model_path, int n_layers);
 
 // --device cpu|cuda|auto (default auto: the GPU when one is usable), --gpu-weights native|bf16
-// (the weights' form on a GPU), --[no-]mmap and --[no-]gpu-warmup.
+// (the weights' form on a GPU), --[no-]mmap, --[no-]gpu-warmup and --[no-]gpu-weight-copies.
 struct DeviceFlag {
   std::string name = "auto";
   std::string gpu_weights = "native";
   bool mmap = false;  // `run` (one answer per process) maps; the long-lived commands copy
   bool gpu_warmup = true;  // SessionOptions::gpu_warmup: `run` skips it, the long-lived commands load
+  bool gpu_weight_copies = true;  // SessionOptions::gpu_weight_copies
   void add_to(CLI::App* cmd);
   Device resolve() const { return parse_device(name); }
   GpuWeights weights() const { return parse_gpu_weights(gpu_weights); }

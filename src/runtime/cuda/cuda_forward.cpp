@@ -136,9 +136,9 @@ int64_t cuda_free_memory() {
 }
 
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up,
-                                                  KvPool* kv_pool) {
+                                                  KvPool* kv_pool, bool weight_copies) {
   if (cuda_device_count() == 0) throw Error("CUDA backend: no usable GPU");
-  return std::make_unique<CudaForward>(model, n_ctx, gpu_weights, warm_up, kv_pool);
+  return std::make_unique<CudaForward>(model, n_ctx, gpu_weights, warm_up, kv_pool, weight_copies);
 }
 
 }  // namespace lazyllm

@@ -35,10 +35,10 @@ struct GpuWarmupTotals {
 GpuWarmupTotals cuda_warmup_totals();
 // The CUDA forward pass for `model` with room for n_ctx tokens. Weights go to the GPU once per
 // model and form (shared by its sessions; see GpuWeights). K/V: n_ctx slots per layer allocated
-// now, or pages of kv_pool mapped as the context grows. warm_up: SessionOptions::gpu_warmup.
-// Throws Error when no GPU is usable.
+// now, or pages of kv_pool mapped as the context grows. warm_up: SessionOptions::gpu_warmup;
+// weight_copies: SessionOptions::gpu_weight_copies. Throws Error when no GPU is usable.
 std::unique_ptr<ForwardBackend> make_cuda_forward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up,
-                                                  KvPool* kv_pool = nullptr);
+                                                  KvPool* kv_pool = nullptr, bool weight_copies = true);
 // A KvPool's pages on the GPU (cache/kv_pool.h; runtime/cuda/kv_pages.h): the page size, and
 // `pages` of them allocated now (Error when they do not fit).
 int64_t cuda_kv_page_bytes();

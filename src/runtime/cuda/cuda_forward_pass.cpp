@@ -24,8 +24,13 @@ bool env_off(const char* name) {
 
 }  // namespace
 
-CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up, KvPool* kv_pool)
-    : c_(model.config()), n_ctx_(n_ctx), kv_pool_(kv_pool), index_(model.config().n_layers, n_ctx) {
+CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up, KvPool* kv_pool,
+                         bool weight_copies)
+    : c_(model.config()),
+      n_ctx_(n_ctx),
+      kv_pool_(kv_pool),
+      index_(model.config().n_layers, n_ctx),
+      copies_(weight_copies) {
   if (c_.head_dim % 2 != 0) throw Error("CUDA backend: odd head size");
   check(cudaSetDevice(0), "cudaSetDevice");
   w_ = cuda::cuda_weights_for(model, gpu_weights);
@@ -91,6 +96,7 @@ Session::DeviceMemory CudaForward::device_memory() const {
   Session::DeviceMemory m;
   m.weights = w_->bytes;
   m.dequant_scratch = bytes(dequant_);
+  m.weight_copies = copies_.bytes();
   m.kv_cache = bytes(k_cache_, v_cache_, kpos_) + kv_pages() * (kv_pool_ ? kv_pool_->page_bytes() : 0);
   m.aux_cache = bytes(aux_);
   m.scratch = bytes(rope_cos_, rope_sin_, h_[0], h_[1], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_, xn_,
@@ -231,8 +237,13 @@ std::vector<ProductShape> CudaForward::cublas_products() const {
 
 void CudaForward::gemm(const cuda::WeightRef& w, int n_out, int k, const bf16_t* x, int m, void* y, cudaDataType y_type,
                        float beta, int ldy) {
-  if (needs_dequant(w, m, k)) ensure_dequant_scratch(k);
-  weight_gemm(blas_, stream_, w, n_out, k, x, m, y, y_type, beta, dequant_.get(), dequant_.size(), ldy);
+  WeightCopy copy;
+  if (needs_dequant(w, m, k)) {
+    ensure_dequant_scratch(k);
+    copy = making_copies_ ? copies_.make(w) : copies_.made(w);
+    if (copy.made) ++path_stats_.copy_products;
+  }
+  weight_gemm(blas_, stream_, w, n_out, k, x, m, y, y_type, beta, dequant_.get(), dequant_.size(), ldy, copy);
 }
 
 void CudaForward::ensure_aux() {
@@ -437,6 +448,12 @@ void CudaForward::prefill_embed(std::span<const int32_t> tokens, std::span<const
   ensure_rows(n);
   if (plan.n_lists > 1) ensure_aux();
   grow(alive_pos_d_, static_cast<size_t>(plan.n_lists) * n);
+  // The first layer that computes fewer rows than the prompt: from there on the decode step that
+  // completes the deferred rows multiplies the same matrices over a large batch again. After the
+  // prefill's own buffers, so the copies take only what is left.
+  const auto deferred = std::find_if(plan.count.begin(), plan.count.end(), [n](int c) { return c < n; });
+  copies_ready_ = deferred != plan.count.end() && copies_.prepare(*w_, static_cast<int>(deferred - plan.count.begin()),
+                                                                  c_.n_embd, c_.n_heads * c_.head_dim, c_.n_ff);
   upload(tokens_d_, std::vector<int32_t>(tokens.begin(), tokens.end()));
   check(cudaMemcpyAsync(alive_pos_d_.get(), pos.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
         "positions to device");
@@ -463,7 +480,9 @@ void CudaForward::prefill_layer(int l, int m, int slot0, bool want_importance) {
   LayerCall c;
   c.m = m, c.d_pos = alive_pos_d_.get() + list_ * prefill_n_, c.slot0 = slot0, c.n_keys = slot0 + m;
   c.want_importance = want_importance;
+  making_copies_ = copies_ready_ && list_ > 0;
   layer_kernels(l, h_[cur_].get(), c);
+  making_copies_ = false;
   slot0_ = slot0;
 }
 

@@ -54,6 +54,7 @@
 #include "runtime/cuda/cuda_weights.h"
 #include "runtime/cuda/kv_pages.h"
 #include "runtime/cuda/product_warmup.h"
+#include "runtime/cuda/weight_copies.h"
 #include "runtime/cuda/weight_gemm.h"
 #include "runtime/prefill.h"
 
@@ -96,7 +97,8 @@ struct LayerCall {
 
 class CudaForward final : public ForwardBackend, private PrefillDevice {
  public:
-  CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up, KvPool* kv_pool = nullptr);
+  CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, bool warm_up, KvPool* kv_pool = nullptr,
+              bool weight_copies = true);
   ~CudaForward() override;
 
   void prefill(std::span<const int32_t> tokens, const LayerSchedule& s,
@@ -261,6 +263,10 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   // matrix, gate and up counted apart), made before the first batch the matrix-vector kernels
   // do not take, so decode graphs never see it allocated.
   DeviceBuffer<bf16_t> dequant_;
+  // bf16 copies of the matrices of the layers a pruned prefill defers rows at, for the decode
+  // steps that compute those rows; making_copies_ while such a layer of the prefill runs.
+  WeightCopies copies_;
+  bool copies_ready_ = false, making_copies_ = false;
   DeviceBuffer<half_t> q_;
   // Listed keys gathered together for large decode batches (revivals, completion).
   DeviceBuffer<half_t> k_gather_, v_gather_;

@@ -34,7 +34,8 @@ int dequant_chunk_rows(int n_out, int k, size_t scratch_elems) {
 }
 
 void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w, int n_out, int k, const bf16_t* x,
-                 int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems, int ldy) {
+                 int m, void* y, cudaDataType y_type, float beta, bf16_t* scratch, size_t scratch_elems, int ldy,
+                 WeightCopy copy) {
   if (ldy <= 0) ldy = n_out;
   const bool by_gemv = cuda::gemv_applies(w.format, m, k);
   if (by_gemv || cuda::qgemm_applies(w.format, m, k)) {
@@ -50,8 +51,9 @@ void weight_gemm(cublasHandle_t h, cudaStream_t stream, const cuda::WeightRef& w
   const size_t y_elem = y_type == CUDA_R_32F ? sizeof(float) : sizeof(bf16_t);
   for (int r0 = 0; r0 < n_out; r0 += chunk) {
     const int rows = std::min(chunk, n_out - r0);
-    cuda::dequantize_bf16(cuda::weight_rows(w, r0, k), rows, k, scratch, stream);
-    cublas_gemm(h, scratch, rows, k, x, m, static_cast<char*>(y) + r0 * y_elem, ldy, y_type, beta);
+    bf16_t* wb = copy.at ? copy.at + static_cast<size_t>(r0) * k : scratch;
+    if (!copy.made) cuda::dequantize_bf16(cuda::weight_rows(w, r0, k), rows, k, wb, stream);
+    cublas_gemm(h, wb, rows, k, x, m, static_cast<char*>(y) + r0 * y_elem, ldy, y_type, beta);
   }
 }
 
