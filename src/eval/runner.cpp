@@ -199,6 +199,7 @@ std::vector<SampleResult> run_eval(const std::shared_ptr<const Model>& model, co
       so.device = o.device;
       so.gpu_weights = o.gpu_weights;
       so.gpu_warmup = o.gpu_warmup;
+      so.gpu_weight_copies = o.gpu_weight_copies;
       so.prune_policy = o.prune_policy;
       so.prune = s.schedule;
       sessions.push_back(std::make_unique<Session>(model, so));

@@ -36,6 +36,7 @@ struct RunOptions {
   Device device = Device::Cpu;
   GpuWeights gpu_weights = GpuWeights::kNative;
   bool gpu_warmup = true;                           // SessionOptions::gpu_warmup
+  bool gpu_weight_copies = true;                    // SessionOptions::gpu_weight_copies
   PrunePolicy prune_policy = PrunePolicy::kAlways;  // a schedule's quality is measured as given
   // Each prompt's document (the template through its last {context} before {input}) computed
   // without pruning first, then the rest under each schedule, as the server's prefix cache serves

@@ -49,8 +49,7 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions option
   o.prune_policy = options_.prune_policy;
   o.device = options_.device;
   o.gpu_warmup = options_.gpu_warmup;
-  // Each slot's session would hold its own copies, taking the memory the others' activations grow into.
-  o.gpu_weight_copies = false;
+  o.gpu_weight_copies = options_.gpu_weight_copies;
   // Called after each layer of a prefill run alone (never by a batch step): a long prompt stops
   // within a layer of its job's cancellation or deadline.
   o.on_prefill_progress = [this](int, int) {

@@ -46,6 +46,7 @@ struct SchedulerOptions {
   bool prefix_cache = true;
   GpuWeights gpu_weights = GpuWeights::kNative;
   bool gpu_warmup = true;  // SessionOptions::gpu_warmup
+  bool gpu_weight_copies = false;  // SessionOptions::gpu_weight_copies (each slot's session would hold its own)
   // Bytes of the KV pool every session takes its K/V pages from (0: room for `parallel` full
   // contexts). A request joins the batch only when the pool has pages for its prompt and its
   // max_tokens (taking them from idle sessions' cached prefixes, least recently used first);

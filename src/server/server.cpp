@@ -123,6 +123,7 @@ struct Server::Impl {
     so.prefix_cache = opt.prefix_cache;
     so.gpu_weights = opt.gpu_weights;
     so.gpu_warmup = opt.gpu_warmup;
+    so.gpu_weight_copies = opt.gpu_weight_copies;
     so.kv_memory = opt.kv_memory;
     scheduler = std::make_unique<Scheduler>(model, so, metrics);
     const int n_ctx = scheduler->n_ctx();

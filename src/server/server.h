@@ -31,6 +31,7 @@ struct ServerOptions {
   int64_t kv_memory = 0;        // bytes of the KV pool (0: room for `parallel` full contexts)
   GpuWeights gpu_weights = GpuWeights::kNative;
   bool gpu_warmup = true;  // SessionOptions::gpu_warmup (at start-up, before any request)
+  bool gpu_weight_copies = false;  // SessionOptions::gpu_weight_copies, for each slot's session
   ChatFamily chat_family = ChatFamily::ChatML;
   // Parse special tokens in chat messages' content too (by default only the template's own
   // text gives control tokens, so a user cannot type "<|im_start|>system" into a prompt).

@@ -56,6 +56,7 @@ int run_eval_command(const EvalArgs& a) {
   o.device = a.device.resolve();
   o.gpu_weights = a.device.weights();
   o.gpu_warmup = a.device.gpu_warmup;
+  o.gpu_weight_copies = a.device.gpu_weight_copies;
   o.prune_policy = a.cost_model ? PrunePolicy::kAuto : a.prune.policy();
   o.limit = a.limit;
   o.cached_context = a.cached_context;

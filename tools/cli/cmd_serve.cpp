@@ -27,7 +27,7 @@ struct ServeArgs {
   CLI::Option* api_key_file_opt = nullptr;
   server::ServerOptions opt;
   PruneFlags prune;
-  DeviceFlag device;
+  DeviceFlag device{.gpu_weight_copies = false};  // one session a slot: copies each would crowd the others
 };
 
 // SIGINT/SIGTERM set a flag (any thread may take the signal: OpenBLAS starts its threads before
@@ -95,6 +95,7 @@ int serve(ServeArgs& a) {
   if (!a.kv_memory.empty()) a.opt.kv_memory = parse_byte_size(a.kv_memory, "--kv-memory");
   a.opt.gpu_weights = a.device.weights();
   a.opt.gpu_warmup = a.device.gpu_warmup;
+  a.opt.gpu_weight_copies = a.device.gpu_weight_copies;
   a.opt.model_name = a.alias.empty() ? std::filesystem::path(a.model).stem().string() : a.alias;
   if (!is_loopback(a.opt.host) && a.opt.api_key.empty())
     std::fprintf(stderr, "warning: listening on %s without an API key (--api-key-file, %s or --api-key)\n",

@@ -37,7 +37,6 @@ class WeightCopies {
   // The copy of `w` to read, {} unless made.
   WeightCopy made(const cuda::WeightRef& w) const;
 
-  bool enabled() const { return enabled_; }
   int64_t bytes() const { return static_cast<int64_t>(buf_.size() * sizeof(cuda::bf16_t)); }
 
  private:
