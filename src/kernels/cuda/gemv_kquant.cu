@@ -14,7 +14,8 @@
 // into the next too (the first two before the activation rows are made). On an H100 that made
 // llama2-7b decode 2-3% faster (Q4_K 455-457 -> 467-468 tok/s, Q4_K_M 418-420 -> 427-428) than
 // issuing two units' loads and multiplying both before the next loads, which left a warp nothing
-// in flight between its groups; one unit ahead was slower (451-452). At most 128 registers a
+// in flight between its groups; one unit ahead was slower (451-452), and so were three (Q4_K
+// 447-449 against 468 on another H100: 128 registers, no spills). At most 128 registers a
 // thread, so two blocks share an SM: on an H200 a token's products took 9-14% less time so than
 // with four units in flight at one block an SM, and less than with four rows a warp.
 #include <cuda_bf16.h>
