@@ -96,6 +96,8 @@ int calibrate(const CalibrateArgs& a) {
   r.n_threads = a.threads;
   r.device = a.device.resolve();
   r.gpu_weights = a.device.weights();
+  r.gpu_warmup = a.device.gpu_warmup;
+  r.gpu_weight_copies = a.device.gpu_weight_copies;
   r.prune_policy = PrunePolicy::kAlways;  // a schedule's effect is measured as given
   if (!a.metric.empty()) {
     r.metric = eval::metric_from_name(a.metric);
