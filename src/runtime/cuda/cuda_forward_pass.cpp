@@ -452,8 +452,7 @@ void CudaForward::prefill_embed(std::span<const int32_t> tokens, std::span<const
   // completes the deferred rows multiplies the same matrices over a large batch again. After the
   // prefill's own buffers, so the copies take only what is left.
   const auto deferred = std::find_if(plan.count.begin(), plan.count.end(), [n](int c) { return c < n; });
-  copies_ready_ = deferred != plan.count.end() && copies_.prepare(*w_, static_cast<int>(deferred - plan.count.begin()),
-                                                                  c_.n_embd, c_.n_heads * c_.head_dim, c_.n_ff);
+  copies_ready_ = deferred != plan.count.end() && copies_.prepare(*w_, static_cast<int>(deferred - plan.count.begin()));
   upload(tokens_d_, std::vector<int32_t>(tokens.begin(), tokens.end()));
   check(cudaMemcpyAsync(alive_pos_d_.get(), pos.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
         "positions to device");

@@ -29,7 +29,7 @@ class WeightCopies {
   // before a prefill that defers rows from first_layer on. Allocates only where free memory stays
   // above the reserve after it; false (no copies for this prefill) when off or it would not fit.
   // Growing the room (an earlier first layer) drops the copies made so far.
-  bool prepare(const cuda::CudaWeights& w, int first_layer, int d, int qd, int ff);
+  bool prepare(const cuda::CudaWeights& w, int first_layer);
 
   // The copy of matrix `w` (its data pointer) to make now: dequantized into by the caller, then
   // read by later products. {} when it has no room here.
