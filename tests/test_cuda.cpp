@@ -364,6 +364,56 @@ TEST(CudaLazy, CompleteFollowsTheCpu) {
   EXPECT_EQ(gpu.stats().token_layers_computed, int64_t(prompt.size() + 5) * L);
 }
 
+// The completing step's attention reads its keys as two runs of slots in place (the prefill's
+// kept keys, then its own rows) with each prefill kernel, as close to gathering them into one run
+// first as two orders of summing allow; same work counted.
+TEST(CudaLazy, KeyRunsInPlaceMatchGatheredKeys) {
+  LAZYLLM_REQUIRE_GPU();
+  const char* before = std::getenv("LAZYLLM_CUDA_ATTENTION");
+  const std::string saved = before ? before : "";
+  for (const char* kernel : {"ws", "wg", "fwd2"}) {
+    ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
+    for (int hd : {64, 128}) {
+      test::ArchSpec spec{.name = "runs" + std::to_string(hd),
+                          .embd = 4 * hd,
+                          .layers = 4,
+                          .heads = 4,
+                          .kv_heads = 2,
+                          .ff = 192,
+                          .ctx = 1024};
+      SCOPED_TRACE(spec.name + " " + kernel);
+      auto model = test::make_model(spec, DType::BF16);
+      const int L = model->config().n_layers;
+      auto prompt = random_tokens(700, model->config().n_vocab, 23);
+      SessionOptions o = options(Device::Cuda, 1024);
+      o.prune = PruneSchedule::parse("complete:1:0.5,2:0.6", L);
+      Session runs(model, o);
+      ::setenv("LAZYLLM_CUDA_KEY_RUNS", "0", 1);
+      Session gathered(model, o);
+      ::unsetenv("LAZYLLM_CUDA_KEY_RUNS");
+      runs.prefill(prompt);
+      gathered.prefill(prompt);
+      ASSERT_LT(runs.stats().prefill_computed_fraction, 1.0) << "the prefill must defer rows";
+      double worst = 0;
+      for (int step = 0; step < 3; ++step) {
+        const double d = rel_diff(runs.logits(), gathered.logits());
+        EXPECT_LT(d, 0.01) << "step " << step;
+        if (step > 0) worst = std::max(worst, d);  // the prefill's logits are the same computation
+        const int32_t next = argmax(gathered.logits());
+        runs.decode(next);
+        gathered.decode(next);
+      }
+      std::cout << "[ cuda ] key runs, " << kernel << " kernel, head size " << hd
+                << ": worst relative logit difference " << worst << " against gathered keys\n";
+      EXPECT_EQ(runs.stats().token_layers_computed, gathered.stats().token_layers_computed);
+      EXPECT_EQ(SessionInternals::backend(runs).decode_path_stats().key_run_batches, L - 1);
+      EXPECT_EQ(SessionInternals::backend(gathered).decode_path_stats().key_run_batches, 0);
+    }
+  }
+  if (before) ::setenv("LAZYLLM_CUDA_ATTENTION", saved.c_str(), 1);
+  else ::unsetenv("LAZYLLM_CUDA_ATTENTION");
+}
+
 // Same schedule (alive counts per layer are exact) and the same alive sets: each prompt token's
 // KV depth says at which layers it was alive. Sets may differ only where bf16 rounding reorders
 // near-tied importances, so almost every token must agree.

@@ -574,6 +574,34 @@ namespace {
 // LazyDecode::kComplete: the first decode step computes every deferred (token, layer) pair in
 // one batch (the float64 reference running a keep-everything step after the pruned prefill),
 // leaves the Aux Cache empty and every token at full depth; later steps select nothing.
+// Two runs of slots (0, 1, ... and slot0, slot0 + 1, ...), interleaved by position: each row's
+// keys split between the runs; anything else is not two runs.
+TEST(KeyRuns, SplitsEachRowsKeysBetweenTheRuns) {
+  DecodeLayerPlan p;
+  p.slot0 = 5;
+  p.rows = {10, 20, 30};
+  p.key_slots = {0, 5, 1, 2, 6, 3, 4, 7};
+  p.row_keys = {2, 5, 8};
+  std::vector<int32_t> ends;
+  ASSERT_TRUE(key_runs(p, ends));
+  EXPECT_EQ(ends, (std::vector<int32_t>{1, 3, 5, 1, 2, 3}));
+
+  p.key_slots = {5, 6, 0, 1, 7, 2, 3, 4};  // the second run may come first
+  ASSERT_TRUE(key_runs(p, ends));
+  EXPECT_EQ(ends, (std::vector<int32_t>{0, 2, 5, 2, 3, 3}));
+
+  for (const std::vector<int32_t>& bad : {std::vector<int32_t>{1, 5, 0, 2, 6, 3, 4, 7},     // first run out of order
+                                          std::vector<int32_t>{0, 6, 1, 2, 5, 3, 4, 7},     // second run out of order
+                                          std::vector<int32_t>{0, 5, 1, 2, 6, 3, 4, 8},     // a gap in the second
+                                          std::vector<int32_t>{0, 5, 2, 3, 6, 4, 1, 7}}) {  // a gap in the first
+    p.key_slots = bad;
+    EXPECT_FALSE(key_runs(p, ends));
+  }
+  p.key_slots = {0, 5, 1, 2, 6, 3, 4, 7};
+  p.row_keys = {2, 5, 9};  // more keys than listed
+  EXPECT_FALSE(key_runs(p, ends));
+}
+
 TEST(LazyComplete, FirstStepComputesEveryDeferredPairThenDecodesAsBaseline) {
   auto model = test::make_model(test::arch_variants()[0], DType::F32);
   const ModelConfig& c = model->config();

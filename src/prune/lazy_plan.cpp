@@ -213,4 +213,30 @@ void record_steady_decode(KVIndex& index, ForwardCounters& counters, const Stead
   counters.token_layers += static_cast<int64_t>(plan.slot.size());
 }
 
+bool key_runs(const DecodeLayerPlan& plan, std::vector<int32_t>& ends) {
+  const size_t n = plan.key_slots.size(), m = plan.rows.size();
+  if (plan.row_keys.size() != m || m == 0) return false;
+  // first[i]: how many of the first i keys are in the first run.
+  std::vector<int32_t> first(n + 1, 0);
+  int32_t in_a = 0, in_b = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t s = plan.key_slots[i];
+    if (s == in_a && s < plan.slot0) {
+      ++in_a;
+    } else if (s == plan.slot0 + in_b) {
+      ++in_b;
+    } else {
+      return false;
+    }
+    first[i + 1] = in_a;
+  }
+  ends.resize(2 * m);
+  for (size_t r = 0; r < m; ++r) {
+    const int32_t e = plan.row_keys[r];
+    if (e < 0 || static_cast<size_t>(e) > n) return false;
+    ends[r] = first[e], ends[m + r] = e - first[e];
+  }
+  return true;
+}
+
 }  // namespace lazyllm

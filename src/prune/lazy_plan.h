@@ -83,6 +83,13 @@ struct DecodeLayerPlan {
   int n_revived() const { return static_cast<int>(rows.size()) - 1; }
 };
 
+// Whether a layer plan's keys are two runs of slots, each in position order: slots 0, 1, ...
+// (tokens stored before this step) and the rows' own slots slot0, slot0 + 1, ... (the completing
+// step, or a revival batch whose keys are every stored token). If so, `ends` holds for each row
+// its keys in the first run, then for each row its keys in the second (2 x rows entries), so an
+// attention kernel can read both runs in place instead of gathering the keys into one.
+bool key_runs(const DecodeLayerPlan& plan, std::vector<int32_t>& ends);
+
 // One decode step: the new token at position index.tokens()'s end (n_past), layer by layer.
 class DecodeStep {
  public:

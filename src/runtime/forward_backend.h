@@ -23,6 +23,7 @@ struct DecodePathStats {
   int64_t shared_steps = 0;  // decode steps whose weight products served several sequences at once
   int64_t shared_prefills = 0;  // prompts (or chunks) whose weight products served other sequences' rows too
   int64_t copy_products = 0;    // products that read a prefill's bf16 weight copies (runtime/cuda/weight_copies.h)
+  int64_t key_run_batches = 0;  // decode batches whose attention read two runs of keys in place (key_runs)
 };
 
 class ForwardBackend {

@@ -25,6 +25,12 @@ size_t attention_scratch_floats(const AttentionArgs& a) {
 
 bool attention_reads_key_count(int head_dim) { return decode_attention_reads_key_count(head_dim); }
 
+bool attention_reads_key_runs(int m, int head_dim) {
+  AttentionArgs a{};
+  a.m = m, a.head_dim = head_dim;
+  return prefill_takes(a);
+}
+
 void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
   if (a.m == 0) return;
   if (a.head_dim > kMaxHeadDim) throw Error("CUDA attention: head size above 256 is not supported");
@@ -32,6 +38,8 @@ void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream) {
     throw Error("CUDA attention: a key count in device memory needs the decode kernel (head size 16-128)");
   if (a.seqs.k_cache && (a.key_slots || a.row_key_end || !decode_attention_reads_key_count(a.head_dim)))
     throw Error("CUDA attention: rows of several sequences need the decode kernel (head size 16-128), all keys");
+  if (a.row_key_end_b && (a.key_slots || !a.row_key_end || !prefill_takes(a)))
+    throw Error("CUDA attention: two runs of keys need the prefill kernels (more than 16 rows), unlisted keys");
   prefill_attention_prepare();
   if (prefill_takes(a)) return prefill_attention(a, stream);
   decode_attention(a, scratch, stream);

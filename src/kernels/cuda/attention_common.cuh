@@ -27,18 +27,28 @@ __device__ inline float warp_sum(float v) {
 }
 // The query rows and keys of one block of the prefill kernels: BR rows from r0 (the longest row
 // blocks first), head h and its K/V head g, keys [0, key_end). Every slot a key: the slots after
-// the block's last row are later rows. Listed keys: all of them.
+// the block's last row are later rows. Listed keys: all of them. Two runs of keys (row_key_end_b):
+// key tiles over [0, key_end), then over [b0, b_end); tile t starts at slot tile_k0(t) and its
+// keys from tile_end(t) on are masked by index.
 template <int BR>
 struct RowBlock {
-  int r0, h, g, key_end;
+  int r0, h, g, key_end, b0, b_end;
   __device__ __forceinline__ explicit RowBlock(const AttentionArgs& a)
       : r0((gridDim.x - 1 - blockIdx.x) * BR),
         h(blockIdx.y),
         g(blockIdx.y / (a.n_heads / a.n_kv_heads)),
         key_end(a.row_key_end ? a.row_key_end[min(a.m, r0 + BR) - 1]
                 : a.key_slots ? a.n_keys
-                              : a.n_old + min(a.m, r0 + BR)) {}
-  __device__ __forceinline__ int tiles(int bc) const { return (key_end + bc - 1) / bc; }
+                              : a.n_old + min(a.m, r0 + BR)),
+        b0(a.run_b),
+        b_end(a.row_key_end_b ? a.run_b + a.row_key_end_b[min(a.m, r0 + BR) - 1] : a.run_b) {}
+  __device__ __forceinline__ int a_tiles(int bc) const { return (key_end + bc - 1) / bc; }
+  __device__ __forceinline__ int tiles(int bc) const { return a_tiles(bc) + (b_end - b0 + bc - 1) / bc; }
+  __device__ __forceinline__ int tile_k0(int t, int bc) const {
+    const int ta = a_tiles(bc);
+    return t < ta ? t * bc : b0 + (t - ta) * bc;
+  }
+  __device__ __forceinline__ int tile_end(int t, int bc) const { return t < a_tiles(bc) ? key_end : b_end; }
 };
 __device__ inline int key_slot(const AttentionArgs& a, int j) { return a.key_slots ? a.key_slots[j] : j; }
 // The FlashAttention-2 layout on mma.sync m16n8k16 (half inputs, float accumulation): each warp

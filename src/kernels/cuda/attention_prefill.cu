@@ -65,14 +65,15 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
   const __half* q = reinterpret_cast<const __half*>(a.q);
   const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + g * HD;
   const __half* vc = reinterpret_cast<const __half*>(a.v_cache) + g * HD;
-  const int key_end = b.key_end, n_tiles = b.tiles(BC);
+  const int n_tiles = b.tiles(BC);
 
   for (int idx = threadIdx.x; idx < BR * CPR; idx += T) {
     const int r = idx / CPR, c = idx % CPR * kVec;
     const bool valid = r0 + r < a.m;
     cp_async16(sQ + r * LD + c, q + (valid ? static_cast<int64_t>(r0 + r) * qd + h * HD + c : 0), valid);
   }
-  auto load_k = [&](int k0) {
+  auto load_k = [&](int t) {  // K and key positions of tile t
+    const int k0 = b.tile_k0(t, BC), key_end = b.tile_end(t, BC);
     for (int idx = threadIdx.x; idx < BC * CPR; idx += T) {
       const int j = idx / CPR, c = idx % CPR * kVec;
       const bool valid = k0 + j < key_end;
@@ -84,7 +85,8 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
       else sKpos[j] = INT_MAX;
     }
   };
-  auto load_v = [&](int k0) {
+  auto load_v = [&](int t) {
+    const int k0 = b.tile_k0(t, BC), key_end = b.tile_end(t, BC);
     for (int idx = threadIdx.x; idx < BC * CPR; idx += T) {
       const int j = idx / CPR, c = idx % CPR * kVec;
       const bool valid = k0 + j < key_end;
@@ -127,12 +129,12 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
   for (int mt = 0; mt < MT; ++mt) m_run[mt][0] = m_run[mt][1] = kNegInf, l_run[mt][0] = l_run[mt][1] = 0.0f;
 
   for (int t = 0; t < n_tiles; ++t) {
-    const int k0 = t * BC;
+    const int k0 = b.tile_k0(t, BC);
     if (t > 0) {
       cp_async_wait_all();  // K(t) has landed
       __syncthreads();      // ... for every thread, and every warp is done with V(t-1)
     }
-    load_v(k0);
+    load_v(t);
     cp_async_commit();
 
     float s[MT][BC / 8][4];
@@ -195,7 +197,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
     cp_async_wait_all();  // V(t) has landed
     __syncthreads();      // ... for every thread, and every warp is done with K(t)
     if (t + 1 < n_tiles) {
-      load_k(k0 + BC);
+      load_k(t + 1);
       cp_async_commit();
     }
 

@@ -170,7 +170,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   int* sKpos = reinterpret_cast<int*>(sV + 2 * wg_tile_halves(BC));
 
   const RowBlock<kWgRows> b(a);
-  const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.tiles(kWgBc);
+  const int r0 = b.r0, h = b.h, n_tiles = b.tiles(kWgBc);
   const int wg = threadIdx.x >> 7;
   const int kvd = a.n_kv_heads * HD;
   const __half* kc = reinterpret_cast<const __half*>(a.k_cache) + b.g * HD;
@@ -179,7 +179,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   auto v_tile = [&](int t) { return sV + (t & 1) * wg_tile_halves(BC); };
 
   load_q_tile(sQ, a, r0, h, threadIdx.x, T);
-  auto load_kv = [&](__half* dst, const __half* src, int k0) {
+  auto load_kv = [&](__half* dst, const __half* src, int t) {
+    const int k0 = b.tile_k0(t, BC), key_end = b.tile_end(t, BC);
     for (int idx = threadIdx.x; idx < BC * CPR; idx += T) {
       const int j = idx / CPR, c = idx % CPR;
       const bool valid = k0 + j < key_end;
@@ -188,8 +189,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
     }
   };
   auto load_k = [&](int t) {  // K and key positions of tile t
-    const int k0 = t * BC;
-    load_kv(k_tile(t), kc, k0);
+    const int k0 = b.tile_k0(t, BC), key_end = b.tile_end(t, BC);
+    load_kv(k_tile(t), kc, t);
     for (int j = threadIdx.x; j < BC && k0 + j < key_end; j += T)  // past key_end: masked by index
       cp_async4(sKpos + (t & 1) * BC + j, a.kpos + (a.key_slots ? a.key_slots[k0 + j] : k0 + j));
   };
@@ -209,7 +210,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
   w.issue_s(sQ, wg, k_tile(0));
   wgmma_wait_all();
   w.fence_s();
-  w.softmax(a, 0, key_end, sKpos, scale_log2, al);  // O is still zero: nothing to rescale
+  w.softmax(a, b.tile_k0(0, BC), b.tile_end(0, BC), sKpos, scale_log2, al);  // O is still zero: nothing to rescale
   w.pack_p();
 
   // The wgmma issue below is unconditional (the last tile is peeled off), which lets the
@@ -221,7 +222,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
     fence_proxy_async_smem();
     __syncthreads();
     if (t + 2 < n_tiles) load_k(t + 2);
-    load_kv(v_tile(t + 1), vc, (t + 1) * BC);
+    load_kv(v_tile(t + 1), vc, t + 1);
     cp_async_commit();
 
     w.fence_s();
@@ -231,7 +232,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) flash_wgmma_kernel(AttentionArg
     w.issue_pv(v_tile(t));
     wgmma_wait_all_but_one();  // S(t+1) is done; P(t) V(t) may still run
     w.fence_s();
-    w.softmax(a, (t + 1) * BC, key_end, sKpos + ((t + 1) & 1) * BC, scale_log2, al);
+    w.softmax(a, b.tile_k0(t + 1, BC), b.tile_end(t + 1, BC), sKpos + ((t + 1) & 1) * BC, scale_log2, al);
     wgmma_wait_all();
     w.fence_o();
     w.rescale(al);

@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   uint64_t* v_empty = k_empty + STAGES;
 
   const RowBlock<kWgRows> b(a);
-  const int r0 = b.r0, h = b.h, key_end = b.key_end, n_tiles = b.tiles(kWgBc);
+  const int r0 = b.r0, h = b.h, n_tiles = b.tiles(kWgBc);
   const int wg = threadIdx.x >> 7;
 
   if (threadIdx.x == 0) {
@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     mbar_arrive_cp_async(q_full);
     const int g_col = b.g * HD;  // this head's columns in the K and V rows
     for (int t = 0; t < n_tiles; ++t) {
-      const int s = t % STAGES, k0 = t * BC;
+      const int s = t % STAGES, k0 = b.tile_k0(t, BC), key_end = b.tile_end(t, BC);
       const uint32_t parity = (t / STAGES) & 1;
       if (t >= STAGES) mbar_wait(k_empty + s, parity ^ 1);  // the consumers' release of tile t - STAGES
       __half* k_dst = sK + s * wg_tile_halves(BC);
@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   turn_done(false);
   wgmma_wait_all();
   w.fence_s();
-  w.softmax(a, 0, key_end, kp_tile(0), scale_log2, al);  // O is still zero: nothing to rescale
+  w.softmax(a, b.tile_k0(0, BC), b.tile_end(0, BC), kp_tile(0), scale_log2, al);  // O is still zero: nothing to rescale
   release(k_empty, 0);
   w.pack_p();
 
@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     turn_done(false);
     wgmma_wait_all_but_one();  // S(t+1) is done; P(t) V(t) may still run
     w.fence_s();
-    w.softmax(a, (t + 1) * BC, key_end, kp_tile(t + 1), scale_log2, al);
+    w.softmax(a, b.tile_k0(t + 1, BC), b.tile_end(t + 1, BC), kp_tile(t + 1), scale_log2, al);
     release(k_empty, t + 1);
     wgmma_wait_all();
     w.fence_o();
@@ -192,8 +192,8 @@ bool kv_tensor_map(CUtensorMap& map, const void* base, int kvd, int rows) {
 // where the caller must use another kernel.
 bool launch_flash_wgmma_ws(const AttentionArgs& a, cudaStream_t stream) {
   if (a.key_slots != nullptr) return false;
-  // The keys are slots 0 .. n_old + m - 1, or gathered keys 0 .. n_keys - 1 (row_key_end set);
-  // rows past them read as zeros.
+  // The keys are slots 0 .. n_old + m - 1, or 0 .. n_keys - 1 (gathered, or two runs: row_key_end
+  // set); rows past them read as zeros.
   const int kvd = a.n_kv_heads * kWgHd, rows = a.row_key_end ? a.n_keys : a.n_old + a.m;
   CUtensorMap tk{}, tv{};
   if (!kv_tensor_map(tk, a.k_cache, kvd, rows) || !kv_tensor_map(tv, a.v_cache, kvd, rows)) return false;

@@ -96,6 +96,13 @@ struct AttentionArgs {
   // or gathered (gather_kv; key_slots null, every slot [0, n_keys) a key), never the prefill's
   // layout: every tile is masked by position.
   const int32_t* row_key_end = nullptr;
+  // Optional, with row_key_end and key_slots null: the keys are two runs of slots, each in
+  // position order, [0, row_key_end[r]) and [run_b, run_b + row_key_end_b[r]) for row r, and
+  // n_keys is the slots' extent (run_b + the second run's length). A completing or reviving batch
+  // attends to the keys the prefill kept (slots from 0) and to its own rows (slots from run_b)
+  // this way, without gathering them into one run first.
+  const int32_t* row_key_end_b = nullptr;
+  int run_b = 0;
   // When set (decode batches of several sequences; the decode kernel, head sizes 16-128): each
   // row's own caches and key count, k_cache, v_cache and kpos unused, n_keys the largest count.
   SequenceRows seqs{};
@@ -103,6 +110,10 @@ struct AttentionArgs {
 // Scratch floats attention() needs for its split-key partial results.
 size_t attention_scratch_floats(const AttentionArgs& a);
 void attention(const AttentionArgs& a, float* scratch, cudaStream_t stream);
+
+// Whether attention() takes two runs of keys (row_key_end_b) for m rows of this head size: the
+// prefill kernels' batches.
+bool attention_reads_key_runs(int m, int head_dim);
 
 // Whether attention() can read the key count from a.n_keys_dev (decode graphs) for this head size.
 bool attention_reads_key_count(int head_dim);

@@ -260,9 +260,17 @@ LayerCall CudaForward::planned_call(const DecodeLayerPlan& plan, DeviceBuffer<in
     upload(key_slots_d_, plan.key_slots);
     c.key_slots = key_slots_d_.get();
     if (c.m > 16) {  // batches the flash kernels take: each block of rows stops at its own keys
-      upload(row_keys, plan.row_keys);
-      c.row_key_end = row_keys.get();
-      c.gather_keys = c.m >= kGatherRows;
+      std::vector<int32_t> runs;
+      if (use_key_runs_ && cuda::attention_reads_key_runs(c.m, c_.head_dim) && lazyllm::key_runs(plan, runs)) {
+        upload(row_keys, runs);
+        c.row_key_end = row_keys.get(), c.row_key_end_b = row_keys.get() + c.m;
+        c.key_extent = plan.slot0 + runs[2 * c.m - 1];
+        ++path_stats_.key_run_batches;
+      } else {
+        upload(row_keys, plan.row_keys);
+        c.row_key_end = row_keys.get();
+        c.gather_keys = c.m >= kGatherRows;
+      }
     }
   }
   c.want_importance = plan.want_importance;

@@ -83,6 +83,7 @@ CudaForward::CudaForward(const Model& model, int n_ctx, GpuWeights gpu_weights, 
   use_graphs_ = !env_off("LAZYLLM_CUDA_GRAPHS");
   use_steady_ = use_graphs_ && !env_off("LAZYLLM_CUDA_STEADY_DECODE");
   pdl_ = cuda::pdl_env_allows();
+  use_key_runs_ = !env_off("LAZYLLM_CUDA_KEY_RUNS");
 }
 
 CudaForward::~CudaForward() {
@@ -332,7 +333,9 @@ void CudaForward::layer_attention(int l, const LayerCall& c, bool finished) {
 
   const half_t *k_att = kc, *v_att = vc;
   const int32_t *kpos_att = kpos, *key_slots = c.key_slots;
-  if (c.gather_keys) {
+  if (c.row_key_end_b) {
+    key_slots = nullptr;  // the two runs are slots themselves
+  } else if (c.gather_keys) {
     const size_t n = static_cast<size_t>(c.n_keys);
     if (pos_gather_.size() < n) {  // by half again, capped at the context: few reallocations
       const size_t cap = std::min<size_t>(n_ctx_, n + n / 2);
@@ -360,9 +363,13 @@ void CudaForward::layer_attention(int l, const LayerCall& c, bool finished) {
                          att_.get() + row0 * qd};
   aa.n_keys_dev = c.n_keys_dev;
   aa.row_key_end = c.row_key_end;
+  if (c.row_key_end_b) aa.row_key_end_b = c.row_key_end_b, aa.run_b = c.slot0, aa.n_keys = c.key_extent;
   const size_t scratch = cuda::attention_scratch_floats(aa);
   if (scratch) grow(att_scratch_, scratch);
   cuda::attention(aa, att_scratch_.get(), stream_);
+  if (c.row_key_end_b) {  // the importance is over the listed keys, in their order
+    aa.key_slots = c.key_slots, aa.n_keys = c.n_keys, aa.row_key_end_b = nullptr, aa.run_b = 0;
+  }
   if (c.want_importance) {
     grow(imp_scratch_, cuda::importance_scratch_floats(aa));
     grow(importance_d_, static_cast<size_t>(aa.n_keys));

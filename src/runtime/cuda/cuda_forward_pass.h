@@ -88,6 +88,11 @@ struct LayerCall {
   const int32_t* key_slots = nullptr;
   const int32_t* row_key_end = nullptr;  // listed keys: keys visible to each row (optional)
   bool gather_keys = false;  // copy the listed keys together first, so the prefill's fastest kernel runs
+  // Listed keys that are two runs of slots, [0, ...) and the rows' own [slot0, ...): each row's
+  // keys in the second run (row_key_end then counts those in the first), and the slots' extent.
+  // Attention reads the runs in place (no gather); the listed form still serves the importance.
+  const int32_t* row_key_end_b = nullptr;
+  int key_extent = 0;
   bool want_importance = false;  // the last row's head-averaged probabilities into importance_d_
   // A shared step's prompt (step_together): its rows start at row0 of the activations and its K/V
   // are another sequence's (null: this one's).
@@ -257,6 +262,7 @@ class CudaForward final : public ForwardBackend, private PrefillDevice {
   // Activations, grown (geometrically) to the largest batch seen.
   int rows_cap_ = 0;
   DeviceBuffer<float> h_[2], qkv_, att_scratch_, imp_scratch_, importance_d_, logits_d_;
+  bool use_key_runs_ = true;  // $LAZYLLM_CUDA_KEY_RUNS=0: gather a batch's keys even where they are two runs
   bool pdl_ = true;  // programmatic dependent launch for this forward pass's kernels (see pdl.h)
   DeviceBuffer<bf16_t> xn_, att_, gu_, act_;
   // Quantized weights dequantized for prefill's products (w_->scratch_elems: the largest layer
