@@ -20,8 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 using test::run_cli;
 
-const fs::path kRepo = LAZYLLM_SOURCE_DIR;
-const fs::path kModel = kRepo / "eval/models/synth-llama-6l-256d.gguf";
+const fs::path kCalibrateRepo = LAZYLLM_SOURCE_DIR;
+const fs::path kCalibrateModel = kCalibrateRepo / "eval/models/synth-llama-6l-256d.gguf";
 
 struct CalibrateCli : ::testing::Test {
   fs::path dir = test::temp_path("calibrate");
@@ -30,17 +30,17 @@ struct CalibrateCli : ::testing::Test {
   std::string common;
 
   void SetUp() override {
-    if (!fs::exists(kModel)) GTEST_SKIP() << "eval model not found: " << kModel;
+    if (!fs::exists(kCalibrateModel)) GTEST_SKIP() << "eval model not found: " << kCalibrateModel;
     fs::remove_all(dir);
     fs::create_directories(dir);
     // A copy: --save writes beside the model, and the repository's stays untouched.
-    fs::copy_file(kModel, model);
-    std::ifstream in(kRepo / "eval/data/synth_multidoc_qa.jsonl");
+    fs::copy_file(kCalibrateModel, model);
+    std::ifstream in(kCalibrateRepo / "eval/data/synth_multidoc_qa.jsonl");
     std::ofstream out(data);
     std::string line;
     for (int i = 0; i < 4 && std::getline(in, line); ++i) out << line << "\n";
-    common = "calibrate -m " + model + " --data " + data + " --config " + (kRepo / "eval/synth_config.json").string() +
-             " --ctx 768 -t 1";
+    common = "calibrate -m " + model + " --data " + data + " --config " +
+             (kCalibrateRepo / "eval/synth_config.json").string() + " --ctx 768 -t 1";
   }
 };
 

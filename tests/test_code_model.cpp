@@ -18,12 +18,12 @@
 namespace lazyllm {
 namespace {
 
-const std::filesystem::path kRepo = LAZYLLM_SOURCE_DIR;
-const std::filesystem::path kModel = kRepo / "eval/models/code-llama-12l-384d.gguf";
+const std::filesystem::path kCodeRepo = LAZYLLM_SOURCE_DIR;
+const std::filesystem::path kCodeModel = kCodeRepo / "eval/models/code-llama-12l-384d.gguf";
 constexpr int kTokens = 320;
 
 std::vector<int32_t> held_out_code(const Model& model) {
-  std::ifstream in(kRepo / "tests/data/codemodel/test-000.txt");
+  std::ifstream in(kCodeRepo / "tests/data/codemodel/test-000.txt");
   std::stringstream text;
   text << in.rdbuf();
   std::vector<int32_t> ids = model.tokenizer().encode(text.str(), /*add_bos=*/true, /*parse_special=*/false);
@@ -48,7 +48,7 @@ double mean_nll(const std::shared_ptr<Model>& model, const std::vector<int32_t>&
 }
 
 TEST(CodeModel, ShapeAndTokenizer) {
-  auto model = Model::load(kModel.string());
+  auto model = Model::load(kCodeModel.string());
   const ModelConfig& c = model->config();
   EXPECT_EQ(c.n_layers, 12);
   EXPECT_EQ(c.n_embd, 384);
@@ -63,7 +63,7 @@ TEST(CodeModel, ShapeAndTokenizer) {
 }
 
 TEST(CodeModel, PredictsCodeItNeverSaw) {
-  auto model = Model::load(kModel.string());
+  auto model = Model::load(kCodeModel.string());
   const std::vector<int32_t> ids = held_out_code(*model);
   ASSERT_EQ(ids.size(), size_t(kTokens));
   std::vector<int32_t> scrambled = ids;

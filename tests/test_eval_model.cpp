@@ -15,8 +15,8 @@
 namespace lazyllm {
 namespace {
 
-const std::filesystem::path kRepo = LAZYLLM_SOURCE_DIR;
-const std::filesystem::path kModel = kRepo / "eval/models/synth-llama-6l-256d.gguf";
+const std::filesystem::path kEvalRepo = LAZYLLM_SOURCE_DIR;
+const std::filesystem::path kEvalModel = kEvalRepo / "eval/models/synth-llama-6l-256d.gguf";
 const char* const kFamilies[] = {"synth_multidoc_qa", "synth_singledoc_qa", "synth_passkey",
                                  "synth_kv_retrieval", "synth_fewshot_cls",  "synth_count"};
 // Counting mostly survives random drop (the count reaches the last token in layers 0-1, before
@@ -25,7 +25,7 @@ const std::string kGatheredBeforePruning = "synth_count";
 constexpr int kPerFamily = 3;
 
 std::vector<nlohmann::json> shortest(const std::string& family, int n) {
-  std::ifstream in(kRepo / "eval/data" / (family + ".jsonl"));
+  std::ifstream in(kEvalRepo / "eval/data" / (family + ".jsonl"));
   std::vector<nlohmann::json> rows;
   for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
   std::stable_sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a["length"] < b["length"]; });
@@ -58,8 +58,8 @@ bool is_answer(const nlohmann::json& row, const std::string& text) {
 }
 
 TEST(EvalModel, AnswersWithFullContextNotWithLast256Tokens) {
-  if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "trained model not found: " << kModel;
-  auto model = Model::load(kModel.string());
+  if (!std::filesystem::exists(kEvalModel)) GTEST_SKIP() << "trained model not found: " << kEvalModel;
+  auto model = Model::load(kEvalModel.string());
   const Tokenizer& tok = model->tokenizer();
   int full_right = 0, cut_right = 0, total = 0;
   for (const char* family : kFamilies) {
@@ -98,8 +98,8 @@ TEST(EvalModel, AnswersWithFullContextNotWithLast256Tokens) {
 // runs 10-16): LazyLLM's default schedule keeps the answers the baseline gives, while dropping
 // the same number of tokens at random loses most of them (docs/quality.md).
 TEST(EvalModel, LazyDefaultKeepsTheAnswersRandomDropDoesNot) {
-  if (!std::filesystem::exists(kModel)) GTEST_SKIP() << "trained model not found: " << kModel;
-  auto model = Model::load(kModel.string());
+  if (!std::filesystem::exists(kEvalModel)) GTEST_SKIP() << "trained model not found: " << kEvalModel;
+  auto model = Model::load(kEvalModel.string());
   const Tokenizer& tok = model->tokenizer();
   const std::string kDefault = "0.3:0.5,0.6:0.5,0.9:0.5";
   int base_right = 0, lazy_right = 0, random_right = 0;

@@ -53,7 +53,7 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 }
 
 template <typename F>
-void expect_error(F&& fn, const std::string& needle) {
+void expect_gen_error(F&& fn, const std::string& needle) {
   try {
     fn();
     ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
@@ -199,7 +199,7 @@ TEST(GenModel, NamedShapes) {
                             l370.llama3_rope),
             std::make_tuple(8192, 80, 64, 8, 28672, 128256, 8192, true));
   EXPECT_EQ(l370.rope_base, 500000.0f);
-  expect_error([] { named_shape("gpt-5"); }, "unknown shape 'gpt-5' (known: smollm-135m");
+  expect_gen_error([] { named_shape("gpt-5"); }, "unknown shape 'gpt-5' (known: smollm-135m");
 }
 
 // One real named shape end to end (the smallest; q4_0 keeps the file at ~80 MB).
@@ -332,27 +332,28 @@ TEST(GenModel, ParseDims) {
   EXPECT_EQ(s.rope_base, 1e6f);
   EXPECT_EQ(parse_dims("heads=8,embd=128").kv_heads, 8);  // kv_heads defaults to heads (MHA)
   EXPECT_TRUE(parse_dims("llama3_rope=1").llama3_rope);
-  expect_error([] { parse_dims("embd=64,depth=3"); }, "unknown key 'depth'");
-  expect_error([] { parse_dims("embd"); }, "expected KEY=VALUE, got 'embd'");
-  expect_error([] { parse_dims("embd=6x4"); }, "'embd' needs a positive integer, got '6x4'");
-  expect_error([] { parse_dims("layers=0"); }, "'layers' needs a positive integer");
-  expect_error([] { parse_dims("vocab=-5"); }, "'vocab' needs a positive integer");
-  expect_error([] { parse_dims("ff=99999999999999999999"); }, "'ff' needs a positive integer");
-  expect_error([] { parse_dims("tied=yes"); }, "'tied' needs 0 or 1");
-  expect_error([] { parse_dims("rope_base=abc"); }, "'rope_base' needs a number above 1");
-  expect_error([] { parse_dims("rope_base=0.5"); }, "'rope_base' needs a number above 1");
+  expect_gen_error([] { parse_dims("embd=64,depth=3"); }, "unknown key 'depth'");
+  expect_gen_error([] { parse_dims("embd"); }, "expected KEY=VALUE, got 'embd'");
+  expect_gen_error([] { parse_dims("embd=6x4"); }, "'embd' needs a positive integer, got '6x4'");
+  expect_gen_error([] { parse_dims("layers=0"); }, "'layers' needs a positive integer");
+  expect_gen_error([] { parse_dims("vocab=-5"); }, "'vocab' needs a positive integer");
+  expect_gen_error([] { parse_dims("ff=99999999999999999999"); }, "'ff' needs a positive integer");
+  expect_gen_error([] { parse_dims("tied=yes"); }, "'tied' needs 0 or 1");
+  expect_gen_error([] { parse_dims("rope_base=abc"); }, "'rope_base' needs a number above 1");
+  expect_gen_error([] { parse_dims("rope_base=0.5"); }, "'rope_base' needs a number above 1");
 }
 
 TEST(GenModel, RejectsShapesTheLoaderCannotUse) {
   auto bad = [](const std::string& dims, DType t, const std::string& needle) {
-    expect_error([&] { gen(dims, t); }, needle);
+    expect_gen_error([&] { gen(dims, t); }, needle);
   };
   bad("embd=64,heads=5", DType::F32, "multiple of 2 * heads");
   bad("embd=64,heads=4,kv_heads=3", DType::F32, "multiple of kv_heads 3");
   bad("embd=64,heads=4,ff=100", DType::Q8_0, "multiples of 32 for q8_0");
   bad("embd=64,heads=4,ff=256", DType::Q4_K, "multiples of 256 for q4_K");
   bad("embd=64,heads=4,arch=mamba", DType::F32, "unknown architecture 'mamba'");
-  expect_error([] { gen("embd=64,heads=4", DType::F32, 1, 2, "/nonexistent/vocab.gguf"); }, "/nonexistent/vocab.gguf");
+  expect_gen_error([] { gen("embd=64,heads=4", DType::F32, 1, 2, "/nonexistent/vocab.gguf"); },
+                   "/nonexistent/vocab.gguf");
 }
 
 TEST(GenModel, DeterministicFromTheSeedWhateverTheThreads) {
@@ -481,7 +482,8 @@ TEST(GenModel, VocabularyFromAnotherFile) {
   auto m = Model::load(p2);
   EXPECT_EQ(m->config().n_vocab, 32000);
   EXPECT_EQ(m->tokenizer().encode("Hello world", true, false), (std::vector<int32_t>{1, 15043, 3186}));
-  expect_error([&] { gen("embd=32,layers=1,heads=2,ff=64,ctx=64", DType::F32, 1, 2, path + ".missing"); }, ".missing");
+  expect_gen_error([&] { gen("embd=32,layers=1,heads=2,ff=64,ctx=64", DType::F32, 1, 2, path + ".missing"); },
+                   ".missing");
 }
 
 TEST(GenModel, VocabularyFromAFileWithoutOne) {
@@ -496,7 +498,7 @@ TEST(GenModel, VocabularyFromAFileWithoutOne) {
     w.write(base);
   }
   o.vocab_from = base;
-  expect_error([&] { generate_model(o, test::temp_path("gen-novocab.gguf").string()); }, "has no vocabulary");
+  expect_gen_error([&] { generate_model(o, test::temp_path("gen-novocab.gguf").string()); }, "has no vocabulary");
 }
 
 }  // namespace

@@ -30,11 +30,11 @@ std::shared_ptr<Model> long_context_model() {
 }
 
 // A server on the tiny model (the shared one of test_server_util.h).
-struct RunningServer : srvtest::RunningServer {
-  explicit RunningServer(const ServerOptions& o) : srvtest::RunningServer(tiny_model(), o) {}
+struct HttpServer : srvtest::RunningServer {
+  explicit HttpServer(const ServerOptions& o) : srvtest::RunningServer(tiny_model(), o) {}
 };
 
-ServerOptions options() {
+ServerOptions http_options() {
   ServerOptions o;
   o.port = 0;
   o.threads = 2;
@@ -61,7 +61,7 @@ void expect_error_object(const json& j) {
 }
 
 TEST(ServerHttp, CompletionChatModelsHealth) {
-  RunningServer s(options());
+  HttpServer s(http_options());
   auto c = s.client();
   json j = post(c, "/v1/completions", R"({"prompt":"Once upon a time","max_tokens":8,"temperature":0})", 200);
   EXPECT_EQ(j["object"], "text_completion");
@@ -102,10 +102,10 @@ TEST(ServerHttp, CompletionChatModelsHealth) {
 TEST(ServerHttp, LazyPerRequestOverride) {
   // The tiny model's short prompt is below what pruning pays for: run the schedule as given.
   // Every request computes its whole prompt (a pruned one would reuse the baseline's prefix).
-  ServerOptions o = options();
+  ServerOptions o = http_options();
   o.prune_policy = PrunePolicy::kAlways;
   o.prefix_cache = false;
-  RunningServer s(o);
+  HttpServer s(o);
   auto c = s.client();
   std::string prompt;
   for (int i = 0; i < 6; ++i) prompt += "the cat sat on the mat ";
@@ -136,7 +136,7 @@ TEST(ServerHttp, LazyPerRequestOverride) {
 }
 
 TEST(ServerHttp, MalformedInputGets4xxAndServerKeepsServing) {
-  RunningServer s(options());
+  HttpServer s(http_options());
   auto c = s.client();
   const std::vector<std::string> bodies = {
       "", "{", "not json", "[]", "{\"prompt\":\"\xC3\x28\"}", R"({"prompt":"p","max_tokens":-5})",
@@ -162,7 +162,7 @@ TEST(ServerHttp, MalformedInputGets4xxAndServerKeepsServing) {
 }
 
 TEST(ServerHttp, StreamingIsServerSentEvents) {
-  RunningServer s(options());
+  HttpServer s(http_options());
   auto c = s.client();
   auto res = c.Post("/v1/chat/completions",
                     R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":6,"stream":true,)"
@@ -192,9 +192,9 @@ TEST(ServerHttp, StreamingIsServerSentEvents) {
 }
 
 TEST(ServerHttp, ApiKey) {
-  ServerOptions o = options();
+  ServerOptions o = http_options();
   o.api_key = "sekrit";
-  RunningServer s(o);
+  HttpServer s(o);
   auto c = s.client();
   expect_error_object(post(c, "/v1/completions", R"({"prompt":"p","max_tokens":1})", 401));
   c.set_bearer_token_auth("wrong");

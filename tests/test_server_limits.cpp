@@ -24,7 +24,7 @@ std::shared_ptr<Model> model() {
   return m;
 }
 
-ServerOptions options() {
+ServerOptions limit_options() {
   ServerOptions o;
   o.port = 0;
   o.threads = 2;
@@ -64,7 +64,7 @@ std::string error_code(const std::string& raw) {
 const std::string kSmall = R"({"prompt":"Once upon a time","max_tokens":2,"temperature":0})";
 
 TEST(ServerLimits, ChunkedBodyWithinLimitIsServed) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   RawClient c(s.port());
   ASSERT_TRUE(c.send(post_head("/v1/completions", "Transfer-Encoding: chunked\r\nConnection: close\r\n") +
                      chunked(kSmall, 3)));  // many tiny chunks: the framing is not the body
@@ -74,7 +74,7 @@ TEST(ServerLimits, ChunkedBodyWithinLimitIsServed) {
 }
 
 TEST(ServerLimits, ChunkedBodyOverLimitIs413) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   const std::string big = R"({"prompt":")" + std::string(6000, 'a') + R"("})";
   for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
     RawClient c(s.port());
@@ -90,7 +90,7 @@ TEST(ServerLimits, ChunkedBodyOverLimitIs413) {
 // A chunked body that never ends, to a route that does not exist (cpp-httplib reads such bodies
 // itself): the server stops reading at its bound and answers, instead of taking it all in.
 TEST(ServerLimits, EndlessChunkedBodyIsCutOff) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   RawClient c(s.port());
   ASSERT_TRUE(c.send(post_head("/v1/nothing", "Transfer-Encoding: chunked\r\n")));
   const std::string chunk = chunked(std::string(64 * 1024, 'x'), 64 * 1024);
@@ -103,7 +103,7 @@ TEST(ServerLimits, EndlessChunkedBodyIsCutOff) {
 }
 
 TEST(ServerLimits, ContentLengthOverLimitIs413WithoutReadingIt) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   RawClient c(s.port());
   const auto t0 = Clock::now();
   ASSERT_TRUE(c.send(post_head("/v1/completions", "Content-Length: 1000000000\r\n")));
@@ -114,7 +114,7 @@ TEST(ServerLimits, ContentLengthOverLimitIs413WithoutReadingIt) {
 }
 
 TEST(ServerLimits, BadFramingIsRefused) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   struct Case {
     std::string head;
     int status;
@@ -149,7 +149,7 @@ TEST(ServerLimits, BadFramingIsRefused) {
 
 // A header line that never ends: answered (431) once it passes the line limit, not buffered.
 TEST(ServerLimits, EndlessHeaderLineIs431) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   RawClient c(s.port());
   ASSERT_TRUE(c.send("GET /health HTTP/1.1\r\nHost: x\r\nX-Long: "));
   const std::string piece(64 * 1024, 'b');
@@ -162,7 +162,7 @@ TEST(ServerLimits, EndlessHeaderLineIs431) {
 }
 
 TEST(ServerLimits, HugeHeadersAndRequestLines) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   auto send = [&](const std::string& request) {
     RawClient c(s.port());
     c.send(request);
@@ -193,7 +193,7 @@ TEST(ServerLimits, HugeHeadersAndRequestLines) {
 // A client that stops part way, or sends a byte now and then, gets 408 once the read timeout
 // (1 s here) has passed since its request began, however it trickles.
 TEST(ServerLimits, SlowAndStalledClientsGet408) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   {  // A body that stops half way.
     RawClient c(s.port());
     const auto t0 = Clock::now();
@@ -241,7 +241,7 @@ TEST(ServerLimits, SlowAndStalledClientsGet408) {
 }
 
 TEST(ServerLimits, PipelinedRequestsOnOneConnection) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   RawClient c(s.port());
   const std::string body = kSmall;
   const std::string post = post_head("/v1/completions", "Content-Length: " + std::to_string(body.size()) + "\r\n") + body;
@@ -256,7 +256,7 @@ TEST(ServerLimits, PipelinedRequestsOnOneConnection) {
 // A GET with a body (cpp-httplib does not read it): answered, and the connection closed, since
 // the body's bytes are not a next request.
 TEST(ServerLimits, BodyOfGetClosesConnection) {
-  RunningServer s(model(), options());
+  RunningServer s(model(), limit_options());
   RawClient c(s.port());
   ASSERT_TRUE(c.send("GET /health HTTP/1.1\r\nContent-Length: 18\r\n\r\nGET /v1/models HTT"));
   const std::string raw = c.read_all();
@@ -266,7 +266,7 @@ TEST(ServerLimits, BodyOfGetClosesConnection) {
 
 // stop() does not wait for a client that is half-way through sending its request.
 TEST(ServerLimits, StopDoesNotWaitForSlowClients) {
-  ServerOptions o = options();
+  ServerOptions o = limit_options();
   o.read_timeout_s = 60;
   auto s = std::make_unique<RunningServer>(model(), o);
   RawClient a(s->port()), b(s->port());

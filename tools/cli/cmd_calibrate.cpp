@@ -38,7 +38,7 @@ struct CalibrateArgs {
 };
 
 // On a terminal one line redrawn in place; otherwise a line when a run ends.
-void show_progress(const std::string& stage, int run, int runs, const eval::Progress& p) {
+void show_calibrate_progress(const std::string& stage, int run, int runs, const eval::Progress& p) {
   const bool tty = isatty(STDERR_FILENO);
   if (!tty && p.done < p.total) return;
   std::fprintf(stderr, "%scalibrate: %s run %d/%d, %d/%d samples%s", tty ? "\r\033[K" : "", stage.c_str(), run, runs,
@@ -115,7 +115,7 @@ int calibrate(const CalibrateArgs& a) {
   const int n_layers = model->config().n_layers;
   if (n_layers < 2) throw Error("a model with one layer cannot be pruned: nothing to calibrate");
   o.out_dir = a.out;
-  o.on_progress = show_progress;
+  o.on_progress = show_calibrate_progress;
   if (!a.time_device.empty()) {
     o.time_device = parse_device(a.time_device);
     o.time_samples = a.time_samples;
