@@ -23,7 +23,8 @@
 #  3. build: cmake/aarch64-linux-gnu.cmake, Release, -DLAZYLLM_CUDA=OFF, in ARM64_BUILD; every
 #     target (library, CLI, server, tests, kernel benchmark).
 #  4. tests: the test binary under qemu-aarch64 -L sysroot with ARM64_TEST_FILTER, bounded by
-#     ARM64_TEST_TIMEOUT; the tests that run the CLI start the arm64 CLI through qemu too
+#     ARM64_TEST_TIMEOUT, as JOBS gtest shards at a time (qemu-user runs a process on one core,
+#     so 2 cores take about half the time); the tests that run the CLI start the arm64 CLI through qemu too
 #     (LAZYLLM_TEST_CLI). The run's CPU is qemu's `max` with 128-bit SVE vectors
 #     (ARM64_MAIN_CPU), so Highway dispatches its SVE2_128 kernels, as on Neoverse V2/N2 cores; the
 #     CpuDispatch tests cap them at NEON (Apple, Graviton 2, Ampere Altra). ARM64_SVE_VL=32,64
@@ -298,33 +299,58 @@ fi
 LAZYLLM_TEST_CLI="$(printf '%q ' "$QEMU" -L "$SYSROOT")$(printf '%q' "$(cd "$BUILD" && pwd)/lazyllm")"
 export LAZYLLM_TEST_CLI
 passed=0 failed=0 skipped=0 status=0
-run_suite() {  # label, extra qemu CPU options, gtest filter
-  local label=$1 cpu=$2 filter=$3 log rc=0
-  log=$(mktemp)
-  echo "-- $label"
-  QEMU_CPU=$cpu timeout --kill-after=30 "$TIMEOUT" "$QEMU" -L "$SYSROOT" "$BUILD/tests/lazyllm_tests" \
-    --gtest_filter="$filter" --gtest_brief=1 --gtest_color=no >"$log" 2>&1 || rc=$?
-  grep -vE '^(Running main|\[ *(OK|RUN) *\])' "$log" | tail -n 60 || true
-  local p f s
-  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
-  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
-  s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
-  passed=$((passed + ${p:-0})) failed=$((failed + ${f:-0})) skipped=$((skipped + ${s:-0}))
-  if ((rc == 124 || rc == 137)); then
-    echo "check-arm64.sh: $label: stopped after ${TIMEOUT} s (ARM64_TEST_TIMEOUT)"
-    status=1
-  elif ((rc != 0)); then
-    echo "check-arm64.sh: $label: exit status $rc"
-    status=1
-  fi
-  rm -f "$log"
+RESULTS=$(mktemp -d)
+trap 'rm -rf "$RESULTS"' EXIT
+# run_suite LABEL QEMU_CPU FILTER SHARD SHARDS: one gtest shard under qemu; its output goes to
+# $RESULTS/LABEL-SHARD.log and its counts ("passed failed skipped status") to .counts.
+run_suite() {
+  local label=$1 cpu=$2 filter=$3 shard=$4 shards=$5 rc=0
+  local out="$RESULTS/${label//[^A-Za-z0-9]/_}-$shard"
+  QEMU_CPU=$cpu GTEST_SHARD_INDEX=$shard GTEST_TOTAL_SHARDS=$shards timeout --kill-after=30 "$TIMEOUT" \
+    "$QEMU" -L "$SYSROOT" "$BUILD/tests/lazyllm_tests" --gtest_filter="$filter" --gtest_brief=1 --gtest_color=no \
+    >"$out.log" 2>&1 || rc=$?
+  local p f s st=0
+  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out.log" | tail -n 1)
+  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out.log" | tail -n 1)
+  s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$out.log" | tail -n 1)
+  {
+    echo "-- $label (shard $((shard + 1)) of $shards)"
+    grep -vE '^(Running main|\[ *(OK|RUN) *\])' "$out.log" | tail -n 60 || true
+    if ((rc == 124 || rc == 137)); then
+      echo "check-arm64.sh: $label: stopped after ${TIMEOUT} s (ARM64_TEST_TIMEOUT)"
+      st=1
+    elif ((rc != 0)); then
+      echo "check-arm64.sh: $label: exit status $rc"
+      st=1
+    fi
+  } >"$out.report"
+  echo "${p:-0} ${f:-0} ${s:-0} $st" >"$out.counts"
 }
-run_suite "QEMU_CPU=$MAIN_CPU" "$MAIN_CPU" "$FILTER"
+# The suites run as gtest shards, JOBS of them at a time (qemu-user runs each process on one
+# core): the main run in JOBS shards, then each SVE vector length's kernel tests.
+jobs_=()
+for ((i = 0; i < JOBS; ++i)); do jobs_+=("main run, QEMU_CPU=$MAIN_CPU|$MAIN_CPU|$FILTER|$i|$JOBS"); done
 IFS=, read -r -a vls <<<"${ARM64_SVE_VL:-}"
 for vl in "${vls[@]}"; do
   filter=$KERNEL_TESTS
   ((vl > 16)) && filter+="-$LARGE_KERNEL_TESTS"
-  run_suite "SVE vector length $vl bytes (kernel tests)" "max,sve-default-vector-length=$vl" "$filter"
+  jobs_+=("SVE vector length $vl bytes (kernel tests)|max,sve-default-vector-length=$vl|$filter|0|1")
+done
+running=0
+for j in "${jobs_[@]}"; do
+  IFS='|' read -r label cpu filter shard shards <<<"$j"
+  run_suite "$label" "$cpu" "$filter" "$shard" "$shards" &
+  if ((++running >= JOBS)); then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait
+for r in "$RESULTS"/*.report; do cat "$r"; done
+for c in "$RESULTS"/*.counts; do
+  read -r p f s st <"$c"
+  passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+  if ((st)); then status=1; fi
 done
 t_tests=$((SECONDS - t0))
 echo "arm64 (qemu): $passed passed, $failed failed, $skipped skipped"

@@ -12,6 +12,13 @@ cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
+# Seconds each stage took, printed at the end (CI has a time limit; this says where it went).
+TIMES=""
+stage_start=$SECONDS
+stage_done() {
+  TIMES="$TIMES${TIMES:+, }$1 $((SECONDS - stage_start)) s"
+  stage_start=$SECONDS
+}
 
 # CI also installs the tools-only SentencePiece module, so the tokenizer export test
 # (codemodel_tokenizer_tiny) runs there instead of skipping.
@@ -20,21 +27,26 @@ case "${CI:-}" in "" | 0 | false) ;; *) bash tools/codemodel/setup.sh ;; esac
 echo "== build (Release) =="
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 ninja -C build
+stage_done "set-up and build"
 echo "== tests (Release) =="
 ctest --test-dir build --output-on-failure -j "$JOBS" | tee -a "$LOG"
+stage_done tests
 
 if [ "${LAZYLLM_SKIP_ASAN:-0}" != 1 ]; then
   echo "== build (ASan + UBSan) =="
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAZYLLM_SANITIZE=ON > /dev/null
   ninja -C build-asan
+  stage_done "ASan build"
   echo "== tests (ASan + UBSan) =="
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$JOBS" | tee -a "$LOG"
+  stage_done "ASan tests"
 fi
 
 if [ "${LAZYLLM_SKIP_FUZZ:-0}" != 1 ]; then
   echo "== fuzz (bounded: ${FUZZ_SECONDS:-45}s per target) =="
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-45}"
+  stage_done fuzz
 fi
 
 # arm64, in CI only (CI set to anything but "", 0 or false): the cross build and the tests under
@@ -54,6 +66,7 @@ if [ "$arm64" = 1 ] && [ "${LAZYLLM_SKIP_ARM64:-0}" != 1 ]; then
   fi
   ARM64_SVE_VL=${ARM64_SVE_VL:-32,64} ARM64_TEST_TIMEOUT=${ARM64_TEST_TIMEOUT:-900} timeout --kill-after=30 "${ARM64_STAGE_TIMEOUT:-1500}" \
     bash scripts/check-arm64.sh | tee -a "$LOG"
+  stage_done arm64
 fi
 
 # One closing line over every ctest stage (each "N% tests passed, F tests failed out of T") and
@@ -65,4 +78,5 @@ arm_failed=$(sed -n 's/^arm64 (qemu): \([0-9]*\) passed, \([0-9]*\) failed.*/\2/
 total=$((total + arm_passed + arm_failed))
 failed=$((failed + arm_failed))
 echo "all test stages passed"
+echo "times: $TIMES"
 echo "tests: $((total - failed)) passed, $failed failed"
