@@ -52,8 +52,8 @@ fi
 # arm64, in CI only (CI set to anything but "", 0 or false): the cross build and the tests under
 # qemu-user (scripts/check-arm64.sh: Debian's :arm64 packages in a private sysroot, nothing
 # installed). The cross compiler is installed here, by this stage, not by scripts/setup.sh: users
-# do not need it. About 12 minutes from nothing on 2 cores (the build 4-5 of them, the tests about
-# 7 under emulation); bounded by ARM64_TEST_TIMEOUT (default 900 s a test run) and
+# do not need it. About 10 minutes from nothing on 2 cores (the build 4-5 of them, the tests under
+# 6 under emulation, as shards on both cores); bounded by ARM64_TEST_TIMEOUT (default 900 s a test run) and
 # ARM64_STAGE_TIMEOUT (default 1500 s).
 case "${CI:-}" in "" | 0 | false) arm64=0 ;; *) arm64=1 ;; esac
 if [ "$arm64" = 1 ] && [ "${LAZYLLM_SKIP_ARM64:-0}" != 1 ]; then
