@@ -53,8 +53,8 @@ fi
 # qemu-user (scripts/check-arm64.sh: Debian's :arm64 packages in a private sysroot, nothing
 # installed). The cross compiler is installed here, by this stage, not by scripts/setup.sh: users
 # do not need it. About 10 minutes from nothing on 2 cores (the build 4-5 of them, the tests under
-# 6 under emulation, as shards on both cores); bounded by ARM64_TEST_TIMEOUT (default 900 s a test run) and
-# ARM64_STAGE_TIMEOUT (default 1500 s).
+# 6 under emulation, as shards on both cores); bounded by ARM64_TEST_TIMEOUT (default 900 s a
+# test run) and ARM64_STAGE_TIMEOUT (default 1500 s).
 case "${CI:-}" in "" | 0 | false) arm64=0 ;; *) arm64=1 ;; esac
 if [ "$arm64" = 1 ] && [ "${LAZYLLM_SKIP_ARM64:-0}" != 1 ]; then
   echo "== arm64 (cross build, tests under qemu-aarch64) =="
