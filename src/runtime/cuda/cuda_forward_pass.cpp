@@ -367,13 +367,14 @@ void CudaForward::layer_attention(int l, const LayerCall& c, bool finished) {
   const size_t scratch = cuda::attention_scratch_floats(aa);
   if (scratch) grow(att_scratch_, scratch);
   cuda::attention(aa, att_scratch_.get(), stream_);
-  if (c.row_key_end_b) {  // the importance is over the listed keys, in their order
-    aa.key_slots = c.key_slots, aa.n_keys = c.n_keys, aa.row_key_end_b = nullptr, aa.run_b = 0;
-  }
   if (c.want_importance) {
-    grow(imp_scratch_, cuda::importance_scratch_floats(aa));
-    grow(importance_d_, static_cast<size_t>(aa.n_keys));
-    cuda::last_row_importance(aa, c.m - 1, imp_scratch_.get(), importance_d_.get(), stream_);
+    cuda::AttentionArgs ia = aa;
+    if (c.row_key_end_b) {  // the importance is over the listed keys, in their order
+      ia.key_slots = c.key_slots, ia.n_keys = c.n_keys, ia.row_key_end_b = nullptr, ia.run_b = 0;
+    }
+    grow(imp_scratch_, cuda::importance_scratch_floats(ia));
+    grow(importance_d_, static_cast<size_t>(ia.n_keys));
+    cuda::last_row_importance(ia, c.m - 1, imp_scratch_.get(), importance_d_.get(), stream_);
   }
 }
 
