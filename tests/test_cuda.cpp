@@ -414,6 +414,136 @@ TEST(CudaLazy, KeyRunsInPlaceMatchGatheredKeys) {
   else ::unsetenv("LAZYLLM_CUDA_ATTENTION");
 }
 
+// Attention over rows with their own key counts (as a completing or reviving batch lists them),
+// keys in two runs of slots or gathered into one, against the softmax computed here. Where a
+// whole key tile lies within what a block's first row sees, the kernels skip the mask; a tile
+// wrongly taken as whole would let a later key in. So each score grows steeply with the key's
+// position (heads of one sign) or falls with it (the other), and each key's values differ from
+// its neighbours': a row's output is then nearly the values of the latest (or earliest) key it
+// sees, and one key more or less moves it by more than the tolerance (checked here too).
+std::vector<float> reference_attention(const CudaAttentionCase& c, const std::vector<std::vector<int>>& seen) {
+  const int qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
+  const auto h16 = [](float x) { return fp16_to_fp32(fp32_to_fp16(x)); };
+  std::vector<float> out(static_cast<size_t>(c.m) * qd);
+  for (int r = 0; r < c.m; ++r)
+    for (int h = 0; h < c.n_heads; ++h) {
+      const int g = h / (c.n_heads / c.n_kv_heads);
+      std::vector<double> s;
+      double mx = -INFINITY;
+      for (int slot : seen[r]) {
+        double dot = 0;
+        for (int e = 0; e < c.head_dim; ++e)
+          dot +=
+              double(h16(c.q[size_t(r) * qd + h * c.head_dim + e])) * h16(c.k[size_t(slot) * kvd + g * c.head_dim + e]);
+        s.push_back(dot / std::sqrt(double(c.head_dim)));
+        mx = std::max(mx, s.back());
+      }
+      double l = 0;
+      for (double& x : s) l += (x = std::exp(x - mx));
+      for (int e = 0; e < c.head_dim; ++e) {
+        double o = 0;
+        for (size_t j = 0; j < seen[r].size(); ++j) o += s[j] * h16(c.v[size_t(seen[r][j]) * kvd + g * c.head_dim + e]);
+        out[size_t(r) * qd + h * c.head_dim + e] = static_cast<float>(o / l);
+      }
+    }
+  return out;
+}
+
+double max_abs_diff(std::span<const float> a, std::span<const float> b) {
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(double(a[i]) - b[i]));
+  return d;
+}
+
+TEST(CudaAttention, RowKeyCountsMaskOnlyPastEachRowsKeys) {
+  constexpr double kTol = 0.05;  // bf16 output of values up to 2; neighbouring keys differ by >= 0.25
+  for (int hd : {64, 128})
+    for (int m : {77, 200}) {
+      // Run A: keys the prefill kept, positions 0, 2, 4, ...; the rows at 4r + 1, each also a key
+      // of run B (its own slot) or merged with run A by position (one gathered run).
+      const int n_heads = 4, n_kv = 2, n_a = 2 * m;
+      std::vector<int32_t> qpos(m), pos_a(n_a);
+      for (int r = 0; r < m; ++r) qpos[r] = 4 * r + 1;
+      for (int i = 0; i < n_a; ++i) pos_a[i] = 2 * i;
+      std::mt19937 rng(hd + m);
+      std::uniform_real_distribution<float> small(-0.05f, 0.05f);
+      auto key_row = [&](int pos) {  // K: the position in dimension 0 of each K/V head; V: by position
+        std::vector<float> k(n_kv * hd), v(n_kv * hd);
+        for (int i = 0; i < n_kv * hd; ++i) {
+          k[i] = i % hd == 0 ? pos / 64.0f : small(rng);
+          v[i] = static_cast<float>((pos * 7 + i * 3) % 17 - 8) / 4.0f;
+        }
+        return std::pair{k, v};
+      };
+      std::vector<float> q(static_cast<size_t>(m) * n_heads * hd);
+      const float steep = 12.0f * 64.0f * std::sqrt(float(hd));  // 12 in the score per position
+      for (int r = 0; r < m; ++r)
+        for (int h = 0; h < n_heads; ++h)
+          for (int e = 0; e < hd; ++e)
+            q[(size_t(r) * n_heads + h) * hd + e] = e == 0 ? (h % 2 ? -steep : steep) : small(rng);
+      for (bool two_runs : {true, false}) {
+        CudaAttentionCase c;
+        c.n_heads = n_heads, c.n_kv_heads = n_kv, c.head_dim = hd, c.m = m;
+        std::vector<int32_t> kpos, ends(m), ends_b;
+        std::vector<float> k, v;
+        auto add_key = [&](int pos) {
+          auto [kr, vr] = key_row(pos);
+          k.insert(k.end(), kr.begin(), kr.end()), v.insert(v.end(), vr.begin(), vr.end());
+          kpos.push_back(pos);
+        };
+        std::vector<std::vector<int>> seen(m);
+        if (two_runs) {
+          for (int p : pos_a) add_key(p);
+          c.run_b = n_a + 5;  // slots between the runs are never read
+          for (int i = 0; i < 5; ++i) add_key(1 << 20);
+          for (int r = 0; r < m; ++r) add_key(qpos[r]);
+          ends_b.resize(m);
+          for (int r = 0; r < m; ++r) {
+            ends[r] = static_cast<int>(std::lower_bound(pos_a.begin(), pos_a.end(), qpos[r]) - pos_a.begin());
+            ends_b[r] = r + 1;
+            for (int i = 0; i < ends[r]; ++i) seen[r].push_back(i);
+            for (int i = 0; i < ends_b[r]; ++i) seen[r].push_back(c.run_b + i);
+          }
+        } else {
+          std::vector<int32_t> all(pos_a);
+          all.insert(all.end(), qpos.begin(), qpos.end());
+          std::sort(all.begin(), all.end());
+          for (int p : all) add_key(p);
+          for (int r = 0; r < m; ++r) {
+            ends[r] = static_cast<int>(std::upper_bound(all.begin(), all.end(), qpos[r]) - all.begin());
+            for (int i = 0; i < ends[r]; ++i) seen[r].push_back(i);
+          }
+        }
+        c.n_slots = static_cast<int>(kpos.size());
+        c.q = q, c.k = k, c.v = v, c.qpos = qpos, c.kpos = kpos, c.row_key_end = ends, c.row_key_end_b = ends_b;
+        const std::vector<float> ref = reference_attention(c, seen);
+        // The design's margin: every row's output moves by more than kTol with the next key in.
+        std::vector<std::vector<int>> one_more = seen;
+        for (int r = 0; r + 1 < m; ++r) one_more[r] = seen[r + 1];
+        const std::vector<float> wrong = reference_attention(c, one_more);
+        for (int r = 0; r + 1 < m; ++r)
+          ASSERT_GT(max_abs_diff(std::span(wrong).subspan(size_t(r) * n_heads * hd, n_heads * hd),
+                                 std::span(ref).subspan(size_t(r) * n_heads * hd, n_heads * hd)),
+                    4 * kTol)
+              << "row " << r;
+        if (!cuda_available()) continue;
+        const char* before = std::getenv("LAZYLLM_CUDA_ATTENTION");
+        const std::string saved = before ? before : "";
+        for (const char* kernel : {"ws", "wg", "fwd2"}) {
+          SCOPED_TRACE(std::string(kernel) + " head size " + std::to_string(hd) + " rows " + std::to_string(m) +
+                       (two_runs ? " two runs" : " one run"));
+          ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
+          const std::vector<float> gpu = cuda_attention_rows(c);
+          EXPECT_LT(max_abs_diff(gpu, ref), kTol);
+        }
+        if (before) ::setenv("LAZYLLM_CUDA_ATTENTION", saved.c_str(), 1);
+        else ::unsetenv("LAZYLLM_CUDA_ATTENTION");
+      }
+    }
+  if (!cuda_available())
+    GTEST_SKIP() << "no CUDA device (or a build without CUDA): the reference's margin checked only";
+}
+
 // Same schedule (alive counts per layer are exact) and the same alive sets: each prompt token's
 // KV depth says at which layers it was alive. Sets may differ only where bf16 rounding reorders
 // near-tied importances, so almost every token must agree.

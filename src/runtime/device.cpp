@@ -31,6 +31,9 @@ std::vector<float> cuda_weight_product(const CudaProductCase&) {
   throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
 }
 int cuda_gemv_cluster() { throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)"); }
+std::vector<float> cuda_attention_rows(const CudaAttentionCase&) {
+  throw Error("this build has no CUDA backend (configure with -DLAZYLLM_CUDA=ON)");
+}
 #endif
 
 bool cuda_available() {

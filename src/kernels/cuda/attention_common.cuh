@@ -51,6 +51,23 @@ struct RowBlock {
   __device__ __forceinline__ int tile_end(int t, int bc) const { return t < a_tiles(bc) ? key_end : b_end; }
 };
 __device__ inline int key_slot(const AttentionArgs& a, int j) { return a.key_slots ? a.key_slots[j] : j; }
+// The keys that every row from first_row on sees, per run: a key tile within them needs no mask
+// by position. Rows are in position order, so later rows see at least as many. Prefill's layout:
+// slots up to n_old + first_row; per-row key counts: the first row's count in each run (the
+// second counted from run_b); listed keys without them: none.
+struct UnmaskedKeys {
+  int a_end, b_end;
+  __device__ __forceinline__ static UnmaskedKeys of(const AttentionArgs& a, int first_row) {
+    if (a.row_key_end == nullptr) return {a.key_slots != nullptr ? 0 : a.n_old + first_row + 1, 0};
+    const int r = min(first_row, a.m - 1);
+    return {a.row_key_end[r], a.row_key_end_b != nullptr ? a.row_key_end_b[r] : 0};
+  }
+  // Whether the tile of bc keys from slot k0 must be masked.
+  __device__ __forceinline__ bool masked(const AttentionArgs& a, int k0, int bc) const {
+    if (a.row_key_end_b != nullptr && k0 >= a.run_b) return k0 - a.run_b + bc > b_end;
+    return k0 + bc > a_end;
+  }
+};
 // The FlashAttention-2 layout on mma.sync m16n8k16 (half inputs, float accumulation): each warp
 // owns 16 query rows; scores, probabilities and the output stay in registers (a score tile's
 // accumulators are reused directly as the next product's A operand), and only K/V tiles pass

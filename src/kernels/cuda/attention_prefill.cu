@@ -128,6 +128,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) m_run[mt][0] = m_run[mt][1] = kNegInf, l_run[mt][0] = l_run[mt][1] = 0.0f;
 
+  const UnmaskedKeys unmasked = UnmaskedKeys::of(a, r0);
   for (int t = 0; t < n_tiles; ++t) {
     const int k0 = b.tile_k0(t, BC);
     if (t > 0) {
@@ -166,10 +167,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 2 : 1) flash_fwd_kernel(Att
       }
     }
 
-    // Keys of this tile up to slot n_old + r0 are visible to every row of the block; a tile
-    // reaching past that (or listed keys, in any order) is masked by position.
-    const bool masked = a.key_slots != nullptr || a.row_key_end != nullptr || k0 + BC > a.n_old + r0 + 1;
-    if (masked) {
+    if (unmasked.masked(a, k0, BC)) {
 #pragma unroll
       for (int n = 0; n < BC / 8; ++n) {
 #pragma unroll

@@ -70,6 +70,7 @@ struct WgRows {
   float m_run[2], l_run[2];
   int qp[2];      // positions of this thread's two rows (INT_MIN past the last row)
   int first_row;  // the warpgroup's first row
+  UnmaskedKeys unmasked;  // key tiles every row of the warpgroup sees whole
 
   __device__ __forceinline__ float (&s_flat())[kWgBc / 2] { return *reinterpret_cast<float(*)[kWgBc / 2]>(&s[0][0]); }
   __device__ __forceinline__ float (&o_flat())[kWgHd / 2] { return *reinterpret_cast<float(*)[kWgHd / 2]>(&o[0][0]); }
@@ -79,6 +80,7 @@ struct WgRows {
   __device__ __forceinline__ void init(const AttentionArgs& a, int row0) {
     const int warp = (threadIdx.x >> 5) & 3, gq = (threadIdx.x & 31) >> 2;
     first_row = row0;
+    unmasked = UnmaskedKeys::of(a, row0);
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int row = row0 + warp * 16 + gq + 8 * hh;
@@ -107,10 +109,10 @@ struct WgRows {
   }
   // Softmax of the scores of the tile of keys k0 .. (positions kp_tile, the keys from key_end on
   // masked by index), exponentials left in s; returns the factors that rescale O. Only tiles that
-  // reach past the warpgroup's first row, or any tile of listed keys, are masked by position.
+  // reach past the keys the warpgroup's first row sees are masked by position.
   __device__ __forceinline__ void softmax(const AttentionArgs& a, int k0, int key_end, const int* kp_tile,
                                           float scale_log2, float (&al)[2]) {
-    if (a.key_slots != nullptr || a.row_key_end != nullptr || k0 + kWgBc > a.n_old + first_row + 1) {
+    if (unmasked.masked(a, k0, kWgBc)) {
       const int tq = threadIdx.x & 3, n_valid = key_end - k0;
 #pragma unroll
       for (int n = 0; n < kWgBc / 8; ++n) {

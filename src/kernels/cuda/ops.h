@@ -94,7 +94,7 @@ struct AttentionArgs {
   // prefix). A block of rows then stops at its last row's keys instead of scanning every key
   // (decode batches of revived rows spread over the whole prompt). With it, the keys are listed
   // or gathered (gather_kv; key_slots null, every slot [0, n_keys) a key), never the prefill's
-  // layout: every tile is masked by position.
+  // layout; a tile is masked by position only where it reaches past the first row's keys.
   const int32_t* row_key_end = nullptr;
   // Optional, with row_key_end and key_slots null: the keys are two runs of slots, each in
   // position order, [0, row_key_end[r]) and [run_b, run_b + row_key_end_b[r]) for row r, and

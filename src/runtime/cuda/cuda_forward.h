@@ -74,4 +74,19 @@ struct CudaProductCase {
 int cuda_gemv_cluster();
 std::vector<float> cuda_weight_product(const CudaProductCase& c);
 
+// Test hook: the prefill attention kernels (the one $LAZYLLM_CUDA_ATTENTION names, as the forward
+// picks it) over keys as a LazyLLM completing or reviving batch lists them: rows in position
+// order, each seeing the first row_key_end[r] slots, and with row_key_end_b the slots run_b ..
+// run_b + row_key_end_b[r] - 1 too. Inputs rounded to half; returns the m rows of n_heads *
+// head_dim outputs (bf16, as floats).
+struct CudaAttentionCase {
+  int n_heads = 1, n_kv_heads = 1, head_dim = 128, m = 0, n_slots = 0;
+  std::span<const float> q;                             // m rows of n_heads * head_dim
+  std::span<const float> k, v;                          // n_slots rows of n_kv_heads * head_dim
+  std::span<const int32_t> qpos, kpos;                  // m and n_slots positions
+  std::span<const int32_t> row_key_end, row_key_end_b;  // m each (b empty: one run of keys)
+  int run_b = 0;
+};
+std::vector<float> cuda_attention_rows(const CudaAttentionCase& c);
+
 }  // namespace lazyllm
