@@ -36,10 +36,10 @@ std::vector<float> cuda_attention_rows(const CudaAttentionCase& c) {
   const size_t qd = static_cast<size_t>(c.n_heads) * c.head_dim, kvd = static_cast<size_t>(c.n_kv_heads) * c.head_dim;
   const size_t m = static_cast<size_t>(c.m), slots = static_cast<size_t>(c.n_slots);
   const bool runs = !c.row_key_end_b.empty();
-  if (c.m <= 16 || c.q.size() != m * qd || c.k.size() != slots * kvd || c.v.size() != slots * kvd ||
-      c.qpos.size() != m || c.kpos.size() != slots || c.row_key_end.size() != m ||
-      (runs && c.row_key_end_b.size() != m) || (runs && c.run_b + c.row_key_end_b.back() > c.n_slots) ||
-      (!runs && c.row_key_end.back() > c.n_slots))
+  if (c.m <= 16 || c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0 || c.q.size() != m * qd ||
+      c.k.size() != slots * kvd || c.v.size() != slots * kvd || c.qpos.size() != m || c.kpos.size() != slots ||
+      c.row_key_end.size() != m || (runs && c.row_key_end_b.size() != m) ||
+      (runs && c.run_b + c.row_key_end_b.back() > c.n_slots) || (!runs && c.row_key_end.back() > c.n_slots))
     throw Error("cuda_attention_rows: inconsistent case");
   check(cudaSetDevice(0), "cudaSetDevice");
   cuda::prepare_kernels();
