@@ -17,13 +17,14 @@
 #include <utility>
 
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/vec_ops.h"
 #include "lazyllm/lazyllm.h"
 #include "lazyllm/tokenizer.h"
+#include "model/weights.h"
 #include "prune/select.h"
 #include "runtime/cuda/cuda_forward.h"
 #include "runtime/forward_backend.h"
 #include "runtime/gpu_weight_plan.h"
-#include "model/weights.h"
 #include "runtime/session_internals.h"
 #include "test_models.h"
 #include "test_util.h"
@@ -150,10 +151,9 @@ TEST(CudaVsCpu, RandomModelsOfEachArchitecture) {
 // masked or not by where they start).
 TEST(CudaVsCpu, FlashAttentionHeadSizes) {
   LAZYLLM_REQUIRE_GPU();
-  const char* before = std::getenv("LAZYLLM_CUDA_ATTENTION");
-  const std::string saved = before ? before : "";
+  const test::ScopedEnv attention("LAZYLLM_CUDA_ATTENTION");
   for (const char* kernel : {"ws", "wg", "fwd2"}) {
-    ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
+    attention.set(kernel);
     for (int hd : {16, 32, 64, 128}) {
       test::ArchSpec s{.name = "hd" + std::to_string(hd), .embd = 4 * hd, .layers = 2, .heads = 4, .kv_heads = 2,
                        .ff = 192, .ctx = 1280};
@@ -165,8 +165,6 @@ TEST(CudaVsCpu, FlashAttentionHeadSizes) {
                 << worst << "\n";
     }
   }
-  if (before) ::setenv("LAZYLLM_CUDA_ATTENTION", saved.c_str(), 1);
-  else ::unsetenv("LAZYLLM_CUDA_ATTENTION");
 }
 
 // The golden models: CPU and CUDA greedy continuations identical, logits within tolerance. Once
@@ -369,10 +367,9 @@ TEST(CudaLazy, CompleteFollowsTheCpu) {
 // first as two orders of summing allow; same work counted.
 TEST(CudaLazy, KeyRunsInPlaceMatchGatheredKeys) {
   LAZYLLM_REQUIRE_GPU();
-  const char* before = std::getenv("LAZYLLM_CUDA_ATTENTION");
-  const std::string saved = before ? before : "";
+  const test::ScopedEnv attention("LAZYLLM_CUDA_ATTENTION");
   for (const char* kernel : {"ws", "wg", "fwd2"}) {
-    ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
+    attention.set(kernel);
     for (int hd : {64, 128}) {
       test::ArchSpec spec{.name = "runs" + std::to_string(hd),
                           .embd = 4 * hd,
@@ -410,8 +407,6 @@ TEST(CudaLazy, KeyRunsInPlaceMatchGatheredKeys) {
       EXPECT_EQ(SessionInternals::backend(gathered).decode_path_stats().key_run_batches, 0);
     }
   }
-  if (before) ::setenv("LAZYLLM_CUDA_ATTENTION", saved.c_str(), 1);
-  else ::unsetenv("LAZYLLM_CUDA_ATTENTION");
 }
 
 // Attention over rows with their own key counts (as a completing or reviving batch lists them),
@@ -423,7 +418,13 @@ TEST(CudaLazy, KeyRunsInPlaceMatchGatheredKeys) {
 // sees, and one key more or less moves it by more than the tolerance (checked here too).
 std::vector<float> reference_attention(const CudaAttentionCase& c, const std::vector<std::vector<int>>& seen) {
   const int qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
-  const auto h16 = [](float x) { return fp16_to_fp32(fp32_to_fp16(x)); };
+  // The inputs as the kernels read them (half precision), rounded once.
+  auto rounded = [](std::span<const float> x) {
+    std::vector<float> y(x.begin(), x.end());
+    round_to_f16(y.data(), static_cast<int64_t>(y.size()));
+    return y;
+  };
+  const std::vector<float> q = rounded(c.q), k = rounded(c.k), v = rounded(c.v);
   std::vector<float> out(static_cast<size_t>(c.m) * qd);
   for (int r = 0; r < c.m; ++r)
     for (int h = 0; h < c.n_heads; ++h) {
@@ -433,8 +434,7 @@ std::vector<float> reference_attention(const CudaAttentionCase& c, const std::ve
       for (int slot : seen[r]) {
         double dot = 0;
         for (int e = 0; e < c.head_dim; ++e)
-          dot +=
-              double(h16(c.q[size_t(r) * qd + h * c.head_dim + e])) * h16(c.k[size_t(slot) * kvd + g * c.head_dim + e]);
+          dot += double(q[size_t(r) * qd + h * c.head_dim + e]) * k[size_t(slot) * kvd + g * c.head_dim + e];
         s.push_back(dot / std::sqrt(double(c.head_dim)));
         mx = std::max(mx, s.back());
       }
@@ -442,7 +442,7 @@ std::vector<float> reference_attention(const CudaAttentionCase& c, const std::ve
       for (double& x : s) l += (x = std::exp(x - mx));
       for (int e = 0; e < c.head_dim; ++e) {
         double o = 0;
-        for (size_t j = 0; j < seen[r].size(); ++j) o += s[j] * h16(c.v[size_t(seen[r][j]) * kvd + g * c.head_dim + e]);
+        for (size_t j = 0; j < seen[r].size(); ++j) o += s[j] * v[size_t(seen[r][j]) * kvd + g * c.head_dim + e];
         out[size_t(r) * qd + h * c.head_dim + e] = static_cast<float>(o / l);
       }
     }
@@ -457,6 +457,7 @@ double max_abs_diff(std::span<const float> a, std::span<const float> b) {
 
 TEST(CudaAttention, RowKeyCountsMaskOnlyPastEachRowsKeys) {
   constexpr double kTol = 0.05;  // bf16 output of values up to 2; neighbouring keys differ by >= 0.25
+  const test::ScopedEnv attention("LAZYLLM_CUDA_ATTENTION");
   for (int hd : {64, 128})
     for (int m : {77, 200}) {
       // Run A: keys the prefill kept, positions 0, 2, 4, ...; the rows at 4r + 1, each also a key
@@ -527,17 +528,13 @@ TEST(CudaAttention, RowKeyCountsMaskOnlyPastEachRowsKeys) {
                     4 * kTol)
               << "row " << r;
         if (!cuda_available()) continue;
-        const char* before = std::getenv("LAZYLLM_CUDA_ATTENTION");
-        const std::string saved = before ? before : "";
         for (const char* kernel : {"ws", "wg", "fwd2"}) {
           SCOPED_TRACE(std::string(kernel) + " head size " + std::to_string(hd) + " rows " + std::to_string(m) +
                        (two_runs ? " two runs" : " one run"));
-          ::setenv("LAZYLLM_CUDA_ATTENTION", kernel, 1);
+          attention.set(kernel);
           const std::vector<float> gpu = cuda_attention_rows(c);
           EXPECT_LT(max_abs_diff(gpu, ref), kTol);
         }
-        if (before) ::setenv("LAZYLLM_CUDA_ATTENTION", saved.c_str(), 1);
-        else ::unsetenv("LAZYLLM_CUDA_ATTENTION");
       }
     }
   if (!cuda_available())

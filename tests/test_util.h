@@ -1,10 +1,15 @@
-// Helpers shared by the tests: where the shared data lives, and temporary files.
+// Helpers shared by the tests: where the shared data lives, temporary files, and environment
+// variables changed for a scope.
 #pragma once
+
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
-#include <unistd.h>
+#include <utility>
 
 namespace lazyllm::test {
 
@@ -27,5 +32,26 @@ inline std::filesystem::path temp_path(const std::string& name) {
   std::filesystem::create_directories(dir);
   return dir / name;
 }
+
+// An environment variable a test changes (set()), restored to what it was when the scope ends,
+// also when an assertion returns early.
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(std::string name) : name_(std::move(name)) {
+    if (const char* v = std::getenv(name_.c_str())) old_ = v;
+  }
+  ~ScopedEnv() { set(old_ ? old_->c_str() : nullptr); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  // Sets the variable, or unsets it for nullptr.
+  void set(const char* value) const {
+    if (value) ::setenv(name_.c_str(), value, 1);
+    else ::unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
 
 }  // namespace lazyllm::test

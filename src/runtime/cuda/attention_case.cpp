@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/vec_ops.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
@@ -25,7 +26,7 @@ DeviceBuffer<T> to_device(std::span<const T> v) {
 
 DeviceBuffer<uint16_t> halves_to_device(std::span<const float> v) {
   std::vector<uint16_t> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = fp32_to_fp16(v[i]);
+  f32_to_f16(v.data(), h.data(), static_cast<int64_t>(v.size()));
   return to_device<uint16_t>(h);
 }
 
