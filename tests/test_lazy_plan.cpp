@@ -600,6 +600,12 @@ TEST(KeyRuns, SplitsEachRowsKeysBetweenTheRuns) {
   p.key_slots = {0, 5, 1, 2, 6, 3, 4, 7};
   p.row_keys = {2, 5, 9};  // more keys than listed
   EXPECT_FALSE(key_runs(p, ends));
+  p.row_keys = {5, 2, 8};  // counts in any order
+  ASSERT_TRUE(key_runs(p, ends));
+  EXPECT_EQ(ends, (std::vector<int32_t>{3, 1, 5, 2, 1, 3}));
+  p.row_keys = {0, 0, 8};  // rows that see no key yet
+  ASSERT_TRUE(key_runs(p, ends));
+  EXPECT_EQ(ends, (std::vector<int32_t>{0, 0, 5, 0, 0, 3}));
 }
 
 TEST(LazyComplete, FirstStepComputesEveryDeferredPairThenDecodesAsBaseline) {

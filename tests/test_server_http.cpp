@@ -24,7 +24,7 @@ std::shared_ptr<Model> tiny_model() {
 }
 
 // Same size, long context: greedy generation of thousands of tokens takes a while.
-std::shared_ptr<Model> long_context_model() {
+std::shared_ptr<Model> http_long_context_model() {
   static std::shared_ptr<Model> m = test::make_model({.name = "server_long", .layers = 4, .ctx = 4096}, DType::F32, 7);
   return m;
 }
@@ -219,8 +219,8 @@ TEST(ServerScheduler, QueueLimitAndCancellation) {
   SchedulerOptions so;
   so.parallel = 1;
   so.queue = 1;
-  Scheduler sched(long_context_model(), so, metrics);
-  const Model& m = *long_context_model();
+  Scheduler sched(http_long_context_model(), so, metrics);
+  const Model& m = *http_long_context_model();
   auto a = long_job(m), b = long_job(m), c = long_job(m, 200);
   a->cancel();  // a cancelled job still occupies its place until a slot takes it
   b->cancel();
@@ -243,8 +243,8 @@ TEST(ServerScheduler, FullQueueRejects) {
   SchedulerOptions so;
   so.parallel = 1;
   so.queue = 0;
-  Scheduler sched(long_context_model(), so, metrics);
-  const Model& m = *long_context_model();
+  Scheduler sched(http_long_context_model(), so, metrics);
+  const Model& m = *http_long_context_model();
   auto a = long_job(m);
   ASSERT_EQ(sched.submit(a), Scheduler::Admission::Accepted);
   // `a` holds the only place (queued or running) until it finishes 4000 tokens.
@@ -272,8 +272,8 @@ TEST(ServerScheduler, TimeLimitEndsGeneration) {
 
 TEST(ServerScheduler, TimeLimitDuringGeneration) {
   Metrics metrics;
-  Scheduler sched(long_context_model(), {}, metrics);
-  auto a = long_job(*long_context_model());
+  Scheduler sched(http_long_context_model(), {}, metrics);
+  auto a = long_job(*http_long_context_model());
   // Greedy decoding on this random model ends by its end-of-text token after 896 tokens, 88-96 ms
   // on 2 Zen 4 cores: the limit must fall well before that, not race it.
   a->deadline = Clock::now() + std::chrono::milliseconds(10);

@@ -15,29 +15,38 @@ KVIndex::KVIndex(int n_layers, int n_ctx)
       aux_(n_ctx, 0),
       prompt_(n_ctx, 0) {}
 
-int KVIndex::store(int l, int t) {
+void KVIndex::refuse_store(int l, int t) const {
   if (t < 0 || t >= n_ctx() || l < 0 || l >= n_layers())
     throw std::logic_error("KVIndex::store: token " + std::to_string(t) + " or layer " + std::to_string(l) +
                            " out of range");
-  if (depth_[t] != l)
-    throw std::logic_error("KVIndex::store: token " + std::to_string(t) + " has K/V at " +
-                           std::to_string(depth_[t]) + " layers, cannot store layer " + std::to_string(l) +
-                           (depth_[t] > l ? " twice" : ""));
-  const int s = size_[l]++;
-  slot_[static_cast<size_t>(l) * depth_.size() + t] = s;
-  if (s != t) in_order_[l] = 0;
-  depth_[t] = l + 1;
-  if (l == 0) ++n_tokens_;
-  if (l + 1 == n_layers()) ++n_full_;
-  return s;
+  throw std::logic_error("KVIndex::store: token " + std::to_string(t) + " has K/V at " + std::to_string(depth_[t]) +
+                         " layers, cannot store layer " + std::to_string(l) + (depth_[t] > l ? " twice" : ""));
 }
 
-void KVIndex::aux_put(int t) {
-  if (!aux_[t]) aux_[t] = 1, ++aux_entries_;
-}
-
-void KVIndex::aux_erase(int t) {
-  if (aux_[t]) aux_[t] = 0, --aux_entries_;
+int KVIndex::store_rows(int l, std::span<const int32_t> tokens) {
+  if (l < 0 || l >= n_layers()) refuse_store(l, tokens.empty() ? 0 : tokens[0]);
+  const int first = size_[l], ctx = n_ctx(), n = static_cast<int>(tokens.size());
+  int32_t* slots = slot_.data() + static_cast<size_t>(l) * depth_.size();
+  int32_t* depth = depth_.data();
+  bool in_order = in_order_[l] != 0;
+  auto book = [&](int stored) {
+    size_[l] = first + stored;
+    in_order_[l] = in_order;
+    if (l == 0) n_tokens_ += stored;
+    if (l + 1 == n_layers()) n_full_ += stored;
+  };
+  for (int j = 0; j < n; ++j) {
+    const int32_t t = tokens[j];
+    if (t < 0 || t >= ctx || depth[t] != l) {
+      book(j);
+      refuse_store(l, t);
+    }
+    slots[t] = first + j;
+    depth[t] = l + 1;
+    in_order = in_order && first + j == t;
+  }
+  book(n);
+  return first;
 }
 
 void KVIndex::clear() {

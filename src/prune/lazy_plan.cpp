@@ -56,12 +56,8 @@ PrefillPlan plan_prefill(int n, const LayerSchedule& s) {
 
 int record_prefill_layer(KVIndex& index, ForwardCounters& counters, int l, std::span<const int32_t> prev_alive,
                          std::span<const int32_t> alive) {
-  const int slot0 = index.size(l);
-  for (size_t i = 0; i < alive.size(); ++i) {
-    if (index.store(l, alive[i]) != slot0 + static_cast<int>(i))
-      throw std::logic_error("record_prefill_layer: slots out of order");
-    counters.prompt_token_layers += index.is_prompt(alive[i]);
-  }
+  const int slot0 = index.store_rows(l, alive);
+  for (int32_t t : alive) counters.prompt_token_layers += index.is_prompt(t);
   counters.token_layers += static_cast<int64_t>(alive.size());
   if (l > 0 && !prev_alive.empty()) {
     ++counters.selections;
@@ -105,57 +101,66 @@ const DecodeLayerPlan& DecodeStep::next_layer(std::span<const float> importance)
     }
   }
 
-  // The previous layer's rows (without the new token) are carry_; those no longer selected stop
-  // here, the selected ones go on, and selected tokens that stopped exactly here revive.
+  // One pass over the selected tokens, in position order (each is a key): the previous layer's
+  // rows (carry_, without the new token) that are no longer selected stop here, the selected
+  // ones go on, and selected tokens that stopped exactly here revive. The rows take the layer's
+  // next slots in that order, so each key's slot is known in the same pass. (Raw pointers: the
+  // loop runs over every key of every layer, and the compiler cannot keep vectors' pointers in
+  // registers across stores of int32_t.)
   DecodeLayerPlan& plan = plan_;
   plan.layer = l;
-  plan.rows.clear(), plan.row_src.clear(), plan.stop_rows.clear(), plan.stop_tokens.clear();
-  size_t ci = 0;
-  auto stop = [&](size_t i) {
-    plan.stop_rows.push_back(static_cast<int32_t>(i));
+  plan.stop_rows.clear(), plan.stop_tokens.clear();
+  const size_t n_sel = sel_.size(), n_carry = carry_.size();
+  for (auto* v : {&plan.keys, &plan.key_slots, &plan.rows, &plan.row_src, &plan.row_keys}) v->resize(n_sel + 1);
+  int32_t *keys = plan.keys.data(), *key_slots = plan.key_slots.data();
+  int32_t *rows = plan.rows.data(), *row_src = plan.row_src.data(), *row_keys = plan.row_keys.data();
+  const int32_t *sel = sel_.data(), *carry = carry_.data();
+  const int32_t *depth = index_.depths(), *slots = index_.slots_of_layer(l);
+  const int slot0 = index_.size(l);
+  size_t n_rows = 0, ci = 0;
+  bool in_order = true;  // key i in slot i so far
+  for (size_t i = 0; i < n_sel; ++i) {
+    const int32_t t = sel[i];
+    keys[i] = t;
+    for (; ci < n_carry && carry[ci] < t; ++ci) plan.stop_rows.push_back(static_cast<int32_t>(ci));
+    int slot;
+    if (depth[t] > l) {  // has K/V here already
+      slot = slots[t];
+    } else {
+      if (depth[t] < l) throw std::logic_error("DecodeStep: a selected token lost its K/V below this layer");
+      row_src[n_rows] = ci < n_carry && carry[ci] == t ? static_cast<int32_t>(ci++) : -1;
+      rows[n_rows] = t;
+      row_keys[n_rows] = static_cast<int32_t>(i + 1);  // keys are by position: a prefix
+      slot = slot0 + static_cast<int>(n_rows++);
+    }
+    key_slots[i] = slot;
+    in_order = in_order && slot == static_cast<int>(i);
+  }
+  for (; ci < n_carry; ++ci) plan.stop_rows.push_back(static_cast<int32_t>(ci));
+  keys[n_sel] = p_;
+  rows[n_rows] = p_;
+  row_src[n_rows] = static_cast<int32_t>(n_carry);
+  row_keys[n_rows] = static_cast<int32_t>(n_sel + 1);
+  key_slots[n_sel] = slot0 + static_cast<int>(n_rows);
+  in_order = in_order && key_slots[n_sel] == static_cast<int32_t>(n_sel);
+  ++n_rows;
+  for (auto* v : {&plan.rows, &plan.row_src, &plan.row_keys}) v->resize(n_rows);
+
+  // The Aux Cache: tokens that stop enter it, revived ones (not carried) leave it.
+  for (int32_t i : plan.stop_rows) {
     plan.stop_tokens.push_back(carry_[i]);
     index_.aux_put(carry_[i]);
-  };
-  for (int32_t t : sel_) {
-    while (ci < carry_.size() && carry_[ci] < t) stop(ci++);
-    const int depth = index_.depth(t);
-    if (depth > l) continue;  // has K/V here already
-    if (depth < l) throw std::logic_error("DecodeStep: a selected token lost its K/V below this layer");
-    if (ci < carry_.size() && carry_[ci] == t) {
-      plan.row_src.push_back(static_cast<int32_t>(ci++));
-    } else {
-      if (!index_.in_aux(t)) throw std::logic_error("DecodeStep: a token to revive is not in the Aux Cache");
-      plan.row_src.push_back(-1);
-    }
-    plan.rows.push_back(t);
-    index_.aux_erase(t);
   }
-  while (ci < carry_.size()) stop(ci++);
-  plan.rows.push_back(p_);
-  plan.row_src.push_back(static_cast<int32_t>(carry_.size()));
-
-  // The rows take the next slots of this layer; then every key has a slot.
-  plan.slot0 = index_.size(l);
-  for (int32_t t : plan.rows) {
-    index_.store(l, t);
-    counters_.prompt_token_layers += index_.is_prompt(t);
+  for (size_t r = 0; r + 1 < n_rows; ++r) {
+    if (plan.row_src[r] >= 0) continue;
+    if (!index_.in_aux(plan.rows[r])) throw std::logic_error("DecodeStep: a token to revive is not in the Aux Cache");
+    index_.aux_erase(plan.rows[r]);
   }
-  counters_.token_layers += static_cast<int64_t>(plan.rows.size());
+  plan.slot0 = index_.store_rows(l, plan.rows);
+  for (int32_t t : plan.rows) counters_.prompt_token_layers += index_.is_prompt(t);
+  counters_.token_layers += static_cast<int64_t>(n_rows);
   counters_.revived += plan.n_revived();
-
-  plan.keys.assign(sel_.begin(), sel_.end());
-  plan.keys.push_back(p_);
-  plan.key_slots.resize(plan.keys.size());
-  plan.all_keys = static_cast<int>(plan.keys.size()) == index_.size(l);
-  for (size_t i = 0; i < plan.keys.size(); ++i) {
-    plan.key_slots[i] = index_.slot(l, plan.keys[i]);
-    plan.all_keys = plan.all_keys && plan.key_slots[i] == static_cast<int32_t>(i);
-  }
-  plan.row_keys.resize(plan.rows.size());
-  for (size_t r = 0, v = 0; r < plan.rows.size(); ++r) {
-    while (v < plan.keys.size() && plan.keys[v] <= plan.rows[r]) ++v;
-    plan.row_keys[r] = static_cast<int32_t>(v);
-  }
+  plan.all_keys = in_order && n_sel + 1 == static_cast<size_t>(index_.size(l));
   plan.want_importance = l + 1 < s_.n_layers() && s_.prunes[l + 1] && reselects;
   carry_.assign(plan.rows.begin(), plan.rows.end() - 1);
   return plan;
@@ -216,20 +221,24 @@ void record_steady_decode(KVIndex& index, ForwardCounters& counters, const Stead
 bool key_runs(const DecodeLayerPlan& plan, std::vector<int32_t>& ends) {
   const size_t n = plan.key_slots.size(), m = plan.rows.size();
   if (plan.row_keys.size() != m || m == 0) return false;
-  // first[i]: how many of the first i keys are in the first run.
-  std::vector<int32_t> first(n + 1, 0);
-  int32_t in_a = 0, in_b = 0;
+  // A slot below slot0 must continue the first run, any other the second. first[i]: keys in the
+  // first run among the first i. No branch on the run (they interleave as the rows fall among
+  // the kept tokens) and no early exit, so the only chain from key to key is one addition.
+  thread_local std::vector<int32_t> first;
+  first.resize(n + 1);
+  const int32_t* slots = plan.key_slots.data();
+  const int32_t slot0 = plan.slot0;
+  int32_t in_a = 0;
+  bool ok = true;
+  first[0] = 0;
   for (size_t i = 0; i < n; ++i) {
-    const int32_t s = plan.key_slots[i];
-    if (s == in_a && s < plan.slot0) {
-      ++in_a;
-    } else if (s == plan.slot0 + in_b) {
-      ++in_b;
-    } else {
-      return false;
-    }
+    const int32_t s = slots[i];
+    const bool a = s < slot0;
+    ok &= a ? s == in_a : s == slot0 + static_cast<int32_t>(i) - in_a;
+    in_a += a;
     first[i + 1] = in_a;
   }
+  if (!ok) return false;
   ends.resize(2 * m);
   for (size_t r = 0; r < m; ++r) {
     const int32_t e = plan.row_keys[r];

@@ -1,7 +1,10 @@
 #include "prune/select.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <functional>
 #include <numeric>
 
 namespace lazyllm {
@@ -21,17 +24,38 @@ struct Better {
   }
 };
 
+// Better's order as one unsigned integer per candidate (larger is better): the score's bits
+// made monotonic (NaN lowest, -0 as +0), then the index reversed so ties go to the lower one.
+uint64_t rank_key(float x, int i) {
+  uint32_t u = 0;
+  if (!std::isnan(x)) {
+    u = std::bit_cast<uint32_t>(x == 0.0f ? 0.0f : x);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  }
+  return (uint64_t{u} << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(i));
+}
+
 }  // namespace
 
 std::vector<int> select_top(std::span<const float> scores, int n_keep) {
   const int n = static_cast<int>(scores.size());
-  std::vector<int> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  if (n_keep >= n) return idx;
   if (n_keep <= 0) return {};
-  std::nth_element(idx.begin(), idx.begin() + n_keep, idx.end(), Better{scores});
-  idx.resize(n_keep);
-  std::sort(idx.begin(), idx.end());
+  std::vector<int> idx;
+  if (n_keep >= n) {
+    idx.resize(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    return idx;
+  }
+  // The n_keep-th best key is the threshold; one pass in index order then keeps the candidates
+  // at or above it (keys are distinct), already sorted, with no comparator calls.
+  std::vector<uint64_t> keys(n);
+  for (int i = 0; i < n; ++i) keys[i] = rank_key(scores[i], i);
+  std::vector<uint64_t> work = keys;
+  std::nth_element(work.begin(), work.begin() + (n_keep - 1), work.end(), std::greater<uint64_t>());
+  const uint64_t threshold = work[n_keep - 1];
+  idx.reserve(n_keep);
+  for (int i = 0; i < n; ++i)
+    if (keys[i] >= threshold) idx.push_back(i);
   return idx;
 }
 
