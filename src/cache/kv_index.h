@@ -42,16 +42,7 @@ class KVIndex {
   // Takes the next slot at layer l for token t and returns it. t must have K/V at every layer
   // below l and none at l: storing a (token, layer) pair twice, or skipping a layer, throws
   // std::logic_error (LazyLLM never computes a pair twice).
-  int store(int l, int t) {
-    if (t < 0 || t >= n_ctx() || l < 0 || l >= n_layers() || depth_[t] != l) refuse_store(l, t);
-    const int s = size_[l]++;
-    slot_[static_cast<size_t>(l) * depth_.size() + t] = s;
-    if (s != t) in_order_[l] = 0;
-    depth_[t] = l + 1;
-    if (l == 0) ++n_tokens_;
-    if (l + 1 == n_layers()) ++n_full_;
-    return s;
-  }
+  int store(int l, int t);
 
   // store() for each of `tokens` in order (slots first, first + 1, ...); returns the first slot.
   // The same checks: what was stored before a refused token stays stored.
@@ -59,12 +50,8 @@ class KVIndex {
 
   // Aux Cache membership.
   bool in_aux(int t) const { return aux_[t] != 0; }
-  void aux_put(int t) {
-    if (!aux_[t]) aux_[t] = 1, ++aux_entries_;
-  }
-  void aux_erase(int t) {
-    if (aux_[t]) aux_[t] = 0, --aux_entries_;
-  }
+  void aux_put(int t);
+  void aux_erase(int t);
   int64_t aux_entries() const { return aux_entries_; }
 
   // Tokens that came in through prefill (counted as prompt work when computed).

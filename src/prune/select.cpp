@@ -11,21 +11,10 @@ namespace lazyllm {
 
 namespace {
 
-// A strict total order even with NaN scores (which rank below every number and tie among
-// themselves), so a NaN from a broken model cannot break the sort: larger first, then lower index.
-struct Better {
-  std::span<const float> scores;
-  bool operator()(int a, int b) const {
-    const float x = scores[a], y = scores[b];
-    const bool xn = std::isnan(x), yn = std::isnan(y);
-    if (xn != yn) return yn;
-    if (!xn && x != y) return x > y;
-    return a < b;
-  }
-};
-
-// Better's order as one unsigned integer per candidate (larger is better): the score's bits
-// made monotonic (NaN lowest, -0 as +0), then the index reversed so ties go to the lower one.
+// The ranking as one unsigned integer per candidate (larger is better), a strict total order even
+// with NaN scores, so a NaN from a broken model cannot break a selection: the score's bits made
+// monotonic (NaN below every number, tied among themselves; -0 as +0), then the index reversed so
+// ties go to the lower one.
 uint64_t rank_key(float x, int i) {
   uint32_t u = 0;
   if (!std::isnan(x)) {
@@ -34,6 +23,11 @@ uint64_t rank_key(float x, int i) {
   }
   return (uint64_t{u} << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(i));
 }
+
+struct Better {
+  std::span<const float> scores;
+  bool operator()(int a, int b) const { return rank_key(scores[a], a) > rank_key(scores[b], b); }
+};
 
 }  // namespace
 
@@ -50,12 +44,11 @@ std::vector<int> select_top(std::span<const float> scores, int n_keep) {
   // at or above it (keys are distinct), already sorted, with no comparator calls.
   std::vector<uint64_t> keys(n);
   for (int i = 0; i < n; ++i) keys[i] = rank_key(scores[i], i);
-  std::vector<uint64_t> work = keys;
-  std::nth_element(work.begin(), work.begin() + (n_keep - 1), work.end(), std::greater<uint64_t>());
-  const uint64_t threshold = work[n_keep - 1];
+  std::nth_element(keys.begin(), keys.begin() + (n_keep - 1), keys.end(), std::greater<uint64_t>());
+  const uint64_t threshold = keys[n_keep - 1];
   idx.reserve(n_keep);
   for (int i = 0; i < n; ++i)
-    if (keys[i] >= threshold) idx.push_back(i);
+    if (rank_key(scores[i], i) >= threshold) idx.push_back(i);
   return idx;
 }
 
