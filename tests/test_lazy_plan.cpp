@@ -484,6 +484,57 @@ TEST(CostModel, TinyModelShortPromptsStayUnprunedOnGpuOnly) {
             judge_prefill(*model, plan_prefill(2000, s), 0, gpu).saved_ms);
 }
 
+// A model shape without weights, for the estimate: bf16-sized layers of a Llama.
+struct CostShape {
+  ModelConfig config;
+  std::vector<LayerSize> layers;
+};
+CostShape cost_shape(int embd, int layers, int heads, int kv_heads, int ff) {
+  CostShape s;
+  s.config.n_embd = embd, s.config.n_layers = layers, s.config.n_heads = heads, s.config.n_kv_heads = kv_heads;
+  s.config.head_dim = embd / heads, s.config.n_ff = ff;
+  const double kvd = double(kv_heads) * (embd / heads);
+  const double params = double(embd) * embd * 2 + 2.0 * embd * kvd + 3.0 * embd * ff;
+  s.layers.assign(layers, {params, 2 * params});
+  return s;
+}
+
+// With the completing step, a GPU prunes only where its fixed costs are a small share of the
+// prefill: answers of two tokens were measured slower beyond it (llama2-7b at 512 tokens, the
+// 12-layer code model at 4000) and no slower within it (llama2-7b at 1024-4096).
+TEST(CostModel, CompletingGpuPrefillsPruneOnlyWhereWholeAnswersKeepUp) {
+  const CostShape l7 = cost_shape(4096, 32, 32, 32, 11008), code = cost_shape(384, 12, 6, 2, 1024);
+  auto verdict = [](const CostShape& m, int n, bool completes) {
+    const LayerSchedule s = LayerSchedule::from(PruneSchedule::default_for(m.config.n_layers), m.config.n_layers);
+    return judge_prefill(m.config, m.layers, plan_prefill(n, s), 0, device_cost(Device::Cuda, m.config, 1), completes);
+  };
+  const PruneVerdict short7 = verdict(l7, 512, true);
+  EXPECT_FALSE(short7.prune);
+  EXPECT_NE(short7.why.find("whole answers would be slower"), std::string::npos) << short7.why;
+  EXPECT_GT(short7.saved_ms, kPruneMargin * short7.overhead_ms);  // the TTFT alone would prune
+  for (int n : {1024, 2048, 4096, 16384, 32768}) EXPECT_TRUE(verdict(l7, n, true).prune) << n;
+  const PruneVerdict code4k = verdict(code, 4000, true);
+  EXPECT_FALSE(code4k.prune) << code4k.why;
+  EXPECT_NE(code4k.why.find("whole answers would be slower"), std::string::npos) << code4k.why;
+  // Re-selecting decode has no completing step: the bound does not apply.
+  EXPECT_TRUE(verdict(l7, 512, false).prune);
+  EXPECT_TRUE(verdict(code, 4000, false).prune);
+  // Nor on the CPU, whose completing step was measured no slower (docs/benchmarks.md).
+  DeviceCost cpu = device_cost(Device::Cpu, l7.config, 2);
+  EXPECT_EQ(cpu.completion_share_max, 0);
+  // The shape-only estimate is the model's: a loaded model gives the same numbers.
+  auto model = Model::load(eval_model_path());
+  const LayerSchedule es =
+      LayerSchedule::from(PruneSchedule::default_for(model->config().n_layers), model->config().n_layers);
+  const DeviceCost gpu = device_cost(Device::Cuda, *model, 1);
+  const PruneVerdict a = judge_prefill(*model, plan_prefill(3000, es), 0, gpu, true);
+  const PruneVerdict b = judge_prefill(model->config(), layer_sizes(*model), plan_prefill(3000, es), 0, gpu, true);
+  EXPECT_EQ(a.saved_ms, b.saved_ms);
+  EXPECT_EQ(a.prefill_ms, b.prefill_ms);
+  EXPECT_GT(a.prefill_ms, a.saved_ms);
+  EXPECT_THROW(judge_prefill(model->config(), std::span<const LayerSize>{}, plan_prefill(3000, es), 0, gpu), Error);
+}
+
 // Quantized weights on a GPU: the completing step copies each layer it completes into bf16 a
 // second time (batches over 64 rows), which the verdict counts: only when the step completes,
 // only at layers with more than 64 deferred rows, by the bytes each layer moves, and not when the

@@ -8,6 +8,7 @@
 // (SessionStats::pruning, `--json`), so a user sees why a schedule did not run.
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,13 +35,26 @@ struct DeviceCost {
   // The prefill keeps its bf16 copies for the completing step (SessionOptions::gpu_weight_copies;
   // assumed to fit), which then pays no second copy.
   bool completion_reads_copies = false;
+  // When the first decode step completes the deferred pairs, the fixed costs may be at most this
+  // share of the baseline's estimated prefill (0: no bound). A whole answer pays them on top of
+  // the baseline's work, less what the pruned prefill did more cheaply; past this share that no
+  // longer covers them (see cost_model.cpp for the measurements).
+  double completion_share_max = 0;
 };
+DeviceCost device_cost(Device d, const ModelConfig& c, int n_threads);
 DeviceCost device_cost(Device d, const Model& model, int n_threads);
+
+// A layer's size for the estimate: its matrices' parameters and their bytes as stored.
+struct LayerSize {
+  double params = 0, stored_bytes = 0;
+};
+std::vector<LayerSize> layer_sizes(const Model& model);
 
 struct PruneVerdict {
   bool prune = true;
   double saved_ms = 0;     // estimated prefill time the schedule saves
-  double overhead_ms = 0;  // estimated fixed cost of its pruning layers
+  double overhead_ms = 0;  // estimated fixed cost of its pruning layers (and the completing step)
+  double prefill_ms = 0;   // the baseline's estimated prefill
   std::string why;         // "on" or "off: ..."
 };
 
@@ -64,5 +78,8 @@ inline constexpr int kReselectMinContext = 3072;
 // work itself is the saving paid back).
 PruneVerdict judge_prefill(const Model& model, const PrefillPlan& plan, int n_past, const DeviceCost& cost,
                            bool completes = false);
+// The same from the model's shape alone (no weights needed: estimates for shapes not loaded).
+PruneVerdict judge_prefill(const ModelConfig& c, std::span<const LayerSize> layers, const PrefillPlan& plan, int n_past,
+                           const DeviceCost& cost, bool completes = false);
 
 }  // namespace lazyllm
