@@ -4,7 +4,9 @@
 // work saved, and pruning would make the first token later. The estimate here is a roofline of
 // each layer (weight bytes at the device's bandwidth or the rows' FLOPs at its rate, plus
 // attention) with and without the schedule, against the pruning layers' fixed cost; pruning
-// runs when the saving is at least kMargin times the cost. Its inputs and verdict are reported
+// runs when the saving is at least kPruneMargin times the cost, and, where the first decode step
+// completes the deferred pairs on a GPU, when the fixed costs are a small enough share of the
+// prefill that whole answers stay as fast as the baseline's. Its inputs and verdict are reported
 // (SessionStats::pruning, `--json`), so a user sees why a schedule did not run.
 #pragma once
 
