@@ -15,6 +15,7 @@
 
 #include "cache/kv_index.h"
 #include "lazyllm/lazyllm.h"
+#include "model/gen_model.h"
 #include "prune/cost_model.h"
 #include "prune/lazy_plan.h"
 #include "prune/select.h"
@@ -484,18 +485,18 @@ TEST(CostModel, TinyModelShortPromptsStayUnprunedOnGpuOnly) {
             judge_prefill(*model, plan_prefill(2000, s), 0, gpu).saved_ms);
 }
 
-// A model shape without weights, for the estimate: bf16-sized layers of a Llama.
+// A gen-model shape without weights, for the estimate: bf16-sized layers of a Llama.
 struct CostShape {
   ModelConfig config;
   std::vector<LayerSize> layers;
 };
-CostShape cost_shape(int embd, int layers, int heads, int kv_heads, int ff) {
+CostShape cost_shape(const GenModelSpec& g) {
   CostShape s;
-  s.config.n_embd = embd, s.config.n_layers = layers, s.config.n_heads = heads, s.config.n_kv_heads = kv_heads;
-  s.config.head_dim = embd / heads, s.config.n_ff = ff;
-  const double kvd = double(kv_heads) * (embd / heads);
-  const double params = double(embd) * embd * 2 + 2.0 * embd * kvd + 3.0 * embd * ff;
-  s.layers.assign(layers, {params, 2 * params});
+  s.config.n_embd = g.embd, s.config.n_layers = g.layers, s.config.n_heads = g.heads;
+  s.config.n_kv_heads = g.kv_heads, s.config.head_dim = g.embd / g.heads, s.config.n_ff = g.ff;
+  const double kvd = double(g.kv_heads) * (g.embd / g.heads);
+  const double params = double(g.embd) * g.embd * 2 + 2.0 * g.embd * kvd + 3.0 * g.embd * g.ff;
+  s.layers.assign(g.layers, {params, 2 * params});
   return s;
 }
 
@@ -503,7 +504,8 @@ CostShape cost_shape(int embd, int layers, int heads, int kv_heads, int ff) {
 // prefill: answers of two tokens were measured slower beyond it (llama2-7b at 512 tokens, the
 // 12-layer code model at 4000) and no slower within it (llama2-7b at 1024-4096).
 TEST(CostModel, CompletingGpuPrefillsPruneOnlyWhereWholeAnswersKeepUp) {
-  const CostShape l7 = cost_shape(4096, 32, 32, 32, 11008), code = cost_shape(384, 12, 6, 2, 1024);
+  const CostShape l7 = cost_shape(named_shape("llama2-7b"));
+  const CostShape code = cost_shape(parse_dims("embd=384,layers=12,heads=6,kv_heads=2,ff=1024"));
   auto verdict = [](const CostShape& m, int n, bool completes) {
     const LayerSchedule s = LayerSchedule::from(PruneSchedule::default_for(m.config.n_layers), m.config.n_layers);
     return judge_prefill(m.config, m.layers, plan_prefill(n, s), 0, device_cost(Device::Cuda, m.config, 1), completes);

@@ -54,14 +54,6 @@ int KVIndex::store(int l, int t) {
   return store_rows(l, {&token, 1});
 }
 
-void KVIndex::aux_put(int t) {
-  if (!aux_[t]) aux_[t] = 1, ++aux_entries_;
-}
-
-void KVIndex::aux_erase(int t) {
-  if (aux_[t]) aux_[t] = 0, --aux_entries_;
-}
-
 void KVIndex::clear() {
   std::fill(size_.begin(), size_.end(), 0);
   std::fill(slot_.begin(), slot_.end(), -1);

@@ -50,8 +50,12 @@ class KVIndex {
 
   // Aux Cache membership.
   bool in_aux(int t) const { return aux_[t] != 0; }
-  void aux_put(int t);
-  void aux_erase(int t);
+  void aux_put(int t) {
+    if (!aux_[t]) aux_[t] = 1, ++aux_entries_;
+  }
+  void aux_erase(int t) {
+    if (aux_[t]) aux_[t] = 0, --aux_entries_;
+  }
   int64_t aux_entries() const { return aux_entries_; }
 
   // Tokens that came in through prefill (counted as prompt work when computed).
